@@ -1,0 +1,161 @@
+// Package model is the LLaVA-style vision-language model with FlexAttention of DESIGN.md: its
+// configuration, weights, the forward and backward pass as a Gorgonia graph, selection, and FLOPs.
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Config describes the whole model. Its JSON form is the `config` metadata of the golden case files.
+type Config struct {
+	Vision VisionConfig `json:"vision" yaml:"vision"`
+	Text   TextConfig   `json:"text" yaml:"text"`
+	Flex   FlexConfig   `json:"flex" yaml:"flex"`
+}
+
+// VisionConfig is the CLIP ViT tower (DESIGN.md §3).
+type VisionConfig struct {
+	ImageSize        int     `json:"image_size" yaml:"image_size"`               // S, the LR image side
+	PatchSize        int     `json:"patch_size" yaml:"patch_size"`               // P
+	HiddenSize       int     `json:"hidden_size" yaml:"hidden_size"`             // Cv
+	IntermediateSize int     `json:"intermediate_size" yaml:"intermediate_size"` // CLIP MLP width
+	NumLayers        int     `json:"num_layers" yaml:"num_layers"`               // Lv
+	NumHeads         int     `json:"num_heads" yaml:"num_heads"`                 // Hv
+	LayerNormEps     float64 `json:"layer_norm_eps" yaml:"layer_norm_eps"`
+	SelectLayer      int     `json:"select_layer" yaml:"select_layer"` // Python index into hs[0..Lv]; LLaVA uses -2
+}
+
+// TextConfig is the LLaMA decoder (DESIGN.md §6).
+type TextConfig struct {
+	VocabSize        int     `json:"vocab_size" yaml:"vocab_size"`               // V
+	HiddenSize       int     `json:"hidden_size" yaml:"hidden_size"`             // D
+	IntermediateSize int     `json:"intermediate_size" yaml:"intermediate_size"` // F
+	NumLayers        int     `json:"num_layers" yaml:"num_layers"`               // L
+	NumHeads         int     `json:"num_heads" yaml:"num_heads"`                 // H
+	RMSNormEps       float64 `json:"rms_norm_eps" yaml:"rms_norm_eps"`
+	RopeTheta        float64 `json:"rope_theta" yaml:"rope_theta"`
+}
+
+// FlexConfig holds the FlexAttention settings (DESIGN.md §7–§8).
+type FlexConfig struct {
+	NSA        int     `json:"n_sa" yaml:"n_sa"`               // plain layers before the first FlexAttention layer
+	Zoom       int     `json:"zoom" yaml:"zoom"`               // Z: HR side = Z·S
+	SelectGrid int     `json:"select_grid" yaml:"select_grid"` // G: selection cells per side
+	Threshold  float64 `json:"threshold" yaml:"threshold"`     // on the 0…255 scale
+	Strategy   string  `json:"strategy" yaml:"strategy"`       // attention, topk, random, center
+	Ratio      float64 `json:"ratio,omitempty" yaml:"ratio,omitempty"`
+}
+
+// Strategies are the selection strategies of DESIGN.md §8.
+var Strategies = []string{"attention", "topk", "random", "center"}
+
+// ParseConfig decodes a JSON configuration, refusing unknown keys, and validates it.
+func ParseConfig(b []byte) (Config, error) {
+	var c Config
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("model: config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Grid returns g (LR grid side), n (LR image tokens), Zg (HR grid side) and M (HR tokens).
+func (c Config) Grid() (g, n, zg, m int) {
+	g = c.Vision.ImageSize / c.Vision.PatchSize
+	zg = c.Flex.Zoom * g
+	return g, g * g, zg, zg * zg
+}
+
+// HeadDim is the decoder's per-head width dh = D/H.
+func (c Config) HeadDim() int { return c.Text.HiddenSize / c.Text.NumHeads }
+
+// VisionLayersRun is how many CLIP layers produce hs[select_layer].
+func (c Config) VisionLayersRun() int {
+	L := c.Vision.NumLayers
+	return ((c.Vision.SelectLayer % (L + 1)) + L + 1) % (L + 1)
+}
+
+// Validate returns every problem with the configuration, one per line, or nil.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("model: config: %s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	positive := func(field string, v int) {
+		if v <= 0 {
+			bad(field, "must be positive, got %d", v)
+		}
+	}
+	v, t, f := c.Vision, c.Text, c.Flex
+	for _, p := range []struct {
+		name string
+		v    int
+	}{
+		{"vision.image_size", v.ImageSize}, {"vision.patch_size", v.PatchSize}, {"vision.hidden_size", v.HiddenSize},
+		{"vision.intermediate_size", v.IntermediateSize}, {"vision.num_layers", v.NumLayers}, {"vision.num_heads", v.NumHeads},
+		{"text.vocab_size", t.VocabSize}, {"text.hidden_size", t.HiddenSize}, {"text.intermediate_size", t.IntermediateSize},
+		{"text.num_layers", t.NumLayers}, {"text.num_heads", t.NumHeads}, {"flex.zoom", f.Zoom}, {"flex.select_grid", f.SelectGrid},
+	} {
+		positive(p.name, p.v)
+	}
+	if v.PatchSize > 0 && v.ImageSize%v.PatchSize != 0 {
+		bad("vision.image_size", "%d is not a multiple of patch_size %d", v.ImageSize, v.PatchSize)
+	}
+	if v.NumHeads > 0 && v.HiddenSize%v.NumHeads != 0 {
+		bad("vision.hidden_size", "%d is not a multiple of num_heads %d", v.HiddenSize, v.NumHeads)
+	}
+	if v.NumLayers > 0 && (v.SelectLayer > v.NumLayers || v.SelectLayer < -(v.NumLayers+1)) {
+		bad("vision.select_layer", "%d is outside -%d…%d", v.SelectLayer, v.NumLayers+1, v.NumLayers)
+	}
+	if v.LayerNormEps <= 0 {
+		bad("vision.layer_norm_eps", "must be positive, got %g", v.LayerNormEps)
+	}
+	if t.NumHeads > 0 && t.HiddenSize%t.NumHeads != 0 {
+		bad("text.hidden_size", "%d is not a multiple of num_heads %d", t.HiddenSize, t.NumHeads)
+	}
+	if t.NumHeads > 0 && t.HiddenSize%t.NumHeads == 0 && (t.HiddenSize/t.NumHeads)%2 != 0 {
+		bad("text.hidden_size", "head dim %d must be even for RoPE", t.HiddenSize/t.NumHeads)
+	}
+	if t.RMSNormEps <= 0 {
+		bad("text.rms_norm_eps", "must be positive, got %g", t.RMSNormEps)
+	}
+	if t.RopeTheta <= 0 {
+		bad("text.rope_theta", "must be positive, got %g", t.RopeTheta)
+	}
+	if f.NSA < 1 || (t.NumLayers > 0 && f.NSA >= t.NumLayers) {
+		bad("flex.n_sa", "must be in 1…%d (num_layers-1: layer n_sa-1 selects for layer n_sa), got %d", t.NumLayers-1, f.NSA)
+	}
+	if f.Threshold < 0 || f.Threshold >= 255 {
+		bad("flex.threshold", "must be in [0, 255), got %g", f.Threshold)
+	}
+	if !contains(Strategies, f.Strategy) {
+		bad("flex.strategy", "%q is not one of %s", f.Strategy, strings.Join(Strategies, ", "))
+	}
+	if f.Strategy != "attention" && f.Strategy != "" && (f.Ratio <= 0 || f.Ratio > 1) {
+		bad("flex.ratio", "must be in (0, 1] for strategy %s, got %g", f.Strategy, f.Ratio)
+	}
+	if g := c.gridOrZero(); g > 0 && f.SelectGrid > g*f.Zoom {
+		bad("flex.select_grid", "%d cells exceed the HR grid side %d", f.SelectGrid, g*f.Zoom)
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) gridOrZero() int {
+	if c.Vision.PatchSize <= 0 {
+		return 0
+	}
+	return c.Vision.ImageSize / c.Vision.PatchSize
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
