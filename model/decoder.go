@@ -1,0 +1,193 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/flextrain/flextrain/model/ops"
+	G "gorgonia.org/gorgonia"
+)
+
+// layer adds decoder layer l (DESIGN.md §6, and §7 for l ≥ n_sa) on top of h [B·N, D]. cells are the
+// selection cells layer l uses (from layer l−1); the returned cells are those layer l chooses for l+1.
+func (b *builder[T]) layer(l int, h, cells *G.Node) (*G.Node, *G.Node, error) {
+	p := fmt.Sprintf("model.layers.%d.", l)
+	x, err := b.rmsNorm(h, p+"input_layernorm.weight")
+	if err != nil {
+		return nil, nil, err
+	}
+	q, k, v, err := b.qkv(x, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	var o *G.Node
+	if l >= b.cfg.Flex.NSA {
+		o, err = b.flex(l, q, k, v, cells)
+	} else {
+		o, err = b.track2(ops.Attention(q, k, v, b.attnLayout()))(q, k, v)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var next *G.Node
+	if l >= b.cfg.Flex.NSA-1 && l < b.cfg.Text.NumLayers-1 {
+		if next, err = ops.Select(q, k, b.selectPlan(l)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if h, err = b.residual(h, o, p+"self_attn.o_proj.weight"); err != nil {
+		return nil, nil, err
+	}
+	h, err = b.mlp(h, p)
+	return h, next, err
+}
+
+// track2 adapts track to a (node, error) pair followed by its inputs.
+func (b *builder[T]) track2(n *G.Node, err error) func(in ...*G.Node) (*G.Node, error) {
+	return func(in ...*G.Node) (*G.Node, error) { return b.track(n, err, in...) }
+}
+
+func (b *builder[T]) rmsNorm(x *G.Node, name string) (*G.Node, error) {
+	w, err := b.param(name)
+	if err != nil {
+		return nil, err
+	}
+	n, err := ops.RMSNorm(x, w, b.cfg.Text.RMSNormEps, b.needs[x], b.needs[w])
+	return b.track(n, err, x, w)
+}
+
+// qkv projects x to rotated queries and keys and to values.
+func (b *builder[T]) qkv(x *G.Node, p string) (q, k, v *G.Node, err error) {
+	dh := b.cfg.HeadDim()
+	cos, sin := ops.RopeTables(b.lay.N, dh, b.cfg.Text.RopeTheta)
+	rotated := func(name string) (*G.Node, error) {
+		y, err := b.linear(x, name)
+		if err != nil {
+			return nil, err
+		}
+		return b.track2(ops.Rope(y, cos, sin, dh))(y)
+	}
+	if q, err = rotated(p + "self_attn.q_proj.weight"); err != nil {
+		return
+	}
+	if k, err = rotated(p + "self_attn.k_proj.weight"); err != nil {
+		return
+	}
+	v, err = b.linear(x, p+"self_attn.v_proj.weight")
+	return
+}
+
+// residual is h + o·W_Oᵀ.
+func (b *builder[T]) residual(h, o *G.Node, name string) (*G.Node, error) {
+	y, err := b.linear(o, name)
+	if err != nil {
+		return nil, err
+	}
+	return b.track2(G.Add(h, y))(h, y)
+}
+
+// mlp is h + down(silu(gate(y)) ⊙ up(y)) with y = post_attention_layernorm(h).
+func (b *builder[T]) mlp(h *G.Node, p string) (*G.Node, error) {
+	y, err := b.rmsNorm(h, p+"post_attention_layernorm.weight")
+	if err != nil {
+		return nil, err
+	}
+	gate, err := b.linear(y, p+"mlp.gate_proj.weight")
+	if err != nil {
+		return nil, err
+	}
+	up, err := b.linear(y, p+"mlp.up_proj.weight")
+	if err != nil {
+		return nil, err
+	}
+	a, err := b.track2(ops.SwiGLU(gate, up))(gate, up)
+	if err != nil {
+		return nil, err
+	}
+	return b.residual(h, a, p+"mlp.down_proj.weight")
+}
+
+// flex is FlexAttention layer l over the HR tokens its rows selected in layer l−1.
+func (b *builder[T]) flex(l int, q, k, v, cells *G.Node) (*G.Node, error) {
+	p := fmt.Sprintf("model.layers.%d.self_attn.", l)
+	wk, err := b.param(p + "k_proj_hd.weight")
+	if err != nil {
+		return nil, err
+	}
+	wv, err := b.param(p + "v_proj_hd.weight")
+	if err != nil {
+		return nil, err
+	}
+	plan := b.flexPlan()
+	b.plans[l], b.cells[l] = plan, cells
+	n, err := ops.FlexAttention(q, k, v, wk, wv, b.hd, cells, plan, b.needs[wk] || b.needs[wv])
+	return b.track(n, err, q, k, v, wk, wv)
+}
+
+// head adds the final norm, lm_head and, in training, the loss (DESIGN.md §9).
+func (b *builder[T]) head(h *G.Node) error {
+	y, err := b.rmsNorm(h, "model.norm.weight")
+	if err != nil {
+		return err
+	}
+	if b.logits, err = b.linear(y, "lm_head.weight"); err != nil {
+		return err
+	}
+	if b.opt.Mode == Train {
+		b.loss, err = b.track2(ops.CrossEntropy(b.logits, b.lay.targets()))(b.logits)
+	}
+	return err
+}
+
+// backward adds the gradient of the loss with respect to every trainable weight in the graph.
+func (b *builder[T]) backward() error {
+	if b.loss == nil || b.opt.Trainable == nil {
+		return nil
+	}
+	var names []string
+	var wrt G.Nodes
+	for name, n := range b.params {
+		if b.needs[n] {
+			names, wrt = append(names, name), append(wrt, n)
+		}
+	}
+	if len(wrt) == 0 {
+		return nil
+	}
+	grads, err := G.Grad(b.loss, wrt...)
+	if err != nil {
+		return fmt.Errorf("model: backward: %w", err)
+	}
+	for i, name := range names {
+		b.grads[name] = grads[i]
+	}
+	return nil
+}
+
+// attnLayout is the batch as the attention ops see it.
+func (b *builder[T]) attnLayout() ops.Layout {
+	return ops.Layout{B: b.lay.B, N: b.lay.N, Lens: b.lay.lens, Heads: b.cfg.Text.NumHeads, HeadDim: b.cfg.HeadDim()}
+}
+
+// flexPlan gathers what a FlexAttention layer needs: HR rows, HR RoPE tables per image sample, α.
+func (b *builder[T]) flexPlan() *ops.FlexPlan {
+	g, _, zg, M := b.cfg.Grid()
+	dh := b.cfg.HeadDim()
+	cos, sin := ops.RopeTables(b.lay.N, dh, b.cfg.Text.RopeTheta)
+	plan := &ops.FlexPlan{Layout: b.attnLayout(), Alpha: b.opt.Alpha, Rows: b.rows, M: M,
+		Cells: ops.CellGrid{G: b.cfg.Flex.SelectGrid, Zg: zg}, RopeCos: make([][]float64, b.lay.B), RopeSin: make([][]float64, b.lay.B)}
+	for i, at := range b.lay.imageAt {
+		if at >= 0 && len(b.rows[i]) > 0 {
+			plan.RopeCos[i], plan.RopeSin[i] = hrRopeTables(cos, sin, at, g, zg, dh)
+		}
+	}
+	return plan
+}
+
+// selectPlan gathers what the selection in layer l needs.
+func (b *builder[T]) selectPlan(l int) *ops.SelectPlan {
+	g, _, _, _ := b.cfg.Grid()
+	f := b.cfg.Flex
+	return &ops.SelectPlan{Layout: b.attnLayout(), Rows: b.rows, ImageAt: b.lay.imageAt, OriSizes: b.oriSizes,
+		Grid: g, Cells: f.SelectGrid, Threshold: f.Threshold, Strategy: f.Strategy, Ratio: f.Ratio,
+		Seed: b.opt.Seed, Step: b.opt.Step, Layer: l}
+}

@@ -1,0 +1,221 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/flextrain/flextrain/model/ops"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Mode says which rows see HR tokens: Train (rows that predict a supervised token) or Infer (the last row).
+type Mode int
+
+const (
+	Train Mode = iota
+	Infer
+)
+
+// Options are the per-step settings of a forward pass.
+type Options struct {
+	Mode      Mode
+	Alpha     float64           // the blend weight of DESIGN.md §9 (1 at evaluation)
+	Trainable func(string) bool // which weights get a gradient; nil: none (forward only)
+	Step      int               // optimizer steps taken, for the random strategy's generator
+	Seed      uint64            // the random strategy's seed
+}
+
+// Graph is the model unrolled for one batch as a Gorgonia graph. The frozen vision tower has already run;
+// the projector, assembly, decoder, loss and the backward pass to the trainable weights are nodes.
+type Graph struct {
+	cfg      Config
+	g        *G.ExprGraph
+	lay      layout
+	rows     [][]int  // HR rows per sample
+	oriSizes [][2]int // per sample (w, h)
+	hd       *G.Node  // HR features [B·M, D], constants
+	lr       *G.Node  // projected LR features [K·n, D], nil without images
+	logits   *G.Node  // [B·N, V]
+	loss     *G.Node  // scalar, Train mode only
+	params   map[string]*G.Node
+	grads    map[string]*G.Node    // per trainable weight
+	cells    map[int]*G.Node       // selection cells used by FlexAttention layer l
+	plans    map[int]*ops.FlexPlan // per FlexAttention layer
+	needs    map[*G.Node]bool      // nodes a gradient flows through
+	vm       G.VM
+}
+
+// builder unrolls the model in element type T.
+type builder[T ops.Float] struct {
+	*Graph
+	w   *Weights
+	get lookup[T]
+	opt Options
+}
+
+// Build unrolls the model for a batch. The weights are bound, not copied: an optimizer that updates them in
+// place is seen by the next Run of a graph built later.
+func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
+	cfg := w.Config()
+	if err := batch.Validate(cfg); err != nil {
+		return nil, err
+	}
+	_, n, _, _ := cfg.Grid()
+	m := &Graph{cfg: cfg, g: G.NewGraph(), lay: batch.assemble(n), params: map[string]*G.Node{},
+		grads: map[string]*G.Node{}, cells: map[int]*G.Node{}, plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{}}
+	m.rows, m.oriSizes = m.lay.hrRows(opt.Mode == Train), batch.OriSizes
+	var err error
+	if w.Dtype() == tensor.Float32 {
+		err = newBuilder[float32](m, w, opt).build(batch)
+	} else {
+		err = newBuilder[float64](m, w, opt).build(batch)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.vm = G.NewTapeMachine(m.g)
+	return m, nil
+}
+
+func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {
+	return &builder[T]{Graph: m, w: w, opt: opt, get: func(name string) []T { return w.Get(name).Data().([]T) }}
+}
+
+func (b *builder[T]) build(batch *Batch) error {
+	h, err := b.embed(batch)
+	if err != nil {
+		return err
+	}
+	b.hd = b.hrFeatures(batch)
+	var cells *G.Node
+	for l := 0; l < b.cfg.Text.NumLayers; l++ {
+		if h, cells, err = b.layer(l, h, cells); err != nil {
+			return fmt.Errorf("model: layer %d: %w", l, err)
+		}
+	}
+	if err = b.head(h); err != nil {
+		return err
+	}
+	return b.backward()
+}
+
+// param returns the node bound to a weight, creating it on first use.
+func (b *builder[T]) param(name string) (*G.Node, error) {
+	if n, ok := b.params[name]; ok {
+		return n, nil
+	}
+	t := b.w.Get(name)
+	if t == nil {
+		return nil, fmt.Errorf("model: weight %s is missing", name)
+	}
+	n := G.NodeFromAny(b.g, t, G.WithName(name))
+	b.params[name] = n
+	b.needs[n] = b.opt.Trainable != nil && b.opt.Trainable(name)
+	return n, nil
+}
+
+// constant adds a tensor without gradient.
+func (b *builder[T]) constant(name string, data []T, shape ...int) *G.Node {
+	t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
+	return G.NodeFromAny(b.g, t, G.WithName(name))
+}
+
+// track records that n needs a gradient when any of its inputs does.
+func (b *builder[T]) track(n *G.Node, err error, in ...*G.Node) (*G.Node, error) {
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range in {
+		b.needs[n] = b.needs[n] || b.needs[i]
+	}
+	return n, nil
+}
+
+// linear is x·Wᵀ for the weight called name.
+func (b *builder[T]) linear(x *G.Node, name string) (*G.Node, error) {
+	w, err := b.param(name)
+	if err != nil {
+		return nil, err
+	}
+	n, err := ops.Linear(x, w, b.needs[x], b.needs[w])
+	return b.track(n, err, x, w)
+}
+
+// affine is x·Wᵀ + bias for the torch Linear called prefix.
+func (b *builder[T]) affine(x *G.Node, prefix string) (*G.Node, error) {
+	y, err := b.linear(x, prefix+".weight")
+	if err != nil {
+		return nil, err
+	}
+	bias, err := b.param(prefix + ".bias")
+	if err != nil {
+		return nil, err
+	}
+	n, err := ops.AddBias(y, bias, b.needs[y], b.needs[bias])
+	return b.track(n, err, y, bias)
+}
+
+// embed runs the frozen vision tower on the LR views, projects them (DESIGN.md §4) and assembles the
+// decoder input (§5).
+func (b *builder[T]) embed(batch *Batch) (*G.Node, error) {
+	emb, err := b.param("model.embed_tokens.weight")
+	if err != nil {
+		return nil, err
+	}
+	var img *G.Node
+	if b.lay.images > 0 {
+		if img, err = b.projectLR(batch); err != nil {
+			return nil, err
+		}
+	}
+	n, err := ops.Assemble(emb, img, b.lay.src, b.needs[emb], img != nil && b.needs[img])
+	if img != nil {
+		return b.track(n, err, emb, img)
+	}
+	return b.track(n, err, emb)
+}
+
+// projectLR runs the vision tower on every image's LR view and the projector on the result.
+func (b *builder[T]) projectLR(batch *Batch) (*G.Node, error) {
+	_, n, _, _ := b.cfg.Grid()
+	Cv := b.cfg.Vision.HiddenSize
+	feats := make([]T, 0, b.lay.images*n*Cv)
+	for i := range batch.InputIDs {
+		if b.lay.imageIdx[i] >= 0 {
+			feats = append(feats, visionFeatures(b.cfg, b.get, convert[T](batch.LRPixels[i]))...)
+		}
+	}
+	x := b.constant("lr_vision_features", feats, b.lay.images*n, Cv)
+	h, err := b.affine(x, "model.mm_projector.0")
+	if err != nil {
+		return nil, err
+	}
+	a, err := ops.GELU(h)
+	if h, err = b.track(a, err, h); err != nil {
+		return nil, err
+	}
+	b.lr, err = b.affine(h, "model.mm_projector.2")
+	return b.lr, err
+}
+
+// hrFeatures computes the HR features of every image sample as one constant [B·M, D] (zeros for text-only
+// samples and for samples without HR rows, which never read them).
+func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
+	_, _, _, M := b.cfg.Grid()
+	D := b.cfg.Text.HiddenSize
+	hd := make([]T, b.lay.B*M*D)
+	for i, rows := range b.rows {
+		if len(rows) > 0 {
+			copy(hd[i*M*D:], hrFeatures(b.cfg, b.get, convert[T](batch.HRPixels[i])))
+		}
+	}
+	return b.constant("hd_features", hd, b.lay.B*M, D)
+}
+
+func convert[T ops.Float](x []float64) []T {
+	y := make([]T, len(x))
+	for i, v := range x {
+		y[i] = T(v)
+	}
+	return y
+}

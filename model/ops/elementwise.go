@@ -1,0 +1,145 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// AddBias is y = x + b for x [R, C] and b [C].
+func AddBias(x, b *G.Node, needX, needB bool) (*G.Node, error) {
+	op := &fnOp{name: "AddBias", diff: []bool{needX, needB}, shape: sameShape}
+	op.do = pick(addBiasDo[float32], addBiasDo[float64])
+	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
+		res := G.Nodes{nil, nil}
+		if needX {
+			res[0] = g
+		}
+		if needB {
+			var err error
+			if res[1], err = colSum(g); err != nil {
+				return nil, err
+			}
+		}
+		return res, nil
+	}
+	return apply(op, 2, x, b)
+}
+
+func addBiasDo[T Float](v []G.Value) (G.Value, error) {
+	x, b := slice[T](v[0]), slice[T](v[1])
+	out, y := alloc[T](shapeOf(v[0])...)
+	for i := range y {
+		y[i] = x[i] + b[i%len(b)]
+	}
+	return out, nil
+}
+
+// colSum sums a [R, C] tensor over its rows.
+func colSum(g *G.Node) (*G.Node, error) {
+	op := &fnOp{name: "ColSum"}
+	op.shape = func(in []tensor.Shape) (tensor.Shape, error) { return tensor.Shape{in[0][1]}, nil }
+	op.do = pick(colSumDo[float32], colSumDo[float64])
+	return apply(op, 1, g)
+}
+
+func colSumDo[T Float](v []G.Value) (G.Value, error) {
+	s := shapeOf(v[0])
+	out, y := alloc[T](s[1])
+	x := slice[T](v[0])
+	for r := 0; r < s[0]; r++ {
+		for c, xv := range x[r*s[1] : (r+1)*s[1]] {
+			y[c] += xv
+		}
+	}
+	return out, nil
+}
+
+// GELU is the exact (erf) GELU of the projector: x·Φ(x).
+func GELU(x *G.Node) (*G.Node, error) {
+	op := &fnOp{name: "GELU", diff: []bool{true}, shape: sameShape}
+	op.do = pick(mapDo[float32](gelu), mapDo[float64](gelu))
+	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
+		d, err := zipOp("GELUGrad", in[0], g, func(x, g float64) float64 { return g * geluGrad(x) })
+		return G.Nodes{d}, err
+	}
+	return apply(op, x.Dims(), x)
+}
+
+func gelu(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
+func geluGrad(x float64) float64 {
+	return 0.5*(1+math.Erf(x/math.Sqrt2)) + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
+}
+
+// SwiGLU is silu(gate) ⊙ up, the LLaMA MLP's gate.
+func SwiGLU(gate, up *G.Node) (*G.Node, error) {
+	op := &fnOp{name: "SwiGLU", diff: []bool{true, true}, shape: sameShape}
+	op.do = pick(zipDo[float32](func(a, b float64) float64 { return silu(a) * b }),
+		zipDo[float64](func(a, b float64) float64 { return silu(a) * b }))
+	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
+		dGate, err := zip3Op("SwiGLUGradGate", in[0], in[1], g, func(a, b, g float64) float64 {
+			s := sigmoid(a)
+			return g * b * s * (1 + a*(1-s))
+		})
+		if err != nil {
+			return nil, err
+		}
+		dUp, err := zipOp("SwiGLUGradUp", in[0], g, func(a, g float64) float64 { return g * silu(a) })
+		return G.Nodes{dGate, dUp}, err
+	}
+	return apply(op, gate.Dims(), gate, up)
+}
+
+func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+func silu(x float64) float64    { return x * sigmoid(x) }
+
+// mapDo applies f element-wise, computing in float64.
+func mapDo[T Float](f func(float64) float64) doFunc {
+	return func(v []G.Value) (G.Value, error) {
+		x := slice[T](v[0])
+		out, y := alloc[T](shapeOf(v[0])...)
+		for i, xv := range x {
+			y[i] = T(f(float64(xv)))
+		}
+		return out, nil
+	}
+}
+
+// zipDo applies f to two same-shaped inputs element-wise, computing in float64.
+func zipDo[T Float](f func(a, b float64) float64) doFunc {
+	return func(v []G.Value) (G.Value, error) {
+		a, b := slice[T](v[0]), slice[T](v[1])
+		if len(a) != len(b) {
+			return nil, fmt.Errorf("ops: element-wise sizes %d and %d differ", len(a), len(b))
+		}
+		out, y := alloc[T](shapeOf(v[0])...)
+		for i := range y {
+			y[i] = T(f(float64(a[i]), float64(b[i])))
+		}
+		return out, nil
+	}
+}
+
+func zipOp(name string, a, b *G.Node, f func(a, b float64) float64) (*G.Node, error) {
+	op := &fnOp{name: name, shape: sameShape, do: pick(zipDo[float32](f), zipDo[float64](f))}
+	return apply(op, a.Dims(), a, b)
+}
+
+func zip3Op(name string, a, b, c *G.Node, f func(a, b, c float64) float64) (*G.Node, error) {
+	op := &fnOp{name: name, shape: sameShape}
+	op.do = pick(zip3Do[float32](f), zip3Do[float64](f))
+	return apply(op, a.Dims(), a, b, c)
+}
+
+func zip3Do[T Float](f func(a, b, c float64) float64) doFunc {
+	return func(v []G.Value) (G.Value, error) {
+		a, b, c := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
+		out, y := alloc[T](shapeOf(v[0])...)
+		for i := range y {
+			y[i] = T(f(float64(a[i]), float64(b[i]), float64(c[i])))
+		}
+		return out, nil
+	}
+}

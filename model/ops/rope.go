@@ -1,0 +1,88 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// RopeTables returns the RoPE cos and sin tables [n, dh] for positions 0…n−1 (DESIGN.md §6):
+// inv_freq_i = θ^(−2i/dh), angle = pos·inv_freq, tables = cos/sin(cat(angle, angle)). Computed in float64.
+func RopeTables(n, dh int, theta float64) (cos, sin []float64) {
+	cos, sin = make([]float64, n*dh), make([]float64, n*dh)
+	h := dh / 2
+	for p := 0; p < n; p++ {
+		for i := 0; i < h; i++ {
+			a := float64(p) * math.Pow(theta, -float64(2*i)/float64(dh))
+			c, s := math.Cos(a), math.Sin(a)
+			cos[p*dh+i], cos[p*dh+h+i] = c, c
+			sin[p*dh+i], sin[p*dh+h+i] = s, s
+		}
+	}
+	return cos, sin
+}
+
+// Rope rotates every head of x [R, H·dh]: x' = x·cos + rot(x)·sin with rot(x) = cat(−x₂, x₁).
+// Row r uses row r mod period of the tables cos, sin [period, dh]; the decoder uses period N (positions
+// restart in every sample).
+func Rope(x *G.Node, cos, sin []float64, dh int) (*G.Node, error) {
+	period := len(cos) / dh
+	op := &fnOp{name: "Rope", diff: []bool{true}}
+	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
+		if len(in[0]) != 2 || in[0][1]%dh != 0 || in[0][0]%period != 0 {
+			return nil, fmt.Errorf("ops: Rope: x %v does not fit head dim %d and period %d", in[0], dh, period)
+		}
+		return in[0].Clone(), nil
+	}
+	op.do = pick(ropeDo[float32](cos, sin, dh, false), ropeDo[float64](cos, sin, dh, false))
+	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
+		back := &fnOp{name: "RopeGrad", shape: sameShape, do: pick(ropeDo[float32](cos, sin, dh, true), ropeDo[float64](cos, sin, dh, true))}
+		d, err := apply(back, 2, g)
+		return G.Nodes{d}, err
+	}
+	return apply(op, 2, x)
+}
+
+func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
+	c, s := convert[T](cos), convert[T](sin)
+	return func(v []G.Value) (G.Value, error) {
+		x := slice[T](v[0])
+		out, y := alloc[T](shapeOf(v[0])...)
+		width := shapeOf(v[0])[1]
+		period := len(c) / dh
+		for r := 0; r < len(x)/width; r++ {
+			t := (r % period) * dh
+			for h := 0; h < width; h += dh {
+				o := r*width + h
+				RopeRow(y[o:o+dh], x[o:o+dh], c[t:t+dh], s[t:t+dh], transpose)
+			}
+		}
+		return out, nil
+	}
+}
+
+// RopeRow rotates one head vector: y = x·cos + rot(x)·sin, or with transpose the adjoint
+// y = x·cos + rotᵀ(x·sin) with rotᵀ(z) = cat(z₂, −z₁), which is the backward pass.
+func RopeRow[T Float](y, x, cos, sin []T, transpose bool) {
+	h := len(x) / 2
+	for i := 0; i < h; i++ {
+		if transpose {
+			y[i] = x[i]*cos[i] + x[i+h]*sin[i+h]
+			y[i+h] = x[i+h]*cos[i+h] - x[i]*sin[i]
+		} else {
+			y[i] = x[i]*cos[i] - x[i+h]*sin[i]
+			y[i+h] = x[i+h]*cos[i+h] + x[i]*sin[i+h]
+		}
+	}
+}
+
+// convert copies a float64 table into T.
+func convert[T Float](x []float64) []T {
+	y := make([]T, len(x))
+	for i, v := range x {
+		y[i] = T(v)
+	}
+	return y
+}

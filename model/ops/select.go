@@ -1,0 +1,227 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// SelectPlan is what the selection of DESIGN.md §8 needs beside the layer's queries and keys.
+type SelectPlan struct {
+	Layout
+	Rows      [][]int  // per sample, the HR rows; nil for text-only samples
+	ImageAt   []int    // per sample, i0: the first LR image row (ignored for text-only samples)
+	OriSizes  [][2]int // per sample, the original (w, h) of the image
+	Grid      int      // g: LR grid side (n = g² image tokens)
+	Cells     int      // G: selection grid side
+	Threshold float64  // on the 0…255 scale
+	Strategy  string   // attention, topk, random, center
+	Ratio     float64  // topk, random, center
+	Seed      uint64   // random: with Step and Layer, seeds the generator of each sample
+	Step      int
+	Layer     int
+}
+
+// Select chooses, for every HR row, the selection cells its next layer attends to (DESIGN.md §8), from the
+// plain attention of this layer recomputed from q and k [B·N, H·dh]. The result [B·N, G²] holds 1 for a
+// selected cell; it carries no gradient.
+func Select(q, k *G.Node, plan *SelectPlan) (*G.Node, error) {
+	op := &fnOp{name: "Select"}
+	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
+		return tensor.Shape{plan.B * plan.N, plan.Cells * plan.Cells}, nil
+	}
+	op.do = pick(selectDo[float32](plan), selectDo[float64](plan))
+	return apply(op, 2, q, k)
+}
+
+func selectDo[T Float](plan *SelectPlan) doFunc {
+	return func(v []G.Value) (G.Value, error) {
+		q, k := slice[T](v[0]), slice[T](v[1])
+		nc := plan.Cells * plan.Cells
+		out, cells := alloc[T](plan.B*plan.N, nc)
+		for b := 0; b < plan.B; b++ {
+			var rng *rand.Rand
+			if plan.Strategy == "random" {
+				rng = rand.New(rand.NewPCG(plan.Seed, RandomStream(plan.Step, b, plan.Layer)))
+			}
+			for _, r := range plan.Rows[b] {
+				a := imageAttention(plan, b, r, q, k)
+				sel, err := SelectCells(a, plan.Grid, plan.Cells, plan.OriSizes[b], plan.Threshold, plan.Strategy, plan.Ratio, rng)
+				if err != nil {
+					return nil, err
+				}
+				row := cells[(b*plan.N+r)*nc:][:nc]
+				for i, s := range sel {
+					if s {
+						row[i] = 1
+					}
+				}
+			}
+		}
+		return out, nil
+	}
+}
+
+// RandomStream is the stream of the random strategy's generator for (step, sample, layer), as DESIGN.md §8's
+// seeding by (seed, step, sample, layer); the seed is the generator's other half.
+func RandomStream(step, sample, layer int) uint64 {
+	return (uint64(step)*1009+uint64(sample))*1009 + uint64(layer)
+}
+
+// imageAttention returns a = Σ_heads P_plain[r, i0 : i0+n] of row r of sample b, reshaped [g, g] row-major.
+func imageAttention[T Float](plan *SelectPlan, b, r int, q, k []T) []float64 {
+	lay := plan.Layout
+	width, dh, n := lay.Heads*lay.HeadDim, lay.HeadDim, plan.Grid*plan.Grid
+	scale := 1 / math.Sqrt(float64(dh))
+	nk, i0 := lay.keys(b, r), plan.ImageAt[b]
+	a := make([]float64, n)
+	row := make([]T, nk)
+	for h := 0; h < lay.Heads; h++ {
+		qr := q[(b*lay.N+r)*width+h*dh:][:dh]
+		for j := 0; j < nk; j++ {
+			row[j] = T(scale * dot(qr, k[(b*lay.N+j)*width+h*dh:][:dh]))
+		}
+		softmax(row)
+		for t := 0; t < n && i0+t < nk; t++ {
+			a[t] += float64(row[i0+t])
+		}
+	}
+	return a
+}
+
+// PadMargin is m = ⌊⌊|w − h|/2⌋ / max(w, h) · g⌋ in float64, in that order (DESIGN.md §8 step 2): the rows
+// (w > h) or columns (h > w) [0, m) and [g − m, g) of the LR grid that hold only pad-to-square margin.
+func PadMargin(w, h, g int) int {
+	if w <= 0 || h <= 0 {
+		return 0
+	}
+	d := w - h
+	if d < 0 {
+		d = -d
+	}
+	return int(math.Floor(float64(d/2) / float64(max(w, h)) * float64(g)))
+}
+
+// SelectCells runs DESIGN.md §8 steps 2–5 (or an ablation strategy) on one row's image attention a [g·g]
+// and returns the G² selected cells, row-major.
+func SelectCells(a []float64, g, G int, ori [2]int, threshold float64, strategy string, ratio float64, rng *rand.Rand) ([]bool, error) {
+	zeroMargin(a, g, ori)
+	k := int(math.Ceil(ratio * float64(G*G)))
+	switch strategy {
+	case "attention":
+		return pool(thresholded(a, threshold), g, G), nil
+	case "topk":
+		return firstK(rankDesc(poolMax(a, g, G)), G*G, k), nil
+	case "center":
+		return firstK(centreOrder(G), G*G, k), nil
+	case "random":
+		out := make([]bool, G*G)
+		for i := range out {
+			out[i] = rng.Float64() < ratio
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("ops: unknown selection strategy %q", strategy)
+}
+
+// zeroMargin zeroes the pad-to-square margin of a [g, g].
+func zeroMargin(a []float64, g int, ori [2]int) {
+	m := PadMargin(ori[0], ori[1], g)
+	for i := 0; i < g; i++ {
+		for j := 0; j < g; j++ {
+			inRows := ori[0] > ori[1] && (i < m || i >= g-m)
+			inCols := ori[1] > ori[0] && (j < m || j >= g-m)
+			if m > 0 && (inRows || inCols) {
+				a[i*g+j] = 0
+			}
+		}
+	}
+}
+
+// thresholded min-max normalises a over all entries and marks 255·a > threshold; max = min marks nothing.
+func thresholded(a []float64, threshold float64) []bool {
+	lo, hi := a[0], a[0]
+	for _, v := range a {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	c := make([]bool, len(a))
+	if hi == lo {
+		return c
+	}
+	for i, v := range a {
+		c[i] = 255*((v-lo)/(hi-lo)) > threshold
+	}
+	return c
+}
+
+// window is the adaptive max-pool window of output cell i: input [⌊i·g/G⌋, ⌈(i+1)·g/G⌉).
+func window(i, g, G int) (int, int) { return i * g / G, ((i+1)*g + G - 1) / G }
+
+// pool is the adaptive max-pool [g, g] → [G, G] of a 0/1 map: a cell is set if any covered entry is.
+func pool(c []bool, g, G int) []bool {
+	v := make([]float64, len(c))
+	for i, b := range c {
+		if b {
+			v[i] = 1
+		}
+	}
+	out := make([]bool, G*G)
+	for i, m := range poolMax(v, g, G) {
+		out[i] = m > 0
+	}
+	return out
+}
+
+// poolMax is the adaptive max-pool [g, g] → [G, G].
+func poolMax(a []float64, g, G int) []float64 {
+	out := make([]float64, G*G)
+	for ci := 0; ci < G; ci++ {
+		r0, r1 := window(ci, g, G)
+		for cj := 0; cj < G; cj++ {
+			c0, c1 := window(cj, g, G)
+			m := math.Inf(-1)
+			for i := r0; i < r1; i++ {
+				for j := c0; j < c1; j++ {
+					m = math.Max(m, a[i*g+j])
+				}
+			}
+			out[ci*G+cj] = m
+		}
+	}
+	return out
+}
+
+// rankDesc orders cell indices by decreasing value, ties by row-major order.
+func rankDesc(v []float64) []int {
+	idx := make([]int, len(v))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] > v[idx[b]] })
+	return idx
+}
+
+// centreOrder orders cells by the squared distance of their centres to the grid centre, ties row-major.
+func centreOrder(G int) []int {
+	d := make([]float64, G*G)
+	for i := 0; i < G; i++ {
+		for j := 0; j < G; j++ {
+			di, dj := float64(i)+0.5-float64(G)/2, float64(j)+0.5-float64(G)/2
+			d[i*G+j] = -(di*di + dj*dj)
+		}
+	}
+	return rankDesc(d)
+}
+
+// firstK marks the first k cells of order.
+func firstK(order []int, n, k int) []bool {
+	out := make([]bool, n)
+	for _, i := range order[:min(k, len(order))] {
+		out[i] = true
+	}
+	return out
+}

@@ -1,0 +1,110 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/flextrain/flextrain/model/ops"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Run executes the graph: forward, and backward when weights are trainable.
+func (m *Graph) Run() error {
+	defer m.vm.Reset()
+	if err := m.vm.RunAll(); err != nil {
+		return fmt.Errorf("model: run: %w", err)
+	}
+	return nil
+}
+
+// Close releases the graph's machine.
+func (m *Graph) Close() error { return m.vm.Close() }
+
+// Loss is the training loss of the last Run (0 in Infer mode).
+func (m *Graph) Loss() float64 {
+	if m.loss == nil || m.loss.Value() == nil {
+		return 0
+	}
+	return scalar(m.loss.Value())
+}
+
+func scalar(v G.Value) float64 {
+	switch x := v.Data().(type) {
+	case float32:
+		return float64(x)
+	case float64:
+		return x
+	case []float32:
+		return float64(x[0])
+	case []float64:
+		return x[0]
+	}
+	return 0
+}
+
+// Grads returns the gradient of every trainable weight after a Run, by name.
+func (m *Graph) Grads() map[string]*tensor.Dense {
+	out := make(map[string]*tensor.Dense, len(m.grads))
+	for name, n := range m.grads {
+		if d, ok := n.Value().(*tensor.Dense); ok {
+			out[name] = d
+		}
+	}
+	return out
+}
+
+// Logits returns the logits [B·N, V] of the last Run; rows past a sample's length are padding.
+func (m *Graph) Logits() *tensor.Dense { return m.logits.Value().(*tensor.Dense) }
+
+// Shape returns the assembled batch size and length (B, N).
+func (m *Graph) Shape() (int, int) { return m.lay.B, m.lay.N }
+
+// Lens returns the real length of every assembled sample.
+func (m *Graph) Lens() []int { return m.lay.lens }
+
+// HRRows returns, per sample, the rows that see HR tokens.
+func (m *Graph) HRRows() [][]int { return m.rows }
+
+// LRFeatures returns the projected LR features [K·n, D] of the image samples, in batch order (nil without images).
+func (m *Graph) LRFeatures() *tensor.Dense {
+	if m.lr == nil {
+		return nil
+	}
+	return m.lr.Value().(*tensor.Dense)
+}
+
+// HRFeatures returns the HR features [B·M, D] (zeros for samples without HR rows).
+func (m *Graph) HRFeatures() *tensor.Dense { return m.hd.Value().(*tensor.Dense) }
+
+// ImageIndex returns, per sample, its index among the image samples, or -1.
+func (m *Graph) ImageIndex() []int { return m.lay.imageIdx }
+
+// Selection returns the HR tokens each HR row of each sample attended to in FlexAttention layer l during the
+// last Run: [sample][HR row index][]token, aligned with HRRows (rows whose selection was empty have none).
+func (m *Graph) Selection(l int) ([][][]int, error) {
+	c, ok := m.cells[l]
+	if !ok {
+		return nil, fmt.Errorf("model: layer %d is not a FlexAttention layer", l)
+	}
+	_, _, zg, _ := m.cfg.Grid()
+	grid := ops.CellGrid{G: m.cfg.Flex.SelectGrid, Zg: zg}
+	nc := grid.G * grid.G
+	cells := c.Value().Data()
+	flag := func(i int) bool {
+		switch x := cells.(type) {
+		case []float32:
+			return x[i] != 0
+		case []float64:
+			return x[i] != 0
+		}
+		return false
+	}
+	out := make([][][]int, m.lay.B)
+	for b, rows := range m.rows {
+		for _, r := range rows {
+			base := (b*m.lay.N + r) * nc
+			out[b] = append(out[b], grid.Tokens(func(i int) bool { return flag(base + i) }))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,112 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/flextrain/flextrain/model/ops"
+)
+
+// visionPrefix is where the CLIP tower's tensors live in a LLaVA-1.5 checkpoint.
+const visionPrefix = "model.vision_tower.vision_tower.vision_model."
+
+// lookup returns the data of a named weight in the element type T.
+type lookup[T ops.Float] func(name string) []T
+
+// visionFeatures runs the frozen CLIP tower (DESIGN.md §3) on one image [3, S, S] and returns
+// hs[select_layer] without the CLS row, [n, Cv]. No gradient flows through it.
+func visionFeatures[T ops.Float](cfg Config, w lookup[T], px []T) []T {
+	vc := cfg.Vision
+	g, n, _, _ := cfg.Grid()
+	Cv, P, tokens := vc.HiddenSize, vc.PatchSize, n+1
+	patches := make([]T, n*3*P*P)
+	for gi := 0; gi < g; gi++ {
+		for gj := 0; gj < g; gj++ {
+			dst := patches[(gi*g+gj)*3*P*P:]
+			for c := 0; c < 3; c++ {
+				for py := 0; py < P; py++ {
+					src := px[(c*vc.ImageSize+gi*P+py)*vc.ImageSize+gj*P:]
+					copy(dst[(c*P+py)*P:(c*P+py+1)*P], src[:P])
+				}
+			}
+		}
+	}
+	x := make([]T, tokens*Cv)
+	ops.MatMulNT(x[Cv:], patches, w(visionPrefix+"embeddings.patch_embedding.weight"), n, 3*P*P, Cv)
+	copy(x[:Cv], w(visionPrefix+"embeddings.class_embedding"))
+	pos := w(visionPrefix + "embeddings.position_embedding.weight")
+	for i := range x {
+		x[i] += pos[i]
+	}
+	ops.LayerNorm(x, x, w(visionPrefix+"pre_layrnorm.weight"), w(visionPrefix+"pre_layrnorm.bias"), Cv, vc.LayerNormEps)
+	for l := 0; l < cfg.VisionLayersRun(); l++ {
+		visionLayer(cfg, w, fmt.Sprintf("%sencoder.layers.%d.", visionPrefix, l), x, tokens)
+	}
+	return x[Cv:]
+}
+
+// visionLayer applies one pre-norm CLIP encoder layer to x [tokens, Cv] in place.
+func visionLayer[T ops.Float](cfg Config, w lookup[T], p string, x []T, tokens int) {
+	vc := cfg.Vision
+	Cv, eps := vc.HiddenSize, vc.LayerNormEps
+	y := make([]T, len(x))
+	ops.LayerNorm(y, x, w(p+"layer_norm1.weight"), w(p+"layer_norm1.bias"), Cv, eps)
+	q, k, v := affine(w, p+"self_attn.q_proj", y, tokens, Cv), affine(w, p+"self_attn.k_proj", y, tokens, Cv), affine(w, p+"self_attn.v_proj", y, tokens, Cv)
+	o := make([]T, len(x))
+	ops.FullAttention(o, q, k, v, tokens, vc.NumHeads, Cv/vc.NumHeads)
+	addInto(x, affine(w, p+"self_attn.out_proj", o, tokens, Cv))
+	ops.LayerNorm(y, x, w(p+"layer_norm2.weight"), w(p+"layer_norm2.bias"), Cv, eps)
+	h := affine(w, p+"mlp.fc1", y, tokens, Cv)
+	ops.QuickGELU(h)
+	addInto(x, affine(w, p+"mlp.fc2", h, tokens, vc.IntermediateSize))
+}
+
+// affine is x·Wᵀ + b for the torch Linear named p, with x [rows, in].
+func affine[T ops.Float](w lookup[T], p string, x []T, rows, in int) []T {
+	wt, b := w(p+".weight"), w(p+".bias")
+	out := len(b)
+	y := make([]T, rows*out)
+	ops.MatMulNT(y, x, wt, rows, in, out)
+	ops.AddRowBias(y, b)
+	return y
+}
+
+func addInto[T ops.Float](x, y []T) {
+	for i := range x {
+		x[i] += y[i]
+	}
+}
+
+// project is the mlp2x_gelu projector (DESIGN.md §4) without gradient: [rows, Cv] → [rows, D].
+func project[T ops.Float](cfg Config, w lookup[T], x []T, rows int) []T {
+	h := affine(w, "model.mm_projector.0", x, rows, cfg.Vision.HiddenSize)
+	ops.GELUInPlace(h)
+	return affine(w, "model.mm_projector.2", h, rows, cfg.Text.HiddenSize)
+}
+
+// hrFeatures computes the HR features hd [M, D] of one image from its HR pixels [3, Z·S, Z·S]: Z×Z crops of
+// S×S in row-major order, each through the tower and projector; token (i, j) of crop (a, b) goes to HR grid
+// cell (a·g + i, b·g + j) (DESIGN.md §4). They are constants: no gradient.
+func hrFeatures[T ops.Float](cfg Config, w lookup[T], hr []T) []T {
+	S, Z, D := cfg.Vision.ImageSize, cfg.Flex.Zoom, cfg.Text.HiddenSize
+	g, n, zg, m := cfg.Grid()
+	hd := make([]T, m*D)
+	crop := make([]T, 3*S*S)
+	for a := 0; a < Z; a++ {
+		for b := 0; b < Z; b++ {
+			for c := 0; c < 3; c++ {
+				for y := 0; y < S; y++ {
+					src := hr[(c*Z*S+a*S+y)*Z*S+b*S:]
+					copy(crop[(c*S+y)*S:(c*S+y+1)*S], src[:S])
+				}
+			}
+			f := project(cfg, w, visionFeatures(cfg, w, crop), n)
+			for i := 0; i < g; i++ {
+				for j := 0; j < g; j++ {
+					cell := (a*g+i)*zg + b*g + j
+					copy(hd[cell*D:(cell+1)*D], f[(i*g+j)*D:(i*g+j+1)*D])
+				}
+			}
+		}
+	}
+	return hd
+}

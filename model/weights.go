@@ -1,0 +1,377 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/flextrain/flextrain/safetensors"
+	"gorgonia.org/tensor"
+)
+
+// VisionPrefix is the name prefix of every vision-tower weight (DESIGN.md §3), as in the LLaVA-1.5 checkpoints.
+const VisionPrefix = "model.vision_tower.vision_tower.vision_model."
+
+// initKind says how InitWeights fills a weight, and whether loading may derive it.
+type initKind int
+
+const (
+	initNormal initKind = iota // N(0, 0.02): matrices, embeddings
+	initOnes                   // norm weights
+	initZeros                  // biases
+	initCopy                   // a copy of another weight (k_proj_hd, v_proj_hd: DESIGN.md §7)
+)
+
+// weightSpec is one weight of the model: its name, shape and initialisation.
+type weightSpec struct {
+	name  string
+	shape []int
+	init  initKind
+	from  string // for initCopy, the weight it copies
+}
+
+// specList accumulates the weight specs in a fixed order (the order InitWeights draws them in).
+type specList []weightSpec
+
+func (s *specList) add(name string, kind initKind, shape ...int) {
+	*s = append(*s, weightSpec{name: name, shape: shape, init: kind})
+}
+
+// linear adds a [out, in] matrix and, with bias, an [out] bias.
+func (s *specList) linear(prefix string, out, in int, bias bool) {
+	s.add(prefix+".weight", initNormal, out, in)
+	if bias {
+		s.add(prefix+".bias", initZeros, out)
+	}
+}
+
+// norm adds a [dim] norm weight and, for LayerNorm, an [dim] bias.
+func (s *specList) norm(prefix string, dim int, bias bool) {
+	s.add(prefix+".weight", initOnes, dim)
+	if bias {
+		s.add(prefix+".bias", initZeros, dim)
+	}
+}
+
+// weightSpecs lists every weight of the model of cfg (DESIGN.md §3, §4, §6, §7).
+func weightSpecs(cfg Config) []weightSpec {
+	var s specList
+	s.visionTower(cfg.Vision, cfg.gridOrZero())
+	d := cfg.Text.HiddenSize
+	s.linear("model.mm_projector.0", d, cfg.Vision.HiddenSize, true)
+	s.linear("model.mm_projector.2", d, d, true)
+	s.decoder(cfg.Text, cfg.Flex.NSA)
+	return s
+}
+
+// visionTower adds the CLIP ViT weights; g is the LR grid side. post_layernorm is not used, so not listed.
+func (s *specList) visionTower(v VisionConfig, g int) {
+	c, p := v.HiddenSize, VisionPrefix
+	s.add(p+"embeddings.class_embedding", initNormal, c)
+	s.add(p+"embeddings.patch_embedding.weight", initNormal, c, 3, v.PatchSize, v.PatchSize)
+	s.add(p+"embeddings.position_embedding.weight", initNormal, g*g+1, c)
+	s.norm(p+"pre_layrnorm", c, true)
+	for i := 0; i < v.NumLayers; i++ {
+		l := fmt.Sprintf("%sencoder.layers.%d.", p, i)
+		s.norm(l+"layer_norm1", c, true)
+		for _, proj := range []string{"q_proj", "k_proj", "v_proj", "out_proj"} {
+			s.linear(l+"self_attn."+proj, c, c, true)
+		}
+		s.norm(l+"layer_norm2", c, true)
+		s.linear(l+"mlp.fc1", v.IntermediateSize, c, true)
+		s.linear(l+"mlp.fc2", c, v.IntermediateSize, true)
+	}
+}
+
+// decoder adds the LLaMA weights, with the two HR projections in every layer from nSA on.
+func (s *specList) decoder(t TextConfig, nSA int) {
+	d, f := t.HiddenSize, t.IntermediateSize
+	s.add("model.embed_tokens.weight", initNormal, t.VocabSize, d)
+	for l := 0; l < t.NumLayers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		s.norm(p+"input_layernorm", d, false)
+		for _, proj := range []string{"q_proj", "k_proj", "v_proj", "o_proj"} {
+			s.linear(p+"self_attn."+proj, d, d, false)
+		}
+		if l >= nSA {
+			for _, proj := range []string{"k_proj", "v_proj"} {
+				*s = append(*s, weightSpec{name: p + "self_attn." + proj + "_hd.weight", shape: []int{d, d},
+					init: initCopy, from: p + "self_attn." + proj + ".weight"})
+			}
+		}
+		s.norm(p+"post_attention_layernorm", d, false)
+		s.linear(p+"mlp.gate_proj", f, d, false)
+		s.linear(p+"mlp.up_proj", f, d, false)
+		s.linear(p+"mlp.down_proj", d, f, false)
+	}
+	s.norm("model.norm", d, false)
+	s.linear("lm_head", t.VocabSize, d, false)
+}
+
+// Shapes lists every weight the model of cfg has, name → shape: the vision tower, the projector, the
+// embeddings, every decoder layer (with k_proj_hd/v_proj_hd for layers ≥ n_sa), model.norm and lm_head.
+// The names are DESIGN.md's, which are those of the LLaVA-1.5 checkpoints.
+func Shapes(cfg Config) map[string][]int {
+	specs := weightSpecs(cfg)
+	out := make(map[string][]int, len(specs))
+	for _, sp := range specs {
+		out[sp.name] = append([]int(nil), sp.shape...)
+	}
+	return out
+}
+
+// Weights is the named weight store of one model: every weight of Shapes(cfg) as a *tensor.Dense of one
+// dtype (Float32 or Float64). Get returns the stored tensor itself, so the training loop updates it in
+// place; Clone gives an independent copy. A Weights is not safe for concurrent mutation.
+type Weights struct {
+	cfg     Config
+	dtype   tensor.Dtype
+	tensors map[string]*tensor.Dense
+	derived []string
+}
+
+// checkStore refuses an invalid configuration or a dtype the store cannot hold.
+func checkStore(cfg Config, dt tensor.Dtype) error {
+	if dt != tensor.Float32 && dt != tensor.Float64 {
+		return fmt.Errorf("model: weights: dtype %v: want float32 or float64", dt)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("model: weights: %w", err)
+	}
+	return nil
+}
+
+// FromTensors builds the store of the model of cfg from named tensors, converting F64/F32/F16/BF16 to dt.
+// It reports every problem at once (errors.Join, sorted by tensor name), each naming the tensor: a missing
+// weight (with the shape wanted), an unexpected one, a wrong shape (both shapes), a non-float dtype, a NaN
+// or Inf. An absent k_proj_hd/v_proj_hd of a FlexAttention layer is not a problem: it is initialised as a
+// copy of that layer's k_proj/v_proj (DESIGN.md §7) and listed by Derived.
+func FromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor) (*Weights, error) {
+	if err := checkStore(cfg, dt); err != nil {
+		return nil, err
+	}
+	w := &Weights{cfg: cfg, dtype: dt, tensors: map[string]*tensor.Dense{}}
+	var probs problems
+	specs := weightSpecs(cfg)
+	known := make(map[string]bool, len(specs))
+	for _, sp := range specs {
+		known[sp.name] = true
+		t, ok := ts[sp.name]
+		switch {
+		case !ok && sp.init != initCopy:
+			probs.add(sp.name, "missing, want shape %v", sp.shape)
+		case ok:
+			d, err := denseFrom(sp.shape, t, dt)
+			probs.addErr(sp.name, err)
+			if err == nil {
+				w.tensors[sp.name] = d
+			}
+		}
+	}
+	for name, t := range ts {
+		if !known[name] {
+			probs.add(name, "unexpected tensor (%s%v)%s", t.DType, t.Shape, unexpectedHint(name, cfg.Flex.NSA))
+		}
+	}
+	if err := probs.err(); err != nil {
+		return nil, err
+	}
+	w.copyInit(specs)
+	return w, nil
+}
+
+var hdLayer = regexp.MustCompile(`^model\.layers\.(\d+)\.self_attn\.[kv]_proj_hd\.weight$`)
+
+// unexpectedHint explains an HR projection found on a plain layer.
+func unexpectedHint(name string, nSA int) string {
+	if hdLayer.MatchString(name) {
+		return fmt.Sprintf(": layers before n_sa = %d are plain and have no HR projections", nSA)
+	}
+	return ""
+}
+
+// copyInit fills every absent initCopy weight with a copy of its source.
+func (w *Weights) copyInit(specs []weightSpec) {
+	for _, sp := range specs {
+		src, ok := w.tensors[sp.from]
+		if sp.init != initCopy || w.tensors[sp.name] != nil || !ok {
+			continue
+		}
+		w.tensors[sp.name] = src.Clone().(*tensor.Dense)
+		w.derived = append(w.derived, sp.name)
+	}
+	sort.Strings(w.derived)
+}
+
+// denseFrom converts a file tensor of the wanted shape to a dense tensor of dtype dt, refusing non-floats,
+// other shapes and non-finite values.
+func denseFrom(shape []int, t safetensors.Tensor, dt tensor.Dtype) (*tensor.Dense, error) {
+	if !t.DType.IsFloat() {
+		return nil, fmt.Errorf("dtype %s is not a floating-point type", t.DType)
+	}
+	if !equalInts(t.Shape, shape) {
+		return nil, fmt.Errorf("shape %v in the file, want %v", t.Shape, shape)
+	}
+	if dt == tensor.Float32 {
+		v, err := t.Float32s()
+		if err != nil {
+			return nil, err
+		}
+		return newDense(shape, v, "float32")
+	}
+	v, err := t.Float64s()
+	if err != nil {
+		return nil, err
+	}
+	return newDense(shape, v, "float64")
+}
+
+// newDense wraps finite values in a dense tensor, or names the first non-finite one.
+func newDense[T float32 | float64](shape []int, v []T, kind string) (*tensor.Dense, error) {
+	for i, x := range v {
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("element %d is %v (as %s): weights must be finite", i, x, kind)
+		}
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v)), nil
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// problems collects per-tensor errors so that all are reported at once, sorted by tensor name.
+type problems []struct {
+	name string
+	err  error
+}
+
+func (p *problems) add(name, format string, a ...any) {
+	p.addErr(name, fmt.Errorf(format, a...))
+}
+
+func (p *problems) addErr(name string, err error) {
+	if err != nil {
+		*p = append(*p, struct {
+			name string
+			err  error
+		}{name, err})
+	}
+}
+
+// err joins the problems, sorted by tensor name, or returns nil.
+func (p problems) err() error {
+	sort.SliceStable(p, func(i, j int) bool { return p[i].name < p[j].name })
+	errs := make([]error, len(p))
+	for i, q := range p {
+		errs[i] = fmt.Errorf("model: weights: tensor %q: %w", q.name, q.err)
+	}
+	return errors.Join(errs...)
+}
+
+// LoadWeights reads the weights of the model of cfg into a store of dtype dt. path is a .safetensors file,
+// a model.safetensors.index.json (sharded), or a folder holding exactly one of those two (the index, or
+// model.safetensors). Every tensor in the files must be a weight of the model (FromTensors): nothing is
+// ignored, so a file that also holds other tensors is refused.
+func LoadWeights(path string, cfg Config, dt tensor.Dtype) (*Weights, error) {
+	f, err := readWeightFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: load weights %s: %w", path, err)
+	}
+	w, err := FromTensors(cfg, dt, f.Tensors)
+	if err != nil {
+		return nil, fmt.Errorf("model: load weights %s: %w", path, err)
+	}
+	return w, nil
+}
+
+// readWeightFile resolves path (file, index or folder) and reads it.
+func readWeightFile(path string) (*safetensors.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		if strings.HasSuffix(path, ".json") {
+			return safetensors.ReadSharded(path)
+		}
+		return safetensors.ReadFile(path)
+	}
+	index, single := filepath.Join(path, safetensors.IndexName), filepath.Join(path, "model.safetensors")
+	hasIndex, hasSingle := exists(index), exists(single)
+	switch {
+	case hasIndex && hasSingle:
+		return nil, fmt.Errorf("folder holds both %s and model.safetensors: name the one to load", safetensors.IndexName)
+	case hasIndex:
+		return safetensors.ReadSharded(index)
+	case hasSingle:
+		return safetensors.ReadFile(single)
+	}
+	return nil, fmt.Errorf("folder holds neither %s nor model.safetensors", safetensors.IndexName)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// Get returns the weight called name (the stored tensor, not a copy), or nil if the model has none.
+func (w *Weights) Get(name string) *tensor.Dense { return w.tensors[name] }
+
+// Names returns every weight name, sorted.
+func (w *Weights) Names() []string {
+	names := make([]string, 0, len(w.tensors))
+	for n := range w.tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Config returns the configuration the store was built for.
+func (w *Weights) Config() Config { return w.cfg }
+
+// Dtype returns the element type of every weight: tensor.Float32 or tensor.Float64.
+func (w *Weights) Dtype() tensor.Dtype { return w.dtype }
+
+// Derived lists, sorted, the weights made by copying another (k_proj_hd/v_proj_hd from k_proj/v_proj)
+// rather than read: on load, those the file lacked, so that callers can log it; after InitWeights, all of them.
+func (w *Weights) Derived() []string { return append([]string(nil), w.derived...) }
+
+// Clone returns a deep copy: changing one store's tensors never changes the other's.
+func (w *Weights) Clone() *Weights {
+	c := &Weights{cfg: w.cfg, dtype: w.dtype, tensors: make(map[string]*tensor.Dense, len(w.tensors)),
+		derived: w.Derived()}
+	for name, d := range w.tensors {
+		c.tensors[name] = d.Clone().(*tensor.Dense)
+	}
+	return c
+}
+
+// Tensors converts the store to safetensors tensors of the store's dtype (F32 or F64), for writing out.
+// The data is copied.
+func (w *Weights) Tensors() map[string]safetensors.Tensor {
+	out := make(map[string]safetensors.Tensor, len(w.tensors))
+	for name, d := range w.tensors {
+		switch v := d.Data().(type) {
+		case []float32:
+			out[name] = safetensors.FromFloat32(d.Shape(), v)
+		case []float64:
+			out[name] = safetensors.FromFloat64(d.Shape(), v)
+		}
+	}
+	return out
+}
