@@ -182,7 +182,7 @@ func checkGolden(t *testing.T, gc *goldenCase, dt tensor.Dtype) {
 	}
 	opt := Options{Mode: gc.mode, Alpha: gc.alpha}
 	if gc.mode == Train {
-		opt.Trainable = func(name string) bool { return !strings.HasPrefix(name, visionPrefix) }
+		opt.Trainable = func(name string) bool { return !strings.HasPrefix(name, VisionPrefix) }
 	}
 	start := time.Now()
 	m, err := Build(w, gc.batch, opt)

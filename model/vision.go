@@ -6,8 +6,6 @@ import (
 	"github.com/flextrain/flextrain/model/ops"
 )
 
-// visionPrefix is where the CLIP tower's tensors live in a LLaVA-1.5 checkpoint.
-const visionPrefix = "model.vision_tower.vision_tower.vision_model."
 
 // lookup returns the data of a named weight in the element type T.
 type lookup[T ops.Float] func(name string) []T
@@ -31,15 +29,15 @@ func visionFeatures[T ops.Float](cfg Config, w lookup[T], px []T) []T {
 		}
 	}
 	x := make([]T, tokens*Cv)
-	ops.MatMulNT(x[Cv:], patches, w(visionPrefix+"embeddings.patch_embedding.weight"), n, 3*P*P, Cv)
-	copy(x[:Cv], w(visionPrefix+"embeddings.class_embedding"))
-	pos := w(visionPrefix + "embeddings.position_embedding.weight")
+	ops.MatMulNT(x[Cv:], patches, w(VisionPrefix+"embeddings.patch_embedding.weight"), n, 3*P*P, Cv)
+	copy(x[:Cv], w(VisionPrefix+"embeddings.class_embedding"))
+	pos := w(VisionPrefix + "embeddings.position_embedding.weight")
 	for i := range x {
 		x[i] += pos[i]
 	}
-	ops.LayerNorm(x, x, w(visionPrefix+"pre_layrnorm.weight"), w(visionPrefix+"pre_layrnorm.bias"), Cv, vc.LayerNormEps)
+	ops.LayerNorm(x, x, w(VisionPrefix+"pre_layrnorm.weight"), w(VisionPrefix+"pre_layrnorm.bias"), Cv, vc.LayerNormEps)
 	for l := 0; l < cfg.VisionLayersRun(); l++ {
-		visionLayer(cfg, w, fmt.Sprintf("%sencoder.layers.%d.", visionPrefix, l), x, tokens)
+		visionLayer(cfg, w, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l), x, tokens)
 	}
 	return x[Cv:]
 }

@@ -1,0 +1,169 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// flexFixture is a small FlexAttention problem: 2 samples of 6 rows (the second with 5 real), 2 heads of 4,
+// a 4×4 HR grid in 2×2 cells, HR rows with full, partial and empty selections.
+type flexFixture struct {
+	plan   *FlexPlan
+	inputs []*tensor.Dense // q, k, v, wk, wv, hd, cells
+}
+
+func newFlexFixture(alpha float64) flexFixture {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const B, N, H, dh, M, nc = 2, 6, 2, 4, 16, 4
+	lay := Layout{B: B, N: N, Lens: []int{6, 5}, Heads: H, HeadDim: dh}
+	cos, sin := RopeTables(M, dh, 10000)
+	plan := &FlexPlan{Layout: lay, Alpha: alpha, Rows: [][]int{{2, 3, 5}, {1, 4}}, M: M, Cells: CellGrid{G: 2, Zg: 4},
+		RopeCos: [][]float64{cos, cos}, RopeSin: [][]float64{sin, sin}}
+	cells := newDense(tensor.Float64, B*N, nc)
+	sel := map[int][]int{2: {0, 3}, 3: {0, 1, 2, 3}, 5: {}, N + 1: {2}, N + 4: {1, 2}}
+	for r, cs := range sel {
+		for _, c := range cs {
+			cells.Data().([]float64)[r*nc+c] = 1
+		}
+	}
+	cells.Data().([]float64)[4*nc] = 1 // row 4 of sample 0 is no HR row: its cells must be ignored
+	w := H * dh
+	return flexFixture{plan: plan, inputs: []*tensor.Dense{randDense(rng, 1, B*N, w), randDense(rng, 1, B*N, w),
+		randDense(rng, 1, B*N, w), randDense(rng, 0.5, w, w), randDense(rng, 0.5, w, w), randDense(rng, 1, B*M, w), cells}}
+}
+
+func (f flexFixture) build(in []*G.Node) (*G.Node, error) {
+	return FlexAttention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], f.plan, true)
+}
+
+func TestFlexAttentionGradient(t *testing.T) {
+	for _, alpha := range []float64{0.3, 1} {
+		f := newFlexFixture(alpha)
+		gradCheck(t, f.build, f.inputs, []int{0, 1, 2, 3, 4}, []int{12, 8}, 1e-7)
+	}
+}
+
+// TestFlexUnionEqualsDense checks the union computation against DESIGN.md §7 written literally: scores over
+// all N keys and all M HR keys, two masked softmaxes, the blend.
+func TestFlexUnionEqualsDense(t *testing.T) {
+	for _, alpha := range []float64{0.5, 1} {
+		f := newFlexFixture(alpha)
+		g := G.NewGraph()
+		var nodes []*G.Node
+		for i, in := range f.inputs {
+			nodes = append(nodes, G.NodeFromAny(g, in, G.WithName(string(rune('a'+i)))))
+		}
+		out, err := f.build(nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := G.NewTapeMachine(g)
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		union := out.Value().Data().([]float64)
+		dense := denseFlex(f)
+		worst := 0.0
+		for i := range dense {
+			worst = math.Max(worst, math.Abs(union[i]-dense[i]))
+		}
+		t.Logf("alpha %.1f: max |union − dense| = %.2e", alpha, worst)
+		if worst > 1e-12 {
+			t.Errorf("alpha %.1f: union and dense differ by %.2e > 1e-12", alpha, worst)
+		}
+		vm.Close()
+	}
+}
+
+// denseFlex is the dense oracle of FlexAttention in float64.
+func denseFlex(f flexFixture) []float64 {
+	p := f.plan
+	q, k, v := f.inputs[0].Data().([]float64), f.inputs[1].Data().([]float64), f.inputs[2].Data().([]float64)
+	wk, wv, hd, cells := f.inputs[3].Data().([]float64), f.inputs[4].Data().([]float64), f.inputs[5].Data().([]float64), f.inputs[6].Data().([]float64)
+	H, dh, N, M := p.Heads, p.HeadDim, p.N, p.M
+	w := H * dh
+	out := make([]float64, p.B*N*w)
+	for b := 0; b < p.B; b++ {
+		pre, vhr, khr := make([]float64, M*w), make([]float64, M*w), make([]float64, M*w)
+		MatMulNT(pre, hd[b*M*w:(b+1)*M*w], wk, M, w, w)
+		MatMulNT(vhr, hd[b*M*w:(b+1)*M*w], wv, M, w, w)
+		for m := 0; m < M; m++ {
+			for h := 0; h < w; h += dh {
+				RopeRow(khr[m*w+h:m*w+h+dh], pre[m*w+h:m*w+h+dh], p.RopeCos[b][m*dh:(m+1)*dh], p.RopeSin[b][m*dh:(m+1)*dh], false)
+			}
+		}
+		isRow := map[int]bool{}
+		for _, r := range p.Rows[b] {
+			isRow[r] = true
+		}
+		for r := 0; r < N; r++ {
+			sel := make([]bool, M)
+			any := false
+			if isRow[r] {
+				c := cells[(b*N+r)*4 : (b*N+r+1)*4]
+				for _, m := range p.Cells.Tokens(func(i int) bool { return c[i] != 0 }) {
+					sel[m], any = true, true
+				}
+			}
+			for h := 0; h < H; h++ {
+				qr := q[(b*N+r)*w+h*dh:][:dh]
+				s := make([]float64, N+M)
+				okPlain, okSel := make([]bool, N+M), make([]bool, N+M)
+				for j := 0; j < N; j++ {
+					s[j] = dot(qr, k[(b*N+j)*w+h*dh:][:dh]) / math.Sqrt(float64(dh))
+					okPlain[j] = j <= r && j < p.Lens[b]
+					okSel[j] = okPlain[j]
+				}
+				for m := 0; m < M; m++ {
+					s[N+m] = dot(qr, khr[m*w+h*dh:][:dh]) / math.Sqrt(float64(dh))
+					okSel[N+m] = sel[m]
+				}
+				o := out[(b*N+r)*w+h*dh:][:dh]
+				pp := maskedSoftmax(s, okPlain)
+				ps := pp
+				if any {
+					ps = maskedSoftmax(s, okSel)
+				}
+				a := 0.0
+				if isRow[r] {
+					a = p.Alpha
+				}
+				for j := 0; j < N+M; j++ {
+					vj := v[(b*N+min(j, N-1))*w+h*dh:][:dh]
+					if j >= N {
+						vj = vhr[(j-N)*w+h*dh:][:dh]
+					}
+					for d := range o {
+						o[d] += ((1-a)*pp[j] + a*ps[j]) * vj[d]
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func maskedSoftmax(s []float64, ok []bool) []float64 {
+	m := math.Inf(-1)
+	for i, v := range s {
+		if ok[i] {
+			m = math.Max(m, v)
+		}
+	}
+	p := make([]float64, len(s))
+	var z float64
+	for i, v := range s {
+		if ok[i] {
+			p[i] = math.Exp(v - m)
+			z += p[i]
+		}
+	}
+	for i := range p {
+		p[i] /= z
+	}
+	return p
+}

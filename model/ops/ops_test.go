@@ -1,0 +1,143 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// randDense is a float64 tensor of N(0, std) entries.
+func randDense(rng *rand.Rand, std float64, shape ...int) *tensor.Dense {
+	d := newDense(tensor.Float64, shape...)
+	for i := range d.Data().([]float64) {
+		d.Data().([]float64)[i] = rng.NormFloat64() * std
+	}
+	return d
+}
+
+// opBuilder builds the op under test on input nodes.
+type opBuilder func(in []*G.Node) (*G.Node, error)
+
+// objective runs loss = Σ out ⊙ R for a fixed random R and returns it with the gradients of the inputs in wrt.
+func objective(t *testing.T, build opBuilder, inputs []*tensor.Dense, wrt []int, r *tensor.Dense) (float64, []*tensor.Dense) {
+	t.Helper()
+	g := G.NewGraph()
+	nodes := make([]*G.Node, len(inputs))
+	for i, in := range inputs {
+		nodes[i] = G.NodeFromAny(g, in.Clone().(*tensor.Dense), G.WithName(string(rune('a'+i))))
+	}
+	out, err := build(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loss *G.Node
+	if out.IsScalar() {
+		loss = out
+	} else {
+		rn := G.NodeFromAny(g, r, G.WithName("r"))
+		if loss, err = G.Sum(G.Must(G.HadamardProd(out, rn))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var grads G.Nodes
+	if len(wrt) > 0 {
+		var ws G.Nodes
+		for _, i := range wrt {
+			ws = append(ws, nodes[i])
+		}
+		if grads, err = G.Grad(loss, ws...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	res := make([]*tensor.Dense, len(grads))
+	for i, gn := range grads {
+		res[i] = gn.Value().(*tensor.Dense).Clone().(*tensor.Dense)
+	}
+	return scalarOf(loss.Value()), res
+}
+
+func scalarOf(v G.Value) float64 {
+	switch x := v.Data().(type) {
+	case float64:
+		return x
+	case []float64:
+		return x[0]
+	}
+	return math.NaN()
+}
+
+// gradCheck compares the op's gradients with central differences in float64 and fails above tol.
+func gradCheck(t *testing.T, build opBuilder, inputs []*tensor.Dense, wrt []int, outShape []int, tol float64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 7))
+	if outShape == nil {
+		outShape = []int{1} // a scalar output is its own objective
+	}
+	r := randDense(rng, 1, outShape...)
+	_, grads := objective(t, build, inputs, wrt, r)
+	const eps = 1e-6
+	for gi, i := range wrt {
+		x := inputs[i].Data().([]float64)
+		got := grads[gi].Data().([]float64)
+		worst := 0.0
+		for j := range x {
+			orig := x[j]
+			x[j] = orig + eps
+			fp, _ := objective(t, build, inputs, nil, r)
+			x[j] = orig - eps
+			fm, _ := objective(t, build, inputs, nil, r)
+			x[j] = orig
+			num := (fp - fm) / (2 * eps)
+			worst = math.Max(worst, math.Abs(num-got[j])/math.Max(1, math.Abs(num)))
+		}
+		t.Logf("input %d: worst error %.2e over %d entries", i, worst, len(x))
+		if worst > tol {
+			t.Errorf("input %d: gradient differs from finite differences by %.2e > %.0e", i, worst, tol)
+		}
+	}
+}
+
+func TestOpGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const R, D, F = 5, 6, 4
+	lay := Layout{B: 2, N: 4, Lens: []int{4, 3}, Heads: 2, HeadDim: 4}
+	cos, sin := RopeTables(4, 4, 10000)
+	src := []Source{{Token: 2, Image: -1}, {Token: -1, Image: 1}, {Token: 0, Image: -1}, Pad, {Token: 2, Image: -1}}
+	cases := []struct {
+		name   string
+		build  opBuilder
+		inputs []*tensor.Dense
+		wrt    []int
+		out    []int
+	}{
+		{"Linear", func(in []*G.Node) (*G.Node, error) { return Linear(in[0], in[1], true, true) },
+			[]*tensor.Dense{randDense(rng, 1, R, D), randDense(rng, 1, F, D)}, []int{0, 1}, []int{R, F}},
+		{"AddBias", func(in []*G.Node) (*G.Node, error) { return AddBias(in[0], in[1], true, true) },
+			[]*tensor.Dense{randDense(rng, 1, R, D), randDense(rng, 1, D)}, []int{0, 1}, []int{R, D}},
+		{"GELU", func(in []*G.Node) (*G.Node, error) { return GELU(in[0]) },
+			[]*tensor.Dense{randDense(rng, 1.5, R, D)}, []int{0}, []int{R, D}},
+		{"SwiGLU", func(in []*G.Node) (*G.Node, error) { return SwiGLU(in[0], in[1]) },
+			[]*tensor.Dense{randDense(rng, 1.5, R, D), randDense(rng, 1, R, D)}, []int{0, 1}, []int{R, D}},
+		{"RMSNorm", func(in []*G.Node) (*G.Node, error) { return RMSNorm(in[0], in[1], 1e-5, true, true) },
+			[]*tensor.Dense{randDense(rng, 1, R, D), randDense(rng, 1, D)}, []int{0, 1}, []int{R, D}},
+		{"Rope", func(in []*G.Node) (*G.Node, error) { return Rope(in[0], cos, sin, 4) },
+			[]*tensor.Dense{randDense(rng, 1, 8, 8)}, []int{0}, []int{8, 8}},
+		{"Attention", func(in []*G.Node) (*G.Node, error) { return Attention(in[0], in[1], in[2], lay) },
+			[]*tensor.Dense{randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8)}, []int{0, 1, 2}, []int{8, 8}},
+		{"Assemble", func(in []*G.Node) (*G.Node, error) { return Assemble(in[0], in[1], src, true, true) },
+			[]*tensor.Dense{randDense(rng, 1, 3, D), randDense(rng, 1, 2, D)}, []int{0, 1}, []int{len(src), D}},
+		{"CrossEntropy", func(in []*G.Node) (*G.Node, error) { return CrossEntropy(in[0], []int{1, IgnoreIndex, 0, 3, IgnoreIndex}) },
+			[]*tensor.Dense{randDense(rng, 2, R, 4)}, []int{0}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { gradCheck(t, c.build, c.inputs, c.wrt, c.out, 1e-7) })
+	}
+}

@@ -1,0 +1,129 @@
+package ops
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+func TestPadMargin(t *testing.T) {
+	cases := []struct{ w, h, g, want int }{
+		{120, 80, 6, 1}, // DESIGN.md §8's example: ⌊⌊40/2⌋/120·6⌋ = ⌊1.0⌋
+		{80, 120, 6, 1},
+		{100, 100, 24, 0},
+		{1024, 300, 24, 8}, // ⌊362/1024·24⌋ = ⌊8.48⌋
+		{640, 480, 24, 3},  // ⌊80/640·24⌋
+		{0, 0, 4, 0},       // text-only
+		{121, 80, 6, 0},    // integer halving first: ⌊41/2⌋ = 20, 20/121·6 = 0.99
+	}
+	for _, c := range cases {
+		if got := PadMargin(c.w, c.h, c.g); got != c.want {
+			t.Errorf("PadMargin(%d, %d, %d) = %d; want %d", c.w, c.h, c.g, got, c.want)
+		}
+	}
+}
+
+// grid parses a picture of cells: '#' selected, '.' not.
+func grid(rows ...string) []bool {
+	var out []bool
+	for _, r := range rows {
+		for _, c := range r {
+			out = append(out, c == '#')
+		}
+	}
+	return out
+}
+
+func TestSelectCells(t *testing.T) {
+	// a 4×4 attention map with one hot entry at (1, 2) and a weaker one at (3, 0).
+	hot := []float64{0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0.5, 0, 0, 0}
+	ramp := make([]float64, 16)
+	for i := range ramp {
+		ramp[i] = float64(i)
+	}
+	cases := []struct {
+		name      string
+		a         []float64
+		g, G      int
+		ori       [2]int
+		threshold float64
+		strategy  string
+		ratio     float64
+		want      []bool
+	}{
+		// windows 4→3: [0,2) [1,3) [2,4): overlapping, so (1,2) lands in cells (0|1, 1|2), and (3,0) in (2,0).
+		{"attention overlapping windows", hot, 4, 3, [2]int{10, 10}, 48, "attention", 0, grid(".##", ".##", "#..")},
+		{"strict threshold", hot, 4, 3, [2]int{10, 10}, 127.5, "attention", 0, grid(".##", ".##", "...")},
+		{"max equals min selects nothing", make([]float64, 16), 4, 3, [2]int{10, 10}, 48, "attention", 0, grid("...", "...", "...")},
+		// wide image: g=4, (160, 64): m = ⌊48/160·4⌋ = 1, rows 0 and 3 zeroed → (3,0) is gone.
+		{"pad margin wide", hot, 4, 2, [2]int{160, 64}, 48, "attention", 0, grid(".#", "..")},
+		// tall image: m = ⌊48/160·4⌋ = 1, columns 0 and 3 zeroed; max 14 at (3,2), min 0: 255·v/14 > 200
+		// keeps 13 at (3,1) and 14 at (3,2), both in the bottom row of cells.
+		{"pad margin tall", ramp, 4, 2, [2]int{64, 160}, 200, "attention", 0, grid("..", "##")},
+		{"topk", ramp, 4, 2, [2]int{10, 10}, 0, "topk", 0.5, grid("..", "##")},
+		{"center", ramp, 4, 3, [2]int{10, 10}, 0, "center", 0.1, grid("...", ".#.", "...")},
+		{"center ties row-major", ramp, 4, 2, [2]int{10, 10}, 0, "center", 0.5, grid("##", "..")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := append([]float64(nil), c.a...)
+			got, err := SelectCells(a, c.g, c.G, c.ori, c.threshold, c.strategy, c.ratio, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("got %v; want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestSelectWindows24to9(t *testing.T) {
+	// LLaVA's 24×24 grid pooled to 9×9: windows of 3 or 4 that cover every input row.
+	covered := make([]int, 24)
+	for i := 0; i < 9; i++ {
+		r0, r1 := window(i, 24, 9)
+		for r := r0; r < r1; r++ {
+			covered[r]++
+		}
+	}
+	for r, c := range covered {
+		if c == 0 {
+			t.Errorf("row %d is in no window", r)
+		}
+	}
+	if r0, r1 := window(1, 24, 9); r0 != 2 || r1 != 6 {
+		t.Errorf("window 1 = [%d,%d); want [2,6)", r0, r1)
+	}
+}
+
+func TestSelectRandomIsSeeded(t *testing.T) {
+	a := make([]float64, 16)
+	pickCells := func(seed uint64, step int) []bool {
+		rng := rand.New(rand.NewPCG(seed, RandomStream(step, 0, 2)))
+		got, err := SelectCells(a, 4, 6, [2]int{1, 1}, 0, "random", 0.3, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if !reflect.DeepEqual(pickCells(1, 5), pickCells(1, 5)) {
+		t.Error("the same (seed, step, sample, layer) gave different cells")
+	}
+	if reflect.DeepEqual(pickCells(1, 5), pickCells(1, 6)) {
+		t.Error("another step gave the same 36 cells")
+	}
+	if _, err := SelectCells(a, 4, 2, [2]int{1, 1}, 0, "nearest", 0.3, nil); err == nil {
+		t.Error("an unknown strategy was accepted")
+	}
+}
+
+func TestCellGridTokens(t *testing.T) {
+	// Zg = 6, G = 4: HR row R takes cell ⌊R·4/6⌋ = 0,0,1,2,2,3.
+	g := CellGrid{G: 4, Zg: 6}
+	got := g.Tokens(func(i int) bool { return i == 1*4+3 }) // cell (1, 3)
+	want := []int{2*6 + 5}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("tokens of cell (1,3) = %v; want %v", got, want)
+	}
+}
