@@ -6,7 +6,6 @@ import (
 	"github.com/flextrain/flextrain/model/ops"
 )
 
-
 // lookup returns the data of a named weight in the element type T.
 type lookup[T ops.Float] func(name string) []T
 

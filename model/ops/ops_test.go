@@ -134,7 +134,9 @@ func TestOpGradients(t *testing.T) {
 			[]*tensor.Dense{randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8)}, []int{0, 1, 2}, []int{8, 8}},
 		{"Assemble", func(in []*G.Node) (*G.Node, error) { return Assemble(in[0], in[1], src, true, true) },
 			[]*tensor.Dense{randDense(rng, 1, 3, D), randDense(rng, 1, 2, D)}, []int{0, 1}, []int{len(src), D}},
-		{"CrossEntropy", func(in []*G.Node) (*G.Node, error) { return CrossEntropy(in[0], []int{1, IgnoreIndex, 0, 3, IgnoreIndex}) },
+		{"CrossEntropy", func(in []*G.Node) (*G.Node, error) {
+			return CrossEntropy(in[0], []int{1, IgnoreIndex, 0, 3, IgnoreIndex})
+		},
 			[]*tensor.Dense{randDense(rng, 2, R, 4)}, []int{0}, nil},
 	}
 	for _, c := range cases {
