@@ -23,6 +23,7 @@ type Options struct {
 	Trainable func(string) bool // which weights get a gradient; nil: none (forward only)
 	Step      int               // optimizer steps taken, for the random strategy's generator
 	Seed      uint64            // the random strategy's seed
+	HRRows    [][]int           // when set, the rows that see HR tokens instead of Mode's (decoding checks)
 }
 
 // Graph is the model unrolled for one batch as a Gorgonia graph. The frozen vision tower has already run;
@@ -64,6 +65,9 @@ func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
 	m := &Graph{cfg: cfg, g: G.NewGraph(), lay: batch.assemble(n), params: map[string]*G.Node{},
 		grads: map[string]*G.Node{}, cells: map[int]*G.Node{}, plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{}}
 	m.rows, m.oriSizes = m.lay.hrRows(opt.Mode == Train), batch.OriSizes
+	if opt.HRRows != nil {
+		m.rows = opt.HRRows
+	}
 	var err error
 	if w.Dtype() == tensor.Float32 {
 		err = newBuilder[float32](m, w, opt).build(batch)

@@ -44,3 +44,66 @@ func GELUInPlace[T Float](x []T) {
 		x[i] = T(gelu(float64(v)))
 	}
 }
+
+// RMSNormRows applies y = x / sqrt(mean(x²) + eps) · w to every row of x [R, len(w)].
+func RMSNormRows[T Float](y, x, w []T, eps float64) {
+	D := len(w)
+	for r := 0; r < len(x)/D; r++ {
+		xr, yr := x[r*D:(r+1)*D], y[r*D:(r+1)*D]
+		s := T(rms(xr, eps))
+		for i := range xr {
+			yr[i] = xr[i] * s * w[i]
+		}
+	}
+}
+
+// SwiGLUInPlace sets gate = silu(gate) ⊙ up.
+func SwiGLUInPlace[T Float](gate, up []T) {
+	for i, g := range gate {
+		gate[i] = T(silu(float64(g))) * up[i]
+	}
+}
+
+// AttendRow computes one query's attention for every head: out = softmax(q·Kᵀ/√dh)·V over the keys and values
+// k, v [n, H·dh], followed, when sel is not nil, by the FlexAttention blend (DESIGN.md §7):
+// out = (1−α)·out + α·softmax([q·Kᵀ; q·K_hrᵀ]/√dh)·[V; V_hr] with the HR keys and values kHR, vHR [m, H·dh].
+// probs, when not nil, receives the plain probabilities [H, n].
+func AttendRow[T Float](out, q, k, v []T, heads int, kHR, vHR []T, alpha float64, probs []T) {
+	width := len(q)
+	dh, n := width/heads, len(k)/width
+	scale := 1 / math.Sqrt(float64(dh))
+	m := len(kHR) / width
+	row := make([]T, n+m)
+	clear(out)
+	for h := 0; h < heads; h++ {
+		qh, oh := q[h*dh:(h+1)*dh], out[h*dh:(h+1)*dh]
+		for j := 0; j < n; j++ {
+			row[j] = T(scale * dot(qh, k[j*width+h*dh:][:dh]))
+		}
+		for j := 0; j < m; j++ {
+			row[n+j] = T(scale * dot(qh, kHR[j*width+h*dh:][:dh]))
+		}
+		sel := append([]T(nil), row...)
+		softmax(row[:n])
+		if probs != nil {
+			copy(probs[h*n:(h+1)*n], row[:n])
+		}
+		for j := 0; j < n; j++ {
+			axpy(oh, row[j], v[j*width+h*dh:][:dh])
+		}
+		if m == 0 {
+			continue
+		}
+		softmax(sel)
+		blend := make([]T, dh)
+		for j := 0; j < n; j++ {
+			axpy(blend, sel[j], v[j*width+h*dh:][:dh])
+		}
+		for j := 0; j < m; j++ {
+			axpy(blend, sel[n+j], vHR[j*width+h*dh:][:dh])
+		}
+		for d := range oh {
+			oh[d] = (1-T(alpha))*oh[d] + T(alpha)*blend[d]
+		}
+	}
+}

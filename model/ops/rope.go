@@ -86,3 +86,14 @@ func convert[T Float](x []float64) []T {
 	}
 	return y
 }
+
+// RopeAt returns row p of RopeTables, computed alone (bit-identical to the table's row).
+func RopeAt(p, dh int, theta float64) (cos, sin []float64) {
+	cos, sin = make([]float64, dh), make([]float64, dh)
+	h := dh / 2
+	for i := 0; i < h; i++ {
+		a := float64(p) * math.Pow(theta, -float64(2*i)/float64(dh))
+		cos[i], cos[h+i], sin[i], sin[h+i] = math.Cos(a), math.Cos(a), math.Sin(a), math.Sin(a)
+	}
+	return cos, sin
+}

@@ -1,0 +1,259 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/flextrain/flextrain/model/ops"
+)
+
+// Generate continues every sample of the batch greedily by up to maxNew tokens, stopping after eos. Each new
+// row is the last row, the only one that sees HR tokens (FlexAttention's inference mode, DESIGN.md §7); the
+// plain keys and values of every layer are cached, so each token costs one row of work.
+func Generate(w *Weights, b *Batch, maxNew, eos int, alpha float64) ([][]int, error) {
+	if err := b.Validate(w.Config()); err != nil {
+		return nil, err
+	}
+	out := make([][]int, b.Len())
+	for s := range b.InputIDs {
+		d, err := NewDecoder(w, b, s, alpha)
+		if err != nil {
+			return nil, err
+		}
+		logits := d.Prefill()
+		for len(out[s]) < maxNew {
+			next := argmax(logits)
+			out[s] = append(out[s], next)
+			if next == eos {
+				break
+			}
+			if logits, err = d.Step(next); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func argmax(x []float64) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// Decoder runs one sample row by row with a KV cache. Its element type is the weights' dtype.
+type Decoder struct {
+	prefill func() []float64
+	step    func(token int) ([]float64, error)
+}
+
+// NewDecoder prepares sample s of the batch for decoding with blend weight alpha.
+func NewDecoder(w *Weights, b *Batch, s int, alpha float64) (*Decoder, error) {
+	if err := w.Config().Validate(); err != nil {
+		return nil, err
+	}
+	if s < 0 || s >= b.Len() {
+		return nil, fmt.Errorf("model: decode: sample %d of a batch of %d", s, b.Len())
+	}
+	if w.Dtype().Name() == "float32" {
+		return newDecoder[float32](w, b, s, alpha), nil
+	}
+	return newDecoder[float64](w, b, s, alpha), nil
+}
+
+// Prefill runs the prompt and returns the logits of its last row.
+func (d *Decoder) Prefill() []float64 { return d.prefill() }
+
+// Step appends a token and returns the logits of the new last row.
+func (d *Decoder) Step(token int) ([]float64, error) { return d.step(token) }
+
+// rowDecoder holds one sample's cache in element type T.
+type rowDecoder[T ops.Float] struct {
+	cfg     Config
+	get     lookup[T]
+	alpha   float64
+	rows    [][]T // the prompt's input rows [D] (LR features in place of the image id)
+	kc, vc  [][]T // per layer, cached rotated keys and values [pos, D]
+	hd      []T   // HR features [M, D], nil for text-only samples
+	hcos    []float64
+	hsin    []float64
+	imageAt int
+	ori     [2]int
+	pos     int
+	sample  int
+}
+
+func newDecoder[T ops.Float](w *Weights, b *Batch, s int, alpha float64) *Decoder {
+	cfg := w.Config()
+	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, ori: b.OriSizes[s], sample: s,
+		get: func(name string) []T { return w.Get(name).Data().([]T) },
+		kc:  make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
+	d.assemble(b, s)
+	return &Decoder{prefill: d.prefill, step: d.step}
+}
+
+// assemble lays out the prompt's input rows (DESIGN.md §5) and, with an image, its HR features and tables.
+func (d *rowDecoder[T]) assemble(b *Batch, s int) {
+	D := d.cfg.Text.HiddenSize
+	g, n, zg, _ := d.cfg.Grid()
+	emb := d.get("model.embed_tokens.weight")
+	for t, id := range b.InputIDs[s] {
+		if b.AttentionMask[s][t] == 0 {
+			continue
+		}
+		if id != ImageTokenID {
+			d.rows = append(d.rows, emb[id*D:(id+1)*D])
+			continue
+		}
+		d.imageAt = len(d.rows)
+		lr := project(d.cfg, d.get, visionFeatures(d.cfg, d.get, convert[T](b.LRPixels[s])), n)
+		for i := 0; i < n; i++ {
+			d.rows = append(d.rows, lr[i*D:(i+1)*D])
+		}
+		d.hd = hrFeatures(d.cfg, d.get, convert[T](b.HRPixels[s]))
+	}
+	if d.imageAt >= 0 {
+		cos, sin := ops.RopeTables(d.imageAt+n, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
+		d.hcos, d.hsin = hrRopeTables(cos, sin, d.imageAt, g, zg, d.cfg.HeadDim())
+	}
+}
+
+func (d *rowDecoder[T]) prefill() []float64 {
+	var logits []float64
+	for i, r := range d.rows {
+		logits = d.forward(r, i == len(d.rows)-1)
+	}
+	return logits
+}
+
+func (d *rowDecoder[T]) step(token int) ([]float64, error) {
+	if token < 0 || token >= d.cfg.Text.VocabSize {
+		return nil, fmt.Errorf("model: decode: token %d outside the vocabulary of %d", token, d.cfg.Text.VocabSize)
+	}
+	D := d.cfg.Text.HiddenSize
+	return d.forward(d.get("model.embed_tokens.weight")[token*D:(token+1)*D], true), nil
+}
+
+// forward runs one row at the next position through every layer and returns its logits. hr says whether
+// the row sees HR tokens (it is the last row, and the sample has an image).
+func (d *rowDecoder[T]) forward(in []T, hr bool) []float64 {
+	hr = hr && d.imageAt >= 0
+	h := append([]T(nil), in...)
+	var cells []bool
+	for l := 0; l < d.cfg.Text.NumLayers; l++ {
+		cells = d.layer(l, h, hr, cells)
+	}
+	D, V := d.cfg.Text.HiddenSize, d.cfg.Text.VocabSize
+	y := make([]T, D)
+	ops.RMSNormRows(y, h, d.get("model.norm.weight"), d.cfg.Text.RMSNormEps)
+	logits := make([]T, V)
+	ops.MatMulNT(logits, y, d.get("lm_head.weight"), 1, D, V)
+	d.pos++
+	out := make([]float64, V)
+	for i, v := range logits {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+// layer updates h in place through decoder layer l and returns the cells this row selects for layer l+1.
+func (d *rowDecoder[T]) layer(l int, h []T, hr bool, cells []bool) []bool {
+	p := fmt.Sprintf("model.layers.%d.", l)
+	D, H, eps := d.cfg.Text.HiddenSize, d.cfg.Text.NumHeads, d.cfg.Text.RMSNormEps
+	x := make([]T, D)
+	ops.RMSNormRows(x, h, d.get(p+"input_layernorm.weight"), eps)
+	q, k, v := d.rotate(x, p+"self_attn.q_proj.weight"), d.rotate(x, p+"self_attn.k_proj.weight"), make([]T, D)
+	ops.MatMulNT(v, x, d.get(p+"self_attn.v_proj.weight"), 1, D, D)
+	d.kc[l], d.vc[l] = append(d.kc[l], k...), append(d.vc[l], v...)
+	var kHR, vHR []T
+	if hr && l >= d.cfg.Flex.NSA {
+		kHR, vHR = d.hrKeys(p, cells)
+	}
+	o := make([]T, D)
+	probs := make([]T, H*(d.pos+1))
+	ops.AttendRow(o, q, d.kc[l], d.vc[l], H, kHR, vHR, d.alpha, probs)
+	var next []bool
+	if hr && l >= d.cfg.Flex.NSA-1 && l < d.cfg.Text.NumLayers-1 {
+		next = d.selectCells(l, probs)
+	}
+	y := make([]T, D)
+	ops.MatMulNT(y, o, d.get(p+"self_attn.o_proj.weight"), 1, D, D)
+	addInto(h, y)
+	d.mlp(p, h)
+	return next
+}
+
+// rotate is RoPE(x·Wᵀ) at the current position.
+func (d *rowDecoder[T]) rotate(x []T, name string) []T {
+	D, dh := d.cfg.Text.HiddenSize, d.cfg.HeadDim()
+	y, out := make([]T, D), make([]T, D)
+	ops.MatMulNT(y, x, d.get(name), 1, D, D)
+	c, s := ops.RopeAt(d.pos, dh, d.cfg.Text.RopeTheta)
+	cos, sin := convert[T](c), convert[T](s)
+	for h := 0; h < D; h += dh {
+		ops.RopeRow(out[h:h+dh], y[h:h+dh], cos, sin, false)
+	}
+	return out
+}
+
+// hrKeys projects the HR tokens of the selected cells: k_hr with HR RoPE, v_hr (DESIGN.md §7).
+func (d *rowDecoder[T]) hrKeys(p string, cells []bool) ([]T, []T) {
+	_, _, zg, _ := d.cfg.Grid()
+	toks := ops.CellGrid{G: d.cfg.Flex.SelectGrid, Zg: zg}.Tokens(func(i int) bool { return cells[i] })
+	if len(toks) == 0 {
+		return nil, nil
+	}
+	D, dh := d.cfg.Text.HiddenSize, d.cfg.HeadDim()
+	hdU := make([]T, len(toks)*D)
+	for i, t := range toks {
+		copy(hdU[i*D:(i+1)*D], d.hd[t*D:(t+1)*D])
+	}
+	pre, kHR, vHR := make([]T, len(hdU)), make([]T, len(hdU)), make([]T, len(hdU))
+	ops.MatMulNT(pre, hdU, d.get(p+"self_attn.k_proj_hd.weight"), len(toks), D, D)
+	ops.MatMulNT(vHR, hdU, d.get(p+"self_attn.v_proj_hd.weight"), len(toks), D, D)
+	cos, sin := convert[T](d.hcos), convert[T](d.hsin)
+	for i, t := range toks {
+		for h := 0; h < D; h += dh {
+			ops.RopeRow(kHR[i*D+h:i*D+h+dh], pre[i*D+h:i*D+h+dh], cos[t*dh:(t+1)*dh], sin[t*dh:(t+1)*dh], false)
+		}
+	}
+	return kHR, vHR
+}
+
+// selectCells runs DESIGN.md §8 on this row's plain attention of layer l over the LR image columns.
+func (d *rowDecoder[T]) selectCells(l int, probs []T) []bool {
+	g, n, _, _ := d.cfg.Grid()
+	keys := d.pos + 1
+	a := make([]float64, n)
+	for h := 0; h < d.cfg.Text.NumHeads; h++ {
+		for t := 0; t < n; t++ {
+			a[t] += float64(probs[h*keys+d.imageAt+t])
+		}
+	}
+	f := d.cfg.Flex
+	var rng *rand.Rand
+	if f.Strategy == "random" {
+		rng = rand.New(rand.NewPCG(0, ops.RandomStream(0, d.sample, l)))
+	}
+	cells, err := ops.SelectCells(a, g, f.SelectGrid, d.ori, f.Threshold, f.Strategy, f.Ratio, rng)
+	if err != nil { // the configuration was validated: the strategy is known
+		return make([]bool, f.SelectGrid*f.SelectGrid)
+	}
+	return cells
+}
+
+// mlp is h += down(silu(gate(y)) ⊙ up(y)) with y = post_attention_layernorm(h).
+func (d *rowDecoder[T]) mlp(p string, h []T) {
+	D, F := d.cfg.Text.HiddenSize, d.cfg.Text.IntermediateSize
+	y, gate, up, out := make([]T, D), make([]T, F), make([]T, F), make([]T, D)
+	ops.RMSNormRows(y, h, d.get(p+"post_attention_layernorm.weight"), d.cfg.Text.RMSNormEps)
+	ops.MatMulNT(gate, y, d.get(p+"mlp.gate_proj.weight"), 1, D, F)
+	ops.MatMulNT(up, y, d.get(p+"mlp.up_proj.weight"), 1, D, F)
+	ops.SwiGLUInPlace(gate, up)
+	ops.MatMulNT(out, gate, d.get(p+"mlp.down_proj.weight"), 1, F, D)
+	addInto(h, out)
+}
