@@ -108,3 +108,27 @@ func (m *Graph) Selection(l int) ([][][]int, error) {
 	}
 	return out, nil
 }
+
+// SelectedFraction is the mean, over FlexAttention layers and HR rows, of the fraction of the M HR tokens a
+// row attended to in the last Run (0 when no row saw HR tokens).
+func (m *Graph) SelectedFraction() float64 {
+	_, _, _, M := m.cfg.Grid()
+	var sum float64
+	rows := 0
+	for l := range m.cells {
+		sel, err := m.Selection(l)
+		if err != nil {
+			continue
+		}
+		for _, perRow := range sel {
+			for _, toks := range perRow {
+				sum += float64(len(toks)) / float64(M)
+				rows++
+			}
+		}
+	}
+	if rows == 0 {
+		return 0
+	}
+	return sum / float64(rows)
+}

@@ -413,8 +413,8 @@ func hrWeightGrads[T Float](plan *FlexPlan, hc *hrCache, b int, dkHR, dvHR, dwk,
 		}
 	}
 	hdU := hc.hdU.([]T)
-	gemm(true, false, width, width, U, 1, dPre, hdU, 1, dwk)
-	gemm(true, false, width, width, U, 1, dvHR, hdU, 1, dwv)
+	matmul(true, false, width, width, U, 1, dPre, hdU, 1, dwk)
+	matmul(true, false, width, width, U, 1, dvHR, hdU, 1, dwv)
 }
 
 // softmax normalises x in place (max-subtracted, accumulated in float64).

@@ -1,21 +1,9 @@
 package ops
 
-import (
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/gonum"
-)
+import "github.com/flextrain/flextrain/model/gemm"
 
-var impl gonum.Implementation
-
-func trans(t bool) blas.Transpose {
-	if t {
-		return blas.Trans
-	}
-	return blas.NoTrans
-}
-
-// gemm computes C = alpha·op(A)·op(B) + beta·C for row-major A (m×k after op), B (k×n after op), C (m×n).
-func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, b []T, beta T, c []T) {
+// matmul computes C = alpha·op(A)·op(B) + beta·C for row-major A (m×k after op), B (k×n after op), C (m×n).
+func matmul[T Float](tA, tB bool, m, n, k int, alpha T, a []T, b []T, beta T, c []T) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -28,13 +16,15 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, b []T, beta T, c []
 	}
 	switch a := any(a).(type) {
 	case []float32:
-		impl.Sgemm(trans(tA), trans(tB), m, n, k, float32(alpha), a, max(lda, 1), any(b).([]float32), max(ldb, 1), float32(beta), any(c).([]float32), max(n, 1))
+		gemm32(tA, tB, m, n, k, float32(alpha), a, max(lda, 1), any(b).([]float32), max(ldb, 1), float32(beta), any(c).([]float32), max(n, 1))
 	case []float64:
-		impl.Dgemm(trans(tA), trans(tB), m, n, k, float64(alpha), a, max(lda, 1), any(b).([]float64), max(ldb, 1), float64(beta), any(c).([]float64), max(n, 1))
+		gemm.Dgemm(tA, tB, m, n, k, float64(alpha), a, max(lda, 1), any(b).([]float64), max(ldb, 1), float64(beta), any(c).([]float64), max(n, 1))
 	}
 }
 
+var gemm32 = gemm.Sgemm
+
 // MatMulNT sets y = x·wᵀ for x [rows, in] and w [out, in] (the layout of a torch Linear weight).
 func MatMulNT[T Float](y, x, w []T, rows, in, out int) {
-	gemm(false, true, rows, out, in, 1, x, w, 0, y)
+	matmul(false, true, rows, out, in, 1, x, w, 0, y)
 }

@@ -31,12 +31,12 @@ func Linear(x, w *G.Node, needX, needW bool) (*G.Node, error) {
 		res := make(G.Nodes, 2)
 		var err error
 		if needX {
-			if res[0], err = matmul("LinearGradX", g, in[1], false, false); err != nil {
+			if res[0], err = matmulNode("LinearGradX", g, in[1], false, false); err != nil {
 				return nil, err
 			}
 		}
 		if needW {
-			if res[1], err = matmul("LinearGradW", g, in[0], true, false); err != nil {
+			if res[1], err = matmulNode("LinearGradW", g, in[0], true, false); err != nil {
 				return nil, err
 			}
 		}
@@ -45,8 +45,8 @@ func Linear(x, w *G.Node, needX, needW bool) (*G.Node, error) {
 	return apply(op, 2, x, w)
 }
 
-// matmul is op(a)·op(b) with no gradient of its own (it only appears in backward passes).
-func matmul(name string, a, b *G.Node, tA, tB bool) (*G.Node, error) {
+// matmulNode is op(a)·op(b) with no gradient of its own (it only appears in backward passes).
+func matmulNode(name string, a, b *G.Node, tA, tB bool) (*G.Node, error) {
 	op := &fnOp{name: name}
 	dims := func(s tensor.Shape, t bool) (int, int) {
 		if t {
@@ -67,9 +67,9 @@ func matmul(name string, a, b *G.Node, tA, tB bool) (*G.Node, error) {
 		_, n := dims(v[1].Shape(), tB)
 		out := newDense(v[0].Dtype(), m, n)
 		if v[0].Dtype() == tensor.Float32 {
-			gemm(tA, tB, m, n, k, 1, slice[float32](v[0]), slice[float32](v[1]), 0, slice[float32](out))
+			matmul(tA, tB, m, n, k, 1, slice[float32](v[0]), slice[float32](v[1]), 0, slice[float32](out))
 		} else {
-			gemm(tA, tB, m, n, k, 1, slice[float64](v[0]), slice[float64](v[1]), 0, slice[float64](out))
+			matmul(tA, tB, m, n, k, 1, slice[float64](v[0]), slice[float64](v[1]), 0, slice[float64](out))
 		}
 		return out, nil
 	}

@@ -1,0 +1,160 @@
+package checkpoints
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/flextrain/flextrain/safetensors"
+)
+
+// WriteSafetensors writes tensors and metadata to path as a plain, uncompressed safetensors file, the
+// format inference tools read. The write is atomic (see WriteFileAtomic): path holds either its old
+// content or the complete new file.
+func WriteSafetensors(path string, tensors map[string]safetensors.Tensor, metadata map[string]string) error {
+	return writeSafetensors(OS, path, tensors, metadata)
+}
+
+func writeSafetensors(fsys FS, path string, tensors map[string]safetensors.Tensor, metadata map[string]string) error {
+	var buf bytes.Buffer
+	if err := safetensors.Write(&buf, &safetensors.File{Metadata: metadata, Tensors: tensors}); err != nil {
+		return fmt.Errorf("checkpoints: export %s: %w", path, err)
+	}
+	return writeFileAtomic(fsys, path, buf.Bytes())
+}
+
+// WriteJSON writes v to path as indented JSON with a final newline, atomically; it is meant for the
+// config.json that accompanies an export.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("checkpoints: export %s: %w", path, err)
+	}
+	return WriteFileAtomic(path, append(b, '\n'))
+}
+
+// WriteFileAtomic replaces the file at path with data so that a crash leaves either the old content or
+// the new: a temporary file <path>.tmp-<random> in the same directory is written, synced, closed and
+// renamed to path, then the directory is synced. On an error the temporary file is removed and the error
+// names the path and wraps the cause.
+func WriteFileAtomic(path string, data []byte) error { return writeFileAtomic(OS, path, data) }
+
+// ExportWeights writes the weights of the checkpoint directory src as a plain safetensors file at dst,
+// with metadata. The checkpoint is verified first, as Load does: a corrupt source is refused (the error
+// wraps ErrCorrupt) and dst is left untouched.
+func ExportWeights(src, dst string, metadata map[string]string) error {
+	ck, err := Load(src)
+	if err != nil {
+		return err
+	}
+	return WriteSafetensors(dst, ck.Weights, metadata)
+}
+
+// Info describes a checkpoint directory or a tensor file, for `flextrain inspect`.
+type Info struct {
+	Path    string
+	Step    int          // the checkpoint's step; -1 for a lone file or an unreadable manifest
+	Files   []FileInfo   // the files that verified, in the order they were read
+	Tensors []TensorInfo // weights first, then optimizer state, each sorted by name
+}
+
+// TensorInfo describes one stored tensor.
+type TensorInfo struct {
+	Group string // "weights" or "optimizer" in a checkpoint, the file name for a lone file
+	Name  string
+	DType safetensors.DType
+	Shape []int
+	Bytes int // size of the raw data
+}
+
+// StoredBytes is the size on disk of the files that verified.
+func (i Info) StoredBytes() int64 { return i.sum(func(f FileInfo) int64 { return f.Size }) }
+
+// RawBytes is the size of their payloads after decompression.
+func (i Info) RawBytes() int64 { return i.sum(func(f FileInfo) int64 { return f.RawSize }) }
+
+// Ratio is the compression ratio RawBytes/StoredBytes (0 when nothing verified).
+func (i Info) Ratio() float64 {
+	if i.StoredBytes() == 0 {
+		return 0
+	}
+	return float64(i.RawBytes()) / float64(i.StoredBytes())
+}
+
+func (i Info) sum(size func(FileInfo) int64) int64 {
+	var n int64
+	for _, f := range i.Files {
+		n += size(f)
+	}
+	return n
+}
+
+// Inspect describes the checkpoint directory, the checkpoint file (weights.st.zst, optimizer.st.zst)
+// or the plain safetensors file at path, verifying it as Load does. A nil error means everything
+// verified. Otherwise Inspect returns what it could read (the step when the manifest verified, the
+// files that verified) together with the error, which wraps ErrCorrupt, ErrVersion or ErrNotFound and
+// names the file, so a caller can print both.
+func Inspect(path string) (Info, error) {
+	st, err := OS.Stat(path)
+	if err != nil {
+		return Info{Path: path, Step: -1}, fmt.Errorf("checkpoints: inspect %s: %w", path, notFound(err))
+	}
+	if st.IsDir() {
+		return inspectDir(path)
+	}
+	return inspectFile(path)
+}
+
+// inspectDir describes a checkpoint directory.
+func inspectDir(path string) (Info, error) {
+	info := Info{Path: path, Step: -1}
+	if m, err := readManifest(OS, path); err == nil {
+		info.Step = m.Step
+	}
+	ck, files, err := Store{}.read(path)
+	info.Files = files
+	if ck != nil {
+		info.Tensors = append(describeTensors("weights", ck.Weights), describeTensors("optimizer", ck.Optimizer)...)
+	}
+	return info, err
+}
+
+// inspectFile describes a lone framed checkpoint file or a plain safetensors file.
+func inspectFile(path string) (Info, error) {
+	info := Info{Path: path, Step: -1}
+	b, err := OS.ReadFile(path)
+	if err != nil {
+		return info, fmt.Errorf("checkpoints: inspect %s: %w", path, err)
+	}
+	raw := b
+	if bytes.HasPrefix(b, []byte(magic)) {
+		kind := kindWeights
+		if len(b) >= 16 && string(b[12:16]) == kindOptimizer {
+			kind = kindOptimizer
+		}
+		if raw, err = decodeFrame(b, kind); err != nil {
+			return info, fmt.Errorf("checkpoints: inspect %s: %w", path, err)
+		}
+	}
+	f, err := safetensors.Parse(raw)
+	if err != nil {
+		return info, fmt.Errorf("checkpoints: inspect %s: %w: %w", path, ErrCorrupt, err)
+	}
+	name := filepath.Base(path)
+	info.Files = []FileInfo{{Name: name, Size: int64(len(b)), RawSize: int64(len(raw))}}
+	info.Tensors = describeTensors(name, f.Tensors)
+	return info, nil
+}
+
+// describeTensors lists tensors sorted by name under group.
+func describeTensors(group string, tensors map[string]safetensors.Tensor) []TensorInfo {
+	out := make([]TensorInfo, 0, len(tensors))
+	for name, t := range tensors {
+		out = append(out, TensorInfo{Group: group, Name: name, DType: t.DType, Shape: t.Shape, Bytes: len(t.Data)})
+	}
+	slices.SortFunc(out, func(a, b TensorInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flextrain/flextrain/train"
+)
+
+func init() { register(fitCommand()) }
+
+// fitCommand is `flextrain fit`: train the FlexAttention layers as the configuration says.
+func fitCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "fit",
+		Usage: "train the configured model; resumes from the newest checkpoint in output_dir",
+		Description: "SIGINT or SIGTERM finishes the current step, commits a checkpoint and exits with 130 or 143;\n" +
+			"a second signal exits at once (a checkpoint being written is never left half visible).",
+		Flags: append(configFlags(),
+			&cli.StringFlag{Name: "resume", Value: "auto", Usage: "`auto` (newest verified checkpoint), none, or a checkpoint path"}),
+		Action: func(cx *cli.Context) error {
+			cfg, err := loadConfig(cx)
+			if err != nil {
+				return err
+			}
+			ctx, sig := withSignals(cx.Context)
+			_, err = train.Run(ctx, cfg, train.RunOptions{Resume: cx.String("resume"), Out: cx.App.Writer})
+			if errors.Is(err, train.ErrInterrupted) {
+				return cli.Exit(fmt.Sprintf("flextrain: stopped by %v after committing a checkpoint", sig()), 128+int(sig().(syscall.Signal)))
+			}
+			return err
+		},
+	}
+}
+
+// withSignals returns a context cancelled by the first SIGINT or SIGTERM, and the signal received. A second
+// signal exits the process at once.
+func withSignals(parent context.Context) (context.Context, func() os.Signal) {
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	got := make(chan os.Signal, 1)
+	go func() {
+		s := <-ch
+		got <- s
+		fmt.Fprintf(os.Stderr, "\nflextrain: %v: finishing the current step and saving a checkpoint (again to quit now)\n", s)
+		cancel()
+		s = <-ch
+		os.Exit(128 + int(s.(syscall.Signal)))
+	}()
+	return ctx, func() os.Signal {
+		select {
+		case s := <-got:
+			got <- s
+			return s
+		default:
+			return syscall.SIGINT
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package synth
+
+import (
+	"fmt"
+	"image"
+)
+
+// Record is one element of a generated {train,val,test}.json: a LLaVA instruction record ({"id", "image",
+// "conversations"}) plus the fields evaluation needs, which the LLaVA loader ignores.
+type Record struct {
+	ID            string `json:"id"`
+	Image         string `json:"image,omitempty"` // relative to Manifest.ImageFolder; absent for text-only
+	Conversations []Turn `json:"conversations"`
+	Kind          string `json:"kind"` // KindSmall, KindLarge or KindText
+	Task          string `json:"task"` // color, shape, read (image); plus, minus, after, fact (text)
+	// Box is the target object's bounding box in original image pixels, [x0, y0, x1, y1] with x1 and y1
+	// exclusive (as image.Rectangle); absent for text-only records.
+	Box []int `json:"box,omitempty"`
+}
+
+// Turn is one message of a conversation: From is "human" or "gpt".
+type Turn struct {
+	From  string `json:"from"`
+	Value string `json:"value"`
+}
+
+// Answer returns the expected answer (the gpt turn), the string exact-match evaluation compares against.
+func (r Record) Answer() string {
+	if len(r.Conversations) < 2 {
+		return ""
+	}
+	return r.Conversations[1].Value
+}
+
+// content is what a sample asks and answers, before it gets an id and a file name.
+type content struct {
+	kind, task, question, answer string
+	box                          []int // nil for text-only samples
+}
+
+// record builds the LLaVA record: the question (after "<image>\n" when there is an image) with the
+// short-answer suffix, then the answer.
+func (c content) record(id, image string) Record {
+	q := c.question + suffix
+	if image != "" {
+		q = "<image>\n" + q
+	}
+	return Record{ID: id, Image: image, Kind: c.kind, Task: c.task, Box: c.box, Conversations: []Turn{
+		{From: "human", Value: q},
+		{From: "gpt", Value: c.answer},
+	}}
+}
+
+// renderImage draws one image sample of the given kind: background, target, other objects.
+func renderImage(o Options, r *rng, kind string) (*image.RGBA, content, error) {
+	w, h := imageSize(r, o.HRSize, o.MinAspect)
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	background(img, r, o.Clutter)
+	s := &scene{w: w, h: h, zoom: o.Zoom, colours: map[int]bool{}, shapes: map[int]bool{}}
+	q, err := s.target(r, kind)
+	if err != nil {
+		return nil, content{}, err
+	}
+	s.others(r)
+	s.drawObjects(img)
+	b := q.target.box
+	return img, content{kind, q.task, q.text, q.answer, []int{b.Min.X, b.Min.Y, b.Max.X, b.Max.Y}}, nil
+}
+
+// renderText draws one text-only sample.
+func renderText(r *rng) content {
+	task, q, a := textQuestion(r)
+	return content{kind: KindText, task: task, question: q, answer: a}
+}
+
+// sampleName is the id of sample i of a split, and the base name of its image.
+func sampleName(split string, i int) string { return fmt.Sprintf("%s-%06d", split, i) }

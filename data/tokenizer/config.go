@@ -1,0 +1,168 @@
+package tokenizer
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// fileJSON is the part of a Hugging Face tokenizer.json this package reads. truncation, padding and
+// post_processor are ignored: callers choose BOS with Encode's addBOS.
+type fileJSON struct {
+	AddedTokens  []addedJSON     `json:"added_tokens"`
+	Normalizer   json.RawMessage `json:"normalizer"`
+	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
+	Decoder      json.RawMessage `json:"decoder"`
+	Model        modelJSON       `json:"model"`
+}
+
+type addedJSON struct {
+	ID         int    `json:"id"`
+	Content    string `json:"content"`
+	SingleWord bool   `json:"single_word"`
+	LStrip     bool   `json:"lstrip"`
+	RStrip     bool   `json:"rstrip"`
+	Special    bool   `json:"special"`
+}
+
+type modelJSON struct {
+	Type                    string          `json:"type"`
+	Vocab                   map[string]int  `json:"vocab"`
+	Merges                  json.RawMessage `json:"merges"`
+	UnkToken                *string         `json:"unk_token"`
+	FuseUnk                 bool            `json:"fuse_unk"`
+	ByteFallback            bool            `json:"byte_fallback"`
+	IgnoreMerges            bool            `json:"ignore_merges"`
+	Dropout                 *float64        `json:"dropout"`
+	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
+}
+
+// componentJSON holds every field the supported normalizers, pre-tokenizers and decoders use.
+type componentJSON struct {
+	Type           string            `json:"type"`
+	Normalizers    []json.RawMessage `json:"normalizers"`
+	PreTokenizers  []json.RawMessage `json:"pretokenizers"`
+	Decoders       []json.RawMessage `json:"decoders"`
+	Prepend        string            `json:"prepend"`
+	Pattern        patternJSON       `json:"pattern"`
+	Content        json.RawMessage   `json:"content"` // a string (Replace) or a one-character string (Strip)
+	Start          int               `json:"start"`
+	Stop           int               `json:"stop"`
+	Left           *bool             `json:"strip_left"`
+	Right          *bool             `json:"strip_right"`
+	Replacement    string            `json:"replacement"`
+	AddPrefixSpace *bool             `json:"add_prefix_space"`
+	PrependScheme  string            `json:"prepend_scheme"`
+	Split          *bool             `json:"split"`
+}
+
+type patternJSON struct {
+	String *string `json:"String"`
+	Regex  *string `json:"Regex"`
+}
+
+// unmarshalStrict decodes JSON, rejecting trailing data after the object.
+func unmarshalStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after the JSON object")
+	}
+	return nil
+}
+
+// isNull says whether a raw JSON value is absent or null.
+func isNull(raw json.RawMessage) bool {
+	s := strings.TrimSpace(string(raw))
+	return s == "" || s == "null"
+}
+
+func parseComponent(raw json.RawMessage, what string) (*componentJSON, error) {
+	var c componentJSON
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, what, err)
+	}
+	return &c, nil
+}
+
+// build assembles a Tokenizer from a decoded tokenizer.json.
+func build(f *fileJSON) (*Tokenizer, error) {
+	t := &Tokenizer{vocab: f.Model.Vocab}
+	var err error
+	if t.model, err = buildModel(&f.Model); err != nil {
+		return nil, err
+	}
+	if t.normalizer, err = buildNormalizer(f.Normalizer); err != nil {
+		return nil, err
+	}
+	if t.pre, err = buildPreTokenizer(f.PreTokenizer); err != nil {
+		return nil, err
+	}
+	if t.decoder, err = buildDecoder(f.Decoder); err != nil {
+		return nil, err
+	}
+	if err = t.buildIDs(f.AddedTokens); err != nil {
+		return nil, err
+	}
+	t.added = newAddedMatcher(f.AddedTokens, t.vocab)
+	t.setSpecialIDs(&f.Model)
+	return t, nil
+}
+
+// maxID bounds token ids so that a corrupt file cannot make buildIDs allocate gigabytes.
+const maxID = 1 << 24
+
+// buildIDs fills idToToken from the vocabulary and the added tokens, refusing two tokens for one id.
+func (t *Tokenizer) buildIDs(added []addedJSON) error {
+	size := 0
+	for tok, id := range t.vocab {
+		if id < 0 || id >= maxID {
+			return fmt.Errorf("%w: token %q has id %d outside [0, %d)", ErrFormat, tok, id, maxID)
+		}
+		size = max(size, id+1)
+	}
+	for _, a := range added {
+		if a.ID < 0 || a.ID >= maxID || a.Content == "" {
+			return fmt.Errorf("%w: added token %q with id %d", ErrFormat, a.Content, a.ID)
+		}
+		size = max(size, a.ID+1)
+	}
+	t.idToToken = make([]string, size)
+	for tok, id := range t.vocab {
+		if t.idToToken[id] != "" {
+			return fmt.Errorf("%w: id %d is both %q and %q", ErrFormat, id, t.idToToken[id], tok)
+		}
+		t.idToToken[id] = tok
+	}
+	for _, a := range added {
+		if old := t.idToToken[a.ID]; old != "" && old != a.Content {
+			return fmt.Errorf("%w: id %d is both %q and added token %q", ErrFormat, a.ID, old, a.Content)
+		}
+		t.idToToken[a.ID] = a.Content
+	}
+	return nil
+}
+
+// setSpecialIDs finds <s>, </s>, the unknown token and the padding token.
+func (t *Tokenizer) setSpecialIDs(m *modelJSON) {
+	find := func(tok string) int {
+		if id, ok := t.TokenID(tok); ok {
+			return id
+		}
+		return -1
+	}
+	t.bos, t.eos, t.unk = find("<s>"), find("</s>"), find("<unk>")
+	if m.UnkToken != nil {
+		if id := find(*m.UnkToken); id >= 0 {
+			t.unk = id
+		}
+	}
+	t.pad = find("<pad>")
+	if t.pad < 0 {
+		t.pad = t.unk
+	}
+}

@@ -1,0 +1,178 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/model"
+)
+
+// maxAnswer is the longest answer, in tokens, whose exact match is scored: longer answers are free text.
+const maxAnswer = 16
+
+// evalMetrics is one evaluation: the loss over the held-out split and, for short answers, the exact-match
+// accuracy of greedy decoding.
+type evalMetrics struct {
+	Loss     float64 `json:"eval_loss"`
+	Samples  int     `json:"eval_samples"`
+	Accuracy float64 `json:"eval_accuracy"`
+	Answers  int     `json:"eval_answers"` // samples whose answer was short enough to score
+}
+
+// evaluate runs the held-out split with α = 1 and records the result; the lowest loss is the best metric.
+func (t *trainer[T]) evaluate(ctx context.Context) error {
+	l, err := t.evalLoader()
+	if errors.Is(err, data.ErrEmpty) {
+		return nil // no held-out split configured
+	}
+	if err != nil {
+		return fmt.Errorf("train: eval data: %w", err)
+	}
+	defer l.Close()
+	start := time.Now()
+	m, err := Evaluate(ctx, t.weights, l, t.tok.EOS())
+	if err != nil {
+		return err
+	}
+	t.log.eval(t.state.Step, m)
+	t.log.info("evaluated", "seconds", time.Since(start).Seconds())
+	if t.state.BestMetric == nil || m.Loss < *t.state.BestMetric {
+		loss := m.Loss
+		t.state.BestMetric, t.state.BestStep = &loss, t.state.Step
+	}
+	return nil
+}
+
+// evalLoader opens eval_data_path, or the held-out part of data_path, for one ordered pass.
+func (t *trainer[T]) evalLoader() (*data.Loader, error) {
+	o := t.dataOptions()
+	o.Shuffle, o.Once, o.GroupByModalityLength = false, true, false
+	if t.cfg.EvalDataPath != "" {
+		o.DataPath, o.ValSize, o.Split = t.cfg.EvalDataPath, 0, data.SplitAll
+		return data.Open(o)
+	}
+	if t.cfg.ValSize <= 0 {
+		return nil, data.ErrEmpty
+	}
+	o.Split = data.SplitVal
+	return data.Open(o)
+}
+
+// Evaluate reads the loader to its end and returns the mean loss over supervised tokens and the exact-match
+// accuracy of greedy answers (FlexAttention in inference mode, α = 1). eos ends a generated answer.
+func Evaluate(ctx context.Context, w *model.Weights, l *data.Loader, eos int) (evalMetrics, error) {
+	var m evalMetrics
+	var lossSum float64
+	var tokens, correct int
+	for {
+		if err := ctx.Err(); err != nil {
+			return m, err
+		}
+		b, err := l.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return m, fmt.Errorf("train: eval data: %w", err)
+		}
+		mb := toModelBatch(b)
+		loss, n, err := batchLoss(w, mb)
+		if err != nil {
+			return m, err
+		}
+		lossSum, tokens, m.Samples = lossSum+loss*float64(n), tokens+n, m.Samples+b.Len()
+		c, scored, err := exactMatches(w, mb, eos)
+		if err != nil {
+			return m, err
+		}
+		correct, m.Answers = correct+c, m.Answers+scored
+	}
+	m.Loss = lossSum / math.Max(1, float64(tokens))
+	if m.Answers > 0 {
+		m.Accuracy = float64(correct) / float64(m.Answers)
+	}
+	return m, nil
+}
+
+// batchLoss is the forward-only loss of a batch (α = 1) and its number of supervised tokens.
+func batchLoss(w *model.Weights, b *model.Batch) (float64, int, error) {
+	g, err := model.Build(w, b, model.Options{Mode: model.Train, Alpha: 1})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer g.Close()
+	if err := g.Run(); err != nil {
+		return 0, 0, err
+	}
+	return g.Loss(), supervised(b.Labels), nil
+}
+
+// exactMatches decodes the first answer of every sample whose answer is short and counts those whose
+// greedy answer equals the reference token for token.
+func exactMatches(w *model.Weights, b *model.Batch, eos int) (correct, scored int, err error) {
+	for s := range b.InputIDs {
+		prompt, answer := splitAnswer(b, s, eos)
+		if prompt == nil || len(answer) > maxAnswer {
+			continue
+		}
+		got, err := model.Generate(w, prompt, len(answer)+1, eos, 1)
+		if err != nil {
+			return 0, 0, err
+		}
+		scored++
+		if equalAnswer(got[0], answer, eos) {
+			correct++
+		}
+	}
+	return correct, scored, nil
+}
+
+// splitAnswer cuts sample s before its first supervised token: the prompt as a batch of one, and the answer
+// tokens up to (not including) eos. A sample without supervised tokens has no prompt.
+func splitAnswer(b *model.Batch, s, eos int) (*model.Batch, []int) {
+	ids, labels := b.InputIDs[s], b.Labels[s]
+	start := -1
+	for i := 1; i < len(labels); i++ {
+		if labels[i] != model.IgnoreIndex {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return nil, nil
+	}
+	var answer []int
+	for i := start; i < len(labels) && labels[i] != model.IgnoreIndex && labels[i] != eos; i++ {
+		answer = append(answer, labels[i])
+	}
+	mask, lab := make([]int, start), make([]int, start)
+	for i := range mask {
+		mask[i], lab[i] = 1, model.IgnoreIndex
+	}
+	return &model.Batch{InputIDs: [][]int{ids[:start]}, AttentionMask: [][]int{mask}, Labels: [][]int{lab},
+		LRPixels: b.LRPixels[s : s+1], HRPixels: b.HRPixels[s : s+1], OriSizes: b.OriSizes[s : s+1]}, answer
+}
+
+// equalAnswer compares a generated sequence, cut at eos, with the reference answer.
+func equalAnswer(got, want []int, eos int) bool {
+	for i, id := range got {
+		if id == eos {
+			got = got[:i]
+			break
+		}
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}

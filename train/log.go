@@ -1,0 +1,134 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// logger reports progress: one live progress line on a terminal, a plain line every logging_steps
+// otherwise, and one JSON object per logged step in output_dir/metrics.jsonl.
+type logger struct {
+	cfg     Config
+	out     io.Writer
+	slog    *slog.Logger
+	metrics *os.File
+	bar     *progressbar.ProgressBar
+	start   time.Time
+}
+
+func newLogger(cfg Config, opts RunOptions) (*logger, error) {
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
+	l := &logger{cfg: cfg, out: out, slog: opts.Logger, start: time.Now()}
+	if l.slog == nil {
+		l.slog = slog.New(slog.NewTextHandler(out, nil))
+	}
+	path := filepath.Join(cfg.OutputDir, "metrics.jsonl")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("train: open %s: %w", path, err)
+	}
+	l.metrics = f
+	return l, nil
+}
+
+// isTerminal reports whether w is a terminal, where a live progress line makes sense.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (l *logger) close() {
+	if l.bar != nil {
+		l.bar.Finish()
+		fmt.Fprintln(l.out)
+	}
+	l.metrics.Close()
+}
+
+func (l *logger) printf(format string, a ...any) { fmt.Fprintf(l.out, format, a...) }
+func (l *logger) info(msg string, args ...any)   { l.slog.Info(msg, args...) }
+func (l *logger) warn(msg string, args ...any)   { l.slog.Warn(msg, args...) }
+
+// record appends one object to metrics.jsonl.
+func (l *logger) record(v map[string]any) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		_, err = l.metrics.Write(append(b, '\n'))
+	}
+	if err != nil {
+		l.warn("cannot write metrics.jsonl", "err", err)
+	}
+}
+
+// step reports an optimizer step: the progress line on every step, the log line and metrics every
+// logging_steps (and on the first and last step).
+func (l *logger) step(st State, r stepResult, total int) {
+	tps := float64(r.tokens) / r.elapsed.Seconds()
+	if isTerminal(l.out) {
+		l.progress(st, r, total, tps)
+	}
+	if st.Step != 1 && st.Step != total && (l.cfg.LoggingSteps <= 0 || st.Step%l.cfg.LoggingSteps != 0) {
+		return
+	}
+	elapsed := time.Since(l.start).Seconds()
+	l.record(map[string]any{"step": st.Step, "epoch": round(st.Epoch, 4), "loss": r.loss, "lr": r.lr,
+		"grad_norm": r.gradNorm, "tokens_per_sec": round(tps, 1), "elapsed_s": round(elapsed, 3),
+		"remaining_s": round(elapsed/float64(st.Step)*float64(total-st.Step), 1), "alpha": r.alpha,
+		"hr_selected_frac": round(r.hrSelectedFrac, 4)})
+	if !isTerminal(l.out) {
+		l.printf("step %d/%d | epoch %.2f | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | %.0f ms/step | alpha %.2f | hr %.3f\n",
+			st.Step, total, st.Epoch, r.loss, r.lr, r.gradNorm, tps, float64(r.elapsed.Milliseconds()), r.alpha, r.hrSelectedFrac)
+	}
+}
+
+// progress redraws the live progress line.
+func (l *logger) progress(st State, r stepResult, total int, tps float64) {
+	if l.bar == nil {
+		l.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(l.out), progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(20))
+	}
+	l.bar.Describe(fmt.Sprintf("epoch %.2f | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s", st.Epoch, r.loss, r.lr, r.gradNorm, tps))
+	l.bar.Set(st.Step)
+}
+
+// eval reports an evaluation.
+func (l *logger) eval(step int, m evalMetrics) {
+	rec := map[string]any{"step": step, "eval_loss": m.Loss, "eval_samples": m.Samples}
+	line := fmt.Sprintf("eval at step %d | loss %.4f", step, m.Loss)
+	if m.Answers > 0 {
+		rec["eval_accuracy"], rec["eval_answers"] = m.Accuracy, m.Answers
+		line += fmt.Sprintf(" | exact match %.3f of %d", m.Accuracy, m.Answers)
+	}
+	l.record(rec)
+	if l.bar != nil {
+		l.printf("\n")
+	}
+	l.printf("%s\n", line)
+}
+
+// summary prints and records the end of a run.
+func (l *logger) summary(s Summary) {
+	b, _ := json.Marshal(s)
+	l.printf("%s\n", b)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	l.record(m)
+}
+
+// round keeps digits decimals, for readable metrics.
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}

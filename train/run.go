@@ -1,0 +1,108 @@
+// Package train is flextrain's training loop: it joins the model, the data loader, the optimizer and the
+// checkpoints. Run reads top to bottom as one optimizer step after another; everything else in the
+// package is a plain helper it calls.
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/flextrain/flextrain/optim"
+)
+
+// ErrInterrupted is returned when the context was cancelled (SIGINT, SIGTERM): the step in progress was
+// finished and a checkpoint committed first.
+var ErrInterrupted = errors.New("train: interrupted")
+
+// ErrNonFinite is returned when too many optimizer steps in a row had a non-finite loss or gradient.
+var ErrNonFinite = errors.New("train: non-finite loss or gradient")
+
+// maxNonFinite is how many non-finite steps in a row stop the run.
+const maxNonFinite = 3
+
+// RunOptions are the parts of a run that are not configuration.
+type RunOptions struct {
+	Resume string    // auto (default), none, or a checkpoint path
+	Out    io.Writer // the progress line or log lines, the config table and the summary
+	Logger *slog.Logger
+	// Fault, when set, may replace each step's loss (tests inject NaN with it).
+	Fault func(step int, loss float64) float64
+}
+
+// Summary is what a finished run reports, with Hugging Face's names.
+type Summary struct {
+	TrainRuntime          float64 `json:"train_runtime"`
+	TrainSamplesPerSecond float64 `json:"train_samples_per_second"`
+	TrainLoss             float64 `json:"train_loss"`
+	Steps                 int     `json:"global_step"`
+	SkippedNonFinite      int     `json:"skipped_nonfinite"`
+	LastCheckpoint        string  `json:"last_checkpoint,omitempty"`
+}
+
+// Run trains the configured model: it resumes when asked, then takes optimizer steps until max steps,
+// evaluating, logging and saving on the way. On cancellation it finishes the current step, saves a
+// checkpoint and returns ErrInterrupted.
+func Run(ctx context.Context, cfg Config, opts RunOptions) (Summary, error) {
+	if cfg.DType == "float64" {
+		return run[float64](ctx, cfg, opts)
+	}
+	return run[float32](ctx, cfg, opts)
+}
+
+func run[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (Summary, error) {
+	t, err := setup[T](cfg, opts)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer t.close()
+	start, lossSum, losses := time.Now(), 0.0, 0
+	for t.state.Step < t.total {
+		if ctx.Err() != nil {
+			return t.stop(ErrInterrupted)
+		}
+		res, err := t.step(ctx)
+		if err != nil {
+			return t.stop(err)
+		}
+		t.state.Step++
+		if res.skipped {
+			t.state.SkippedNonFinite++
+			if t.state.NonFiniteInRow++; t.state.NonFiniteInRow >= maxNonFinite {
+				return t.stop(fmt.Errorf("%w: %d steps in a row, the last at step %d", ErrNonFinite, t.state.NonFiniteInRow, t.state.Step))
+			}
+			t.log.warn("non-finite loss or gradient: update skipped", "step", t.state.Step, "loss", res.loss)
+			continue
+		}
+		t.state.NonFiniteInRow = 0
+		lossSum, losses = lossSum+res.loss, losses+1
+		t.log.step(t.state, res, t.total)
+		if t.every(t.cfg.EvalSteps) {
+			if err := t.evaluate(ctx); err != nil {
+				return t.stop(err)
+			}
+		}
+		if t.every(t.cfg.SaveSteps) {
+			if err := t.save(); err != nil {
+				return t.stop(err)
+			}
+		}
+	}
+	if err := t.finish(); err != nil {
+		return t.stop(err)
+	}
+	return t.summary(start, lossSum/math.Max(1, float64(losses))), nil
+}
+
+// stepResult is what one optimizer step reports.
+type stepResult struct {
+	loss, lr, gradNorm, alpha float64
+	tokens, samples           int
+	hrSelectedFrac            float64
+	skipped                   bool
+	elapsed                   time.Duration
+}

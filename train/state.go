@@ -1,0 +1,204 @@
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/optim"
+	"github.com/flextrain/flextrain/safetensors"
+)
+
+// State is the trainer's part of a checkpoint (trainer_state.json): everything besides the weights and
+// the optimizer moments that a resumed run needs to continue bit for bit.
+type State struct {
+	Step             int         `json:"global_step"`
+	Epoch            float64     `json:"epoch"`
+	Cursor           data.Cursor `json:"data_cursor"`
+	Counts           data.Counts `json:"data_counts"`
+	OptimizerStep    int         `json:"optimizer_step"` // AdamW's t, which skipped steps do not advance
+	Alpha            float64     `json:"alpha"`
+	LearningRate     float64     `json:"learning_rate"`
+	SkippedNonFinite int         `json:"skipped_nonfinite"`
+	NonFiniteInRow   int         `json:"nonfinite_in_row"`
+	BestMetric       *float64    `json:"best_metric,omitempty"` // lowest eval loss so far
+	BestStep         int         `json:"best_step,omitempty"`
+	// Seed names the only randomness of a run: the data order is drawn from (seed, epoch) and the random
+	// selection strategy from (seed, step, sample, layer), so there is no generator state to store.
+	Seed int `json:"seed"`
+	// FrozenHash is the SHA-256 of the frozen weights, so a resume against other base weights fails.
+	FrozenHash string `json:"frozen_weights_sha256"`
+}
+
+// save commits a checkpoint of the current step and prunes old ones, keeping the best.
+func (t *trainer[T]) save() error {
+	if t.state.FrozenHash == "" {
+		t.state.FrozenHash = t.frozenHash()
+	}
+	t.state.Cursor, t.state.Counts = t.train.Cursor(), t.train.Counts()
+	t.state.OptimizerStep = t.opt.Step
+	st, err := json.MarshalIndent(t.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	cfgYAML, err := t.cfg.YAML()
+	if err != nil {
+		return err
+	}
+	ck := &checkpoints.Checkpoint{Step: t.state.Step, Weights: map[string]safetensors.Tensor{},
+		Optimizer: map[string]safetensors.Tensor{}, State: st, Config: cfgYAML}
+	for _, p := range t.params {
+		ck.Weights[p.Name] = tensorOf(p.Shape, p.Value)
+		if m, ok := t.opt.M[p.Name]; ok {
+			ck.Optimizer["m."+p.Name], ck.Optimizer["v."+p.Name] = tensorOf(p.Shape, m), tensorOf(p.Shape, t.opt.V[p.Name])
+		}
+	}
+	path, err := checkpoints.Save(t.cfg.OutputDir, ck)
+	if err != nil {
+		return err
+	}
+	t.log.info("checkpoint saved", "path", path)
+	var protect []int
+	if t.state.BestMetric != nil {
+		protect = append(protect, t.state.BestStep)
+	}
+	_, err = checkpoints.Prune(t.cfg.OutputDir, t.cfg.SaveTotalLimit, protect...)
+	return err
+}
+
+// tensorOf wraps a parameter's values as a safetensors tensor of its own element type.
+func tensorOf[T optim.Float](shape []int, v []T) safetensors.Tensor {
+	switch x := any(v).(type) {
+	case []float32:
+		return safetensors.FromFloat32(shape, x)
+	case []float64:
+		return safetensors.FromFloat64(shape, x)
+	}
+	return safetensors.Tensor{}
+}
+
+// frozenHash is the SHA-256 over the names and bytes of every frozen weight, in name order.
+func (t *trainer[T]) frozenHash() string {
+	h := sha256.New()
+	ts := t.weights.Tensors()
+	for _, name := range sortedNames(ts) {
+		if t.cfg.Trainable(name) {
+			continue
+		}
+		fmt.Fprintf(h, "%s %v %s\n", name, ts[name].Shape, ts[name].DType)
+		h.Write(ts[name].Data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// resume restores weights, optimizer, data position and counters from the checkpoint --resume names.
+func (t *trainer[T]) resume() error {
+	spec := t.opts.Resume
+	if spec == "" {
+		spec = "auto"
+	}
+	path, warnings, err := checkpoints.Resolve(t.cfg.OutputDir, spec)
+	for _, w := range warnings {
+		t.log.warn(w)
+	}
+	if errors.Is(err, checkpoints.ErrNotFound) && spec == "auto" || path == "" && err == nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("train: resume %s: %w", spec, err)
+	}
+	ck, err := checkpoints.Load(path)
+	if err != nil {
+		return fmt.Errorf("train: resume: %w", err)
+	}
+	if err := t.checkDrift(path, ck.Config); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(ck.State, &t.state); err != nil {
+		return fmt.Errorf("train: resume %s: trainer_state.json: %w", path, err)
+	}
+	if h := t.frozenHash(); t.state.FrozenHash != "" && h != t.state.FrozenHash {
+		return fmt.Errorf("train: resume %s: %w: the frozen base weights differ from those the checkpoint was trained on", path, checkpoints.ErrConfigMismatch)
+	}
+	if err := t.restoreTensors(path, ck); err != nil {
+		return err
+	}
+	if err := t.train.Restore(t.state.Cursor); err != nil {
+		return fmt.Errorf("train: resume %s: %w", path, err)
+	}
+	t.train.RestoreCounts(t.state.Counts)
+	t.log.info("resumed", "checkpoint", path, "step", t.state.Step)
+	return nil
+}
+
+// checkDrift refuses a resume whose configuration changed a key that defines the run, and warns about
+// allowed changes.
+func (t *trainer[T]) checkDrift(path string, saved []byte) error {
+	prev, err := ParseConfig(saved, path+"/config.yaml")
+	if err != nil {
+		return fmt.Errorf("train: resume: %w", err)
+	}
+	shape, allowed := Diff(prev, t.cfg)
+	if len(shape) > 0 {
+		return fmt.Errorf("train: resume %s: %w: these keys changed: %s", path, checkpoints.ErrConfigMismatch, strings.Join(shape, ", "))
+	}
+	if len(allowed) > 0 {
+		t.log.warn("resuming with changed settings", "keys", strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+// restoreTensors copies the checkpoint's weights and AdamW moments into the run.
+func (t *trainer[T]) restoreTensors(path string, ck *checkpoints.Checkpoint) error {
+	t.opt.Step = t.state.OptimizerStep
+	if t.opt.Step > 0 {
+		t.opt.M, t.opt.V = map[string][]T{}, map[string][]T{}
+	}
+	for _, p := range t.params {
+		if err := copyTensor(p.Value, ck.Weights, p.Name); err != nil {
+			return fmt.Errorf("train: resume %s: %w", path, err)
+		}
+		if t.opt.Step == 0 {
+			continue
+		}
+		m, v := make([]T, len(p.Value)), make([]T, len(p.Value))
+		if err := errors.Join(copyTensor(m, ck.Optimizer, "m."+p.Name), copyTensor(v, ck.Optimizer, "v."+p.Name)); err != nil {
+			return fmt.Errorf("train: resume %s: %w", path, err)
+		}
+		t.opt.M[p.Name], t.opt.V[p.Name] = m, v
+	}
+	return nil
+}
+
+// copyTensor fills dst from the named tensor, which must have the same number of elements and type.
+func copyTensor[T optim.Float](dst []T, ts map[string]safetensors.Tensor, name string) error {
+	st, ok := ts[name]
+	if !ok {
+		return fmt.Errorf("%w: tensor %s is missing", checkpoints.ErrConfigMismatch, name)
+	}
+	var src []T
+	switch any(dst).(type) {
+	case []float32:
+		v, err := st.Float32s()
+		if err != nil || st.DType != safetensors.DType("F32") {
+			return fmt.Errorf("%w: tensor %s is %s, want F32", checkpoints.ErrConfigMismatch, name, st.DType)
+		}
+		src = any(v).([]T)
+	case []float64:
+		v, err := st.Float64s()
+		if err != nil || st.DType != safetensors.DType("F64") {
+			return fmt.Errorf("%w: tensor %s is %s, want F64", checkpoints.ErrConfigMismatch, name, st.DType)
+		}
+		src = any(v).([]T)
+	}
+	if len(src) != len(dst) {
+		return fmt.Errorf("%w: tensor %s has %d values, want %d", checkpoints.ErrConfigMismatch, name, len(src), len(dst))
+	}
+	copy(dst, src)
+	return nil
+}

@@ -1,0 +1,323 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/optim"
+	"gorgonia.org/tensor"
+)
+
+// trainer holds everything one run needs, in parameter type T.
+type trainer[T optim.Float] struct {
+	cfg     Config
+	opts    RunOptions
+	tok     *tokenizer.Tokenizer
+	weights *model.Weights
+	params  []optim.Param[T]
+	opt     *optim.AdamW[T]
+	acc     optim.Accumulator[T]
+	train   *data.Loader
+	state   State
+	total   int // optimizer steps of the whole run
+	warmup  int
+	log     *logger
+	samples int // samples trained on in this process
+}
+
+// setup prepares a run: output folder, tokenizer, weights, data, optimizer, and the resumed state.
+func setup[T optim.Float](cfg Config, opts RunOptions) (*trainer[T], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &trainer[T]{cfg: cfg, opts: opts}
+	steps := []func() error{t.prepareOutput, t.loadTokenizer, t.loadWeights, t.openData, t.bindParams, t.plan, t.resume}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			t.close()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (t *trainer[T]) close() {
+	if t.train != nil {
+		t.train.Close()
+	}
+	if t.log != nil {
+		t.log.close()
+	}
+}
+
+// prepareOutput creates output_dir, opens the logs, prints and saves the effective configuration.
+func (t *trainer[T]) prepareOutput() error {
+	if err := os.MkdirAll(t.cfg.OutputDir, 0o755); err != nil {
+		return fmt.Errorf("train: create output dir: %w", err)
+	}
+	y, err := t.cfg.YAML()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(t.cfg.OutputDir, "config.yaml"), y, 0o644); err != nil {
+		return fmt.Errorf("train: write config: %w", err)
+	}
+	if t.log, err = newLogger(t.cfg, t.opts); err != nil {
+		return err
+	}
+	t.log.printf("%s\n", t.cfg.Table())
+	return nil
+}
+
+func (t *trainer[T]) loadTokenizer() error {
+	tok, err := tokenizer.Load(t.cfg.TokenizerPath)
+	if err != nil {
+		return fmt.Errorf("train: tokenizer_path: %w", err)
+	}
+	if v := t.cfg.Arch.Text.VocabSize; tok.VocabSize() > v {
+		return fmt.Errorf("train: tokenizer %s has %d tokens but model.text.vocab_size is %d", t.cfg.TokenizerPath, tok.VocabSize(), v)
+	}
+	t.tok = tok
+	return nil
+}
+
+// loadWeights reads model_name_or_path, or initialises the model from the seed when it is empty.
+func (t *trainer[T]) loadWeights() error {
+	mc, dt := t.cfg.Model(), dtypeOf[T]()
+	if t.cfg.ModelNameOrPath == "" {
+		t.weights = model.InitWeights(mc, dt, uint64(t.cfg.Seed))
+		if t.weights == nil {
+			return errors.New("train: cannot initialise the model: invalid configuration")
+		}
+		return nil
+	}
+	w, err := model.LoadWeights(t.cfg.ModelNameOrPath, mc, dt)
+	if err != nil {
+		return fmt.Errorf("train: model_name_or_path: %w", err)
+	}
+	t.weights = w
+	return nil
+}
+
+func dtypeOf[T optim.Float]() tensor.Dtype {
+	var z T
+	if _, ok := any(z).(float64); ok {
+		return tensor.Float64
+	}
+	return tensor.Float32
+}
+
+// dataOptions are the loader settings of the training split; evaluation changes Split and Once.
+func (t *trainer[T]) dataOptions() data.Options {
+	c := t.cfg
+	return data.Options{DataPath: c.DataPath, ImageFolder: c.ImageFolder, Tokenizer: t.tok,
+		ImageSize: c.Arch.Vision.ImageSize, Zoom: c.Flex.Zoom, PatchSize: c.Arch.Vision.PatchSize,
+		ModelMaxLength: c.ModelMaxLength, BatchSize: c.PerDeviceTrainBatchSize, Seed: uint64(c.Seed), Shuffle: true,
+		GroupByModalityLength: c.GroupByModalityLength, Policy: c.BadSamplePolicy, MaxBadFraction: c.MaxBadFraction,
+		Workers: c.DataloaderNumWorkers, ValSize: c.ValSize, Logger: t.log.slog}
+}
+
+func (t *trainer[T]) openData() error {
+	l, err := data.Open(t.dataOptions())
+	if err != nil {
+		return fmt.Errorf("train: data: %w", err)
+	}
+	t.train = l
+	return nil
+}
+
+// bindParams exposes the trainable weights to the optimizer, in name order.
+func (t *trainer[T]) bindParams() error {
+	for _, name := range t.weights.Names() {
+		if !t.cfg.Trainable(name) {
+			continue
+		}
+		d := t.weights.Get(name)
+		v := d.Data().([]T)
+		t.params = append(t.params, optim.Param[T]{Name: name, Shape: append([]int(nil), d.Shape()...), Value: v, Grad: make([]T, len(v))})
+	}
+	if len(t.params) == 0 {
+		return fmt.Errorf("train: the trainable patterns %v (frozen %v) select no weight", t.cfg.TrainablePatterns, t.cfg.FrozenPatterns)
+	}
+	c := t.cfg
+	t.opt = optim.NewAdamW[T](c.AdamBeta1, c.AdamBeta2, c.AdamEpsilon, c.WeightDecay)
+	return nil
+}
+
+// plan fixes the length of the run and of the warm-up.
+func (t *trainer[T]) plan() error {
+	c := t.cfg
+	t.total = c.MaxSteps
+	if t.total <= 0 {
+		perEpoch := float64(t.train.StepsPerEpoch()) / float64(c.GradientAccumulationSteps)
+		t.total = int(math.Ceil(c.NumTrainEpochs * perEpoch))
+	}
+	if t.total <= 0 {
+		return fmt.Errorf("train: the run has no step: max_steps %d, num_train_epochs %g, %d batches per epoch", c.MaxSteps, c.NumTrainEpochs, t.train.StepsPerEpoch())
+	}
+	t.warmup = optim.WarmupSteps(c.WarmupRatio, c.WarmupSteps, t.total)
+	t.state.Seed = c.Seed
+	return nil
+}
+
+// alpha is DESIGN.md §9's warm-up: min(1, step / (alpha_warmup_ratio · total)), 1 without warm-up.
+func (t *trainer[T]) alpha() float64 {
+	w := t.cfg.Flex.AlphaWarmupRatio * float64(t.total)
+	if w <= 0 {
+		return 1
+	}
+	return math.Min(1, float64(t.state.Step)/w)
+}
+
+// every reports whether the step just taken is a multiple of n (n ≤ 0: never).
+func (t *trainer[T]) every(n int) bool { return n > 0 && t.state.Step%n == 0 }
+
+// step takes one optimizer step over gradient_accumulation_steps micro-batches. Cancellation does not
+// interrupt it: a step is finished once begun, so checkpoints fall on step boundaries.
+func (t *trainer[T]) step(ctx context.Context) (stepResult, error) {
+	ctx = context.WithoutCancel(ctx)
+	start := time.Now()
+	res := stepResult{alpha: t.alpha()}
+	var lossSum float64
+	for k := 0; k < t.cfg.GradientAccumulationSteps; k++ {
+		loss, n, err := t.microBatch(ctx, res.alpha, &res)
+		if err != nil {
+			return res, err
+		}
+		lossSum += loss * float64(n)
+	}
+	res.loss = lossSum / float64(max(1, t.acc.Tokens()))
+	if t.opts.Fault != nil {
+		res.loss = t.opts.Fault(t.state.Step+1, res.loss)
+	}
+	res.elapsed = time.Since(start)
+	t.samples += res.samples
+	c := t.train.Cursor()
+	t.state.Epoch = float64(c.Epoch) + float64(c.Position)/float64(max(1, t.train.Records()))
+	return res, t.update(&res)
+}
+
+// microBatch runs forward and backward on the next batch and accumulates its gradients.
+func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepResult) (float64, int, error) {
+	b, err := t.train.Next(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("train: data: %w", err)
+	}
+	g, err := model.Build(t.weights, toModelBatch(b), model.Options{Mode: model.Train, Alpha: alpha,
+		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed)})
+	if err != nil {
+		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
+	}
+	defer g.Close()
+	if err := g.Run(); err != nil {
+		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
+	}
+	grads := g.Grads()
+	for i := range t.params {
+		p := &t.params[i]
+		if d, ok := grads[p.Name]; ok {
+			copy(p.Grad, d.Data().([]T))
+		} else {
+			clear(p.Grad) // not reached by this batch's loss
+		}
+	}
+	n := supervised(b.Labels)
+	if err := t.acc.Add(t.params, n); err != nil {
+		return 0, 0, err
+	}
+	res.tokens += realTokens(g)
+	res.samples += b.Len()
+	res.hrSelectedFrac = g.SelectedFraction()
+	return g.Loss(), n, nil
+}
+
+// update finishes the accumulated gradient and applies AdamW, or skips a non-finite step without
+// changing any weight or optimizer state.
+func (t *trainer[T]) update(res *stepResult) error {
+	if t.acc.Tokens() == 0 {
+		t.acc.Reset()
+		res.skipped = false
+		return nil // nothing supervised in this step's batches: no update, nothing to learn from
+	}
+	if math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
+		t.acc.Reset()
+		res.skipped = true
+		return nil
+	}
+	if _, err := t.acc.Finish(t.params); err != nil {
+		return err
+	}
+	norm, err := optim.ClipGradNorm(t.params, t.cfg.MaxGradNorm)
+	res.gradNorm = norm
+	if errors.Is(err, optim.ErrNonFinite) {
+		res.skipped = true
+		return nil
+	}
+	if res.lr, err = optim.LR(t.cfg.LRSchedulerType, t.cfg.LearningRate, t.state.Step, t.warmup, t.total); err != nil {
+		return err
+	}
+	t.state.Alpha, t.state.LearningRate = res.alpha, res.lr
+	return t.opt.Update(t.params, res.lr)
+}
+
+// supervised counts the labels other than IgnoreIndex (the loss's denominator).
+func supervised(labels [][]int) int {
+	n := 0
+	for _, row := range labels {
+		for _, l := range row[min(1, len(row)):] {
+			if l != data.IgnoreIndex {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// realTokens counts the assembled sequence rows that are not padding.
+func realTokens(g *model.Graph) int {
+	n := 0
+	for _, l := range g.Lens() {
+		n += l
+	}
+	return n
+}
+
+// toModelBatch converts a loader batch to the model's input (pixels in float64).
+func toModelBatch(b *data.Batch) *model.Batch {
+	m := &model.Batch{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels, OriSizes: b.OriSizes}
+	for i := range b.InputIDs {
+		m.LRPixels = append(m.LRPixels, widen(b.LRPixels[i]))
+		m.HRPixels = append(m.HRPixels, widen(b.HRPixels[i]))
+	}
+	return m
+}
+
+func widen(x []float32) []float64 {
+	if x == nil {
+		return nil
+	}
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = float64(v)
+	}
+	return y
+}
+
+// sortedNames returns a map's keys in order.
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
