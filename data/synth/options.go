@@ -81,7 +81,7 @@ func (o Options) Validate() error {
 	}
 	if o.HRSize < minHRSize || o.HRSize > maxHRSize {
 		bad("hr", "%d is outside %d…%d", o.HRSize, minHRSize, maxHRSize)
-	} else if o.Zoom > 0 && o.HRSize%o.Zoom != 0 {
+	} else if o.Zoom >= minZoom && o.Zoom <= maxZoom && o.HRSize%o.Zoom != 0 {
 		bad("hr", "%d is not a multiple of zoom %d (the LR side S = hr/zoom)", o.HRSize, o.Zoom)
 	}
 	for _, c := range []struct {

@@ -2,6 +2,7 @@ package synth
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -52,15 +53,11 @@ func TestParseURIErrors(t *testing.T) {
 		{"synth://n", `"n"`},
 		{"synth://n=1,n=2", `"n"`},
 		{"synth://text=1.5", "text"},
-		{"synth://hr=100", "hr"},      // not a multiple of zoom 3
-		{"synth://zoom=1", "zoom"},    // no small/large distinction
-		{"synth://val=-2", "val"},     // negative size
-		{"synth://min_aspect=0.3", "min_aspect"}, // 58 pixels cannot hold a 42-pixel sign plus margins… at hr=192 it can
+		{"synth://hr=100", "hr"},   // not a multiple of zoom 3
+		{"synth://zoom=1", "zoom"}, // no small/large distinction
+		{"synth://val=-2", "val"},  // negative size
 	}
 	for _, c := range cases {
-		if c.uri == "synth://min_aspect=0.3" {
-			continue // valid at hr=192; the limit is checked in TestValidateSignRoom
-		}
 		_, err := ParseURI(c.uri)
 		if err == nil {
 			t.Errorf("ParseURI(%q) = nil error; want one naming %s", c.uri, c.wantInMsg)
@@ -68,6 +65,52 @@ func TestParseURIErrors(t *testing.T) {
 		}
 		if !errors.Is(err, ErrURI) || !strings.Contains(err.Error(), c.wantInMsg) {
 			t.Errorf("ParseURI(%q) = %v; want ErrURI naming %s", c.uri, err, c.wantInMsg)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(o *Options)
+		want   []string // fields the error must name; none: valid
+	}{
+		{"defaults", func(o *Options) {}, nil},
+		{"tiny config", func(o *Options) { o.HRSize = 96 }, nil},
+		{"empty splits", func(o *Options) { o.N, o.ValN, o.TestN = 0, 0, 0 }, nil},
+		{"negative sizes", func(o *Options) { o.N, o.TestN = -1, -5 }, []string{"n:", "test:"}},
+		{"fractions", func(o *Options) { o.SmallFrac, o.TextFrac = -0.1, 1.01 }, []string{"small:", "text:"}},
+		{"NaN fraction", func(o *Options) { o.TextFrac = math.NaN() }, []string{"text:"}},
+		{"zoom", func(o *Options) { o.Zoom = 9 }, []string{"zoom:"}},
+		{"hr too small", func(o *Options) { o.HRSize = 48 }, []string{"hr:"}},
+		{"hr not a multiple of zoom", func(o *Options) { o.HRSize = 100 }, []string{"hr:"}},
+		// A large sign at Z = 3 is 42 pixels high: 0.6·64 = 38 pixels cannot hold it.
+		{"no room for a large sign", func(o *Options) { o.HRSize = 66 }, []string{"min_aspect:"}},
+		{"aspect", func(o *Options) { o.MinAspect = 0.2 }, []string{"min_aspect:"}},
+		{"clutter", func(o *Options) { o.Clutter = -1 }, []string{"clutter:"}},
+		{"workers", func(o *Options) { o.Workers = -1 }, []string{"workers:"}},
+	}
+	for _, c := range cases {
+		o := DefaultOptions()
+		c.change(&o)
+		err := o.Validate()
+		if len(c.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: Validate() = %v; want nil", c.name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrOptions) {
+			t.Errorf("%s: Validate() = %v; want ErrOptions", c.name, err)
+			continue
+		}
+		for _, field := range c.want {
+			if !strings.Contains(err.Error(), field) {
+				t.Errorf("%s: Validate() = %v; want a message naming %s", c.name, err, field)
+			}
+		}
+		if got := strings.Count(err.Error(), "\n") + 1; got != len(c.want) {
+			t.Errorf("%s: Validate() gave %d problems (%v); want %d", c.name, got, err, len(c.want))
 		}
 	}
 }

@@ -199,7 +199,9 @@ func (s *scene) drawObjects(img *image.RGBA) {
 	}
 }
 
-// muted draws a low-saturation mid-tone colour, for backgrounds and clutter: far from every palette colour.
+// muted draws a low-saturation colour with channels in [lo−25, hi+25], for backgrounds and clutter. With
+// lo ≥ 50 and hi ≤ 210 (and ±8 noise) no pixel reaches the palette's white (250) or black (15), and none
+// is as saturated as the other palette colours.
 func muted(r *rng, lo, hi int) color.RGBA {
 	g := r.between(lo, hi)
 	tint := func() uint8 { return clamp8(g + r.between(-25, 25)) }
@@ -224,7 +226,7 @@ func distractor(img *image.RGBA, r *rng) {
 	b := img.Rect
 	p := image.Pt(r.intn(b.Dx()), r.intn(b.Dy()))
 	d := r.between(4, max(4, min(b.Dx(), b.Dy())/4))
-	c := muted(r, 40, 220)
+	c := muted(r, 50, 210)
 	switch r.intn(4) {
 	case 0:
 		ring(img, p, d, r.between(1, 2), c)
