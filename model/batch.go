@@ -89,8 +89,9 @@ func (b *Batch) validateSample(cfg Config, i int) error {
 }
 
 // assemble lays out the batch: padding dropped, the image id replaced by the n LR feature rows (labels
-// IgnoreIndex there), then right-padded to the longest sample.
-func (b *Batch) assemble(n int) layout {
+// IgnoreIndex there) followed by hrSeq HR feature rows (the hd-seq baseline; 0 otherwise), then
+// right-padded to the longest sample.
+func (b *Batch) assemble(n, hrSeq int) layout {
 	lay := layout{B: b.Len()}
 	var rows [][]ops.Source
 	for i, ids := range b.InputIDs {
@@ -102,12 +103,15 @@ func (b *Batch) assemble(n int) layout {
 				continue
 			}
 			if id != ImageTokenID {
-				src, lab = append(src, ops.Source{Token: id, Image: -1}), append(lab, b.Labels[i][t])
+				src, lab = append(src, ops.Source{Kind: ops.FromToken, Index: id}), append(lab, b.Labels[i][t])
 				continue
 			}
 			at, idx = len(src), lay.images
 			for j := 0; j < n; j++ {
-				src, lab = append(src, ops.Source{Token: -1, Image: lay.images*n + j}), append(lab, IgnoreIndex)
+				src, lab = append(src, ops.Source{Kind: ops.FromImage, Index: lay.images*n + j}), append(lab, IgnoreIndex)
+			}
+			for j := 0; j < hrSeq; j++ {
+				src, lab = append(src, ops.Source{Kind: ops.FromHR, Index: lay.images*hrSeq + j}), append(lab, IgnoreIndex)
 			}
 			lay.images++
 		}

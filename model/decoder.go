@@ -20,7 +20,8 @@ func (b *builder[T]) layer(l int, h, cells *G.Node) (*G.Node, *G.Node, error) {
 		return nil, nil, err
 	}
 	var o *G.Node
-	if l >= b.cfg.Flex.NSA {
+	flex := b.view == ViewFlex
+	if flex && l >= b.cfg.Flex.NSA {
 		o, err = b.flex(l, q, k, v, cells)
 	} else {
 		o, err = b.track2(ops.Attention(q, k, v, b.attnLayout()))(q, k, v)
@@ -29,7 +30,7 @@ func (b *builder[T]) layer(l int, h, cells *G.Node) (*G.Node, *G.Node, error) {
 		return nil, nil, err
 	}
 	var next *G.Node
-	if l >= b.cfg.Flex.NSA-1 && l < b.cfg.Text.NumLayers-1 {
+	if flex && l >= b.cfg.Flex.NSA-1 && l < b.cfg.Text.NumLayers-1 {
 		if next, err = ops.Select(q, k, b.selectPlan(l)); err != nil {
 			return nil, nil, err
 		}
@@ -173,7 +174,7 @@ func (b *builder[T]) flexPlan() *ops.FlexPlan {
 	g, _, zg, M := b.cfg.Grid()
 	dh := b.cfg.HeadDim()
 	cos, sin := ops.RopeTables(b.lay.N, dh, b.cfg.Text.RopeTheta)
-	plan := &ops.FlexPlan{Layout: b.attnLayout(), Alpha: b.opt.Alpha, Rows: b.rows, M: M,
+	plan := &ops.FlexPlan{Layout: b.attnLayout(), Alpha: b.opt.Alpha, Rows: b.rows, M: M, Dense: b.dense,
 		Cells: ops.CellGrid{G: b.cfg.Flex.SelectGrid, Zg: zg}, RopeCos: make([][]float64, b.lay.B), RopeSin: make([][]float64, b.lay.B)}
 	for i, at := range b.lay.imageAt {
 		if at >= 0 && len(b.rows[i]) > 0 {

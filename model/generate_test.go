@@ -72,7 +72,7 @@ func sampleBatch(b *Batch, s int, ids []int) *Batch {
 // for an image sample; none for a text-only one.
 func wholeRows(b *Batch, cfg Config, steps int) [][]int {
 	_, n, _, _ := cfg.Grid()
-	lay := b.assemble(n)
+	lay := b.assemble(n, 0)
 	if lay.imageAt[0] < 0 {
 		return [][]int{nil}
 	}

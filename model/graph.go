@@ -24,12 +24,38 @@ type Options struct {
 	Step      int               // optimizer steps taken, for the random strategy's generator
 	Seed      uint64            // the random strategy's seed
 	HRRows    [][]int           // when set, the rows that see HR tokens instead of Mode's (decoding checks)
+	View      View              // what the decoder sees of the image: FlexAttention (default), LR only, all HR in sequence
+	Dense     bool              // FlexAttention over all M HR keys, masked to the selection (the official code's cost)
+}
+
+// View is what the decoder sees of an image.
+type View int
+
+const (
+	ViewFlex  View = iota // LR tokens in the sequence, selected HR tokens as extra keys (DESIGN.md)
+	ViewLR                // LR tokens only: plain LLaVA
+	ViewHDSeq             // LR tokens followed by all M HR tokens as ordinary sequence tokens, every layer plain
+)
+
+// ParseView reads a view name: flex, lr or hd-seq.
+func ParseView(s string) (View, error) {
+	switch s {
+	case "", "flex":
+		return ViewFlex, nil
+	case "lr":
+		return ViewLR, nil
+	case "hd-seq":
+		return ViewHDSeq, nil
+	}
+	return 0, fmt.Errorf("model: unknown view %q (flex, lr, hd-seq)", s)
 }
 
 // Graph is the model unrolled for one batch as a Gorgonia graph. The frozen vision tower has already run;
 // the projector, assembly, decoder, loss and the backward pass to the trainable weights are nodes.
 type Graph struct {
 	cfg      Config
+	view     View
+	dense    bool // FlexAttention over all M HR keys, masked to the selection
 	g        *G.ExprGraph
 	lay      layout
 	rows     [][]int  // HR rows per sample
@@ -61,13 +87,21 @@ func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
 	if err := batch.Validate(cfg); err != nil {
 		return nil, err
 	}
-	_, n, _, _ := cfg.Grid()
-	m := &Graph{cfg: cfg, g: G.NewGraph(), lay: batch.assemble(n), params: map[string]*G.Node{},
+	_, n, _, M := cfg.Grid()
+	hrSeq := 0
+	if opt.View == ViewHDSeq {
+		hrSeq = M
+	}
+	m := &Graph{cfg: cfg, g: G.NewGraph(), lay: batch.assemble(n, hrSeq), view: opt.View, params: map[string]*G.Node{},
 		grads: map[string]*G.Node{}, cells: map[int]*G.Node{}, plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{}}
 	m.rows, m.oriSizes = m.lay.hrRows(opt.Mode == Train), batch.OriSizes
 	if opt.HRRows != nil {
 		m.rows = opt.HRRows
 	}
+	if opt.View != ViewFlex {
+		m.rows = make([][]int, m.lay.B)
+	}
+	m.dense = opt.Dense
 	var err error
 	if w.Dtype() == tensor.Float32 {
 		err = newBuilder[float32](m, w, opt).build(batch)
@@ -90,7 +124,9 @@ func (b *builder[T]) build(batch *Batch) error {
 	if err != nil {
 		return err
 	}
-	b.hd = b.hrFeatures(batch)
+	if b.view == ViewFlex {
+		b.hd = b.hrFeatures(batch)
+	}
 	var cells *G.Node
 	for l := 0; l < b.cfg.Text.NumLayers; l++ {
 		if h, cells, err = b.layer(l, h, cells); err != nil {
@@ -172,7 +208,11 @@ func (b *builder[T]) embed(batch *Batch) (*G.Node, error) {
 			return nil, err
 		}
 	}
-	n, err := ops.Assemble(emb, img, b.lay.src, b.needs[emb], img != nil && b.needs[img])
+	var hr *G.Node
+	if b.view == ViewHDSeq && b.lay.images > 0 {
+		hr = b.hrSequence(batch)
+	}
+	n, err := ops.Assemble(emb, img, hr, b.lay.src, b.needs[emb], img != nil && b.needs[img])
 	if img != nil {
 		return b.track(n, err, emb, img)
 	}
@@ -214,6 +254,19 @@ func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
 		}
 	}
 	return b.constant("hd_features", hd, b.lay.B*M, D)
+}
+
+// hrSequence computes the HR features of every image sample, in image order, as one constant [K·M, D].
+func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
+	_, _, _, M := b.cfg.Grid()
+	D := b.cfg.Text.HiddenSize
+	hd := make([]T, 0, b.lay.images*M*D)
+	for i, k := range b.lay.imageIdx {
+		if k >= 0 {
+			hd = append(hd, hrFeatures(b.cfg, b.get, convert[T](batch.HRPixels[i]))...)
+		}
+	}
+	return b.constant("hd_sequence", hd, b.lay.images*M, D)
 }
 
 func convert[T ops.Float](x []float64) []T {

@@ -177,3 +177,51 @@ func TestInferAnyBatchSize(t *testing.T) {
 		}
 	}
 }
+
+// TestDenseEqualsUnion checks the dense FlexAttention baseline against the union form on the tiny model in
+// float64: same loss and gradients up to summation order.
+func TestDenseEqualsUnion(t *testing.T) {
+	gc := goldenTrainCase(t)
+	w, err := FromTensors(gc.cfg, tensor.Float64, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := func(string) bool { return true }
+	union, lu := runLoss(t, w, gc.batch, Options{Mode: Train, Alpha: 0.5, Trainable: all})
+	dense, ld := runLoss(t, w, gc.batch, Options{Mode: Train, Alpha: 0.5, Trainable: all, Dense: true})
+	if math.Abs(lu-ld) > 1e-12 {
+		t.Errorf("loss: union %.17g, dense %.17g", lu, ld)
+	}
+	gd := dense.Grads()
+	for name, g := range union.Grads() {
+		if e := relErr(floatsOf(gd[name]), floatsOf(g), nil); e > 1e-12 {
+			t.Errorf("%s: dense and union gradients differ by %.2e", name, e)
+		}
+	}
+}
+
+// TestViews runs the two baselines: LR only (no HR anywhere) and every HR token in the sequence.
+func TestViews(t *testing.T) {
+	gc := goldenTrainCase(t)
+	w, err := FromTensors(gc.cfg, tensor.Float64, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, M := gc.cfg.Grid()
+	_, flexLoss := runLoss(t, w, gc.batch, Options{Mode: Train, Alpha: 1})
+	lr, lrLoss := runLoss(t, w, gc.batch, Options{Mode: Train, Alpha: 1, View: ViewLR})
+	hd, hdLoss := runLoss(t, w, gc.batch, Options{Mode: Train, Alpha: 1, View: ViewHDSeq})
+	_, lrN := lr.Shape()
+	_, hdN := hd.Shape()
+	if hdN != lrN+M {
+		t.Errorf("hd-seq length %d; want the LR length %d plus %d HR tokens", hdN, lrN, M)
+	}
+	if lrLoss == flexLoss || hdLoss == flexLoss || math.IsNaN(lrLoss) || math.IsNaN(hdLoss) {
+		t.Errorf("losses flex %.6f, lr %.6f, hd-seq %.6f: the views must differ and be finite", flexLoss, lrLoss, hdLoss)
+	}
+	// Alpha 0 makes FlexAttention plain attention: the flex view then equals the LR view exactly.
+	_, zero := runLoss(t, w, gc.batch, Options{Mode: Train, Alpha: 0})
+	if zero != lrLoss {
+		t.Errorf("alpha 0: loss %.17g; want the LR view's %.17g", zero, lrLoss)
+	}
+}

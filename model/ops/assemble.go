@@ -9,30 +9,55 @@ import (
 
 // Source says where one row of the assembled sequence comes from (DESIGN.md §5).
 type Source struct {
-	Token int // embedding row, when Image < 0 and Token >= 0
-	Image int // row of the projected LR image features, or -1
+	Kind  SourceKind
+	Index int // the row of the table Kind names
 }
 
-// Pad is the Source of a padding row: a zero vector.
-var Pad = Source{Token: -1, Image: -1}
+// SourceKind names the table a row comes from.
+type SourceKind int
 
-// Assemble builds the decoder's input rows [len(src), D] from the embedding table [V, D] and, when the batch
-// has images, the projected LR features [K·n, D] (image may be nil).
-func Assemble(embed, image *G.Node, src []Source, needEmbed, needImage bool) (*G.Node, error) {
+const (
+	FromPad   SourceKind = iota // a zero vector
+	FromToken                   // a row of the embedding table
+	FromImage                   // a row of the projected LR image features
+	FromHR                      // a row of the HR features (constants; the hd-seq baseline)
+)
+
+// Pad is the Source of a padding row.
+var Pad = Source{Kind: FromPad}
+
+// Assemble builds the decoder's input rows [len(src), D] from the embedding table [V, D], the projected LR
+// features [K·n, D] when the batch has images (image may be nil) and, for the baseline that puts every HR
+// token in the sequence, the HR features [K·M, D] (hr may be nil; it carries no gradient).
+func Assemble(embed, image, hr *G.Node, src []Source, needEmbed, needImage bool) (*G.Node, error) {
 	children := G.Nodes{embed}
 	if image != nil {
 		children = append(children, image)
 	}
-	op := &fnOp{name: "Assemble", diff: []bool{needEmbed, needImage}[:len(children)]}
+	if hr != nil {
+		children = append(children, hr)
+	}
+	op := &fnOp{name: "Assemble", diff: []bool{needEmbed, needImage && image != nil, false}[:len(children)]}
+	tables := func(in []tensor.Shape) map[SourceKind]int {
+		rows := map[SourceKind]int{FromToken: in[0][0]}
+		if image != nil {
+			rows[FromImage] = in[1][0]
+		}
+		if hr != nil {
+			rows[FromHR] = in[len(in)-1][0]
+		}
+		return rows
+	}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
+		rows := tables(in)
 		for _, s := range src {
-			if s.Token >= in[0][0] || (s.Image >= 0 && (len(in) < 2 || s.Image >= in[1][0])) {
+			if s.Kind != FromPad && (s.Index < 0 || s.Index >= rows[s.Kind]) {
 				return nil, fmt.Errorf("ops: Assemble: source %+v is outside the tables %v", s, in)
 			}
 		}
 		return tensor.Shape{len(src), in[0][1]}, nil
 	}
-	op.do = pick(assembleDo[float32](src), assembleDo[float64](src))
+	op.do = pick(assembleDo[float32](src, image != nil), assembleDo[float64](src, image != nil))
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		res := make(G.Nodes, len(in))
 		var err error
@@ -41,7 +66,7 @@ func Assemble(embed, image *G.Node, src []Source, needEmbed, needImage bool) (*G
 				return nil, err
 			}
 		}
-		if len(in) > 1 && needImage {
+		if image != nil && needImage {
 			res[1], err = scatterRows(g, src, in[1].Shape(), true)
 		}
 		return res, err
@@ -49,17 +74,18 @@ func Assemble(embed, image *G.Node, src []Source, needEmbed, needImage bool) (*G
 	return apply(op, 2, children...)
 }
 
-func assembleDo[T Float](src []Source) doFunc {
+func assembleDo[T Float](src []Source, hasImage bool) doFunc {
 	return func(v []G.Value) (G.Value, error) {
 		D := shapeOf(v[0])[1]
-		emb := slice[T](v[0])
+		table := map[SourceKind][]T{FromToken: slice[T](v[0])}
+		if hasImage {
+			table[FromImage] = slice[T](v[1])
+		}
+		table[FromHR] = slice[T](v[len(v)-1])
 		out, h := alloc[T](len(src), D)
 		for r, s := range src {
-			switch {
-			case s.Image >= 0:
-				copy(h[r*D:(r+1)*D], slice[T](v[1])[s.Image*D:(s.Image+1)*D])
-			case s.Token >= 0:
-				copy(h[r*D:(r+1)*D], emb[s.Token*D:(s.Token+1)*D])
+			if s.Kind != FromPad {
+				copy(h[r*D:(r+1)*D], table[s.Kind][s.Index*D:(s.Index+1)*D])
 			}
 		}
 		return out, nil
@@ -80,14 +106,8 @@ func scatterDo[T Float](src []Source, table tensor.Shape, image bool) doFunc {
 		g := slice[T](v[0])
 		out, d := alloc[T](table...)
 		for r, s := range src {
-			dst := s.Token
-			if image {
-				dst = s.Image
-			} else if s.Image >= 0 {
-				dst = -1
-			}
-			if dst >= 0 {
-				axpy(d[dst*D:(dst+1)*D], 1, g[r*D:(r+1)*D])
+			if (image && s.Kind == FromImage) || (!image && s.Kind == FromToken) {
+				axpy(d[s.Index*D:(s.Index+1)*D], 1, g[r*D:(r+1)*D])
 			}
 		}
 		return out, nil

@@ -31,6 +31,9 @@ type FlexPlan struct {
 	RopeCos, RopeSin [][]float64
 	M                int // HR tokens per image (M_all)
 	Cells            CellGrid
+	// Dense projects and scores all M HR tokens for every HR row, masking the unselected ones out of the
+	// softmax: the same numbers at the cost of the official implementation (a benchmark baseline).
+	Dense bool
 
 	// Selected holds, after the forward pass, each HR row's selected HR tokens (sorted), per sample.
 	Selected [][][]int
@@ -108,13 +111,14 @@ type attnState struct {
 // hrCache is one sample's HR part: the union of selected tokens, their keys and values, and each HR
 // row's mask over the union and second softmax.
 type hrCache struct {
-	union []int   // HR tokens selected by some row, increasing
-	rows  []int   // HR rows with a non-empty selection
-	masks [][]int // per row in rows, positions in union of its selected tokens
-	hdU   any     // []T [U, D] gathered HR features
-	kHR   any     // []T [U, D] rotated HR keys
-	vHR   any     // []T [U, D] HR values
-	pSel  any     // []T per row in rows, per head: keys(b,r) plain + len(mask) HR probabilities
+	union []int    // HR tokens selected by some row, increasing
+	rows  []int    // HR rows with a non-empty selection
+	masks [][]int  // per row in rows, positions in union of its selected tokens (all of them when dense)
+	keep  [][]bool // dense only: per row in rows, whether each union token is selected
+	hdU   any      // []T [U, D] gathered HR features
+	kHR   any      // []T [U, D] rotated HR keys
+	vHR   any      // []T [U, D] HR values
+	pSel  any      // []T per row in rows, per head: keys(b,r) plain + len(mask) HR probabilities
 }
 
 func attnForward[T Float](st *attnState, qkv, flex []G.Value) (G.Value, error) {
@@ -218,7 +222,28 @@ func selectUnion[T Float](plan *FlexPlan, b int, cells []T) hrCache {
 			hc.masks[i][j] = pos[t]
 		}
 	}
+	if plan.Dense && len(hc.rows) > 0 {
+		densify(&hc, plan.M)
+	}
 	return hc
+}
+
+// densify widens the union to all M HR tokens and every row's mask to all of them, remembering which
+// tokens each row selected.
+func densify(hc *hrCache, M int) {
+	all := make([]int, M)
+	for t := range all {
+		all[t] = t
+	}
+	hc.keep = make([][]bool, len(hc.masks))
+	for i, m := range hc.masks {
+		hc.keep[i] = make([]bool, M)
+		for _, u := range m {
+			hc.keep[i][hc.union[u]] = true
+		}
+		hc.masks[i] = all
+	}
+	hc.union = all
 }
 
 // selectedTokens lists, for every row of hc.rows, its HR tokens.
@@ -226,7 +251,9 @@ func selectedTokens(hc hrCache) [][]int {
 	out := make([][]int, len(hc.rows))
 	for i, m := range hc.masks {
 		for _, u := range m {
-			out[i] = append(out[i], hc.union[u])
+			if hc.keep == nil || hc.keep[i][hc.union[u]] {
+				out[i] = append(out[i], hc.union[u])
+			}
 		}
 	}
 	return out
@@ -269,6 +296,9 @@ func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, k, v, o []T) {
 			}
 			for j, u := range mask {
 				row[nk+j] = T(scale * dot(qr, kHR[u*width+h*dh:][:dh]))
+				if hc.keep != nil && !hc.keep[i][u] {
+					row[nk+j] = T(math.Inf(-1))
+				}
 			}
 			softmax(row)
 			sel := make([]T, dh)

@@ -110,7 +110,7 @@ func TestOpGradients(t *testing.T) {
 	const R, D, F = 5, 6, 4
 	lay := Layout{B: 2, N: 4, Lens: []int{4, 3}, Heads: 2, HeadDim: 4}
 	cos, sin := RopeTables(4, 4, 10000)
-	src := []Source{{Token: 2, Image: -1}, {Token: -1, Image: 1}, {Token: 0, Image: -1}, Pad, {Token: 2, Image: -1}}
+	src := []Source{{FromToken, 2}, {FromImage, 1}, {FromToken, 0}, Pad, {FromToken, 2}, {FromHR, 1}}
 	cases := []struct {
 		name   string
 		build  opBuilder
@@ -132,8 +132,8 @@ func TestOpGradients(t *testing.T) {
 			[]*tensor.Dense{randDense(rng, 1, 8, 8)}, []int{0}, []int{8, 8}},
 		{"Attention", func(in []*G.Node) (*G.Node, error) { return Attention(in[0], in[1], in[2], lay) },
 			[]*tensor.Dense{randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8)}, []int{0, 1, 2}, []int{8, 8}},
-		{"Assemble", func(in []*G.Node) (*G.Node, error) { return Assemble(in[0], in[1], src, true, true) },
-			[]*tensor.Dense{randDense(rng, 1, 3, D), randDense(rng, 1, 2, D)}, []int{0, 1}, []int{len(src), D}},
+		{"Assemble", func(in []*G.Node) (*G.Node, error) { return Assemble(in[0], in[1], in[2], src, true, true) },
+			[]*tensor.Dense{randDense(rng, 1, 3, D), randDense(rng, 1, 2, D), randDense(rng, 1, 2, D)}, []int{0, 1}, []int{len(src), D}},
 		{"CrossEntropy", func(in []*G.Node) (*G.Node, error) {
 			return CrossEntropy(in[0], []int{1, IgnoreIndex, 0, 3, IgnoreIndex})
 		},
