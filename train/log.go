@@ -23,6 +23,7 @@ type logger struct {
 	metrics *os.File
 	bar     *progressbar.ProgressBar
 	start   time.Time
+	first   int // the first step this process reported (a resumed run starts past 1); 0 before it
 }
 
 func newLogger(cfg Config, opts RunOptions) (*logger, error) {
@@ -76,6 +77,9 @@ func (l *logger) record(v map[string]any) {
 // logging_steps (and on the first and last step).
 func (l *logger) step(st State, r stepResult, total int) {
 	tps := float64(r.tokens) / r.elapsed.Seconds()
+	if l.first == 0 {
+		l.first = st.Step
+	}
 	if isTerminal(l.out) {
 		l.progress(st, r, total, tps)
 	}
@@ -83,9 +87,10 @@ func (l *logger) step(st State, r stepResult, total int) {
 		return
 	}
 	elapsed := time.Since(l.start).Seconds()
+	perStep := elapsed / float64(st.Step-l.first+1) // this process's pace, not the resumed steps'
 	l.record(map[string]any{"step": st.Step, "epoch": round(st.Epoch, 4), "loss": r.loss, "lr": r.lr,
 		"grad_norm": r.gradNorm, "tokens_per_sec": round(tps, 1), "elapsed_s": round(elapsed, 3),
-		"remaining_s": round(elapsed/float64(st.Step)*float64(total-st.Step), 1), "alpha": r.alpha,
+		"remaining_s": round(perStep*float64(total-st.Step), 1), "alpha": r.alpha,
 		"hr_selected_frac": round(r.hrSelectedFrac, 4)})
 	if !isTerminal(l.out) {
 		l.printf("step %d/%d | epoch %.2f | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | %.0f ms/step | alpha %.2f | hr %.3f\n",

@@ -12,6 +12,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/optim"
 )
 
@@ -32,6 +34,11 @@ type RunOptions struct {
 	Logger *slog.Logger
 	// Fault, when set, may replace each step's loss (tests inject NaN with it).
 	Fault func(step int, loss float64) float64
+	// FS is the file system checkpoints are saved to and resumed from; nil means the real one. Tests give
+	// one that fails the way a full disk does.
+	FS checkpoints.FS
+	// inspect, when set, sees the weights at the end of a successful run (tests compare their bytes).
+	inspect func(*model.Weights)
 }
 
 // Summary is what a finished run reports, with Hugging Face's names.
@@ -70,20 +77,18 @@ func run[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (Summa
 			return t.stop(err)
 		}
 		t.state.Step++
-		if res.skipped {
-			t.state.SkippedNonFinite++
-			if t.state.NonFiniteInRow++; t.state.NonFiniteInRow >= maxNonFinite {
-				return t.stop(fmt.Errorf("%w: %d steps in a row, the last at step %d", ErrNonFinite, t.state.NonFiniteInRow, t.state.Step))
+		if res.skipped { // a skipped step still counts: the schedule below saves and evaluates as planned
+			if err := t.skip(res); err != nil {
+				return t.stop(err)
 			}
-			t.log.warn("non-finite loss or gradient: update skipped", "step", t.state.Step, "loss", res.loss)
-			continue
+		} else {
+			t.state.NonFiniteInRow = 0
+			lossSum, losses = lossSum+res.loss, losses+1
+			t.log.step(t.state, res, t.total)
 		}
-		t.state.NonFiniteInRow = 0
-		lossSum, losses = lossSum+res.loss, losses+1
-		t.log.step(t.state, res, t.total)
 		if t.every(t.cfg.EvalSteps) {
 			if err := t.evaluate(ctx); err != nil {
-				return t.stop(err)
+				return t.stop(interrupted(ctx, err))
 			}
 		}
 		if t.every(t.cfg.SaveSteps) {
@@ -95,7 +100,29 @@ func run[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (Summa
 	if err := t.finish(); err != nil {
 		return t.stop(err)
 	}
+	if opts.inspect != nil {
+		opts.inspect(t.weights)
+	}
 	return t.summary(start, lossSum/math.Max(1, float64(losses))), nil
+}
+
+// skip accounts for a step whose update was skipped as non-finite; maxNonFinite in a row stop the run.
+func (t *trainer[T]) skip(res stepResult) error {
+	t.state.SkippedNonFinite++
+	if t.state.NonFiniteInRow++; t.state.NonFiniteInRow >= maxNonFinite {
+		return fmt.Errorf("%w: %d steps in a row, the last at step %d", ErrNonFinite, t.state.NonFiniteInRow, t.state.Step)
+	}
+	t.log.warn("non-finite loss or gradient: update skipped", "step", t.state.Step, "loss", res.loss)
+	return nil
+}
+
+// interrupted turns an error caused by the cancellation of ctx (an evaluation cut short by a signal) into
+// ErrInterrupted, so that the finished step is still saved.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ErrInterrupted
+	}
+	return err
 }
 
 // stepResult is what one optimizer step reports.

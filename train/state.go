@@ -44,7 +44,7 @@ func (t *trainer[T]) save() error {
 	t.state.OptimizerStep = t.opt.Step
 	st, err := json.MarshalIndent(t.state, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("train: save step %d: trainer state: %w", t.state.Step, err)
 	}
 	cfgYAML, err := t.cfg.YAML()
 	if err != nil {
@@ -58,17 +58,24 @@ func (t *trainer[T]) save() error {
 			ck.Optimizer["m."+p.Name], ck.Optimizer["v."+p.Name] = tensorOf(p.Shape, m), tensorOf(p.Shape, t.opt.V[p.Name])
 		}
 	}
-	path, err := checkpoints.Save(t.cfg.OutputDir, ck)
+	path, err := t.store().Save(ck)
 	if err != nil {
-		return err
+		return fmt.Errorf("train: save step %d: %w", t.state.Step, err)
 	}
 	t.log.info("checkpoint saved", "path", path)
 	var protect []int
 	if t.state.BestMetric != nil {
 		protect = append(protect, t.state.BestStep)
 	}
-	_, err = checkpoints.Prune(t.cfg.OutputDir, t.cfg.SaveTotalLimit, protect...)
-	return err
+	if _, err = t.store().Prune(t.cfg.SaveTotalLimit, protect...); err != nil {
+		return fmt.Errorf("train: prune %s: %w", t.cfg.OutputDir, err)
+	}
+	return nil
+}
+
+// store is output_dir on the file system of the run (RunOptions.FS, the real one by default).
+func (t *trainer[T]) store() checkpoints.Store {
+	return checkpoints.Store{Dir: t.cfg.OutputDir, FS: t.opts.FS}
 }
 
 // tensorOf wraps a parameter's values as a safetensors tensor of its own element type.
@@ -102,7 +109,7 @@ func (t *trainer[T]) resume() error {
 	if spec == "" {
 		spec = "auto"
 	}
-	path, warnings, err := checkpoints.Resolve(t.cfg.OutputDir, spec)
+	path, warnings, err := t.store().Resolve(spec)
 	for _, w := range warnings {
 		t.log.warn(w)
 	}
@@ -112,7 +119,7 @@ func (t *trainer[T]) resume() error {
 	if err != nil {
 		return fmt.Errorf("train: resume %s: %w", spec, err)
 	}
-	ck, err := checkpoints.Load(path)
+	ck, err := t.store().Load(path)
 	if err != nil {
 		return fmt.Errorf("train: resume: %w", err)
 	}

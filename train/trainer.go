@@ -27,6 +27,10 @@ type trainer[T optim.Float] struct {
 	opt     *optim.AdamW[T]
 	acc     optim.Accumulator[T]
 	train   *data.Loader
+	source  batchSource // where steps read batches: the training loader, or a benchmark's fixed batch
+	view    model.View  // what the decoder sees of images (benchmarks and baselines)
+	dense   bool        // FlexAttention the dense way (a benchmark baseline)
+	lastN   int         // the assembled length of the last batch
 	state   State
 	total   int // optimizer steps of the whole run
 	warmup  int
@@ -131,8 +135,13 @@ func (t *trainer[T]) openData() error {
 	if err != nil {
 		return fmt.Errorf("train: data: %w", err)
 	}
-	t.train = l
+	t.train, t.source = l, l
 	return nil
+}
+
+// batchSource is what a step reads its micro-batches from.
+type batchSource interface {
+	Next(ctx context.Context) (*data.Batch, error)
 }
 
 // bindParams exposes the trainable weights to the optimizer, in name order.
@@ -193,7 +202,9 @@ func (t *trainer[T]) step(ctx context.Context) (stepResult, error) {
 		if err != nil {
 			return res, err
 		}
-		lossSum += loss * float64(n)
+		if n > 0 { // a micro-batch with nothing supervised has no (finite) loss and adds no gradient
+			lossSum += loss * float64(n)
+		}
 	}
 	res.loss = lossSum / float64(max(1, t.acc.Tokens()))
 	if t.opts.Fault != nil {
@@ -201,19 +212,22 @@ func (t *trainer[T]) step(ctx context.Context) (stepResult, error) {
 	}
 	res.elapsed = time.Since(start)
 	t.samples += res.samples
-	c := t.train.Cursor()
-	t.state.Epoch = float64(c.Epoch) + float64(c.Position)/float64(max(1, t.train.Records()))
+	if t.train != nil {
+		c := t.train.Cursor()
+		// Position counts this rank's records of the training split, a batch at a time.
+		t.state.Epoch = float64(c.Epoch) + float64(c.Position)/float64(max(1, t.train.StepsPerEpoch()*t.cfg.PerDeviceTrainBatchSize))
+	}
 	return res, t.update(&res)
 }
 
 // microBatch runs forward and backward on the next batch and accumulates its gradients.
 func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepResult) (float64, int, error) {
-	b, err := t.train.Next(ctx)
+	b, err := t.source.Next(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("train: data: %w", err)
 	}
 	g, err := model.Build(t.weights, toModelBatch(b), model.Options{Mode: model.Train, Alpha: alpha,
-		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed)})
+		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed), View: t.view, Dense: t.dense})
 	if err != nil {
 		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
 	}
@@ -237,6 +251,7 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	res.tokens += realTokens(g)
 	res.samples += b.Len()
 	res.hrSelectedFrac = g.SelectedFraction()
+	_, t.lastN = g.Shape()
 	return g.Loss(), n, nil
 }
 

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flextrain/flextrain/train"
+)
+
+func init() { register(benchCommand()) }
+
+// benchCommand is `flextrain bench`: time full training steps of the configured model on a synthetic batch.
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "time training steps (vision, decoder forward and backward, AdamW) on a synthetic batch",
+		Description: "Modes: flex-union (FlexAttention over each sample's union of selected HR tokens), flex-dense\n" +
+			"(all HR keys, masked: the official implementation's cost), lr (no HR), hd-seq (every HR token in the\n" +
+			"sequence, every layer plain). FLOPs are forward FLOPs of the batch as PAPER.md §5 counts them.",
+		Flags: append(configFlags(),
+			&cli.StringFlag{Name: "mode", Value: "flex-union", Usage: "flex-union, flex-dense, lr or hd-seq"},
+			&cli.IntFlag{Name: "steps", Value: 20, Usage: "timed steps"},
+			&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed steps before"},
+			&cli.StringFlag{Name: "strategy", Usage: "selection strategy instead of flex.strategy (topk forces a fraction)"},
+			&cli.Float64Flag{Name: "ratio", Value: 0.1, Usage: "fraction of the selection cells for topk, random, center"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (go tool pprof)"},
+		),
+		Action: func(cx *cli.Context) error {
+			cfg, err := loadConfig(cx)
+			if err != nil {
+				return err
+			}
+			if p := cx.String("cpuprofile"); p != "" {
+				f, err := os.Create(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			r, err := train.Bench(cfg, train.BenchOptions{Mode: cx.String("mode"), Steps: cx.Int("steps"),
+				Warmup: cx.Int("warmup"), Strategy: cx.String("strategy"), Ratio: cx.Float64("ratio")})
+			if err != nil {
+				return err
+			}
+			if cx.Bool("json") {
+				return json.NewEncoder(cx.App.Writer).Encode(r)
+			}
+			return writeBench(cx.App.Writer, r)
+		},
+	}
+}
+
+func writeBench(w io.Writer, r train.BenchResult) error {
+	_, err := fmt.Fprintf(w, "mode %s (strategy %s), %d steps, N %d\n"+
+		"  step        median %.1f ms (min %.1f, max %.1f)\n"+
+		"  throughput  %.0f tokens/s, %.1f forward GFLOP/s (decoder %.2f + vision %.2f GFLOP per step)\n"+
+		"  selection   %.3f of the HR tokens per HR row\n"+
+		"  memory      %.0f allocations, %.1f MiB allocated per step, GC %.1f%% of the time, peak RSS %.0f MiB\n"+
+		"  loss        %.4f\n",
+		r.Mode, r.Strategy, r.Steps, r.SequenceLength, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
+		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB, r.Loss)
+	return err
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flextrain/flextrain/train"
+)
+
+func init() { register(plotCommand()) }
+
+// plotCommand is `flextrain plot OUTPUT_DIR`: the loss and evaluation curves of a run as a PNG.
+func plotCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "plot",
+		Usage:     "draw the training loss and the eval loss/accuracy of OUTPUT_DIR/metrics.jsonl as a PNG",
+		ArgsUsage: "OUTPUT_DIR",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Usage: "PNG `FILE` to write (default OUTPUT_DIR/loss.png)"},
+		},
+		Action: func(cx *cli.Context) error {
+			args, err := positional(cx, 1)
+			if err != nil {
+				return fmt.Errorf("plot: %w", err)
+			}
+			c, path, err := train.PlotRun(args[0], cx.String("out"))
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cx.App.Writer, "wrote %s: %d train loss, %d eval loss, %d eval accuracy points\n",
+				path, len(c.Loss), len(c.EvalLoss), len(c.EvalAccuracy))
+			return err
+		},
+	}
+}
+
+// plotMain runs `flextrain plot` with args, writing to w.
+func plotMain(args []string, w io.Writer) error { return runCommand(plotCommand(), args, w) }
+
+// runCommand runs one subcommand with args (those after its name), writing to w: the testable entry of
+// every command.
+func runCommand(c *cli.Command, args []string, w io.Writer) error {
+	app := &cli.App{Name: "flextrain", Writer: w, ErrWriter: w, Commands: []*cli.Command{c}}
+	return app.Run(append([]string{"flextrain", c.Name}, args...))
+}
+
+// positional returns the command's n positional arguments and applies the flags written after them
+// (urfave/cli stops reading flags at the first argument): `flextrain plot DIR --out x.png` works as
+// `flextrain plot --out x.png DIR` does.
+func positional(cx *cli.Context, n int) ([]string, error) {
+	args := cx.Args().Slice()
+	if len(args) < n || (len(args) > n && !strings.HasPrefix(args[n], "-")) {
+		return nil, fmt.Errorf("want %d argument(s) (%s), got %q", n, cx.Command.ArgsUsage, args)
+	}
+	rest := args[n:]
+	for len(rest) > 0 {
+		used, err := setTrailing(cx, rest)
+		if err != nil {
+			return nil, err
+		}
+		rest = rest[used:]
+	}
+	return args[:n], nil
+}
+
+// setTrailing applies the flag at rest[0] ("--name value", "--name=value", or a bare boolean "--name")
+// and returns how many arguments it used.
+func setTrailing(cx *cli.Context, rest []string) (int, error) {
+	name, value, hasValue := strings.Cut(strings.TrimLeft(rest[0], "-"), "=")
+	if !strings.HasPrefix(rest[0], "-") || !hasFlag(cx, name) {
+		return 0, fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	used := 1
+	switch {
+	case hasValue:
+	case isBoolFlag(cx, name):
+		value = "true"
+	case len(rest) < 2:
+		return 0, fmt.Errorf("flag --%s needs a value", name)
+	default:
+		value, used = rest[1], 2
+	}
+	if err := cx.Set(name, value); err != nil {
+		return 0, fmt.Errorf("flag --%s: %w", name, err)
+	}
+	return used, nil
+}
+
+func hasFlag(cx *cli.Context, name string) bool {
+	for _, f := range cx.Command.Flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isBoolFlag(cx *cli.Context, name string) bool {
+	for _, f := range cx.Command.Flags {
+		if b, ok := f.(*cli.BoolFlag); ok && b.Name == name {
+			return true
+		}
+	}
+	return false
+}

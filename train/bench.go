@@ -1,0 +1,199 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/model"
+)
+
+// BenchOptions choose what `flextrain bench` times.
+type BenchOptions struct {
+	Mode     string  // flex-union, flex-dense, lr, hd-seq
+	Steps    int     // timed steps
+	Warmup   int     // untimed steps first
+	Strategy string  // overrides flex.strategy when set
+	Ratio    float64 // for topk, random, center
+}
+
+// BenchModes are the modes of `flextrain bench`, as in the reference's bench.py.
+var BenchModes = []string{"flex-union", "flex-dense", "lr", "hd-seq"}
+
+// BenchResult is one mode's timing of a full training step: vision towers, decoder forward and backward,
+// AdamW.
+type BenchResult struct {
+	Mode           string  `json:"mode"`
+	Strategy       string  `json:"strategy"`
+	Steps          int     `json:"steps"`
+	MedianMS       float64 `json:"median_ms"`
+	MinMS          float64 `json:"min_ms"`
+	MaxMS          float64 `json:"max_ms"`
+	TokensPerSec   float64 `json:"tokens_per_sec"`
+	GFLOPDecoder   float64 `json:"gflop_decoder"` // forward FLOPs of the step's batch, PAPER.md §5 conventions
+	GFLOPVision    float64 `json:"gflop_vision"`
+	GFLOPPerSec    float64 `json:"gflop_per_sec"` // forward FLOPs over the median step time
+	SelectedFrac   float64 `json:"sel_frac"`
+	AllocsPerStep  float64 `json:"allocs_per_step"`
+	MiBPerStep     float64 `json:"mib_alloc_per_step"`
+	GCFraction     float64 `json:"gc_fraction"`
+	PeakRSSMiB     float64 `json:"peak_rss_mib"`
+	Loss           float64 `json:"loss"`
+	SequenceLength int     `json:"N"`
+}
+
+// benchLayout is bench.py's sample: 8 text tokens, the image, 64 text tokens, 24 supervised answer tokens.
+var benchLayout = struct{ before, middle, answer int }{8, 64, 24}
+
+// benchSizes are bench.py's original image sizes (w, h), one per sample in turn.
+var benchSizes = [][2]int{{640, 480}, {480, 640}, {500, 500}, {1024, 300}, {300, 800}, {800, 600}, {336, 336}, {700, 350}}
+
+// Bench times training steps of the configured model on a synthetic batch (no dataset needed).
+func Bench(cfg Config, opts BenchOptions) (BenchResult, error) {
+	if opts.Strategy != "" {
+		cfg.Flex.Strategy, cfg.Flex.Ratio = opts.Strategy, opts.Ratio
+	}
+	if err := cfg.Model().Validate(); err != nil {
+		return BenchResult{}, err
+	}
+	view, dense, err := benchView(opts.Mode)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	t := &trainer[float32]{cfg: cfg, log: &logger{slog: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	t.weights = model.InitWeights(cfg.Model(), dtypeOf[float32](), uint64(cfg.Seed))
+	if err := t.bindParams(); err != nil {
+		return BenchResult{}, err
+	}
+	t.source, t.view, t.dense = fixedBatch{benchBatch(cfg)}, view, dense
+	t.total = opts.Warmup + opts.Steps
+	return t.bench(opts)
+}
+
+func benchView(mode string) (model.View, bool, error) {
+	switch mode {
+	case "flex-union":
+		return model.ViewFlex, false, nil
+	case "flex-dense":
+		return model.ViewFlex, true, nil
+	case "lr":
+		return model.ViewLR, false, nil
+	case "hd-seq":
+		return model.ViewHDSeq, false, nil
+	}
+	return 0, false, fmt.Errorf("train: bench: unknown mode %q (one of %v)", mode, BenchModes)
+}
+
+// bench runs the steps and measures them.
+func (t *trainer[T]) bench(opts BenchOptions) (BenchResult, error) {
+	r := BenchResult{Mode: opts.Mode, Strategy: t.cfg.Flex.Strategy, Steps: opts.Steps}
+	var ms []float64
+	var before, after runtime.MemStats
+	var tokens int
+	var wall time.Duration
+	for i := 0; i < opts.Warmup+opts.Steps; i++ {
+		runtime.ReadMemStats(&before)
+		res, err := t.step(context.Background())
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			return r, err
+		}
+		t.state.Step++
+		if i < opts.Warmup {
+			continue
+		}
+		ms = append(ms, float64(res.elapsed.Microseconds())/1000)
+		tokens, wall = tokens+res.tokens, wall+res.elapsed
+		r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / float64(opts.Steps)
+		r.MiBPerStep += float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20) / float64(opts.Steps)
+		r.GCFraction += float64(after.PauseTotalNs-before.PauseTotalNs) / float64(max(1, wall.Nanoseconds()))
+		r.SelectedFrac, r.Loss = res.hrSelectedFrac, res.loss
+	}
+	slices.Sort(ms)
+	r.MedianMS, r.MinMS, r.MaxMS = ms[len(ms)/2], ms[0], ms[len(ms)-1]
+	r.TokensPerSec = float64(tokens) / wall.Seconds()
+	r.GCFraction /= float64(opts.Steps)
+	r.SequenceLength = t.lastN
+	r.GFLOPDecoder, r.GFLOPVision = benchFLOPs(t.cfg.Model(), opts.Mode, r.SelectedFrac, t.source.(fixedBatch).b.Len())
+	r.GFLOPPerSec = (r.GFLOPDecoder + r.GFLOPVision) / (r.MedianMS / 1000)
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		r.PeakRSSMiB = float64(ru.Maxrss) / 1024
+	}
+	return r, nil
+}
+
+// benchFLOPs are the forward GFLOPs of a batch of B bench samples, as bench.py's forward_flops counts them.
+func benchFLOPs(c model.Config, mode string, sel float64, B int) (dec, vis float64) {
+	_, n, _, M := c.Grid()
+	N := float64(benchLayout.before + benchLayout.middle + benchLayout.answer + n)
+	L, nSA := float64(c.Text.NumLayers), float64(c.Flex.NSA)
+	crops := 1.0
+	switch mode {
+	case "lr":
+		dec = L*c.PlainLayerFLOPs(N) + c.LMHeadFLOPs(N)
+	case "hd-seq":
+		dec = L*c.PlainLayerFLOPs(N+float64(M)) + c.LMHeadFLOPs(N+float64(M))
+		crops += float64(c.Flex.Zoom * c.Flex.Zoom)
+	case "flex-dense":
+		dec = nSA*c.PlainLayerFLOPs(N) + (L-nSA)*c.FlexDenseLayerFLOPs(N) + c.LMHeadFLOPs(N)
+		crops += float64(c.Flex.Zoom * c.Flex.Zoom)
+	default:
+		dec = nSA*c.PlainLayerFLOPs(N) + (L-nSA)*c.FlexLayerFLOPs(N, sel*float64(M), sel*float64(M)) + c.LMHeadFLOPs(N)
+		crops += float64(c.Flex.Zoom * c.Flex.Zoom)
+	}
+	return float64(B) * dec / 1e9, float64(B) * crops * c.VisionCropFLOPs() / 1e9
+}
+
+// fixedBatch serves the same batch forever: the benchmark's data source.
+type fixedBatch struct{ b *data.Batch }
+
+func (f fixedBatch) Next(context.Context) (*data.Batch, error) { return f.b, nil }
+
+// benchBatch builds bench.py's batch: random token ids, the last 24 supervised, N(0, 1) HR pixels and their
+// antialiased LR view, the original sizes of benchSizes.
+func benchBatch(cfg Config) *data.Batch {
+	rng := rand.New(rand.NewPCG(1, uint64(cfg.Seed)))
+	S, Z, V := cfg.Arch.Vision.ImageSize, cfg.Flex.Zoom, cfg.Arch.Text.VocabSize
+	b := &data.Batch{}
+	for s := 0; s < cfg.PerDeviceTrainBatchSize; s++ {
+		var ids, labels []int
+		add := func(k int, supervised bool) {
+			for i := 0; i < k; i++ {
+				id := 1 + rng.IntN(V-1)
+				ids, labels = append(ids, id), append(labels, data.IgnoreIndex)
+				if supervised {
+					labels[len(labels)-1] = id
+				}
+			}
+		}
+		add(benchLayout.before, false)
+		ids, labels = append(ids, data.ImageTokenID), append(labels, data.IgnoreIndex)
+		add(benchLayout.middle, false)
+		add(benchLayout.answer, true)
+		hr := make([]float32, 3*Z*S*Z*S)
+		for i := range hr {
+			hr[i] = float32(rng.NormFloat64())
+		}
+		b.IDs = append(b.IDs, fmt.Sprint("bench-", s))
+		b.InputIDs, b.Labels, b.AttentionMask = append(b.InputIDs, ids), append(b.Labels, labels), append(b.AttentionMask, ones(len(ids)))
+		b.HRPixels, b.LRPixels = append(b.HRPixels, hr), append(b.LRPixels, data.DownsampleAA(hr, 3, Z*S, Z))
+		b.OriSizes = append(b.OriSizes, benchSizes[s%len(benchSizes)])
+	}
+	return b
+}
+
+func ones(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = 1
+	}
+	return out
+}

@@ -1,0 +1,89 @@
+package train
+
+import (
+	"fmt"
+	"image"
+	"strings"
+
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/model"
+)
+
+// Query is one question for Predict, about Image, or text-only when Image is nil.
+type Query struct {
+	Image    image.Image
+	Question string
+}
+
+// Predict answers every query greedily with at most maxNew tokens, FlexAttention in inference mode (α = 1).
+// Each prompt is the vicuna_v1 conversation of one human turn ("<image>\n" + question with an image) that
+// ends with "ASSISTANT:", as LLaVA prompts at inference; the image is preprocessed as the loader does (pad
+// to square, HR view, LR view). The answers are decoded and cut at the end-of-sequence token.
+func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
+	if maxNew <= 0 {
+		return nil, fmt.Errorf("train: predict: max new tokens must be positive, got %d", maxNew)
+	}
+	b := &model.Batch{}
+	for i, q := range queries {
+		if err := tr.addQuery(b, q); err != nil {
+			return nil, fmt.Errorf("train: predict: query %d: %w", i, err)
+		}
+	}
+	out, err := model.Generate(tr.Weights, b, maxNew, tr.Tokenizer.EOS(), 1)
+	if err != nil {
+		return nil, fmt.Errorf("train: predict: %w", err)
+	}
+	answers := make([]string, len(out))
+	for i, ids := range out {
+		answers[i] = decodeAnswer(tr.Tokenizer, ids)
+	}
+	return answers, nil
+}
+
+// addQuery appends one query's prompt and pixels to b.
+func (tr *Trained) addQuery(b *model.Batch, q Query) error {
+	ids, err := PromptIDs(tr.Tokenizer, q.Question, q.Image != nil)
+	if err != nil {
+		return err
+	}
+	var lr, hr []float64
+	var size [2]int
+	if q.Image != nil {
+		c := tr.Config
+		px, err := data.PreprocessImage(q.Image, c.Arch.Vision.ImageSize, c.Flex.Zoom)
+		if err != nil {
+			return err
+		}
+		lr, hr, size = widen(px.LR), widen(px.HR), px.OriSize
+	}
+	mask, labels := make([]int, len(ids)), make([]int, len(ids))
+	for i := range ids {
+		mask[i], labels[i] = 1, model.IgnoreIndex
+	}
+	b.InputIDs, b.AttentionMask, b.Labels = append(b.InputIDs, ids), append(b.AttentionMask, mask), append(b.Labels, labels)
+	b.LRPixels, b.HRPixels, b.OriSizes = append(b.LRPixels, lr), append(b.HRPixels, hr), append(b.OriSizes, size)
+	return nil
+}
+
+// PromptIDs are the token ids of the vicuna_v1 prompt that asks question, up to where the assistant's
+// answer begins ("… USER: <image>\nquestion ASSISTANT:"), with data.ImageTokenID for the image when
+// hasImage. They are the ids data.Preprocess gives for the conversation with an empty answer.
+func PromptIDs(tok *tokenizer.Tokenizer, question string, hasImage bool) ([]int, error) {
+	if strings.TrimSpace(question) == "" {
+		return nil, fmt.Errorf("empty question")
+	}
+	ids, _, _, err := data.Preprocess(tok, []data.Turn{{From: "human", Value: question}, {From: "gpt", Value: ""}}, hasImage)
+	return ids, err
+}
+
+// decodeAnswer decodes generated ids up to (not including) the end-of-sequence token.
+func decodeAnswer(tok *tokenizer.Tokenizer, ids []int) string {
+	for i, id := range ids {
+		if id == tok.EOS() {
+			ids = ids[:i]
+			break
+		}
+	}
+	return strings.TrimSpace(tok.Decode(ids))
+}
