@@ -183,14 +183,14 @@ func benchBatch(cfg Config) *data.Batch {
 			hr[i] = float32(rng.NormFloat64())
 		}
 		b.IDs = append(b.IDs, fmt.Sprint("bench-", s))
-		b.InputIDs, b.Labels, b.AttentionMask = append(b.InputIDs, ids), append(b.Labels, labels), append(b.AttentionMask, ones(len(ids)))
+		b.InputIDs, b.Labels, b.AttentionMask = append(b.InputIDs, ids), append(b.Labels, labels), append(b.AttentionMask, benchMask(len(ids)))
 		b.HRPixels, b.LRPixels = append(b.HRPixels, hr), append(b.LRPixels, data.DownsampleAA(hr, 3, Z*S, Z))
 		b.OriSizes = append(b.OriSizes, benchSizes[s%len(benchSizes)])
 	}
 	return b
 }
 
-func ones(n int) []int {
+func benchMask(n int) []int {
 	out := make([]int, n)
 	for i := range out {
 		out[i] = 1

@@ -31,12 +31,9 @@ type FlexPlan struct {
 	RopeCos, RopeSin [][]float64
 	M                int // HR tokens per image (M_all)
 	Cells            CellGrid
-	// Dense projects and scores all M HR tokens for every HR row, masking the unselected ones out of the
-	// softmax: the same numbers at the cost of the official implementation (a benchmark baseline).
+	// Dense projects all M HR tokens and scores them for every row of an image sample, masking what a row
+	// did not select: the same numbers at the cost of the official implementation (a benchmark baseline).
 	Dense bool
-
-	// Selected holds, after the forward pass, each HR row's selected HR tokens (sorted), per sample.
-	Selected [][][]int
 }
 
 // CellGrid maps selection cells to HR tokens: HR token (R, C) of the Zg×Zg grid belongs to cell
@@ -108,17 +105,18 @@ type attnState struct {
 	hr   []hrCache // per sample, FlexAttention only
 }
 
-// hrCache is one sample's HR part: the union of selected tokens, their keys and values, and each HR
-// row's mask over the union and second softmax.
+// hrCache is one sample's HR part: the union of the selected HR tokens, their keys and values, and for
+// each computed row its mask over the union and its second softmax.
 type hrCache struct {
-	union []int    // HR tokens selected by some row, increasing
-	rows  []int    // HR rows with a non-empty selection
-	masks [][]int  // per row in rows, positions in union of its selected tokens (all of them when dense)
-	keep  [][]bool // dense only: per row in rows, whether each union token is selected
+	union []int    // HR tokens selected by some row (all M when dense), increasing
+	rows  []int    // rows with a second softmax: HR rows with a selection (every real row when dense)
+	blend []bool   // per row in rows: whether its output is blended (an HR row with a selection)
+	keep  [][]bool // per row in rows, per union position: whether the row selected that token
+	qr    any      // []T [R, H·dh] the rows' queries
 	hdU   any      // []T [U, D] gathered HR features
 	kHR   any      // []T [U, D] rotated HR keys
 	vHR   any      // []T [U, D] HR values
-	pSel  any      // []T per row in rows, per head: keys(b,r) plain + len(mask) HR probabilities
+	pSel  any      // []T [H, R, L+U] second-softmax probabilities over the plain keys and the union
 }
 
 func attnForward[T Float](st *attnState, qkv, flex []G.Value) (G.Value, error) {
@@ -131,7 +129,11 @@ func attnForward[T Float](st *attnState, qkv, flex []G.Value) (G.Value, error) {
 	out, o := alloc[T](lay.B*lay.N, width)
 	p := make([]T, lay.B*lay.Heads*lay.N*lay.N)
 	st.p = p
-	plainForward(lay, q, k, v, p, o)
+	for b := 0; b < lay.B; b++ {
+		for h := 0; h < lay.Heads; h++ {
+			plainForward(lay, b, h, q, k, v, p, o)
+		}
+	}
 	if flex != nil {
 		if err := flexForward(st, q, k, v, flex, o); err != nil {
 			return nil, err
@@ -140,30 +142,28 @@ func attnForward[T Float](st *attnState, qkv, flex []G.Value) (G.Value, error) {
 	return out, nil
 }
 
-// plainForward computes P = softmax(q kᵀ/√dh + mask) into p and P·v into o for every row and head.
-func plainForward[T Float](lay Layout, q, k, v, p, o []T) {
-	width, dh := lay.Heads*lay.HeadDim, lay.HeadDim
-	scale := 1 / math.Sqrt(float64(dh))
-	for b := 0; b < lay.B; b++ {
-		for h := 0; h < lay.Heads; h++ {
-			for r := 0; r < lay.N; r++ {
-				nk := lay.keys(b, r)
-				row := p[((b*lay.Heads+h)*lay.N+r)*lay.N:][:lay.N]
-				qr := q[(b*lay.N+r)*width+h*dh:][:dh]
-				for j := 0; j < nk; j++ {
-					row[j] = T(scale * dot(qr, k[(b*lay.N+j)*width+h*dh:][:dh]))
-				}
-				softmax(row[:nk])
-				or := o[(b*lay.N+r)*width+h*dh:][:dh]
-				for j := 0; j < nk; j++ {
-					axpy(or, row[j], v[(b*lay.N+j)*width+h*dh:][:dh])
-				}
-			}
-		}
-	}
+// headAt returns the view of a [B·N, H·dh] tensor at sample b, head h: rows of stride H·dh.
+func headAt[T Float](x []T, lay Layout, b, h int) []T {
+	return x[b*lay.N*lay.Heads*lay.HeadDim+h*lay.HeadDim:]
 }
 
-// flexForward overwrites the HR rows of o with (1−α)·P_plain·v + α·P_sel·[v; v_hr].
+// plainForward computes, for sample b and head h, P = softmax(q kᵀ/√dh + mask) into p and P·v into o.
+func plainForward[T Float](lay Layout, b, h int, q, k, v, p, o []T) {
+	N, L, dh, W := lay.N, lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
+	if L == 0 {
+		return
+	}
+	P := p[(b*lay.Heads+h)*N*N:][:N*N]
+	matmulLD(false, true, N, L, dh, T(1/math.Sqrt(float64(dh))), headAt(q, lay, b, h), W, headAt(k, lay, b, h), W, 0, P, N)
+	for r := 0; r < N; r++ {
+		nk := lay.keys(b, r)
+		softmax(P[r*N : r*N+nk])
+		clear(P[r*N+nk : (r+1)*N])
+	}
+	matmulLD(false, false, N, dh, L, 1, P, N, headAt(v, lay, b, h), W, 0, headAt(o, lay, b, h), W)
+}
+
+// flexForward blends the second softmax of every HR row into o: (1−α)·P_plain·v + α·P_sel·[v; v_hr].
 func flexForward[T Float](st *attnState, q, k, v []T, flex []G.Value, o []T) error {
 	plan, lay := st.plan, st.lay
 	wk, wv, hd, cells := slice[T](flex[0]), slice[T](flex[1]), slice[T](flex[2]), slice[T](flex[3])
@@ -173,13 +173,11 @@ func flexForward[T Float](st *attnState, q, k, v []T, flex []G.Value, o []T) err
 		return fmt.Errorf("ops: FlexAttention: inputs do not fit the plan (hd %d, cells %d, w %d)", len(hd), len(cells), len(wk))
 	}
 	st.hr = make([]hrCache, lay.B)
-	plan.Selected = make([][][]int, lay.B)
 	for b := 0; b < lay.B; b++ {
 		if plan.Rows[b] == nil {
 			continue
 		}
 		hc := selectUnion(plan, b, cells)
-		plan.Selected[b] = selectedTokens(hc)
 		if len(hc.union) == 0 {
 			continue
 		}
@@ -193,18 +191,23 @@ func flexForward[T Float](st *attnState, q, k, v []T, flex []G.Value, o []T) err
 // selectUnion reads the selection of sample b's HR rows and builds the union and the per-row masks.
 func selectUnion[T Float](plan *FlexPlan, b int, cells []T) hrCache {
 	nCells := plan.Cells.G * plan.Cells.G
-	inUnion := make([]bool, plan.M)
-	perRow := make([][]int, 0, len(plan.Rows[b]))
 	var hc hrCache
+	inUnion := make([]bool, plan.M)
+	var perRow [][]int
 	for _, r := range plan.Rows[b] {
 		c := cells[(b*plan.N+r)*nCells:][:nCells]
 		toks := plan.Cells.Tokens(func(i int) bool { return c[i] != 0 })
 		if len(toks) == 0 {
 			continue
 		}
-		hc.rows = append(hc.rows, r)
-		perRow = append(perRow, toks)
+		hc.rows, hc.blend, perRow = append(hc.rows, r), append(hc.blend, true), append(perRow, toks)
 		for _, t := range toks {
+			inUnion[t] = true
+		}
+	}
+	if plan.Dense && len(hc.rows) > 0 {
+		hc.rows, hc.blend, perRow = denseRows(plan, b, hc.rows, perRow)
+		for t := range inUnion {
 			inUnion[t] = true
 		}
 	}
@@ -215,48 +218,30 @@ func selectUnion[T Float](plan *FlexPlan, b int, cells []T) hrCache {
 			hc.union = append(hc.union, t)
 		}
 	}
-	hc.masks = make([][]int, len(perRow))
+	hc.keep = make([][]bool, len(perRow))
 	for i, toks := range perRow {
-		hc.masks[i] = make([]int, len(toks))
-		for j, t := range toks {
-			hc.masks[i][j] = pos[t]
+		hc.keep[i] = make([]bool, len(hc.union))
+		for _, t := range toks {
+			hc.keep[i][pos[t]] = true
 		}
-	}
-	if plan.Dense && len(hc.rows) > 0 {
-		densify(&hc, plan.M)
 	}
 	return hc
 }
 
-// densify widens the union to all M HR tokens and every row's mask to all of them, remembering which
-// tokens each row selected.
-func densify(hc *hrCache, M int) {
-	all := make([]int, M)
-	for t := range all {
-		all[t] = t
+// denseRows widens the computed rows to every real row of sample b, as the official implementation
+// computes both softmaxes for all of them; only the HR rows with a selection are blended.
+func denseRows(plan *FlexPlan, b int, rows []int, perRow [][]int) ([]int, []bool, [][]int) {
+	sel := map[int][]int{}
+	for i, r := range rows {
+		sel[r] = perRow[i]
 	}
-	hc.keep = make([][]bool, len(hc.masks))
-	for i, m := range hc.masks {
-		hc.keep[i] = make([]bool, M)
-		for _, u := range m {
-			hc.keep[i][hc.union[u]] = true
-		}
-		hc.masks[i] = all
+	var all []int
+	var blend []bool
+	var toks [][]int
+	for r := 0; r < plan.Lens[b]; r++ {
+		all, blend, toks = append(all, r), append(blend, sel[r] != nil), append(toks, sel[r])
 	}
-	hc.union = all
-}
-
-// selectedTokens lists, for every row of hc.rows, its HR tokens.
-func selectedTokens(hc hrCache) [][]int {
-	out := make([][]int, len(hc.rows))
-	for i, m := range hc.masks {
-		for _, u := range m {
-			if hc.keep == nil || hc.keep[i][hc.union[u]] {
-				out[i] = append(out[i], hc.union[u])
-			}
-		}
-	}
-	return out
+	return all, blend, toks
 }
 
 // projectHR gathers the union's HR features and projects them: k_hr = rope_hr(hd·W'_Kᵀ), v_hr = hd·W'_Vᵀ.
@@ -279,50 +264,61 @@ func projectHR[T Float](hc *hrCache, plan *FlexPlan, b int, hd, wk, wv []T, widt
 	hc.hdU, hc.kHR, hc.vHR = hdU, kHR, vHR
 }
 
-// hrRowsForward computes the second softmax of every HR row with a selection and blends it into o.
+// hrRowsForward computes the second softmax of the rows of hc over [plain keys; union] and blends it into o.
 func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, k, v, o []T) {
 	lay, alpha := st.lay, T(st.plan.Alpha)
-	width, dh := lay.Heads*lay.HeadDim, lay.HeadDim
-	scale := 1 / math.Sqrt(float64(dh))
-	kHR, vHR := hc.kHR.([]T), hc.vHR.([]T)
-	var pSel []T
+	R, U, L, dh, W := len(hc.rows), len(hc.union), lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
+	qr := make([]T, R*W)
 	for i, r := range hc.rows {
-		nk, mask := lay.keys(b, r), hc.masks[i]
-		for h := 0; h < lay.Heads; h++ {
-			row := make([]T, nk+len(mask))
-			qr := q[(b*lay.N+r)*width+h*dh:][:dh]
-			for j := 0; j < nk; j++ {
-				row[j] = T(scale * dot(qr, k[(b*lay.N+j)*width+h*dh:][:dh]))
+		copy(qr[i*W:(i+1)*W], q[(b*lay.N+r)*W:(b*lay.N+r+1)*W])
+	}
+	kHR, vHR := hc.kHR.([]T), hc.vHR.([]T)
+	pSel := make([]T, lay.Heads*R*(L+U))
+	sel := make([]T, R*dh)
+	scale := T(1 / math.Sqrt(float64(dh)))
+	for h := 0; h < lay.Heads; h++ {
+		S := pSel[h*R*(L+U):][:R*(L+U)]
+		matmulLD(false, true, R, L, dh, scale, qr[h*dh:], W, headAt(k, lay, b, h), W, 0, S, L+U)
+		matmulLD(false, true, R, U, dh, scale, qr[h*dh:], W, kHR[h*dh:], W, 0, S[L:], L+U)
+		for i, r := range hc.rows {
+			maskedSoftmax(S[i*(L+U):(i+1)*(L+U)], lay.keys(b, r), L, hc.keep[i])
+		}
+		matmulLD(false, false, R, dh, L, 1, S, L+U, headAt(v, lay, b, h), W, 0, sel, dh)
+		matmulLD(false, false, R, dh, U, 1, S[L:], L+U, vHR[h*dh:], W, 1, sel, dh)
+		for i, r := range hc.rows {
+			if !hc.blend[i] {
+				continue
 			}
-			for j, u := range mask {
-				row[nk+j] = T(scale * dot(qr, kHR[u*width+h*dh:][:dh]))
-				if hc.keep != nil && !hc.keep[i][u] {
-					row[nk+j] = T(math.Inf(-1))
-				}
-			}
-			softmax(row)
-			sel := make([]T, dh)
-			for j := 0; j < nk; j++ {
-				axpy(sel, row[j], v[(b*lay.N+j)*width+h*dh:][:dh])
-			}
-			for j, u := range mask {
-				axpy(sel, row[nk+j], vHR[u*width+h*dh:][:dh])
-			}
-			or := o[(b*lay.N+r)*width+h*dh:][:dh]
+			or := o[(b*lay.N+r)*W+h*dh:][:dh]
 			for d := range or {
-				or[d] = (1-alpha)*or[d] + alpha*sel[d]
+				or[d] = (1-alpha)*or[d] + alpha*sel[i*dh+d]
 			}
-			pSel = append(pSel, row...)
 		}
 	}
-	hc.pSel = pSel
+	hc.qr, hc.pSel = qr, pSel
+}
+
+// maskedSoftmax normalises one row of [L plain keys; union] scores, of which the row sees the first nk plain
+// keys and the union tokens keep marks.
+func maskedSoftmax[T Float](row []T, nk, L int, keep []bool) {
+	inf := T(math.Inf(-1))
+	for j := nk; j < L; j++ {
+		row[j] = inf
+	}
+	for u, k := range keep {
+		if !k {
+			row[L+u] = inf
+		}
+	}
+	softmax(row)
 }
 
 // attnBackward returns the packed gradients [dq; dk; dv] (plus [dW'_K; dW'_V] for FlexAttention) from the
 // inputs q, k, v, …, and the upstream gradient last.
 func attnBackward[T Float](st *attnState, in []G.Value) (G.Value, error) {
 	q, k, v, g := slice[T](in[0]), slice[T](in[1]), slice[T](in[2]), slice[T](in[len(in)-1])
-	width := st.lay.Heads * st.lay.HeadDim
+	lay := st.lay
+	width := lay.Heads * lay.HeadDim
 	size := 3 * len(q)
 	if st.plan != nil {
 		size += 2 * width * width
@@ -333,100 +329,98 @@ func attnBackward[T Float](st *attnState, in []G.Value) (G.Value, error) {
 	if p == nil {
 		return nil, fmt.Errorf("ops: attention backward ran before its forward pass")
 	}
-	plainBackward(st, q, k, v, p, g, dq, dk, dv)
+	for b := 0; b < lay.B; b++ {
+		c := st.plainScale(b)
+		for h := 0; h < lay.Heads; h++ {
+			plainBackward(lay, b, h, q, k, v, p, g, c, dq, dk, dv)
+		}
+	}
 	if st.plan != nil {
 		dwk, dwv := packed[3*len(q):3*len(q)+width*width], packed[3*len(q)+width*width:]
 		for b := range st.hr {
 			if len(st.hr[b].rows) > 0 {
-				hrRowsBackward(st, &st.hr[b], b, q, k, v, g, dq, dk, dv, dwk, dwv)
+				hrRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dwk, dwv)
 			}
 		}
 	}
 	return out, nil
 }
 
-// plainBackward backpropagates O_plain = P·v for every row, with the upstream gradient scaled by (1−α) on
-// HR rows that have a selection.
-func plainBackward[T Float](st *attnState, q, k, v, p, g, dq, dk, dv []T) {
-	lay := st.lay
-	width, dh := lay.Heads*lay.HeadDim, lay.HeadDim
-	scale := T(1 / math.Sqrt(float64(dh)))
-	dp := make([]T, lay.N)
-	for b := 0; b < lay.B; b++ {
-		blend := st.blendRows(b)
-		for h := 0; h < lay.Heads; h++ {
-			for r := 0; r < lay.N; r++ {
-				nk := lay.keys(b, r)
-				row := p[((b*lay.Heads+h)*lay.N+r)*lay.N:][:nk]
-				gr := g[(b*lay.N+r)*width+h*dh:][:dh]
-				c := T(1)
-				if blend[r] {
-					c = 1 - T(st.plan.Alpha)
-				}
-				for j := 0; j < nk; j++ {
-					vj := v[(b*lay.N+j)*width+h*dh:][:dh]
-					dp[j] = c * T(dot(gr, vj))
-					axpy(dv[(b*lay.N+j)*width+h*dh:][:dh], c*row[j], gr)
-				}
-				softmaxBackward(row, dp[:nk])
-				qr, dqr := q[(b*lay.N+r)*width+h*dh:][:dh], dq[(b*lay.N+r)*width+h*dh:][:dh]
-				for j := 0; j < nk; j++ {
-					axpy(dqr, dp[j]*scale, k[(b*lay.N+j)*width+h*dh:][:dh])
-					axpy(dk[(b*lay.N+j)*width+h*dh:][:dh], dp[j]*scale, qr)
-				}
-			}
-		}
+// plainScale is, per row of sample b, the weight of P_plain in the output: 1−α on blended HR rows, else 1.
+func (st *attnState) plainScale(b int) []float64 {
+	c := make([]float64, st.lay.N)
+	for r := range c {
+		c[r] = 1
 	}
-}
-
-// blendRows flags the rows of sample b whose output is blended with a selection.
-func (st *attnState) blendRows(b int) []bool {
-	out := make([]bool, st.lay.N)
 	if st.plan == nil || st.hr == nil {
-		return out
+		return c
 	}
-	for _, r := range st.hr[b].rows {
-		out[r] = true
+	hc := st.hr[b]
+	for i, r := range hc.rows {
+		if hc.blend[i] {
+			c[r] = 1 - st.plan.Alpha
+		}
 	}
-	return out
+	return c
 }
 
-// hrRowsBackward backpropagates α·P_sel·[v; v_hr] of sample b's HR rows into q, k, v and the HR weights.
-func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, q, k, v, g, dq, dk, dv, dwk, dwv []T) {
-	lay, alpha := st.lay, T(st.plan.Alpha)
-	width, dh := lay.Heads*lay.HeadDim, lay.HeadDim
+// plainBackward backpropagates c_r·P·v of sample b, head h into q, k and v.
+func plainBackward[T Float](lay Layout, b, h int, q, k, v, p, g []T, c []float64, dq, dk, dv []T) {
+	N, L, dh, W := lay.N, lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
+	if L == 0 {
+		return
+	}
+	P := p[(b*lay.Heads+h)*N*N:][:N*N]
+	gO := make([]T, N*dh)
+	gb := headAt(g, lay, b, h)
+	for r := 0; r < N; r++ {
+		for d := 0; d < dh; d++ {
+			gO[r*dh+d] = T(c[r]) * gb[r*W+d]
+		}
+	}
+	dS := make([]T, N*L)
+	matmulLD(false, true, N, L, dh, 1, gO, dh, headAt(v, lay, b, h), W, 0, dS, L)
+	matmulLD(true, false, L, dh, N, 1, P, N, gO, dh, 1, headAt(dv, lay, b, h), W)
+	for r := 0; r < N; r++ {
+		softmaxBackward(P[r*N:r*N+L], dS[r*L:(r+1)*L])
+	}
 	scale := T(1 / math.Sqrt(float64(dh)))
-	kHR, vHR, pSel := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T)
-	U := len(hc.union)
-	dkHR, dvHR := make([]T, U*width), make([]T, U*width)
-	off := 0
-	for i, r := range hc.rows {
-		nk, mask := lay.keys(b, r), hc.masks[i]
-		for h := 0; h < lay.Heads; h++ {
-			row := pSel[off : off+nk+len(mask)]
-			off += len(row)
-			gr := make([]T, dh)
-			axpy(gr, alpha, g[(b*lay.N+r)*width+h*dh:][:dh])
-			dp := make([]T, len(row))
-			for j := 0; j < nk; j++ {
-				dp[j] = T(dot(gr, v[(b*lay.N+j)*width+h*dh:][:dh]))
-				axpy(dv[(b*lay.N+j)*width+h*dh:][:dh], row[j], gr)
-			}
-			for j, u := range mask {
-				dp[nk+j] = T(dot(gr, vHR[u*width+h*dh:][:dh]))
-				axpy(dvHR[u*width+h*dh:][:dh], row[nk+j], gr)
-			}
-			softmaxBackward(row, dp)
-			qr, dqr := q[(b*lay.N+r)*width+h*dh:][:dh], dq[(b*lay.N+r)*width+h*dh:][:dh]
-			for j := 0; j < nk; j++ {
-				axpy(dqr, dp[j]*scale, k[(b*lay.N+j)*width+h*dh:][:dh])
-				axpy(dk[(b*lay.N+j)*width+h*dh:][:dh], dp[j]*scale, qr)
-			}
-			for j, u := range mask {
-				axpy(dqr, dp[nk+j]*scale, kHR[u*width+h*dh:][:dh])
-				axpy(dkHR[u*width+h*dh:][:dh], dp[nk+j]*scale, qr)
+	matmulLD(false, false, N, dh, L, scale, dS, L, headAt(k, lay, b, h), W, 1, headAt(dq, lay, b, h), W)
+	matmulLD(true, false, L, dh, N, scale, dS, L, headAt(q, lay, b, h), W, 1, headAt(dk, lay, b, h), W)
+}
+
+// hrRowsBackward backpropagates α·P_sel·[v; v_hr] of sample b's blended rows into q, k, v and the HR weights.
+func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, dk, dv, dwk, dwv []T) {
+	lay, alpha := st.lay, T(st.plan.Alpha)
+	R, U, L, dh, W := len(hc.rows), len(hc.union), lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
+	kHR, vHR, pSel, qr := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T), hc.qr.([]T)
+	dkHR, dvHR := make([]T, U*W), make([]T, U*W)
+	gr, dS, dqr := make([]T, R*dh), make([]T, R*(L+U)), make([]T, R*dh)
+	scale := T(1 / math.Sqrt(float64(dh)))
+	for h := 0; h < lay.Heads; h++ {
+		P := pSel[h*R*(L+U):][:R*(L+U)]
+		for i, r := range hc.rows {
+			for d := 0; d < dh; d++ {
+				gr[i*dh+d] = 0
+				if hc.blend[i] {
+					gr[i*dh+d] = alpha * g[(b*lay.N+r)*W+h*dh+d]
+				}
 			}
 		}
+		matmulLD(false, true, R, L, dh, 1, gr, dh, headAt(v, lay, b, h), W, 0, dS, L+U)
+		matmulLD(false, true, R, U, dh, 1, gr, dh, vHR[h*dh:], W, 0, dS[L:], L+U)
+		matmulLD(true, false, L, dh, R, 1, P, L+U, gr, dh, 1, headAt(dv, lay, b, h), W)
+		matmulLD(true, false, U, dh, R, 1, P[L:], L+U, gr, dh, 1, dvHR[h*dh:], W)
+		for i := 0; i < R; i++ {
+			softmaxBackward(P[i*(L+U):(i+1)*(L+U)], dS[i*(L+U):(i+1)*(L+U)])
+		}
+		matmulLD(false, false, R, dh, L, scale, dS, L+U, headAt(k, lay, b, h), W, 0, dqr, dh)
+		matmulLD(false, false, R, dh, U, scale, dS[L:], L+U, kHR[h*dh:], W, 1, dqr, dh)
+		for i, r := range hc.rows {
+			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
+		}
+		matmulLD(true, false, L, dh, R, scale, dS, L+U, qr[h*dh:], W, 1, headAt(dk, lay, b, h), W)
+		matmulLD(true, false, U, dh, R, scale, dS[L:], L+U, qr[h*dh:], W, 1, dkHR[h*dh:], W)
 	}
 	hrWeightGrads(st.plan, hc, b, dkHR, dvHR, dwk, dwv)
 }
@@ -458,9 +452,9 @@ func softmax[T Float](x []T) {
 	}
 	var s float64
 	for i, v := range x {
-		e := math.Exp(float64(v - m))
-		x[i] = T(e)
-		s += e
+		e := exp(v - m)
+		x[i] = e
+		s += float64(e)
 	}
 	inv := T(1 / s)
 	for i := range x {

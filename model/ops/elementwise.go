@@ -76,24 +76,50 @@ func geluGrad(x float64) float64 {
 // SwiGLU is silu(gate) ⊙ up, the LLaMA MLP's gate.
 func SwiGLU(gate, up *G.Node) (*G.Node, error) {
 	op := &fnOp{name: "SwiGLU", diff: []bool{true, true}, shape: sameShape}
-	op.do = pick(zipDo[float32](func(a, b float64) float64 { return silu(a) * b }),
-		zipDo[float64](func(a, b float64) float64 { return silu(a) * b }))
+	op.do = pick(swigluDo[float32], swigluDo[float64])
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
-		dGate, err := zip3Op("SwiGLUGradGate", in[0], in[1], g, func(a, b, g float64) float64 {
-			s := sigmoid(a)
-			return g * b * s * (1 + a*(1-s))
-		})
+		back := func(name string, gate bool) (*G.Node, error) {
+			op := &fnOp{name: name, shape: sameShape, do: pick(swigluGradDo[float32](gate), swigluGradDo[float64](gate))}
+			return apply(op, 2, in[0], in[1], g)
+		}
+		dGate, err := back("SwiGLUGradGate", true)
 		if err != nil {
 			return nil, err
 		}
-		dUp, err := zipOp("SwiGLUGradUp", in[0], g, func(a, g float64) float64 { return g * silu(a) })
+		dUp, err := back("SwiGLUGradUp", false)
 		return G.Nodes{dGate, dUp}, err
 	}
 	return apply(op, gate.Dims(), gate, up)
 }
 
-func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
-func silu(x float64) float64    { return x * sigmoid(x) }
+// sigm is σ(x) = 1/(1+e^−x) in T.
+func sigm[T Float](x T) T { return 1 / (1 + exp(-x)) }
+
+func swigluDo[T Float](v []G.Value) (G.Value, error) {
+	a, b := slice[T](v[0]), slice[T](v[1])
+	out, y := alloc[T](shapeOf(v[0])...)
+	for i, x := range a {
+		y[i] = x * sigm(x) * b[i]
+	}
+	return out, nil
+}
+
+// swigluGradDo: ∂/∂gate = g·up·σ(a)·(1 + a·(1−σ(a))), ∂/∂up = g·silu(a).
+func swigluGradDo[T Float](gate bool) doFunc {
+	return func(v []G.Value) (G.Value, error) {
+		a, b, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
+		out, d := alloc[T](shapeOf(v[0])...)
+		for i, x := range a {
+			s := sigm(x)
+			if gate {
+				d[i] = g[i] * b[i] * s * (1 + x*(1-s))
+			} else {
+				d[i] = g[i] * x * s
+			}
+		}
+		return out, nil
+	}
+}
 
 // mapDo applies f element-wise, computing in float64.
 func mapDo[T Float](f func(float64) float64) doFunc {
@@ -125,21 +151,4 @@ func zipDo[T Float](f func(a, b float64) float64) doFunc {
 func zipOp(name string, a, b *G.Node, f func(a, b float64) float64) (*G.Node, error) {
 	op := &fnOp{name: name, shape: sameShape, do: pick(zipDo[float32](f), zipDo[float64](f))}
 	return apply(op, a.Dims(), a, b)
-}
-
-func zip3Op(name string, a, b, c *G.Node, f func(a, b, c float64) float64) (*G.Node, error) {
-	op := &fnOp{name: name, shape: sameShape}
-	op.do = pick(zip3Do[float32](f), zip3Do[float64](f))
-	return apply(op, a.Dims(), a, b, c)
-}
-
-func zip3Do[T Float](f func(a, b, c float64) float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
-		a, b, c := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
-		out, y := alloc[T](shapeOf(v[0])...)
-		for i := range y {
-			y[i] = T(f(float64(a[i]), float64(b[i]), float64(c[i])))
-		}
-		return out, nil
-	}
 }

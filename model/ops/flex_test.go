@@ -123,10 +123,10 @@ func denseFlex(f flexFixture) []float64 {
 					okSel[N+m] = sel[m]
 				}
 				o := out[(b*N+r)*w+h*dh:][:dh]
-				pp := maskedSoftmax(s, okPlain)
+				pp := denseSoftmax(s, okPlain)
 				ps := pp
 				if any {
-					ps = maskedSoftmax(s, okSel)
+					ps = denseSoftmax(s, okSel)
 				}
 				a := 0.0
 				if isRow[r] {
@@ -147,7 +147,7 @@ func denseFlex(f flexFixture) []float64 {
 	return out
 }
 
-func maskedSoftmax(s []float64, ok []bool) []float64 {
+func denseSoftmax(s []float64, ok []bool) []float64 {
 	m := math.Inf(-1)
 	for i, v := range s {
 		if ok[i] {

@@ -6,21 +6,13 @@ import "math"
 // [T, H·dh] it sets o [T, H·dh] to softmax(q kᵀ/√dh)·v per head.
 func FullAttention[T Float](o, q, k, v []T, tokens, heads, dh int) {
 	width := heads * dh
-	scale := 1 / math.Sqrt(float64(dh))
-	row := make([]T, tokens)
-	clear(o)
+	s := make([]T, tokens*tokens)
 	for h := 0; h < heads; h++ {
+		matmulLD(false, true, tokens, tokens, dh, T(1/math.Sqrt(float64(dh))), q[h*dh:], width, k[h*dh:], width, 0, s, tokens)
 		for r := 0; r < tokens; r++ {
-			qr := q[r*width+h*dh:][:dh]
-			for j := range row {
-				row[j] = T(scale * dot(qr, k[j*width+h*dh:][:dh]))
-			}
-			softmax(row)
-			or := o[r*width+h*dh:][:dh]
-			for j := range row {
-				axpy(or, row[j], v[j*width+h*dh:][:dh])
-			}
+			softmax(s[r*tokens : (r+1)*tokens])
 		}
+		matmulLD(false, false, tokens, dh, tokens, 1, s, tokens, v[h*dh:], width, 0, o[h*dh:], width)
 	}
 }
 
@@ -34,7 +26,7 @@ func AddRowBias[T Float](x, b []T) {
 // QuickGELU applies z·σ(1.702·z) in place (CLIP's activation).
 func QuickGELU[T Float](x []T) {
 	for i, v := range x {
-		x[i] = T(float64(v) * sigmoid(1.702*float64(v)))
+		x[i] = v * sigm(1.702*v)
 	}
 }
 
@@ -60,7 +52,7 @@ func RMSNormRows[T Float](y, x, w []T, eps float64) {
 // SwiGLUInPlace sets gate = silu(gate) ⊙ up.
 func SwiGLUInPlace[T Float](gate, up []T) {
 	for i, g := range gate {
-		gate[i] = T(silu(float64(g))) * up[i]
+		gate[i] = g * sigm(g) * up[i]
 	}
 }
 
