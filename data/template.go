@@ -159,8 +159,11 @@ func dropFront(x []int, n int) []int {
 
 // maskTargets is the masking loop of preprocess_v1. The prompt is cut into rounds at "</s>" and each round at
 // " ASSISTANT: "; a round covers len(tok(round)) ids (its BOS stands for the "</s>" that ended it) and its
-// instruction len(tok(instruction + " ASSISTANT: ")) - 2 ids (less the BOS and the lone "▁" that the trailing
-// space becomes, which in context merges into the answer's first token). cur starts at 1, after the BOS.
+// instruction len(tok(instruction + " ASSISTANT:")) - 1 ids (less the BOS). LLaVA writes the latter as
+// len(tok(instruction + " ASSISTANT: ")) - 2, dropping the lone "▁" that a SentencePiece tokenizer makes of the
+// trailing space (in context it merges into the answer's first token): the same count for LLaMA, and the
+// right one for tokenizers that make no token of a space, such as a WordLevel one with a Whitespace
+// pre-tokenizer. cur starts at 1, after the BOS.
 func maskTargets(tok *tokenizer.Tokenizer, prompt string, ids []int) (labels []int, mismatch bool) {
 	labels = append([]int(nil), ids...)
 	ignore(labels, 0, 1) // the BOS
@@ -175,7 +178,7 @@ func maskTargets(tok *tokenizer.Tokenizer, prompt string, ids []int) (labels []i
 			break
 		}
 		roundLen := len(encodeWithImage(tok, round))
-		instructionLen := len(encodeWithImage(tok, parts[0]+answerSep)) - 2
+		instructionLen := len(encodeWithImage(tok, parts[0]+sep+roleAssistant+":")) - 1
 		ignore(labels, cur, cur+instructionLen)
 		cur += roundLen
 	}
