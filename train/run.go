@@ -53,7 +53,9 @@ type Summary struct {
 
 // Run trains the configured model: it resumes when asked, then takes optimizer steps until max steps,
 // evaluating, logging and saving on the way. On cancellation it finishes the current step, saves a
-// checkpoint and returns ErrInterrupted.
+// checkpoint and returns ErrInterrupted. A step whose loss or gradient is not finite changes no weight and
+// no optimizer state but still counts (and saves and evaluates on schedule); maxNonFinite of them in a row
+// return ErrNonFinite. A failed save stops the run.
 func Run(ctx context.Context, cfg Config, opts RunOptions) (Summary, error) {
 	if cfg.DType == "float64" {
 		return run[float64](ctx, cfg, opts)

@@ -31,6 +31,9 @@ func TestRunLearnsAndKeepsFrozenWeights(t *testing.T) {
 	if got := len(recs); got != 50 {
 		t.Fatalf("metrics.jsonl has %d step records; want 50 (logging_steps 1)", got)
 	}
+	if got := meanLoss(recs, 1, 50); math.Float64bits(got) != math.Float64bits(s.TrainLoss) {
+		t.Errorf("mean of the logged losses = %v; want the summary's train_loss %v bit for bit (loss is logged unrounded)", got, s.TrainLoss)
+	}
 	first, last := meanLoss(recs, 1, 10), meanLoss(recs, 41, 50)
 	if !(last < 0.6*first) {
 		t.Errorf("mean loss of steps 41–50 = %.4f; want well below (< 0.6×) that of steps 1–10, %.4f", last, first)
@@ -325,5 +328,21 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunEpochCountsTrainingSplit: the logged epoch is the fraction of the training split read. With 16 of
+// the 96 records held out as val_size, an epoch is 20 batches of 4, 10 optimizer steps of 2 micro-batches.
+func TestRunEpochCountsTrainingSplit(t *testing.T) {
+	cfg := tinyConfig(t, "max_steps=10", "eval_data_path=", "val_size=16")
+	mustRun(t, cfg, RunOptions{})
+	recs := stepRecords(t, cfg.OutputDir)
+	for _, c := range []struct {
+		step  int
+		epoch float64
+	}{{1, 0.1}, {5, 0.5}, {10, 1}} {
+		if got := recs[c.step]["epoch"]; got != c.epoch {
+			t.Errorf("epoch logged at step %d = %v; want %g", c.step, got, c.epoch)
+		}
 	}
 }

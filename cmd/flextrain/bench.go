@@ -30,6 +30,7 @@ func benchCommand() *cli.Command {
 			&cli.Float64Flag{Name: "ratio", Value: 0.1, Usage: "fraction of the selection cells for topk, random, center"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (go tool pprof)"},
+			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the run to `FILE` (go tool pprof)"},
 		),
 		Action: func(cx *cli.Context) error {
 			cfg, err := loadConfig(cx)
@@ -52,6 +53,11 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if p := cx.String("memprofile"); p != "" {
+				if err := writeHeapProfile(p); err != nil {
+					return err
+				}
+			}
 			if cx.Bool("json") {
 				return json.NewEncoder(cx.App.Writer).Encode(r)
 			}
@@ -70,4 +76,14 @@ func writeBench(w io.Writer, r train.BenchResult) error {
 		r.Mode, r.Strategy, r.Steps, r.SequenceLength, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
 		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB, r.Loss)
 	return err
+}
+
+// writeHeapProfile writes the allocation profile of the process so far.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }

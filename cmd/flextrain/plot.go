@@ -40,10 +40,10 @@ func plotCommand() *cli.Command {
 // plotMain runs `flextrain plot` with args, writing to w.
 func plotMain(args []string, w io.Writer) error { return runCommand(plotCommand(), args, w) }
 
-// runCommand runs one subcommand with args (those after its name), writing to w: the testable entry of
-// every command.
+// runCommand runs one subcommand with args (those after its name), writing its output to w and dropping
+// its log lines (stderr): the testable entry of every command.
 func runCommand(c *cli.Command, args []string, w io.Writer) error {
-	app := &cli.App{Name: "flextrain", Writer: w, ErrWriter: w, Commands: []*cli.Command{c}}
+	app := &cli.App{Name: "flextrain", Writer: w, ErrWriter: io.Discard, Commands: []*cli.Command{c}}
 	return app.Run(append([]string{"flextrain", c.Name}, args...))
 }
 

@@ -1,0 +1,78 @@
+package train
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/flextrain/flextrain/model"
+)
+
+// TestSplitAnswer cuts a sample before its first supervised token: the prompt keeps the tokens before it,
+// the answer runs to the end-of-sequence token.
+func TestSplitAnswer(t *testing.T) {
+	const eos, ig = 2, model.IgnoreIndex
+	for _, tc := range []struct {
+		name         string
+		ids, labels  []int
+		prompt, want []int // prompt nil: not scorable
+	}{
+		{"answer then eos", []int{1, 10, 11, 12, 13, 2, 0}, []int{ig, ig, ig, 12, 13, 2, ig}, []int{1, 10, 11}, []int{12, 13}},
+		{"answer cut by padding", []int{1, 10, 12, 0}, []int{ig, ig, 12, ig}, []int{1, 10}, []int{12}},
+		{"only eos supervised", []int{1, 10, 2}, []int{ig, ig, 2}, []int{1, 10}, nil},
+		{"nothing supervised", []int{1, 10, 11}, []int{ig, ig, ig}, nil, nil},
+		{"label at 0 is never a target", []int{1, 10}, []int{1, ig}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &model.Batch{InputIDs: [][]int{tc.ids}, AttentionMask: [][]int{allOnes(len(tc.ids))}, Labels: [][]int{tc.labels},
+				LRPixels: [][]float64{nil}, HRPixels: [][]float64{nil}, OriSizes: [][2]int{{0, 0}}}
+			p, answer := splitAnswer(b, 0, eos)
+			if tc.prompt == nil {
+				if p != nil {
+					t.Fatalf("prompt = %v; want none", p.InputIDs)
+				}
+				return
+			}
+			if p == nil || !slices.Equal(p.InputIDs[0], tc.prompt) || !slices.Equal(answer, tc.want) {
+				t.Fatalf("got prompt %v, answer %v; want %v, %v", promptIDs(p), answer, tc.prompt, tc.want)
+			}
+			if !slices.Equal(p.AttentionMask[0], allOnes(len(tc.prompt))) || slices.ContainsFunc(p.Labels[0], func(l int) bool { return l != ig }) {
+				t.Errorf("prompt mask %v, labels %v; want all ones, all ignored", p.AttentionMask[0], p.Labels[0])
+			}
+		})
+	}
+}
+
+func allOnes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = 1
+	}
+	return out
+}
+
+func promptIDs(b *model.Batch) any {
+	if b == nil {
+		return nil
+	}
+	return b.InputIDs[0]
+}
+
+// TestEqualAnswer compares a greedy answer, cut at the end-of-sequence token, with the reference.
+func TestEqualAnswer(t *testing.T) {
+	const eos = 2
+	for _, tc := range []struct {
+		got, want []int
+		equal     bool
+	}{
+		{[]int{5, 6, 2}, []int{5, 6}, true},
+		{[]int{5, 6, 2, 9}, []int{5, 6}, true},
+		{[]int{5, 7, 2}, []int{5, 6}, false},
+		{[]int{5, 2}, []int{5, 6}, false},
+		{[]int{5, 6, 7}, []int{5, 6}, false},
+		{[]int{2}, nil, true},
+	} {
+		if got := equalAnswer(tc.got, tc.want, eos); got != tc.equal {
+			t.Errorf("equalAnswer(%v, %v) = %v; want %v", tc.got, tc.want, got, tc.equal)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/data/synth"
+)
+
+// testEvaluateByKind: the per-kind counts are the manifest's, they add up to the totals, and the totals
+// agree with Evaluate (exactly when no kinds are given).
+func testEvaluateByKind(t *testing.T, tr *Trained, m synth.Manifest) {
+	ctx := context.Background()
+	r, err := tr.EvaluateFile(ctx, m.Val, "")
+	if err != nil {
+		t.Fatalf("EvaluateFile: %v", err)
+	}
+	base := evaluateWith(t, tr, m, func(l *data.Loader) (Report, error) {
+		e, err := Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS())
+		return Report{Loss: e.Loss, Samples: e.Samples, Accuracy: e.Accuracy, Answers: e.Answers}, err
+	})
+	plain := evaluateWith(t, tr, m, func(l *data.Loader) (Report, error) {
+		return EvaluateByKind(ctx, tr.Weights, l, tr.Tokenizer.EOS(), nil)
+	})
+	if plain.Loss != base.Loss || plain.Accuracy != base.Accuracy || plain.Samples != base.Samples || plain.ByKind != nil {
+		t.Errorf("EvaluateByKind without kinds = %+v; want Evaluate's %+v and no kinds", plain, base)
+	}
+	if math.Abs(r.Loss-base.Loss) > 1e-5*base.Loss || r.Accuracy != base.Accuracy || r.Answers != base.Answers {
+		t.Errorf("totals by kind: loss %g, accuracy %g of %d; want Evaluate's %g, %g of %d", r.Loss, r.Accuracy, r.Answers, base.Loss, base.Accuracy, base.Answers)
+	}
+	var samples, correct int
+	for _, kind := range r.Kinds() {
+		k := r.ByKind[kind]
+		if want := m.Counts["val."+kind]; k.Samples != want {
+			t.Errorf("kind %s: %d samples; want the manifest's %d", kind, k.Samples, want)
+		}
+		if k.Answers > 0 && k.Accuracy != float64(k.Correct)/float64(k.Answers) {
+			t.Errorf("kind %s: accuracy %g; want %d/%d", kind, k.Accuracy, k.Correct, k.Answers)
+		}
+		samples, correct = samples+k.Samples, correct+k.Correct
+	}
+	if samples != r.Samples || correct != r.Correct || r.Samples != m.Counts["val"] {
+		t.Errorf("kinds add up to %d samples, %d correct; totals %d, %d; want both %d samples", samples, correct, r.Samples, r.Correct, m.Counts["val"])
+	}
+}
+
+// evaluateWith opens the validation split for one pass and evaluates it with eval.
+func evaluateWith(t *testing.T, tr *Trained, m synth.Manifest, eval func(*data.Loader) (Report, error)) Report {
+	t.Helper()
+	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	r, err := eval(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRecordKinds(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          map[string]string
+		err           string // in the error; "" for none
+	}{
+		{"array", `[{"id":"a","kind":"small"},{"id":"b","kind":"large"},{"id":"c"}]`, map[string]string{"a": "small", "b": "large"}, ""},
+		{"lines", "{\"id\":\"a\",\"kind\":\"text\"}\n{\"id\":7,\"kind\":\"small\"}\n", map[string]string{"a": "text", "7": "small"}, ""},
+		{"repeated id, same kind", `[{"id":"a","kind":"small"},{"id":"a","kind":"small"}]`, map[string]string{"a": "small"}, ""},
+		{"repeated id, other kind", `[{"id":"a","kind":"small"},{"id":"a","kind":"large"}]`, nil, `id a has kind "small" and "large"`},
+		{"malformed array", `[{"id":"a",}]`, nil, "invalid character"},
+		{"malformed line", "{\"id\":\"a\"}\n{\"id\":\n", nil, "record 1"},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(t.TempDir(), "data.json")
+		if err := os.WriteFile(path, []byte(tt.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := RecordKinds(path)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), path) {
+				t.Errorf("%s: err = %v; want an error naming %s and containing %q", tt.name, err, path, tt.err)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(tt.want) {
+			t.Errorf("%s: RecordKinds = %v, %v; want %v", tt.name, got, err, tt.want)
+			continue
+		}
+		for id, k := range tt.want {
+			if got[id] != k {
+				t.Errorf("%s: kind of %s = %q; want %q", tt.name, id, got[id], k)
+			}
+		}
+	}
+	if _, err := RecordKinds(filepath.Join(t.TempDir(), "missing.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: err = %v; want os.ErrNotExist", err)
+	}
+}

@@ -1,0 +1,249 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/data/synth"
+	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/safetensors"
+	"gorgonia.org/tensor"
+)
+
+// trainedFixture is a short run on a small synthetic set, whose checkpoint the export, predict and
+// evaluation tests read.
+type trainedFixture struct {
+	cfg      Config
+	ckpt     string                        // output_dir/checkpoint-<steps>
+	base     map[string]safetensors.Tensor // the base weights the run started from (model_name_or_path)
+	manifest synth.Manifest
+}
+
+// fixtureModel is a model small enough for a run of a few steps to take about a second on one core.
+const fixtureModel = `
+flex: {n_sa: 1, zoom: 3, select_grid: 3, threshold: 48, strategy: attention, alpha_warmup_ratio: 0}
+model:
+  vision: {image_size: 32, patch_size: 8, hidden_size: 32, intermediate_size: 64, num_layers: 2, num_heads: 2, layer_norm_eps: 1.0e-5, select_layer: -2}
+  text: {vocab_size: 144, hidden_size: 32, intermediate_size: 64, num_layers: 2, num_heads: 2, rms_norm_eps: 1.0e-5, rope_theta: 10000}
+trainable: ["model.layers.1.*", "model.norm.*", "lm_head.*"]
+`
+
+// newTrainedFixture generates the data, writes base weights drawn from another seed than the run's, and
+// trains for two steps.
+func newTrainedFixture(t *testing.T) trainedFixture {
+	t.Helper()
+	dir := t.TempDir()
+	o := synth.DefaultOptions()
+	o.Dir, o.N, o.ValN, o.TestN, o.HRSize, o.Zoom, o.TextFrac, o.Clutter = filepath.Join(dir, "data"), 12, 6, 0, 96, 3, 0.2, 2
+	m, err := synth.Generate(o)
+	if err != nil {
+		t.Fatalf("synth.Generate: %v", err)
+	}
+	yaml := "output_dir: " + filepath.Join(dir, "run") + "\ntokenizer_path: " + m.Tokenizer + "\ndata_path: " + m.Train +
+		"\nimage_folder: " + m.ImageFolder + "\nmodel_name_or_path: " + filepath.Join(dir, "base.safetensors") +
+		"\nmax_steps: 2\nper_device_train_batch_size: 4\nlearning_rate: 1.0e-2\nsave_steps: 0\neval_steps: 0\nseed: 5\n" + fixtureModel
+	cfgPath := filepath.Join(dir, "run.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(cfgPath, nil)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	base := model.InitWeights(cfg.Model(), tensor.Float32, 99).Tensors()
+	if err := checkpoints.WriteSafetensors(cfg.ModelNameOrPath, base, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, RunOptions{Resume: "none"}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return trainedFixture{cfg: cfg, ckpt: filepath.Join(cfg.OutputDir, "checkpoint-2"), base: base, manifest: m}
+}
+
+// TestTrainedModel runs the tests that need a trained checkpoint on one shared run.
+func TestTrainedModel(t *testing.T) {
+	f := newTrainedFixture(t)
+	tr, err := LoadTrained(f.ckpt)
+	if err != nil {
+		t.Fatalf("LoadTrained(%s): %v", f.ckpt, err)
+	}
+	t.Run("ExportFull", func(t *testing.T) { testExportFull(t, f, tr) })
+	t.Run("ExportTrainableOnly", func(t *testing.T) { testExportTrainableOnly(t, f, tr) })
+	t.Run("ExportConfig", func(t *testing.T) { testExportConfig(t, tr) })
+	t.Run("ExportRefusesCorrupt", func(t *testing.T) { testExportRefusesCorrupt(t, f) })
+	t.Run("PromptIsTrainingPrefix", func(t *testing.T) { testPromptIsTrainingPrefix(t, tr, f.manifest.Val) })
+	t.Run("PredictMatchesGenerate", func(t *testing.T) { testPredictMatchesGenerate(t, tr, f.manifest) })
+	t.Run("EvaluateByKind", func(t *testing.T) { testEvaluateByKind(t, tr, f.manifest) })
+}
+
+// testExportFull: the exported file loads as the model, the trained tensors are the checkpoint's bytes
+// and every other tensor is the base file's bytes.
+func testExportFull(t *testing.T, f trainedFixture, tr *Trained) {
+	dir := t.TempDir()
+	if err := Export(tr, dir, false); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	if _, err := model.LoadWeights(dir, f.cfg.Model(), tensor.Float32); err != nil {
+		t.Errorf("model.LoadWeights(%s): %v", dir, err)
+	}
+	file, err := safetensors.ReadFile(filepath.Join(dir, ExportModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := file.Names(), sortedNames(model.Shapes(f.cfg.Model())); !slices.Equal(got, want) {
+		t.Errorf("exported tensors = %v; want the model's %v", got, want)
+	}
+	ck, err := checkpoints.Load(f.ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trained := 0
+	for name, got := range file.Tensors {
+		want, from := f.base[name], "base"
+		if ck.Weights[name].Data != nil {
+			want, from, trained = ck.Weights[name], "checkpoint", trained+1
+		}
+		if got.DType != want.DType || !slices.Equal(got.Shape, want.Shape) || !bytes.Equal(got.Data, want.Data) {
+			t.Errorf("%s: exported %s%v differs from the %s's %s%v", name, got.DType, got.Shape, from, want.DType, want.Shape)
+		}
+	}
+	if trained != len(ck.Weights) || trained == 0 {
+		t.Errorf("%d exported tensors come from the checkpoint; want all %d of its tensors", trained, len(ck.Weights))
+	}
+	if got := file.Metadata["flextrain_step"]; got != "2" {
+		t.Errorf("metadata flextrain_step = %q; want \"2\"", got)
+	}
+	assertOnlyFiles(t, dir, ExportConfigFile, ExportModelFile)
+}
+
+// testExportTrainableOnly: the file holds exactly the checkpoint's tensors, byte for byte.
+func testExportTrainableOnly(t *testing.T, f trainedFixture, tr *Trained) {
+	dir := t.TempDir()
+	if err := Export(tr, dir, true); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	file, err := safetensors.ReadFile(filepath.Join(dir, ExportTrainableFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := checkpoints.Load(f.ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := file.Names(), sortedNames(ck.Weights); !slices.Equal(got, want) {
+		t.Fatalf("exported tensors = %v; want the checkpoint's %v", got, want)
+	}
+	for name, got := range file.Tensors {
+		if !bytes.Equal(got.Data, ck.Weights[name].Data) {
+			t.Errorf("%s: exported bytes differ from the checkpoint's", name)
+		}
+	}
+	assertOnlyFiles(t, dir, ExportConfigFile, ExportTrainableFile)
+	if err := Export(&Trained{Config: tr.Config, Weights: tr.Weights, Tokenizer: tr.Tokenizer}, t.TempDir(), true); !errors.Is(err, ErrNothingTrained) {
+		t.Errorf("Export of a model without trained tensors: err = %v; want ErrNothingTrained", err)
+	}
+}
+
+// assertOnlyFiles fails unless dir holds exactly the named files (no temporary file left behind).
+func assertOnlyFiles(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	sort.Strings(names)
+	if !slices.Equal(got, names) {
+		t.Errorf("%s holds %v; want %v", dir, got, names)
+	}
+}
+
+// testExportConfig: config.json carries the LLaVA fields and the FlexAttention settings of the run.
+func testExportConfig(t *testing.T, tr *Trained) {
+	dir := t.TempDir()
+	if err := Export(tr, dir, false); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ExportConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("config.json: %v", err)
+	}
+	c := tr.Config
+	S, Z := float64(c.Arch.Vision.ImageSize), float64(c.Flex.Zoom)
+	for _, tt := range []struct {
+		path string
+		want any
+	}{
+		{"architectures", []any{"LlavaLlamaForCausalLM"}}, {"model_type", "llava"},
+		{"hidden_size", float64(c.Arch.Text.HiddenSize)}, {"intermediate_size", float64(c.Arch.Text.IntermediateSize)},
+		{"num_hidden_layers", float64(c.Arch.Text.NumLayers)}, {"num_attention_heads", float64(c.Arch.Text.NumHeads)},
+		{"vocab_size", float64(c.Arch.Text.VocabSize)}, {"rms_norm_eps", c.Arch.Text.RMSNormEps}, {"rope_theta", c.Arch.Text.RopeTheta},
+		{"mm_projector_type", "mlp2x_gelu"}, {"mm_vision_select_layer", float64(c.Arch.Vision.SelectLayer)},
+		{"image_aspect_ratio", "pad"}, {"vision_config.hidden_size", float64(c.Arch.Vision.HiddenSize)},
+		{"vision_config.image_size", S}, {"vision_config.patch_size", float64(c.Arch.Vision.PatchSize)},
+		{"flex.n_sa", float64(c.Flex.NSA)}, {"flex.zoom", Z}, {"flex.select_grid", float64(c.Flex.SelectGrid)},
+		{"flex.lowres_size", S}, {"flex.highres_size", Z * S}, {"flex.threshold", c.Flex.Threshold},
+		{"flex.strategy", c.Flex.Strategy}, {"extra.zoom_ratio", Z}, {"extra.highres_size", Z * S},
+		{"flextrain.step", float64(tr.Step)}, {"flextrain.weights_file", ExportModelFile},
+	} {
+		if v := lookupPath(got, tt.path); !jsonEqual(v, tt.want) {
+			t.Errorf("config.json %s = %v; want %v", tt.path, v, tt.want)
+		}
+	}
+}
+
+// lookupPath follows a dotted path into decoded JSON.
+func lookupPath(v any, path string) any {
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func jsonEqual(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+// testExportRefusesCorrupt: a flipped byte in the checkpoint's weights stops the load that precedes an
+// export, with ErrCorrupt and the file's name.
+func testExportRefusesCorrupt(t *testing.T, f trainedFixture) {
+	dir := filepath.Join(t.TempDir(), "checkpoint-2")
+	if err := os.CopyFS(dir, os.DirFS(f.ckpt)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "weights.st.zst")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadTrained(dir)
+	if !errors.Is(err, checkpoints.ErrCorrupt) || !strings.Contains(err.Error(), "weights.st.zst") {
+		t.Errorf("LoadTrained of a corrupt checkpoint: err = %v; want ErrCorrupt naming weights.st.zst", err)
+	}
+}
