@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"time"
 
 	"github.com/flextrain/flextrain/data"
@@ -14,15 +12,6 @@ import (
 
 // maxAnswer is the longest answer, in tokens, whose exact match is scored: longer answers are free text.
 const maxAnswer = 16
-
-// evalMetrics is one evaluation: the loss over the held-out split and, for short answers, the exact-match
-// accuracy of greedy decoding.
-type evalMetrics struct {
-	Loss     float64 `json:"eval_loss"`
-	Samples  int     `json:"eval_samples"`
-	Accuracy float64 `json:"eval_accuracy"`
-	Answers  int     `json:"eval_answers"` // samples whose answer was short enough to score
-}
 
 // evaluate runs the held-out split with α = 1 and records the result; the lowest loss is the best metric.
 func (t *trainer[T]) evaluate(ctx context.Context) error {
@@ -35,7 +24,8 @@ func (t *trainer[T]) evaluate(ctx context.Context) error {
 	}
 	defer l.Close()
 	start := time.Now()
-	m, err := Evaluate(ctx, t.weights, l, t.tok.EOS())
+	kinds, _ := RecordKinds(t.evalPath()) // records without a kind are evaluated as a whole
+	m, err := EvaluateByKind(ctx, t.weights, l, t.tok.EOS(), kinds)
 	if err != nil {
 		return err
 	}
@@ -50,53 +40,29 @@ func (t *trainer[T]) evaluate(ctx context.Context) error {
 
 // evalLoader opens eval_data_path, or the held-out part of data_path, for one ordered pass.
 func (t *trainer[T]) evalLoader() (*data.Loader, error) {
-	o := t.dataOptions()
-	o.Shuffle, o.Once, o.GroupByModalityLength = false, true, false
 	if t.cfg.EvalDataPath != "" {
-		o.DataPath, o.ValSize, o.Split = t.cfg.EvalDataPath, 0, data.SplitAll
-		return data.Open(o)
+		return data.Open(EvalDataOptions(t.cfg, t.tok, t.cfg.EvalDataPath, t.cfg.ImageFolder))
 	}
 	if t.cfg.ValSize <= 0 {
 		return nil, data.ErrEmpty
 	}
-	o.Split = data.SplitVal
+	o := t.dataOptions()
+	o.Shuffle, o.Once, o.GroupByModalityLength, o.Split = false, true, false, data.SplitVal
 	return data.Open(o)
+}
+
+// evalPath is the data file evaluation reads.
+func (t *trainer[T]) evalPath() string {
+	if t.cfg.EvalDataPath != "" {
+		return t.cfg.EvalDataPath
+	}
+	return t.cfg.DataPath
 }
 
 // Evaluate reads the loader to its end and returns the mean loss over supervised tokens and the exact-match
 // accuracy of greedy answers (FlexAttention in inference mode, α = 1). eos ends a generated answer.
-func Evaluate(ctx context.Context, w *model.Weights, l *data.Loader, eos int) (evalMetrics, error) {
-	var m evalMetrics
-	var lossSum float64
-	var tokens, correct int
-	for {
-		if err := ctx.Err(); err != nil {
-			return m, err
-		}
-		b, err := l.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return m, fmt.Errorf("train: eval data: %w", err)
-		}
-		mb := toModelBatch(b)
-		loss, n, err := batchLoss(w, mb)
-		if err != nil {
-			return m, err
-		}
-		lossSum, tokens, m.Samples = lossSum+loss*float64(n), tokens+n, m.Samples+b.Len()
-		c, scored, err := exactMatches(w, mb, eos)
-		if err != nil {
-			return m, err
-		}
-		correct, m.Answers = correct+c, m.Answers+scored
-	}
-	m.Loss = lossSum / math.Max(1, float64(tokens))
-	if m.Answers > 0 {
-		m.Accuracy = float64(correct) / float64(m.Answers)
-	}
-	return m, nil
+func Evaluate(ctx context.Context, w *model.Weights, l *data.Loader, eos int) (Report, error) {
+	return EvaluateByKind(ctx, w, l, eos, nil)
 }
 
 // batchLoss is the forward-only loss of a batch (α = 1) and its number of supervised tokens.

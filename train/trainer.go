@@ -120,14 +120,11 @@ func dtypeOf[T optim.Float]() tensor.Dtype {
 	return tensor.Float32
 }
 
-// dataOptions are the loader settings of the training split; evaluation changes Split and Once.
+// dataOptions are the loader settings of the training split.
 func (t *trainer[T]) dataOptions() data.Options {
-	c := t.cfg
-	return data.Options{DataPath: c.DataPath, ImageFolder: c.ImageFolder, Tokenizer: t.tok,
-		ImageSize: c.Arch.Vision.ImageSize, Zoom: c.Flex.Zoom, PatchSize: c.Arch.Vision.PatchSize,
-		ModelMaxLength: c.ModelMaxLength, BatchSize: c.PerDeviceTrainBatchSize, Seed: uint64(c.Seed), Shuffle: true,
-		GroupByModalityLength: c.GroupByModalityLength, Policy: c.BadSamplePolicy, MaxBadFraction: c.MaxBadFraction,
-		Workers: c.DataloaderNumWorkers, ValSize: c.ValSize, Logger: t.log.slog}
+	o := DataOptions(t.cfg, t.tok)
+	o.Logger = t.log.slog
+	return o
 }
 
 func (t *trainer[T]) openData() error {
