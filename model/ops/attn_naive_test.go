@@ -40,7 +40,10 @@ func naiveAttention(lay Layout, q, k, v []float64) []float64 {
 // GEMM kernels' tile sizes, with ragged samples.
 func TestAttentionLongSequences(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	for _, c := range []struct{ B, N, H, dh int; lens []int }{
+	for _, c := range []struct {
+		B, N, H, dh int
+		lens        []int
+	}{
 		{1, 55, 4, 16, []int{55}}, {2, 70, 2, 8, []int{70, 41}}, {3, 130, 4, 32, []int{130, 3, 99}},
 	} {
 		lay := Layout{B: c.B, N: c.N, Lens: c.lens, Heads: c.H, HeadDim: c.dh}
