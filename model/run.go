@@ -17,12 +17,8 @@ func (m *Graph) Run() error {
 	return nil
 }
 
-// Close releases the graph's machine and hands its activations back to the buffer pool: values read from
-// the graph (logits, gradients) must be copied before.
-func (m *Graph) Close() error {
-	ops.Release(m.g)
-	return m.vm.Close()
-}
+// Close releases the graph's machine.
+func (m *Graph) Close() error { return m.vm.Close() }
 
 // Loss is the training loss of the last Run (0 in Infer mode).
 func (m *Graph) Loss() float64 {

@@ -152,10 +152,6 @@ func dtypeOf[T Float]() tensor.Dtype {
 
 // alloc returns a zeroed tensor of element type T and its data.
 func alloc[T Float](shape ...int) (*tensor.Dense, []T) {
-	n := 1
-	for _, s := range shape {
-		n *= s
-	}
-	b := getBuf[T](n)
-	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(b)), b
+	d := newDense(dtypeOf[T](), shape...)
+	return d, d.Data().([]T)
 }
