@@ -59,8 +59,16 @@ func (l *logger) close() {
 }
 
 func (l *logger) printf(format string, a ...any) { fmt.Fprintf(l.out, format, a...) }
-func (l *logger) info(msg string, args ...any)   { l.slog.Info(msg, args...) }
-func (l *logger) warn(msg string, args ...any)   { l.slog.Warn(msg, args...) }
+func (l *logger) info(msg string, args ...any)   { l.clearBar(); l.slog.Info(msg, args...) }
+func (l *logger) warn(msg string, args ...any)   { l.clearBar(); l.slog.Warn(msg, args...) }
+
+// clearBar erases the live progress line so that a log line starts at the left margin; the next step
+// draws the bar again.
+func (l *logger) clearBar() {
+	if l.bar != nil {
+		l.bar.Clear()
+	}
+}
 
 // record appends one object to metrics.jsonl.
 func (l *logger) record(v map[string]any) {
