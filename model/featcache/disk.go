@@ -1,0 +1,153 @@
+package featcache
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// path returns the file of id: <dir>/<key[:2]>/<key>-<view>.<f32|f64>.zst. The two-hex-digit level
+// keeps directories to a few thousand entries for a million-image cache.
+func (c *Cache) path(id entryID) string {
+	k := id.key.String()
+	return filepath.Join(c.dir, k[:2], k+"-"+id.view+"."+id.dtype.String()+".zst")
+}
+
+// readFile returns the verified payload of id's file, or nil for a miss. A corrupt file is
+// removed; a file of another format version or byte order is left to the build that wrote it.
+func (c *Cache) readFile(id entryID) []byte {
+	p := c.path(id)
+	b, err := readBounded(p, headerSize+MaxValueBytes+MaxValueBytes/128+1024+trailerSize)
+	if errors.Is(err, errMissing) {
+		return nil
+	}
+	if err == nil {
+		var raw []byte
+		if raw, err = decodeFile(b, c.fp, id, c.dec); err == nil {
+			return raw
+		}
+	}
+	c.count(func(s *Stats) { s.DiskErrors++ })
+	if errors.Is(err, errCorrupt) && os.Remove(p) == nil {
+		c.count(func(s *Stats) { s.Corrupt++; s.BytesOnDisk -= int64(len(b)) })
+	}
+	return nil
+}
+
+// errMissing marks a file that does not exist: a plain miss, not a disk error.
+var errMissing = errors.New("featcache: no file")
+
+// count applies f to the statistics under the lock.
+func (c *Cache) count(f func(*Stats)) {
+	c.mu.Lock()
+	f(&c.st)
+	c.mu.Unlock()
+}
+
+// readBounded reads the file at p, refusing one larger than limit bytes (errCorrupt) before reading
+// it. A file that does not exist is errMissing.
+func readBounded(p string, limit int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errMissing
+	}
+	if err != nil {
+		return nil, fmt.Errorf("featcache: read %s: %w", p, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("featcache: read %s: %w", p, err)
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("featcache: read %s: %w: %d bytes, a cache file has at most %d", p, errCorrupt, st.Size(), limit)
+	}
+	b := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("featcache: read %s: %w", p, err)
+	}
+	return b, nil
+}
+
+// writeFile encodes raw as id's file and puts it in place atomically.
+func (c *Cache) writeFile(id entryID, raw []byte) error {
+	p := c.path(id)
+	var old int64
+	if st, err := os.Stat(p); err == nil {
+		old = st.Size()
+	}
+	b := encodeFile(c.fp, id, raw, c.enc)
+	err := os.MkdirAll(filepath.Dir(p), 0o755)
+	if err != nil {
+		err = fmt.Errorf("featcache: write %s: %w", p, err)
+	} else {
+		err = writeAtomic(p, b)
+	}
+	if err != nil {
+		c.count(func(s *Stats) { s.DiskErrors++ })
+		return err
+	}
+	c.count(func(s *Stats) { s.BytesOnDisk += int64(len(b)) - old })
+	return nil
+}
+
+// writeAtomic writes b to a temp file next to p and renames it to p, so that p is always absent or
+// whole. The temp file is removed on any failure.
+func writeAtomic(p string, b []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(p), filepath.Base(p)+".*"+tmpSuffix)
+	if err != nil {
+		return fmt.Errorf("featcache: write %s: %w", p, err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("featcache: write %s: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("featcache: close %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return fmt.Errorf("featcache: rename %s: %w", p, err)
+	}
+	return nil
+}
+
+// tmpSuffix ends the name of a file being written.
+const tmpSuffix = ".tmp"
+
+// staleAfter is the age past which a temp file is a killed writer's leftover, not a live write of
+// another process sharing the directory.
+const staleAfter = time.Hour
+
+// scanDir sums the sizes of the cache files under dir and removes stale temp files.
+func scanDir(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed since the listing: nothing to count
+		}
+		if strings.HasSuffix(p, tmpSuffix) && time.Since(info.ModTime()) > staleAfter {
+			os.Remove(p)
+		} else if strings.HasSuffix(p, ".zst") {
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("featcache: scan %s: %w", dir, err)
+	}
+	return total, nil
+}

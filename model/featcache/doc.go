@@ -1,0 +1,22 @@
+// Package featcache caches the frozen CLIP vision tower's features so that fine-tuning runs the tower
+// once per image, not once per image per epoch. The tower (and everything before the projector) is
+// frozen, so an image's features are a function of its preprocessed pixels and of the vision weights
+// and settings alone: the pixels give the Key (PixelKey), the weights and settings the cache's
+// fingerprint (Fingerprint), and each image has two values, its LR features [n, Cv] (ViewLR) and its
+// Z² HR crop features [Z²·n, Cv] (ViewHR), in the model's dtype.
+//
+// Values live in an LRU in memory bounded by Options.MaxMemoryBytes and, with Options.Dir, in one
+// zstd file each under Dir/<fingerprint>/<key[:2]>/<key>-<view>.<f32|f64>.zst, which a later run
+// (a second epoch in a new process, a resumed run) reads back. A damaged file is a miss and is
+// removed; it can never yield wrong features.
+//
+// Wiring into the model, generic in the element type T:
+//
+//	key := featcache.PixelKey(lrPixels, hrPixels)
+//	lr, err := featcache.GetOrCompute(cache, key, featcache.ViewLR, n*Cv, func() []T { return tower(lrPixels) })
+//	if err != nil {
+//		log.Printf("feature cache: %v", err) // the features are right; only the disk write failed
+//	}
+//
+// A nil *Cache is a disabled cache, so the model needs no second code path.
+package featcache
