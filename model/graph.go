@@ -50,7 +50,8 @@ func ParseView(s string) (View, error) {
 	return 0, fmt.Errorf("model: unknown view %q (flex, lr, hd-seq)", s)
 }
 
-// Graph is the model unrolled for one batch as a Gorgonia graph. The frozen vision tower has already run;
+// Graph is the model unrolled for one batch as a Gorgonia graph. The frozen vision tower has already run (a
+// trainable one is part of the graph, visiongraph.go);
 // the projector, assembly, decoder, loss and the backward pass to the trainable weights are nodes.
 type Graph struct {
 	cfg      Config
@@ -219,17 +220,13 @@ func (b *builder[T]) embed(batch *Batch) (*G.Node, error) {
 	return b.track(n, err, emb)
 }
 
-// projectLR runs the vision tower on every image's LR view and the projector on the result.
+// projectLR runs the vision tower on every image's LR view and the projector on the result. The tower is
+// part of the graph when one of its weights trains (visiongraph.go), else a constant computed in plain Go.
 func (b *builder[T]) projectLR(batch *Batch) (*G.Node, error) {
-	_, n, _, _ := b.cfg.Grid()
-	Cv := b.cfg.Vision.HiddenSize
-	feats := make([]T, 0, b.lay.images*n*Cv)
-	for i := range batch.InputIDs {
-		if b.lay.imageIdx[i] >= 0 {
-			feats = append(feats, visionFeatures(b.cfg, b.get, convert[T](batch.LRPixels[i]))...)
-		}
+	x, err := b.lrVision(batch)
+	if err != nil {
+		return nil, err
 	}
-	x := b.constant("lr_vision_features", feats, b.lay.images*n, Cv)
 	h, err := b.affine(x, "model.mm_projector.0")
 	if err != nil {
 		return nil, err
@@ -240,6 +237,22 @@ func (b *builder[T]) projectLR(batch *Batch) (*G.Node, error) {
 	}
 	b.lr, err = b.affine(h, "model.mm_projector.2")
 	return b.lr, err
+}
+
+// lrVision returns the tower's LR features [K·n, Cv] of the image samples, in batch order.
+func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
+	if b.trainsVision() {
+		return b.visionGraph(batch)
+	}
+	_, n, _, _ := b.cfg.Grid()
+	Cv := b.cfg.Vision.HiddenSize
+	feats := make([]T, 0, b.lay.images*n*Cv)
+	for i := range batch.InputIDs {
+		if b.lay.imageIdx[i] >= 0 {
+			feats = append(feats, visionFeatures(b.cfg, b.get, convert[T](batch.LRPixels[i]))...)
+		}
+	}
+	return b.constant("lr_vision_features", feats, b.lay.images*n, Cv), nil
 }
 
 // hrFeatures computes the HR features of every image sample as one constant [B·M, D] (zeros for text-only

@@ -13,22 +13,10 @@ type lookup[T ops.Float] func(name string) []T
 // hs[select_layer] without the CLS row, [n, Cv]. No gradient flows through it.
 func visionFeatures[T ops.Float](cfg Config, w lookup[T], px []T) []T {
 	vc := cfg.Vision
-	g, n, _, _ := cfg.Grid()
+	_, n, _, _ := cfg.Grid()
 	Cv, P, tokens := vc.HiddenSize, vc.PatchSize, n+1
-	patches := make([]T, n*3*P*P)
-	for gi := 0; gi < g; gi++ {
-		for gj := 0; gj < g; gj++ {
-			dst := patches[(gi*g+gj)*3*P*P:]
-			for c := 0; c < 3; c++ {
-				for py := 0; py < P; py++ {
-					src := px[(c*vc.ImageSize+gi*P+py)*vc.ImageSize+gj*P:]
-					copy(dst[(c*P+py)*P:(c*P+py+1)*P], src[:P])
-				}
-			}
-		}
-	}
 	x := make([]T, tokens*Cv)
-	ops.MatMulNT(x[Cv:], patches, w(VisionPrefix+"embeddings.patch_embedding.weight"), n, 3*P*P, Cv)
+	ops.MatMulNT(x[Cv:], lrPatches(cfg, px), w(VisionPrefix+"embeddings.patch_embedding.weight"), n, 3*P*P, Cv)
 	copy(x[:Cv], w(VisionPrefix+"embeddings.class_embedding"))
 	pos := w(VisionPrefix + "embeddings.position_embedding.weight")
 	for i := range x {
@@ -39,6 +27,26 @@ func visionFeatures[T ops.Float](cfg Config, w lookup[T], px []T) []T {
 		visionLayer(cfg, w, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l), x, tokens)
 	}
 	return x[Cv:]
+}
+
+// lrPatches cuts an image [3, S, S] into its n patches, each flattened as (channel, row, column): [n, 3·P·P],
+// the layout of the patch embedding weight [Cv, 3, P, P].
+func lrPatches[T ops.Float](cfg Config, px []T) []T {
+	S, P := cfg.Vision.ImageSize, cfg.Vision.PatchSize
+	g, n, _, _ := cfg.Grid()
+	patches := make([]T, n*3*P*P)
+	for gi := 0; gi < g; gi++ {
+		for gj := 0; gj < g; gj++ {
+			dst := patches[(gi*g+gj)*3*P*P:]
+			for c := 0; c < 3; c++ {
+				for py := 0; py < P; py++ {
+					src := px[(c*S+gi*P+py)*S+gj*P:]
+					copy(dst[(c*P+py)*P:(c*P+py+1)*P], src[:P])
+				}
+			}
+		}
+	}
+	return patches
 }
 
 // visionLayer applies one pre-norm CLIP encoder layer to x [tokens, Cv] in place.

@@ -69,10 +69,12 @@ type Config struct {
 	FrozenPatterns    []string `yaml:"frozen"`
 }
 
-// Flex is the `flex:` map: the model's FlexAttention settings plus the α warm-up of DESIGN.md §9.
+// Flex is the `flex:` map: the model's FlexAttention settings plus the α warm-up of DESIGN.md §9 and the view
+// the run trains with: flex (FlexAttention), lr (LR tokens only, no HR: a LLaVA base model) or hd-seq.
 type Flex struct {
 	model.FlexConfig `yaml:",inline"`
 	AlphaWarmupRatio float64 `yaml:"alpha_warmup_ratio"`
+	View             string  `yaml:"view"`
 }
 
 // Arch is the `model:` map: the architecture, keyed exactly as model.VisionConfig and model.TextConfig.
@@ -97,7 +99,7 @@ func Defaults() Config {
 		LRSchedulerType: "cosine", WarmupRatio: 0.03, NumTrainEpochs: 1, MaxSteps: -1,
 		PerDeviceTrainBatchSize: 8, GradientAccumulationSteps: 1,
 		LoggingSteps: 10, SaveSteps: 500, SaveTotalLimit: 2, Seed: 3407,
-		Flex: Flex{FlexConfig: model.FlexConfig{Zoom: 3, Threshold: 48, Strategy: "attention"}, AlphaWarmupRatio: 0.1},
+		Flex: Flex{FlexConfig: model.FlexConfig{Zoom: 3, Threshold: 48, Strategy: "attention"}, AlphaWarmupRatio: 0.1, View: "flex"},
 		Arch: Arch{
 			Vision: model.VisionConfig{LayerNormEps: 1e-5, SelectLayer: -2},
 			Text:   model.TextConfig{RMSNormEps: 1e-5, RopeTheta: 10000},
@@ -505,6 +507,9 @@ func (c Config) validateOptim(bad badFunc) {
 	}
 	inRange("warmup_ratio", c.WarmupRatio, 0, 1, bad)
 	inRange("flex.alpha_warmup_ratio", c.Flex.AlphaWarmupRatio, 0, 1, bad)
+	if _, err := model.ParseView(c.Flex.View); err != nil || c.Flex.View == "" {
+		bad("flex.view", "%q is not flex, lr or hd-seq", c.Flex.View)
+	}
 	if c.DType != "float32" && c.DType != "float64" {
 		bad("dtype", "%q is not float32 or float64", c.DType)
 	}

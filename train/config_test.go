@@ -43,6 +43,8 @@ func TestLoadConfigValid(t *testing.T) {
 		{"seed (default)", c.Seed, 3407},
 		{"max_grad_norm (default)", c.MaxGradNorm, 1.0},
 		{"flex.alpha_warmup_ratio (default)", c.Flex.AlphaWarmupRatio, 0.1},
+		{"flex.view (default)", c.Flex.View, "flex"},
+		{"flex.view (--set)", loadValid(t, "flex.view=lr").Flex.View, "lr"},
 		{"trainable (DESIGN.md §9)", c.TrainablePatterns,
 			[]string{"model.layers.2.*", "model.layers.3.*", "model.norm.*", "lm_head.*"}},
 	} {
@@ -214,6 +216,8 @@ func TestValidate(t *testing.T) {
 		{"warmup ratio 2", func(c *Config) { c.WarmupRatio = 2 }, "warmup_ratio"},
 		{"alpha warm-up ratio -1", func(c *Config) { c.Flex.AlphaWarmupRatio = -1 }, "flex.alpha_warmup_ratio"},
 		{"dtype", func(c *Config) { c.DType = "bfloat16" }, "dtype"},
+		{"unknown view", func(c *Config) { c.Flex.View = "hr" }, "flex.view"},
+		{"empty view", func(c *Config) { c.Flex.View = "" }, "flex.view"},
 		{"batch 0", func(c *Config) { c.PerDeviceTrainBatchSize = 0 }, "per_device_train_batch_size"},
 		{"accumulation 0", func(c *Config) { c.GradientAccumulationSteps = 0 }, "gradient_accumulation_steps"},
 		{"no epochs, no max_steps", func(c *Config) { c.NumTrainEpochs = 0 }, "num_train_epochs"},

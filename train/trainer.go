@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/optim"
@@ -41,6 +42,10 @@ type trainer[T optim.Float] struct {
 // setup prepares a run: output folder, tokenizer, weights, data, optimizer, and the resumed state.
 func setup[T optim.Float](cfg Config, opts RunOptions) (*trainer[T], error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := ResolveData(cfg)
+	if err != nil {
 		return nil, err
 	}
 	t := &trainer[T]{cfg: cfg, opts: opts}
@@ -80,6 +85,36 @@ func (t *trainer[T]) prepareOutput() error {
 	}
 	t.log.printf("%s\n", t.cfg.Table())
 	return nil
+}
+
+// ResolveData generates (or reuses) the dataset a synth:// data_path names (data/synth; its folder is the
+// URI's dir, else output_dir/data) and returns cfg with the data keys on its files: data_path the train
+// split, image_folder its images, eval_data_path the val split (unless val_size holds some of the train
+// split out, or an eval file is given) and tokenizer_path its tokenizer when none is set. Any other data
+// path is returned unchanged. The run's saved config.yaml then names real files, so checkpoints load as is.
+func ResolveData(cfg Config) (Config, error) {
+	if !synth.IsURI(cfg.DataPath) {
+		return cfg, nil
+	}
+	o, err := synth.ParseURI(cfg.DataPath)
+	if err != nil {
+		return cfg, fmt.Errorf("train: data_path: %w", err)
+	}
+	if o.Dir == "" {
+		o.Dir = filepath.Join(cfg.OutputDir, "data")
+	}
+	m, err := synth.Generate(o)
+	if err != nil {
+		return cfg, fmt.Errorf("train: data_path %s: %w", cfg.DataPath, err)
+	}
+	cfg.DataPath, cfg.ImageFolder = m.Train, m.ImageFolder
+	if cfg.EvalDataPath == "" && cfg.ValSize == 0 {
+		cfg.EvalDataPath = m.Val
+	}
+	if cfg.TokenizerPath == "" {
+		cfg.TokenizerPath = m.Tokenizer
+	}
+	return cfg, nil
 }
 
 func (t *trainer[T]) loadTokenizer() error {
@@ -172,7 +207,9 @@ func (t *trainer[T]) plan() error {
 	}
 	t.warmup = optim.WarmupSteps(c.WarmupRatio, c.WarmupSteps, t.total)
 	t.state.Seed = c.Seed
-	return nil
+	var err error
+	t.view, err = model.ParseView(c.Flex.View) // validated: never an error here
+	return err
 }
 
 // alpha is DESIGN.md §9's warm-up: min(1, step / (alpha_warmup_ratio · total)), 1 without warm-up.

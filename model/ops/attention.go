@@ -10,16 +10,23 @@ import (
 
 // Layout describes a right-padded batch folded into rows: sample b owns rows [b·N, (b+1)·N), of which the
 // first Lens[b] are real. Every attention row r sees the keys j ≤ r with j < Lens[b] (causal and padding
-// mask), so padded rows see the real keys and no row is empty.
+// mask), so padded rows see the real keys and no row is empty. With Full set every row sees all the real
+// keys of its sample (the non-causal attention of the vision tower).
 type Layout struct {
 	B, N    int
 	Lens    []int
 	Heads   int
 	HeadDim int
+	Full    bool
 }
 
 // keys is the number of keys row r of sample b sees.
-func (l Layout) keys(b, r int) int { return min(r+1, l.Lens[b]) }
+func (l Layout) keys(b, r int) int {
+	if l.Full {
+		return l.Lens[b]
+	}
+	return min(r+1, l.Lens[b])
+}
 
 // FlexPlan is what a FlexAttention layer needs beside its tensors (DESIGN.md §7): the HR rows of each sample,
 // the HR RoPE tables of each image sample and α. It also receives the layer's selection when the layer runs.
@@ -53,7 +60,8 @@ func (c CellGrid) Tokens(cells func(i int) bool) []int {
 	return out
 }
 
-// Attention is plain causal multi-head attention over q, k, v [B·N, H·dh] (q and k already rotated).
+// Attention is plain multi-head attention over q, k, v [B·N, H·dh] (q and k already rotated): causal, or
+// non-causal when lay.Full is set.
 func Attention(q, k, v *G.Node, lay Layout) (*G.Node, error) {
 	st := &attnState{lay: lay}
 	op := &fnOp{name: "Attention", diff: []bool{true, true, true}, shape: sameShape}

@@ -111,6 +111,8 @@ func TestOpGradients(t *testing.T) {
 	lay := Layout{B: 2, N: 4, Lens: []int{4, 3}, Heads: 2, HeadDim: 4}
 	cos, sin := RopeTables(4, 4, 10000)
 	src := []Source{{FromToken, 2}, {FromImage, 1}, {FromToken, 0}, Pad, {FromToken, 2}, {FromHR, 1}}
+	full := Layout{B: 2, N: 4, Lens: []int{4, 3}, Heads: 2, HeadDim: 4, Full: true}
+	allEmbed, allNorm := EmbedSpec{true, true, true}, NormSpec{true, true, true}
 	cases := []struct {
 		name   string
 		build  opBuilder
@@ -134,6 +136,18 @@ func TestOpGradients(t *testing.T) {
 			[]*tensor.Dense{randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8)}, []int{0, 1, 2}, []int{8, 8}},
 		{"Assemble", func(in []*G.Node) (*G.Node, error) { return Assemble(in[0], in[1], in[2], src, true, true) },
 			[]*tensor.Dense{randDense(rng, 1, 3, D), randDense(rng, 1, 2, D), randDense(rng, 1, 2, D)}, []int{0, 1}, []int{len(src), D}},
+		{"AttentionFull", func(in []*G.Node) (*G.Node, error) { return Attention(in[0], in[1], in[2], full) },
+			[]*tensor.Dense{randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8), randDense(rng, 1, 8, 8)}, []int{0, 1, 2}, []int{8, 8}},
+		{"Reshape", func(in []*G.Node) (*G.Node, error) { return Reshape(in[0], 3, 8) },
+			[]*tensor.Dense{randDense(rng, 1, 3, 2, 2, 2)}, []int{0}, []int{3, 8}},
+		{"ClassPosEmbed", func(in []*G.Node) (*G.Node, error) { return ClassPosEmbed(in[0], in[1], in[2], 2, allEmbed) },
+			[]*tensor.Dense{randDense(rng, 1, 6, D), randDense(rng, 1, D), randDense(rng, 1, 4, D)}, []int{0, 1, 2}, []int{8, D}},
+		{"LayerNorm", func(in []*G.Node) (*G.Node, error) { return LayerNormOp(in[0], in[1], in[2], 1e-5, allNorm) },
+			[]*tensor.Dense{randDense(rng, 1, R, D), randDense(rng, 1, D), randDense(rng, 1, D)}, []int{0, 1, 2}, []int{R, D}},
+		{"QuickGELU", func(in []*G.Node) (*G.Node, error) { return QuickGELUOp(in[0]) },
+			[]*tensor.Dense{randDense(rng, 1.5, R, D)}, []int{0}, []int{R, D}},
+		{"GatherRows", func(in []*G.Node) (*G.Node, error) { return GatherRows(in[0], []int{1, 4, 1, 2}, true) },
+			[]*tensor.Dense{randDense(rng, 1, R, D)}, []int{0}, []int{4, D}},
 		{"CrossEntropy", func(in []*G.Node) (*G.Node, error) {
 			return CrossEntropy(in[0], []int{1, IgnoreIndex, 0, 3, IgnoreIndex})
 		},

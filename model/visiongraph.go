@@ -1,0 +1,153 @@
+package model
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/flextrain/flextrain/model/ops"
+	G "gorgonia.org/gorgonia"
+)
+
+// The CLIP tower (DESIGN.md §3) as graph nodes, for runs that train it (a base model trained from scratch):
+// the LR path is built here instead of running vision.go's plain forward, so that gradients reach the
+// tower's weights. HR features stay constants of the plain path: FlexAttention training freezes the tower.
+
+// trainsVision reports whether any weight of the vision tower needs a gradient.
+func (b *builder[T]) trainsVision() bool {
+	if b.opt.Trainable == nil || b.opt.Mode != Train {
+		return false
+	}
+	for _, name := range b.w.Names() {
+		if strings.HasPrefix(name, VisionPrefix) && b.opt.Trainable(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// visionGraph returns hs[select_layer] without the CLS rows, [K·n, Cv], for the K image samples' LR views.
+func (b *builder[T]) visionGraph(batch *Batch) (*G.Node, error) {
+	x, err := b.visionEmbed(batch)
+	if err != nil {
+		return nil, err
+	}
+	if x, err = b.layerNorm(x, VisionPrefix+"pre_layrnorm"); err != nil {
+		return nil, err
+	}
+	for l := 0; l < b.cfg.VisionLayersRun(); l++ {
+		if x, err = b.visionLayer(x, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l)); err != nil {
+			return nil, fmt.Errorf("model: vision layer %d: %w", l, err)
+		}
+	}
+	_, n, _, _ := b.cfg.Grid()
+	rows := make([]int, 0, b.lay.images*n)
+	for k := 0; k < b.lay.images; k++ {
+		for i := 1; i <= n; i++ {
+			rows = append(rows, k*(n+1)+i)
+		}
+	}
+	return b.track2(ops.GatherRows(x, rows, b.needs[x]))(x)
+}
+
+// visionEmbed is the patch embedding (a Linear over the constant patches) with class and position
+// embeddings: [K·(n+1), Cv].
+func (b *builder[T]) visionEmbed(batch *Batch) (*G.Node, error) {
+	vc := b.cfg.Vision
+	_, n, _, _ := b.cfg.Grid()
+	pp := 3 * vc.PatchSize * vc.PatchSize
+	patches := make([]T, 0, b.lay.images*n*pp)
+	for i := range batch.InputIDs {
+		if b.lay.imageIdx[i] >= 0 {
+			patches = append(patches, lrPatches(b.cfg, convert[T](batch.LRPixels[i]))...)
+		}
+	}
+	x := b.constant("lr_patches", patches, b.lay.images*n, pp)
+	w, err := b.param(VisionPrefix + "embeddings.patch_embedding.weight")
+	if err != nil {
+		return nil, err
+	}
+	wm, err := b.track2(ops.Reshape(w, vc.HiddenSize, pp))(w)
+	if err != nil {
+		return nil, err
+	}
+	pe, err := b.track2(ops.Linear(x, wm, false, b.needs[wm]))(wm)
+	if err != nil {
+		return nil, err
+	}
+	cls, err := b.param(VisionPrefix + "embeddings.class_embedding")
+	if err != nil {
+		return nil, err
+	}
+	pos, err := b.param(VisionPrefix + "embeddings.position_embedding.weight")
+	if err != nil {
+		return nil, err
+	}
+	need := ops.EmbedSpec{Patch: b.needs[pe], Class: b.needs[cls], Pos: b.needs[pos]}
+	return b.track2(ops.ClassPosEmbed(pe, cls, pos, b.lay.images, need))(pe, cls, pos)
+}
+
+// layerNorm is the CLIP LayerNorm called prefix.
+func (b *builder[T]) layerNorm(x *G.Node, prefix string) (*G.Node, error) {
+	w, err := b.param(prefix + ".weight")
+	if err != nil {
+		return nil, err
+	}
+	bias, err := b.param(prefix + ".bias")
+	if err != nil {
+		return nil, err
+	}
+	need := ops.NormSpec{X: b.needs[x], W: b.needs[w], B: b.needs[bias]}
+	return b.track2(ops.LayerNormOp(x, w, bias, b.cfg.Vision.LayerNormEps, need))(x, w, bias)
+}
+
+// visionLayer is one pre-norm CLIP encoder layer: x + attn(ln1(x)), then + fc2(quick_gelu(fc1(ln2(x)))).
+func (b *builder[T]) visionLayer(x *G.Node, p string) (*G.Node, error) {
+	y, err := b.layerNorm(x, p+"layer_norm1")
+	if err != nil {
+		return nil, err
+	}
+	var qkv [3]*G.Node
+	for i, proj := range []string{"q_proj", "k_proj", "v_proj"} {
+		if qkv[i], err = b.affine(y, p+"self_attn."+proj); err != nil {
+			return nil, err
+		}
+	}
+	o, err := b.track2(ops.Attention(qkv[0], qkv[1], qkv[2], b.visionLayout()))(qkv[:]...)
+	if err != nil {
+		return nil, err
+	}
+	if x, err = b.addAffine(x, o, p+"self_attn.out_proj"); err != nil {
+		return nil, err
+	}
+	if y, err = b.layerNorm(x, p+"layer_norm2"); err != nil {
+		return nil, err
+	}
+	h, err := b.affine(y, p+"mlp.fc1")
+	if err != nil {
+		return nil, err
+	}
+	if h, err = b.track2(ops.QuickGELUOp(h))(h); err != nil {
+		return nil, err
+	}
+	return b.addAffine(x, h, p+"mlp.fc2")
+}
+
+// addAffine is x + (h·Wᵀ + bias) for the torch Linear called prefix.
+func (b *builder[T]) addAffine(x, h *G.Node, prefix string) (*G.Node, error) {
+	y, err := b.affine(h, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return b.track2(G.Add(x, y))(x, y)
+}
+
+// visionLayout is the image samples as the attention op sees them: K sequences of n+1 tokens, non-causal.
+func (b *builder[T]) visionLayout() ops.Layout {
+	_, n, _, _ := b.cfg.Grid()
+	lens := make([]int, b.lay.images)
+	for i := range lens {
+		lens[i] = n + 1
+	}
+	vc := b.cfg.Vision
+	return ops.Layout{B: b.lay.images, N: n + 1, Lens: lens, Heads: vc.NumHeads, HeadDim: vc.HiddenSize / vc.NumHeads, Full: true}
+}

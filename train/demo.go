@@ -1,0 +1,296 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/data/synth"
+	"github.com/flextrain/flextrain/model"
+)
+
+// ErrDemoConfig reports demo configurations that cannot run as the two stages of Demo.
+var ErrDemoConfig = errors.New("train: demo: bad configuration")
+
+// DemoOptions name the two stages of Demo and where it reports.
+type DemoOptions struct {
+	Base, Flex Config    // stage 1 (the base model) and stage 2 (FlexAttention), loaded and validated
+	Out        io.Writer // training progress and the final table
+}
+
+// DemoResult is what Demo measured: the test-split evaluation of both models and the time of each part.
+type DemoResult struct {
+	Base, Flex         Report
+	TestPath           string
+	BaseTime, FlexTime time.Duration // training, zero when a finished checkpoint was reused
+	EvalTime           time.Duration
+}
+
+// Demo runs the built-in demonstration: stage 1 trains the base model (opts.Base, usually the LR view and
+// everything trainable) unless its output_dir already holds its final checkpoint; its weights, without the
+// k/v_proj_hd copies, are written to stage 2's model_name_or_path, so that stage 2 starts from them with
+// k/v_proj_hd copied from the trained k/v_proj (DESIGN.md §7); stage 2 (opts.Flex) trains FlexAttention,
+// again unless finished. Both models are then evaluated on the test split of stage 2's synth:// data_path
+// (or its eval_data_path): the base model with the LR view (α = 0, which is plain attention), the
+// FlexAttention model with α = 1, exact match per record kind. Both configurations need max_steps.
+func Demo(ctx context.Context, opts DemoOptions) (DemoResult, error) {
+	if err := checkDemo(opts.Base, opts.Flex); err != nil {
+		return DemoResult{}, err
+	}
+	var res DemoResult
+	var err error
+	trained := false
+	if res.BaseTime, trained, err = runStage(ctx, opts.Base, opts.Out, "stage 1: base model"); err != nil {
+		return res, err
+	}
+	if _, err := os.Stat(filepath.Join(opts.Flex.ModelNameOrPath, "model.safetensors")); trained || err != nil {
+		if err := exportBase(opts.Base, opts.Flex.ModelNameOrPath); err != nil {
+			return res, err
+		}
+	}
+	if res.FlexTime, _, err = runStage(ctx, opts.Flex, opts.Out, "stage 2: FlexAttention"); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	if err := res.evaluate(ctx, opts); err != nil {
+		return res, err
+	}
+	res.EvalTime = time.Since(start)
+	return res, nil
+}
+
+// checkDemo refuses configurations that Demo cannot chain.
+func checkDemo(base, flex Config) error {
+	var errs []error
+	for _, c := range []struct {
+		stage string
+		cfg   Config
+	}{{"stage 1", base}, {"stage 2", flex}} {
+		if c.cfg.MaxSteps <= 0 {
+			errs = append(errs, fmt.Errorf("%w: %s: max_steps must be set (it tells a finished stage)", ErrDemoConfig, c.stage))
+		}
+	}
+	if base.ModelNameOrPath != "" {
+		errs = append(errs, fmt.Errorf("%w: stage 1: model_name_or_path must be empty (the base model trains from scratch)", ErrDemoConfig))
+	}
+	if flex.ModelNameOrPath == "" {
+		errs = append(errs, fmt.Errorf("%w: stage 2: model_name_or_path must name the folder for stage 1's weights", ErrDemoConfig))
+	}
+	if filepath.Clean(base.OutputDir) == filepath.Clean(flex.OutputDir) {
+		errs = append(errs, fmt.Errorf("%w: the two stages share output_dir %s", ErrDemoConfig, base.OutputDir))
+	}
+	if base.Model().Validate() == nil && flex.Model().Validate() == nil && !sameArch(base, flex) {
+		errs = append(errs, fmt.Errorf("%w: the two stages' model: sections differ", ErrDemoConfig))
+	}
+	return errors.Join(errs...)
+}
+
+func sameArch(a, b Config) bool { return a.Arch == b.Arch && a.Flex.NSA == b.Flex.NSA }
+
+// runStage trains cfg unless its output_dir holds a checkpoint of its last step; it returns the training
+// time and whether it trained.
+func runStage(ctx context.Context, cfg Config, out io.Writer, name string) (time.Duration, bool, error) {
+	if e, err := checkpoints.Latest(cfg.OutputDir); err == nil && e.Step >= cfg.MaxSteps {
+		fmt.Fprintf(out, "%s: reusing %s\n", name, e.Path)
+		return 0, false, nil
+	}
+	fmt.Fprintf(out, "%s: training into %s\n", name, cfg.OutputDir)
+	start := time.Now()
+	if _, err := Run(ctx, cfg, RunOptions{Out: out}); err != nil {
+		return 0, false, fmt.Errorf("train: demo: %s: %w", name, err)
+	}
+	return time.Since(start), true, nil
+}
+
+// exportBase writes the weights of stage 1's last checkpoint into dir/model.safetensors, leaving out the
+// k/v_proj_hd tensors so that loading derives them from the trained k/v_proj.
+func exportBase(base Config, dir string) error {
+	e, err := checkpoints.Latest(base.OutputDir)
+	if err != nil {
+		return fmt.Errorf("train: demo: stage 1 checkpoint: %w", err)
+	}
+	tr, err := LoadTrained(e.Path)
+	if err != nil {
+		return fmt.Errorf("train: demo: %w", err)
+	}
+	tensors := tr.Weights.Tensors()
+	for name := range tensors {
+		if ok, _ := path.Match("model.layers.*.self_attn.*_proj_hd.weight", name); ok {
+			delete(tensors, name)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: demo: export stage 1: %w", err)
+	}
+	meta := map[string]string{"format": "pt", "flextrain_step": fmt.Sprint(tr.Step), "flextrain_source": e.Path}
+	if err := checkpoints.WriteSafetensors(filepath.Join(dir, "model.safetensors"), tensors, meta); err != nil {
+		return fmt.Errorf("train: demo: export stage 1: %w", err)
+	}
+	return nil
+}
+
+// evaluate scores both stages' last checkpoints on the test split.
+func (r *DemoResult) evaluate(ctx context.Context, opts DemoOptions) error {
+	var err error
+	if r.TestPath, err = testSplit(opts.Flex); err != nil {
+		return err
+	}
+	if r.Base, err = evaluateStage(ctx, opts.Base, r.TestPath, 0); err != nil {
+		return err
+	}
+	r.Flex, err = evaluateStage(ctx, opts.Flex, r.TestPath, 1)
+	return err
+}
+
+// testSplit is the held-out file the demo scores: the test split of a synth:// data_path, else
+// eval_data_path.
+func testSplit(cfg Config) (string, error) {
+	if !synth.IsURI(cfg.DataPath) {
+		if cfg.EvalDataPath == "" {
+			return "", fmt.Errorf("%w: stage 2 has neither a synth:// data_path nor an eval_data_path to test on", ErrDemoConfig)
+		}
+		return cfg.EvalDataPath, nil
+	}
+	o, err := synth.ParseURI(cfg.DataPath)
+	if err != nil {
+		return "", fmt.Errorf("train: demo: data_path: %w", err)
+	}
+	if o.Dir == "" {
+		o.Dir = filepath.Join(cfg.OutputDir, "data")
+	}
+	m, err := synth.Generate(o) // reuses the dataset the stages trained on
+	if err != nil {
+		return "", fmt.Errorf("train: demo: data_path: %w", err)
+	}
+	return m.Test, nil
+}
+
+// evaluateStage loads the last checkpoint of cfg's run and evaluates it on path with blend weight alpha.
+func evaluateStage(ctx context.Context, cfg Config, path string, alpha float64) (Report, error) {
+	e, err := checkpoints.Latest(cfg.OutputDir)
+	if err != nil {
+		return Report{}, fmt.Errorf("train: demo: %w", err)
+	}
+	tr, err := LoadTrained(e.Path)
+	if err != nil {
+		return Report{}, fmt.Errorf("train: demo: %w", err)
+	}
+	kinds, err := RecordKinds(path)
+	if err != nil {
+		return Report{}, err
+	}
+	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, path, tr.Config.ImageFolder))
+	if err != nil {
+		return Report{}, fmt.Errorf("train: demo: evaluate %s: %w", path, err)
+	}
+	defer l.Close()
+	return evaluateAlpha(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
+}
+
+// evaluateAlpha is EvaluateByKind with blend weight alpha: α = 0 makes every FlexAttention layer plain
+// attention, exactly the LR view of a base model (model.ViewLR), in the loss and in greedy decoding.
+func evaluateAlpha(ctx context.Context, w *model.Weights, l *data.Loader, eos int, kinds map[string]string, alpha float64) (Report, error) {
+	groups := map[string]*KindMetrics{}
+	for {
+		if err := ctx.Err(); err != nil {
+			return Report{}, err
+		}
+		b, err := l.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return Report{}, fmt.Errorf("train: eval data: %w", err)
+		}
+		for kind, idx := range groupByKind(b.IDs, kinds) {
+			if err := alphaGroup(w, subBatch(toModelBatch(b), idx), eos, alpha, group(groups, kind)); err != nil {
+				return Report{}, fmt.Errorf("train: eval batch %v: %w", b.IDs, err)
+			}
+		}
+	}
+	return report(groups), nil
+}
+
+// alphaGroup adds the loss and the exact matches of one batch, with blend weight alpha, to m.
+func alphaGroup(w *model.Weights, b *model.Batch, eos int, alpha float64, m *KindMetrics) error {
+	g, err := model.Build(w, b, model.Options{Mode: model.Train, Alpha: alpha})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	if err := g.Run(); err != nil {
+		return err
+	}
+	if n := supervised(b.Labels); n > 0 {
+		m.lossSum, m.tokens = m.lossSum+g.Loss()*float64(n), m.tokens+n
+	}
+	for s := range b.InputIDs {
+		prompt, answer := splitAnswer(b, s, eos)
+		if prompt == nil || len(answer) > maxAnswer {
+			continue
+		}
+		got, err := model.Generate(w, prompt, len(answer)+1, eos, alpha)
+		if err != nil {
+			return err
+		}
+		m.Answers++
+		if equalAnswer(got[0], answer, eos) {
+			m.Correct++
+		}
+	}
+	m.Samples += b.Len()
+	return nil
+}
+
+// demoKinds are the columns of the demo table, in order; other kinds follow sorted.
+var demoKinds = []string{"small", "large", "text"}
+
+// WriteTable prints the exact-match accuracy of both models per kind, with the counts scored.
+func (r DemoResult) WriteTable(out io.Writer) error {
+	kinds := append([]string(nil), demoKinds...)
+	for _, k := range r.Flex.Kinds() {
+		if !contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "exact match on %s\t%s\tall\t\n", filepath.Base(r.TestPath), strings.Join(kinds, "\t"))
+	for _, row := range []struct {
+		name string
+		rep  Report
+	}{{"base model (LR view)", r.Base}, {"FlexAttention (α = 1)", r.Flex}} {
+		fmt.Fprintf(tw, "%s\t", row.name)
+		for _, k := range kinds {
+			m := row.rep.ByKind[k]
+			fmt.Fprintf(tw, "%s\t", percent(m.Correct, m.Answers))
+		}
+		fmt.Fprintf(tw, "%s\t\n", percent(row.rep.Correct, row.rep.Answers))
+	}
+	return tw.Flush()
+}
+
+// percent formats correct/answers as "45.0% (90/200)", or "-" without answers.
+func percent(correct, answers int) string {
+	if answers == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%% (%d/%d)", 100*float64(correct)/float64(answers), correct, answers)
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

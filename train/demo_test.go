@@ -1,0 +1,123 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flextrain/flextrain/model"
+	"gorgonia.org/tensor"
+)
+
+// tinyDemo loads the shipped quickstart configurations shrunk to a few steps of a tiny model on a tiny
+// generated set under dir.
+func tinyDemo(t *testing.T, dir string) DemoOptions {
+	t.Helper()
+	shared := []string{"data_path=synth://n=12,val=4,test=6,hr=96,seed=2,dir=" + filepath.Join(dir, "data"),
+		"max_steps=2", "per_device_train_batch_size=4", "logging_steps=1", "dataloader_num_workers=1",
+		"model.vision.image_size=32", "model.vision.hidden_size=16", "model.vision.intermediate_size=32",
+		"model.vision.num_heads=2", "model.text.vocab_size=144", "model.text.hidden_size=32",
+		"model.text.intermediate_size=64", "model.text.num_layers=3", "model.text.num_heads=2", "flex.select_grid=3"}
+	load := func(file string, extra ...string) Config {
+		c, err := LoadConfig(file, append(append([]string(nil), shared...), extra...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	base := load("../configs/quickstart-base.yaml", "output_dir="+filepath.Join(dir, "base"))
+	flex := load("../configs/quickstart.yaml", "output_dir="+filepath.Join(dir, "flex"),
+		"model_name_or_path="+filepath.Join(dir, "base", "model"), "trainable=model.layers.2.*,model.norm.*,lm_head.*")
+	return DemoOptions{Base: base, Flex: flex, Out: &bytes.Buffer{}}
+}
+
+// TestDemoPlumbing runs both stages and the evaluation on a tiny set: every test question is scored for
+// both models, per kind; a second run reuses both stages; stage 2 starts from stage 1's weights with
+// k/v_proj_hd copied from the trained k/v_proj.
+func TestDemoPlumbing(t *testing.T) {
+	dir := t.TempDir()
+	opts := tinyDemo(t, dir)
+	res, err := Demo(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]Report{"base": res.Base, "flex": res.Flex} {
+		if r.Answers != 6 || len(r.ByKind) == 0 {
+			t.Errorf("%s: %d answers scored in %d kinds; want the 6 test questions, by kind", name, r.Answers, len(r.ByKind))
+		}
+	}
+	if res.BaseTime == 0 || res.FlexTime == 0 {
+		t.Errorf("first run: training times %v, %v; want both stages trained", res.BaseTime, res.FlexTime)
+	}
+	var table bytes.Buffer
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"base model (LR view)", "FlexAttention (α = 1)", "small", "large", "/6)"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	checkStage2Start(t, opts.Flex.ModelNameOrPath, opts.Base.Model())
+	again, err := Demo(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.BaseTime != 0 || again.FlexTime != 0 || again.Flex.Correct != res.Flex.Correct {
+		t.Errorf("second run: training times %v, %v, flex correct %d; want both stages reused and %d correct",
+			again.BaseTime, again.FlexTime, again.Flex.Correct, res.Flex.Correct)
+	}
+}
+
+// checkStage2Start checks that the exported base model derives k/v_proj_hd from the trained k/v_proj.
+func checkStage2Start(t *testing.T, dir string, cfg model.Config) {
+	t.Helper()
+	w, err := model.LoadWeights(dir, cfg, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.Derived()); got != 2*(cfg.Text.NumLayers-cfg.Flex.NSA) {
+		t.Errorf("%d derived k/v_proj_hd tensors; want %d", got, 2*(cfg.Text.NumLayers-cfg.Flex.NSA))
+	}
+	hd, k := w.Get("model.layers.2.self_attn.k_proj_hd.weight"), w.Get("model.layers.2.self_attn.k_proj.weight")
+	init := model.InitWeights(cfg, tensor.Float32, 3407).Get("model.layers.2.self_attn.k_proj.weight")
+	if !equalData(hd, k) || equalData(k, init) {
+		t.Error("k_proj_hd is not a copy of the trained k_proj")
+	}
+}
+
+func equalData(a, b *tensor.Dense) bool {
+	x, y := a.Data().([]float32), b.Data().([]float32)
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return len(x) == len(y)
+}
+
+func TestDemoRefusesConfigs(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name   string
+		mutate func(o *DemoOptions)
+		want   string
+	}{
+		{"no max_steps", func(o *DemoOptions) { o.Base.MaxSteps = -1 }, "stage 1: max_steps"},
+		{"no stage 2 base path", func(o *DemoOptions) { o.Flex.ModelNameOrPath = "" }, "stage 2: model_name_or_path"},
+		{"stage 1 from weights", func(o *DemoOptions) { o.Base.ModelNameOrPath = "w.safetensors" }, "stage 1: model_name_or_path"},
+		{"shared output", func(o *DemoOptions) { o.Flex.OutputDir = o.Base.OutputDir }, "share output_dir"},
+		{"other model", func(o *DemoOptions) { o.Flex.Arch.Text.IntermediateSize = 128 }, "model: sections differ"},
+	}
+	for _, tt := range tests {
+		opts := tinyDemo(t, dir)
+		tt.mutate(&opts)
+		_, err := Demo(context.Background(), opts)
+		if !errors.Is(err, ErrDemoConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Demo = %v; want ErrDemoConfig naming %q", tt.name, err, tt.want)
+		}
+	}
+}
