@@ -114,7 +114,7 @@ func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
 		}
-		d.hd = hrFeatures(d.cfg, d.get, convert[T](b.HRPixels[s]))
+		d.hd = hrFeatures(d.cfg, d.get, hrTower(d.cfg, d.get, convert[T](b.HRPixels[s])))
 	}
 	if d.imageAt >= 0 {
 		cos, sin := ops.RopeTables(d.imageAt+n, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 
+	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -26,6 +27,7 @@ type Options struct {
 	HRRows    [][]int           // when set, the rows that see HR tokens instead of Mode's (decoding checks)
 	View      View              // what the decoder sees of the image: FlexAttention (default), LR only, all HR in sequence
 	Dense     bool              // FlexAttention over all M HR keys, masked to the selection (the official code's cost)
+	Features  *featcache.Cache  // frozen vision-tower features by image content; nil: always run the tower
 }
 
 // View is what the decoder sees of an image.
@@ -249,7 +251,9 @@ func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
 	feats := make([]T, 0, b.lay.images*n*Cv)
 	for i := range batch.InputIDs {
 		if b.lay.imageIdx[i] >= 0 {
-			feats = append(feats, visionFeatures(b.cfg, b.get, convert[T](batch.LRPixels[i]))...)
+			feats = append(feats, b.tower(featcache.ViewLR, batch.LRPixels[i], n*Cv, func(px []T) []T {
+				return visionFeatures(b.cfg, b.get, px)
+			})...)
 		}
 	}
 	return b.constant("lr_vision_features", feats, b.lay.images*n, Cv), nil
@@ -263,7 +267,7 @@ func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
 	hd := make([]T, b.lay.B*M*D)
 	for i, rows := range b.rows {
 		if len(rows) > 0 {
-			copy(hd[i*M*D:], hrFeatures(b.cfg, b.get, convert[T](batch.HRPixels[i])))
+			copy(hd[i*M*D:], hrFeatures(b.cfg, b.get, b.hrTower(batch.HRPixels[i])))
 		}
 	}
 	return b.constant("hd_features", hd, b.lay.B*M, D)
@@ -276,10 +280,29 @@ func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
 	hd := make([]T, 0, b.lay.images*M*D)
 	for i, k := range b.lay.imageIdx {
 		if k >= 0 {
-			hd = append(hd, hrFeatures(b.cfg, b.get, convert[T](batch.HRPixels[i]))...)
+			hd = append(hd, hrFeatures(b.cfg, b.get, b.hrTower(batch.HRPixels[i]))...)
 		}
 	}
 	return b.constant("hd_sequence", hd, b.lay.images*M, D)
+}
+
+// hrTower returns the tower's features of an image's HR crops, [Z²·n, Cv].
+func (b *builder[T]) hrTower(px []float64) []T {
+	_, n, _, _ := b.cfg.Grid()
+	Z := b.cfg.Flex.Zoom
+	return b.tower(featcache.ViewHR, px, Z*Z*n*b.cfg.Vision.HiddenSize, func(p []T) []T { return hrTower(b.cfg, b.get, p) })
+}
+
+// tower runs the frozen vision tower on an image's pixels, or reads its features from the feature cache
+// (Options.Features), which holds them by the pixels' content: the tower is frozen, so they never change.
+func (b *builder[T]) tower(view string, px []float64, size int, run func([]T) []T) []T {
+	p := convert[T](px)
+	if b.opt.Features == nil || b.trainsVision() {
+		return run(p)
+	}
+	// A failed disk write leaves correct features and is counted in the cache's statistics.
+	v, _ := featcache.GetOrCompute(b.opt.Features, featcache.PixelKey(p), view, size, func() []T { return run(p) })
+	return v
 }
 
 func convert[T ops.Float](x []float64) []T {

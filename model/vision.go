@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/flextrain/flextrain/model/ops"
 )
@@ -88,28 +90,55 @@ func project[T ops.Float](cfg Config, w lookup[T], x []T, rows int) []T {
 	return affine(w, "model.mm_projector.2", h, rows, cfg.Text.HiddenSize)
 }
 
-// hrFeatures computes the HR features hd [M, D] of one image from its HR pixels [3, Z·S, Z·S]: Z×Z crops of
-// S×S in row-major order, each through the tower and projector; token (i, j) of crop (a, b) goes to HR grid
-// cell (a·g + i, b·g + j) (DESIGN.md §4). They are constants: no gradient.
-func hrFeatures[T ops.Float](cfg Config, w lookup[T], hr []T) []T {
-	S, Z, D := cfg.Vision.ImageSize, cfg.Flex.Zoom, cfg.Text.HiddenSize
-	g, n, zg, m := cfg.Grid()
-	hd := make([]T, m*D)
-	crop := make([]T, 3*S*S)
-	for a := 0; a < Z; a++ {
-		for b := 0; b < Z; b++ {
-			for c := 0; c < 3; c++ {
-				for y := 0; y < S; y++ {
-					src := hr[(c*Z*S+a*S+y)*Z*S+b*S:]
-					copy(crop[(c*S+y)*S:(c*S+y+1)*S], src[:S])
+// hrTower runs the tower on the Z×Z crops of S×S of an image's HR pixels [3, Z·S, Z·S], in row-major crop
+// order, and returns their features before the projector, [Z²·n, Cv]. The crops are independent, so they
+// run on all cores; each crop's numbers do not depend on the scheduling.
+func hrTower[T ops.Float](cfg Config, w lookup[T], hr []T) []T {
+	S, Z, Cv := cfg.Vision.ImageSize, cfg.Flex.Zoom, cfg.Vision.HiddenSize
+	_, n, _, _ := cfg.Grid()
+	out := make([]T, Z*Z*n*Cv)
+	var wg sync.WaitGroup
+	next := make(chan int, Z*Z)
+	for j := 0; j < Z*Z; j++ {
+		next <- j
+	}
+	close(next)
+	for range min(runtime.GOMAXPROCS(0), Z*Z) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			crop := make([]T, 3*S*S)
+			for j := range next {
+				a, b := j/Z, j%Z
+				for c := 0; c < 3; c++ {
+					for y := 0; y < S; y++ {
+						src := hr[(c*Z*S+a*S+y)*Z*S+b*S:]
+						copy(crop[(c*S+y)*S:(c*S+y+1)*S], src[:S])
+					}
 				}
+				copy(out[j*n*Cv:(j+1)*n*Cv], visionFeatures(cfg, w, crop))
 			}
-			f := project(cfg, w, visionFeatures(cfg, w, crop), n)
-			for i := 0; i < g; i++ {
-				for j := 0; j < g; j++ {
-					cell := (a*g+i)*zg + b*g + j
-					copy(hd[cell*D:(cell+1)*D], f[(i*g+j)*D:(i*g+j+1)*D])
-				}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// hrFeatures computes the HR features hd [M, D] of one image from its tower features [Z²·n, Cv] (hrTower):
+// the projector over every crop, then token (i, j) of crop (a, b) to HR grid cell (a·g + i, b·g + j)
+// (DESIGN.md §4). They are constants: no gradient.
+func hrFeatures[T ops.Float](cfg Config, w lookup[T], tower []T) []T {
+	Z, D := cfg.Flex.Zoom, cfg.Text.HiddenSize
+	g, n, zg, m := cfg.Grid()
+	f := project(cfg, w, tower, Z*Z*n)
+	hd := make([]T, m*D)
+	for j := 0; j < Z*Z; j++ {
+		a, b := j/Z, j%Z
+		for i := 0; i < g; i++ {
+			for k := 0; k < g; k++ {
+				cell := (a*g+i)*zg + b*g + k
+				src := (j*n + i*g + k) * D
+				copy(hd[cell*D:(cell+1)*D], f[src:src+D])
 			}
 		}
 	}

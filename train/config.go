@@ -38,7 +38,12 @@ type Config struct {
 	MaxBadFraction        float64 `yaml:"max_bad_fraction"`  // stop when more than this fraction was skipped
 	GroupByModalityLength bool    `yaml:"group_by_modality_length"`
 	DataloaderNumWorkers  int     `yaml:"dataloader_num_workers"`
-	DType                 string  `yaml:"dtype"` // float32 for training, float64 for numerical checks
+	// FeatureCache keeps the frozen vision tower's features of each image (by content) so epochs after the
+	// first skip the tower: off, memory (a bounded in-memory cache) or disk (also output_dir/feature-cache,
+	// zstd files that later runs reuse). It never applies while the tower trains.
+	FeatureCache   string `yaml:"feature_cache"`
+	FeatureCacheMB int    `yaml:"feature_cache_mb"` // the in-memory part's bound
+	DType          string `yaml:"dtype"`            // float32 for training, float64 for numerical checks
 
 	LearningRate              float64 `yaml:"learning_rate"`
 	WeightDecay               float64 `yaml:"weight_decay"`
@@ -95,6 +100,7 @@ var (
 func Defaults() Config {
 	return Config{
 		ModelMaxLength: 2048, BadSamplePolicy: "skip", MaxBadFraction: 0.01, DType: "float32",
+		FeatureCache: "memory", FeatureCacheMB: 1024,
 		LearningRate: 2e-5, AdamBeta1: 0.9, AdamBeta2: 0.999, AdamEpsilon: 1e-8, MaxGradNorm: 1,
 		LRSchedulerType: "cosine", WarmupRatio: 0.03, NumTrainEpochs: 1, MaxSteps: -1,
 		PerDeviceTrainBatchSize: 8, GradientAccumulationSteps: 1,
@@ -424,7 +430,7 @@ var resumeAllowed = map[string]bool{
 	"weight_decay": true, "max_grad_norm": true, "max_steps": true, "num_train_epochs": true,
 	"logging_steps": true, "eval_steps": true, "save_steps": true, "save_total_limit": true,
 	"output_dir": true, "eval_data_path": true, "dataloader_num_workers": true,
-	"bad_sample_policy": true, "max_bad_fraction": true,
+	"bad_sample_policy": true, "max_bad_fraction": true, "feature_cache": true, "feature_cache_mb": true,
 }
 
 // Diff lists the keys whose values differ between a and b, sorted: shape holds those that define the run (a
@@ -560,5 +566,11 @@ func (c Config) validateData(bad badFunc) {
 	inRange("max_bad_fraction", c.MaxBadFraction, 0, 1, bad)
 	if c.DataloaderNumWorkers < 0 {
 		bad("dataloader_num_workers", "must be ≥ 0, got %d", c.DataloaderNumWorkers)
+	}
+	if c.FeatureCache != "off" && c.FeatureCache != "memory" && c.FeatureCache != "disk" {
+		bad("feature_cache", "%q is not off, memory or disk", c.FeatureCache)
+	}
+	if c.FeatureCacheMB < 1 {
+		bad("feature_cache_mb", "must be ≥ 1, got %d", c.FeatureCacheMB)
 	}
 }

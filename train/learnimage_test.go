@@ -92,3 +92,20 @@ func TestLearnsFromTheImage(t *testing.T) {
 		t.Errorf("held-out accuracy %.2f: the model did not learn to read the colour from the image", r.Accuracy)
 	}
 }
+
+// TestFeatureCacheHits trains two epochs of the tiny run with the frozen tower's features cached: the second
+// epoch reads every image from the cache, and the summary and metrics report it.
+func TestFeatureCacheHits(t *testing.T) {
+	var rates []float64
+	for _, mode := range []string{"memory", "off"} {
+		cfg := tinyConfig(t, "max_steps=24", "feature_cache="+mode) // 12 steps of 4×2 samples make one epoch of 96
+		sum, out, err := runTiny(t, context.Background(), cfg, RunOptions{})
+		if err != nil {
+			t.Fatalf("fit: %v\n%s", err, out)
+		}
+		rates = append(rates, sum.FeatureCacheHitRate)
+	}
+	if rates[0] < 0.45 || rates[1] != 0 {
+		t.Errorf("hit rates %.3f (memory), %.3f (off); want about 0.5 after two epochs, and 0", rates[0], rates[1])
+	}
+}

@@ -99,7 +99,7 @@ func (l *logger) step(st State, r stepResult, total int) {
 	l.record(map[string]any{"step": st.Step, "epoch": round(st.Epoch, 4), "loss": r.loss, "lr": r.lr,
 		"grad_norm": r.gradNorm, "tokens_per_sec": round(tps, 1), "elapsed_s": round(elapsed, 3),
 		"remaining_s": round(perStep*float64(total-st.Step), 1), "alpha": r.alpha,
-		"hr_selected_frac": round(r.hrSelectedFrac, 4)})
+		"hr_selected_frac": round(r.hrSelectedFrac, 4), "feature_cache_hit_rate": round(r.featureHitRate, 4)})
 	if !isTerminal(l.out) {
 		l.printf("step %d/%d | epoch %.2f | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | %.0f ms/step | alpha %.2f | hr %.3f\n",
 			st.Step, total, st.Epoch, r.loss, r.lr, r.gradNorm, tps, float64(r.elapsed.Milliseconds()), r.alpha, r.hrSelectedFrac)

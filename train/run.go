@@ -48,6 +48,7 @@ type Summary struct {
 	TrainLoss             float64 `json:"train_loss"`
 	Steps                 int     `json:"global_step"`
 	SkippedNonFinite      int     `json:"skipped_nonfinite"`
+	FeatureCacheHitRate   float64 `json:"feature_cache_hit_rate"` // vision features read from the cache
 	LastCheckpoint        string  `json:"last_checkpoint,omitempty"`
 }
 
@@ -132,6 +133,7 @@ type stepResult struct {
 	loss, lr, gradNorm, alpha float64
 	tokens, samples           int
 	hrSelectedFrac            float64
+	featureHitRate            float64 // of the vision feature cache, since the run started
 	skipped                   bool
 	elapsed                   time.Duration
 }

@@ -8,35 +8,38 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/optim"
 	"gorgonia.org/tensor"
 )
 
 // trainer holds everything one run needs, in parameter type T.
 type trainer[T optim.Float] struct {
-	cfg     Config
-	opts    RunOptions
-	tok     *tokenizer.Tokenizer
-	weights *model.Weights
-	params  []optim.Param[T]
-	opt     *optim.AdamW[T]
-	acc     optim.Accumulator[T]
-	train   *data.Loader
-	source  batchSource // where steps read batches: the training loader, or a benchmark's fixed batch
-	view    model.View  // what the decoder sees of images (benchmarks and baselines)
-	dense   bool        // FlexAttention the dense way (a benchmark baseline)
-	lastN   int         // the assembled length of the last batch
-	state   State
-	total   int // optimizer steps of the whole run
-	warmup  int
-	log     *logger
-	samples int // samples trained on in this process
+	cfg      Config
+	opts     RunOptions
+	tok      *tokenizer.Tokenizer
+	weights  *model.Weights
+	params   []optim.Param[T]
+	opt      *optim.AdamW[T]
+	acc      optim.Accumulator[T]
+	train    *data.Loader
+	source   batchSource      // where steps read batches: the training loader, or a benchmark's fixed batch
+	view     model.View       // what the decoder sees of images (benchmarks and baselines)
+	dense    bool             // FlexAttention the dense way (a benchmark baseline)
+	lastN    int              // the assembled length of the last batch
+	features *featcache.Cache // the frozen vision tower's features by image; nil: off
+	state    State
+	total    int // optimizer steps of the whole run
+	warmup   int
+	log      *logger
+	samples  int // samples trained on in this process
 }
 
 // setup prepares a run: output folder, tokenizer, weights, data, optimizer, and the resumed state.
@@ -49,7 +52,7 @@ func setup[T optim.Float](cfg Config, opts RunOptions) (*trainer[T], error) {
 		return nil, err
 	}
 	t := &trainer[T]{cfg: cfg, opts: opts}
-	steps := []func() error{t.prepareOutput, t.loadTokenizer, t.loadWeights, t.openData, t.bindParams, t.plan, t.resume}
+	steps := []func() error{t.prepareOutput, t.loadTokenizer, t.loadWeights, t.openFeatureCache, t.openData, t.bindParams, t.plan, t.resume}
 	for _, s := range steps {
 		if err := s(); err != nil {
 			t.close()
@@ -145,6 +148,36 @@ func (t *trainer[T]) loadWeights() error {
 	}
 	t.weights = w
 	return nil
+}
+
+// openFeatureCache prepares the vision feature cache of the feature_cache key. Its entries belong to these
+// vision weights and this model configuration (the fingerprint), so a changed tower never reads stale ones.
+func (t *trainer[T]) openFeatureCache() error {
+	if t.cfg.FeatureCache == "off" {
+		return nil
+	}
+	opts := featcache.Options{Fingerprint: t.visionFingerprint(), MaxMemoryBytes: int64(t.cfg.FeatureCacheMB) << 20}
+	if t.cfg.FeatureCache == "disk" {
+		opts.Dir = filepath.Join(t.cfg.OutputDir, "feature-cache")
+	}
+	c, err := featcache.New(opts)
+	if err != nil {
+		return fmt.Errorf("train: feature cache: %w", err)
+	}
+	t.features = c
+	return nil
+}
+
+// visionFingerprint identifies the vision tower: its weights in name order and the model configuration.
+func (t *trainer[T]) visionFingerprint() string {
+	parts := [][]byte{fmt.Appendf(nil, "%+v %s", t.cfg.Model(), dtypeOf[T]())}
+	ts := t.weights.Tensors()
+	for _, name := range sortedNames(ts) {
+		if strings.HasPrefix(name, model.VisionPrefix) {
+			parts = append(parts, []byte(name), ts[name].Data)
+		}
+	}
+	return featcache.Fingerprint(parts...)
 }
 
 func dtypeOf[T optim.Float]() tensor.Dtype {
@@ -261,7 +294,8 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 		return 0, 0, fmt.Errorf("train: data: %w", err)
 	}
 	g, err := model.Build(t.weights, toModelBatch(b), model.Options{Mode: model.Train, Alpha: alpha,
-		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed), View: t.view, Dense: t.dense})
+		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed), View: t.view, Dense: t.dense,
+		Features: t.features})
 	if err != nil {
 		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
 	}
@@ -285,6 +319,7 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	res.tokens += realTokens(g)
 	res.samples += b.Len()
 	res.hrSelectedFrac = g.SelectedFraction()
+	res.featureHitRate = t.features.Stats().HitRate()
 	_, t.lastN = g.Shape()
 	return g.Loss(), n, nil
 }
