@@ -137,11 +137,11 @@ func attnForward[T Float](st *attnState, qkv, flex []G.Value) (G.Value, error) {
 	out, o := alloc[T](lay.B*lay.N, width)
 	p := make([]T, lay.B*lay.Heads*lay.N*lay.N)
 	st.p = p
-	for b := 0; b < lay.B; b++ {
+	parallel(lay.B, func(b int) {
 		for h := 0; h < lay.Heads; h++ {
 			plainForward(lay, b, h, q, k, v, p, o)
 		}
-	}
+	})
 	if flex != nil {
 		if err := flexForward(st, q, k, v, flex, o); err != nil {
 			return nil, err
@@ -181,18 +181,18 @@ func flexForward[T Float](st *attnState, q, k, v []T, flex []G.Value, o []T) err
 		return fmt.Errorf("ops: FlexAttention: inputs do not fit the plan (hd %d, cells %d, w %d)", len(hd), len(cells), len(wk))
 	}
 	st.hr = make([]hrCache, lay.B)
-	for b := 0; b < lay.B; b++ {
+	parallel(lay.B, func(b int) {
 		if plan.Rows[b] == nil {
-			continue
+			return
 		}
 		hc := selectUnion(plan, b, cells)
 		if len(hc.union) == 0 {
-			continue
+			return
 		}
 		projectHR[T](&hc, plan, b, hd[b*plan.M*width:][:plan.M*width], wk, wv, width)
 		hrRowsForward(st, &hc, b, q, k, v, o)
 		st.hr[b] = hc
-	}
+	})
 	return nil
 }
 
@@ -337,18 +337,21 @@ func attnBackward[T Float](st *attnState, in []G.Value) (G.Value, error) {
 	if p == nil {
 		return nil, fmt.Errorf("ops: attention backward ran before its forward pass")
 	}
-	for b := 0; b < lay.B; b++ {
+	// Samples own disjoint rows of dq, dk, dv; their HR weight gradients are summed in sample order after.
+	dws := make([][]T, lay.B)
+	parallel(lay.B, func(b int) {
 		c := st.plainScale(b)
 		for h := 0; h < lay.Heads; h++ {
 			plainBackward(lay, b, h, q, k, v, p, g, c, dq, dk, dv)
 		}
-	}
-	if st.plan != nil {
-		dwk, dwv := packed[3*len(q):3*len(q)+width*width], packed[3*len(q)+width*width:]
-		for b := range st.hr {
-			if len(st.hr[b].rows) > 0 {
-				hrRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dwk, dwv)
-			}
+		if st.plan != nil && len(st.hr[b].rows) > 0 {
+			dws[b] = make([]T, 2*width*width)
+			hrRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dws[b][:width*width], dws[b][width*width:])
+		}
+	})
+	for _, dw := range dws {
+		if dw != nil {
+			axpy(packed[3*len(q):], 1, dw)
 		}
 	}
 	return out, nil
