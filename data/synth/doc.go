@@ -5,7 +5,9 @@
 // Each image is as large as the model's HR view (its long side is Z·S, so the loader's pad-to-square leaves
 // it unscaled) and often not square, so the padding margin that selection zeroes is real. On a cluttered
 // background (a gradient, grain, outlines, lines, stray grey characters) lie a few objects: large filled
-// shapes and signs, each of its own colour. Questions come in three kinds, written in each record's "kind":
+// shapes and signs, each of its own colour (the question's target and up to Options.Others more shapes and
+// as many more signs; others=0 leaves the target alone). Questions come in three kinds, written in each
+// record's "kind":
 //
 //   - "large": the colour or shape of a large shape, or the single character on a large sign; all readable
 //     in the LR view (the image shrunk Z times);

@@ -39,6 +39,9 @@ type Options struct {
 	TextFrac  float64 `json:"text"`       // share of all samples that are text-only
 	MinAspect float64 `json:"min_aspect"` // shortest allowed short-side / long-side ratio of an image
 	Clutter   int     `json:"clutter"`    // most background distractors (outlines, lines, stray glyphs) per image
+	// Others is the most extra shapes, and separately the most extra signs, placed beside the question's
+	// target (0 leaves the target alone: an easier set for training a vision tower from scratch).
+	Others int `json:"others"`
 }
 
 // DefaultOptions returns the demo dataset: 2000/200/200 samples of 192-pixel images (S = 64, Z = 3), half of
@@ -47,7 +50,7 @@ func DefaultOptions() Options {
 	return Options{
 		N: 2000, ValN: 200, TestN: 200, Seed: 1,
 		HRSize: 192, Zoom: 3,
-		SmallFrac: 0.5, TextFrac: 0.1, MinAspect: 0.6, Clutter: 12,
+		SmallFrac: 0.5, TextFrac: 0.1, MinAspect: 0.6, Clutter: 12, Others: 2,
 	}
 }
 
@@ -60,6 +63,7 @@ const (
 	maxZoom    = 8
 	maxSamples = 10_000_000
 	maxClutter = 200
+	maxOthers  = 8
 )
 
 // Validate returns every problem with o, one per line, each wrapping ErrOptions, or nil.
@@ -100,6 +104,9 @@ func (o Options) Validate() error {
 	if o.Clutter < 0 || o.Clutter > maxClutter {
 		bad("clutter", "%d is outside 0…%d", o.Clutter, maxClutter)
 	}
+	if o.Others < 0 || o.Others > maxOthers {
+		bad("others", "%d is outside 0…%d", o.Others, maxOthers)
+	}
 	if o.Workers < 0 {
 		bad("workers", "%d is negative", o.Workers)
 	}
@@ -117,6 +124,7 @@ var uriKeys = map[string]func(o *Options, v string) error{
 	"hr":         intKey(func(o *Options) *int { return &o.HRSize }),
 	"zoom":       intKey(func(o *Options) *int { return &o.Zoom }),
 	"clutter":    intKey(func(o *Options) *int { return &o.Clutter }),
+	"others":     intKey(func(o *Options) *int { return &o.Others }),
 	"small":      floatKey(func(o *Options) *float64 { return &o.SmallFrac }),
 	"text":       floatKey(func(o *Options) *float64 { return &o.TextFrac }),
 	"min_aspect": floatKey(func(o *Options) *float64 { return &o.MinAspect }),
@@ -146,7 +154,7 @@ func floatKey(field func(*Options) *float64) func(*Options, string) error {
 
 // ParseURI reads a synth:// data path into Options: comma-separated key=value pairs over DefaultOptions.
 // Keys: n, val, test (split sizes), seed, hr (HR side), zoom, small (SmallFrac), text (TextFrac),
-// min_aspect, clutter and dir (output folder; otherwise the caller sets Dir). An unknown or repeated key,
+// min_aspect, clutter, others and dir (output folder; otherwise the caller sets Dir). An unknown or repeated key,
 // a value that does not parse and options that fail Validate are errors naming the key.
 //
 //	opts, err := synth.ParseURI("synth://n=2000,seed=1,hr=192")

@@ -26,6 +26,7 @@ func TestParseURI(t *testing.T) {
 		{"synth://hr=96,zoom=3,small=0.25,text=0,min_aspect=0.75,clutter=0", with(func(o *Options) {
 			o.HRSize, o.Zoom, o.SmallFrac, o.TextFrac, o.MinAspect, o.Clutter = 96, 3, 0.25, 0, 0.75, 0
 		})},
+		{"synth://others=0", with(func(o *Options) { o.Others = 0 })},
 		{"synth://dir=/tmp/x y,n=5,", with(func(o *Options) { o.Dir, o.N = "/tmp/x y", 5 })},
 	}
 	for _, c := range cases {
@@ -56,6 +57,7 @@ func TestParseURIErrors(t *testing.T) {
 		{"synth://hr=100", "hr"},   // not a multiple of zoom 3
 		{"synth://zoom=1", "zoom"}, // no small/large distinction
 		{"synth://val=-2", "val"},  // negative size
+		{"synth://others=9", "others"},
 	}
 	for _, c := range cases {
 		_, err := ParseURI(c.uri)
@@ -88,6 +90,8 @@ func TestValidate(t *testing.T) {
 		{"no room for a large sign", func(o *Options) { o.HRSize = 66 }, []string{"min_aspect:"}},
 		{"aspect", func(o *Options) { o.MinAspect = 0.2 }, []string{"min_aspect:"}},
 		{"clutter", func(o *Options) { o.Clutter = -1 }, []string{"clutter:"}},
+		{"no other objects", func(o *Options) { o.Others = 0 }, nil},
+		{"others", func(o *Options) { o.Others, o.Clutter = -1, 201 }, []string{"others:", "clutter:"}},
 		{"workers", func(o *Options) { o.Workers = -1 }, []string{"workers:"}},
 	}
 	for _, c := range cases {

@@ -61,7 +61,7 @@ func renderImage(o Options, r *rng, kind string) (*image.RGBA, content, error) {
 	if err != nil {
 		return nil, content{}, err
 	}
-	s.others(r)
+	s.others(r, o.Others)
 	s.drawObjects(img)
 	b := q.target.box
 	return img, content{kind, q.task, q.text, q.answer, []int{b.Min.X, b.Min.Y, b.Max.X, b.Max.Y}}, nil

@@ -167,16 +167,16 @@ func largeText(r *rng) string {
 	return pick(r, [][]string{digits, letters}[r.intn(2)])
 }
 
-// others adds up to two more shapes and two more signs (small or large), as room allows, so that the target
+// others adds up to n more shapes and n more signs (small or large), as room allows, so that the target
 // is one of several objects.
-func (s *scene) others(r *rng) {
-	for range r.intn(3) {
+func (s *scene) others(r *rng, n int) {
+	for range r.intn(n + 1) {
 		o := s.newObject(r, false)
 		d := s.shapeSide(r)
 		o.size = image.Pt(d, d)
 		s.place(r, o)
 	}
-	for range r.intn(3) {
+	for range r.intn(n + 1) {
 		o := s.newObject(r, true)
 		if r.chance(1, 2) {
 			o.withSign(smallText(r), 1)
