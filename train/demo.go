@@ -15,7 +15,6 @@ import (
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
-	"github.com/flextrain/flextrain/model"
 )
 
 // ErrDemoConfig reports demo configurations that cannot run as the two stages of Demo.
@@ -193,62 +192,7 @@ func evaluateStage(ctx context.Context, cfg Config, path string, alpha float64) 
 		return Report{}, fmt.Errorf("train: demo: evaluate %s: %w", path, err)
 	}
 	defer l.Close()
-	return evaluateAlpha(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
-}
-
-// evaluateAlpha is EvaluateByKind with blend weight alpha: α = 0 makes every FlexAttention layer plain
-// attention, exactly the LR view of a base model (model.ViewLR), in the loss and in greedy decoding.
-func evaluateAlpha(ctx context.Context, w *model.Weights, l *data.Loader, eos int, kinds map[string]string, alpha float64) (Report, error) {
-	groups := map[string]*KindMetrics{}
-	for {
-		if err := ctx.Err(); err != nil {
-			return Report{}, err
-		}
-		b, err := l.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return Report{}, fmt.Errorf("train: eval data: %w", err)
-		}
-		for kind, idx := range groupByKind(b.IDs, kinds) {
-			if err := alphaGroup(w, subBatch(toModelBatch(b), idx), eos, alpha, group(groups, kind)); err != nil {
-				return Report{}, fmt.Errorf("train: eval batch %v: %w", b.IDs, err)
-			}
-		}
-	}
-	return report(groups), nil
-}
-
-// alphaGroup adds the loss and the exact matches of one batch, with blend weight alpha, to m.
-func alphaGroup(w *model.Weights, b *model.Batch, eos int, alpha float64, m *KindMetrics) error {
-	g, err := model.Build(w, b, model.Options{Mode: model.Train, Alpha: alpha})
-	if err != nil {
-		return err
-	}
-	defer g.Close()
-	if err := g.Run(); err != nil {
-		return err
-	}
-	if n := supervised(b.Labels); n > 0 {
-		m.lossSum, m.tokens = m.lossSum+g.Loss()*float64(n), m.tokens+n
-	}
-	for s := range b.InputIDs {
-		prompt, answer := splitAnswer(b, s, eos)
-		if prompt == nil || len(answer) > maxAnswer {
-			continue
-		}
-		got, err := model.Generate(w, prompt, len(answer)+1, eos, alpha)
-		if err != nil {
-			return err
-		}
-		m.Answers++
-		if equalAnswer(got[0], answer, eos) {
-			m.Correct++
-		}
-	}
-	m.Samples += b.Len()
-	return nil
+	return evaluateKinds(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
 }
 
 // demoKinds are the columns of the demo table, in order; other kinds follow sorted.

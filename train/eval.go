@@ -65,9 +65,9 @@ func Evaluate(ctx context.Context, w *model.Weights, l *data.Loader, eos int) (R
 	return EvaluateByKind(ctx, w, l, eos, nil)
 }
 
-// batchLoss is the forward-only loss of a batch (α = 1) and its number of supervised tokens.
-func batchLoss(w *model.Weights, b *model.Batch) (float64, int, error) {
-	g, err := model.Build(w, b, model.Options{Mode: model.Train, Alpha: 1})
+// batchLoss is the forward-only loss of a batch with blend weight alpha and its number of supervised tokens.
+func batchLoss(w *model.Weights, b *model.Batch, alpha float64) (float64, int, error) {
+	g, err := model.Build(w, b, model.Options{Mode: model.Train, Alpha: alpha})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -80,13 +80,13 @@ func batchLoss(w *model.Weights, b *model.Batch) (float64, int, error) {
 
 // exactMatches decodes the first answer of every sample whose answer is short and counts those whose
 // greedy answer equals the reference token for token.
-func exactMatches(w *model.Weights, b *model.Batch, eos int) (correct, scored int, err error) {
+func exactMatches(w *model.Weights, b *model.Batch, eos int, alpha float64) (correct, scored int, err error) {
 	for s := range b.InputIDs {
 		prompt, answer := splitAnswer(b, s, eos)
 		if prompt == nil || len(answer) > maxAnswer {
 			continue
 		}
-		got, err := model.Generate(w, prompt, len(answer)+1, eos, 1)
+		got, err := model.Generate(w, prompt, len(answer)+1, eos, alpha)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -41,6 +41,12 @@ type Report struct {
 // every group's loss is that of its own samples. A sample whose id kinds lacks (or a nil kinds) counts in
 // the totals only. eos ends a generated answer; FlexAttention runs in inference mode (α = 1).
 func EvaluateByKind(ctx context.Context, w *model.Weights, l *data.Loader, eos int, kinds map[string]string) (Report, error) {
+	return evaluateKinds(ctx, w, l, eos, kinds, 1)
+}
+
+// evaluateKinds is EvaluateByKind with blend weight alpha: α = 0 makes every FlexAttention layer plain
+// attention, exactly the LR view of a base model, in the loss and in greedy decoding.
+func evaluateKinds(ctx context.Context, w *model.Weights, l *data.Loader, eos int, kinds map[string]string, alpha float64) (Report, error) {
 	groups := map[string]*KindMetrics{}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -54,7 +60,7 @@ func EvaluateByKind(ctx context.Context, w *model.Weights, l *data.Loader, eos i
 			return Report{}, fmt.Errorf("train: eval data: %w", err)
 		}
 		for kind, idx := range groupByKind(b.IDs, kinds) {
-			if err := evalGroup(w, subBatch(toModelBatch(b), idx), eos, group(groups, kind)); err != nil {
+			if err := evalGroup(w, subBatch(toModelBatch(b), idx), eos, alpha, group(groups, kind)); err != nil {
 				return Report{}, fmt.Errorf("train: eval batch %v: %w", b.IDs, err)
 			}
 		}
@@ -91,15 +97,15 @@ func subBatch(b *model.Batch, idx []int) *model.Batch {
 }
 
 // evalGroup adds the loss and the exact matches of one batch to m.
-func evalGroup(w *model.Weights, b *model.Batch, eos int, m *KindMetrics) error {
-	loss, n, err := batchLoss(w, b)
+func evalGroup(w *model.Weights, b *model.Batch, eos int, alpha float64, m *KindMetrics) error {
+	loss, n, err := batchLoss(w, b, alpha)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
 		m.lossSum, m.tokens = m.lossSum+loss*float64(n), m.tokens+n
 	}
-	correct, scored, err := exactMatches(w, b, eos)
+	correct, scored, err := exactMatches(w, b, eos, alpha)
 	if err != nil {
 		return err
 	}
