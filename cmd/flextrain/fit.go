@@ -32,7 +32,7 @@ func fitCommand() *cli.Command {
 			ctx, sig := withSignals(cx.Context)
 			_, err = train.Run(ctx, cfg, train.RunOptions{Resume: cx.String("resume"), Out: cx.App.Writer})
 			if errors.Is(err, train.ErrInterrupted) {
-				return cli.Exit(fmt.Sprintf("flextrain: stopped by %v after committing a checkpoint", sig()), 128+int(sig().(syscall.Signal)))
+				return cli.Exit(fmt.Sprintf("flextrain: stopped by %v; every finished step is in the newest checkpoint", sig()), 128+int(sig().(syscall.Signal)))
 			}
 			return err
 		},
