@@ -171,17 +171,28 @@ func (b *builder[T]) attnLayout() ops.Layout {
 
 // flexPlan gathers what a FlexAttention layer needs: HR rows, HR RoPE tables per image sample, α.
 func (b *builder[T]) flexPlan() *ops.FlexPlan {
-	g, _, zg, M := b.cfg.Grid()
+	_, _, zg, M := b.cfg.Grid()
+	cos, sin := b.hrRope()
+	return &ops.FlexPlan{Layout: b.attnLayout(), Alpha: b.opt.Alpha, Rows: b.rows, M: M, Dense: b.dense,
+		Cells: ops.CellGrid{G: b.cfg.Flex.SelectGrid, Zg: zg}, RopeCos: cos, RopeSin: sin}
+}
+
+// hrRope returns the HR RoPE tables of every sample with HR rows (nil for the others), computed once per
+// graph: they depend on the sample's image offset only, not on the layer.
+func (b *builder[T]) hrRope() (cos, sin [][]float64) {
+	if b.ropeCos != nil {
+		return b.ropeCos, b.ropeSin
+	}
+	g, _, zg, _ := b.cfg.Grid()
 	dh := b.cfg.HeadDim()
-	cos, sin := ops.RopeTables(b.lay.N, dh, b.cfg.Text.RopeTheta)
-	plan := &ops.FlexPlan{Layout: b.attnLayout(), Alpha: b.opt.Alpha, Rows: b.rows, M: M, Dense: b.dense,
-		Cells: ops.CellGrid{G: b.cfg.Flex.SelectGrid, Zg: zg}, RopeCos: make([][]float64, b.lay.B), RopeSin: make([][]float64, b.lay.B)}
+	c, s := ops.RopeTables(b.lay.N, dh, b.cfg.Text.RopeTheta)
+	b.ropeCos, b.ropeSin = make([][]float64, b.lay.B), make([][]float64, b.lay.B)
 	for i, at := range b.lay.imageAt {
 		if at >= 0 && len(b.rows[i]) > 0 {
-			plan.RopeCos[i], plan.RopeSin[i] = hrRopeTables(cos, sin, at, g, zg, dh)
+			b.ropeCos[i], b.ropeSin[i] = hrRopeTables(c, s, at, g, zg, dh)
 		}
 	}
-	return plan
+	return b.ropeCos, b.ropeSin
 }
 
 // selectPlan gathers what the selection in layer l needs.

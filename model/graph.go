@@ -58,7 +58,9 @@ func ParseView(s string) (View, error) {
 type Graph struct {
 	cfg      Config
 	view     View
-	dense    bool // FlexAttention over all M HR keys, masked to the selection
+	dense    bool        // FlexAttention over all M HR keys, masked to the selection
+	ropeCos  [][]float64 // per sample HR RoPE tables, shared by the FlexAttention layers
+	ropeSin  [][]float64
 	g        *G.ExprGraph
 	lay      layout
 	rows     [][]int  // HR rows per sample
