@@ -262,7 +262,7 @@ func projectHR[T Float](hc *hrCache, plan *FlexPlan, b int, hd, wk, wv []T, widt
 	pre, kHR, vHR := make([]T, U*width), make([]T, U*width), make([]T, U*width)
 	MatMulNT(pre, hdU, wk, U, width, width)
 	MatMulNT(vHR, hdU, wv, U, width, width)
-	cos, sin := convert[T](plan.RopeCos[b]), convert[T](plan.RopeSin[b])
+	cos, sin := Convert[T](plan.RopeCos[b]), Convert[T](plan.RopeSin[b])
 	for i, t := range hc.union {
 		for h := 0; h < width; h += dh {
 			o := i*width + h
@@ -439,7 +439,7 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, dk,
 // hrWeightGrads accumulates dW'_K += ropeᵀ(dk_hr)ᵀ·hd_U and dW'_V += dv_hrᵀ·hd_U.
 func hrWeightGrads[T Float](plan *FlexPlan, hc *hrCache, b int, dkHR, dvHR, dwk, dwv []T) {
 	width, dh, U := plan.Heads*plan.HeadDim, plan.HeadDim, len(hc.union)
-	cos, sin := convert[T](plan.RopeCos[b]), convert[T](plan.RopeSin[b])
+	cos, sin := Convert[T](plan.RopeCos[b]), Convert[T](plan.RopeSin[b])
 	dPre := make([]T, U*width)
 	for i, t := range hc.union {
 		for h := 0; h < width; h += dh {
@@ -457,10 +457,6 @@ func softmax[T Float](x []T) {
 	if len(x) == 0 {
 		return
 	}
-	if f, ok := any(x).([]float32); ok {
-		softmax32(f)
-		return
-	}
 	m := x[0]
 	for _, v := range x[1:] {
 		m = max(m, v)
@@ -472,25 +468,6 @@ func softmax[T Float](x []T) {
 		s += float64(e)
 	}
 	inv := T(1 / s)
-	for i := range x {
-		x[i] *= inv
-	}
-}
-
-// softmax32 is softmax for float32 with expf called directly (the generic exp's type switch per element
-// costs a tenth of the softmax).
-func softmax32(x []float32) {
-	m := x[0]
-	for _, v := range x[1:] {
-		m = max(m, v)
-	}
-	var s float64
-	for i, v := range x {
-		e := expf(v - m)
-		x[i] = e
-		s += float64(e)
-	}
-	inv := float32(1 / s)
 	for i := range x {
 		x[i] *= inv
 	}
