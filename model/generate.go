@@ -78,7 +78,9 @@ type rowDecoder[T ops.Float] struct {
 	alpha   float64
 	rows    [][]T // the prompt's input rows [D] (LR features in place of the image id)
 	kc, vc  [][]T // per layer, cached rotated keys and values [pos, D]
-	hd      []T   // HR features [M, D], nil for text-only samples
+	cos     []T   // RoPE tables [dh] of the row being run, shared by its layers
+	sin     []T
+	hd      []T // HR features [M, D], nil for text-only samples
 	hcos    []float64
 	hsin    []float64
 	imageAt int
@@ -110,11 +112,11 @@ func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 			continue
 		}
 		d.imageAt = len(d.rows)
-		lr := project(d.cfg, d.get, visionFeatures(d.cfg, d.get, convert[T](b.LRPixels[s])), n)
+		lr := project(d.cfg, d.get, visionFeatures(d.cfg, d.get, ops.Convert[T](b.LRPixels[s])), n)
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
 		}
-		d.hd = hrFeatures(d.cfg, d.get, hrTower(d.cfg, d.get, convert[T](b.HRPixels[s])))
+		d.hd = hrFeatures(d.cfg, d.get, hrTower(d.cfg, d.get, ops.Convert[T](b.HRPixels[s])))
 	}
 	if d.imageAt >= 0 {
 		cos, sin := ops.RopeTables(d.imageAt+n, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
@@ -143,6 +145,8 @@ func (d *rowDecoder[T]) step(token int) ([]float64, error) {
 func (d *rowDecoder[T]) forward(in []T, hr bool) []float64 {
 	hr = hr && d.imageAt >= 0
 	h := append([]T(nil), in...)
+	c, sn := ops.RopeAt(d.pos, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
+	d.cos, d.sin = ops.Convert[T](c), ops.Convert[T](sn)
 	var cells []bool
 	for l := 0; l < d.cfg.Text.NumLayers; l++ {
 		cells = d.layer(l, h, hr, cells)
@@ -187,15 +191,13 @@ func (d *rowDecoder[T]) layer(l int, h []T, hr bool, cells []bool) []bool {
 	return next
 }
 
-// rotate is RoPE(x·Wᵀ) at the current position.
+// rotate is RoPE(x·Wᵀ) at the current position (the row's tables d.cos, d.sin).
 func (d *rowDecoder[T]) rotate(x []T, name string) []T {
 	D, dh := d.cfg.Text.HiddenSize, d.cfg.HeadDim()
 	y, out := make([]T, D), make([]T, D)
 	ops.MatMulNT(y, x, d.get(name), 1, D, D)
-	c, s := ops.RopeAt(d.pos, dh, d.cfg.Text.RopeTheta)
-	cos, sin := convert[T](c), convert[T](s)
 	for h := 0; h < D; h += dh {
-		ops.RopeRow(out[h:h+dh], y[h:h+dh], cos, sin, false)
+		ops.RopeRow(out[h:h+dh], y[h:h+dh], d.cos, d.sin, false)
 	}
 	return out
 }
@@ -215,7 +217,7 @@ func (d *rowDecoder[T]) hrKeys(p string, cells []bool) ([]T, []T) {
 	pre, kHR, vHR := make([]T, len(hdU)), make([]T, len(hdU)), make([]T, len(hdU))
 	ops.MatMulNT(pre, hdU, d.get(p+"self_attn.k_proj_hd.weight"), len(toks), D, D)
 	ops.MatMulNT(vHR, hdU, d.get(p+"self_attn.v_proj_hd.weight"), len(toks), D, D)
-	cos, sin := convert[T](d.hcos), convert[T](d.hsin)
+	cos, sin := ops.Convert[T](d.hcos), ops.Convert[T](d.hsin)
 	for i, t := range toks {
 		for h := 0; h < D; h += dh {
 			ops.RopeRow(kHR[i*D+h:i*D+h+dh], pre[i*D+h:i*D+h+dh], cos[t*dh:(t+1)*dh], sin[t*dh:(t+1)*dh], false)

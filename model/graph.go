@@ -298,19 +298,11 @@ func (b *builder[T]) hrTower(px []float64) []T {
 // tower runs the frozen vision tower on an image's pixels, or reads its features from the feature cache
 // (Options.Features), which holds them by the pixels' content: the tower is frozen, so they never change.
 func (b *builder[T]) tower(view string, px []float64, size int, run func([]T) []T) []T {
-	p := convert[T](px)
+	p := ops.Convert[T](px)
 	if b.opt.Features == nil || b.trainsVision() {
 		return run(p)
 	}
 	// A failed disk write leaves correct features and is counted in the cache's statistics.
 	v, _ := featcache.GetOrCompute(b.opt.Features, featcache.PixelKey(p), view, size, func() []T { return run(p) })
 	return v
-}
-
-func convert[T ops.Float](x []float64) []T {
-	y := make([]T, len(x))
-	for i, v := range x {
-		y[i] = T(v)
-	}
-	return y
 }

@@ -58,7 +58,7 @@ func (b *builder[T]) visionEmbed(batch *Batch) (*G.Node, error) {
 	patches := make([]T, 0, b.lay.images*n*pp)
 	for i := range batch.InputIDs {
 		if b.lay.imageIdx[i] >= 0 {
-			patches = append(patches, lrPatches(b.cfg, convert[T](batch.LRPixels[i]))...)
+			patches = append(patches, lrPatches(b.cfg, ops.Convert[T](batch.LRPixels[i]))...)
 		}
 	}
 	x := b.constant("lr_patches", patches, b.lay.images*n, pp)

@@ -46,7 +46,7 @@ func Rope(x *G.Node, cos, sin []float64, dh int) (*G.Node, error) {
 }
 
 func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
-	c, s := convert[T](cos), convert[T](sin)
+	c, s := Convert[T](cos), Convert[T](sin)
 	return func(v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
 		out, y := alloc[T](shapeOf(v[0])...)
@@ -78,8 +78,8 @@ func RopeRow[T Float](y, x, cos, sin []T, transpose bool) {
 	}
 }
 
-// convert copies a float64 table into T.
-func convert[T Float](x []float64) []T {
+// Convert copies float64 values into T.
+func Convert[T Float](x []float64) []T {
 	y := make([]T, len(x))
 	for i, v := range x {
 		y[i] = T(v)
