@@ -16,6 +16,10 @@
 //     features, and so FlexAttention's selection, should help with;
 //   - "text": arithmetic and colour facts with no image, as LLaVA's mix keeps text-only samples.
 //
+// Two options help a vision tower trained from scratch: snap puts every sign's text on the patch grid, so a
+// large glyph lies in an LR patch as a small one lies in an HR patch, and asks adds follow-up questions to
+// training records (several answers per image instead of one). Both are off by default.
+//
 // Answers are single words of the tokenizer's vocabulary, scored by exact match. Image records carry the
 // target's bounding box ("box", original pixels), which the LLaVA loader ignores and evaluation can use.
 //

@@ -16,7 +16,11 @@ import (
 
 // generatorVersion is stored in synth.json. Bump it whenever a change to this package changes the files a
 // seed produces, so that Generate regenerates instead of reusing a dataset drawn by older code.
-const generatorVersion = 1
+const generatorVersion = 2
+
+// pngEncoder favours speed: the images' grain leaves little for a slower level to gain, and the demo
+// generates tens of thousands of them.
+var pngEncoder = png.Encoder{CompressionLevel: png.BestSpeed}
 
 // Files and folders Generate writes under Options.Dir.
 const (
@@ -264,12 +268,16 @@ func renderJob(o Options, j job, imgDir string) (Record, error) {
 	if j.kind == KindText {
 		return renderText(r).record(j.name(), ""), nil
 	}
-	img, c, err := renderImage(o, r, j.kind)
+	asks := 1
+	if j.split.name == "train" {
+		asks = o.Asks
+	}
+	img, c, err := renderImage(o, r, j.kind, asks)
 	if err != nil {
 		return Record{}, fmt.Errorf("synth: sample %s: %w", j.name(), err)
 	}
 	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
+	if err := pngEncoder.Encode(&b, img); err != nil {
 		return Record{}, fmt.Errorf("synth: encode %s: %w", j.image(), err)
 	}
 	p := filepath.Join(imgDir, j.image())

@@ -337,3 +337,57 @@ func TestCountsAndSplits(t *testing.T) {
 		}
 	}
 }
+
+// TestAsks checks follow-up questions: training records get up to Asks question-answer pairs (the first
+// as without follow-ups), validation and test keep one, and the images are those of the same seed without
+// follow-ups.
+func TestAsks(t *testing.T) {
+	gen := func(asks int) (Manifest, map[string][]byte) {
+		o := testOptions(filepath.Join(t.TempDir(), "d"))
+		o.N, o.ValN, o.TestN, o.Asks = 40, 10, 10, asks
+		m, err := Generate(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, dirFiles(t, m.ImageFolder)
+	}
+	one, oneImages := gen(0)
+	three, threeImages := gen(3)
+	if len(oneImages) != len(threeImages) {
+		t.Fatalf("asks=3 wrote %d images; asks=0 wrote %d", len(threeImages), len(oneImages))
+	}
+	for name, b := range oneImages {
+		if !bytes.Equal(b, threeImages[name]) {
+			t.Errorf("%s differs between asks=0 and asks=3", name)
+		}
+	}
+	for split, path := range splitFiles(three) {
+		base := readRecords(t, splitFiles(one)[split])
+		longer := 0
+		for i, r := range readRecords(t, path) {
+			c := r.Conversations
+			want := 2
+			if split == "train" && r.Image != "" {
+				want = 6
+				longer += min(1, len(c)/4)
+			}
+			if len(c)%2 != 0 || len(c) < 2 || len(c) > want {
+				t.Errorf("%s %s: %d turns; want 2…%d in pairs", split, r.ID, len(c), want)
+				continue
+			}
+			if c[0] != base[i].Conversations[0] || c[1] != base[i].Conversations[1] {
+				t.Errorf("%s %s: first pair %v; want %v as without follow-ups", split, r.ID, c[:2], base[i].Conversations)
+			}
+			for k := 2; k < len(c); k += 2 {
+				q, a := c[k], c[k+1]
+				if q.From != "human" || a.From != "gpt" || strings.Contains(q.Value, "<image>") ||
+					!strings.HasSuffix(q.Value, suffix) || !wordRE.MatchString(a.Value) {
+					t.Errorf("%s %s: follow-up %v %v is not a plain question and one-word answer", split, r.ID, q, a)
+				}
+			}
+		}
+		if split == "train" && longer < 10 {
+			t.Errorf("train: only %d of 40 records have follow-ups; want most", longer)
+		}
+	}
+}

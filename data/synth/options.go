@@ -42,6 +42,16 @@ type Options struct {
 	// Others is the most extra shapes, and separately the most extra signs, placed beside the question's
 	// target (0 leaves the target alone: an easier set for training a vision tower from scratch).
 	Others int `json:"others"`
+	// Snap, when not 0, places every sign so that its text starts on a grid of Snap·scale pixels of the
+	// padded square (Snap = the vision tower's patch size): a large sign's text then lies in the LR view
+	// as a small one's lies in an HR crop, in the same place within a patch, which a tower trained for
+	// minutes from scratch needs to transfer reading from one to the other. 0 places signs anywhere.
+	Snap int `json:"snap,omitempty"`
+	// Asks, when above 1, is the most questions per training image: after the sampled question come
+	// follow-ups, in turns of the same conversation, about the other objects and the target's other
+	// attribute (never small text when SmallFrac is 0). A from-scratch model learns several times more per
+	// step from them; validation and test keep one question per image, so exact match scores one answer.
+	Asks int `json:"asks,omitempty"`
 }
 
 // DefaultOptions returns the demo dataset: 2000/200/200 samples of 192-pixel images (S = 64, Z = 3), half of
@@ -64,6 +74,8 @@ const (
 	maxSamples = 10_000_000
 	maxClutter = 200
 	maxOthers  = 8
+	maxSnap    = 64
+	maxAsks    = 16
 )
 
 // Validate returns every problem with o, one per line, each wrapping ErrOptions, or nil.
@@ -107,6 +119,12 @@ func (o Options) Validate() error {
 	if o.Others < 0 || o.Others > maxOthers {
 		bad("others", "%d is outside 0…%d", o.Others, maxOthers)
 	}
+	if o.Snap < 0 || o.Snap > maxSnap {
+		bad("snap", "%d is outside 0…%d", o.Snap, maxSnap)
+	}
+	if o.Asks < 0 || o.Asks > maxAsks {
+		bad("asks", "%d is outside 0…%d", o.Asks, maxAsks)
+	}
 	if o.Workers < 0 {
 		bad("workers", "%d is negative", o.Workers)
 	}
@@ -125,6 +143,8 @@ var uriKeys = map[string]func(o *Options, v string) error{
 	"zoom":       intKey(func(o *Options) *int { return &o.Zoom }),
 	"clutter":    intKey(func(o *Options) *int { return &o.Clutter }),
 	"others":     intKey(func(o *Options) *int { return &o.Others }),
+	"snap":       intKey(func(o *Options) *int { return &o.Snap }),
+	"asks":       intKey(func(o *Options) *int { return &o.Asks }),
 	"small":      floatKey(func(o *Options) *float64 { return &o.SmallFrac }),
 	"text":       floatKey(func(o *Options) *float64 { return &o.TextFrac }),
 	"min_aspect": floatKey(func(o *Options) *float64 { return &o.MinAspect }),
@@ -154,8 +174,8 @@ func floatKey(field func(*Options) *float64) func(*Options, string) error {
 
 // ParseURI reads a synth:// data path into Options: comma-separated key=value pairs over DefaultOptions.
 // Keys: n, val, test (split sizes), seed, hr (HR side), zoom, small (SmallFrac), text (TextFrac),
-// min_aspect, clutter, others and dir (output folder; otherwise the caller sets Dir). An unknown or repeated key,
-// a value that does not parse and options that fail Validate are errors naming the key.
+// min_aspect, clutter, others, snap, asks and dir (output folder; otherwise the caller sets Dir). An unknown
+// or repeated key, a value that does not parse and options that fail Validate are errors naming the key.
 //
 //	opts, err := synth.ParseURI("synth://n=2000,seed=1,hr=192")
 func ParseURI(uri string) (Options, error) {

@@ -35,28 +35,33 @@ func (r Record) Answer() string {
 // content is what a sample asks and answers, before it gets an id and a file name.
 type content struct {
 	kind, task, question, answer string
-	box                          []int // nil for text-only samples
+	box                          []int       // nil for text-only samples
+	more                         [][2]string // follow-up questions and answers, in order
 }
 
 // record builds the LLaVA record: the question (after "<image>\n" when there is an image) with the
-// short-answer suffix, then the answer.
+// short-answer suffix, then the answer, then each follow-up likewise.
 func (c content) record(id, image string) Record {
 	q := c.question + suffix
 	if image != "" {
 		q = "<image>\n" + q
 	}
-	return Record{ID: id, Image: image, Kind: c.kind, Task: c.task, Box: c.box, Conversations: []Turn{
-		{From: "human", Value: q},
-		{From: "gpt", Value: c.answer},
-	}}
+	turns := []Turn{{From: "human", Value: q}, {From: "gpt", Value: c.answer}}
+	for _, qa := range c.more {
+		turns = append(turns, Turn{From: "human", Value: qa[0] + suffix}, Turn{From: "gpt", Value: qa[1]})
+	}
+	return Record{ID: id, Image: image, Kind: c.kind, Task: c.task, Box: c.box, Conversations: turns}
 }
 
-// renderImage draws one image sample of the given kind: background, target, other objects.
-func renderImage(o Options, r *rng, kind string) (*image.RGBA, content, error) {
+// renderImage draws one image sample of the given kind: background, target, other objects. asks is the
+// most questions to ask about it (follow-ups only when above 1).
+func renderImage(o Options, r *rng, kind string, asks int) (*image.RGBA, content, error) {
 	w, h := imageSize(r, o.HRSize, o.MinAspect)
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	background(img, r, o.Clutter)
-	s := &scene{w: w, h: h, zoom: o.Zoom, colours: map[int]bool{}, shapes: map[int]bool{}}
+	side := max(w, h)
+	s := &scene{w: w, h: h, zoom: o.Zoom, snap: o.Snap, pad: image.Pt((side-w)/2, (side-h)/2),
+		colours: map[int]bool{}, shapes: map[int]bool{}}
 	q, err := s.target(r, kind)
 	if err != nil {
 		return nil, content{}, err
@@ -64,7 +69,13 @@ func renderImage(o Options, r *rng, kind string) (*image.RGBA, content, error) {
 	s.others(r, o.Others)
 	s.drawObjects(img)
 	b := q.target.box
-	return img, content{kind, q.task, q.text, q.answer, []int{b.Min.X, b.Min.Y, b.Max.X, b.Max.Y}}, nil
+	c := content{kind: kind, task: q.task, question: q.text, answer: q.answer, box: []int{b.Min.X, b.Min.Y, b.Max.X, b.Max.Y}}
+	if asks > 1 {
+		for _, f := range s.followUps(r, q, asks-1, o.SmallFrac > 0) {
+			c.more = append(c.more, [2]string{f.text, f.answer})
+		}
+	}
+	return img, c, nil
 }
 
 // renderText draws one text-only sample.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"slices"
 )
 
 // Sample kinds, as written in each record's "kind" field.
@@ -36,6 +37,8 @@ type question struct {
 type scene struct {
 	w, h    int
 	zoom    int
+	snap    int         // Options.Snap: signs' ink on a grid of snap·scale pixels of the padded square; 0 off
+	pad     image.Point // where the loader's pad-to-square puts the image's top-left corner
 	objects []*object
 	colours map[int]bool
 	shapes  map[int]bool
@@ -102,16 +105,44 @@ func (s *scene) place(r *rng, o *object) bool {
 		return false
 	}
 	for range 50 {
-		x := r.between(1, s.w-o.size.X-1)
-		y := r.between(1, s.h-o.size.Y-1)
+		x, y := r.between(1, s.w-o.size.X-1), r.between(1, s.h-o.size.Y-1)
+		if o.sign && s.snap > 0 {
+			x, y = s.snapped(r, o)
+		}
 		box := image.Rect(x, y, x+o.size.X, y+o.size.Y)
-		if box.Max.X < s.w && box.Max.Y < s.h && s.free(box) {
+		if x >= 1 && y >= 1 && box.Max.X < s.w && box.Max.Y < s.h && s.free(box) {
 			o.box = box
 			s.objects = append(s.objects, o)
 			return true
 		}
 	}
 	return false
+}
+
+// snapped draws a top-left corner for sign o that puts its ink's top-left corner on the grid of
+// snap·scale pixels of the padded square: a large sign's ink then starts on an LR patch boundary and a
+// small one's on an HR patch boundary (snap = the patch size), so that the tower sees both glyphs in the
+// same place within a patch. A sign with no grid position inside the image gets -1 (no room).
+func (s *scene) snapped(r *rng, o *object) (x, y int) {
+	unit, ink := s.snap*o.scale, signPad*o.scale
+	axis := func(pad, side, size int) int {
+		lo := ceilDiv(1+ink+pad, unit)            // x ≥ 1
+		hi := floorDiv(side-size-1+ink+pad, unit) // x + size ≤ side − 1
+		if hi < lo {
+			return -1
+		}
+		return r.between(lo, hi)*unit - ink - pad
+	}
+	return axis(s.pad.X, s.w, o.size.X), axis(s.pad.Y, s.h, o.size.Y)
+}
+
+func ceilDiv(a, b int) int { return -floorDiv(-a, b) }
+func floorDiv(a, b int) int {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
 // free reports whether box keeps a 2-pixel gap from every placed object.
@@ -155,6 +186,29 @@ func (q question) words() (text, answer string) {
 		return fmt.Sprintf(askShape, palette[o.colour].name), shapes[o.shape]
 	}
 	return fmt.Sprintf(askRead, palette[o.colour].name), o.text
+}
+
+// followUps draws up to n more questions about the placed objects, in random order: the colour and the
+// shape of every large shape and the text of every sign, less the question already asked. Every object has
+// a colour of its own and every shape a shape of its own, so each still has one answer. Small signs are
+// left out unless small is set (without HR they could only teach guessing).
+func (s *scene) followUps(r *rng, asked question, n int, small bool) []question {
+	var qs []question
+	for _, o := range s.objects {
+		switch {
+		case !o.sign:
+			qs = append(qs, question{task: "color", target: o}, question{task: "shape", target: o})
+		case o.scale > 1 || small:
+			qs = append(qs, question{task: "read", target: o})
+		}
+	}
+	qs = slices.DeleteFunc(qs, func(q question) bool { return q.task == asked.task && q.target == asked.target })
+	shuffle(r, qs)
+	qs = qs[:min(n, len(qs))]
+	for i := range qs {
+		qs[i].text, qs[i].answer = qs[i].words()
+	}
+	return qs
 }
 
 // smallText draws a small sign's text: a digit, a letter or a short word, equally often.
