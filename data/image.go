@@ -171,9 +171,15 @@ func PadToSquare(img image.Image) *image.RGBA {
 	side := max(w, h)
 	dst := image.NewRGBA(image.Rect(0, 0, side, side))
 	draw.Draw(dst, dst.Bounds(), image.NewUniform(padColor), image.Point{}, draw.Src)
-	at := image.Rect((side-w)/2, (side-h)/2, (side-w)/2+w, (side-h)/2+h)
-	copyRGB(dst, at, img)
+	at := SquareOffset(w, h)
+	copyRGB(dst, image.Rectangle{at, at.Add(image.Pt(w, h))}, img)
 	return dst
+}
+
+// SquareOffset is where PadToSquare puts the top-left corner of a w×h image in its square.
+func SquareOffset(w, h int) image.Point {
+	side := max(w, h)
+	return image.Pt((side-w)/2, (side-h)/2)
 }
 
 // copyRGB copies the colour channels of src into dst at r with alpha 255.

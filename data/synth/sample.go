@@ -3,6 +3,8 @@ package synth
 import (
 	"fmt"
 	"image"
+
+	"github.com/flextrain/flextrain/data"
 )
 
 // Record is one element of a generated {train,val,test}.json: a LLaVA instruction record ({"id", "image",
@@ -59,8 +61,7 @@ func renderImage(o Options, r *rng, kind string, asks int) (*image.RGBA, content
 	w, h := imageSize(r, o.HRSize, o.MinAspect)
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	background(img, r, o.Clutter)
-	side := max(w, h)
-	s := &scene{w: w, h: h, zoom: o.Zoom, snap: o.Snap, pad: image.Pt((side-w)/2, (side-h)/2),
+	s := &scene{w: w, h: h, zoom: o.Zoom, snap: o.Snap, pad: data.SquareOffset(w, h),
 		colours: map[int]bool{}, shapes: map[int]bool{}}
 	q, err := s.target(r, kind)
 	if err != nil {

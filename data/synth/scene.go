@@ -38,7 +38,7 @@ type scene struct {
 	w, h    int
 	zoom    int
 	snap    int         // Options.Snap: signs' ink on a grid of snap·scale pixels of the padded square; 0 off
-	pad     image.Point // where the loader's pad-to-square puts the image's top-left corner
+	pad     image.Point // data.SquareOffset: where the loader puts the image's top-left corner in its square
 	objects []*object
 	colours map[int]bool
 	shapes  map[int]bool
