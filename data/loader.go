@@ -266,6 +266,9 @@ func (l *Loader) Next(ctx context.Context) (*Batch, error) {
 	if l.err != nil {
 		return nil, l.err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // before the pipeline: a ready result must not outrun a cancelled context
+	}
 	for {
 		if l.opts.Once && l.cursor.Epoch > 0 {
 			return nil, io.EOF
