@@ -63,10 +63,14 @@ func dataCheckCommand() *cli.Command {
 	}
 }
 
-// dataOptions reads --config (with --set) and the tokenizer, and returns the loader options of training.
+// dataOptions reads --config (with --set), resolves a synth:// data_path to its files as fit does, reads the
+// tokenizer, and returns the loader options of training.
 func dataOptions(cx *cli.Context) (train.Config, data.Options, error) {
 	cfg, err := loadConfig(cx)
 	if err != nil {
+		return cfg, data.Options{}, err
+	}
+	if cfg, err = train.ResolveData(cfg); err != nil {
 		return cfg, data.Options{}, err
 	}
 	tok, err := tokenizer.Load(cfg.TokenizerPath)

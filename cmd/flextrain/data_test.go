@@ -48,6 +48,12 @@ func testDataCheck(t *testing.T, r run) {
 		t.Errorf("data check (text): %v\n%s", err, out.String())
 	}
 
+	uri := "synth://n=6,val=2,test=0,hr=96,seed=5,dir=" + t.TempDir()
+	got, err = dataCheckJSON(t, "--config", r.config, "--set", "data_path="+uri, "--set", "tokenizer_path=", "--set", "image_folder=")
+	if err != nil || got.Records != 6 || !strings.HasSuffix(got.DataPath, "train.json") {
+		t.Errorf("data check of %s with no tokenizer_path: %+v, %v; want its 6 training records, read with its tokenizer", uri, got, err)
+	}
+
 	bad := missingImageCopy(t, r.data)
 	got, err = dataCheckJSON(t, "--config", r.config, "--set", "data_path="+bad, "--set", "max_bad_fraction=0.5")
 	if err != nil || got.Skipped != 1 || got.Bad[data.ReasonMissing] != 1 || got.Samples != m["train"]-1 {
