@@ -83,7 +83,7 @@ func (b *builder[T]) residual(h, o *G.Node, name string) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.track2(G.Add(h, y))(h, y)
+	return b.track2(ops.Add(h, y))(h, y)
 }
 
 // mlp is h + down(silu(gate(y)) ⊙ up(y)) with y = post_attention_layernorm(h).
@@ -189,7 +189,7 @@ func (b *builder[T]) hrRope() (cos, sin [][]float64) {
 	b.ropeCos, b.ropeSin = make([][]float64, b.lay.B), make([][]float64, b.lay.B)
 	for i, at := range b.lay.imageAt {
 		if at >= 0 && len(b.rows[i]) > 0 {
-			b.ropeCos[i], b.ropeSin[i] = hrRopeTables(c, s, at, g, zg, dh)
+			b.ropeCos[i], b.ropeSin[i] = hrRopeTables(b.mem, c, s, at, g, zg, dh)
 		}
 	}
 	return b.ropeCos, b.ropeSin

@@ -112,15 +112,15 @@ func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 			continue
 		}
 		d.imageAt = len(d.rows)
-		lr := project(d.cfg, d.get, visionFeatures(d.cfg, d.get, ops.Convert[T](b.LRPixels[s])), n)
+		lr := project(nil, d.cfg, d.get, visionFeatures(nil, d.cfg, d.get, ops.Convert[T](nil, b.LRPixels[s])), n)
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
 		}
-		d.hd = hrFeatures(d.cfg, d.get, hrTower(d.cfg, d.get, ops.Convert[T](b.HRPixels[s])))
+		d.hd = hrFeatures(nil, d.cfg, d.get, hrTower(nil, d.cfg, d.get, ops.Convert[T](nil, b.HRPixels[s])))
 	}
 	if d.imageAt >= 0 {
 		cos, sin := ops.RopeTables(d.imageAt+n, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
-		d.hcos, d.hsin = hrRopeTables(cos, sin, d.imageAt, g, zg, d.cfg.HeadDim())
+		d.hcos, d.hsin = hrRopeTables(nil, cos, sin, d.imageAt, g, zg, d.cfg.HeadDim())
 	}
 }
 
@@ -146,7 +146,7 @@ func (d *rowDecoder[T]) forward(in []T, hr bool) []float64 {
 	hr = hr && d.imageAt >= 0
 	h := append([]T(nil), in...)
 	c, sn := ops.RopeAt(d.pos, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
-	d.cos, d.sin = ops.Convert[T](c), ops.Convert[T](sn)
+	d.cos, d.sin = ops.Convert[T](nil, c), ops.Convert[T](nil, sn)
 	var cells []bool
 	for l := 0; l < d.cfg.Text.NumLayers; l++ {
 		cells = d.layer(l, h, hr, cells)
@@ -217,7 +217,7 @@ func (d *rowDecoder[T]) hrKeys(p string, cells []bool) ([]T, []T) {
 	pre, kHR, vHR := make([]T, len(hdU)), make([]T, len(hdU)), make([]T, len(hdU))
 	ops.MatMulNT(pre, hdU, d.get(p+"self_attn.k_proj_hd.weight"), len(toks), D, D)
 	ops.MatMulNT(vHR, hdU, d.get(p+"self_attn.v_proj_hd.weight"), len(toks), D, D)
-	cos, sin := ops.Convert[T](d.hcos), ops.Convert[T](d.hsin)
+	cos, sin := ops.Convert[T](nil, d.hcos), ops.Convert[T](nil, d.hsin)
 	for i, t := range toks {
 		for h := 0; h < D; h += dh {
 			ops.RopeRow(kHR[i*D+h:i*D+h+dh], pre[i*D+h:i*D+h+dh], cos[t*dh:(t+1)*dh], sin[t*dh:(t+1)*dh], false)

@@ -28,6 +28,10 @@ type Options struct {
 	View      View              // what the decoder sees of the image: FlexAttention (default), LR only, all HR in sequence
 	Dense     bool              // FlexAttention over all M HR keys, masked to the selection (the official code's cost)
 	Features  *featcache.Cache  // frozen vision-tower features by image content; nil: always run the tower
+	// Arena, when set, lends the buffers of the graph's values (operations, the frozen tower) and gets them
+	// all back at Close, after which no value of the graph may be read: a training loop's next step reuses
+	// them. nil allocates plainly.
+	Arena *ops.Arena
 }
 
 // View is what the decoder sees of an image.
@@ -74,6 +78,7 @@ type Graph struct {
 	cells    map[int]*G.Node       // selection cells used by FlexAttention layer l
 	plans    map[int]*ops.FlexPlan // per FlexAttention layer
 	needs    map[*G.Node]bool      // nodes a gradient flows through
+	mem      *ops.Arena            // Options.Arena
 	vm       G.VM
 }
 
@@ -98,7 +103,9 @@ func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
 		hrSeq = M
 	}
 	m := &Graph{cfg: cfg, g: G.NewGraph(), lay: batch.assemble(n, hrSeq), view: opt.View, params: map[string]*G.Node{},
-		grads: map[string]*G.Node{}, cells: map[int]*G.Node{}, plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{}}
+		grads: map[string]*G.Node{}, cells: map[int]*G.Node{}, plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{},
+		mem: opt.Arena}
+	ops.Attach(m.g, m.mem)
 	m.rows, m.oriSizes = m.lay.hrRows(opt.Mode == Train), batch.OriSizes
 	if opt.HRRows != nil {
 		m.rows = opt.HRRows
@@ -114,6 +121,7 @@ func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
 		err = newBuilder[float64](m, w, opt).build(batch)
 	}
 	if err != nil {
+		m.release()
 		return nil, err
 	}
 	m.vm = G.NewTapeMachine(m.g)
@@ -250,12 +258,14 @@ func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
 	}
 	_, n, _, _ := b.cfg.Grid()
 	Cv := b.cfg.Vision.HiddenSize
-	feats := make([]T, 0, b.lay.images*n*Cv)
-	for i := range batch.InputIDs {
-		if b.lay.imageIdx[i] >= 0 {
-			feats = append(feats, b.tower(featcache.ViewLR, batch.LRPixels[i], n*Cv, func(px []T) []T {
-				return visionFeatures(b.cfg, b.get, px)
-			})...)
+	feats := ops.Buffer[T](b.mem, b.lay.images*n*Cv)
+	for i, k := range b.lay.imageIdx {
+		if k >= 0 {
+			f := b.tower(featcache.ViewLR, batch.LRPixels[i], n*Cv, func(px []T) []T {
+				return visionFeatures(b.mem, b.cfg, b.get, px)
+			})
+			copy(feats[k*n*Cv:], f)
+			ops.Recycle(b.mem, f)
 		}
 	}
 	return b.constant("lr_vision_features", feats, b.lay.images*n, Cv), nil
@@ -266,10 +276,10 @@ func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
 func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
-	hd := make([]T, b.lay.B*M*D)
+	hd := ops.Buffer[T](b.mem, b.lay.B*M*D)
 	for i, rows := range b.rows {
 		if len(rows) > 0 {
-			copy(hd[i*M*D:], hrFeatures(b.cfg, b.get, b.hrTower(batch.HRPixels[i])))
+			b.hrFeaturesInto(hd[i*M*D:(i+1)*M*D], batch.HRPixels[i])
 		}
 	}
 	return b.constant("hd_features", hd, b.lay.B*M, D)
@@ -279,26 +289,35 @@ func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
 func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
-	hd := make([]T, 0, b.lay.images*M*D)
+	hd := ops.Buffer[T](b.mem, b.lay.images*M*D)
 	for i, k := range b.lay.imageIdx {
 		if k >= 0 {
-			hd = append(hd, hrFeatures(b.cfg, b.get, b.hrTower(batch.HRPixels[i]))...)
+			b.hrFeaturesInto(hd[k*M*D:(k+1)*M*D], batch.HRPixels[i])
 		}
 	}
 	return b.constant("hd_sequence", hd, b.lay.images*M, D)
 }
 
-// hrTower returns the tower's features of an image's HR crops, [Z²·n, Cv].
+// hrFeaturesInto writes the HR features [M, D] of an image's pixels to dst.
+func (b *builder[T]) hrFeaturesInto(dst []T, px []float64) {
+	t := b.hrTower(px)
+	f := hrFeatures(b.mem, b.cfg, b.get, t)
+	copy(dst, f)
+	ops.Recycle(b.mem, t, f)
+}
+
+// hrTower returns the tower's features of an image's HR crops, [Z²·n, Cv], in a buffer the caller owns.
 func (b *builder[T]) hrTower(px []float64) []T {
 	_, n, _, _ := b.cfg.Grid()
 	Z := b.cfg.Flex.Zoom
-	return b.tower(featcache.ViewHR, px, Z*Z*n*b.cfg.Vision.HiddenSize, func(p []T) []T { return hrTower(b.cfg, b.get, p) })
+	return b.tower(featcache.ViewHR, px, Z*Z*n*b.cfg.Vision.HiddenSize, func(p []T) []T { return hrTower(b.mem, b.cfg, b.get, p) })
 }
 
 // tower runs the frozen vision tower on an image's pixels, or reads its features from the feature cache
 // (Options.Features), which holds them by the pixels' content: the tower is frozen, so they never change.
 func (b *builder[T]) tower(view string, px []float64, size int, run func([]T) []T) []T {
-	p := ops.Convert[T](px)
+	p := ops.Convert[T](b.mem, px)
+	defer ops.Recycle(b.mem, p)
 	if b.opt.Features == nil || b.trainsVision() {
 		return run(p)
 	}

@@ -1,43 +1,47 @@
 package model
 
-import "math"
+import (
+	"math"
+
+	"github.com/flextrain/flextrain/model/ops"
+)
 
 // hrRopeTables returns the RoPE cos and sin tables of the HR keys of an image whose LR span starts at row i0
 // (DESIGN.md §7): the LR image rows of the decoder's tables, [g, g, dh], resized per channel to [Zg, Zg] with
 // PyTorch's bicubic (align_corners=False, A = −0.75), flattened to [Zg·Zg, dh]. Not re-normalised.
-func hrRopeTables(cos, sin []float64, i0, g, zg, dh int) (hcos, hsin []float64) {
-	return resizeSpan(cos, i0, g, zg, dh), resizeSpan(sin, i0, g, zg, dh)
+func hrRopeTables(m *ops.Arena, cos, sin []float64, i0, g, zg, dh int) (hcos, hsin []float64) {
+	return resizeSpan(m, cos, i0, g, zg, dh), resizeSpan(m, sin, i0, g, zg, dh)
 }
 
-func resizeSpan(t []float64, i0, g, zg, dh int) []float64 {
-	out := make([]float64, zg*zg*dh)
-	src := make([]float64, g*g)
+func resizeSpan(m *ops.Arena, t []float64, i0, g, zg, dh int) []float64 {
+	out := ops.Buffer[float64](m, zg*zg*dh)
+	src, rows, dst := ops.Scratch[float64](m, g*g), ops.Scratch[float64](m, g*zg), ops.Scratch[float64](m, zg*zg)
 	for c := 0; c < dh; c++ {
 		for i := range src {
 			src[i] = t[(i0+i)*dh+c]
 		}
-		for i, v := range bicubic2D(src, g, zg) {
+		bicubic2D(dst, rows, src, g, zg)
+		for i, v := range dst {
 			out[i*dh+c] = v
 		}
 	}
+	ops.Recycle(m, src, rows, dst)
 	return out
 }
 
-// bicubic2D resizes a [g, g] map to [zg, zg], first along columns then along rows.
-func bicubic2D(x []float64, g, zg int) []float64 {
-	rows := make([]float64, g*zg) // [g, zg]
+// bicubic2D resizes a [g, g] map x to [zg, zg] in out, first along columns (into rows, [g, zg]) then along
+// rows.
+func bicubic2D(out, rows, x []float64, g, zg int) {
 	for i := 0; i < g; i++ {
 		for j := 0; j < zg; j++ {
 			rows[i*zg+j] = cubicAt(func(k int) float64 { return x[i*g+k] }, j, g, zg)
 		}
 	}
-	out := make([]float64, zg*zg)
 	for i := 0; i < zg; i++ {
 		for j := 0; j < zg; j++ {
 			out[i*zg+j] = cubicAt(func(k int) float64 { return rows[k*zg+j] }, i, g, zg)
 		}
 	}
-	return out
 }
 
 // cubicAt interpolates output index dst of a length-n → m resize: src = (n/m)·(dst + 0.5) − 0.5 (not clamped),

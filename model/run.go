@@ -17,8 +17,18 @@ func (m *Graph) Run() error {
 	return nil
 }
 
-// Close releases the graph's machine.
-func (m *Graph) Close() error { return m.vm.Close() }
+// Close releases the graph's machine and hands its buffers back to Options.Arena.
+func (m *Graph) Close() error {
+	err := m.vm.Close()
+	m.release()
+	return err
+}
+
+// release detaches the graph from its arena and returns every buffer lent to it.
+func (m *Graph) release() {
+	ops.Detach(m.g)
+	m.mem.Release()
+}
 
 // Loss is the training loss of the last Run (0 in Infer mode).
 func (m *Graph) Loss() float64 {

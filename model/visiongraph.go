@@ -55,10 +55,13 @@ func (b *builder[T]) visionEmbed(batch *Batch) (*G.Node, error) {
 	vc := b.cfg.Vision
 	_, n, _, _ := b.cfg.Grid()
 	pp := 3 * vc.PatchSize * vc.PatchSize
-	patches := make([]T, 0, b.lay.images*n*pp)
-	for i := range batch.InputIDs {
-		if b.lay.imageIdx[i] >= 0 {
-			patches = append(patches, lrPatches(b.cfg, ops.Convert[T](batch.LRPixels[i]))...)
+	patches := ops.Buffer[T](b.mem, b.lay.images*n*pp)
+	for i, k := range b.lay.imageIdx {
+		if k >= 0 {
+			px := ops.Convert[T](b.mem, batch.LRPixels[i])
+			p := lrPatches(b.mem, b.cfg, px)
+			copy(patches[k*n*pp:], p)
+			ops.Recycle(b.mem, px, p)
 		}
 	}
 	x := b.constant("lr_patches", patches, b.lay.images*n, pp)
@@ -138,7 +141,7 @@ func (b *builder[T]) addAffine(x, h *G.Node, prefix string) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.track2(G.Add(x, y))(x, y)
+	return b.track2(ops.Add(x, y))(x, y)
 }
 
 // visionLayout is the image samples as the attention op sees them: K sequences of n+1 tokens, non-causal.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // BenchOptions choose what `flextrain bench` times.
@@ -30,21 +31,25 @@ var BenchModes = []string{"flex-union", "flex-dense", "lr", "hd-seq"}
 // BenchResult is one mode's timing of a full training step: vision towers, decoder forward and backward,
 // AdamW.
 type BenchResult struct {
-	Mode           string  `json:"mode"`
-	Strategy       string  `json:"strategy"`
-	Steps          int     `json:"steps"`
-	MedianMS       float64 `json:"median_ms"`
-	MinMS          float64 `json:"min_ms"`
-	MaxMS          float64 `json:"max_ms"`
-	TokensPerSec   float64 `json:"tokens_per_sec"`
-	GFLOPDecoder   float64 `json:"gflop_decoder"` // forward FLOPs of the step's batch, PAPER.md §5 conventions
-	GFLOPVision    float64 `json:"gflop_vision"`
-	GFLOPPerSec    float64 `json:"gflop_per_sec"` // forward FLOPs over the median step time
-	SelectedFrac   float64 `json:"sel_frac"`
-	AllocsPerStep  float64 `json:"allocs_per_step"`
-	MiBPerStep     float64 `json:"mib_alloc_per_step"`
-	GCFraction     float64 `json:"gc_fraction"`
-	PeakRSSMiB     float64 `json:"peak_rss_mib"`
+	Mode          string  `json:"mode"`
+	Strategy      string  `json:"strategy"`
+	Steps         int     `json:"steps"`
+	MedianMS      float64 `json:"median_ms"`
+	MinMS         float64 `json:"min_ms"`
+	MaxMS         float64 `json:"max_ms"`
+	TokensPerSec  float64 `json:"tokens_per_sec"`
+	GFLOPDecoder  float64 `json:"gflop_decoder"` // forward FLOPs of the step's batch, PAPER.md §5 conventions
+	GFLOPVision   float64 `json:"gflop_vision"`
+	GFLOPPerSec   float64 `json:"gflop_per_sec"` // forward FLOPs over the median step time
+	SelectedFrac  float64 `json:"sel_frac"`
+	AllocsPerStep float64 `json:"allocs_per_step"`
+	MiBPerStep    float64 `json:"mib_alloc_per_step"`
+	GCFraction    float64 `json:"gc_fraction"`
+	PeakRSSMiB    float64 `json:"peak_rss_mib"`
+	// ArenaMiB is what the step's buffers occupy (the arena that holds every value of a step's graph);
+	// ArenaFreshMiB is how much of it a steady-state step still had to allocate.
+	ArenaMiB       float64 `json:"arena_mib"`
+	ArenaFreshMiB  float64 `json:"arena_fresh_mib_per_step"`
 	Loss           float64 `json:"loss"`
 	SequenceLength int     `json:"N"`
 }
@@ -67,7 +72,7 @@ func Bench(cfg Config, opts BenchOptions) (BenchResult, error) {
 	if err != nil {
 		return BenchResult{}, err
 	}
-	t := &trainer[float32]{cfg: cfg, log: &logger{slog: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	t := &trainer[float32]{cfg: cfg, mem: ops.NewArena(), log: &logger{slog: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	t.weights = model.InitWeights(cfg.Model(), dtypeOf[float32](), uint64(cfg.Seed))
 	if err := t.bindParams(); err != nil {
 		return BenchResult{}, err
@@ -100,6 +105,7 @@ func (t *trainer[T]) bench(opts BenchOptions) (BenchResult, error) {
 	var wall time.Duration
 	for i := 0; i < opts.Warmup+opts.Steps; i++ {
 		runtime.ReadMemStats(&before)
+		arena := t.mem.Stats()
 		res, err := t.step(context.Background())
 		runtime.ReadMemStats(&after)
 		if err != nil {
@@ -113,6 +119,7 @@ func (t *trainer[T]) bench(opts BenchOptions) (BenchResult, error) {
 		tokens, wall = tokens+res.tokens, wall+res.elapsed
 		r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / float64(opts.Steps)
 		r.MiBPerStep += float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20) / float64(opts.Steps)
+		r.ArenaFreshMiB += float64(t.mem.Stats().Fresh-arena.Fresh) / (1 << 20) / float64(opts.Steps)
 		r.GCFraction += float64(after.PauseTotalNs-before.PauseTotalNs) / float64(max(1, wall.Nanoseconds()))
 		r.SelectedFrac, r.Loss = res.hrSelectedFrac, res.loss
 	}
@@ -121,6 +128,7 @@ func (t *trainer[T]) bench(opts BenchOptions) (BenchResult, error) {
 	r.TokensPerSec = float64(tokens) / wall.Seconds()
 	r.GCFraction /= float64(opts.Steps)
 	r.SequenceLength = t.lastN
+	r.ArenaMiB = float64(t.mem.Stats().Held) / (1 << 20)
 	r.GFLOPDecoder, r.GFLOPVision = benchFLOPs(t.cfg.Model(), opts.Mode, r.SelectedFrac, t.source.(fixedBatch).b.Len())
 	r.GFLOPPerSec = (r.GFLOPDecoder + r.GFLOPVision) / (r.MedianMS / 1000)
 	var ru syscall.Rusage

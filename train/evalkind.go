@@ -60,7 +60,7 @@ func evaluateKinds(ctx context.Context, w *model.Weights, l *data.Loader, eos in
 			return Report{}, fmt.Errorf("train: eval data: %w", err)
 		}
 		for kind, idx := range groupByKind(b.IDs, kinds) {
-			if err := evalGroup(w, subBatch(toModelBatch(b), idx), eos, alpha, group(groups, kind)); err != nil {
+			if err := evalGroup(w, subBatch(toModelBatch(b, nil), idx), eos, alpha, group(groups, kind)); err != nil {
 				return Report{}, fmt.Errorf("train: eval batch %v: %w", b.IDs, err)
 			}
 		}

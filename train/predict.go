@@ -55,7 +55,7 @@ func (tr *Trained) addQuery(b *model.Batch, q Query) error {
 		if err != nil {
 			return err
 		}
-		lr, hr, size = widen(px.LR), widen(px.HR), px.OriSize
+		lr, hr, size = widen(px.LR, nil), widen(px.HR, nil), px.OriSize
 	}
 	mask, labels := make([]int, len(ids)), make([]int, len(ids))
 	for i := range ids {

@@ -16,6 +16,7 @@ import (
 	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/featcache"
+	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
 	"gorgonia.org/tensor"
 )
@@ -35,6 +36,7 @@ type trainer[T optim.Float] struct {
 	dense    bool             // FlexAttention the dense way (a benchmark baseline)
 	lastN    int              // the assembled length of the last batch
 	features *featcache.Cache // the frozen vision tower's features by image; nil: off
+	mem      *ops.Arena       // the buffers of a step's graph, reused by the next step
 	state    State
 	total    int // optimizer steps of the whole run
 	warmup   int
@@ -51,7 +53,7 @@ func setup[T optim.Float](cfg Config, opts RunOptions) (*trainer[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &trainer[T]{cfg: cfg, opts: opts}
+	t := &trainer[T]{cfg: cfg, opts: opts, mem: ops.NewArena()}
 	steps := []func() error{t.prepareOutput, t.loadTokenizer, t.loadWeights, t.openFeatureCache, t.openData, t.bindParams, t.plan, t.resume}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -293,9 +295,9 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	if err != nil {
 		return 0, 0, fmt.Errorf("train: data: %w", err)
 	}
-	g, err := model.Build(t.weights, toModelBatch(b), model.Options{Mode: model.Train, Alpha: alpha,
+	g, err := model.Build(t.weights, toModelBatch(b, t.mem), model.Options{Mode: model.Train, Alpha: alpha,
 		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed), View: t.view, Dense: t.dense,
-		Features: t.features})
+		Features: t.features, Arena: t.mem})
 	if err != nil {
 		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
 	}
@@ -375,21 +377,22 @@ func realTokens(g *model.Graph) int {
 	return n
 }
 
-// toModelBatch converts a loader batch to the model's input (pixels in float64).
-func toModelBatch(b *data.Batch) *model.Batch {
+// toModelBatch converts a loader batch to the model's input (pixels in float64, in buffers of mem: a graph
+// built with the same arena hands them back when it closes).
+func toModelBatch(b *data.Batch, mem *ops.Arena) *model.Batch {
 	m := &model.Batch{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels, OriSizes: b.OriSizes}
 	for i := range b.InputIDs {
-		m.LRPixels = append(m.LRPixels, widen(b.LRPixels[i]))
-		m.HRPixels = append(m.HRPixels, widen(b.HRPixels[i]))
+		m.LRPixels = append(m.LRPixels, widen(b.LRPixels[i], mem))
+		m.HRPixels = append(m.HRPixels, widen(b.HRPixels[i], mem))
 	}
 	return m
 }
 
-func widen(x []float32) []float64 {
+func widen(x []float32, mem *ops.Arena) []float64 {
 	if x == nil {
 		return nil
 	}
-	y := make([]float64, len(x))
+	y := ops.Buffer[float64](mem, len(x))
 	for i, v := range x {
 		y[i] = float64(v)
 	}

@@ -72,9 +72,11 @@ func writeBench(w io.Writer, r train.BenchResult) error {
 		"  throughput  %.0f tokens/s, %.1f forward GFLOP/s (decoder %.2f + vision %.2f GFLOP per step)\n"+
 		"  selection   %.3f of the HR tokens per HR row\n"+
 		"  memory      %.0f allocations, %.1f MiB allocated per step, GC %.1f%% of the time, peak RSS %.0f MiB\n"+
+		"  arena       %.0f MiB of step buffers, %.1f MiB of them allocated per step (%.1f%% allocated per step)\n"+
 		"  loss        %.4f\n",
 		r.Mode, r.Strategy, r.Steps, r.SequenceLength, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
-		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB, r.Loss)
+		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB,
+		r.ArenaMiB, r.ArenaFreshMiB, 100*r.MiBPerStep/max(r.ArenaMiB, 1), r.Loss)
 	return err
 }
 

@@ -75,14 +75,14 @@ func Assemble(embed, image, hr *G.Node, src []Source, needEmbed, needImage bool)
 }
 
 func assembleDo[T Float](src []Source, hasImage bool) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		D := shapeOf(v[0])[1]
 		table := map[SourceKind][]T{FromToken: slice[T](v[0])}
 		if hasImage {
 			table[FromImage] = slice[T](v[1])
 		}
 		table[FromHR] = slice[T](v[len(v)-1])
-		out, h := alloc[T](len(src), D)
+		out, h := alloc[T](m, len(src), D)
 		for r, s := range src {
 			if s.Kind != FromPad {
 				copy(h[r*D:(r+1)*D], table[s.Kind][s.Index*D:(s.Index+1)*D])
@@ -101,10 +101,10 @@ func scatterRows(g *G.Node, src []Source, table tensor.Shape, image bool) (*G.No
 }
 
 func scatterDo[T Float](src []Source, table tensor.Shape, image bool) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		D := table[1]
 		g := slice[T](v[0])
-		out, d := alloc[T](table...)
+		out, d := alloc[T](m, table...)
 		for r, s := range src {
 			if (image && s.Kind == FromImage) || (!image && s.Kind == FromToken) {
 				axpy(d[s.Index*D:(s.Index+1)*D], 1, g[r*D:(r+1)*D])

@@ -65,13 +65,13 @@ func (c CellGrid) Tokens(cells func(i int) bool) []int {
 func Attention(q, k, v *G.Node, lay Layout) (*G.Node, error) {
 	st := &attnState{lay: lay}
 	op := &fnOp{name: "Attention", diff: []bool{true, true, true}, shape: sameShape}
-	op.do = pick(func(in []G.Value) (G.Value, error) { return attnForward[float32](st, in, nil) },
-		func(in []G.Value) (G.Value, error) { return attnForward[float64](st, in, nil) })
+	op.do = pick(func(m *Arena, in []G.Value) (G.Value, error) { return attnForward[float32](m, st, in, nil) },
+		func(m *Arena, in []G.Value) (G.Value, error) { return attnForward[float64](m, st, in, nil) })
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		sizes := []tensor.Shape{in[0].Shape(), in[1].Shape(), in[2].Shape()}
 		back := &fnOp{name: "AttentionGrad", shape: packedShape(sizes)}
-		back.do = pick(func(v []G.Value) (G.Value, error) { return attnBackward[float32](st, v) },
-			func(v []G.Value) (G.Value, error) { return attnBackward[float64](st, v) })
+		back.do = pick(func(m *Arena, v []G.Value) (G.Value, error) { return attnBackward[float32](m, st, v) },
+			func(m *Arena, v []G.Value) (G.Value, error) { return attnBackward[float64](m, st, v) })
 		packed, err := apply(back, 1, in[0], in[1], in[2], g)
 		if err != nil {
 			return nil, err
@@ -88,13 +88,13 @@ func Attention(q, k, v *G.Node, lay Layout) (*G.Node, error) {
 func FlexAttention(q, k, v, wk, wv, hd, cells *G.Node, plan *FlexPlan, needW bool) (*G.Node, error) {
 	st := &attnState{lay: plan.Layout, plan: plan}
 	op := &fnOp{name: "FlexAttention", diff: []bool{true, true, true, needW, needW, false, false}, shape: sameShape}
-	op.do = pick(func(in []G.Value) (G.Value, error) { return attnForward[float32](st, in[:3], in[3:]) },
-		func(in []G.Value) (G.Value, error) { return attnForward[float64](st, in[:3], in[3:]) })
+	op.do = pick(func(m *Arena, in []G.Value) (G.Value, error) { return attnForward[float32](m, st, in[:3], in[3:]) },
+		func(m *Arena, in []G.Value) (G.Value, error) { return attnForward[float64](m, st, in[:3], in[3:]) })
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		sizes := []tensor.Shape{in[0].Shape(), in[1].Shape(), in[2].Shape(), in[3].Shape(), in[4].Shape()}
 		back := &fnOp{name: "FlexAttentionGrad", shape: packedShape(sizes)}
-		back.do = pick(func(v []G.Value) (G.Value, error) { return attnBackward[float32](st, v) },
-			func(v []G.Value) (G.Value, error) { return attnBackward[float64](st, v) })
+		back.do = pick(func(m *Arena, v []G.Value) (G.Value, error) { return attnBackward[float32](m, st, v) },
+			func(m *Arena, v []G.Value) (G.Value, error) { return attnBackward[float64](m, st, v) })
 		packed, err := apply(back, 1, in[0], in[1], in[2], in[3], in[4], in[5], in[6], g)
 		if err != nil {
 			return nil, err
@@ -107,6 +107,7 @@ func FlexAttention(q, k, v, wk, wv, hd, cells *G.Node, plan *FlexPlan, needW boo
 
 // attnState carries what the forward pass leaves for the backward pass of one attention op.
 type attnState struct {
+	mem  *Arena // the op's arena: scratch and the state below live as long as the graph's values
 	lay  Layout
 	plan *FlexPlan
 	p    any       // []T: plain probabilities [B, H, N, N]
@@ -127,15 +128,16 @@ type hrCache struct {
 	pSel  any      // []T [H, R, L+U] second-softmax probabilities over the plain keys and the union
 }
 
-func attnForward[T Float](st *attnState, qkv, flex []G.Value) (G.Value, error) {
+func attnForward[T Float](m *Arena, st *attnState, qkv, flex []G.Value) (G.Value, error) {
 	lay := st.lay
 	q, k, v := slice[T](qkv[0]), slice[T](qkv[1]), slice[T](qkv[2])
 	width := lay.Heads * lay.HeadDim
 	if len(q) != lay.B*lay.N*width || len(k) != len(q) || len(v) != len(q) {
 		return nil, fmt.Errorf("ops: attention: got %d values, layout wants %d", len(q), lay.B*lay.N*width)
 	}
-	out, o := alloc[T](lay.B*lay.N, width)
-	p := make([]T, lay.B*lay.Heads*lay.N*lay.N)
+	st.mem = m
+	out, o := alloc[T](m, lay.B*lay.N, width)
+	p := Buffer[T](m, lay.B*lay.Heads*lay.N*lay.N)
 	st.p = p
 	parallel(lay.B, func(b int) {
 		for h := 0; h < lay.Heads; h++ {
@@ -189,7 +191,7 @@ func flexForward[T Float](st *attnState, q, k, v []T, flex []G.Value, o []T) err
 		if len(hc.union) == 0 {
 			return
 		}
-		projectHR[T](&hc, plan, b, hd[b*plan.M*width:][:plan.M*width], wk, wv, width)
+		projectHR[T](st.mem, &hc, plan, b, hd[b*plan.M*width:][:plan.M*width], wk, wv, width)
 		hrRowsForward(st, &hc, b, q, k, v, o)
 		st.hr[b] = hc
 	})
@@ -253,22 +255,23 @@ func denseRows(plan *FlexPlan, b int, rows []int, perRow [][]int) ([]int, []bool
 }
 
 // projectHR gathers the union's HR features and projects them: k_hr = rope_hr(hd·W'_Kᵀ), v_hr = hd·W'_Vᵀ.
-func projectHR[T Float](hc *hrCache, plan *FlexPlan, b int, hd, wk, wv []T, width int) {
+func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv []T, width int) {
 	U, dh := len(hc.union), plan.HeadDim
-	hdU := make([]T, U*width)
+	hdU := Buffer[T](m, U*width)
 	for i, t := range hc.union {
 		copy(hdU[i*width:(i+1)*width], hd[t*width:(t+1)*width])
 	}
-	pre, kHR, vHR := make([]T, U*width), make([]T, U*width), make([]T, U*width)
+	pre, kHR, vHR := Scratch[T](m, U*width), Buffer[T](m, U*width), Buffer[T](m, U*width)
 	MatMulNT(pre, hdU, wk, U, width, width)
 	MatMulNT(vHR, hdU, wv, U, width, width)
-	cos, sin := Convert[T](plan.RopeCos[b]), Convert[T](plan.RopeSin[b])
+	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
 	for i, t := range hc.union {
 		for h := 0; h < width; h += dh {
 			o := i*width + h
 			RopeRow(kHR[o:o+dh], pre[o:o+dh], cos[t*dh:(t+1)*dh], sin[t*dh:(t+1)*dh], false)
 		}
 	}
+	Recycle(m, pre, cos, sin)
 	hc.hdU, hc.kHR, hc.vHR = hdU, kHR, vHR
 }
 
@@ -276,13 +279,14 @@ func projectHR[T Float](hc *hrCache, plan *FlexPlan, b int, hd, wk, wv []T, widt
 func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, k, v, o []T) {
 	lay, alpha := st.lay, T(st.plan.Alpha)
 	R, U, L, dh, W := len(hc.rows), len(hc.union), lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
-	qr := make([]T, R*W)
+	qr := Buffer[T](st.mem, R*W)
 	for i, r := range hc.rows {
 		copy(qr[i*W:(i+1)*W], q[(b*lay.N+r)*W:(b*lay.N+r+1)*W])
 	}
 	kHR, vHR := hc.kHR.([]T), hc.vHR.([]T)
-	pSel := make([]T, lay.Heads*R*(L+U))
-	sel := make([]T, R*dh)
+	pSel := Buffer[T](st.mem, lay.Heads*R*(L+U))
+	sel := Scratch[T](st.mem, R*dh)
+	defer Recycle(st.mem, sel)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
 		S := pSel[h*R*(L+U):][:R*(L+U)]
@@ -323,7 +327,7 @@ func maskedSoftmax[T Float](row []T, nk, L int, keep []bool) {
 
 // attnBackward returns the packed gradients [dq; dk; dv] (plus [dW'_K; dW'_V] for FlexAttention) from the
 // inputs q, k, v, …, and the upstream gradient last.
-func attnBackward[T Float](st *attnState, in []G.Value) (G.Value, error) {
+func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, error) {
 	q, k, v, g := slice[T](in[0]), slice[T](in[1]), slice[T](in[2]), slice[T](in[len(in)-1])
 	lay := st.lay
 	width := lay.Heads * lay.HeadDim
@@ -331,7 +335,7 @@ func attnBackward[T Float](st *attnState, in []G.Value) (G.Value, error) {
 	if st.plan != nil {
 		size += 2 * width * width
 	}
-	out, packed := alloc[T](size)
+	out, packed := alloc[T](m, size)
 	dq, dk, dv := packed[:len(q)], packed[len(q):2*len(q)], packed[2*len(q):3*len(q)]
 	p, _ := st.p.([]T)
 	if p == nil {
@@ -342,16 +346,17 @@ func attnBackward[T Float](st *attnState, in []G.Value) (G.Value, error) {
 	parallel(lay.B, func(b int) {
 		c := st.plainScale(b)
 		for h := 0; h < lay.Heads; h++ {
-			plainBackward(lay, b, h, q, k, v, p, g, c, dq, dk, dv)
+			plainBackward(m, lay, b, h, q, k, v, p, g, c, dq, dk, dv)
 		}
 		if st.plan != nil && len(st.hr[b].rows) > 0 {
-			dws[b] = make([]T, 2*width*width)
+			dws[b] = Scratch[T](m, 2*width*width)
 			hrRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dws[b][:width*width], dws[b][width*width:])
 		}
 	})
 	for _, dw := range dws {
 		if dw != nil {
 			axpy(packed[3*len(q):], 1, dw)
+			Recycle(m, dw)
 		}
 	}
 	return out, nil
@@ -376,20 +381,21 @@ func (st *attnState) plainScale(b int) []float64 {
 }
 
 // plainBackward backpropagates c_r·P·v of sample b, head h into q, k and v.
-func plainBackward[T Float](lay Layout, b, h int, q, k, v, p, g []T, c []float64, dq, dk, dv []T) {
+func plainBackward[T Float](m *Arena, lay Layout, b, h int, q, k, v, p, g []T, c []float64, dq, dk, dv []T) {
 	N, L, dh, W := lay.N, lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
 	if L == 0 {
 		return
 	}
 	P := p[(b*lay.Heads+h)*N*N:][:N*N]
-	gO := make([]T, N*dh)
+	gO := Scratch[T](m, N*dh)
 	gb := headAt(g, lay, b, h)
 	for r := 0; r < N; r++ {
 		for d := 0; d < dh; d++ {
 			gO[r*dh+d] = T(c[r]) * gb[r*W+d]
 		}
 	}
-	dS := make([]T, N*L)
+	dS := Scratch[T](m, N*L)
+	defer Recycle(m, gO, dS)
 	matmulLD(false, true, N, L, dh, 1, gO, dh, headAt(v, lay, b, h), W, 0, dS, L)
 	matmulLD(true, false, L, dh, N, 1, P, N, gO, dh, 1, headAt(dv, lay, b, h), W)
 	for r := 0; r < N; r++ {
@@ -405,8 +411,10 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, dk,
 	lay, alpha := st.lay, T(st.plan.Alpha)
 	R, U, L, dh, W := len(hc.rows), len(hc.union), lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
 	kHR, vHR, pSel, qr := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T), hc.qr.([]T)
-	dkHR, dvHR := make([]T, U*W), make([]T, U*W)
-	gr, dS, dqr := make([]T, R*dh), make([]T, R*(L+U)), make([]T, R*dh)
+	m := st.mem
+	dkHR, dvHR := Scratch[T](m, U*W), Scratch[T](m, U*W)
+	gr, dS, dqr := Scratch[T](m, R*dh), Scratch[T](m, R*(L+U)), Scratch[T](m, R*dh)
+	defer Recycle(m, dkHR, dvHR, gr, dS, dqr)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
 		P := pSel[h*R*(L+U):][:R*(L+U)]
@@ -433,14 +441,15 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, dk,
 		matmulLD(true, false, L, dh, R, scale, dS, L+U, qr[h*dh:], W, 1, headAt(dk, lay, b, h), W)
 		matmulLD(true, false, U, dh, R, scale, dS[L:], L+U, qr[h*dh:], W, 1, dkHR[h*dh:], W)
 	}
-	hrWeightGrads(st.plan, hc, b, dkHR, dvHR, dwk, dwv)
+	hrWeightGrads(m, st.plan, hc, b, dkHR, dvHR, dwk, dwv)
 }
 
 // hrWeightGrads accumulates dW'_K += ropeᵀ(dk_hr)ᵀ·hd_U and dW'_V += dv_hrᵀ·hd_U.
-func hrWeightGrads[T Float](plan *FlexPlan, hc *hrCache, b int, dkHR, dvHR, dwk, dwv []T) {
+func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int, dkHR, dvHR, dwk, dwv []T) {
 	width, dh, U := plan.Heads*plan.HeadDim, plan.HeadDim, len(hc.union)
-	cos, sin := Convert[T](plan.RopeCos[b]), Convert[T](plan.RopeSin[b])
-	dPre := make([]T, U*width)
+	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
+	dPre := Scratch[T](m, U*width)
+	defer Recycle(m, cos, sin, dPre)
 	for i, t := range hc.union {
 		for h := 0; h < width; h += dh {
 			o := i*width + h
@@ -535,8 +544,8 @@ func unpack(packed *G.Node, off int, shape tensor.Shape) (*G.Node, error) {
 }
 
 func unpackDo[T Float](off int, shape tensor.Shape) doFunc {
-	return func(v []G.Value) (G.Value, error) {
-		out, y := alloc[T](shape...)
+	return func(m *Arena, v []G.Value) (G.Value, error) {
+		out, y := alloc[T](m, shape...)
 		copy(y, slice[T](v[0])[off:])
 		return out, nil
 	}

@@ -28,9 +28,9 @@ func AddBias(x, b *G.Node, needX, needB bool) (*G.Node, error) {
 	return apply(op, 2, x, b)
 }
 
-func addBiasDo[T Float](v []G.Value) (G.Value, error) {
+func addBiasDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x, b := slice[T](v[0]), slice[T](v[1])
-	out, y := alloc[T](shapeOf(v[0])...)
+	out, y := alloc[T](m, shapeOf(v[0])...)
 	for i := range y {
 		y[i] = x[i] + b[i%len(b)]
 	}
@@ -45,9 +45,9 @@ func colSum(g *G.Node) (*G.Node, error) {
 	return apply(op, 1, g)
 }
 
-func colSumDo[T Float](v []G.Value) (G.Value, error) {
+func colSumDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	s := shapeOf(v[0])
-	out, y := alloc[T](s[1])
+	out, y := alloc[T](m, s[1])
 	x := slice[T](v[0])
 	for r := 0; r < s[0]; r++ {
 		for c, xv := range x[r*s[1] : (r+1)*s[1]] {
@@ -95,9 +95,9 @@ func SwiGLU(gate, up *G.Node) (*G.Node, error) {
 // sigm is σ(x) = 1/(1+e^−x) in T.
 func sigm[T Float](x T) T { return 1 / (1 + exp(-x)) }
 
-func swigluDo[T Float](v []G.Value) (G.Value, error) {
+func swigluDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	a, b := slice[T](v[0]), slice[T](v[1])
-	out, y := alloc[T](shapeOf(v[0])...)
+	out, y := alloc[T](m, shapeOf(v[0])...)
 	for i, x := range a {
 		y[i] = x * sigm(x) * b[i]
 	}
@@ -106,9 +106,9 @@ func swigluDo[T Float](v []G.Value) (G.Value, error) {
 
 // swigluGradDo: ∂/∂gate = g·up·σ(a)·(1 + a·(1−σ(a))), ∂/∂up = g·silu(a).
 func swigluGradDo[T Float](gate bool) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		a, b, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
-		out, d := alloc[T](shapeOf(v[0])...)
+		out, d := alloc[T](m, shapeOf(v[0])...)
 		for i, x := range a {
 			s := sigm(x)
 			if gate {
@@ -123,9 +123,9 @@ func swigluGradDo[T Float](gate bool) doFunc {
 
 // mapDo applies f element-wise, computing in float64.
 func mapDo[T Float](f func(float64) float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
-		out, y := alloc[T](shapeOf(v[0])...)
+		out, y := alloc[T](m, shapeOf(v[0])...)
 		for i, xv := range x {
 			y[i] = T(f(float64(xv)))
 		}
@@ -135,12 +135,12 @@ func mapDo[T Float](f func(float64) float64) doFunc {
 
 // zipDo applies f to two same-shaped inputs element-wise, computing in float64.
 func zipDo[T Float](f func(a, b float64) float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		a, b := slice[T](v[0]), slice[T](v[1])
 		if len(a) != len(b) {
 			return nil, fmt.Errorf("ops: element-wise sizes %d and %d differ", len(a), len(b))
 		}
-		out, y := alloc[T](shapeOf(v[0])...)
+		out, y := alloc[T](m, shapeOf(v[0])...)
 		for i := range y {
 			y[i] = T(f(float64(a[i]), float64(b[i])))
 		}
@@ -151,4 +151,23 @@ func zipDo[T Float](f func(a, b float64) float64) doFunc {
 func zipOp(name string, a, b *G.Node, f func(a, b float64) float64) (*G.Node, error) {
 	op := &fnOp{name: name, shape: sameShape, do: pick(zipDo[float32](f), zipDo[float64](f))}
 	return apply(op, a.Dims(), a, b)
+}
+
+// Add is a + b for two tensors of one shape (the residual stream); the gradient passes to both unchanged.
+func Add(a, b *G.Node) (*G.Node, error) {
+	op := &fnOp{name: "Add", diff: []bool{true, true}, shape: sameShape, do: pick(addDo[float32], addDo[float64])}
+	op.grad = func(_ G.Nodes, _, g *G.Node) (G.Nodes, error) { return G.Nodes{g, g}, nil }
+	if !a.Shape().Eq(b.Shape()) {
+		return nil, fmt.Errorf("ops: Add: shapes %v and %v differ", a.Shape(), b.Shape())
+	}
+	return apply(op, a.Dims(), a, b)
+}
+
+func addDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
+	a, b := slice[T](v[0]), slice[T](v[1])
+	out, y := alloc[T](m, shapeOf(v[0])...)
+	for i := range y {
+		y[i] = a[i] + b[i]
+	}
+	return out, nil
 }

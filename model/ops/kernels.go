@@ -3,10 +3,11 @@ package ops
 import "math"
 
 // FullAttention is non-causal multi-head attention without gradient (the frozen vision tower): for q, k, v
-// [T, H·dh] it sets o [T, H·dh] to softmax(q kᵀ/√dh)·v per head.
-func FullAttention[T Float](o, q, k, v []T, tokens, heads, dh int) {
+// [T, H·dh] it sets o [T, H·dh] to softmax(q kᵀ/√dh)·v per head. Its scratch comes from m.
+func FullAttention[T Float](m *Arena, o, q, k, v []T, tokens, heads, dh int) {
 	width := heads * dh
-	s := make([]T, tokens*tokens)
+	s := Scratch[T](m, tokens*tokens)
+	defer Recycle(m, s)
 	for h := 0; h < heads; h++ {
 		matmulLD(false, true, tokens, tokens, dh, T(1/math.Sqrt(float64(dh))), q[h*dh:], width, k[h*dh:], width, 0, s, tokens)
 		for r := 0; r < tokens; r++ {

@@ -17,16 +17,7 @@ func Linear(x, w *G.Node, needX, needW bool) (*G.Node, error) {
 		}
 		return tensor.Shape{in[0][0], in[1][0]}, nil
 	}
-	op.do = func(v []G.Value) (G.Value, error) {
-		xs, ws := shapeOf(v[0]), shapeOf(v[1])
-		out := newDense(v[0].Dtype(), xs[0], ws[0])
-		if v[0].Dtype() == tensor.Float32 {
-			MatMulNT(slice[float32](out), slice[float32](v[0]), slice[float32](v[1]), xs[0], xs[1], ws[0])
-		} else {
-			MatMulNT(slice[float64](out), slice[float64](v[0]), slice[float64](v[1]), xs[0], xs[1], ws[0])
-		}
-		return out, nil
-	}
+	op.do = pick(linearDo[float32], linearDo[float64])
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		res := make(G.Nodes, 2)
 		var err error
@@ -48,30 +39,40 @@ func Linear(x, w *G.Node, needX, needW bool) (*G.Node, error) {
 // matmulNode is op(a)·op(b) with no gradient of its own (it only appears in backward passes).
 func matmulNode(name string, a, b *G.Node, tA, tB bool) (*G.Node, error) {
 	op := &fnOp{name: name}
-	dims := func(s tensor.Shape, t bool) (int, int) {
-		if t {
-			return s[1], s[0]
-		}
-		return s[0], s[1]
-	}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
-		m, k := dims(in[0], tA)
-		k2, n := dims(in[1], tB)
+		m, k := matDims(in[0], tA)
+		k2, n := matDims(in[1], tB)
 		if k != k2 {
 			return nil, fmt.Errorf("ops: %s: %v and %v do not fit", name, in[0], in[1])
 		}
 		return tensor.Shape{m, n}, nil
 	}
-	op.do = func(v []G.Value) (G.Value, error) {
-		m, k := dims(v[0].Shape(), tA)
-		_, n := dims(v[1].Shape(), tB)
-		out := newDense(v[0].Dtype(), m, n)
-		if v[0].Dtype() == tensor.Float32 {
-			matmul(tA, tB, m, n, k, 1, slice[float32](v[0]), slice[float32](v[1]), 0, slice[float32](out))
-		} else {
-			matmul(tA, tB, m, n, k, 1, slice[float64](v[0]), slice[float64](v[1]), 0, slice[float64](out))
-		}
+	op.do = pick(matmulDo[float32](tA, tB), matmulDo[float64](tA, tB))
+	return apply(op, 2, a, b)
+}
+
+func linearDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
+	xs, ws := shapeOf(v[0]), shapeOf(v[1])
+	out, y := alloc[T](m, xs[0], ws[0])
+	MatMulNT(y, slice[T](v[0]), slice[T](v[1]), xs[0], xs[1], ws[0])
+	return out, nil
+}
+
+// matmulDo computes op(a)·op(b), a transposed when tA and b when tB.
+func matmulDo[T Float](tA, tB bool) doFunc {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
+		rows, k := matDims(v[0].Shape(), tA)
+		_, cols := matDims(v[1].Shape(), tB)
+		out, y := alloc[T](m, rows, cols)
+		matmul(tA, tB, rows, cols, k, 1, slice[T](v[0]), slice[T](v[1]), 0, y)
 		return out, nil
 	}
-	return apply(op, 2, a, b)
+}
+
+// matDims is the (rows, columns) of a matrix of shape s, transposed when t.
+func matDims(s tensor.Shape, t bool) (int, int) {
+	if t {
+		return s[1], s[0]
+	}
+	return s[0], s[1]
 }

@@ -49,10 +49,10 @@ func rms[T Float](x []T, eps float64) float64 {
 }
 
 func rmsDo[T Float](eps float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w := slice[T](v[0]), slice[T](v[1])
 		D := len(w)
-		out, y := alloc[T](shapeOf(v[0])...)
+		out, y := alloc[T](m, shapeOf(v[0])...)
 		for r := 0; r < len(x)/D; r++ {
 			xr, yr := x[r*D:(r+1)*D], y[r*D:(r+1)*D]
 			s := T(rms(xr, eps))
@@ -66,10 +66,10 @@ func rmsDo[T Float](eps float64) doFunc {
 
 // rmsGradXDo: dx_i = s·g_i·w_i − s³/D · x_i · Σ_j g_j·w_j·x_j.
 func rmsGradXDo[T Float](eps float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		D := len(w)
-		out, dx := alloc[T](shapeOf(v[0])...)
+		out, dx := alloc[T](m, shapeOf(v[0])...)
 		for r := 0; r < len(x)/D; r++ {
 			xr, gr, dr := x[r*D:(r+1)*D], g[r*D:(r+1)*D], dx[r*D:(r+1)*D]
 			s := rms(xr, eps)
@@ -88,7 +88,7 @@ func rmsGradXDo[T Float](eps float64) doFunc {
 
 // rmsGradWDo: dw_i = Σ_rows g_i·x_i·s.
 func rmsGradWDo[T Float](eps float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, g := slice[T](v[0]), slice[T](v[1])
 		D := shapeOf(v[0])[1]
 		acc := make([]float64, D)
@@ -99,7 +99,7 @@ func rmsGradWDo[T Float](eps float64) doFunc {
 				acc[i] += float64(gr[i]) * float64(xr[i]) * s
 			}
 		}
-		out, dw := alloc[T](D)
+		out, dw := alloc[T](m, D)
 		for i := range dw {
 			dw[i] = T(acc[i])
 		}

@@ -31,7 +31,8 @@ type fnOp struct {
 	inTypes []hm.Type
 	outType hm.Type
 	shape   func(in []tensor.Shape) (tensor.Shape, error)
-	do      func(in []G.Value) (G.Value, error)
+	do      doFunc
+	mem     *Arena                                               // the graph's arena when the operation was built (outputs and scratch), or nil
 	diff    []bool                                               // which inputs carry a gradient
 	grad    func(in G.Nodes, out, grad *G.Node) (G.Nodes, error) // nil entries for inputs without one
 }
@@ -48,7 +49,7 @@ func (o *fnOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	}
 	return o.shape(shapes)
 }
-func (o *fnOp) Do(in ...G.Value) (G.Value, error) { return o.do(in) }
+func (o *fnOp) Do(in ...G.Value) (G.Value, error) { return o.do(o.mem, in) }
 func (o *fnOp) ReturnsPtr() bool                  { return false }
 func (o *fnOp) CallsExtern() bool                 { return false }
 func (o *fnOp) OverwritesInput() int              { return -1 }
@@ -75,6 +76,7 @@ func (o *fnOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 // apply builds the node of op over children, taking the input types from the children.
 func apply(op *fnOp, outDims int, children ...*G.Node) (*G.Node, error) {
 	op.id = nextID.Add(1)
+	op.mem = arenaOf(children[0].Graph())
 	dt := children[0].Dtype()
 	for _, c := range children {
 		op.inTypes = append(op.inTypes, nodeType(c.Dims(), c.Dtype()))
@@ -129,15 +131,15 @@ func scalarValue(dt tensor.Dtype, x float64) G.Value {
 	return G.NewF64(x)
 }
 
-type doFunc = func(in []G.Value) (G.Value, error)
+type doFunc = func(m *Arena, in []G.Value) (G.Value, error)
 
 // pick returns a forward function that runs the float32 or float64 instance by the first input's dtype.
 func pick(f32, f64 doFunc) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		if v[0].Dtype() == tensor.Float32 {
-			return f32(v)
+			return f32(m, v)
 		}
-		return f64(v)
+		return f64(m, v)
 	}
 }
 
@@ -148,10 +150,4 @@ func dtypeOf[T Float]() tensor.Dtype {
 		return tensor.Float32
 	}
 	return tensor.Float64
-}
-
-// alloc returns a zeroed tensor of element type T and its data.
-func alloc[T Float](shape ...int) (*tensor.Dense, []T) {
-	d := newDense(dtypeOf[T](), shape...)
-	return d, d.Data().([]T)
 }

@@ -46,10 +46,10 @@ func Rope(x *G.Node, cos, sin []float64, dh int) (*G.Node, error) {
 }
 
 func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
-	c, s := Convert[T](cos), Convert[T](sin)
-	return func(v []G.Value) (G.Value, error) {
+	c, s := Convert[T](nil, cos), Convert[T](nil, sin) // once per graph, not per run
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
-		out, y := alloc[T](shapeOf(v[0])...)
+		out, y := alloc[T](m, shapeOf(v[0])...)
 		width := shapeOf(v[0])[1]
 		period := len(c) / dh
 		for r := 0; r < len(x)/width; r++ {
@@ -78,9 +78,9 @@ func RopeRow[T Float](y, x, cos, sin []T, transpose bool) {
 	}
 }
 
-// Convert copies float64 values into T.
-func Convert[T Float](x []float64) []T {
-	y := make([]T, len(x))
+// Convert copies float64 values into a Scratch buffer of T.
+func Convert[T Float](m *Arena, x []float64) []T {
+	y := Scratch[T](m, len(x))
 	for i, v := range x {
 		y[i] = T(v)
 	}

@@ -39,10 +39,10 @@ func Select(q, k *G.Node, plan *SelectPlan) (*G.Node, error) {
 }
 
 func selectDo[T Float](plan *SelectPlan) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		q, k := slice[T](v[0]), slice[T](v[1])
 		nc := plan.Cells * plan.Cells
-		out, cells := alloc[T](plan.B*plan.N, nc)
+		out, cells := alloc[T](m, plan.B*plan.N, nc)
 		for b := 0; b < plan.B; b++ {
 			var rng *rand.Rand
 			if plan.Strategy == "random" {

@@ -31,8 +31,8 @@ func Reshape(x *G.Node, shape ...int) (*G.Node, error) {
 }
 
 func reshapeDo[T Float](to tensor.Shape) doFunc {
-	return func(v []G.Value) (G.Value, error) {
-		out, y := alloc[T](to...)
+	return func(m *Arena, v []G.Value) (G.Value, error) {
+		out, y := alloc[T](m, to...)
 		copy(y, slice[T](v[0]))
 		return out, nil
 	}
@@ -70,11 +70,11 @@ func ClassPosEmbed(patch, cls, pos *G.Node, images int, need EmbedSpec) (*G.Node
 }
 
 func embedDo[T Float](images int) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		patch, cls, pos := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		C := len(cls)
 		tokens := len(pos) / C
-		out, y := alloc[T](images*tokens, C)
+		out, y := alloc[T](m, images*tokens, C)
 		for k := 0; k < images; k++ {
 			img := y[k*tokens*C : (k+1)*tokens*C]
 			copy(img[:C], cls)
@@ -95,9 +95,9 @@ func embedGrad(g *G.Node, shape tensor.Shape, images, which int) (*G.Node, error
 }
 
 func embedGradDo[T Float](shape tensor.Shape, images, which int) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		g := slice[T](v[0])
-		out, d := alloc[T](shape...)
+		out, d := alloc[T](m, shape...)
 		C := shape[len(shape)-1]
 		tokens := len(g) / (images * C)
 		for k := 0; k < images; k++ {
@@ -154,9 +154,9 @@ func LayerNormOp(x, w, b *G.Node, eps float64, need NormSpec) (*G.Node, error) {
 }
 
 func layerNormDo[T Float](eps float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w, b := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
-		out, y := alloc[T](shapeOf(v[0])...)
+		out, y := alloc[T](m, shapeOf(v[0])...)
 		LayerNorm(y, x, w, b, len(w), eps)
 		return out, nil
 	}
@@ -178,10 +178,10 @@ func lnStats[T Float](x []T, eps float64) (mean, inv float64) {
 
 // lnGradXDo: with x̂ = (x − mean)·inv and h = g ⊙ w, dx = inv·(h − mean(h) − x̂·mean(h ⊙ x̂)).
 func lnGradXDo[T Float](eps float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		C := len(w)
-		out, dx := alloc[T](shapeOf(v[0])...)
+		out, dx := alloc[T](m, shapeOf(v[0])...)
 		for r := 0; r < len(x)/C; r++ {
 			xr, gr, dr := x[r*C:(r+1)*C], g[r*C:(r+1)*C], dx[r*C:(r+1)*C]
 			mean, inv := lnStats(xr, eps)
@@ -203,7 +203,7 @@ func lnGradXDo[T Float](eps float64) doFunc {
 
 // lnGradWDo: dw = Σ_rows g ⊙ x̂.
 func lnGradWDo[T Float](eps float64) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, g := slice[T](v[0]), slice[T](v[1])
 		C := shapeOf(v[0])[1]
 		acc := make([]float64, C)
@@ -214,7 +214,7 @@ func lnGradWDo[T Float](eps float64) doFunc {
 				acc[i] += float64(gr[i]) * (float64(xr[i]) - mean) * inv
 			}
 		}
-		out, dw := alloc[T](C)
+		out, dw := alloc[T](m, C)
 		for i := range dw {
 			dw[i] = T(acc[i])
 		}
@@ -234,17 +234,17 @@ func QuickGELUOp(x *G.Node) (*G.Node, error) {
 	return apply(op, x.Dims(), x)
 }
 
-func quickGELUDo[T Float](v []G.Value) (G.Value, error) {
+func quickGELUDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x := slice[T](v[0])
-	out, y := alloc[T](shapeOf(v[0])...)
+	out, y := alloc[T](m, shapeOf(v[0])...)
 	copy(y, x)
 	QuickGELU(y)
 	return out, nil
 }
 
-func quickGELUGradDo[T Float](v []G.Value) (G.Value, error) {
+func quickGELUGradDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x, g := slice[T](v[0]), slice[T](v[1])
-	out, d := alloc[T](shapeOf(v[0])...)
+	out, d := alloc[T](m, shapeOf(v[0])...)
 	for i, z := range x {
 		s := sigm(1.702 * z)
 		d[i] = g[i] * s * (1 + 1.702*z*(1-s))
@@ -279,10 +279,10 @@ func GatherRows(x *G.Node, idx []int, need bool) (*G.Node, error) {
 }
 
 func gatherDo[T Float](idx []int) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
 		C := shapeOf(v[0])[1]
-		out, y := alloc[T](len(idx), C)
+		out, y := alloc[T](m, len(idx), C)
 		for i, r := range idx {
 			copy(y[i*C:(i+1)*C], x[r*C:(r+1)*C])
 		}
@@ -291,10 +291,10 @@ func gatherDo[T Float](idx []int) doFunc {
 }
 
 func scatterRowsDo[T Float](idx []int, shape tensor.Shape) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		g := slice[T](v[0])
 		C := shape[1]
-		out, d := alloc[T](shape...)
+		out, d := alloc[T](m, shape...)
 		for i, r := range idx {
 			axpy(d[r*C:(r+1)*C], 1, g[i*C:(i+1)*C])
 		}

@@ -46,7 +46,7 @@ func supervised(targets []int) int {
 }
 
 func xentDo[T Float](targets []int) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
 		V := shapeOf(v[0])[1]
 		var loss float64
@@ -65,10 +65,10 @@ func xentDo[T Float](targets []int) doFunc {
 
 // xentGradDo: ∂/∂logits = (softmax − onehot(target)) / count, times the upstream scalar.
 func xentGradDo[T Float](targets []int) doFunc {
-	return func(v []G.Value) (G.Value, error) {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, g := slice[T](v[0]), slice[T](v[1])[0]
 		V := shapeOf(v[0])[1]
-		out, d := alloc[T](shapeOf(v[0])...)
+		out, d := alloc[T](m, shapeOf(v[0])...)
 		n := supervised(targets)
 		for r, t := range targets {
 			if t == IgnoreIndex {

@@ -1,0 +1,219 @@
+package ops
+
+import (
+	"math/bits"
+	"sync"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Arena lends the buffers of one graph run (outputs and scratch of the operations, the frozen tower's
+// activations) and takes them all back at once when the run is over, so that the next run of a training
+// loop finds its memory waiting instead of allocating ~the whole step again. A nil *Arena allocates
+// plainly, which is what every caller that keeps its values past the run (inference, checks) wants.
+//
+// Buffers are kept by element type and size class (eight classes per power of two, so a batch whose
+// sequence length moves a little reuses the same buffers); a buffer idle for more than maxIdle releases
+// goes back to the garbage collector. An Arena is safe for concurrent use.
+type Arena struct {
+	mu    sync.Mutex
+	free  map[arenaSlot][]idleBuf
+	lent  []any // []T at full capacity, lent since the last Release
+	runs  int   // releases so far: the age of idle buffers
+	stats ArenaStats
+}
+
+// ArenaStats count an arena's traffic since it was made.
+type ArenaStats struct {
+	Lent  int64 // bytes handed out
+	Fresh int64 // bytes of those that had to be allocated (the rest were reused)
+	Held  int64 // bytes the arena holds now, lent and idle (Scratch buffers out are not counted)
+}
+
+type arenaSlot struct {
+	dtype tensor.Dtype
+	cap   int // size class, in elements
+}
+
+func (s arenaSlot) bytes() int64 { return int64(s.cap) * int64(s.dtype.Size()) }
+
+type idleBuf struct {
+	buf  any
+	used int // the release after which it was last idle
+}
+
+// maxIdle is how many releases an unused buffer survives: enough for a step that alternates shapes (a
+// micro-batch with and one without images), few enough that a shape seen once is not kept for good.
+const maxIdle = 16
+
+// NewArena returns an empty arena.
+func NewArena() *Arena { return &Arena{free: map[arenaSlot][]idleBuf{}} }
+
+// Buffer returns a zeroed slice of n elements lent by a until its next Release, or a fresh one when a is
+// nil.
+func Buffer[T Float](a *Arena, n int) []T {
+	buf := Scratch[T](a, n)
+	if a != nil && n > 0 {
+		a.mu.Lock()
+		a.lent = append(a.lent, buf[:cap(buf)])
+		a.mu.Unlock()
+	}
+	return buf
+}
+
+// Scratch returns a zeroed slice of n elements that the caller owns: it may give it back with Recycle as
+// soon as it is done (a kernel's temporary), or drop it. A nil a allocates plainly.
+func Scratch[T Float](a *Arena, n int) []T {
+	if a == nil || n == 0 {
+		return make([]T, n)
+	}
+	slot := arenaSlot{dtypeOf[T](), sizeClass(n)}
+	a.mu.Lock()
+	b, ok := a.take(slot)
+	if !ok {
+		a.stats.Fresh += slot.bytes()
+	}
+	a.stats.Lent += int64(n) * int64(slot.dtype.Size())
+	a.mu.Unlock()
+	if !ok {
+		return make([]T, n, slot.cap)
+	}
+	buf := b.([]T)[:n]
+	clear(buf)
+	return buf
+}
+
+// Recycle gives Scratch buffers back to a for the next caller; nothing may use them after. A nil a, or a
+// buffer that a did not make, is ignored.
+func Recycle[T Float](a *Arena, bufs ...[]T) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, b := range bufs {
+		if c := cap(b); c > 0 && sizeClass(c) == c {
+			slot := arenaSlot{dtypeOf[T](), c}
+			a.free[slot] = append(a.free[slot], idleBuf{b[:c], a.runs})
+		}
+	}
+}
+
+// take pops an idle buffer of slot; a.mu is held.
+func (a *Arena) take(slot arenaSlot) (any, bool) {
+	l := a.free[slot]
+	if len(l) == 0 {
+		return nil, false
+	}
+	b := l[len(l)-1]
+	a.free[slot] = l[:len(l)-1]
+	return b.buf, true
+}
+
+// Release takes back every buffer lent since the last Release: nothing may use them after it. Buffers
+// idle for more than maxIdle releases are dropped.
+func (a *Arena) Release() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.runs++
+	for _, b := range a.lent {
+		slot := arenaSlot{dtypeOfAny(b), capOf(b)}
+		a.free[slot] = append(a.free[slot], idleBuf{b, a.runs})
+	}
+	clear(a.lent)
+	a.lent = a.lent[:0]
+	for slot, l := range a.free {
+		kept := l[:0]
+		for _, b := range l {
+			if a.runs-b.used <= maxIdle {
+				kept = append(kept, b)
+			}
+		}
+		clear(l[len(kept):])
+		if len(kept) == 0 {
+			delete(a.free, slot)
+		} else {
+			a.free[slot] = kept
+		}
+	}
+}
+
+// Stats returns the arena's counters (zero for a nil arena).
+func (a *Arena) Stats() ArenaStats {
+	if a == nil {
+		return ArenaStats{}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.stats
+	for _, b := range a.lent {
+		st.Held += int64(capOf(b)) * int64(dtypeOfAny(b).Size())
+	}
+	for slot, l := range a.free {
+		st.Held += int64(len(l)) * slot.bytes()
+	}
+	return st
+}
+
+func capOf(b any) int {
+	if f, ok := b.([]float32); ok {
+		return cap(f)
+	}
+	return cap(b.([]float64))
+}
+
+func dtypeOfAny(b any) tensor.Dtype {
+	if _, ok := b.([]float32); ok {
+		return tensor.Float32
+	}
+	return tensor.Float64
+}
+
+// sizeClass rounds n up to the next of eight steps per power of two (at most 12.5% more), exact below 16.
+func sizeClass(n int) int {
+	if n < 16 {
+		return n
+	}
+	step := 1 << (bits.Len(uint(n)) - 4)
+	return (n + step - 1) / step * step
+}
+
+// arenas maps a graph to the arena its operations allocate from (Attach); operations look it up once,
+// when they are added to the graph.
+var arenas sync.Map
+
+// Attach makes the operations added to g from now on allocate from a, until Detach.
+func Attach(g *G.ExprGraph, a *Arena) {
+	if a != nil {
+		arenas.Store(g, a)
+	}
+}
+
+// Detach forgets g's arena; operations already built keep it.
+func Detach(g *G.ExprGraph) { arenas.Delete(g) }
+
+// arenaOf returns the arena attached to g, or nil.
+func arenaOf(g *G.ExprGraph) *Arena {
+	if a, ok := arenas.Load(g); ok {
+		return a.(*Arena)
+	}
+	return nil
+}
+
+// alloc returns a zeroed tensor of T and the given shape lent by m (plain when m is nil), and its data.
+func alloc[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) {
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	if m == nil {
+		d := newDense(dtypeOf[T](), shape...)
+		return d, d.Data().([]T)
+	}
+	buf := Buffer[T](m, n)
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(buf)), buf
+}
