@@ -470,10 +470,12 @@ func softmax[T Float](x []T) {
 	for _, v := range x[1:] {
 		m = max(m, v)
 	}
-	var s float64
 	for i, v := range x {
-		e := exp(v - m)
-		x[i] = e
+		x[i] = v - m
+	}
+	exps(x)
+	var s float64
+	for _, e := range x {
 		s += float64(e)
 	}
 	inv := T(1 / s)

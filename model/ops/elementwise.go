@@ -98,8 +98,9 @@ func sigm[T Float](x T) T { return 1 / (1 + exp(-x)) }
 func swigluDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	a, b := slice[T](v[0]), slice[T](v[1])
 	out, y := alloc[T](m, shapeOf(v[0])...)
+	sigmoids(y, a, 1)
 	for i, x := range a {
-		y[i] = x * sigm(x) * b[i]
+		y[i] = x * y[i] * b[i]
 	}
 	return out, nil
 }
@@ -109,8 +110,9 @@ func swigluGradDo[T Float](gate bool) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		a, b, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		out, d := alloc[T](m, shapeOf(v[0])...)
+		sigmoids(d, a, 1)
 		for i, x := range a {
-			s := sigm(x)
+			s := d[i]
 			if gate {
 				d[i] = g[i] * b[i] * s * (1 + x*(1-s))
 			} else {

@@ -2,21 +2,26 @@ package ops
 
 import "math"
 
+// The constants of expf, typed float32 as its arithmetic uses them; expConsts hands the same values to the
+// vector version.
+const (
+	log2e   float32 = 1.44269504088896341
+	ln2hi   float32 = 0.693359375
+	ln2lo   float32 = -2.12194440e-4
+	expLow  float32 = -87.33654 // at or below, e^x is subnormal or 0
+	expHigh float32 = 88        // above, 2ⁿ would leave the exponent range
+)
+
 // expf is e^x in float32 to within 2 ulp, several times faster than math.Exp: x = n·ln2 + r with
 // |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n by building the exponent bits. Below −87.3 it is 0.
 func expf(x float32) float32 {
-	const (
-		log2e = 1.44269504088896341
-		ln2hi = 0.693359375
-		ln2lo = -2.12194440e-4
-	)
-	if !(x > -87.33654) { // below, e^x is subnormal or 0; NaN passes through
+	if !(x > expLow) { // NaN passes through
 		if x != x {
 			return x
 		}
 		return 0
 	}
-	if x > 88 { // 2ⁿ would leave the exponent range: rare outside softmax, where x ≤ 0
+	if x > expHigh { // rare outside softmax, where x ≤ 0
 		return float32(math.Exp(float64(x)))
 	}
 	t := x * log2e
@@ -33,6 +38,52 @@ func expf(x float32) float32 {
 	p = p*r + 1
 	p = p*r + 1
 	return p * math.Float32frombits(uint32(ni+127)<<23)
+}
+
+// expfs sets dst[i] = expf(src[i]) for every i of src (dst may be src): bit for bit expf, 16 at a time
+// where the CPU has AVX-512. A block of 16 with a NaN or a value above expHigh is left to expf.
+func expfs(dst, src []float32) {
+	dst = dst[:len(src)]
+	i := 0
+	for {
+		i += expBlocks(dst[i:], src[i:])
+		for end := min(i+16, len(src)); i < end; i++ {
+			dst[i] = expf(src[i])
+		}
+		if i == len(src) {
+			return
+		}
+	}
+}
+
+// exps sets x[i] = exp(x[i]) in place, through expfs in float32.
+func exps[T Float](x []T) {
+	if f, ok := any(x).([]float32); ok {
+		expfs(f, f)
+		return
+	}
+	for i, v := range x {
+		x[i] = exp(v)
+	}
+}
+
+// sigmoids sets s[i] = σ(k·x[i]) = 1/(1+e^−k·x[i]) for every i of x, bit for bit sigm(k·x[i]).
+func sigmoids[T Float](s, x []T, k T) {
+	s = s[:len(x)]
+	f, ok := any(s).([]float32)
+	if !ok {
+		for i, v := range x {
+			s[i] = sigm(k * v)
+		}
+		return
+	}
+	for i, v := range x {
+		s[i] = -(k * v)
+	}
+	expfs(f, f)
+	for i, e := range s {
+		s[i] = 1 / (1 + e)
+	}
 }
 
 // exp is e^x in T: float32 by expf, float64 by math.Exp.

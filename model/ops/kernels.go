@@ -24,10 +24,15 @@ func AddRowBias[T Float](x, b []T) {
 	}
 }
 
-// QuickGELU applies z·σ(1.702·z) in place (CLIP's activation).
+// QuickGELU applies z·σ(1.702·z) in place (CLIP's activation), a stack buffer of σ at a time.
 func QuickGELU[T Float](x []T) {
-	for i, v := range x {
-		x[i] = v * sigm(1.702*v)
+	var buf [256]T
+	for lo := 0; lo < len(x); lo += len(buf) {
+		c := x[lo:min(lo+len(buf), len(x))]
+		sigmoids(buf[:], c, 1.702)
+		for i, v := range c {
+			c[i] = v * buf[i]
+		}
 	}
 }
 

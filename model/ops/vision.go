@@ -237,16 +237,19 @@ func QuickGELUOp(x *G.Node) (*G.Node, error) {
 func quickGELUDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x := slice[T](v[0])
 	out, y := alloc[T](m, shapeOf(v[0])...)
-	copy(y, x)
-	QuickGELU(y)
+	sigmoids(y, x, 1.702)
+	for i, z := range x {
+		y[i] = z * y[i]
+	}
 	return out, nil
 }
 
 func quickGELUGradDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x, g := slice[T](v[0]), slice[T](v[1])
 	out, d := alloc[T](m, shapeOf(v[0])...)
+	sigmoids(d, x, 1.702)
 	for i, z := range x {
-		s := sigm(1.702 * z)
+		s := d[i]
 		d[i] = g[i] * s * (1 + 1.702*z*(1-s))
 	}
 	return out, nil

@@ -1,0 +1,6 @@
+//go:build !amd64 || purego
+
+package ops
+
+// expBlocks does nothing without the amd64 vector kernel: expfs computes every element with expf.
+func expBlocks(dst, src []float32) int { return 0 }
