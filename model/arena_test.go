@@ -10,8 +10,8 @@ import (
 
 // TestArenaMatchesPlainAllocation runs the golden training case with and without an arena, in both dtypes
 // and every view, and wants the same loss and gradients to the bit: once on fresh buffers, and again on
-// the first run's buffers handed back dirty, so a value still in use when its buffer is lent again, or a
-// kernel that relies on zeroed memory it did not get, shows up as a difference. The second run must find
+// the first run's buffers handed back and filled with NaN, so a value still in use when its buffer is lent
+// again, or a kernel that reads memory it did not write, shows up as a difference. The second run must find
 // nearly all its buffers waiting (the tower's crops run on all cores, so how many temporaries are out at
 // once varies a little between runs).
 func TestArenaMatchesPlainAllocation(t *testing.T) {
@@ -41,6 +41,7 @@ func TestArenaMatchesPlainAllocation(t *testing.T) {
 			tt.opt.Arena = ops.NewArena()
 			var first int64
 			for run := range 2 {
+				tt.opt.Arena.Poison()
 				fresh := tt.opt.Arena.Stats().Fresh
 				loss, grads := lossAndGrads(t, w, gc.batch, tt.opt)
 				if math.Float64bits(loss) != math.Float64bits(plainLoss) {

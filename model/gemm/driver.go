@@ -1,6 +1,9 @@
 package gemm
 
-import "sync"
+import (
+	"runtime"
+	"sync"
+)
 
 // float is the element type of a multiply.
 type float interface{ ~float32 | ~float64 }
@@ -39,6 +42,47 @@ func run[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda i
 		scale(m, n, beta, c, ldc)
 		return
 	}
+	if w := workers(m, n, k, kr.mr); w > 1 {
+		runParallel(kr, w, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	runSerial(kr, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// parallelWork is the least m·n·k worth splitting over goroutines: below, starting them costs more than
+// the second core gives back (and the attention's small per-head products already run a sample per core).
+const parallelWork = 1 << 22
+
+// workers is how many goroutines share a multiply: up to GOMAXPROCS, each with at least two row tiles.
+func workers(m, n, k, mr int) int {
+	if m*n*k < parallelWork {
+		return 1
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), m/(2*mr)))
+}
+
+// runParallel splits the rows of C into w bands that start on tile boundaries, so that every element is
+// computed by the same tile, in the same order, as by one goroutine: the bits do not depend on w.
+func runParallel[T float](kr *kernel[T], w int, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	band := roundUp((m+w-1)/w, kr.mr)
+	var wg sync.WaitGroup
+	for r0 := band; r0 < m; r0 += band {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ar := a[r0:] // op(A) = Aᵀ: row r0 of op(A) is column r0 of A
+			if !tA {
+				ar = a[r0*lda:]
+			}
+			runSerial(kr, tA, tB, min(band, m-r0), n, k, alpha, ar, lda, b, ldb, beta, c[r0*ldc:], ldc)
+		}()
+	}
+	runSerial(kr, tA, tB, min(band, m), n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	wg.Wait()
+}
+
+// runSerial is run on the calling goroutine.
+func runSerial[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	kc := split(k, kr.kc)
 	ws := kr.workspace(min(roundUp(m, kr.mr), kr.mc)*kc, kc*min(roundUp(n, kr.nr), kr.nc))
 	defer kr.pool.Put(ws)

@@ -9,14 +9,16 @@
 // portable Go kernel, which is correct but slow (about 5 GFLOP/s). The assembly is generated
 // by asmgen.go (go generate).
 //
-// On the AMD Zen 5 development machine the AVX-512 float32 path runs the bench model's
-// multiplies at 240–265 GFLOP/s of CPU time, level with single-threaded OpenBLAS, and ten
-// times gonum's Sgemm; float64 runs at about 115 GFLOP/s. Calls run on the calling goroutine:
-// splitting one multiply over two goroutines did not help there (the two vCPUs share an FPU).
+// On the two-vCPU AMD EPYC development machine the AVX-512 float32 path runs the bench
+// model's multiplies at 150–190 GFLOP/s on one core, about ten times gonum's Sgemm. A multiply
+// of at least 2²² multiply-adds is split by rows of C over up to GOMAXPROCS goroutines (two
+// such multiplies side by side each kept ~90% of their speed there, so the cores do not share
+// an FPU), which brings those shapes to 265–305 GFLOP/s.
 //
 // Results are deterministic: every element of C is summed in an order fixed by the shape
-// alone, so the same inputs give bitwise the same outputs on the same kernel, whatever
-// GOMAXPROCS is. Different kernels (AVX-512, AVX2, Go) may differ in the last bits.
+// alone, and row bands start on tile boundaries, so the same inputs give bitwise the same
+// outputs on the same kernel, whatever GOMAXPROCS is. Different kernels (AVX-512, AVX2, Go)
+// may differ in the last bits.
 //
 // Example: y = x·wᵀ for x [rows, in] and a torch-layout weight w [out, in]:
 //

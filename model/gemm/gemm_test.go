@@ -203,12 +203,48 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-// TestSteadyStateNoAllocs checks that the packing buffers are reused between calls.
+// TestParallelMatchesSerial wants a multiply split over goroutines to give the bits of one goroutine's, for
+// every kernel, both transpositions, ragged row counts and several band counts.
+func TestParallelMatchesSerial(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sh := range [][3]int{{300, 257, 600}, {1272, 256, 256}, {29, 700, 300}, {257, 64, 1272}} {
+		for _, tr := range [][2]bool{{false, true}, {true, false}, {false, false}, {true, true}} {
+			p := newProblem(rng, tr[0], tr[1], sh[0], sh[1], sh[2], 3, 1, 0.5)
+			a, b, c := toF32(p.a), toF32(p.b), toF32(p.c)
+			for _, kr := range sKernels {
+				want := append([]float32(nil), c...)
+				runSerial(kr, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, b, p.ldb, 0.5, want, p.ldc)
+				for w := 2; w <= 3; w++ {
+					got := append([]float32(nil), c...)
+					runParallel(kr, w, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, b, p.ldb, 0.5, got, p.ldc)
+					for i := range want {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s, %s, %d bands: C[%d] = %v; one goroutine gives %v", kr.name, p, w, i, got[i], want[i])
+						}
+					}
+				}
+			}
+			da, db, dc := p.a, p.b, p.c
+			want := append([]float64(nil), dc...)
+			runSerial(dKernel, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, db, p.ldb, 0.5, want, p.ldc)
+			got := append([]float64(nil), dc...)
+			runParallel(dKernel, 2, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, db, p.ldb, 0.5, got, p.ldc)
+			for i := range want {
+				if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+					t.Fatalf("float64 %s: C[%d] = %v; one goroutine gives %v", p, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestSteadyStateNoAllocs checks that the packing buffers are reused between calls (at a size that runs on
+// one goroutine: a split multiply allocates its goroutines' closures).
 func TestSteadyStateNoAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's sync.Pool drops items")
 	}
-	m, n, k := 200, 300, 260
+	m, n, k := 200, 300, 60
 	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
 	da, db, dc := make([]float64, m*k), make([]float64, k*n), make([]float64, m*n)
 	allocs := testing.AllocsPerRun(20, func() {

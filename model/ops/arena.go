@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"math"
 	"math/bits"
 	"sync"
 
@@ -52,8 +53,11 @@ func NewArena() *Arena { return &Arena{free: map[arenaSlot][]idleBuf{}} }
 
 // Buffer returns a zeroed slice of n elements lent by a until its next Release, or a fresh one when a is
 // nil.
-func Buffer[T Float](a *Arena, n int) []T {
-	buf := Scratch[T](a, n)
+func Buffer[T Float](a *Arena, n int) []T { return lend[T](a, n, true) }
+
+// lend is Buffer, leaving a reused buffer as it was unless zero.
+func lend[T Float](a *Arena, n int, zero bool) []T {
+	buf := get[T](a, n, zero)
 	if a != nil && n > 0 {
 		a.mu.Lock()
 		a.lent = append(a.lent, buf[:cap(buf)])
@@ -64,7 +68,10 @@ func Buffer[T Float](a *Arena, n int) []T {
 
 // Scratch returns a zeroed slice of n elements that the caller owns: it may give it back with Recycle as
 // soon as it is done (a kernel's temporary), or drop it. A nil a allocates plainly.
-func Scratch[T Float](a *Arena, n int) []T {
+func Scratch[T Float](a *Arena, n int) []T { return get[T](a, n, true) }
+
+// get takes a buffer of n elements from a, or makes one; a reused one is cleared when zero.
+func get[T Float](a *Arena, n int, zero bool) []T {
 	if a == nil || n == 0 {
 		return make([]T, n)
 	}
@@ -80,7 +87,9 @@ func Scratch[T Float](a *Arena, n int) []T {
 		return make([]T, n, slot.cap)
 	}
 	buf := b.([]T)[:n]
-	clear(buf)
+	if zero {
+		clear(buf)
+	}
 	return buf
 }
 
@@ -138,6 +147,28 @@ func (a *Arena) Release() {
 			delete(a.free, slot)
 		} else {
 			a.free[slot] = kept
+		}
+	}
+}
+
+// Poison fills every idle buffer with NaN, so that a kernel reading memory it has not written since it
+// took a buffer sees NaN instead of a plausible leftover (for tests).
+func (a *Arena) Poison() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	nan := math.NaN()
+	for _, l := range a.free {
+		for _, b := range l {
+			switch x := b.buf.(type) {
+			case []float32:
+				for i := range x {
+					x[i] = float32(nan)
+				}
+			case []float64:
+				for i := range x {
+					x[i] = nan
+				}
+			}
 		}
 	}
 }
@@ -205,7 +236,12 @@ func arenaOf(g *G.ExprGraph) *Arena {
 }
 
 // alloc returns a zeroed tensor of T and the given shape lent by m (plain when m is nil), and its data.
-func alloc[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) {
+func alloc[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) { return allocAs[T](m, true, shape) }
+
+// allocFull is alloc for an output that its kernel writes in full: a reused buffer is not cleared first.
+func allocFull[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) { return allocAs[T](m, false, shape) }
+
+func allocAs[T Float](m *Arena, zero bool, shape []int) (*tensor.Dense, []T) {
 	n := 1
 	for _, s := range shape {
 		n *= s
@@ -214,6 +250,6 @@ func alloc[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) {
 		d := newDense(dtypeOf[T](), shape...)
 		return d, d.Data().([]T)
 	}
-	buf := Buffer[T](m, n)
+	buf := lend[T](m, n, zero)
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(buf)), buf
 }

@@ -30,7 +30,7 @@ func AddBias(x, b *G.Node, needX, needB bool) (*G.Node, error) {
 
 func addBiasDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x, b := slice[T](v[0]), slice[T](v[1])
-	out, y := alloc[T](m, shapeOf(v[0])...)
+	out, y := allocFull[T](m, shapeOf(v[0])...)
 	for i := range y {
 		y[i] = x[i] + b[i%len(b)]
 	}
@@ -97,7 +97,7 @@ func sigm[T Float](x T) T { return 1 / (1 + exp(-x)) }
 
 func swigluDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	a, b := slice[T](v[0]), slice[T](v[1])
-	out, y := alloc[T](m, shapeOf(v[0])...)
+	out, y := allocFull[T](m, shapeOf(v[0])...)
 	sigmoids(y, a, 1)
 	for i, x := range a {
 		y[i] = x * y[i] * b[i]
@@ -109,7 +109,7 @@ func swigluDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 func swigluGradDo[T Float](gate bool) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		a, b, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
-		out, d := alloc[T](m, shapeOf(v[0])...)
+		out, d := allocFull[T](m, shapeOf(v[0])...)
 		sigmoids(d, a, 1)
 		for i, x := range a {
 			s := d[i]
@@ -127,7 +127,7 @@ func swigluGradDo[T Float](gate bool) doFunc {
 func mapDo[T Float](f func(float64) float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
-		out, y := alloc[T](m, shapeOf(v[0])...)
+		out, y := allocFull[T](m, shapeOf(v[0])...)
 		for i, xv := range x {
 			y[i] = T(f(float64(xv)))
 		}
@@ -142,7 +142,7 @@ func zipDo[T Float](f func(a, b float64) float64) doFunc {
 		if len(a) != len(b) {
 			return nil, fmt.Errorf("ops: element-wise sizes %d and %d differ", len(a), len(b))
 		}
-		out, y := alloc[T](m, shapeOf(v[0])...)
+		out, y := allocFull[T](m, shapeOf(v[0])...)
 		for i := range y {
 			y[i] = T(f(float64(a[i]), float64(b[i])))
 		}
@@ -167,7 +167,7 @@ func Add(a, b *G.Node) (*G.Node, error) {
 
 func addDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	a, b := slice[T](v[0]), slice[T](v[1])
-	out, y := alloc[T](m, shapeOf(v[0])...)
+	out, y := allocFull[T](m, shapeOf(v[0])...)
 	for i := range y {
 		y[i] = a[i] + b[i]
 	}

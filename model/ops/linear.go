@@ -53,7 +53,7 @@ func matmulNode(name string, a, b *G.Node, tA, tB bool) (*G.Node, error) {
 
 func linearDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	xs, ws := shapeOf(v[0]), shapeOf(v[1])
-	out, y := alloc[T](m, xs[0], ws[0])
+	out, y := allocFull[T](m, xs[0], ws[0])
 	MatMulNT(y, slice[T](v[0]), slice[T](v[1]), xs[0], xs[1], ws[0])
 	return out, nil
 }
@@ -63,7 +63,7 @@ func matmulDo[T Float](tA, tB bool) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		rows, k := matDims(v[0].Shape(), tA)
 		_, cols := matDims(v[1].Shape(), tB)
-		out, y := alloc[T](m, rows, cols)
+		out, y := allocFull[T](m, rows, cols)
 		matmul(tA, tB, rows, cols, k, 1, slice[T](v[0]), slice[T](v[1]), 0, y)
 		return out, nil
 	}

@@ -52,7 +52,7 @@ func rmsDo[T Float](eps float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w := slice[T](v[0]), slice[T](v[1])
 		D := len(w)
-		out, y := alloc[T](m, shapeOf(v[0])...)
+		out, y := allocFull[T](m, shapeOf(v[0])...)
 		for r := 0; r < len(x)/D; r++ {
 			xr, yr := x[r*D:(r+1)*D], y[r*D:(r+1)*D]
 			s := T(rms(xr, eps))
@@ -69,7 +69,7 @@ func rmsGradXDo[T Float](eps float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		D := len(w)
-		out, dx := alloc[T](m, shapeOf(v[0])...)
+		out, dx := allocFull[T](m, shapeOf(v[0])...)
 		for r := 0; r < len(x)/D; r++ {
 			xr, gr, dr := x[r*D:(r+1)*D], g[r*D:(r+1)*D], dx[r*D:(r+1)*D]
 			s := rms(xr, eps)
@@ -99,7 +99,7 @@ func rmsGradWDo[T Float](eps float64) doFunc {
 				acc[i] += float64(gr[i]) * float64(xr[i]) * s
 			}
 		}
-		out, dw := alloc[T](m, D)
+		out, dw := allocFull[T](m, D)
 		for i := range dw {
 			dw[i] = T(acc[i])
 		}

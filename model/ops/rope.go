@@ -49,7 +49,7 @@ func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
 	c, s := Convert[T](nil, cos), Convert[T](nil, sin) // once per graph, not per run
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
-		out, y := alloc[T](m, shapeOf(v[0])...)
+		out, y := allocFull[T](m, shapeOf(v[0])...)
 		width := shapeOf(v[0])[1]
 		period := len(c) / dh
 		for r := 0; r < len(x)/width; r++ {

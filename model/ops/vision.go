@@ -32,7 +32,7 @@ func Reshape(x *G.Node, shape ...int) (*G.Node, error) {
 
 func reshapeDo[T Float](to tensor.Shape) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
-		out, y := alloc[T](m, to...)
+		out, y := allocFull[T](m, to...)
 		copy(y, slice[T](v[0]))
 		return out, nil
 	}
@@ -74,7 +74,7 @@ func embedDo[T Float](images int) doFunc {
 		patch, cls, pos := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		C := len(cls)
 		tokens := len(pos) / C
-		out, y := alloc[T](m, images*tokens, C)
+		out, y := allocFull[T](m, images*tokens, C)
 		for k := 0; k < images; k++ {
 			img := y[k*tokens*C : (k+1)*tokens*C]
 			copy(img[:C], cls)
@@ -156,7 +156,7 @@ func LayerNormOp(x, w, b *G.Node, eps float64, need NormSpec) (*G.Node, error) {
 func layerNormDo[T Float](eps float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w, b := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
-		out, y := alloc[T](m, shapeOf(v[0])...)
+		out, y := allocFull[T](m, shapeOf(v[0])...)
 		LayerNorm(y, x, w, b, len(w), eps)
 		return out, nil
 	}
@@ -181,7 +181,7 @@ func lnGradXDo[T Float](eps float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, w, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		C := len(w)
-		out, dx := alloc[T](m, shapeOf(v[0])...)
+		out, dx := allocFull[T](m, shapeOf(v[0])...)
 		for r := 0; r < len(x)/C; r++ {
 			xr, gr, dr := x[r*C:(r+1)*C], g[r*C:(r+1)*C], dx[r*C:(r+1)*C]
 			mean, inv := lnStats(xr, eps)
@@ -236,7 +236,7 @@ func QuickGELUOp(x *G.Node) (*G.Node, error) {
 
 func quickGELUDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x := slice[T](v[0])
-	out, y := alloc[T](m, shapeOf(v[0])...)
+	out, y := allocFull[T](m, shapeOf(v[0])...)
 	sigmoids(y, x, 1.702)
 	for i, z := range x {
 		y[i] = z * y[i]
@@ -246,7 +246,7 @@ func quickGELUDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 
 func quickGELUGradDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x, g := slice[T](v[0]), slice[T](v[1])
-	out, d := alloc[T](m, shapeOf(v[0])...)
+	out, d := allocFull[T](m, shapeOf(v[0])...)
 	sigmoids(d, x, 1.702)
 	for i, z := range x {
 		s := d[i]
@@ -285,7 +285,7 @@ func gatherDo[T Float](idx []int) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
 		C := shapeOf(v[0])[1]
-		out, y := alloc[T](m, len(idx), C)
+		out, y := allocFull[T](m, len(idx), C)
 		for i, r := range idx {
 			copy(y[i*C:(i+1)*C], x[r*C:(r+1)*C])
 		}
