@@ -239,7 +239,9 @@ func arenaOf(g *G.ExprGraph) *Arena {
 func alloc[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) { return allocAs[T](m, true, shape) }
 
 // allocFull is alloc for an output that its kernel writes in full: a reused buffer is not cleared first.
-func allocFull[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) { return allocAs[T](m, false, shape) }
+func allocFull[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) {
+	return allocAs[T](m, false, shape)
+}
 
 func allocAs[T Float](m *Arena, zero bool, shape []int) (*tensor.Dense, []T) {
 	n := 1
