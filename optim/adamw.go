@@ -3,6 +3,9 @@ package optim
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // AdamW is Adam with decoupled weight decay (Loshchilov & Hutter), in the form llm.c writes it:
@@ -47,14 +50,42 @@ func (o *AdamW[T]) Update(params []Param[T], lr float64) error {
 	// Bias corrections in float64, once per step: the per-element arithmetic then runs in T.
 	bc1 := 1 - math.Pow(o.Beta1, float64(o.Step))
 	bc2 := 1 - math.Pow(o.Beta2, float64(o.Step))
-	for _, p := range params {
+	// Elements are independent: the cores take chunks of them, and the bits do not depend on how many.
+	eachChunk(params, func(p Param[T], lo, hi int) {
 		decay := 0.0
 		if len(p.Shape) >= 2 {
 			decay = o.WeightDecay
 		}
-		o.updateOne(p, o.M[p.Name], o.V[p.Name], lr, decay, bc1, bc2)
-	}
+		o.updateOne(p.slice(lo, hi), o.M[p.Name][lo:hi], o.V[p.Name][lo:hi], lr, decay, bc1, bc2)
+	})
 	return nil
+}
+
+// chunk is how many elements one goroutine updates at a time.
+const chunk = 1 << 16
+
+// eachChunk calls f on every chunk of every parameter, on up to GOMAXPROCS goroutines.
+func eachChunk[T Float](params []Param[T], f func(p Param[T], lo, hi int)) {
+	type job struct{ p, lo int }
+	var jobs []job
+	for i, p := range params {
+		for lo := 0; lo < len(p.Value); lo += chunk {
+			jobs = append(jobs, job{i, lo})
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := int(next.Add(1) - 1); j < len(jobs); j = int(next.Add(1) - 1) {
+				p := params[jobs[j].p]
+				f(p, jobs[j].lo, min(jobs[j].lo+chunk, len(p.Value)))
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // updateOne is the element loop. Every product is wrapped in an explicit T conversion, which rounds it and so
@@ -136,4 +167,9 @@ func cloneMap[T Float](src map[string][]T) map[string][]T {
 		dst[k] = append([]T(nil), v...)
 	}
 	return dst
+}
+
+// slice is the part lo…hi of p's values and gradients.
+func (p Param[T]) slice(lo, hi int) Param[T] {
+	return Param[T]{Name: p.Name, Shape: p.Shape, Value: p.Value[lo:hi], Grad: p.Grad[lo:hi]}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -234,5 +236,44 @@ func TestAdamWRefusesBadHyperparameters(t *testing.T) {
 		if p.Value[0] != 1 {
 			t.Errorf("%s: value = %g after a refused update; want 1", tt.name, p.Value[0])
 		}
+	}
+}
+
+// TestAdamWChunksMatchWholeUpdate updates parameters longer than a chunk, on one goroutine and on four, and
+// wants the bits of updateOne over each whole parameter: the split must cover every element exactly once.
+func TestAdamWChunksMatchWholeUpdate(t *testing.T) {
+	mk := func() []Param[float32] {
+		r := rand.New(rand.NewPCG(1, 1))
+		var ps []Param[float32]
+		for i, n := range []int{3*chunk + 5, 17, chunk} {
+			p := Param[float32]{Name: fmt.Sprint("p", i), Shape: []int{n, 1}, Value: make([]float32, n), Grad: make([]float32, n)}
+			for j := range n {
+				p.Value[j], p.Grad[j] = float32(r.NormFloat64()), float32(r.NormFloat64())
+			}
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	want := mk()
+	ref := NewAdamW[float32](0.9, 0.999, 1e-8, 0.1)
+	for _, p := range want {
+		m, v := make([]float32, len(p.Value)), make([]float32, len(p.Value))
+		ref.updateOne(p, m, v, 1e-3, 0.1, 1-0.9, 1-0.999)
+	}
+	for _, procs := range []int{1, 4} {
+		func() {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			got, o := mk(), NewAdamW[float32](0.9, 0.999, 1e-8, 0.1)
+			if err := o.Update(got, 1e-3); err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				for j := range want[i].Value {
+					if math.Float32bits(got[i].Value[j]) != math.Float32bits(want[i].Value[j]) {
+						t.Fatalf("GOMAXPROCS %d: %s[%d] = %v; the whole update gives %v", procs, got[i].Name, j, got[i].Value[j], want[i].Value[j])
+					}
+				}
+			}
+		}()
 	}
 }
