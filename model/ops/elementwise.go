@@ -98,10 +98,12 @@ func sigm[T Float](x T) T { return 1 / (1 + exp(-x)) }
 func swigluDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	a, b := slice[T](v[0]), slice[T](v[1])
 	out, y := allocFull[T](m, shapeOf(v[0])...)
-	sigmoids(y, a, 1)
-	for i, x := range a {
-		y[i] = x * y[i] * b[i]
-	}
+	parallelRange(len(a), grain, func(lo, hi int) {
+		sigmoids(y[lo:hi], a[lo:hi], 1)
+		for i := lo; i < hi; i++ {
+			y[i] = a[i] * y[i] * b[i]
+		}
+	})
 	return out, nil
 }
 
@@ -110,15 +112,17 @@ func swigluGradDo[T Float](gate bool) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		a, b, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		out, d := allocFull[T](m, shapeOf(v[0])...)
-		sigmoids(d, a, 1)
-		for i, x := range a {
-			s := d[i]
-			if gate {
-				d[i] = g[i] * b[i] * s * (1 + x*(1-s))
-			} else {
-				d[i] = g[i] * x * s
+		parallelRange(len(a), grain, func(lo, hi int) {
+			sigmoids(d[lo:hi], a[lo:hi], 1)
+			for i := lo; i < hi; i++ {
+				x, s := a[i], d[i]
+				if gate {
+					d[i] = g[i] * b[i] * s * (1 + x*(1-s))
+				} else {
+					d[i] = g[i] * x * s
+				}
 			}
-		}
+		})
 		return out, nil
 	}
 }
@@ -168,8 +172,10 @@ func Add(a, b *G.Node) (*G.Node, error) {
 func addDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	a, b := slice[T](v[0]), slice[T](v[1])
 	out, y := allocFull[T](m, shapeOf(v[0])...)
-	for i := range y {
-		y[i] = a[i] + b[i]
-	}
+	parallelRange(len(y), grain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			y[i] = a[i] + b[i]
+		}
+	})
 	return out, nil
 }

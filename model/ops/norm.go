@@ -53,13 +53,15 @@ func rmsDo[T Float](eps float64) doFunc {
 		x, w := slice[T](v[0]), slice[T](v[1])
 		D := len(w)
 		out, y := allocFull[T](m, shapeOf(v[0])...)
-		for r := 0; r < len(x)/D; r++ {
-			xr, yr := x[r*D:(r+1)*D], y[r*D:(r+1)*D]
-			s := T(rms(xr, eps))
-			for i := range xr {
-				yr[i] = xr[i] * s * w[i]
+		parallelRange(len(x)/D, grain/D, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				xr, yr := x[r*D:(r+1)*D], y[r*D:(r+1)*D]
+				s := T(rms(xr, eps))
+				for i := range xr {
+					yr[i] = xr[i] * s * w[i]
+				}
 			}
-		}
+		})
 		return out, nil
 	}
 }
@@ -70,18 +72,20 @@ func rmsGradXDo[T Float](eps float64) doFunc {
 		x, w, g := slice[T](v[0]), slice[T](v[1]), slice[T](v[2])
 		D := len(w)
 		out, dx := allocFull[T](m, shapeOf(v[0])...)
-		for r := 0; r < len(x)/D; r++ {
-			xr, gr, dr := x[r*D:(r+1)*D], g[r*D:(r+1)*D], dx[r*D:(r+1)*D]
-			s := rms(xr, eps)
-			var dot float64
-			for i := range xr {
-				dot += float64(gr[i]) * float64(w[i]) * float64(xr[i])
+		parallelRange(len(x)/D, grain/D, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				xr, gr, dr := x[r*D:(r+1)*D], g[r*D:(r+1)*D], dx[r*D:(r+1)*D]
+				s := rms(xr, eps)
+				var dot float64
+				for i := range xr {
+					dot += float64(gr[i]) * float64(w[i]) * float64(xr[i])
+				}
+				c := s * s * s / float64(D) * dot
+				for i := range xr {
+					dr[i] = T(s*float64(gr[i])*float64(w[i]) - c*float64(xr[i]))
+				}
 			}
-			c := s * s * s / float64(D) * dot
-			for i := range xr {
-				dr[i] = T(s*float64(gr[i])*float64(w[i]) - c*float64(xr[i]))
-			}
-		}
+		})
 		return out, nil
 	}
 }

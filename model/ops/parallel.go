@@ -29,3 +29,17 @@ func parallel(n int, f func(i int)) {
 	}
 	wg.Wait()
 }
+
+// grain is the least number of elements worth a goroutine in an element-wise kernel.
+const grain = 1 << 15
+
+// parallelRange cuts [0, n) into one piece per goroutine, at most GOMAXPROCS pieces of at least minLen, and
+// runs f on each; f(lo, hi) writes only its own part of any output, so the bits do not depend on the cut.
+func parallelRange(n, minLen int, f func(lo, hi int)) {
+	parts := min(runtime.GOMAXPROCS(0), n/max(1, minLen))
+	if parts <= 1 {
+		f(0, n)
+		return
+	}
+	parallel(parts, func(i int) { f(i*n/parts, (i+1)*n/parts) })
+}

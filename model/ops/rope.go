@@ -52,13 +52,15 @@ func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
 		out, y := allocFull[T](m, shapeOf(v[0])...)
 		width := shapeOf(v[0])[1]
 		period := len(c) / dh
-		for r := 0; r < len(x)/width; r++ {
-			t := (r % period) * dh
-			for h := 0; h < width; h += dh {
-				o := r*width + h
-				RopeRow(y[o:o+dh], x[o:o+dh], c[t:t+dh], s[t:t+dh], transpose)
+		parallelRange(len(x)/width, grain/width, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				t := (r % period) * dh
+				for h := 0; h < width; h += dh {
+					o := r*width + h
+					RopeRow(y[o:o+dh], x[o:o+dh], c[t:t+dh], s[t:t+dh], transpose)
+				}
 			}
-		}
+		})
 		return out, nil
 	}
 }
