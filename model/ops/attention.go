@@ -470,10 +470,7 @@ func softmax[T Float](x []T) {
 	for _, v := range x[1:] {
 		m = max(m, v)
 	}
-	for i, v := range x {
-		x[i] = v - m
-	}
-	exps(x)
+	expShifted(x, m)
 	var s float64
 	for _, e := range x {
 		s += float64(e)

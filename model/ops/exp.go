@@ -40,15 +40,16 @@ func expf(x float32) float32 {
 	return p * math.Float32frombits(uint32(ni+127)<<23)
 }
 
-// expfs sets dst[i] = expf(src[i]) for every i of src (dst may be src): bit for bit expf, 16 at a time
-// where the CPU has AVX-512. A block of 16 with a NaN or a value above expHigh is left to expf.
-func expfs(dst, src []float32) {
+// expfs sets dst[i] = expf(src[i]·a + b) for every i of src (dst may be src), the product rounded before
+// the sum: bit for bit the scalar expression, 16 at a time where the CPU has AVX-512. A block of 16 with a
+// NaN or an exponent above expHigh is left to expf.
+func expfs(dst, src []float32, a, b float32) {
 	dst = dst[:len(src)]
 	i := 0
 	for {
-		i += expBlocks(dst[i:], src[i:])
+		i += expBlocks(dst[i:], src[i:], a, b)
 		for end := min(i+16, len(src)); i < end; i++ {
-			dst[i] = expf(src[i])
+			dst[i] = expf(float32(src[i]*a) + b)
 		}
 		if i == len(src) {
 			return
@@ -56,14 +57,14 @@ func expfs(dst, src []float32) {
 	}
 }
 
-// exps sets x[i] = exp(x[i]) in place, through expfs in float32.
-func exps[T Float](x []T) {
+// expShifted sets x[i] = exp(x[i] − m) in place, through expfs in float32.
+func expShifted[T Float](x []T, m T) {
 	if f, ok := any(x).([]float32); ok {
-		expfs(f, f)
+		expfs(f, f, 1, -float32(m)) // x·1 + (−m) is x − m exactly
 		return
 	}
 	for i, v := range x {
-		x[i] = exp(v)
+		x[i] = exp(v - m)
 	}
 }
 
@@ -77,10 +78,7 @@ func sigmoids[T Float](s, x []T, k T) {
 		}
 		return
 	}
-	for i, v := range x {
-		s[i] = -(k * v)
-	}
-	expfs(f, f)
+	expfs(f, any(x).([]float32), -float32(k), 0) // e^(−k·x): (−k)·x is −(k·x) exactly
 	for i, e := range s {
 		s[i] = 1 / (1 + e)
 	}

@@ -14,18 +14,18 @@ var expConsts = [12]float32{log2e, 0.5, ln2hi, ln2lo, 1.0 / 720, 1.0 / 120, 1.0 
 
 var hasAVX512 = cpu.X86.HasAVX512F
 
-// expfAVX512 computes dst[i] = expf(src[i]) for i < n (a multiple of 16), 16 lanes at a time, and returns
-// how many it did: n, or the start of the first block with a NaN or a value above expHigh.
+// expfAVX512 computes dst[i] = expf(src[i]·a + b) for i < n (a multiple of 16), 16 lanes at a time, and
+// returns how many it did: n, or the start of the first block with a NaN or a value above expHigh.
 //
 //go:noescape
-func expfAVX512(dst, src *float32, n int, c *[12]float32) int
+func expfAVX512(dst, src *float32, n int, c *[12]float32, a, b float32) int
 
 // expBlocks computes the whole blocks of 16 of src that the vector kernel can, from the start, and
 // returns how many elements it did.
-func expBlocks(dst, src []float32) int {
+func expBlocks(dst, src []float32, a, b float32) int {
 	n := len(src) &^ 15
 	if !hasAVX512 || n == 0 {
 		return 0
 	}
-	return expfAVX512(&dst[0], &src[0], n, &expConsts)
+	return expfAVX512(&dst[0], &src[0], n, &expConsts, a, b)
 }

@@ -2,11 +2,11 @@
 
 #include "textflag.h"
 
-// func expfAVX512(dst, src *float32, n int, c *[12]float32) int
+// func expfAVX512(dst, src *float32, n int, c *[12]float32, a, b float32) int
 //
-// expf (exp.go) on 16 lanes, operation for operation: multiplies and adds are separate (no FMA), so every
-// lane rounds as the Go code does and the results are the same bits.
-TEXT ·expfAVX512(SB), NOSPLIT, $0-40
+// expf(src·a + b) (exp.go) on 16 lanes, operation for operation: multiplies and adds are separate (no
+// FMA), so every lane rounds as the Go code does and the results are the same bits.
+TEXT ·expfAVX512(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
@@ -24,12 +24,16 @@ TEXT ·expfAVX512(SB), NOSPLIT, $0-40
 	VBROADCASTSS 40(DX), Z26 // expHigh
 	VPBROADCASTD 44(DX), Z27 // 127
 	VPXORD       Z28, Z28, Z28
+	VBROADCASTSS a+32(FP), Z29
+	VBROADCASTSS b+36(FP), Z30
 	XORQ         AX, AX
 
 loop:
 	CMPQ AX, CX
 	JGE  done
 	VMOVUPS (SI)(AX*4), Z0
+	VMULPS  Z29, Z0, Z0
+	VADDPS  Z30, Z0, Z0
 
 	// A NaN or a lane above expHigh: stop, the caller runs expf on this block.
 	VCMPPS   $0x1E, Z26, Z0, K1 // x > expHigh
@@ -77,6 +81,6 @@ loop:
 	JMP      loop
 
 done:
-	MOVQ AX, ret+32(FP)
+	MOVQ AX, ret+40(FP)
 	VZEROUPPER
 	RET

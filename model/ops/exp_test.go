@@ -26,8 +26,9 @@ func TestExpf(t *testing.T) {
 	}
 }
 
-// TestExpfsMatchesExpf wants the vector exponential to give expf's bits on every lane: ordinary values,
-// the range edges, infinities and NaNs (which send their block to expf), at every length around the block.
+// TestExpfsMatchesExpf wants the vector exponential to give expf's bits on every lane, with and without the
+// affine shift: ordinary values, the range edges, infinities and NaNs (which send their block to expf), at
+// every length around the block.
 func TestExpfsMatchesExpf(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	special := []float32{0, -0.0, expLow, expLow + 1e-5, nextDown(expLow), expHigh, nextUp(expHigh), -88, 88.7,
@@ -46,12 +47,15 @@ func TestExpfsMatchesExpf(t *testing.T) {
 			for i := range src {
 				src[i] = tt.gen(i)
 			}
-			dst := make([]float32, n)
-			expfs(dst, src)
-			for i, x := range src {
-				if want := expf(x); math.Float32bits(dst[i]) != math.Float32bits(want) && !(want != want && dst[i] != dst[i]) {
-					t.Fatalf("%s, n=%d: expfs(%v) = %v (%08x); expf gives %v (%08x)", tt.name, n, x, dst[i],
-						math.Float32bits(dst[i]), want, math.Float32bits(want))
+			for _, ab := range [][2]float32{{1, 0}, {-1.702, 0}, {1, -3.25}, {0.5, 2}} {
+				dst := make([]float32, n)
+				expfs(dst, src, ab[0], ab[1])
+				for i, x := range src {
+					want := expf(float32(x*ab[0]) + ab[1])
+					if math.Float32bits(dst[i]) != math.Float32bits(want) && !(want != want && dst[i] != dst[i]) {
+						t.Fatalf("%s, n=%d, a=%v b=%v: expfs(%v) = %v (%08x); expf gives %v (%08x)", tt.name, n, ab[0], ab[1], x,
+							dst[i], math.Float32bits(dst[i]), want, math.Float32bits(want))
+					}
 				}
 			}
 		}
@@ -97,7 +101,7 @@ func BenchmarkExp(b *testing.B) {
 	})
 	b.Run("expfs", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			expfs(x, x)
+			expfs(x, x, 1, 0)
 			for j := range x {
 				x[j] *= 1e-30
 			}

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -43,27 +44,33 @@ func selectDo[T Float](plan *SelectPlan) doFunc {
 		q, k := slice[T](v[0]), slice[T](v[1])
 		nc := plan.Cells * plan.Cells
 		out, cells := alloc[T](m, plan.B*plan.N, nc)
-		for b := 0; b < plan.B; b++ {
-			var rng *rand.Rand
-			if plan.Strategy == "random" {
-				rng = rand.New(rand.NewPCG(plan.Seed, RandomStream(plan.Step, b, plan.Layer)))
-			}
-			for _, r := range plan.Rows[b] {
-				a := imageAttention(plan, b, r, q, k)
-				sel, err := SelectCells(a, plan.Grid, plan.Cells, plan.OriSizes[b], plan.Threshold, plan.Strategy, plan.Ratio, rng)
-				if err != nil {
-					return nil, err
-				}
-				row := cells[(b*plan.N+r)*nc:][:nc]
-				for i, s := range sel {
-					if s {
-						row[i] = 1
-					}
-				}
+		errs := make([]error, plan.B)
+		parallel(plan.B, func(b int) { errs[b] = selectSample(plan, b, q, k, cells) }) // samples own their rows
+		return out, errors.Join(errs...)
+	}
+}
+
+// selectSample writes the selected cells of sample b's HR rows into cells [B·N, G²].
+func selectSample[T Float](plan *SelectPlan, b int, q, k, cells []T) error {
+	nc := plan.Cells * plan.Cells
+	var rng *rand.Rand
+	if plan.Strategy == "random" {
+		rng = rand.New(rand.NewPCG(plan.Seed, RandomStream(plan.Step, b, plan.Layer)))
+	}
+	for _, r := range plan.Rows[b] {
+		a := imageAttention(plan, b, r, q, k)
+		sel, err := SelectCells(a, plan.Grid, plan.Cells, plan.OriSizes[b], plan.Threshold, plan.Strategy, plan.Ratio, rng)
+		if err != nil {
+			return err
+		}
+		row := cells[(b*plan.N+r)*nc:][:nc]
+		for i, s := range sel {
+			if s {
+				row[i] = 1
 			}
 		}
-		return out, nil
 	}
+	return nil
 }
 
 // RandomStream is the stream of the random strategy's generator for (step, sample, layer), as DESIGN.md §8's
