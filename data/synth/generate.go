@@ -55,6 +55,7 @@ func splits(o Options) []split {
 const (
 	streamKinds = iota + 1
 	streamSample
+	streamCenter
 )
 
 // job is one sample to generate.
@@ -268,11 +269,13 @@ func renderJob(o Options, j job, imgDir string) (Record, error) {
 	if j.kind == KindText {
 		return renderText(r).record(j.name(), ""), nil
 	}
-	asks := 1
+	asks, centred := 1, false
 	if j.split.name == "train" {
 		asks = o.Asks
+		// A stream of its own, so that the sample's drawing is the same with and without Center.
+		centred = o.Center > 0 && float64(newRNG(o.Seed, j.split.key, streamCenter, uint64(j.i)).intn(1<<20)) < o.Center*(1<<20)
 	}
-	img, c, err := renderImage(o, r, j.kind, asks)
+	img, c, err := renderImage(o, r, j.kind, asks, centred)
 	if err != nil {
 		return Record{}, fmt.Errorf("synth: sample %s: %w", j.name(), err)
 	}

@@ -391,3 +391,54 @@ func TestAsks(t *testing.T) {
 		}
 	}
 }
+
+// TestCenter: with center=0.5 about half the training images put their target in the middle (a snapped sign
+// within one grid step of it) and are the only images that differ from center=0; validation and test images
+// never change.
+func TestCenter(t *testing.T) {
+	gen := func(center float64) (Manifest, map[string][]byte) {
+		o := testOptions(filepath.Join(t.TempDir(), "d"))
+		o.N, o.ValN, o.TestN, o.Snap, o.Others, o.Center = 60, 10, 10, 8, 1, center
+		m, err := Generate(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, dirFiles(t, m.ImageFolder)
+	}
+	_, plainImages := gen(0)
+	m, images := gen(0.5)
+	centred, withImage := 0, 0
+	for split, path := range splitFiles(m) {
+		for _, r := range readRecords(t, path) {
+			if r.Image == "" {
+				continue
+			}
+			same := bytes.Equal(images[r.Image], plainImages[r.Image])
+			if split != "train" {
+				if !same {
+					t.Errorf("%s %s: image changed with center=0.5", split, r.ID)
+				}
+				continue
+			}
+			withImage++
+			if same {
+				continue
+			}
+			centred++
+			cfg, err := png.DecodeConfig(bytes.NewReader(images[r.Image]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			step := 8 * 3 // a large sign's grid step; shapes and small signs sit closer
+			cx, cy := (r.Box[0]+r.Box[2])/2, (r.Box[1]+r.Box[3])/2
+			if abs(2*cx-cfg.Width) > 2*step || abs(2*cy-cfg.Height) > 2*step {
+				t.Errorf("%s: target box %v is not in the middle of a %dx%d image", r.ID, r.Box, cfg.Width, cfg.Height)
+			}
+		}
+	}
+	if centred < withImage/4 || centred > 3*withImage/4 {
+		t.Errorf("%d of %d training images centred; want about half", centred, withImage)
+	}
+}
+
+func abs(v int) int { return max(v, -v) }

@@ -52,6 +52,12 @@ type Options struct {
 	// attribute (never small text when SmallFrac is 0). A from-scratch model learns several times more per
 	// step from them; validation and test keep one question per image, so exact match scores one answer.
 	Asks int `json:"asks,omitempty"`
+	// Center is the share of training image records whose question's target sits at the centre of the
+	// image (validation and test never). A tower and decoder trained from scratch must find an object
+	// before they can learn what it looks like: on a shape-only set they stayed at chance with every
+	// shape placed at random, and reached 77% on randomly placed test shapes with half the training
+	// shapes centred. 0 leaves every image byte-identical.
+	Center float64 `json:"center,omitempty"`
 }
 
 // DefaultOptions returns the demo dataset: 2000/200/200 samples of 192-pixel images (S = 64, Z = 3), half of
@@ -103,7 +109,7 @@ func (o Options) Validate() error {
 	for _, c := range []struct {
 		name   string
 		v, min float64
-	}{{"small", o.SmallFrac, 0}, {"text", o.TextFrac, 0}, {"min_aspect", o.MinAspect, 0.25}} {
+	}{{"small", o.SmallFrac, 0}, {"text", o.TextFrac, 0}, {"min_aspect", o.MinAspect, 0.25}, {"center", o.Center, 0}} {
 		if math.IsNaN(c.v) || c.v < c.min || c.v > 1 {
 			bad(c.name, "%g is outside %g…1", c.v, c.min)
 		}
@@ -148,6 +154,7 @@ var uriKeys = map[string]func(o *Options, v string) error{
 	"small":      floatKey(func(o *Options) *float64 { return &o.SmallFrac }),
 	"text":       floatKey(func(o *Options) *float64 { return &o.TextFrac }),
 	"min_aspect": floatKey(func(o *Options) *float64 { return &o.MinAspect }),
+	"center":     floatKey(func(o *Options) *float64 { return &o.Center }),
 	"seed": func(o *Options, v string) (err error) {
 		o.Seed, err = strconv.ParseUint(v, 10, 64)
 		return err
@@ -174,7 +181,7 @@ func floatKey(field func(*Options) *float64) func(*Options, string) error {
 
 // ParseURI reads a synth:// data path into Options: comma-separated key=value pairs over DefaultOptions.
 // Keys: n, val, test (split sizes), seed, hr (HR side), zoom, small (SmallFrac), text (TextFrac),
-// min_aspect, clutter, others, snap, asks and dir (output folder; otherwise the caller sets Dir). An unknown
+// min_aspect, clutter, others, snap, asks, center and dir (output folder; otherwise the caller sets Dir). An unknown
 // or repeated key, a value that does not parse and options that fail Validate are errors naming the key.
 //
 //	opts, err := synth.ParseURI("synth://n=2000,seed=1,hr=192")

@@ -57,11 +57,11 @@ func (c content) record(id, image string) Record {
 
 // renderImage draws one image sample of the given kind: background, target, other objects. asks is the
 // most questions to ask about it (follow-ups only when above 1).
-func renderImage(o Options, r *rng, kind string, asks int) (*image.RGBA, content, error) {
+func renderImage(o Options, r *rng, kind string, asks int, centred bool) (*image.RGBA, content, error) {
 	w, h := imageSize(r, o.HRSize, o.MinAspect)
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	background(img, r, o.Clutter)
-	s := &scene{w: w, h: h, zoom: o.Zoom, snap: o.Snap, pad: data.SquareOffset(w, h),
+	s := &scene{w: w, h: h, zoom: o.Zoom, snap: o.Snap, pad: data.SquareOffset(w, h), centre: centred,
 		colours: map[int]bool{}, shapes: map[int]bool{}}
 	q, err := s.target(r, kind)
 	if err != nil {

@@ -39,6 +39,7 @@ type scene struct {
 	zoom    int
 	snap    int         // Options.Snap: signs' ink on a grid of snap·scale pixels of the padded square; 0 off
 	pad     image.Point // data.SquareOffset: where the loader puts the image's top-left corner in its square
+	centre  bool        // the first object placed (the question's target) goes to the image's centre
 	objects []*object
 	colours map[int]bool
 	shapes  map[int]bool
@@ -109,6 +110,9 @@ func (s *scene) place(r *rng, o *object) bool {
 		if o.sign && s.snap > 0 {
 			x, y = s.snapped(r, o)
 		}
+		if s.centre && len(s.objects) == 0 {
+			x, y = s.centred(o)
+		}
 		box := image.Rect(x, y, x+o.size.X, y+o.size.Y)
 		if x >= 1 && y >= 1 && box.Max.X < s.w && box.Max.Y < s.h && s.free(box) {
 			o.box = box
@@ -134,6 +138,18 @@ func (s *scene) snapped(r *rng, o *object) (x, y int) {
 		return r.between(lo, hi)*unit - ink - pad
 	}
 	return axis(s.pad.X, s.w, o.size.X), axis(s.pad.Y, s.h, o.size.Y)
+}
+
+// centred is the top-left corner that puts o in the middle of the image; a sign on the snap grid takes the
+// grid position nearest to it.
+func (s *scene) centred(o *object) (x, y int) {
+	x, y = (s.w-o.size.X)/2, (s.h-o.size.Y)/2
+	if !o.sign || s.snap == 0 {
+		return x, y
+	}
+	unit, ink := s.snap*o.scale, signPad*o.scale
+	near := func(v, pad int) int { return floorDiv(v+ink+pad+unit/2, unit)*unit - ink - pad }
+	return near(x, s.pad.X), near(y, s.pad.Y)
 }
 
 func ceilDiv(a, b int) int { return -floorDiv(-a, b) }

@@ -49,7 +49,7 @@ func TestOthersZeroImages(t *testing.T) {
 	o := DefaultOptions()
 	o.Others = 0
 	for i := range 20 {
-		img, c, err := renderImage(o, newRNG(3, 1, uint64(i)), KindLarge, 1)
+		img, c, err := renderImage(o, newRNG(3, 1, uint64(i)), KindLarge, 1, false)
 		if err != nil {
 			t.Fatalf("sample %d: %v", i, err)
 		}
