@@ -101,7 +101,7 @@ func newDecoder[T ops.Float](w *Weights, b *Batch, s int, alpha float64) *Decode
 // assemble lays out the prompt's input rows (DESIGN.md §5) and, with an image, its HR features and tables.
 func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 	D := d.cfg.Text.HiddenSize
-	g, n, zg, _ := d.cfg.Grid()
+	g, n, zg, M := d.cfg.Grid()
 	emb := d.get("model.embed_tokens.weight")
 	for t, id := range b.InputIDs[s] {
 		if b.AttentionMask[s][t] == 0 {
@@ -116,7 +116,8 @@ func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
 		}
-		d.hd = hrFeatures(nil, d.cfg, d.get, hrTower(nil, d.cfg, d.get, ops.Convert[T](nil, b.HRPixels[s])))
+		d.hd = make([]T, M*D)
+		hrFeatures(nil, d.cfg, d.get, hrTower(nil, d.cfg, d.get, ops.Convert[T](nil, b.HRPixels[s])), d.hd)
 	}
 	if d.imageAt >= 0 {
 		cos, sin := ops.RopeTables(d.imageAt+n, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)

@@ -301,9 +301,8 @@ func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
 // hrFeaturesInto writes the HR features [M, D] of an image's pixels to dst.
 func (b *builder[T]) hrFeaturesInto(dst []T, px []float64) {
 	t := b.hrTower(px)
-	f := hrFeatures(b.mem, b.cfg, b.get, t)
-	copy(dst, f)
-	ops.Recycle(b.mem, t, f)
+	hrFeatures(b.mem, b.cfg, b.get, t, dst)
+	ops.Recycle(b.mem, t)
 }
 
 // hrTower returns the tower's features of an image's HR crops, [Z²·n, Cv], in a buffer the caller owns.

@@ -136,14 +136,13 @@ func hrTower[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], hr []T) []T {
 	return out
 }
 
-// hrFeatures computes the HR features hd [M, D] of one image from its tower features [Z²·n, Cv] (hrTower):
-// the projector over every crop, then token (i, j) of crop (a, b) to HR grid cell (a·g + i, b·g + j)
-// (DESIGN.md §4). They are constants: no gradient.
-func hrFeatures[T ops.Float](mem *ops.Arena, cfg Config, w lookup[T], tower []T) []T {
+// hrFeatures writes the HR features hd [M, D] of one image, computed from its tower features [Z²·n, Cv]
+// (hrTower): the projector over every crop, then token (i, j) of crop (a, b) to HR grid cell
+// (a·g + i, b·g + j) (DESIGN.md §4). They are constants: no gradient.
+func hrFeatures[T ops.Float](mem *ops.Arena, cfg Config, w lookup[T], tower, hd []T) {
 	Z, D := cfg.Flex.Zoom, cfg.Text.HiddenSize
-	g, n, zg, m := cfg.Grid()
+	g, n, zg, _ := cfg.Grid()
 	f := project(mem, cfg, w, tower, Z*Z*n)
-	hd := ops.Scratch[T](mem, m*D)
 	defer ops.Recycle(mem, f)
 	for j := 0; j < Z*Z; j++ {
 		a, b := j/Z, j%Z
@@ -155,5 +154,4 @@ func hrFeatures[T ops.Float](mem *ops.Arena, cfg Config, w lookup[T], tower []T)
 			}
 		}
 	}
-	return hd
 }

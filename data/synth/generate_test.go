@@ -343,13 +343,7 @@ func TestCountsAndSplits(t *testing.T) {
 // follow-ups.
 func TestAsks(t *testing.T) {
 	gen := func(asks int) (Manifest, map[string][]byte) {
-		o := testOptions(filepath.Join(t.TempDir(), "d"))
-		o.N, o.ValN, o.TestN, o.Asks = 40, 10, 10, asks
-		m, err := Generate(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m, dirFiles(t, m.ImageFolder)
+		return generateImages(t, func(o *Options) { o.N, o.ValN, o.TestN, o.Asks = 40, 10, 10, asks })
 	}
 	one, oneImages := gen(0)
 	three, threeImages := gen(3)
@@ -397,13 +391,7 @@ func TestAsks(t *testing.T) {
 // never change.
 func TestCenter(t *testing.T) {
 	gen := func(center float64) (Manifest, map[string][]byte) {
-		o := testOptions(filepath.Join(t.TempDir(), "d"))
-		o.N, o.ValN, o.TestN, o.Snap, o.Others, o.Center = 60, 10, 10, 8, 1, center
-		m, err := Generate(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m, dirFiles(t, m.ImageFolder)
+		return generateImages(t, func(o *Options) { o.N, o.ValN, o.TestN, o.Snap, o.Others, o.Center = 60, 10, 10, 8, 1, center })
 	}
 	_, plainImages := gen(0)
 	m, images := gen(0.5)
@@ -442,3 +430,15 @@ func TestCenter(t *testing.T) {
 }
 
 func abs(v int) int { return max(v, -v) }
+
+// generateImages writes a test dataset with testOptions changed by set and returns it with its image files.
+func generateImages(t *testing.T, set func(*Options)) (Manifest, map[string][]byte) {
+	t.Helper()
+	o := testOptions(filepath.Join(t.TempDir(), "d"))
+	set(&o)
+	m, err := Generate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, dirFiles(t, m.ImageFolder)
+}

@@ -20,8 +20,8 @@ import (
 type Arena struct {
 	mu    sync.Mutex
 	free  map[arenaSlot][]idleBuf
-	lent  []any // []T at full capacity, lent since the last Release
-	runs  int   // releases so far: the age of idle buffers
+	lent  []lentBuf // lent since the last Release
+	runs  int       // releases so far: the age of idle buffers
 	stats ArenaStats
 }
 
@@ -38,6 +38,11 @@ type arenaSlot struct {
 }
 
 func (s arenaSlot) bytes() int64 { return int64(s.cap) * int64(s.dtype.Size()) }
+
+type lentBuf struct {
+	slot arenaSlot
+	buf  any // []T at full capacity
+}
 
 type idleBuf struct {
 	buf  any
@@ -62,7 +67,7 @@ func lend[T Float](a *Arena, n int, zero bool) []T {
 	buf := get[T](a, n, zero)
 	if a != nil && n > 0 {
 		a.mu.Lock()
-		a.lent = append(a.lent, buf[:cap(buf)])
+		a.lent = append(a.lent, lentBuf{arenaSlot{dtypeOf[T](), cap(buf)}, buf[:cap(buf)]})
 		a.mu.Unlock()
 	}
 	return buf
@@ -132,8 +137,7 @@ func (a *Arena) Release() {
 	defer a.mu.Unlock()
 	a.runs++
 	for _, b := range a.lent {
-		slot := arenaSlot{dtypeOfAny(b), capOf(b)}
-		a.free[slot] = append(a.free[slot], idleBuf{b, a.runs})
+		a.free[b.slot] = append(a.free[b.slot], idleBuf{b.buf, a.runs})
 	}
 	clear(a.lent)
 	a.lent = a.lent[:0]
@@ -156,6 +160,9 @@ func (a *Arena) Release() {
 // Poison fills every idle buffer with NaN, so that a kernel reading memory it has not written since it
 // took a buffer sees NaN instead of a plausible leftover (for tests).
 func (a *Arena) Poison() {
+	if a == nil {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	nan := math.NaN()
@@ -184,26 +191,12 @@ func (a *Arena) Stats() ArenaStats {
 	defer a.mu.Unlock()
 	st := a.stats
 	for _, b := range a.lent {
-		st.Held += int64(capOf(b)) * int64(dtypeOfAny(b).Size())
+		st.Held += b.slot.bytes()
 	}
 	for slot, l := range a.free {
 		st.Held += int64(len(l)) * slot.bytes()
 	}
 	return st
-}
-
-func capOf(b any) int {
-	if f, ok := b.([]float32); ok {
-		return cap(f)
-	}
-	return cap(b.([]float64))
-}
-
-func dtypeOfAny(b any) tensor.Dtype {
-	if _, ok := b.([]float32); ok {
-		return tensor.Float32
-	}
-	return tensor.Float64
 }
 
 // sizeClass rounds n up to the next of eight steps per power of two (at most 12.5% more), exact below 16.
