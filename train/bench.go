@@ -23,6 +23,9 @@ type BenchOptions struct {
 	Warmup   int     // untimed steps first
 	Strategy string  // overrides flex.strategy when set
 	Ratio    float64 // for topk, random, center
+	// Cached times the steady state of epochs after the first: the frozen vision tower's features come from
+	// the feature cache (filled by the warm-up steps), so no step runs the tower.
+	Cached bool
 }
 
 // BenchModes are the modes of `flextrain bench`, as in the reference's bench.py.
@@ -52,6 +55,8 @@ type BenchResult struct {
 	ArenaFreshMiB  float64 `json:"arena_fresh_mib_per_step"`
 	Loss           float64 `json:"loss"`
 	SequenceLength int     `json:"N"`
+	Cached         bool    `json:"cached"`                 // vision features from the feature cache
+	FeatureHitRate float64 `json:"feature_cache_hit_rate"` // over all steps, warm-up included
 }
 
 // benchLayout is bench.py's sample: 8 text tokens, the image, 64 text tokens, 24 supervised answer tokens.
@@ -78,6 +83,12 @@ func Bench(cfg Config, opts BenchOptions) (BenchResult, error) {
 		return BenchResult{}, err
 	}
 	t.source, t.view, t.dense = fixedBatch{benchBatch(cfg)}, view, dense
+	if opts.Cached {
+		t.cfg.FeatureCache = "memory"
+		if err := t.openFeatureCache(); err != nil {
+			return BenchResult{}, err
+		}
+	}
 	t.total = opts.Warmup + opts.Steps
 	return t.bench(opts)
 }
@@ -98,7 +109,7 @@ func benchView(mode string) (model.View, bool, error) {
 
 // bench runs the steps and measures them.
 func (t *trainer[T]) bench(opts BenchOptions) (BenchResult, error) {
-	r := BenchResult{Mode: opts.Mode, Strategy: t.cfg.Flex.Strategy, Steps: opts.Steps}
+	r := BenchResult{Mode: opts.Mode, Strategy: t.cfg.Flex.Strategy, Steps: opts.Steps, Cached: opts.Cached}
 	var ms []float64
 	var before, after runtime.MemStats
 	var tokens int
@@ -121,7 +132,7 @@ func (t *trainer[T]) bench(opts BenchOptions) (BenchResult, error) {
 		r.MiBPerStep += float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20) / float64(opts.Steps)
 		r.ArenaFreshMiB += float64(t.mem.Stats().Fresh-arena.Fresh) / (1 << 20) / float64(opts.Steps)
 		r.GCFraction += float64(after.PauseTotalNs-before.PauseTotalNs) / float64(max(1, wall.Nanoseconds()))
-		r.SelectedFrac, r.Loss = res.hrSelectedFrac, res.loss
+		r.SelectedFrac, r.Loss, r.FeatureHitRate = res.hrSelectedFrac, res.loss, res.featureHitRate
 	}
 	slices.Sort(ms)
 	r.MedianMS, r.MinMS, r.MaxMS = ms[len(ms)/2], ms[0], ms[len(ms)-1]

@@ -28,6 +28,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed steps before"},
 			&cli.StringFlag{Name: "strategy", Usage: "selection strategy instead of flex.strategy (topk forces a fraction)"},
 			&cli.Float64Flag{Name: "ratio", Value: 0.1, Usage: "fraction of the selection cells for topk, random, center"},
+			&cli.BoolFlag{Name: "cached", Usage: "vision features from the feature cache, as in epochs after the first"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (go tool pprof)"},
 			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the run to `FILE` (go tool pprof)"},
@@ -49,7 +50,7 @@ func benchCommand() *cli.Command {
 				defer pprof.StopCPUProfile()
 			}
 			r, err := train.Bench(cfg, train.BenchOptions{Mode: cx.String("mode"), Steps: cx.Int("steps"),
-				Warmup: cx.Int("warmup"), Strategy: cx.String("strategy"), Ratio: cx.Float64("ratio")})
+				Warmup: cx.Int("warmup"), Strategy: cx.String("strategy"), Ratio: cx.Float64("ratio"), Cached: cx.Bool("cached")})
 			if err != nil {
 				return err
 			}
@@ -67,14 +68,14 @@ func benchCommand() *cli.Command {
 }
 
 func writeBench(w io.Writer, r train.BenchResult) error {
-	_, err := fmt.Fprintf(w, "mode %s (strategy %s), %d steps, N %d\n"+
+	_, err := fmt.Fprintf(w, "mode %s (strategy %s), %d steps, N %d, vision features cached %v (hit rate %.2f)\n"+
 		"  step        median %.1f ms (min %.1f, max %.1f)\n"+
 		"  throughput  %.0f tokens/s, %.1f forward GFLOP/s (decoder %.2f + vision %.2f GFLOP per step)\n"+
 		"  selection   %.3f of the HR tokens per HR row\n"+
 		"  memory      %.0f allocations, %.1f MiB allocated per step, GC %.1f%% of the time, peak RSS %.0f MiB\n"+
 		"  arena       %.0f MiB of step buffers, %.1f MiB of them allocated per step (%.1f%% allocated per step)\n"+
 		"  loss        %.4f\n",
-		r.Mode, r.Strategy, r.Steps, r.SequenceLength, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
+		r.Mode, r.Strategy, r.Steps, r.SequenceLength, r.Cached, r.FeatureHitRate, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
 		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB,
 		r.ArenaMiB, r.ArenaFreshMiB, 100*r.MiBPerStep/max(r.ArenaMiB, 1), r.Loss)
 	return err

@@ -57,8 +57,9 @@ func selectSample[T Float](plan *SelectPlan, b int, q, k, cells []T) error {
 	if plan.Strategy == "random" {
 		rng = rand.New(rand.NewPCG(plan.Seed, RandomStream(plan.Step, b, plan.Layer)))
 	}
-	for _, r := range plan.Rows[b] {
-		a := imageAttention(plan, b, r, q, k)
+	att := imageAttention(plan, b, q, k)
+	for i, r := range plan.Rows[b] {
+		a := att[i]
 		sel, err := SelectCells(a, plan.Grid, plan.Cells, plan.OriSizes[b], plan.Threshold, plan.Strategy, plan.Ratio, rng)
 		if err != nil {
 			return err
@@ -79,25 +80,37 @@ func RandomStream(step, sample, layer int) uint64 {
 	return (uint64(step)*1009+uint64(sample))*1009 + uint64(layer)
 }
 
-// imageAttention returns a = Σ_heads P_plain[r, i0 : i0+n] of row r of sample b, reshaped [g, g] row-major.
-func imageAttention[T Float](plan *SelectPlan, b, r int, q, k []T) []float64 {
-	lay := plan.Layout
-	width, dh, n := lay.Heads*lay.HeadDim, lay.HeadDim, plan.Grid*plan.Grid
-	scale := 1 / math.Sqrt(float64(dh))
-	nk, i0 := lay.keys(b, r), plan.ImageAt[b]
-	a := make([]float64, n)
-	row := make([]T, nk)
+// imageAttention returns, for each HR row r of sample b, a = Σ_heads P_plain[r, i0 : i0+n] as [g, g]
+// row-major. The scores are one multiply per head, as the attention's forward pass computes them.
+func imageAttention[T Float](plan *SelectPlan, b int, q, k []T) [][]float64 {
+	lay, rows := plan.Layout, plan.Rows[b]
+	W, dh, n, L, R := lay.Heads*lay.HeadDim, lay.HeadDim, plan.Grid*plan.Grid, lay.Lens[b], len(rows)
+	i0 := plan.ImageAt[b]
+	if R == 0 {
+		return nil
+	}
+	qr := make([]T, R*W)
+	for i, r := range rows {
+		copy(qr[i*W:(i+1)*W], q[(b*lay.N+r)*W:][:W])
+	}
+	att := make([][]float64, R)
+	for i := range att {
+		att[i] = make([]float64, n)
+	}
+	S := make([]T, R*L)
+	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
-		qr := q[(b*lay.N+r)*width+h*dh:][:dh]
-		for j := 0; j < nk; j++ {
-			row[j] = T(scale * dot(qr, k[(b*lay.N+j)*width+h*dh:][:dh]))
-		}
-		softmax(row)
-		for t := 0; t < n && i0+t < nk; t++ {
-			a[t] += float64(row[i0+t])
+		matmulLD(false, true, R, L, dh, scale, qr[h*dh:], W, headAt(k, lay, b, h), W, 0, S, L)
+		for i, r := range rows {
+			nk := lay.keys(b, r)
+			row := S[i*L : i*L+nk]
+			softmax(row)
+			for t := 0; t < n && i0+t < nk; t++ {
+				att[i][t] += float64(row[i0+t])
+			}
 		}
 	}
-	return a
+	return att
 }
 
 // PadMargin is m = ⌊⌊|w − h|/2⌋ / max(w, h) · g⌋ in float64, in that order (DESIGN.md §8 step 2): the rows

@@ -1,0 +1,51 @@
+package train
+
+import (
+	"math"
+	"testing"
+)
+
+// TestBenchModes runs every bench mode on the tiny model: union and dense compute the same loss (DESIGN.md §7:
+// the union form equals the dense one up to summation order), the cached steps equal the uncached ones bit for
+// bit, and the report describes what ran.
+func TestBenchModes(t *testing.T) {
+	cfg, err := LoadConfig("../configs/tiny.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := map[string]float64{}
+	for _, mode := range BenchModes {
+		for _, cached := range []bool{false, true} {
+			r, err := Bench(cfg, BenchOptions{Mode: mode, Steps: 2, Warmup: 1, Strategy: "topk", Ratio: 0.25, Cached: cached})
+			if err != nil {
+				t.Fatalf("%s cached=%v: %v", mode, cached, err)
+			}
+			if r.Mode != mode || r.Steps != 2 || r.MedianMS <= 0 || r.PeakRSSMiB <= 0 || math.IsNaN(r.Loss) {
+				t.Errorf("%s cached=%v: report %+v", mode, cached, r)
+			}
+			// Every lookup after the warm-up step hits: at least 2 of the 3 steps' lookups.
+			if cached && (r.FeatureHitRate < 2.0/3-1e-9 || r.FeatureHitRate >= 1) {
+				t.Errorf("%s cached: feature cache hit rate %g; want ≥ 2/3 and < 1", mode, r.FeatureHitRate)
+			}
+			if !cached && r.FeatureHitRate != 0 {
+				t.Errorf("%s uncached: feature cache hit rate %g; want 0", mode, r.FeatureHitRate)
+			}
+			if cached {
+				if r.Loss != loss[mode] {
+					t.Errorf("%s: loss %v with cached features, %v without", mode, r.Loss, loss[mode])
+				}
+			} else {
+				loss[mode] = r.Loss
+			}
+		}
+	}
+	if u, d := loss["flex-union"], loss["flex-dense"]; math.Abs(u-d) > 1e-5*math.Abs(d) {
+		t.Errorf("flex-union loss %v, flex-dense %v: the union form must compute the dense form's numbers", u, d)
+	}
+	if loss["flex-union"] == loss["lr"] {
+		t.Errorf("flex-union and lr losses are both %v: the HR tokens changed nothing", loss["lr"])
+	}
+	if _, err := Bench(cfg, BenchOptions{Mode: "sparse", Steps: 1}); err == nil {
+		t.Error("unknown mode: no error")
+	}
+}
