@@ -3,13 +3,14 @@ package data
 // Batch is what one training step reads: B samples right-padded to the longest token sequence.
 // T counts token ids (the image marker is one id here; the model expands it to n image tokens).
 type Batch struct {
-	IDs           []string    // record ids, for logs and tests
-	InputIDs      [][]int     // [B][T], ImageTokenID marks the image, PAD after the end
-	AttentionMask [][]int     // [B][T], 1 real, 0 pad
-	Labels        [][]int     // [B][T], IgnoreIndex where unsupervised and on padding
-	LRPixels      [][]float32 // per sample [3*S*S], nil for text-only
-	HRPixels      [][]float32 // per sample [3*ZS*ZS], nil for text-only
-	OriSizes      [][2]int    // (w, h), (0, 0) for text-only
+	IDs           []string            // record ids, for logs and tests
+	InputIDs      [][]int             // [B][T], ImageTokenID marks the image, PAD after the end
+	AttentionMask [][]int             // [B][T], 1 real, 0 pad
+	Labels        [][]int             // [B][T], IgnoreIndex where unsupervised and on padding
+	LRPixels      [][]float32         // per sample [3*S*S], nil for text-only
+	HRPixels      [][]float32         // per sample [3*ZS*ZS], nil for text-only
+	OriSizes      [][2]int            // (w, h), (0, 0) for text-only
+	Tags          []map[string]string // per sample, the record's tags (nil without)
 }
 
 // Len is the number of samples B.
@@ -34,7 +35,7 @@ func collate(samples []*Sample, pad int) *Batch {
 			}
 			ids[j], labels[j] = pad, IgnoreIndex
 		}
-		b.IDs = append(b.IDs, s.ID)
+		b.IDs, b.Tags = append(b.IDs, s.ID), append(b.Tags, s.Tags)
 		b.InputIDs, b.AttentionMask, b.Labels = append(b.InputIDs, ids), append(b.AttentionMask, mask), append(b.Labels, labels)
 		var lr, hr []float32
 		var size [2]int

@@ -22,6 +22,10 @@ type Record struct {
 	ID            flexString `json:"id"`
 	Image         string     `json:"image,omitempty"`
 	Conversations []Turn     `json:"conversations"`
+	// Tags name what the image shows, one value per key (as {"color": "red", "object": "sign", "text": "K"}):
+	// the labels of the vision tower's tag pretraining (`flextrain pretrain-vision`). A flextrain extension
+	// of the LLaVA format, which other tools ignore; absent in ordinary LLaVA data.
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // flexString accepts a JSON string or number, because some LLaVA-format files write numeric ids.

@@ -12,14 +12,15 @@ import (
 
 // Sample is one record made ready for the model: token ids with the image marker, labels and pixels.
 type Sample struct {
-	Record    int     // index of the record in the data file
-	ID        string  // the record's id
-	Image     string  // resolved image file, "" for text-only
-	InputIDs  []int   // ImageTokenID marks the image
-	Labels    []int   // IgnoreIndex where unsupervised
-	Pixels    *Pixels // nil for text-only, and when pixels were not asked for
-	Truncated bool    // cut to model_max_length
-	Mismatch  bool    // LLaVA's tokenization mismatch: kept, fully masked
+	Record    int               // index of the record in the data file
+	ID        string            // the record's id
+	Image     string            // resolved image file, "" for text-only
+	InputIDs  []int             // ImageTokenID marks the image
+	Labels    []int             // IgnoreIndex where unsupervised
+	Pixels    *Pixels           // nil for text-only, and when pixels were not asked for
+	Truncated bool              // cut to model_max_length
+	Mismatch  bool              // LLaVA's tokenization mismatch: kept, fully masked
+	Tags      map[string]string // the record's tags (Record.Tags), nil without
 }
 
 // SeqLen is the length the model sees: the image marker expands to n image tokens.
@@ -65,7 +66,7 @@ func (p *processor) load(i int) (*Sample, *BadSample, error) {
 	if reason != "" {
 		return bad(reason, p.ix.path, cause)
 	}
-	s.Record, s.ID = i, string(rec.ID)
+	s.Record, s.ID, s.Tags = i, string(rec.ID), rec.Tags
 	if rec.Image != "" {
 		if reason, file, cause := p.image(s, rec.Image); reason != "" {
 			return bad(reason, file, cause)

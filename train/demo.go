@@ -15,13 +15,17 @@ import (
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
+	"github.com/flextrain/flextrain/safetensors"
 )
 
 // ErrDemoConfig reports demo configurations that cannot run as the two stages of Demo.
 var ErrDemoConfig = errors.New("train: demo: bad configuration")
 
-// DemoOptions name the two stages of Demo and where it reports.
+// DemoOptions name the stages of Demo and where it reports.
 type DemoOptions struct {
+	// Vision, when set, is stage 0: PretrainVision of the base model's tower, whose output Base starts from
+	// (Base's model_name_or_path is its output_dir/model).
+	Vision     *Config
 	Base, Flex Config    // stage 1 (the base model) and stage 2 (FlexAttention), loaded and validated
 	Out        io.Writer // training progress and the final table
 }
@@ -30,6 +34,7 @@ type DemoOptions struct {
 type DemoResult struct {
 	Base, Flex         Report
 	TestPath           string
+	VisionTime         time.Duration // stage 0, zero when its weights were reused or there is no stage 0
 	BaseTime, FlexTime time.Duration // training, zero when a finished checkpoint was reused
 	EvalTime           time.Duration
 }
@@ -42,12 +47,17 @@ type DemoResult struct {
 // (or its eval_data_path): the base model with the LR view (α = 0, which is plain attention), the
 // FlexAttention model with α = 1, exact match per record kind. Both configurations need max_steps.
 func Demo(ctx context.Context, opts DemoOptions) (DemoResult, error) {
-	if err := checkDemo(opts.Base, opts.Flex); err != nil {
+	if err := checkDemo(opts); err != nil {
 		return DemoResult{}, err
 	}
 	var res DemoResult
 	var err error
 	trained := false
+	if opts.Vision != nil {
+		if res.VisionTime, err = runVision(ctx, *opts.Vision, opts.Out); err != nil {
+			return res, err
+		}
+	}
 	if res.BaseTime, trained, err = runStage(ctx, opts.Base, opts.Out, "stage 1: base model"); err != nil {
 		return res, err
 	}
@@ -68,7 +78,8 @@ func Demo(ctx context.Context, opts DemoOptions) (DemoResult, error) {
 }
 
 // checkDemo refuses configurations that Demo cannot chain.
-func checkDemo(base, flex Config) error {
+func checkDemo(opts DemoOptions) error {
+	base, flex := opts.Base, opts.Flex
 	var errs []error
 	for _, c := range []struct {
 		stage string
@@ -78,8 +89,15 @@ func checkDemo(base, flex Config) error {
 			errs = append(errs, fmt.Errorf("%w: %s: max_steps must be set (it tells a finished stage)", ErrDemoConfig, c.stage))
 		}
 	}
-	if base.ModelNameOrPath != "" {
+	switch {
+	case opts.Vision == nil && base.ModelNameOrPath != "":
 		errs = append(errs, fmt.Errorf("%w: stage 1: model_name_or_path must be empty (the base model trains from scratch)", ErrDemoConfig))
+	case opts.Vision != nil && filepath.Clean(base.ModelNameOrPath) != filepath.Join(opts.Vision.OutputDir, VisionModelDir):
+		errs = append(errs, fmt.Errorf("%w: stage 1: model_name_or_path must be stage 0's %s", ErrDemoConfig, filepath.Join(opts.Vision.OutputDir, VisionModelDir)))
+	case opts.Vision != nil && opts.Vision.MaxSteps <= 0:
+		errs = append(errs, fmt.Errorf("%w: stage 0: max_steps must be set", ErrDemoConfig))
+	case opts.Vision != nil && !sameArch(*opts.Vision, base):
+		errs = append(errs, fmt.Errorf("%w: stage 0's and stage 1's model: sections differ", ErrDemoConfig))
 	}
 	if flex.ModelNameOrPath == "" {
 		errs = append(errs, fmt.Errorf("%w: stage 2: model_name_or_path must name the folder for stage 1's weights", ErrDemoConfig))
@@ -110,8 +128,23 @@ func runStage(ctx context.Context, cfg Config, out io.Writer, name string) (time
 	return time.Since(start), true, nil
 }
 
-// exportBase writes the weights of stage 1's last checkpoint into dir/model.safetensors, leaving out the
-// k/v_proj_hd tensors so that loading derives them from the trained k/v_proj.
+// runVision pretrains the base model's vision tower unless its weights are already written (they are
+// written last, so their presence means a finished stage 0); it returns the training time.
+func runVision(ctx context.Context, cfg Config, out io.Writer) (time.Duration, error) {
+	dir := filepath.Join(cfg.OutputDir, VisionModelDir)
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
+		fmt.Fprintf(out, "stage 0: vision tower: reusing %s\n", dir)
+		return 0, nil
+	}
+	fmt.Fprintf(out, "stage 0: vision tower: training into %s\n", cfg.OutputDir)
+	start := time.Now()
+	if _, err := PretrainVision(ctx, cfg, RunOptions{Out: out}); err != nil {
+		return 0, fmt.Errorf("train: demo: stage 0: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+// exportBase writes the weights of stage 1's last checkpoint into dir/model.safetensors (writeBaseWeights).
 func exportBase(base Config, dir string) error {
 	e, err := checkpoints.Latest(base.OutputDir)
 	if err != nil {
@@ -121,18 +154,24 @@ func exportBase(base Config, dir string) error {
 	if err != nil {
 		return fmt.Errorf("train: demo: %w", err)
 	}
-	tensors := tr.Weights.Tensors()
+	meta := map[string]string{"format": "pt", "flextrain_step": fmt.Sprint(tr.Step), "flextrain_source": e.Path}
+	return writeBaseWeights(tr.Weights.Tensors(), dir, meta)
+}
+
+// writeBaseWeights writes a model's weights into dir/model.safetensors as the next stage's
+// model_name_or_path, leaving out the k/v_proj_hd tensors so that loading derives them from the trained
+// k/v_proj (DESIGN.md §7).
+func writeBaseWeights(tensors map[string]safetensors.Tensor, dir string, meta map[string]string) error {
 	for name := range tensors {
 		if ok, _ := path.Match("model.layers.*.self_attn.*_proj_hd.weight", name); ok {
 			delete(tensors, name)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: demo: export stage 1: %w", err)
+		return fmt.Errorf("train: write base weights: %w", err)
 	}
-	meta := map[string]string{"format": "pt", "flextrain_step": fmt.Sprint(tr.Step), "flextrain_source": e.Path}
 	if err := checkpoints.WriteSafetensors(filepath.Join(dir, "model.safetensors"), tensors, meta); err != nil {
-		return fmt.Errorf("train: demo: export stage 1: %w", err)
+		return fmt.Errorf("train: write base weights: %w", err)
 	}
 	return nil
 }

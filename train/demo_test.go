@@ -28,15 +28,17 @@ func tinyDemo(t *testing.T, dir string) DemoOptions {
 		}
 		return c
 	}
-	base := load("../configs/quickstart-base.yaml", "output_dir="+filepath.Join(dir, "base"))
+	vision := load("../configs/quickstart-vision.yaml", "output_dir="+filepath.Join(dir, "vision"))
+	base := load("../configs/quickstart-base.yaml", "output_dir="+filepath.Join(dir, "base"),
+		"model_name_or_path="+filepath.Join(dir, "vision", VisionModelDir))
 	flex := load("../configs/quickstart.yaml", "output_dir="+filepath.Join(dir, "flex"),
 		"model_name_or_path="+filepath.Join(dir, "base", "model"), "trainable=model.layers.2.*,model.norm.*,lm_head.*")
-	return DemoOptions{Base: base, Flex: flex, Out: &bytes.Buffer{}}
+	return DemoOptions{Vision: &vision, Base: base, Flex: flex, Out: &bytes.Buffer{}}
 }
 
-// TestDemoPlumbing runs both stages and the evaluation on a tiny set: every test question is scored for
-// both models, per kind; a second run reuses both stages; stage 2 starts from stage 1's weights with
-// k/v_proj_hd copied from the trained k/v_proj.
+// TestDemoPlumbing runs the three stages and the evaluation on a tiny set: every test question is scored for
+// both models, per kind; a second run reuses every stage; stage 1 starts from stage 0's tower and keeps it;
+// stage 2 starts from stage 1's weights with k/v_proj_hd copied from the trained k/v_proj.
 func TestDemoPlumbing(t *testing.T) {
 	dir := t.TempDir()
 	opts := tinyDemo(t, dir)
@@ -49,8 +51,8 @@ func TestDemoPlumbing(t *testing.T) {
 			t.Errorf("%s: %d answers scored in %d kinds; want the 6 test questions, by kind", name, r.Answers, len(r.ByKind))
 		}
 	}
-	if res.BaseTime == 0 || res.FlexTime == 0 {
-		t.Errorf("first run: training times %v, %v; want both stages trained", res.BaseTime, res.FlexTime)
+	if res.VisionTime == 0 || res.BaseTime == 0 || res.FlexTime == 0 {
+		t.Errorf("first run: training times %v, %v, %v; want every stage trained", res.VisionTime, res.BaseTime, res.FlexTime)
 	}
 	var table bytes.Buffer
 	if err := res.WriteTable(&table); err != nil {
@@ -62,13 +64,25 @@ func TestDemoPlumbing(t *testing.T) {
 		}
 	}
 	checkStage2Start(t, opts.Flex.ModelNameOrPath, opts.Base.Model())
+	tower := model.VisionPrefix + "embeddings.patch_embedding.weight"
+	stage0, err := model.LoadWeights(opts.Base.ModelNameOrPath, opts.Base.Model(), tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage1, err := model.LoadWeights(opts.Flex.ModelNameOrPath, opts.Base.Model(), tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init := model.InitWeights(opts.Base.Model(), tensor.Float32, 3407).Get(tower); equalData(stage0.Get(tower), init) || !equalData(stage1.Get(tower), stage0.Get(tower)) {
+		t.Error("stage 1's tower is not stage 0's trained one")
+	}
 	again, err := Demo(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.BaseTime != 0 || again.FlexTime != 0 || again.Flex.Correct != res.Flex.Correct {
-		t.Errorf("second run: training times %v, %v, flex correct %d; want both stages reused and %d correct",
-			again.BaseTime, again.FlexTime, again.Flex.Correct, res.Flex.Correct)
+	if again.VisionTime != 0 || again.BaseTime != 0 || again.FlexTime != 0 || again.Flex.Correct != res.Flex.Correct {
+		t.Errorf("second run: training times %v, %v, %v, flex correct %d; want every stage reused and %d correct",
+			again.VisionTime, again.BaseTime, again.FlexTime, again.Flex.Correct, res.Flex.Correct)
 	}
 }
 
@@ -108,7 +122,9 @@ func TestDemoRefusesConfigs(t *testing.T) {
 	}{
 		{"no max_steps", func(o *DemoOptions) { o.Base.MaxSteps = -1 }, "stage 1: max_steps"},
 		{"no stage 2 base path", func(o *DemoOptions) { o.Flex.ModelNameOrPath = "" }, "stage 2: model_name_or_path"},
-		{"stage 1 from weights", func(o *DemoOptions) { o.Base.ModelNameOrPath = "w.safetensors" }, "stage 1: model_name_or_path"},
+		{"stage 1 from other weights", func(o *DemoOptions) { o.Base.ModelNameOrPath = "w.safetensors" }, "stage 1: model_name_or_path must be stage 0's"},
+		{"stage 1 from weights, no stage 0", func(o *DemoOptions) { o.Vision = nil }, "stage 1: model_name_or_path must be empty"},
+		{"stage 0 without max_steps", func(o *DemoOptions) { o.Vision.MaxSteps = 0 }, "stage 0: max_steps"},
 		{"shared output", func(o *DemoOptions) { o.Flex.OutputDir = o.Base.OutputDir }, "share output_dir"},
 		{"other model", func(o *DemoOptions) { o.Flex.Arch.Text.IntermediateSize = 128 }, "model: sections differ"},
 	}

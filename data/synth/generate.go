@@ -16,7 +16,7 @@ import (
 
 // generatorVersion is stored in synth.json. Bump it whenever a change to this package changes the files a
 // seed produces, so that Generate regenerates instead of reusing a dataset drawn by older code.
-const generatorVersion = 2
+const generatorVersion = 3 // 3: records carry tags
 
 // pngEncoder favours speed: the images' grain leaves little for a slower level to gain, and the demo
 // generates tens of thousands of them.

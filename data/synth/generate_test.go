@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/png"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -246,6 +247,33 @@ func checkRecord(r Record, split string, tasks []string) string {
 		return "answer " + r.Answer() + " is not a single word"
 	case (len(r.Box) == 4) != (r.Image != ""):
 		return "box present iff there is an image"
+	}
+	return checkTags(r)
+}
+
+// checkTags returns what is wrong with a record's tags: every image record describes its target (the
+// colour and shape or sign the question names or answers, a large sign's text), a text record has none.
+func checkTags(r Record) string {
+	if r.Image == "" {
+		if r.Tags != nil {
+			return fmt.Sprintf("text record with tags %v", r.Tags)
+		}
+		return ""
+	}
+	// The word after "the ": a shape in a colour question, a colour in a shape or read question.
+	named := strings.TrimSuffix(strings.Fields(strings.SplitN(r.Conversations[0].Value, "the ", 2)[1])[0], "?")
+	a := r.Answer()
+	want := map[string]string{"object": "sign", "color": named}
+	switch {
+	case r.Task == "color":
+		want["color"], want["object"] = a, named
+	case r.Task == "shape":
+		want["object"] = a
+	case r.Kind == KindLarge:
+		want["text"] = a
+	}
+	if !maps.Equal(r.Tags, want) {
+		return fmt.Sprintf("tags %v; want %v", r.Tags, want)
 	}
 	return ""
 }

@@ -18,6 +18,10 @@ type Record struct {
 	// Box is the target object's bounding box in original image pixels, [x0, y0, x1, y1] with x1 and y1
 	// exclusive (as image.Rectangle); absent for text-only records.
 	Box []int `json:"box,omitempty"`
+	// Tags describe the target object for the vision tower's tag pretraining (data.Record.Tags): its
+	// "color", its "object" (a shape's name or "sign") and, for a large sign, its "text". A small sign's
+	// text is left out: the LR view the pretraining sees cannot show it.
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // Turn is one message of a conversation: From is "human" or "gpt".
@@ -37,7 +41,8 @@ func (r Record) Answer() string {
 // content is what a sample asks and answers, before it gets an id and a file name.
 type content struct {
 	kind, task, question, answer string
-	box                          []int       // nil for text-only samples
+	box                          []int // nil for text-only samples
+	tags                         map[string]string
 	more                         [][2]string // follow-up questions and answers, in order
 }
 
@@ -52,7 +57,7 @@ func (c content) record(id, image string) Record {
 	for _, qa := range c.more {
 		turns = append(turns, Turn{From: "human", Value: qa[0] + suffix}, Turn{From: "gpt", Value: qa[1]})
 	}
-	return Record{ID: id, Image: image, Kind: c.kind, Task: c.task, Box: c.box, Conversations: turns}
+	return Record{ID: id, Image: image, Kind: c.kind, Task: c.task, Box: c.box, Tags: c.tags, Conversations: turns}
 }
 
 // renderImage draws one image sample of the given kind: background, target, other objects. asks is the
@@ -70,7 +75,8 @@ func renderImage(o Options, r *rng, kind string, asks int, centred bool) (*image
 	s.others(r, o.Others)
 	s.drawObjects(img)
 	b := q.target.box
-	c := content{kind: kind, task: q.task, question: q.text, answer: q.answer, box: []int{b.Min.X, b.Min.Y, b.Max.X, b.Max.Y}}
+	c := content{kind: kind, task: q.task, question: q.text, answer: q.answer, box: []int{b.Min.X, b.Min.Y, b.Max.X, b.Max.Y},
+		tags: q.target.tags()}
 	if asks > 1 {
 		for _, f := range s.followUps(r, q, asks-1, o.SmallFrac > 0) {
 			c.more = append(c.more, [2]string{f.text, f.answer})

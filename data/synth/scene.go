@@ -26,6 +26,18 @@ type object struct {
 	box    image.Rectangle
 }
 
+// tags are the object's tags (Record.Tags).
+func (o *object) tags() map[string]string {
+	t := map[string]string{"color": palette[o.colour].name, "object": "sign"}
+	switch {
+	case !o.sign:
+		t["object"] = shapes[o.shape]
+	case o.scale > 1:
+		t["text"] = o.text
+	}
+	return t
+}
+
 // question is what an image sample asks, about which object.
 type question struct {
 	task, text, answer string

@@ -3,6 +3,7 @@ package ops
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -152,8 +153,52 @@ func TestOpGradients(t *testing.T) {
 			return CrossEntropy(in[0], []int{1, IgnoreIndex, 0, 3, IgnoreIndex})
 		},
 			[]*tensor.Dense{randDense(rng, 2, R, 4)}, []int{0}, nil},
+		{"Pools", func(in []*G.Node) (*G.Node, error) { return Pools(in[0], 3, true) },
+			[]*tensor.Dense{randDense(rng, 1, 6, D)}, []int{0}, []int{4, D}},
+		{"HeadsCrossEntropy", func(in []*G.Node) (*G.Node, error) {
+			return HeadsCrossEntropy(in[0], [][]int{{1, 0, 2, 0, 1}, {IgnoreIndex, 3, IgnoreIndex, 0, IgnoreIndex}}, []int{3, 4})
+		},
+			[]*tensor.Dense{randDense(rng, 2, R, 7)}, []int{0}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { gradCheck(t, c.build, c.inputs, c.wrt, c.out, 1e-7) })
+	}
+}
+
+func TestPoolsAndHeadsCrossEntropy(t *testing.T) {
+	g := G.NewGraph()
+	x := G.NodeFromAny(g, tensor.New(tensor.WithShape(4, 2), tensor.WithBacking([]float64{1, 5, 3, 2, 0, 0, -1, -2})), G.WithName("x"))
+	p, err := Pools(x, 2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two heads side by side: logits [2, 2+1]; head 1 has one class, so its loss is 0 whatever the logits.
+	l := G.NodeFromAny(g, tensor.New(tensor.WithShape(2, 3), tensor.WithBacking([]float64{0, 0, 7, math.Log(3), 0, -4})), G.WithName("l"))
+	loss, err := HeadsCrossEntropy(l, [][]int{{0, 0}, {0, IgnoreIndex}}, []int{2, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Value().Data().([]float64), []float64{3, 5, 0, 0, 2, 3.5, -0.5, -1}; !slices.Equal(got, want) {
+		t.Errorf("Pools = %v; want %v (maxima, then means)", got, want)
+	}
+	// Head 0: rows −log(1/2) and −log(3/4), mean (ln 2 + ln 4/3)/2.
+	if got, want := scalarOf(loss.Value()), (math.Log(2)+math.Log(4.0/3))/2; math.Abs(got-want) > 1e-12 {
+		t.Errorf("HeadsCrossEntropy = %v; want %v", got, want)
+	}
+	for _, bad := range []struct {
+		targets [][]int
+		sizes   []int
+	}{{[][]int{{0, 0}}, []int{2, 1}}, {[][]int{{0, 2}, {0, 0}}, []int{2, 1}}, {[][]int{{0, 0}, {0, 0}}, []int{2, 2}}} {
+		if _, err := HeadsCrossEntropy(l, bad.targets, bad.sizes); err == nil {
+			t.Errorf("HeadsCrossEntropy(%v, %v): no error", bad.targets, bad.sizes)
+		}
+	}
+	if _, err := Pools(x, 3, false); err == nil {
+		t.Error("Pools over groups of 3 of 4 rows: no error")
 	}
 }
