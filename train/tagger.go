@@ -137,15 +137,7 @@ func (t *trainer[T]) tagStep(mb *model.Batch, tg *tagHeads, targets [][]int) (fl
 	if err := g.Run(); err != nil {
 		return 0, [2][]int{}, fmt.Errorf("train: pretrain-vision: %w", err)
 	}
-	grads := g.Grads()
-	for i := range t.params {
-		p := &t.params[i]
-		if d, ok := grads[p.Name]; ok {
-			copy(p.Grad, d.Data().([]T))
-		} else {
-			clear(p.Grad) // a tower layer after select_layer: never run
-		}
-	}
+	t.takeGrads(g.Grads())
 	correct := countCorrect(tg, g.Logits().Data().([]T), targets)
 	if _, err := optim.ClipGradNorm(t.params, t.cfg.MaxGradNorm); err != nil {
 		return 0, [2][]int{}, fmt.Errorf("train: pretrain-vision: step %d: %w", t.state.Step+1, err)

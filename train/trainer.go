@@ -305,15 +305,7 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	if err := g.Run(); err != nil {
 		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
 	}
-	grads := g.Grads()
-	for i := range t.params {
-		p := &t.params[i]
-		if d, ok := grads[p.Name]; ok {
-			copy(p.Grad, d.Data().([]T))
-		} else {
-			clear(p.Grad) // not reached by this batch's loss
-		}
-	}
+	t.takeGrads(g.Grads())
 	n := supervised(b.Labels)
 	if err := t.acc.Add(t.params, n); err != nil {
 		return 0, 0, err
@@ -324,6 +316,19 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	res.featureHitRate = t.features.Stats().HitRate()
 	_, t.lastN = g.Shape()
 	return g.Loss(), n, nil
+}
+
+// takeGrads copies a graph's gradients into the bound parameters; a parameter the loss did not reach (a
+// weight of this batch's unused path, a tower layer after select_layer) gets zeros.
+func (t *trainer[T]) takeGrads(grads map[string]*tensor.Dense) {
+	for i := range t.params {
+		p := &t.params[i]
+		if d, ok := grads[p.Name]; ok {
+			copy(p.Grad, d.Data().([]T))
+		} else {
+			clear(p.Grad)
+		}
+	}
 }
 
 // update finishes the accumulated gradient and applies AdamW, or skips a non-finite step without
