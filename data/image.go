@@ -12,6 +12,7 @@ import (
 	_ "image/png"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,6 +233,21 @@ func PreprocessImage(img image.Image, s, z int) (Pixels, error) {
 	xdraw.CatmullRom.Scale(hr, hr.Bounds(), sq, sq.Bounds(), xdraw.Src, nil)
 	t := Normalize(hr)
 	return Pixels{HR: t, LR: DownsampleAA(t, 3, hrSide, z), OriSize: [2]int{b.Dx(), b.Dy()}}, nil
+}
+
+// Denormalize is Normalize's inverse for a [3, side, side] tensor, for drawing what the model read: each
+// value back to 0…255, rounded and clipped.
+func Denormalize(t []float32, side int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, side, side))
+	plane := side * side
+	for i := range plane {
+		for c := range 3 {
+			v := math.Round(float64((t[c*plane+i]*clipStd[c] + clipMean[c]) * 255))
+			img.Pix[4*i+c] = uint8(min(max(v, 0), 255))
+		}
+		img.Pix[4*i+3] = 255
+	}
+	return img
 }
 
 // Normalize converts an RGBA image to a [3, H, W] float32 tensor: v/255, then (v − mean)/std per channel.

@@ -336,3 +336,19 @@ func FuzzDecodeImage(f *testing.F) {
 		}
 	})
 }
+
+// TestDenormalizeRoundTrip: every 8-bit value of every channel survives Normalize then Denormalize.
+func TestDenormalizeRoundTrip(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 16, 16))
+	for i := 0; i < 256; i++ {
+		img.Pix[4*i], img.Pix[4*i+1], img.Pix[4*i+2], img.Pix[4*i+3] = uint8(i), uint8(255-i), uint8(i*7), 255
+	}
+	got := Denormalize(Normalize(img), 16)
+	if !bytes.Equal(got.Pix, img.Pix) {
+		for i := range img.Pix {
+			if got.Pix[i] != img.Pix[i] {
+				t.Fatalf("byte %d (pixel %d channel %d): %d after the round trip; want %d", i, i/4, i%4, got.Pix[i], img.Pix[i])
+			}
+		}
+	}
+}

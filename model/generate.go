@@ -1,7 +1,10 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"math/rand/v2"
 
 	"github.com/flextrain/flextrain/model/ops"
@@ -20,16 +23,8 @@ func Generate(w *Weights, b *Batch, maxNew, eos int, alpha float64) ([][]int, er
 		if err != nil {
 			return nil, err
 		}
-		logits := d.Prefill()
-		for len(out[s]) < maxNew {
-			next := argmax(logits)
-			out[s] = append(out[s], next)
-			if next == eos {
-				break
-			}
-			if logits, err = d.Step(next); err != nil {
-				return nil, err
-			}
+		if out[s], err = d.Greedy(d.Prefill(), maxNew, eos); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -47,8 +42,9 @@ func argmax(x []float64) int {
 
 // Decoder runs one sample row by row with a KV cache. Its element type is the weights' dtype.
 type Decoder struct {
-	prefill func() []float64
-	step    func(token int) ([]float64, error)
+	prefill  func() []float64
+	step     func(token int) ([]float64, error)
+	selected func() [][]bool
 }
 
 // NewDecoder prepares sample s of the batch for decoding with blend weight alpha.
@@ -71,6 +67,29 @@ func (d *Decoder) Prefill() []float64 { return d.prefill() }
 // Step appends a token and returns the logits of the new last row.
 func (d *Decoder) Step(token int) ([]float64, error) { return d.step(token) }
 
+// Greedy continues from the last row's logits by up to maxNew tokens, each the argmax of the row before,
+// stopping after eos (which it returns).
+func (d *Decoder) Greedy(logits []float64, maxNew, eos int) ([]int, error) {
+	var out []int
+	for len(out) < maxNew {
+		next := argmax(logits)
+		out = append(out, next)
+		if next == eos {
+			break
+		}
+		var err error
+		if logits, err = d.Step(next); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Selected returns the cells the last row run attended to in each FlexAttention layer n_sa…L−1 (G×G,
+// row-major; DESIGN.md §8): after Prefill, those of the row that predicts the answer's first token. They are
+// nil for a text-only sample.
+func (d *Decoder) Selected() [][]bool { return d.selected() }
+
 // rowDecoder holds one sample's cache in element type T.
 type rowDecoder[T ops.Float] struct {
 	cfg     Config
@@ -86,16 +105,19 @@ type rowDecoder[T ops.Float] struct {
 	imageAt int
 	ori     [2]int
 	pos     int
-	sample  int
+	// imageKey seeds the random strategy's generator: a hash of the image's LR pixels, so that each image
+	// draws its own cells however it is batched (a prompt decoded alone is always sample 0).
+	imageKey uint64
+	used     [][]bool // per FlexAttention layer, the cells the last HR row attended to
 }
 
 func newDecoder[T ops.Float](w *Weights, b *Batch, s int, alpha float64) *Decoder {
 	cfg := w.Config()
-	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, ori: b.OriSizes[s], sample: s,
+	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, ori: b.OriSizes[s],
 		get: func(name string) []T { return w.Get(name).Data().([]T) },
 		kc:  make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
 	d.assemble(b, s)
-	return &Decoder{prefill: d.prefill, step: d.step}
+	return &Decoder{prefill: d.prefill, step: d.step, selected: func() [][]bool { return d.used }}
 }
 
 // assemble lays out the prompt's input rows (DESIGN.md §5) and, with an image, its HR features and tables.
@@ -112,6 +134,7 @@ func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 			continue
 		}
 		d.imageAt = len(d.rows)
+		d.imageKey = pixelHash(b.LRPixels[s])
 		lr := project(nil, d.cfg, d.get, visionFeatures(nil, d.cfg, d.get, ops.Convert[T](nil, b.LRPixels[s])), n)
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
@@ -177,6 +200,7 @@ func (d *rowDecoder[T]) layer(l int, h []T, hr bool, cells []bool) []bool {
 	var kHR, vHR []T
 	if hr && l >= d.cfg.Flex.NSA {
 		kHR, vHR = d.hrKeys(p, cells)
+		d.record(l, cells)
 	}
 	o := make([]T, D)
 	probs := make([]T, H*(d.pos+1))
@@ -190,6 +214,25 @@ func (d *rowDecoder[T]) layer(l int, h []T, hr bool, cells []bool) []bool {
 	addInto(h, y)
 	d.mlp(p, h)
 	return next
+}
+
+// record keeps the cells of FlexAttention layer l as the last HR row's selection.
+func (d *rowDecoder[T]) record(l int, cells []bool) {
+	if d.used == nil {
+		d.used = make([][]bool, d.cfg.Text.NumLayers-d.cfg.Flex.NSA)
+	}
+	d.used[l-d.cfg.Flex.NSA] = cells
+}
+
+// pixelHash is the FNV-1a hash of the pixels' float64 bits.
+func pixelHash(px []float64) uint64 {
+	h := fnv.New64a()
+	var buf [8]byte
+	for _, v := range px {
+		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(v))
+		h.Write(buf[:])
+	}
+	return h.Sum64()
 }
 
 // rotate is RoPE(x·Wᵀ) at the current position (the row's tables d.cos, d.sin).
@@ -240,7 +283,7 @@ func (d *rowDecoder[T]) selectCells(l int, probs []T) []bool {
 	f := d.cfg.Flex
 	var rng *rand.Rand
 	if f.Strategy == "random" {
-		rng = rand.New(rand.NewPCG(0, ops.RandomStream(0, d.sample, l)))
+		rng = rand.New(rand.NewPCG(d.imageKey, ops.RandomStream(0, 0, l)))
 	}
 	cells, err := ops.SelectCells(a, g, f.SelectGrid, d.ori, f.Threshold, f.Strategy, f.Ratio, rng)
 	if err != nil { // the configuration was validated: the strategy is known

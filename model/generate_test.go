@@ -1,10 +1,14 @@
 package model
 
 import (
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // TestDecoderMatchesGraph decodes a few tokens with the KV cache and checks every step's logits against the
@@ -81,4 +85,93 @@ func wholeRows(b *Batch, cfg Config, steps int) [][]int {
 		rows = append(rows, r)
 	}
 	return [][]int{rows}
+}
+
+// TestDecoderSelectedGolden: after Prefill, the decoder's cells per FlexAttention layer are the golden
+// selection of the prompt's last row (the inference case's only HR row); text-only samples select none.
+func TestDecoderSelectedGolden(t *testing.T) {
+	gc := loadGolden(t, filepath.Join("..", "testdata", "golden", "tiny_infer.safetensors"))
+	w, err := FromTensors(gc.cfg, tensor.Float64, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr, shape := gc.ints(t, "expect.hr_rows")
+	N := shape[1]
+	_, _, zg, M := gc.cfg.Grid()
+	grid := ops.CellGrid{G: gc.cfg.Flex.SelectGrid, Zg: zg}
+	images := 0
+	for s := 0; s < gc.batch.Len(); s++ {
+		d, err := NewDecoder(w, gc.batch, s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Prefill()
+		row := -1
+		for r := 0; r < N; r++ {
+			if hr[s*N+r] == 1 {
+				row = r
+			}
+		}
+		sel := d.Selected()
+		if row < 0 {
+			if sel != nil {
+				t.Errorf("sample %d (text-only): selected %v; want none", s, sel)
+			}
+			continue
+		}
+		images++
+		if len(sel) != gc.cfg.Text.NumLayers-gc.cfg.Flex.NSA {
+			t.Fatalf("sample %d: %d layers of cells; want %d", s, len(sel), gc.cfg.Text.NumLayers-gc.cfg.Flex.NSA)
+		}
+		for i, cells := range sel {
+			l := gc.cfg.Flex.NSA + i
+			want, _ := gc.ints(t, fmt.Sprintf("expect.select.%d", l))
+			got := make([]int, M)
+			for _, tok := range grid.Tokens(func(c int) bool { return cells[c] }) {
+				got[tok] = 1
+			}
+			if !slices.Equal(got, want[(s*N+row)*M:(s*N+row+1)*M]) {
+				t.Errorf("sample %d layer %d: decoder selected %v; want the golden row %d", s, l, got, row)
+			}
+		}
+	}
+	if images == 0 {
+		t.Fatal("the golden case has no image sample")
+	}
+}
+
+// TestDecoderRandomPerImage: at inference the random strategy draws its cells from the image, not from the
+// sample's position: a sample decoded alone selects what it selects inside the batch, and the batch's
+// images do not all select the same cells.
+func TestDecoderRandomPerImage(t *testing.T) {
+	gc := loadGolden(t, filepath.Join("..", "testdata", "golden", "tiny_infer.safetensors"))
+	cfg := gc.cfg
+	cfg.Flex.Strategy, cfg.Flex.Ratio = "random", 0.5
+	w, err := FromTensors(cfg, tensor.Float64, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selected := func(b *Batch, s int) string {
+		d, err := NewDecoder(w, b, s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Prefill()
+		return fmt.Sprint(d.Selected())
+	}
+	seen := map[string]bool{}
+	for s := 0; s < gc.batch.Len(); s++ {
+		if gc.batch.HRPixels[s] == nil {
+			continue
+		}
+		inBatch := selected(gc.batch, s)
+		alone := selected(sampleBatch(gc.batch, s, trimmed(gc.batch.InputIDs[s], gc.batch.AttentionMask[s])), 0)
+		if inBatch != alone {
+			t.Errorf("sample %d: selected %s in the batch, %s alone", s, inBatch, alone)
+		}
+		seen[inBatch] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("every image selected the same cells %v", seen)
+	}
 }

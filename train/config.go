@@ -560,6 +560,9 @@ func (c Config) validateData(bad badFunc) {
 	if c.EvalSteps > 0 && c.ValSize == 0 && c.EvalDataPath == "" {
 		bad("eval_steps", "evaluation needs val_size or eval_data_path")
 	}
+	if _, err := EvalAlpha(c.Flex.View); c.EvalSteps > 0 && err != nil {
+		bad("eval_steps", "%v", err)
+	}
 	if c.BadSamplePolicy != "skip" && c.BadSamplePolicy != "fail" {
 		bad("bad_sample_policy", "%q is not skip or fail", c.BadSamplePolicy)
 	}

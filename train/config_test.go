@@ -218,6 +218,7 @@ func TestValidate(t *testing.T) {
 		{"dtype", func(c *Config) { c.DType = "bfloat16" }, "dtype"},
 		{"unknown view", func(c *Config) { c.Flex.View = "hr" }, "flex.view"},
 		{"empty view", func(c *Config) { c.Flex.View = "" }, "flex.view"},
+		{"evaluation of hd-seq", func(c *Config) { c.Flex.View, c.EvalSteps, c.ValSize = "hd-seq", 10, 0.1 }, "eval_steps"},
 		{"batch 0", func(c *Config) { c.PerDeviceTrainBatchSize = 0 }, "per_device_train_batch_size"},
 		{"accumulation 0", func(c *Config) { c.GradientAccumulationSteps = 0 }, "gradient_accumulation_steps"},
 		{"no epochs, no max_steps", func(c *Config) { c.NumTrainEpochs = 0 }, "num_train_epochs"},

@@ -179,41 +179,44 @@ func writeBaseWeights(tensors map[string]safetensors.Tensor, dir string, meta ma
 // evaluate scores both stages' last checkpoints on the test split.
 func (r *DemoResult) evaluate(ctx context.Context, opts DemoOptions) error {
 	var err error
-	if r.TestPath, err = testSplit(opts.Flex); err != nil {
+	var images string
+	if r.TestPath, images, err = testSplit(opts.Flex); err != nil {
 		return err
 	}
-	if r.Base, err = evaluateStage(ctx, opts.Base, r.TestPath, 0); err != nil {
+	if r.Base, err = evaluateStage(ctx, opts.Base, r.TestPath, images, 0); err != nil {
 		return err
 	}
-	r.Flex, err = evaluateStage(ctx, opts.Flex, r.TestPath, 1)
+	r.Flex, err = evaluateStage(ctx, opts.Flex, r.TestPath, images, 1)
 	return err
 }
 
-// testSplit is the held-out file the demo scores: the test split of a synth:// data_path, else
-// eval_data_path.
-func testSplit(cfg Config) (string, error) {
+// testSplit is the held-out file the demo scores and the folder of its images: the test split of stage 2's
+// synth:// data_path, else its eval_data_path and image_folder. Both models read these images: stage 1's
+// own data may be another set whose image names are the same.
+func testSplit(cfg Config) (path, images string, err error) {
 	if !synth.IsURI(cfg.DataPath) {
 		if cfg.EvalDataPath == "" {
-			return "", fmt.Errorf("%w: stage 2 has neither a synth:// data_path nor an eval_data_path to test on", ErrDemoConfig)
+			return "", "", fmt.Errorf("%w: stage 2 has neither a synth:// data_path nor an eval_data_path to test on", ErrDemoConfig)
 		}
-		return cfg.EvalDataPath, nil
+		return cfg.EvalDataPath, cfg.ImageFolder, nil
 	}
 	o, err := synth.ParseURI(cfg.DataPath)
 	if err != nil {
-		return "", fmt.Errorf("train: demo: data_path: %w", err)
+		return "", "", fmt.Errorf("train: demo: data_path: %w", err)
 	}
 	if o.Dir == "" {
 		o.Dir = filepath.Join(cfg.OutputDir, "data")
 	}
 	m, err := synth.Generate(o) // reuses the dataset the stages trained on
 	if err != nil {
-		return "", fmt.Errorf("train: demo: data_path: %w", err)
+		return "", "", fmt.Errorf("train: demo: data_path: %w", err)
 	}
-	return m.Test, nil
+	return m.Test, m.ImageFolder, nil
 }
 
-// evaluateStage loads the last checkpoint of cfg's run and evaluates it on path with blend weight alpha.
-func evaluateStage(ctx context.Context, cfg Config, path string, alpha float64) (Report, error) {
+// evaluateStage loads the last checkpoint of cfg's run and evaluates it on path, whose images lie in images,
+// with blend weight alpha.
+func evaluateStage(ctx context.Context, cfg Config, path, images string, alpha float64) (Report, error) {
 	e, err := checkpoints.Latest(cfg.OutputDir)
 	if err != nil {
 		return Report{}, fmt.Errorf("train: demo: %w", err)
@@ -226,7 +229,7 @@ func evaluateStage(ctx context.Context, cfg Config, path string, alpha float64) 
 	if err != nil {
 		return Report{}, err
 	}
-	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, path, tr.Config.ImageFolder))
+	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, path, images))
 	if err != nil {
 		return Report{}, fmt.Errorf("train: demo: evaluate %s: %w", path, err)
 	}

@@ -29,8 +29,11 @@ func tinyDemo(t *testing.T, dir string) DemoOptions {
 		return c
 	}
 	vision := load("../configs/quickstart-vision.yaml", "output_dir="+filepath.Join(dir, "vision"))
+	// Stage 1 trains on a set of its own whose test split is shorter: scoring the base model must read
+	// stage 2's test images, not stage 1's images of the same names.
 	base := load("../configs/quickstart-base.yaml", "output_dir="+filepath.Join(dir, "base"),
-		"model_name_or_path="+filepath.Join(dir, "vision", VisionModelDir))
+		"model_name_or_path="+filepath.Join(dir, "vision", VisionModelDir),
+		"data_path=synth://n=12,val=4,test=2,hr=96,seed=3,dir="+filepath.Join(dir, "data-base"))
 	flex := load("../configs/quickstart.yaml", "output_dir="+filepath.Join(dir, "flex"),
 		"model_name_or_path="+filepath.Join(dir, "base", "model"), "trainable=model.layers.2.*,model.norm.*,lm_head.*")
 	return DemoOptions{Vision: &vision, Base: base, Flex: flex, Out: &bytes.Buffer{}}

@@ -13,7 +13,8 @@ import (
 // maxAnswer is the longest answer, in tokens, whose exact match is scored: longer answers are free text.
 const maxAnswer = 16
 
-// evaluate runs the held-out split with α = 1 and records the result; the lowest loss is the best metric.
+// evaluate runs the held-out split at the run's evaluation α (EvalAlpha) and records the result; the lowest
+// loss is the best metric.
 func (t *trainer[T]) evaluate(ctx context.Context) error {
 	l, err := t.evalLoader()
 	if errors.Is(err, data.ErrEmpty) {
@@ -24,8 +25,9 @@ func (t *trainer[T]) evaluate(ctx context.Context) error {
 	}
 	defer l.Close()
 	start := time.Now()
-	kinds, _ := RecordKinds(t.evalPath()) // records without a kind are evaluated as a whole
-	m, err := EvaluateByKind(ctx, t.weights, l, t.tok.EOS(), kinds)
+	kinds, _ := RecordKinds(t.evalPath())  // records without a kind are evaluated as a whole
+	alpha, _ := EvalAlpha(t.cfg.Flex.View) // validated: eval_steps > 0 only on views that evaluate
+	m, err := evaluateKinds(ctx, t.weights, l, t.tok.EOS(), kinds, alpha)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,19 @@ func EvaluateByKind(ctx context.Context, w *model.Weights, l *data.Loader, eos i
 	return evaluateKinds(ctx, w, l, eos, kinds, 1)
 }
 
+// EvalAlpha is the blend weight at which a run trained on view is evaluated: 1 for flex (FlexAttention's
+// inference mode), 0 for lr (plain attention: exactly the LR view the run trained on, its copied HR
+// projections unused). hd-seq, a benchmark view, has no evaluation: decoding reads the LR or flex view only.
+func EvalAlpha(view string) (float64, error) {
+	switch view {
+	case "", "flex":
+		return 1, nil
+	case "lr":
+		return 0, nil
+	}
+	return 0, fmt.Errorf("train: no evaluation of flex.view %q: decoding reads the flex or lr view", view)
+}
+
 // evaluateKinds is EvaluateByKind with blend weight alpha: α = 0 makes every FlexAttention layer plain
 // attention, exactly the LR view of a base model, in the loss and in greedy decoding.
 func evaluateKinds(ctx context.Context, w *model.Weights, l *data.Loader, eos int, kinds map[string]string, alpha float64) (Report, error) {
@@ -147,13 +160,9 @@ func (r Report) Kinds() []string { return sortedNames(r.ByKind) }
 // RecordKinds reads the "kind" field of every record of a LLaVA data file (a JSON array or JSON Lines), by
 // record id; records without one are left out. Two records with one id but different kinds are an error.
 func RecordKinds(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
+	recs, err := readMeta(path)
 	if err != nil {
-		return nil, fmt.Errorf("train: read kinds %s: %w", path, err)
-	}
-	recs, err := decodeKinds(b)
-	if err != nil {
-		return nil, fmt.Errorf("train: read kinds %s: %w", path, err)
+		return nil, err
 	}
 	kinds := map[string]string{}
 	for i, r := range recs {
@@ -168,14 +177,29 @@ func RecordKinds(path string) (map[string]string, error) {
 	return kinds, nil
 }
 
-// kindRecord is the part of a record RecordKinds reads.
-type kindRecord struct {
+// readMeta reads the fields of every record that evaluation uses beyond the conversation.
+func readMeta(path string) ([]recordMeta, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: read kinds %s: %w", path, err)
+	}
+	recs, err := decodeMeta(b)
+	if err != nil {
+		return nil, fmt.Errorf("train: read kinds %s: %w", path, err)
+	}
+	return recs, nil
+}
+
+// recordMeta is the part of a record evaluation reads: its id, the synthetic set's kind and the target's
+// bounding box (original pixels, [x0, y0, x1, y1], x1 and y1 exclusive).
+type recordMeta struct {
 	ID   json.RawMessage `json:"id"`
 	Kind string          `json:"kind"`
+	Box  []int           `json:"box"`
 }
 
 // id is the record id as the loader reports it: a string as is, a number as its literal text.
-func (r kindRecord) id() string {
+func (r recordMeta) id() string {
 	var s string
 	if json.Unmarshal(r.ID, &s) == nil {
 		return s
@@ -183,17 +207,17 @@ func (r kindRecord) id() string {
 	return string(r.ID)
 }
 
-// decodeKinds reads a JSON array of records or one record per line.
-func decodeKinds(b []byte) ([]kindRecord, error) {
+// decodeMeta reads a JSON array of records or one record per line.
+func decodeMeta(b []byte) ([]recordMeta, error) {
 	b = bytes.TrimSpace(b)
-	var recs []kindRecord
+	var recs []recordMeta
 	if len(b) > 0 && b[0] == '[' {
 		err := json.Unmarshal(b, &recs)
 		return recs, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	for dec.More() {
-		var r kindRecord
+		var r recordMeta
 		if err := dec.Decode(&r); err != nil {
 			return nil, fmt.Errorf("record %d: %w", len(recs), err)
 		}
@@ -212,10 +236,14 @@ func (tr *Trained) EvaluateFile(ctx context.Context, path, imageFolder string) (
 	if err != nil {
 		return Report{}, err
 	}
+	alpha, err := EvalAlpha(tr.Config.Flex.View)
+	if err != nil {
+		return Report{}, err
+	}
 	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, path, imageFolder))
 	if err != nil {
 		return Report{}, fmt.Errorf("train: evaluate %s: %w", path, err)
 	}
 	defer l.Close()
-	return EvaluateByKind(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds)
+	return evaluateKinds(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
 }

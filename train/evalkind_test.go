@@ -46,6 +46,38 @@ func testEvaluateByKind(t *testing.T, tr *Trained, m synth.Manifest) {
 	}
 }
 
+// testEvaluateLRView: a run trained on the LR view is evaluated on it (α = 0), not with its untrained copies
+// of the HR projections; an hd-seq run is not evaluated at all.
+func testEvaluateLRView(t *testing.T, tr *Trained, m synth.Manifest) {
+	ctx := context.Background()
+	lr := *tr
+	lr.Config.Flex.View = "lr"
+	got, err := lr.EvaluateFile(ctx, m.Val, "")
+	if err != nil {
+		t.Fatalf("EvaluateFile of an lr run: %v", err)
+	}
+	kinds, err := RecordKinds(m.Val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		alpha float64
+		same  bool
+	}{{0, true}, {1, false}} {
+		want := evaluateWith(t, tr, m, func(l *data.Loader) (Report, error) {
+			return evaluateKinds(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, c.alpha)
+		})
+		if (got.Loss == want.Loss) != c.same {
+			t.Errorf("lr run: loss %g; at α = %g %g: want equal %v", got.Loss, c.alpha, want.Loss, c.same)
+		}
+	}
+	hd := *tr
+	hd.Config.Flex.View = "hd-seq"
+	if _, err := hd.EvaluateFile(ctx, m.Val, ""); err == nil || !strings.Contains(err.Error(), "hd-seq") {
+		t.Errorf("EvaluateFile of an hd-seq run: err = %v; want one naming the view", err)
+	}
+}
+
 // evaluateWith opens the validation split for one pass and evaluates it with eval.
 func evaluateWith(t *testing.T, tr *Trained, m synth.Manifest, eval func(*data.Loader) (Report, error)) Report {
 	t.Helper()

@@ -83,6 +83,7 @@ func TestTrainedModel(t *testing.T) {
 	t.Run("PromptIsTrainingPrefix", func(t *testing.T) { testPromptIsTrainingPrefix(t, tr, f.manifest.Val) })
 	t.Run("PredictMatchesGenerate", func(t *testing.T) { testPredictMatchesGenerate(t, tr, f.manifest) })
 	t.Run("EvaluateByKind", func(t *testing.T) { testEvaluateByKind(t, tr, f.manifest) })
+	t.Run("EvaluateLRView", func(t *testing.T) { testEvaluateLRView(t, tr, f.manifest) })
 }
 
 // testExportFull: the exported file loads as the model, the trained tensors are the checkpoint's bytes

@@ -113,6 +113,11 @@ func PlotPNG(c Curves, title string) ([]byte, error) {
 	if len(c.EvalAccuracy) > 0 {
 		panels = append(panels, accuracyPanel(c))
 	}
+	return drawPanels(panels, c)
+}
+
+// drawPanels stacks the panels on one step axis spanning the curves c, as a PNG.
+func drawPanels(panels []*plot.Plot, c Curves) ([]byte, error) {
 	lo, hi := stepRange(c)
 	for _, p := range panels {
 		p.X.Min, p.X.Max = lo, hi // one step axis for every panel
@@ -297,6 +302,28 @@ func smoothed(pts []Point) []Point {
 	return out
 }
 
+// PlotRuns draws the metrics of several output directories on shared axes (ComparePNG), labelled by their
+// base names, to png atomically, and returns each run's curves.
+func PlotRuns(dirs []string, png string) ([]Curves, error) {
+	cs := make([]Curves, len(dirs))
+	names := make([]string, len(dirs))
+	for i, d := range dirs {
+		c, err := ReadMetrics(filepath.Join(d, MetricsFile))
+		if err != nil {
+			return nil, err
+		}
+		cs[i], names[i] = c, filepath.Base(filepath.Clean(d))
+	}
+	b, err := ComparePNG(names, cs)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkpoints.WriteFileAtomic(png, b); err != nil {
+		return nil, fmt.Errorf("train: plot: %w", err)
+	}
+	return cs, nil
+}
+
 // PlotRun reads outputDir/metrics.jsonl and writes its curves to png atomically (outputDir/loss.png
 // when png is empty). It returns the curves and the path written.
 func PlotRun(outputDir, png string) (Curves, string, error) {
@@ -315,4 +342,46 @@ func PlotRun(outputDir, png string) (Curves, string, error) {
 		return c, png, fmt.Errorf("train: plot: %w", err)
 	}
 	return c, png, nil
+}
+
+// palette is matplotlib's tab10, one colour per compared run.
+var palette = []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255},
+	{148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255},
+	{23, 190, 207, 255}}
+
+// ComparePNG draws several runs on shared axes, one colour each, labelled by names: the smoothed training
+// loss, and the eval accuracy below when some run measured one.
+func ComparePNG(names []string, cs []Curves) ([]byte, error) {
+	if len(names) != len(cs) || len(cs) == 0 || len(cs) > len(palette) {
+		return nil, fmt.Errorf("train: plot: %d names for %d runs; want 1 to %d runs", len(names), len(cs), len(palette))
+	}
+	loss := newPanel(fmt.Sprintf("%d runs", len(cs)), "train loss, smoothed")
+	acc := newPanel("", "eval exact-match accuracy")
+	acc.Y.Min, acc.Y.Max = 0, 1.15
+	acc.Y.Tick.Marker = plot.ConstantTicks(percentTicks())
+	var all Curves
+	var lossPts []Point
+	for i, c := range cs {
+		colour := palette[i]
+		if len(c.Loss) > 0 {
+			l := line(smoothed(c.Loss), colour, 2)
+			loss.Add(l)
+			loss.Legend.Add(names[i], l)
+			lossPts = append(lossPts, smoothed(c.Loss)...)
+		}
+		if len(c.EvalAccuracy) > 0 {
+			l, d := line(c.EvalAccuracy, colour, 2), dots(c.EvalAccuracy, colour)
+			acc.Add(l, d)
+			acc.Legend.Add(names[i], l, d)
+		}
+		all.Loss, all.EvalLoss = append(all.Loss, c.Loss...), append(all.EvalLoss, c.EvalLoss...)
+		all.EvalAccuracy = append(all.EvalAccuracy, c.EvalAccuracy...)
+	}
+	lo, hi := valueRange(lossPts)
+	loss.Y.Min, loss.Y.Max = lo, hi+0.35*(hi-lo) // headroom for the legend
+	panels := []*plot.Plot{loss}
+	if len(all.EvalAccuracy) > 0 {
+		panels = append(panels, acc)
+	}
+	return drawPanels(panels, all)
 }

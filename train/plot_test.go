@@ -165,3 +165,50 @@ func countColour(img image.Image, c color.RGBA) int {
 func plotAbs(x int) int         { return max(x, -x) }
 func plotItoa(i int) string     { return strconv.Itoa(i) }
 func plotFtoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// TestComparePNG: each run is drawn in its own colour of the palette, with an accuracy panel only when a
+// run measured accuracy; names must match the runs.
+func TestComparePNG(t *testing.T) {
+	curve := func(scale float64, acc bool) Curves {
+		var c Curves
+		for s := 1; s <= 30; s++ {
+			c.Loss = append(c.Loss, Point{s, scale / float64(s)})
+			if acc && s%10 == 0 {
+				c.EvalAccuracy = append(c.EvalAccuracy, Point{s, float64(s) / 40})
+			}
+		}
+		return c
+	}
+	tests := []struct {
+		name   string
+		cs     []Curves
+		height int
+	}{
+		{"losses only", []Curves{curve(5, false), curve(3, false)}, 346},
+		{"with accuracy", []Curves{curve(5, true), curve(3, false)}, 2 * 346},
+	}
+	for _, tt := range tests {
+		b, err := ComparePNG([]string{"first", "second"}, tt.cs)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := img.Bounds().Dy(); plotAbs(d-tt.height) > 1 {
+			t.Errorf("%s: height %d; want %d", tt.name, d, tt.height)
+		}
+		for i, c := range palette[:2] {
+			if got := countColour(img, c); got < 100 {
+				t.Errorf("%s: run %d: %d pixels of its colour; want its curve (≥ 100)", tt.name, i, got)
+			}
+		}
+		if got := countColour(img, palette[2]); got > 0 {
+			t.Errorf("%s: %d pixels of a third run's colour; want none", tt.name, got)
+		}
+	}
+	if _, err := ComparePNG([]string{"one"}, []Curves{curve(1, false), curve(2, false)}); err == nil {
+		t.Error("ComparePNG with one name for two runs: no error")
+	}
+}

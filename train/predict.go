@@ -16,7 +16,8 @@ type Query struct {
 	Question string
 }
 
-// Predict answers every query greedily with at most maxNew tokens, FlexAttention in inference mode (α = 1).
+// Predict answers every query greedily with at most maxNew tokens, FlexAttention in inference mode (α = 1;
+// a run trained on the LR view answers from it, α = 0).
 // Each prompt is the vicuna_v1 conversation of one human turn ("<image>\n" + question with an image) that
 // ends with "ASSISTANT:", as LLaVA prompts at inference; the image is preprocessed as the loader does (pad
 // to square, HR view, LR view). The answers are decoded and cut at the end-of-sequence token.
@@ -30,7 +31,11 @@ func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 			return nil, fmt.Errorf("train: predict: query %d: %w", i, err)
 		}
 	}
-	out, err := model.Generate(tr.Weights, b, maxNew, tr.Tokenizer.EOS(), 1)
+	alpha, err := EvalAlpha(tr.Config.Flex.View)
+	if err != nil {
+		return nil, err
+	}
+	out, err := model.Generate(tr.Weights, b, maxNew, tr.Tokenizer.EOS(), alpha)
 	if err != nil {
 		return nil, fmt.Errorf("train: predict: %w", err)
 	}

@@ -92,6 +92,7 @@ func TestCommandsOnTrainedRun(t *testing.T) {
 	t.Run("Predict", func(t *testing.T) { testPredict(t, r) })
 	t.Run("Eval", func(t *testing.T) { testEval(t, r) })
 	t.Run("PlotRun", func(t *testing.T) { testPlotRun(t, r) })
+	t.Run("Selection", func(t *testing.T) { testSelection(t, r) })
 	t.Run("DataCheck", func(t *testing.T) { testDataCheck(t, r) })
 	t.Run("DataInspect", func(t *testing.T) { testDataInspect(t, r) })
 }

@@ -17,14 +17,20 @@ func plotCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "plot",
 		Usage:     "draw the training loss and the eval loss/accuracy of OUTPUT_DIR/metrics.jsonl as a PNG",
-		ArgsUsage: "OUTPUT_DIR",
+		ArgsUsage: "OUTPUT_DIR [OUTPUT_DIR...]",
+		Description: "With one run: its training loss (raw and smoothed), eval loss and eval accuracy. With several (up to\n" +
+			"10): their smoothed training losses and eval accuracies on shared axes, one colour each, named by\n" +
+			"their directories' base names, into --out.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Usage: "PNG `FILE` to write (default OUTPUT_DIR/loss.png)"},
+			&cli.StringFlag{Name: "out", Usage: "PNG `FILE` to write (default OUTPUT_DIR/loss.png; required with several runs)"},
 		},
 		Action: func(cx *cli.Context) error {
-			args, err := positional(cx, 1)
+			args, err := leading(cx, 1)
 			if err != nil {
 				return fmt.Errorf("plot: %w", err)
+			}
+			if len(args) > 1 {
+				return plotRuns(cx, args)
 			}
 			c, path, err := train.PlotRun(args[0], cx.String("out"))
 			if err != nil {
@@ -35,6 +41,24 @@ func plotCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// plotRuns is `flextrain plot` with several runs.
+func plotRuns(cx *cli.Context, dirs []string) error {
+	out := cx.String("out")
+	if out == "" {
+		return fmt.Errorf("plot: --out is required with %d runs", len(dirs))
+	}
+	cs, err := train.PlotRuns(dirs, out)
+	if err != nil {
+		return err
+	}
+	points := 0
+	for _, c := range cs {
+		points += len(c.Loss) + len(c.EvalAccuracy)
+	}
+	_, err = fmt.Fprintf(cx.App.Writer, "wrote %s: %d runs, %d points\n", out, len(cs), points)
+	return err
 }
 
 // plotMain runs `flextrain plot` with args, writing to w.
@@ -51,9 +75,22 @@ func runCommand(c *cli.Command, args []string, w io.Writer) error {
 // (urfave/cli stops reading flags at the first argument): `flextrain plot DIR --out x.png` works as
 // `flextrain plot --out x.png DIR` does.
 func positional(cx *cli.Context, n int) ([]string, error) {
+	args, err := leading(cx, n)
+	if err == nil && len(args) != n {
+		err = fmt.Errorf("want %d argument(s) (%s), got %q", n, cx.Command.ArgsUsage, args)
+	}
+	return args, err
+}
+
+// leading returns the arguments before the first flag, at least min of them, and applies the flags after.
+func leading(cx *cli.Context, min int) ([]string, error) {
 	args := cx.Args().Slice()
-	if len(args) < n || (len(args) > n && !strings.HasPrefix(args[n], "-")) {
-		return nil, fmt.Errorf("want %d argument(s) (%s), got %q", n, cx.Command.ArgsUsage, args)
+	n := 0
+	for n < len(args) && !strings.HasPrefix(args[n], "-") {
+		n++
+	}
+	if n < min {
+		return nil, fmt.Errorf("want at least %d argument(s) (%s), got %q", min, cx.Command.ArgsUsage, args)
 	}
 	rest := args[n:]
 	for len(rest) > 0 {

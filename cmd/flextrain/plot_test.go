@@ -27,6 +27,14 @@ func testPlotRun(t *testing.T, r run) {
 	if _, err := png.Decode(f); err != nil {
 		t.Errorf("%s: %v", path, err)
 	}
+	// Two runs on shared axes: the run twice, 3 losses and 1 accuracy each.
+	out.Reset()
+	if err := plotMain([]string{r.metrics, r.metrics, "--out", path}, &out); err != nil {
+		t.Fatalf("plot of two runs: %v", err)
+	}
+	if want := "wrote " + path + ": 2 runs, 8 points\n"; out.String() != want {
+		t.Errorf("plot of two runs printed %q; want %q", out.String(), want)
+	}
 }
 
 func TestPlotErrors(t *testing.T) {
@@ -37,7 +45,8 @@ func TestPlotErrors(t *testing.T) {
 		text string // in the message
 	}{
 		{"no directory", nil, "OUTPUT_DIR"},
-		{"two directories", []string{empty, empty}, "OUTPUT_DIR"},
+		{"two directories without --out", []string{empty, empty}, "--out is required with 2 runs"},
+		{"two directories without metrics", []string{empty, empty, "--out", filepath.Join(empty, "x.png")}, filepath.Join(empty, "metrics.jsonl")},
 		{"no metrics", []string{empty}, filepath.Join(empty, "metrics.jsonl")},
 		{"unknown trailing flag", []string{empty, "--outt", "x.png"}, "--outt"},
 		{"flag without value", []string{empty, "--out"}, "--out needs a value"},

@@ -47,12 +47,15 @@ type FlexPlan struct {
 // (⌊R·G/Zg⌋, ⌊C·G/Zg⌋) of the G×G grid (DESIGN.md §8 step 6).
 type CellGrid struct{ G, Zg int }
 
+// Cell is the index of the cell, row-major, that covers HR token (R, C): nearest up-sampling (DESIGN.md §8).
+func (c CellGrid) Cell(R, C int) int { return R*c.G/c.Zg*c.G + C*c.G/c.Zg }
+
 // Tokens returns the HR tokens of the selected cells (cells is G² flags, row-major), in increasing order.
 func (c CellGrid) Tokens(cells func(i int) bool) []int {
 	var out []int
 	for R := 0; R < c.Zg; R++ {
 		for C := 0; C < c.Zg; C++ {
-			if cells(R*c.G/c.Zg*c.G + C*c.G/c.Zg) {
+			if cells(c.Cell(R, C)) {
 				out = append(out, R*c.Zg+C)
 			}
 		}

@@ -1,0 +1,222 @@
+// Command results prints the tables of docs/RESULTS.md from the runs of scripts/reproduce.sh: per arm (a
+// run directory ARM-sSEED, seeds grouped), exact match on the test split by kind as mean ± population spread
+// over seeds, the HR fraction selected in training, ms per training step, peak RSS, and where measured
+// (selection.json of `flextrain selection --json`) how much of the small targets the answer row attended to.
+//
+//	go run ./scripts/results [-dir runs/reproduce]
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// arm is the measurements of one arm, one entry per seed.
+type arm struct {
+	small, large, text, all  []float64 // exact match, %
+	selected, msPerStep, rss []float64 // training HR fraction, ms/step, peak RSS MiB
+	answerCells, covered     []float64 // at the answer row, mean over FlexAttention layers (selection.json)
+}
+
+var seedDir = regexp.MustCompile(`^(.+)-s(\d+)$`)
+
+func main() {
+	dir := flag.String("dir", "runs/reproduce", "the reproduction's runs")
+	flag.Parse()
+	arms, order, err := read(*dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "results:", err)
+		os.Exit(1)
+	}
+	fmt.Println("| arm | seeds | small % | large % | text % | all % | HR selected | ms/step | peak RSS MiB |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, name := range order {
+		a := arms[name]
+		fmt.Printf("| %s | %d | %s | %s | %s | %s | %.2f | %s | %.0f |\n", name, len(a.all), spread(a.small), spread(a.large),
+			spread(a.text), spread(a.all), mean(a.selected), orDash(mean(a.msPerStep)), maxOf(a.rss))
+	}
+	fmt.Println()
+	fmt.Println("| arm | seeds | cells selected at the answer row % | small target's HR tokens covered % | covered / selected |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, name := range order {
+		if a := arms[name]; len(a.covered) > 0 {
+			fmt.Printf("| %s | %d | %s | %s | %.2f |\n", name, len(a.covered), spread(a.answerCells), spread(a.covered),
+				mean(a.covered)/mean(a.answerCells))
+		}
+	}
+}
+
+// read collects every finished run (one with an eval.json) under dir, by arm, and the arms in the order
+// their first runs finished training (the order the reproduction ran them).
+func read(dir string) (map[string]*arm, []string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	type run struct {
+		name, path string
+		at         int64
+	}
+	var runs []run
+	for _, e := range entries {
+		m := seedDir.FindStringSubmatch(e.Name())
+		_, done := os.Stat(filepath.Join(dir, e.Name(), "eval.json"))
+		st, err := os.Stat(filepath.Join(dir, e.Name(), "metrics.jsonl"))
+		if m == nil || done != nil || err != nil {
+			continue
+		}
+		runs = append(runs, run{m[1], filepath.Join(dir, e.Name()), st.ModTime().UnixNano()})
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].at < runs[j].at })
+	arms := map[string]*arm{}
+	var order []string
+	for _, r := range runs {
+		if arms[r.name] == nil {
+			arms[r.name] = &arm{}
+			order = append(order, r.name)
+		}
+		if err := arms[r.name].add(r.path); err != nil {
+			return nil, nil, err
+		}
+	}
+	return arms, order, nil
+}
+
+// add reads one run's eval.json, metrics.jsonl, time.txt and, when there, selection.json.
+func (a *arm) add(dir string) error {
+	var ev struct {
+		Accuracy float64 `json:"eval_accuracy"`
+		ByKind   map[string]struct {
+			Accuracy float64 `json:"accuracy"`
+		} `json:"by_kind"`
+	}
+	if err := readJSON(filepath.Join(dir, "eval.json"), &ev); err != nil {
+		return err
+	}
+	a.small, a.large = append(a.small, 100*ev.ByKind["small"].Accuracy), append(a.large, 100*ev.ByKind["large"].Accuracy)
+	a.text, a.all = append(a.text, 100*ev.ByKind["text"].Accuracy), append(a.all, 100*ev.Accuracy)
+	sel, ms, err := metrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		return err
+	}
+	a.selected, a.msPerStep = append(a.selected, sel), append(a.msPerStep, ms)
+	rss, err := peakRSS(filepath.Join(dir, "time.txt"))
+	if err != nil {
+		return err
+	}
+	a.rss = append(a.rss, rss)
+	var s struct {
+		Layers []struct{ Selected, Covered float64 } `json:"layers"`
+	}
+	if err := readJSON(filepath.Join(dir, "selection.json"), &s); err == nil && len(s.Layers) > 0 {
+		var cells, covered float64
+		for _, l := range s.Layers {
+			cells, covered = cells+l.Selected/float64(len(s.Layers)), covered+l.Covered/float64(len(s.Layers))
+		}
+		a.answerCells, a.covered = append(a.answerCells, 100*cells), append(a.covered, 100*covered)
+	}
+	return nil
+}
+
+// minSteps is the shortest run whose step time is reported: a shorter one is mostly start-up.
+const minSteps = 10
+
+// metrics returns a run's mean logged hr_selected_frac and its ms per step (train_runtime / global_step;
+// NaN for a run of fewer than minSteps steps).
+func metrics(path string) (selected, ms float64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	var sum float64
+	n := 0
+	ms = math.NaN()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var rec map[string]float64
+		if json.Unmarshal(sc.Bytes(), &rec) != nil {
+			continue // a line with non-numeric fields, or torn
+		}
+		if v, ok := rec["hr_selected_frac"]; ok && rec["step"] > 0 {
+			sum, n = sum+v, n+1
+		}
+		if rt, ok := rec["train_runtime"]; ok && rec["global_step"] >= minSteps {
+			ms = 1000 * rt / rec["global_step"]
+		}
+	}
+	if n > 0 {
+		selected = sum / float64(n)
+	}
+	return selected, ms, sc.Err()
+}
+
+// peakRSS reads GNU time's "N KiB peak RSS" line, in MiB.
+func peakRSS(path string) (float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	kib, err := strconv.ParseFloat(strings.Fields(string(b) + " ")[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return kib / 1024, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// spread is "mean ± population spread", or the one value.
+func spread(v []float64) string {
+	if len(v) == 1 {
+		return fmt.Sprintf("%.1f", v[0])
+	}
+	m := mean(v)
+	var ss float64
+	for _, x := range v {
+		ss += (x - m) * (x - m)
+	}
+	return fmt.Sprintf("%.1f ± %.1f", m, math.Sqrt(ss/float64(len(v))))
+}
+
+// orDash prints a whole number, or "–" for NaN.
+func orDash(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func mean(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(max(len(v), 1))
+}
+
+func maxOf(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}

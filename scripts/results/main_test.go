@@ -1,0 +1,61 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestRead: runs group by arm across seeds, unfinished runs (no eval.json) are left out, and every column
+// comes from its file.
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	write := func(run, name, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, run), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, run, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, run := range []string{"attention-t192-s1", "attention-t192-s2"} {
+		acc := []string{"0.5", "0.7"}[i]
+		write(run, "eval.json", `{"eval_accuracy":0.6,"by_kind":{"small":{"accuracy":`+acc+`},"large":{"accuracy":0.8},"text":{"accuracy":0.4}}}`)
+		write(run, "metrics.jsonl", `{"step":20,"hr_selected_frac":0.1,"loss":1}`+"\n"+`{"step":40,"hr_selected_frac":0.2,"loss":1}`+"\n"+
+			`{"global_step":40,"train_runtime":8}`+"\n")
+		write(run, "time.txt", "2048 KiB peak RSS, 9.5 s\n")
+		write(run, "selection.json", `{"layers":[{"selected":0.1,"covered":0.3},{"selected":0.2,"covered":0.5}]}`)
+	}
+	write("random-s1", "metrics.jsonl", `{"step":20,"loss":1}`+"\n") // still training: no eval.json
+	arms, order, err := read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 1 || order[0] != "attention-t192" {
+		t.Fatalf("arms %v; want attention-t192 only", order)
+	}
+	a := arms["attention-t192"]
+	checks := []struct {
+		name      string
+		got, want float64
+	}{
+		{"seeds", float64(len(a.all)), 2},
+		{"small mean", mean(a.small), 60},
+		{"large", mean(a.large), 80},
+		{"HR selected", mean(a.selected), 0.15},
+		{"ms/step", mean(a.msPerStep), 200},
+		{"peak RSS MiB", maxOf(a.rss), 2},
+		{"cells at the answer row %", mean(a.answerCells), 15},
+		{"target covered %", mean(a.covered), 40},
+	}
+	for _, c := range checks {
+		if math.Abs(c.got-c.want) > 1e-9 {
+			t.Errorf("%s = %g; want %g", c.name, c.got, c.want)
+		}
+	}
+	if got := spread(a.small); got != "60.0 ± 10.0" {
+		t.Errorf("spread = %q; want 60.0 ± 10.0", got)
+	}
+}
