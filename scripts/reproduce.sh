@@ -77,6 +77,19 @@ curves() {
 	}
 }
 
+# timing: one training step of the stage-2 model per view and HR fraction (`flextrain bench`: synthetic
+# inputs, median of 30 steps; the ratio is the topk fraction, unused by lr and hd-seq), run last so that
+# nothing else shares the machine.
+timing() {
+	mkdir -p runs/reproduce/bench
+	for spec in lr:1 flex-union:0.09 flex-union:0.14 flex-union:0.32 flex-union:0.68 flex-union:1 flex-dense:0.14 hd-seq:1; do
+		mode=${spec%:*} ratio=${spec#*:}
+		out=runs/reproduce/bench/$mode-$ratio.json
+		[ -f "$out" ] && continue
+		"$BIN" bench --config configs/quickstart.yaml --mode "$mode" --strategy topk --ratio "$ratio" --steps 30 --json >"$out.tmp" && mv "$out.tmp" "$out"
+	done
+}
+
 first=${SEEDS%% *}
 table "$first"
 sweeps "$first"
@@ -86,3 +99,4 @@ for seed in $SEEDS; do
 	table "$seed"
 	sweeps "$seed"
 done
+timing

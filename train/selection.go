@@ -32,9 +32,12 @@ type SelectionView struct {
 	Cells     [][]bool    // per FlexAttention layer n_sa…L−1, the G×G cells, row-major
 	// Box is the record's target in HR pixels (its "box" mapped through the padding and resize, rounded
 	// outwards), empty when the record has none; Coverage is, per layer, the fraction of the HR tokens
-	// overlapping it that the layer attended to (NaN without a box).
+	// overlapping it that the layer attended to (NaN without a box). InCrop says, per layer, whether the
+	// layer attended to some HR token of the crop that holds the box's centre: the vision tower mixes a
+	// crop's tokens (DESIGN.md §4), so any of them may carry what the box shows.
 	Box      image.Rectangle
 	Coverage []float64
+	InCrop   []bool
 }
 
 // Selections decodes the first n image records of the data file whose kind is kind (every image record when
@@ -118,10 +121,28 @@ func (tr *Trained) cover(v *SelectionView, box []int, ori [2]int) {
 		}
 		return
 	}
-	v.Box = hrBox(box, ori, v.HR.Bounds().Dx())
+	side := v.HR.Bounds().Dx()
+	v.Box = hrBox(box, ori, side)
+	v.InCrop = make([]bool, len(v.Cells))
 	for i, cells := range v.Cells {
-		v.Coverage[i] = coverage(v.Box, cells, tr.cellGrid(), v.HR.Bounds().Dx())
+		v.Coverage[i] = coverage(v.Box, cells, tr.cellGrid(), side)
+		v.InCrop[i] = inCrop(v.Box, cells, tr.cellGrid(), side, tr.Config.Flex.Zoom)
 	}
+}
+
+// inCrop says whether a selected cell covers some HR token of the crop (one of the zoom×zoom that the
+// vision tower reads apart) that holds the centre of box.
+func inCrop(box image.Rectangle, cells []bool, grid ops.CellGrid, side, zoom int) bool {
+	crop, g := side/zoom, grid.Zg/zoom // pixels and tokens a crop spans
+	a, b := (box.Min.Y+box.Max.Y)/2/crop, (box.Min.X+box.Max.X)/2/crop
+	for r := a * g; r < (a+1)*g; r++ {
+		for c := b * g; c < (b+1)*g; c++ {
+			if cells[grid.Cell(r, c)] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // coverage is the fraction of the HR tokens overlapping box (HR pixels of a view side pixels wide) whose
@@ -161,6 +182,7 @@ type LayerSelection struct {
 	Selected float64 `json:"selected"` // mean fraction of the cells attended to
 	Covered  float64 `json:"covered"`  // mean fraction of the target box's HR tokens attended to, over views with a box
 	Hit      float64 `json:"hit"`      // fraction of the views with a box where some of the box was attended to
+	Crop     float64 `json:"crop"`     // fraction of the views with a box where some of its crop was attended to
 	Boxes    int     `json:"boxes"`    // views with a box
 }
 
@@ -179,10 +201,14 @@ func SummarizeSelections(views []SelectionView) []LayerSelection {
 				if c > 0 {
 					s.Hit++
 				}
+				if v.InCrop[i] {
+					s.Crop++
+				}
 			}
 		}
 		if s.Boxes > 0 {
-			s.Covered, s.Hit = s.Covered/float64(s.Boxes), s.Hit/float64(s.Boxes)
+			n := float64(s.Boxes)
+			s.Covered, s.Hit, s.Crop = s.Covered/n, s.Hit/n, s.Crop/n
 		}
 	}
 	return out

@@ -45,21 +45,21 @@ func TestSummarizeSelections(t *testing.T) {
 		return c
 	}
 	views := []SelectionView{
-		{Cells: [][]bool{cells(1), cells(4)}, Coverage: []float64{0, 1}},
-		{Cells: [][]bool{cells(3), cells(2)}, Coverage: []float64{0.5, 0.25}},
+		{Cells: [][]bool{cells(1), cells(4)}, Coverage: []float64{0, 1}, InCrop: []bool{true, true}},
+		{Cells: [][]bool{cells(3), cells(2)}, Coverage: []float64{0.5, 0.25}, InCrop: []bool{false, true}},
 		{Cells: [][]bool{cells(0), cells(0)}, Coverage: []float64{math.NaN(), math.NaN()}}, // text without a box
 	}
 	got := SummarizeSelections(views)
 	want := []LayerSelection{
-		{Selected: 4.0 / 12, Covered: 0.25, Hit: 0.5, Boxes: 2},
-		{Selected: 6.0 / 12, Covered: 0.625, Hit: 1, Boxes: 2},
+		{Selected: 4.0 / 12, Covered: 0.25, Hit: 0.5, Crop: 0.5, Boxes: 2},
+		{Selected: 6.0 / 12, Covered: 0.625, Hit: 1, Crop: 1, Boxes: 2},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d layers; want %d", len(got), len(want))
 	}
 	for i := range want {
 		g, w := got[i], want[i]
-		if math.Abs(g.Selected-w.Selected) > 1e-12 || g.Covered != w.Covered || g.Hit != w.Hit || g.Boxes != w.Boxes {
+		if math.Abs(g.Selected-w.Selected) > 1e-12 || g.Covered != w.Covered || g.Hit != w.Hit || g.Crop != w.Crop || g.Boxes != w.Boxes {
 			t.Errorf("layer %d: %+v; want %+v", i, g, w)
 		}
 	}
@@ -150,6 +150,29 @@ func TestCoverage(t *testing.T) {
 	for _, tt := range tests {
 		if got := coverage(tt.box, first, grid, 24); got != tt.want {
 			t.Errorf("%s: coverage(%v) = %g; want %g", tt.name, tt.box, got, tt.want)
+		}
+	}
+}
+
+// TestInCrop: a 12×12-token view (Z = 3: crops of 4×4 tokens, 16 pixels) cut into 6×6 cells of 2×2 tokens;
+// a box counts as reached when a selected cell lies in the crop of its centre, wherever in that crop.
+func TestInCrop(t *testing.T) {
+	grid := ops.CellGrid{G: 6, Zg: 12}
+	only := func(i int) []bool { c := make([]bool, 36); c[i] = true; return c }
+	box := image.Rect(18, 2, 22, 6) // centre (20, 4): crop row 0, crop column 1 (cells 2, 3, 8, 9)
+	tests := []struct {
+		name  string
+		cells []bool
+		want  bool
+	}{
+		{"the box's own cell", only(2), true},
+		{"another cell of the crop", only(9), true},
+		{"the next crop", only(4), false},
+		{"the crop below", only(14), false},
+	}
+	for _, tt := range tests {
+		if got := inCrop(box, tt.cells, grid, 48, 3); got != tt.want {
+			t.Errorf("%s: inCrop = %v; want %v", tt.name, got, tt.want)
 		}
 	}
 }

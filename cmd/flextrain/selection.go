@@ -96,8 +96,8 @@ func printSelections(w io.Writer, out string, views, drawn []train.SelectionView
 		}
 	}
 	for i, s := range train.SummarizeSelections(views) {
-		if _, err := fmt.Fprintf(w, "layer %d over %d images: %.1f%% of cells selected; %d boxes: %.1f%% of their tokens covered, %.1f%% touched\n",
-			i+1, len(views), 100*s.Selected, s.Boxes, 100*s.Covered, 100*s.Hit); err != nil {
+		if _, err := fmt.Fprintf(w, "layer %d over %d images: %.1f%% of cells selected; %d boxes: %.1f%% of their tokens covered, %.1f%% touched, %.1f%% in a selected crop\n",
+			i+1, len(views), 100*s.Selected, s.Boxes, 100*s.Covered, 100*s.Hit, 100*s.Crop); err != nil {
 			return err
 		}
 	}

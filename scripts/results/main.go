@@ -24,7 +24,8 @@ import (
 type arm struct {
 	small, large, text, all  []float64 // exact match, %
 	selected, msPerStep, rss []float64 // training HR fraction, ms/step, peak RSS MiB
-	answerCells, covered     []float64 // at the answer row, mean over FlexAttention layers (selection.json)
+	answerCells, covered     []float64 // at the answer row, mean over FlexAttention layers (selection.json), %
+	crop                     []float64 // targets whose crop some FlexAttention layer selected in, mean over layers, %
 }
 
 var seedDir = regexp.MustCompile(`^(.+)-s(\d+)$`)
@@ -37,6 +38,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "results:", err)
 		os.Exit(1)
 	}
+	printArms(arms, order)
+	if err := printBench(filepath.Join(*dir, "bench")); err != nil {
+		fmt.Fprintln(os.Stderr, "results:", err)
+		os.Exit(1)
+	}
+}
+
+// printArms prints the accuracy table and, for the arms with a selection.json, the selection table.
+func printArms(arms map[string]*arm, order []string) {
 	fmt.Println("| arm | seeds | small % | large % | text % | all % | HR selected | ms/step | peak RSS MiB |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, name := range order {
@@ -45,14 +55,56 @@ func main() {
 			spread(a.text), spread(a.all), mean(a.selected), orDash(mean(a.msPerStep)), maxOf(a.rss))
 	}
 	fmt.Println()
-	fmt.Println("| arm | seeds | cells selected at the answer row % | small target's HR tokens covered % | covered / selected |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| arm | seeds | cells selected at the answer row % | small target's HR tokens covered % | covered / selected | target's crop selected in % |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, name := range order {
 		if a := arms[name]; len(a.covered) > 0 {
-			fmt.Printf("| %s | %d | %s | %s | %.2f |\n", name, len(a.covered), spread(a.answerCells), spread(a.covered),
-				mean(a.covered)/mean(a.answerCells))
+			fmt.Printf("| %s | %d | %s | %s | %.2f | %s |\n", name, len(a.covered), spread(a.answerCells), spread(a.covered),
+				mean(a.covered)/mean(a.answerCells), spread(a.crop))
 		}
 	}
+}
+
+// bench is the part of a `flextrain bench --json` object the timing table reads.
+type bench struct {
+	Mode         string  `json:"mode"`
+	MedianMs     float64 `json:"median_ms"`
+	MinMs        float64 `json:"min_ms"`
+	MaxMs        float64 `json:"max_ms"`
+	GflopDecoder float64 `json:"gflop_decoder"`
+	GflopVision  float64 `json:"gflop_vision"`
+	SelFrac      float64 `json:"sel_frac"`
+	PeakRSS      float64 `json:"peak_rss_mib"`
+}
+
+// printBench prints the timing table from dir/*.json (none: nothing), in order of selected fraction, each
+// step also as a multiple of the lr step.
+func printBench(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(files) == 0 {
+		return err
+	}
+	var rows []bench
+	lr := math.NaN()
+	for _, f := range files {
+		var b bench
+		if err := readJSON(f, &b); err != nil {
+			return err
+		}
+		if b.Mode == "lr" {
+			lr = b.MedianMs
+		}
+		rows = append(rows, b)
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].GflopDecoder < rows[j].GflopDecoder })
+	fmt.Println()
+	fmt.Println("| mode | HR selected | ms/step, median (min–max) | × lr step | GFLOP/step, decoder + vision | peak RSS MiB |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, b := range rows {
+		fmt.Printf("| %s | %.2f | %.0f (%.0f–%.0f) | %.2f | %.1f + %.1f | %.0f |\n", b.Mode, b.SelFrac, b.MedianMs, b.MinMs, b.MaxMs,
+			b.MedianMs/lr, b.GflopDecoder, b.GflopVision, b.PeakRSS)
+	}
+	return nil
 }
 
 // read collects every finished run (one with an eval.json) under dir, by arm, and the arms in the order
@@ -115,14 +167,15 @@ func (a *arm) add(dir string) error {
 	}
 	a.rss = append(a.rss, rss)
 	var s struct {
-		Layers []struct{ Selected, Covered float64 } `json:"layers"`
+		Layers []struct{ Selected, Covered, Crop float64 } `json:"layers"`
 	}
 	if err := readJSON(filepath.Join(dir, "selection.json"), &s); err == nil && len(s.Layers) > 0 {
-		var cells, covered float64
+		var cells, covered, crop float64
 		for _, l := range s.Layers {
-			cells, covered = cells+l.Selected/float64(len(s.Layers)), covered+l.Covered/float64(len(s.Layers))
+			n := float64(len(s.Layers))
+			cells, covered, crop = cells+l.Selected/n, covered+l.Covered/n, crop+l.Crop/n
 		}
-		a.answerCells, a.covered = append(a.answerCells, 100*cells), append(a.covered, 100*covered)
+		a.answerCells, a.covered, a.crop = append(a.answerCells, 100*cells), append(a.covered, 100*covered), append(a.crop, 100*crop)
 	}
 	return nil
 }

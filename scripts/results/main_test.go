@@ -26,7 +26,7 @@ func TestRead(t *testing.T) {
 		write(run, "metrics.jsonl", `{"step":20,"hr_selected_frac":0.1,"loss":1}`+"\n"+`{"step":40,"hr_selected_frac":0.2,"loss":1}`+"\n"+
 			`{"global_step":40,"train_runtime":8}`+"\n")
 		write(run, "time.txt", "2048 KiB peak RSS, 9.5 s\n")
-		write(run, "selection.json", `{"layers":[{"selected":0.1,"covered":0.3},{"selected":0.2,"covered":0.5}]}`)
+		write(run, "selection.json", `{"layers":[{"selected":0.1,"covered":0.3,"crop":0.6},{"selected":0.2,"covered":0.5,"crop":0.8}]}`)
 	}
 	write("random-s1", "metrics.jsonl", `{"step":20,"loss":1}`+"\n") // still training: no eval.json
 	arms, order, err := read(dir)
@@ -49,6 +49,7 @@ func TestRead(t *testing.T) {
 		{"peak RSS MiB", maxOf(a.rss), 2},
 		{"cells at the answer row %", mean(a.answerCells), 15},
 		{"target covered %", mean(a.covered), 40},
+		{"target's crop %", mean(a.crop), 70},
 	}
 	for _, c := range checks {
 		if math.Abs(c.got-c.want) > 1e-9 {
