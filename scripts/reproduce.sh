@@ -9,10 +9,11 @@
 # configs/quickstart.yaml into runs/reproduce/ARM-sSEED and `eval` on the test split; a finished arm (its
 # eval.json) is skipped, so an interrupted reproduction goes on where it stopped. Each run's eval.json,
 # metrics.jsonl, peak RSS (time.txt, GNU time) and, with FlexAttention, selection.json (how much of each small
-# test target the answer row selected: `flextrain selection`) stay in its folder. Order: the main table for the first
-# seed, its sweeps, the curves (seed 1, evaluated on the validation split every 50 steps), then the other
-# seeds. RATIO is the random/center/topk cell fraction of the main table, the attention arm's mean selected
-# fraction at threshold 48; each sweep pairs a threshold with the fraction it selects from this base model.
+# test target the answer row selected: `flextrain selection`) stay in its folder. Order: the main table for
+# the first seed, its sweeps, the curves (seed 1, evaluated on the validation split every 50 steps), the
+# other seeds, and last the step timings. RATIO is the random/center/topk cell fraction of the main table,
+# the attention arm's mean selected fraction at threshold 48; each sweep pairs a threshold with the fraction
+# it selects from this base model.
 set -eu
 SEEDS=${*:-1 2 3}
 RATIO=${RATIO:-0.68}

@@ -88,7 +88,7 @@ func writeFlopsJSON(w io.Writer, f model.Forward, selected float64) error {
 
 func writeFlopsTable(w io.Writer, f model.Forward, selected float64) error {
 	scale, unit := flopUnit(f.FullHR.Total())
-	fmt.Fprintf(w, "forward FLOPs of one sample: %d image + %d text = %d tokens; %d HR tokens, %g%% selected (%.1f)\n\n",
+	fmt.Fprintf(w, "forward FLOPs of one sample: %d image + %d text = %d tokens; %d HR tokens, %.3g%% selected (%.1f)\n\n",
 		f.ImageTokens, f.TextTokens, f.ImageTokens+f.TextTokens, f.HRTokens, 100*selected, f.Selected)
 	fmt.Fprintf(w, "%-30s %9s %9s %9s\n", unit, "decoder", "vision", "total")
 	for _, r := range []struct {

@@ -39,6 +39,7 @@ func main() {
 		os.Exit(1)
 	}
 	printArms(arms, order)
+	printSweep(arms, order)
 	if err := printBench(filepath.Join(*dir, "bench")); err != nil {
 		fmt.Fprintln(os.Stderr, "results:", err)
 		os.Exit(1)
@@ -63,6 +64,77 @@ func printArms(arms map[string]*arm, order []string) {
 				mean(a.covered)/mean(a.answerCells), spread(a.crop))
 		}
 	}
+}
+
+// strategies are the selection strategies compared with attention at the same HR fraction.
+var strategies = []string{"random", "center", "topk"}
+
+// armStrategy matches an arm named after a strategy, alone or with a ratio ("random", "topk-r0.14").
+var armStrategy = regexp.MustCompile(`^(attention|random|center|topk)(-[rt][\d.]+)?$`)
+
+// sweepRow is one HR budget of the sweep table: an attention arm and, by strategy, the small-text
+// accuracy of the arms at its selected fraction.
+type sweepRow struct {
+	attention string
+	selected  float64
+	small     map[string]string // strategy → small %, attention included
+}
+
+// sweep groups the strategy arms by HR budget (the paper's Figure 4): one row per attention arm, in
+// decreasing order of the fraction it selects, each other strategy's arm placed in the row of the attention
+// arm whose selected fraction is closest to its own.
+func sweep(arms map[string]*arm, order []string) []sweepRow {
+	var rows []sweepRow
+	for _, name := range order {
+		if m := armStrategy.FindStringSubmatch(name); m != nil && m[1] == "attention" {
+			a := arms[name]
+			rows = append(rows, sweepRow{name, mean(a.selected), map[string]string{"attention": spread(a.small)}})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].selected > rows[j].selected })
+	for _, name := range order {
+		m := armStrategy.FindStringSubmatch(name)
+		if m == nil || m[1] == "attention" {
+			continue
+		}
+		f, best := mean(arms[name].selected), 0
+		for i, r := range rows {
+			if math.Abs(r.selected-f) < math.Abs(rows[best].selected-f) {
+				best = i
+			}
+		}
+		rows[best].small[m[1]] = spread(arms[name].small)
+	}
+	return rows
+}
+
+// printSweep prints the sweep table, "–" where a strategy has no arm at a budget.
+func printSweep(arms map[string]*arm, order []string) {
+	rows := sweep(arms, order)
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Println()
+	fmt.Println("| HR selected | attention arm | small %: attention | random | center | topk |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %.2f | %s | %s", r.selected, r.attention, r.small["attention"])
+		for _, s := range strategies {
+			fmt.Printf(" | %s", orText(r.small[s], "–"))
+		}
+		fmt.Println(" |")
+	}
+}
+
+// orText is s, or alt when s is empty.
+func orText(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
 }
 
 // bench is the part of a `flextrain bench --json` object the timing table reads.

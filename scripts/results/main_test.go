@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -58,5 +59,29 @@ func TestRead(t *testing.T) {
 	}
 	if got := spread(a.small); got != "60.0 ± 10.0" {
 		t.Errorf("spread = %q; want 60.0 ± 10.0", got)
+	}
+}
+
+// TestSweep: each strategy arm lands in the row of the attention arm nearest its selected fraction, rows go
+// from the largest budget down, and arms of other names stay out.
+func TestSweep(t *testing.T) {
+	mk := func(selected, small float64) *arm {
+		return &arm{selected: []float64{selected}, small: []float64{small}}
+	}
+	arms := map[string]*arm{
+		"attention":      mk(0.69, 50),
+		"attention-t192": mk(0.15, 30),
+		"random":         mk(0.68, 55),
+		"center-r0.14":   mk(0.14, 20),
+		"topk-r0.32":     mk(0.33, 40), // nearer 0.15 than 0.69
+		"full-hr":        mk(1, 60),
+	}
+	rows := sweep(arms, []string{"attention-t192", "random", "attention", "center-r0.14", "topk-r0.32", "full-hr"})
+	want := []sweepRow{
+		{"attention", 0.69, map[string]string{"attention": "50.0", "random": "55.0"}},
+		{"attention-t192", 0.15, map[string]string{"attention": "30.0", "center": "20.0", "topk": "40.0"}},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("sweep = %+v; want %+v", rows, want)
 	}
 }
