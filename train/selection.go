@@ -121,12 +121,12 @@ func (tr *Trained) cover(v *SelectionView, box []int, ori [2]int) {
 		}
 		return
 	}
-	side := v.HR.Bounds().Dx()
+	side, grid := v.HR.Bounds().Dx(), tr.cellGrid()
 	v.Box = hrBox(box, ori, side)
 	v.InCrop = make([]bool, len(v.Cells))
 	for i, cells := range v.Cells {
-		v.Coverage[i] = coverage(v.Box, cells, tr.cellGrid(), side)
-		v.InCrop[i] = inCrop(v.Box, cells, tr.cellGrid(), side, tr.Config.Flex.Zoom)
+		v.Coverage[i] = coverage(v.Box, cells, grid, side)
+		v.InCrop[i] = inCrop(v.Box, cells, grid, side, tr.Config.Flex.Zoom)
 	}
 }
 
