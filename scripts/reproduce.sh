@@ -3,7 +3,8 @@
 # the same steps on the same data, scored on the demo's test split. Usage, from the repository root:
 #
 #   scripts/reproduce.sh [SEEDS...]        # default seeds: 1 2 3
-#   go run ./scripts/results               # the tables of docs/RESULTS.md from runs/reproduce
+#   go run ./scripts/results               # the tables of docs/RESULTS.md from runs/reproduce (also written
+#                                          # to runs/reproduce/tables.md at the end)
 #
 # It runs `flextrain demo` first (reused when finished), then per seed and arm a `fit` of
 # configs/quickstart.yaml into runs/reproduce/ARM-sSEED and `eval` on the test split; a finished arm (its
@@ -11,7 +12,7 @@
 # metrics.jsonl, peak RSS (time.txt, GNU time) and, with FlexAttention, selection.json (how much of each small
 # test target the answer row selected: `flextrain selection`) stay in its folder. Order: the main table for
 # the first seed, its sweeps, the curves (seed 1, evaluated on the validation split every 50 steps), the
-# other seeds, and last the step timings. RATIO is the random/center/topk cell fraction of the main table,
+# other seeds, the step timings, and last the figures of docs/ (curves, selected cells over test images). RATIO is the random/center/topk cell fraction of the main table,
 # the attention arm's mean selected fraction at threshold 48; each sweep pairs a threshold with the fraction
 # it selects from this base model.
 set -eu
@@ -91,6 +92,14 @@ timing() {
 	done
 }
 
+# figures: the small-text accuracy curves and the cells the answer row selects at thresholds 48 and 192.
+figures() {
+	c=runs/reproduce/curves
+	"$BIN" plot "$c-lr-control-s1" "$c-attention-s1" "$c-attention-t192-s1" "$c-full-hr-s1" --subset small --out docs/curves.png
+	"$BIN" selection --checkpoint runs/quickstart/flex --data "$TEST" --kind small --n 3 --draw 3 --out docs/selection-t48.png
+	"$BIN" selection --checkpoint runs/reproduce/attention-t192-s1 --data "$TEST" --kind small --n 3 --draw 3 --out docs/selection-t192.png
+}
+
 first=${SEEDS%% *}
 table "$first"
 sweeps "$first"
@@ -101,3 +110,5 @@ for seed in $SEEDS; do
 	sweeps "$seed"
 done
 timing
+figures
+go run ./scripts/results >runs/reproduce/tables.md

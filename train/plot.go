@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -37,13 +38,41 @@ type Point struct {
 type Curves struct {
 	Loss         []Point // training loss, every logging_steps
 	EvalLoss     []Point
-	EvalAccuracy []Point // exact match of short answers
+	EvalAccuracy []Point // exact match of short answers, on the questions of Subset
+	Subset       string  // "" for every question, or one kind of question: small, large, text
 }
 
-// ReadMetrics reads a metrics.jsonl. When a resumed run logged a step again, its last value wins. Lines
-// without a step (the end-of-run summary) are ignored, and so is a torn last line (a crash mid-write); any
-// other line that is not a JSON object is an error naming the file and line.
-func ReadMetrics(path string) (Curves, error) {
+// Subsets are the kinds of question whose eval accuracy a run logs apart (eval_accuracy_KIND).
+var Subsets = []string{"small", "large", "text"}
+
+// accuracyKey is the metrics.jsonl key of the eval accuracy on subset, or an error naming the known ones.
+func accuracyKey(subset string) (string, error) {
+	if subset == "" {
+		return "eval_accuracy", nil
+	}
+	if !slices.Contains(Subsets, subset) {
+		return "", fmt.Errorf("train: plot: unknown question subset %q; want one of %v", subset, Subsets)
+	}
+	return "eval_accuracy_" + subset, nil
+}
+
+// accuracyLabel names the accuracy axis of curves of subset.
+func accuracyLabel(subset string) string {
+	if subset == "" {
+		return "eval exact-match accuracy"
+	}
+	return "eval exact match, " + subset + " questions"
+}
+
+// ReadMetrics reads a metrics.jsonl, with the eval accuracy on the questions of subset ("" for all; a
+// subset the file never logged is an error). When a resumed run logged a step again, its last value wins.
+// Lines without a step (the end-of-run summary) are ignored, and so is a torn last line (a crash
+// mid-write); any other line that is not a JSON object is an error naming the file and line.
+func ReadMetrics(path, subset string) (Curves, error) {
+	key, err := accuracyKey(subset)
+	if err != nil {
+		return Curves{}, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Curves{}, fmt.Errorf("train: read metrics %s: %w", path, err)
@@ -54,7 +83,7 @@ func ReadMetrics(path string) (Curves, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		err := addRecord(series, line)
+		err := addRecord(series, line, key)
 		if err != nil && i == len(lines)-1 {
 			break // a last line without its newline: the write was cut short
 		}
@@ -62,15 +91,18 @@ func ReadMetrics(path string) (Curves, error) {
 			return Curves{}, fmt.Errorf("train: read metrics %s:%d: %w", path, i+1, err)
 		}
 	}
-	c := Curves{Loss: sorted(series[0]), EvalLoss: sorted(series[1]), EvalAccuracy: sorted(series[2])}
+	c := Curves{Loss: sorted(series[0]), EvalLoss: sorted(series[1]), EvalAccuracy: sorted(series[2]), Subset: subset}
 	if len(c.Loss)+len(c.EvalLoss) == 0 {
 		return c, fmt.Errorf("%w: %s", ErrNoMetrics, path)
+	}
+	if subset != "" && len(c.EvalAccuracy) == 0 {
+		return c, fmt.Errorf("train: read metrics %s: no %s logged", path, key)
 	}
 	return c, nil
 }
 
-// addRecord adds one metrics line to the loss, eval loss and eval accuracy series.
-func addRecord(series [3]map[int]float64, line []byte) error {
+// addRecord adds one metrics line to the loss, eval loss and eval accuracy (accuracy, its key) series.
+func addRecord(series [3]map[int]float64, line []byte, accuracy string) error {
 	var rec map[string]any
 	if err := json.Unmarshal(line, &rec); err != nil {
 		return err
@@ -79,7 +111,7 @@ func addRecord(series [3]map[int]float64, line []byte) error {
 	if !ok {
 		return nil // the summary, or a record of another kind
 	}
-	for i, key := range []string{"loss", "eval_loss", "eval_accuracy"} {
+	for i, key := range []string{"loss", "eval_loss", accuracy} {
 		if v, ok := rec[key].(float64); ok {
 			series[i][int(step)] = v
 		}
@@ -209,7 +241,7 @@ func (stepTicks) Ticks(lo, hi float64) []plot.Tick {
 
 // accuracyPanel plots the eval exact-match accuracy on a fixed 0…1 axis.
 func accuracyPanel(c Curves) *plot.Plot {
-	p := newPanel("", "eval exact-match accuracy")
+	p := newPanel("", accuracyLabel(c.Subset))
 	p.Y.Min, p.Y.Max = 0, 1.15 // headroom for the legend
 	p.Y.Tick.Marker = plot.ConstantTicks(percentTicks())
 	l, s := line(c.EvalAccuracy, evalColour, 2), dots(c.EvalAccuracy, evalColour)
@@ -303,12 +335,13 @@ func smoothed(pts []Point) []Point {
 }
 
 // PlotRuns draws the metrics of several output directories on shared axes (ComparePNG), labelled by their
-// base names, to png atomically, and returns each run's curves.
-func PlotRuns(dirs []string, png string) ([]Curves, error) {
+// base names and with the eval accuracy on the questions of subset, to png atomically, and returns each
+// run's curves.
+func PlotRuns(dirs []string, png, subset string) ([]Curves, error) {
 	cs := make([]Curves, len(dirs))
 	names := make([]string, len(dirs))
 	for i, d := range dirs {
-		c, err := ReadMetrics(filepath.Join(d, MetricsFile))
+		c, err := ReadMetrics(filepath.Join(d, MetricsFile), subset)
 		if err != nil {
 			return nil, err
 		}
@@ -324,13 +357,14 @@ func PlotRuns(dirs []string, png string) ([]Curves, error) {
 	return cs, nil
 }
 
-// PlotRun reads outputDir/metrics.jsonl and writes its curves to png atomically (outputDir/loss.png
-// when png is empty). It returns the curves and the path written.
-func PlotRun(outputDir, png string) (Curves, string, error) {
+// PlotRun reads outputDir/metrics.jsonl and writes its curves, with the eval accuracy on the questions of
+// subset, to png atomically (outputDir/loss.png when png is empty). It returns the curves and the path
+// written.
+func PlotRun(outputDir, png, subset string) (Curves, string, error) {
 	if png == "" {
 		png = filepath.Join(outputDir, "loss.png")
 	}
-	c, err := ReadMetrics(filepath.Join(outputDir, MetricsFile))
+	c, err := ReadMetrics(filepath.Join(outputDir, MetricsFile), subset)
 	if err != nil {
 		return c, png, err
 	}
@@ -350,13 +384,13 @@ var palette = []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 4
 	{23, 190, 207, 255}}
 
 // ComparePNG draws several runs on shared axes, one colour each, labelled by names: the smoothed training
-// loss, and the eval accuracy below when some run measured one.
+// loss, and the eval accuracy below when some run measured one (on the first run's Subset).
 func ComparePNG(names []string, cs []Curves) ([]byte, error) {
 	if len(names) != len(cs) || len(cs) == 0 || len(cs) > len(palette) {
 		return nil, fmt.Errorf("train: plot: %d names for %d runs; want 1 to %d runs", len(names), len(cs), len(palette))
 	}
 	loss := newPanel(fmt.Sprintf("%d runs", len(cs)), "train loss, smoothed")
-	acc := newPanel("", "eval exact-match accuracy")
+	acc := newPanel("", accuracyLabel(cs[0].Subset))
 	acc.Y.Min, acc.Y.Max = 0, 1.15
 	acc.Y.Tick.Marker = plot.ConstantTicks(percentTicks())
 	var all Curves

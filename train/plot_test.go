@@ -25,26 +25,29 @@ func writeMetrics(t *testing.T, content string) string {
 }
 
 func TestReadMetrics(t *testing.T) {
+	trainEval := `{"step":1,"loss":5.5,"lr":0.1}` + "\n" + `{"step":2,"loss":5}` + "\n" +
+		`{"step":2,"eval_loss":4.5,"eval_accuracy":0.25,"eval_accuracy_small":0.125}` + "\n" + `{"global_step":2,"train_loss":5.2}` + "\n"
 	tests := []struct {
 		name, content  string
+		subset         string
 		loss, evalLoss []Point
 		accuracy       []Point
 		err            string // in the error; "" for none
 	}{
-		{"train and eval",
-			`{"step":1,"loss":5.5,"lr":0.1}` + "\n" + `{"step":2,"loss":5}` + "\n" + `{"step":2,"eval_loss":4.5,"eval_accuracy":0.25}` + "\n" +
-				`{"global_step":2,"train_loss":5.2}` + "\n",
-			[]Point{{1, 5.5}, {2, 5}}, []Point{{2, 4.5}}, []Point{{2, 0.25}}, ""},
+		{"train and eval", trainEval, "", []Point{{1, 5.5}, {2, 5}}, []Point{{2, 4.5}}, []Point{{2, 0.25}}, ""},
+		{"small questions", trainEval, "small", []Point{{1, 5.5}, {2, 5}}, []Point{{2, 4.5}}, []Point{{2, 0.125}}, ""},
+		{"a subset never logged", trainEval, "text", nil, nil, nil, "no eval_accuracy_text logged"},
+		{"an unknown subset", trainEval, "tiny", nil, nil, nil, `unknown question subset "tiny"`},
 		{"resumed run logs steps again: the last wins, in step order",
 			`{"step":3,"loss":3}` + "\n" + `{"step":1,"loss":9}` + "\n" + `{"step":3,"loss":2}` + "\n",
-			[]Point{{1, 9}, {3, 2}}, nil, nil, ""},
-		{"torn last line", `{"step":1,"loss":1}` + "\n" + `{"step":2,"lo`, []Point{{1, 1}}, nil, nil, ""},
-		{"malformed line", `{"step":1,"loss":1}` + "\n" + "not json\n" + `{"step":2,"loss":1}` + "\n", nil, nil, nil, "metrics.jsonl:2"},
-		{"no loss", `{"global_step":2,"train_loss":5.2}` + "\n", nil, nil, nil, "no logged loss"},
+			"", []Point{{1, 9}, {3, 2}}, nil, nil, ""},
+		{"torn last line", `{"step":1,"loss":1}` + "\n" + `{"step":2,"lo`, "", []Point{{1, 1}}, nil, nil, ""},
+		{"malformed line", `{"step":1,"loss":1}` + "\n" + "not json\n" + `{"step":2,"loss":1}` + "\n", "", nil, nil, nil, "metrics.jsonl:2"},
+		{"no loss", `{"global_step":2,"train_loss":5.2}` + "\n", "", nil, nil, nil, "no logged loss"},
 	}
 	for _, tt := range tests {
 		dir := writeMetrics(t, tt.content)
-		c, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+		c, err := ReadMetrics(filepath.Join(dir, MetricsFile), tt.subset)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: err = %v; want an error containing %q", tt.name, err, tt.err)
@@ -64,10 +67,10 @@ func TestReadMetrics(t *testing.T) {
 			}
 		}
 	}
-	if _, err := ReadMetrics(filepath.Join(t.TempDir(), MetricsFile)); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), MetricsFile) {
+	if _, err := ReadMetrics(filepath.Join(t.TempDir(), MetricsFile), ""); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), MetricsFile) {
 		t.Errorf("missing file: err = %v; want os.ErrNotExist naming the file", err)
 	}
-	if _, err := ReadMetrics(filepath.Join(writeMetrics(t, "\n"), MetricsFile)); !errors.Is(err, ErrNoMetrics) {
+	if _, err := ReadMetrics(filepath.Join(writeMetrics(t, "\n"), MetricsFile), ""); !errors.Is(err, ErrNoMetrics) {
 		t.Errorf("empty file: err = %v; want ErrNoMetrics", err)
 	}
 }
@@ -101,7 +104,7 @@ func TestPlotRun(t *testing.T) {
 	for _, tt := range tests {
 		dir := writeMetrics(t, tt.content)
 		out := filepath.Join(t.TempDir(), "curves.png")
-		c, path, err := PlotRun(dir, out)
+		c, path, err := PlotRun(dir, out, "")
 		if err != nil || path != out || len(c.Loss) != 40 {
 			t.Fatalf("%s: PlotRun = %d losses, %s, %v; want 40, %s, nil", tt.name, len(c.Loss), path, err, out)
 		}
@@ -116,7 +119,7 @@ func TestPlotRun(t *testing.T) {
 			t.Errorf("%s: %d orange pixels; want evaluation curves drawn: %v", tt.name, got, tt.orange)
 		}
 	}
-	if _, _, err := PlotRun(t.TempDir(), ""); !errors.Is(err, os.ErrNotExist) {
+	if _, _, err := PlotRun(t.TempDir(), "", ""); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("PlotRun of a directory without metrics: err = %v; want os.ErrNotExist", err)
 	}
 }
@@ -124,7 +127,7 @@ func TestPlotRun(t *testing.T) {
 // TestPlotRunDefaultPath: without a path the PNG goes into the run's directory, written whole.
 func TestPlotRunDefaultPath(t *testing.T) {
 	dir := writeMetrics(t, `{"step":1,"loss":2}`+"\n"+`{"step":2,"loss":1}`+"\n")
-	_, path, err := PlotRun(dir, "")
+	_, path, err := PlotRun(dir, "", "")
 	if err != nil || path != filepath.Join(dir, "loss.png") {
 		t.Fatalf("PlotRun = %s, %v; want %s", path, err, filepath.Join(dir, "loss.png"))
 	}

@@ -23,6 +23,7 @@ func plotCommand() *cli.Command {
 			"their directories' base names, into --out.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Usage: "PNG `FILE` to write (default OUTPUT_DIR/loss.png; required with several runs)"},
+			&cli.StringFlag{Name: "subset", Usage: "plot the eval accuracy on one `KIND` of question only: small, large or text (default: all)"},
 		},
 		Action: func(cx *cli.Context) error {
 			args, err := leading(cx, 1)
@@ -32,7 +33,7 @@ func plotCommand() *cli.Command {
 			if len(args) > 1 {
 				return plotRuns(cx, args)
 			}
-			c, path, err := train.PlotRun(args[0], cx.String("out"))
+			c, path, err := train.PlotRun(args[0], cx.String("out"), cx.String("subset"))
 			if err != nil {
 				return err
 			}
@@ -49,7 +50,7 @@ func plotRuns(cx *cli.Context, dirs []string) error {
 	if out == "" {
 		return fmt.Errorf("plot: --out is required with %d runs", len(dirs))
 	}
-	cs, err := train.PlotRuns(dirs, out)
+	cs, err := train.PlotRuns(dirs, out, cx.String("subset"))
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,7 @@ func TestPlotErrors(t *testing.T) {
 		{"no metrics", []string{empty}, filepath.Join(empty, "metrics.jsonl")},
 		{"unknown trailing flag", []string{empty, "--outt", "x.png"}, "--outt"},
 		{"flag without value", []string{empty, "--out"}, "--out needs a value"},
+		{"unknown subset", []string{empty, "--subset", "tiny"}, `unknown question subset "tiny"`},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
