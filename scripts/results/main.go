@@ -69,8 +69,9 @@ func printArms(arms map[string]*arm, order []string) {
 // strategies are the selection strategies compared with attention at the same HR fraction.
 var strategies = []string{"random", "center", "topk"}
 
-// armStrategy matches an arm named after a strategy, alone or with a ratio ("random", "topk-r0.14").
-var armStrategy = regexp.MustCompile(`^(attention|random|center|topk)(-[rt][\d.]+)?$`)
+// armStrategy matches an arm named after attention or one of strategies, alone or with a threshold or ratio
+// ("attention-t192", "topk-r0.14").
+var armStrategy = regexp.MustCompile(`^(attention|` + strings.Join(strategies, "|") + `)(-[rt][\d.]+)?$`)
 
 // sweepRow is one HR budget of the sweep table: an attention arm and, by strategy, the small-text
 // accuracy of the arms at its selected fraction.
