@@ -114,21 +114,26 @@ type attnState struct {
 	lay  Layout
 	plan *FlexPlan
 	p    any       // []T: plain probabilities [B, H, N, N]
+	lse  any       // []T: log-sum-exp of each row's plain scores [B, H, N], FlexAttention only
 	hr   []hrCache // per sample, FlexAttention only
 }
 
 // hrCache is one sample's HR part: the union of the selected HR tokens, their keys and values, and for
-// each computed row its mask over the union and its second softmax.
+// each computed row its mask over the union and its second softmax: over the union only in the union form
+// (pSel [H, R, U], with beta, oPlain and y), over the plain keys and the union in the dense form.
 type hrCache struct {
-	union []int    // HR tokens selected by some row (all M when dense), increasing
-	rows  []int    // rows with a second softmax: HR rows with a selection (every real row when dense)
-	blend []bool   // per row in rows: whether its output is blended (an HR row with a selection)
-	keep  [][]bool // per row in rows, per union position: whether the row selected that token
-	qr    any      // []T [R, H·dh] the rows' queries
-	hdU   any      // []T [U, D] gathered HR features
-	kHR   any      // []T [U, D] rotated HR keys
-	vHR   any      // []T [U, D] HR values
-	pSel  any      // []T [H, R, L+U] second-softmax probabilities over the plain keys and the union
+	union  []int    // HR tokens selected by some row (all M when dense), increasing
+	rows   []int    // rows with a second softmax: HR rows with a selection (every real row when dense)
+	blend  []bool   // per row in rows: whether its output is blended (an HR row with a selection)
+	keep   [][]bool // per row in rows, per union position: whether the row selected that token
+	qr     any      // []T [R, H·dh] the rows' queries
+	hdU    any      // []T [U, D] gathered HR features
+	kHR    any      // []T [U, D] rotated HR keys
+	vHR    any      // []T [U, D] HR values
+	pSel   any      // []T second-softmax probabilities: [H, R, U] (union form) or [H, R, L+U] (dense form)
+	beta   any      // []T [H, R] the plain keys' share of each row's second softmax (union form)
+	oPlain any      // []T [R, H·dh] the rows' plain outputs before the blend (union form)
+	y      any      // []T [H, R, dh] the HR part of each row's second softmax, P_hr·v_hr (union form)
 }
 
 func attnForward[T Float](m *Arena, st *attnState, qkv, flex []G.Value) (G.Value, error) {
@@ -141,10 +146,14 @@ func attnForward[T Float](m *Arena, st *attnState, qkv, flex []G.Value) (G.Value
 	st.mem = m
 	out, o := alloc[T](m, lay.B*lay.N, width)
 	p := Buffer[T](m, lay.B*lay.Heads*lay.N*lay.N)
-	st.p = p
+	var lse []T
+	if flex != nil {
+		lse = Buffer[T](m, lay.B*lay.Heads*lay.N)
+	}
+	st.p, st.lse = p, lse
 	parallel(lay.B, func(b int) {
 		for h := 0; h < lay.Heads; h++ {
-			plainForward(lay, b, h, q, k, v, p, o)
+			plainForward(lay, b, h, q, k, v, p, lse, o)
 		}
 	})
 	if flex != nil {
@@ -160,8 +169,9 @@ func headAt[T Float](x []T, lay Layout, b, h int) []T {
 	return x[b*lay.N*lay.Heads*lay.HeadDim+h*lay.HeadDim:]
 }
 
-// plainForward computes, for sample b and head h, P = softmax(q kᵀ/√dh + mask) into p and P·v into o.
-func plainForward[T Float](lay Layout, b, h int, q, k, v, p, o []T) {
+// plainForward computes, for sample b and head h, P = softmax(q kᵀ/√dh + mask) into p and P·v into o, and
+// each row's log-sum-exp of the scores into lse unless it is nil.
+func plainForward[T Float](lay Layout, b, h int, q, k, v, p, lse, o []T) {
 	N, L, dh, W := lay.N, lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
 	if L == 0 {
 		return
@@ -170,7 +180,10 @@ func plainForward[T Float](lay Layout, b, h int, q, k, v, p, o []T) {
 	matmulLD(false, true, N, L, dh, T(1/math.Sqrt(float64(dh))), headAt(q, lay, b, h), W, headAt(k, lay, b, h), W, 0, P, N)
 	for r := 0; r < N; r++ {
 		nk := lay.keys(b, r)
-		softmax(P[r*N : r*N+nk])
+		mx, sum := softmaxSum(P[r*N : r*N+nk])
+		if lse != nil {
+			lse[(b*lay.Heads+h)*N+r] = T(float64(mx) + math.Log(sum))
+		}
 		clear(P[r*N+nk : (r+1)*N])
 	}
 	matmulLD(false, false, N, dh, L, 1, P, N, headAt(v, lay, b, h), W, 0, headAt(o, lay, b, h), W)
@@ -195,7 +208,11 @@ func flexForward[T Float](st *attnState, q, k, v []T, flex []G.Value, o []T) err
 			return
 		}
 		projectHR[T](st.mem, &hc, plan, b, hd[b*plan.M*width:][:plan.M*width], wk, wv, width)
-		hrRowsForward(st, &hc, b, q, k, v, o)
+		if plan.Dense {
+			denseRowsForward(st, &hc, b, q, k, v, o)
+		} else {
+			hrRowsForward(st, &hc, b, q, o)
+		}
 		st.hr[b] = hc
 	})
 	return nil
@@ -278,14 +295,72 @@ func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv
 	hc.hdU, hc.kHR, hc.vHR = hdU, kHR, vHR
 }
 
-// hrRowsForward computes the second softmax of the rows of hc over [plain keys; union] and blends it into o.
-func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, k, v, o []T) {
+// hrRowsForward blends each selecting row's second softmax into o. That softmax shares its plain scores with
+// the first, so its plain part is the first's probabilities scaled by β = e^lse/Z, and only the union's
+// scores are computed: out = (1−α+α·β)·o_plain + α·P_hr·v_hr.
+func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, o []T) {
+	lay, alpha := st.lay, T(st.plan.Alpha)
+	R, U, dh, W := len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
+	qr, oPlain := gatherRows(st.mem, q, lay, b, hc.rows), gatherRows(st.mem, o, lay, b, hc.rows)
+	kHR, vHR, lse := hc.kHR.([]T), hc.vHR.([]T), st.lse.([]T)
+	pHR, beta, y := Buffer[T](st.mem, lay.Heads*R*U), Buffer[T](st.mem, lay.Heads*R), Buffer[T](st.mem, lay.Heads*R*dh)
+	scale := T(1 / math.Sqrt(float64(dh)))
+	for h := 0; h < lay.Heads; h++ {
+		S, Y := pHR[h*R*U:][:R*U], y[h*R*dh:][:R*dh]
+		matmulLD(false, true, R, U, dh, scale, qr[h*dh:], W, kHR[h*dh:], W, 0, S, U)
+		for i, r := range hc.rows {
+			beta[h*R+i] = joinSoftmax(S[i*U:(i+1)*U], hc.keep[i], lse[(b*lay.Heads+h)*lay.N+r])
+		}
+		matmulLD(false, false, R, dh, U, 1, S, U, vHR[h*dh:], W, 0, Y, dh)
+		for i, r := range hc.rows {
+			or, c := o[(b*lay.N+r)*W+h*dh:][:dh], 1-alpha+alpha*beta[h*R+i]
+			for d := range or {
+				or[d] = c*or[d] + alpha*Y[i*dh+d]
+			}
+		}
+	}
+	hc.qr, hc.oPlain, hc.pSel, hc.beta, hc.y = qr, oPlain, pHR, beta, y
+}
+
+// gatherRows copies the rows of sample b of a [B·N, H·dh] tensor into a buffer of the arena, in order.
+func gatherRows[T Float](m *Arena, x []T, lay Layout, b int, rows []int) []T {
+	W := lay.Heads * lay.HeadDim
+	out := Buffer[T](m, len(rows)*W)
+	for i, r := range rows {
+		copy(out[i*W:(i+1)*W], x[(b*lay.N+r)*W:(b*lay.N+r+1)*W])
+	}
+	return out
+}
+
+// joinSoftmax turns a row's union scores s into their probabilities in the row's second softmax, whose plain
+// keys have log-sum-exp lse, and returns the plain keys' share β of it. Tokens keep does not mark get 0.
+func joinSoftmax[T Float](s []T, keep []bool, lse T) T {
+	m, inf := lse, T(math.Inf(-1))
+	for u, k := range keep {
+		if !k {
+			s[u] = inf
+		}
+		m = max(m, s[u])
+	}
+	expShifted(s, m)
+	a := math.Exp(float64(lse - m))
+	z := a
+	for _, e := range s {
+		z += float64(e)
+	}
+	inv := T(1 / z)
+	for u := range s {
+		s[u] *= inv
+	}
+	return T(a / z)
+}
+
+// denseRowsForward computes the second softmax of the rows of hc over [plain keys; union] and blends it into
+// o, as the official implementation does (the dense form).
+func denseRowsForward[T Float](st *attnState, hc *hrCache, b int, q, k, v, o []T) {
 	lay, alpha := st.lay, T(st.plan.Alpha)
 	R, U, L, dh, W := len(hc.rows), len(hc.union), lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
-	qr := Buffer[T](st.mem, R*W)
-	for i, r := range hc.rows {
-		copy(qr[i*W:(i+1)*W], q[(b*lay.N+r)*W:(b*lay.N+r+1)*W])
-	}
+	qr := gatherRows(st.mem, q, lay, b, hc.rows)
 	kHR, vHR := hc.kHR.([]T), hc.vHR.([]T)
 	pSel := Buffer[T](st.mem, lay.Heads*R*(L+U))
 	sel := Scratch[T](st.mem, R*dh)
@@ -347,13 +422,20 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 	// Samples own disjoint rows of dq, dk, dv; their HR weight gradients are summed in sample order after.
 	dws := make([][]T, lay.B)
 	parallel(lay.B, func(b int) {
-		c := st.plainScale(b)
 		for h := 0; h < lay.Heads; h++ {
-			plainBackward(m, lay, b, h, q, k, v, p, g, c, dq, dk, dv)
+			c, shift := plainTerms(st, b, h, g)
+			plainBackward(m, lay, b, h, q, k, v, p, g, c, shift, dq, dk, dv)
+			Recycle(m, c, shift)
 		}
-		if st.plan != nil && len(st.hr[b].rows) > 0 {
-			dws[b] = Scratch[T](m, 2*width*width)
-			hrRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dws[b][:width*width], dws[b][width*width:])
+		if st.plan == nil || len(st.hr[b].rows) == 0 {
+			return
+		}
+		dws[b] = Scratch[T](m, 2*width*width)
+		dwk, dwv := dws[b][:width*width], dws[b][width*width:]
+		if st.plan.Dense {
+			denseRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dwk, dwv)
+		} else {
+			hrRowsBackward(st, &st.hr[b], b, g, dq, dwk, dwv)
 		}
 	})
 	for _, dw := range dws {
@@ -365,26 +447,45 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 	return out, nil
 }
 
-// plainScale is, per row of sample b, the weight of P_plain in the output: 1−α on blended HR rows, else 1.
-func (st *attnState) plainScale(b int) []float64 {
-	c := make([]float64, st.lay.N)
+// plainTerms are, per row of sample b at head h, the weight c_r of P_plain·v in the output and the shift
+// that row's softmax backward subtracts beyond its own Σ P·dp. Without FlexAttention c = 1, no shift. In the
+// dense form c = 1−α on blended rows, whose second softmax goes back apart. In the union form a selecting
+// row's second softmax shares the plain scores, so c = 1−α+α·β and shift = α·β·g·(y − (1−β)·o_plain).
+func plainTerms[T Float](st *attnState, b, h int, g []T) (c, shift []float64) {
+	c = Scratch[float64](st.mem, st.lay.N)
 	for r := range c {
 		c[r] = 1
 	}
 	if st.plan == nil || st.hr == nil {
-		return c
+		return c, nil
 	}
-	hc := st.hr[b]
-	for i, r := range hc.rows {
-		if hc.blend[i] {
-			c[r] = 1 - st.plan.Alpha
+	hc, alpha := st.hr[b], st.plan.Alpha
+	if st.plan.Dense {
+		for i, r := range hc.rows {
+			if hc.blend[i] {
+				c[r] = 1 - alpha
+			}
 		}
+		return c, nil
 	}
-	return c
+	if len(hc.rows) == 0 {
+		return c, nil
+	}
+	shift = Scratch[float64](st.mem, st.lay.N)
+	R, dh, W := len(hc.rows), st.lay.HeadDim, st.lay.Heads*st.lay.HeadDim
+	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
+	for i, r := range hc.rows {
+		gr := g[(b*st.lay.N+r)*W+h*dh:][:dh]
+		be := float64(beta[h*R+i])
+		gp, gy := dot(gr, oPlain[i*W+h*dh:][:dh]), dot(gr, y[(h*R+i)*dh:][:dh])
+		c[r], shift[r] = 1-alpha+alpha*be, alpha*be*(gy-(1-be)*gp)
+	}
+	return c, shift
 }
 
-// plainBackward backpropagates c_r·P·v of sample b, head h into q, k and v.
-func plainBackward[T Float](m *Arena, lay Layout, b, h int, q, k, v, p, g []T, c []float64, dq, dk, dv []T) {
+// plainBackward backpropagates c_r·P·v of sample b, head h into q, k and v, each row's softmax backward
+// shifted by shift_r (none when shift is nil).
+func plainBackward[T Float](m *Arena, lay Layout, b, h int, q, k, v, p, g []T, c, shift []float64, dq, dk, dv []T) {
 	N, L, dh, W := lay.N, lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
 	if L == 0 {
 		return
@@ -402,15 +503,58 @@ func plainBackward[T Float](m *Arena, lay Layout, b, h int, q, k, v, p, g []T, c
 	matmulLD(false, true, N, L, dh, 1, gO, dh, headAt(v, lay, b, h), W, 0, dS, L)
 	matmulLD(true, false, L, dh, N, 1, P, N, gO, dh, 1, headAt(dv, lay, b, h), W)
 	for r := 0; r < N; r++ {
-		softmaxBackward(P[r*N:r*N+L], dS[r*L:(r+1)*L])
+		sh := 0.0
+		if shift != nil {
+			sh = shift[r]
+		}
+		softmaxBackward(P[r*N:r*N+L], dS[r*L:(r+1)*L], sh)
 	}
 	scale := T(1 / math.Sqrt(float64(dh)))
 	matmulLD(false, false, N, dh, L, scale, dS, L, headAt(k, lay, b, h), W, 1, headAt(dq, lay, b, h), W)
 	matmulLD(true, false, L, dh, N, scale, dS, L, headAt(q, lay, b, h), W, 1, headAt(dk, lay, b, h), W)
 }
 
-// hrRowsBackward backpropagates α·P_sel·[v; v_hr] of sample b's blended rows into q, k, v and the HR weights.
-func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, dk, dv, dwk, dwv []T) {
+// hrRowsBackward backpropagates α·P_hr·v_hr of sample b's selecting rows (union form) into q and, through
+// the union's keys and values, the HR weights; the plain part of their second softmax went back with the
+// first (plainTerms).
+func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, dq, dwk, dwv []T) {
+	lay, alpha := st.lay, T(st.plan.Alpha)
+	R, U, dh, W := len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
+	kHR, vHR, pHR, qr := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T), hc.qr.([]T)
+	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
+	m := st.mem
+	dkHR, dvHR := Scratch[T](m, U*W), Scratch[T](m, U*W)
+	gr, dS, dqr := Scratch[T](m, R*dh), Scratch[T](m, R*U), Scratch[T](m, R*dh)
+	defer Recycle(m, dkHR, dvHR, gr, dS, dqr)
+	scale := T(1 / math.Sqrt(float64(dh)))
+	for h := 0; h < lay.Heads; h++ {
+		P := pHR[h*R*U:][:R*U]
+		for i, r := range hc.rows {
+			for d, x := range g[(b*lay.N+r)*W+h*dh:][:dh] {
+				gr[i*dh+d] = alpha * x
+			}
+		}
+		matmulLD(false, true, R, U, dh, 1, gr, dh, vHR[h*dh:], W, 0, dS, U)
+		matmulLD(true, false, U, dh, R, 1, P, U, gr, dh, 1, dvHR[h*dh:], W)
+		for i := range hc.rows {
+			g := gr[i*dh : (i+1)*dh] // α·g of the row
+			gSel := T(float64(beta[h*R+i])*dot(g, oPlain[i*W+h*dh:][:dh]) + dot(g, y[(h*R+i)*dh:][:dh]))
+			for u, p := range P[i*U : (i+1)*U] {
+				dS[i*U+u] = p * (dS[i*U+u] - gSel)
+			}
+		}
+		matmulLD(false, false, R, dh, U, scale, dS, U, kHR[h*dh:], W, 0, dqr, dh)
+		for i, r := range hc.rows {
+			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
+		}
+		matmulLD(true, false, U, dh, R, scale, dS, U, qr[h*dh:], W, 1, dkHR[h*dh:], W)
+	}
+	hrWeightGrads(m, st.plan, hc, b, dkHR, dvHR, dwk, dwv)
+}
+
+// denseRowsBackward backpropagates α·P_sel·[v; v_hr] of sample b's blended rows (dense form) into q, k, v and
+// the HR weights.
+func denseRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, dk, dv, dwk, dwv []T) {
 	lay, alpha := st.lay, T(st.plan.Alpha)
 	R, U, L, dh, W := len(hc.rows), len(hc.union), lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
 	kHR, vHR, pSel, qr := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T), hc.qr.([]T)
@@ -434,7 +578,7 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, dk,
 		matmulLD(true, false, L, dh, R, 1, P, L+U, gr, dh, 1, headAt(dv, lay, b, h), W)
 		matmulLD(true, false, U, dh, R, 1, P[L:], L+U, gr, dh, 1, dvHR[h*dh:], W)
 		for i := 0; i < R; i++ {
-			softmaxBackward(P[i*(L+U):(i+1)*(L+U)], dS[i*(L+U):(i+1)*(L+U)])
+			softmaxBackward(P[i*(L+U):(i+1)*(L+U)], dS[i*(L+U):(i+1)*(L+U)], 0)
 		}
 		matmulLD(false, false, R, dh, L, scale, dS, L+U, headAt(k, lay, b, h), W, 0, dqr, dh)
 		matmulLD(false, false, R, dh, U, scale, dS[L:], L+U, kHR[h*dh:], W, 1, dqr, dh)
@@ -465,9 +609,13 @@ func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int, dkHR, 
 }
 
 // softmax normalises x in place (max-subtracted, accumulated in float64).
-func softmax[T Float](x []T) {
+func softmax[T Float](x []T) { softmaxSum(x) }
+
+// softmaxSum normalises x in place and returns its largest value m and Σ e^(x−m), of which the log-sum-exp
+// of x is m + log Σ.
+func softmaxSum[T Float](x []T) (T, float64) {
 	if len(x) == 0 {
-		return
+		return T(math.Inf(-1)), 0
 	}
 	m := x[0]
 	for _, v := range x[1:] {
@@ -482,11 +630,13 @@ func softmax[T Float](x []T) {
 	for i := range x {
 		x[i] *= inv
 	}
+	return m, s
 }
 
-// softmaxBackward turns dp = ∂L/∂P into ∂L/∂s in place: ds_j = P_j·(dp_j − Σ_i P_i·dp_i).
-func softmaxBackward[T Float](p, dp []T) {
-	var rho float64
+// softmaxBackward turns dp = ∂L/∂P into ∂L/∂s in place: ds_j = P_j·(dp_j − Σ_i P_i·dp_i − shift), where
+// shift carries what another softmax sharing the scores s adds.
+func softmaxBackward[T Float](p, dp []T, shift float64) {
+	rho := shift
 	for i := range p {
 		rho += float64(p[i]) * float64(dp[i])
 	}
