@@ -122,18 +122,18 @@ type attnState struct {
 // each computed row its mask over the union and its second softmax: over the union only in the union form
 // (pSel [H, R, U], with beta, oPlain and y), over the plain keys and the union in the dense form.
 type hrCache struct {
-	union  []int    // HR tokens selected by some row (all M when dense), increasing
-	rows   []int    // rows with a second softmax: HR rows with a selection (every real row when dense)
-	blend  []bool   // per row in rows: whether its output is blended (an HR row with a selection)
-	keep   [][]bool // per row in rows, per union position: whether the row selected that token
-	qr     any      // []T [R, H·dh] the rows' queries
-	hdU    any      // []T [U, D] gathered HR features
-	kHR    any      // []T [U, D] rotated HR keys
-	vHR    any      // []T [U, D] HR values
-	pSel   any      // []T second-softmax probabilities: [H, R, U] (union form) or [H, R, L+U] (dense form)
-	beta   any      // []T [H, R] the plain keys' share of each row's second softmax (union form)
-	oPlain any      // []T [R, H·dh] the rows' plain outputs before the blend (union form)
-	y      any      // []T [H, R, dh] the HR part of each row's second softmax, P_hr·v_hr (union form)
+	union  []int   // HR tokens selected by some row (all M when dense), increasing
+	rows   []int   // rows with a second softmax: HR rows with a selection (every real row when dense)
+	blend  []bool  // per row in rows: whether its output is blended (an HR row with a selection)
+	sel    [][]int // per row in rows, the union positions of the tokens the row selected, increasing
+	qr     any     // []T [R, H·dh] the rows' queries
+	hdU    any     // []T [U, D] gathered HR features
+	kHR    any     // []T [U, D] rotated HR keys
+	vHR    any     // []T [U, D] HR values
+	pSel   any     // []T second-softmax probabilities: [H, R, U] (union form) or [H, R, L+U] (dense form)
+	beta   any     // []T [H, R] the plain keys' share of each row's second softmax (union form)
+	oPlain any     // []T [R, H·dh] the rows' plain outputs before the blend (union form)
+	y      any     // []T [H, R, dh] the HR part of each row's second softmax, P_hr·v_hr (union form)
 }
 
 func attnForward[T Float](m *Arena, st *attnState, qkv, flex []G.Value) (G.Value, error) {
@@ -145,7 +145,7 @@ func attnForward[T Float](m *Arena, st *attnState, qkv, flex []G.Value) (G.Value
 	}
 	st.mem = m
 	out, o := alloc[T](m, lay.B*lay.N, width)
-	p := Buffer[T](m, lay.B*lay.Heads*lay.N*lay.N)
+	p := lend[T](m, lay.B*lay.Heads*lay.N*lay.N, false) // every element written (plainForward)
 	var lse []T
 	if flex != nil {
 		lse = Buffer[T](m, lay.B*lay.Heads*lay.N)
@@ -173,10 +173,11 @@ func headAt[T Float](x []T, lay Layout, b, h int) []T {
 // each row's log-sum-exp of the scores into lse unless it is nil.
 func plainForward[T Float](lay Layout, b, h int, q, k, v, p, lse, o []T) {
 	N, L, dh, W := lay.N, lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
+	P := p[(b*lay.Heads+h)*N*N:][:N*N]
 	if L == 0 {
+		clear(P)
 		return
 	}
-	P := p[(b*lay.Heads+h)*N*N:][:N*N]
 	matmulLD(false, true, N, L, dh, T(1/math.Sqrt(float64(dh))), headAt(q, lay, b, h), W, headAt(k, lay, b, h), W, 0, P, N)
 	for r := 0; r < N; r++ {
 		nk := lay.keys(b, r)
@@ -248,11 +249,11 @@ func selectUnion[T Float](plan *FlexPlan, b int, cells []T) hrCache {
 			hc.union = append(hc.union, t)
 		}
 	}
-	hc.keep = make([][]bool, len(perRow))
+	hc.sel = make([][]int, len(perRow))
 	for i, toks := range perRow {
-		hc.keep[i] = make([]bool, len(hc.union))
-		for _, t := range toks {
-			hc.keep[i][pos[t]] = true
+		hc.sel[i] = make([]int, len(toks))
+		for j, t := range toks {
+			hc.sel[i][j] = pos[t]
 		}
 	}
 	return hc
@@ -303,13 +304,16 @@ func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, o []T) {
 	R, U, dh, W := len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
 	qr, oPlain := gatherRows(st.mem, q, lay, b, hc.rows), gatherRows(st.mem, o, lay, b, hc.rows)
 	kHR, vHR, lse := hc.kHR.([]T), hc.vHR.([]T), st.lse.([]T)
-	pHR, beta, y := Buffer[T](st.mem, lay.Heads*R*U), Buffer[T](st.mem, lay.Heads*R), Buffer[T](st.mem, lay.Heads*R*dh)
+	// Every element of these is written below before it is read.
+	pHR, beta, y := lend[T](st.mem, lay.Heads*R*U, false), lend[T](st.mem, lay.Heads*R, false), lend[T](st.mem, lay.Heads*R*dh, false)
+	buf := get[T](st.mem, U, false)
+	defer Recycle(st.mem, buf)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
 		S, Y := pHR[h*R*U:][:R*U], y[h*R*dh:][:R*dh]
 		matmulLD(false, true, R, U, dh, scale, qr[h*dh:], W, kHR[h*dh:], W, 0, S, U)
 		for i, r := range hc.rows {
-			beta[h*R+i] = joinSoftmax(S[i*U:(i+1)*U], hc.keep[i], lse[(b*lay.Heads+h)*lay.N+r])
+			beta[h*R+i] = joinSoftmax(S[i*U:(i+1)*U], hc.sel[i], lse[(b*lay.Heads+h)*lay.N+r], buf)
 		}
 		matmulLD(false, false, R, dh, U, 1, S, U, vHR[h*dh:], W, 0, Y, dh)
 		for i, r := range hc.rows {
@@ -333,24 +337,24 @@ func gatherRows[T Float](m *Arena, x []T, lay Layout, b int, rows []int) []T {
 }
 
 // joinSoftmax turns a row's union scores s into their probabilities in the row's second softmax, whose plain
-// keys have log-sum-exp lse, and returns the plain keys' share β of it. Tokens keep does not mark get 0.
-func joinSoftmax[T Float](s []T, keep []bool, lse T) T {
-	m, inf := lse, T(math.Inf(-1))
-	for u, k := range keep {
-		if !k {
-			s[u] = inf
-		}
+// keys have log-sum-exp lse, and returns the plain keys' share β of it. Only the positions sel are computed
+// (in buf); the others get 0.
+func joinSoftmax[T Float](s []T, sel []int, lse T, buf []T) T {
+	m, e := lse, buf[:len(sel)]
+	for j, u := range sel {
+		e[j] = s[u]
 		m = max(m, s[u])
 	}
-	expShifted(s, m)
+	expShifted(e, m)
 	a := math.Exp(float64(lse - m))
 	z := a
-	for _, e := range s {
-		z += float64(e)
+	for _, x := range e {
+		z += float64(x)
 	}
 	inv := T(1 / z)
-	for u := range s {
-		s[u] *= inv
+	clear(s)
+	for j, u := range sel {
+		s[u] = e[j] * inv
 	}
 	return T(a / z)
 }
@@ -371,7 +375,7 @@ func denseRowsForward[T Float](st *attnState, hc *hrCache, b int, q, k, v, o []T
 		matmulLD(false, true, R, L, dh, scale, qr[h*dh:], W, headAt(k, lay, b, h), W, 0, S, L+U)
 		matmulLD(false, true, R, U, dh, scale, qr[h*dh:], W, kHR[h*dh:], W, 0, S[L:], L+U)
 		for i, r := range hc.rows {
-			maskedSoftmax(S[i*(L+U):(i+1)*(L+U)], lay.keys(b, r), L, hc.keep[i])
+			maskedSoftmax(S[i*(L+U):(i+1)*(L+U)], lay.keys(b, r), L, hc.sel[i])
 		}
 		matmulLD(false, false, R, dh, L, 1, S, L+U, headAt(v, lay, b, h), W, 0, sel, dh)
 		matmulLD(false, false, R, dh, U, 1, S[L:], L+U, vHR[h*dh:], W, 1, sel, dh)
@@ -389,16 +393,18 @@ func denseRowsForward[T Float](st *attnState, hc *hrCache, b int, q, k, v, o []T
 }
 
 // maskedSoftmax normalises one row of [L plain keys; union] scores, of which the row sees the first nk plain
-// keys and the union tokens keep marks.
-func maskedSoftmax[T Float](row []T, nk, L int, keep []bool) {
-	inf := T(math.Inf(-1))
+// keys and the union positions sel.
+func maskedSoftmax[T Float](row []T, nk, L int, sel []int) {
+	inf, next := T(math.Inf(-1)), 0
 	for j := nk; j < L; j++ {
 		row[j] = inf
 	}
-	for u, k := range keep {
-		if !k {
-			row[L+u] = inf
+	for u := range row[L:] {
+		if next < len(sel) && sel[next] == u {
+			next++
+			continue
 		}
+		row[L+u] = inf
 	}
 	softmax(row)
 }
@@ -524,8 +530,8 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, dq, dwk, dwv 
 	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
 	m := st.mem
 	dkHR, dvHR := Scratch[T](m, U*W), Scratch[T](m, U*W)
-	gr, dS, dqr := Scratch[T](m, R*dh), Scratch[T](m, R*U), Scratch[T](m, R*dh)
-	defer Recycle(m, dkHR, dvHR, gr, dS, dqr)
+	gr, dS, dqr, buf := get[T](m, R*dh, false), get[T](m, R*U, false), get[T](m, R*dh, false), get[T](m, U, false) // written before read
+	defer Recycle(m, dkHR, dvHR, gr, dS, dqr, buf)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
 		P := pHR[h*R*U:][:R*U]
@@ -536,11 +542,16 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, dq, dwk, dwv 
 		}
 		matmulLD(false, true, R, U, dh, 1, gr, dh, vHR[h*dh:], W, 0, dS, U)
 		matmulLD(true, false, U, dh, R, 1, P, U, gr, dh, 1, dvHR[h*dh:], W)
-		for i := range hc.rows {
+		for i, sel := range hc.sel {
 			g := gr[i*dh : (i+1)*dh] // α·g of the row
 			gSel := T(float64(beta[h*R+i])*dot(g, oPlain[i*W+h*dh:][:dh]) + dot(g, y[(h*R+i)*dh:][:dh]))
-			for u, p := range P[i*U : (i+1)*U] {
-				dS[i*U+u] = p * (dS[i*U+u] - gSel)
+			row, p, ds := dS[i*U:(i+1)*U], P[i*U:(i+1)*U], buf[:len(sel)]
+			for j, u := range sel {
+				ds[j] = p[u] * (row[u] - gSel)
+			}
+			clear(row)
+			for j, u := range sel {
+				row[u] = ds[j]
 			}
 		}
 		matmulLD(false, false, R, dh, U, scale, dS, U, kHR[h*dh:], W, 0, dqr, dh)
