@@ -296,17 +296,17 @@ func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv
 	hc.hdU, hc.kHR, hc.vHR = hdU, kHR, vHR
 }
 
-// hrRowsForward blends each selecting row's second softmax into o. That softmax shares its plain scores with
-// the first, so its plain part is the first's probabilities scaled by β = e^lse/Z, and only the union's
-// scores are computed: out = (1−α+α·β)·o_plain + α·P_hr·v_hr.
+// hrRowsForward blends each selecting row's second softmax (DESIGN.md §7) into o. That softmax shares its
+// plain scores with the first, so its plain part is the first's probabilities scaled by β = e^lse/Z, and
+// only the union's scores are computed: out = (1−α+α·β)·o_plain + α·P_hr·v_hr.
 func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, o []T) {
 	lay, alpha := st.lay, T(st.plan.Alpha)
 	R, U, dh, W := len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
 	qr, oPlain := gatherRows(st.mem, q, lay, b, hc.rows), gatherRows(st.mem, o, lay, b, hc.rows)
 	kHR, vHR, lse := hc.kHR.([]T), hc.vHR.([]T), st.lse.([]T)
 	// Every element of these is written below before it is read.
-	pHR, beta, y := lend[T](st.mem, lay.Heads*R*U, false), lend[T](st.mem, lay.Heads*R, false), lend[T](st.mem, lay.Heads*R*dh, false)
-	buf := get[T](st.mem, U, false)
+	pHR, beta := lend[T](st.mem, lay.Heads*R*U, false), lend[T](st.mem, lay.Heads*R, false)
+	y, buf := lend[T](st.mem, lay.Heads*R*dh, false), get[T](st.mem, U, false)
 	defer Recycle(st.mem, buf)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
