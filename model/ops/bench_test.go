@@ -35,6 +35,7 @@ func BenchmarkElementwise(b *testing.B) {
 		{"RMSNormGradX", rmsGradXDo[float32](1e-5), []G.Value{dense(rows, D), dense(D), dense(rows, D)}},
 		{"RoPE", ropeDo[float32](cos, sin, 32, false), []G.Value{dense(rows, D)}},
 		{"Add", addDo[float32], []G.Value{dense(rows, D), dense(rows, D)}},
+		{"GELU", mapDo[float32](gelu), []G.Value{dense(rows, D)}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			m := NewArena()

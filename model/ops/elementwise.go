@@ -132,9 +132,11 @@ func mapDo[T Float](f func(float64) float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
 		out, y := allocFull[T](m, shapeOf(v[0])...)
-		for i, xv := range x {
-			y[i] = T(f(float64(xv)))
-		}
+		parallelRange(len(x), grain, func(lo, hi int) {
+			for i, xv := range x[lo:hi] {
+				y[lo+i] = T(f(float64(xv)))
+			}
+		})
 		return out, nil
 	}
 }

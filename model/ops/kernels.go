@@ -36,11 +36,13 @@ func QuickGELU[T Float](x []T) {
 	}
 }
 
-// GELUInPlace applies the exact (erf) GELU in place.
+// GELUInPlace applies the exact (erf) GELU in place, on all cores.
 func GELUInPlace[T Float](x []T) {
-	for i, v := range x {
-		x[i] = T(gelu(float64(v)))
-	}
+	parallelRange(len(x), grain, func(lo, hi int) {
+		for i, v := range x[lo:hi] {
+			x[lo+i] = T(gelu(float64(v)))
+		}
+	})
 }
 
 // RMSNormRows applies y = x / sqrt(mean(x²) + eps) · w to every row of x [R, len(w)].
