@@ -50,18 +50,25 @@ type CellGrid struct{ G, Zg int }
 // Cell is the index of the cell, row-major, that covers HR token (R, C): nearest up-sampling (DESIGN.md §8).
 func (c CellGrid) Cell(R, C int) int { return R*c.G/c.Zg*c.G + C*c.G/c.Zg }
 
-// Tokens returns the HR tokens of the selected cells (cells is G² flags, row-major), in increasing order.
+// Tokens returns the HR tokens of the selected cells (cells is G² flags, row-major), in increasing order:
+// along each HR row, the column spans of its selected cells.
 func (c CellGrid) Tokens(cells func(i int) bool) []int {
 	var out []int
 	for R := 0; R < c.Zg; R++ {
-		for C := 0; C < c.Zg; C++ {
-			if cells(c.Cell(R, C)) {
-				out = append(out, R*c.Zg+C)
+		row := R * c.G / c.Zg * c.G
+		for col := 0; col < c.G; col++ {
+			if cells(row + col) {
+				for C := c.firstColumn(col); C < c.firstColumn(col+1); C++ {
+					out = append(out, R*c.Zg+C)
+				}
 			}
 		}
 	}
 	return out
 }
+
+// firstColumn is the first HR column of cell column col (Zg for col = G): the least C with ⌊C·G/Zg⌋ ≥ col.
+func (c CellGrid) firstColumn(col int) int { return (col*c.Zg + c.G - 1) / c.G }
 
 // Attention is plain multi-head attention over q, k, v [B·N, H·dh] (q and k already rotated): causal, or
 // non-causal when lay.Full is set.

@@ -127,3 +127,28 @@ func TestCellGridTokens(t *testing.T) {
 		t.Errorf("tokens of cell (1,3) = %v; want %v", got, want)
 	}
 }
+
+// TestCellGridTokensEveryToken checks Tokens against Cell token by token, for grids whose cells split the HR
+// grid evenly and unevenly, with every second cell selected and with a random half.
+func TestCellGridTokensEveryToken(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, g := range []CellGrid{{G: 6, Zg: 24}, {G: 4, Zg: 6}, {G: 6, Zg: 16}, {G: 3, Zg: 10}, {G: 5, Zg: 5}} {
+		for _, pick := range []func(i int) bool{func(i int) bool { return i%2 == 0 }, func(int) bool { return rng.IntN(2) == 0 }} {
+			sel := make([]bool, g.G*g.G)
+			for i := range sel {
+				sel[i] = pick(i)
+			}
+			var want []int
+			for R := 0; R < g.Zg; R++ {
+				for C := 0; C < g.Zg; C++ {
+					if sel[g.Cell(R, C)] {
+						want = append(want, R*g.Zg+C)
+					}
+				}
+			}
+			if got := g.Tokens(func(i int) bool { return sel[i] }); !reflect.DeepEqual(got, want) {
+				t.Errorf("%+v, cells %v: tokens %v; want %v", g, sel, got, want)
+			}
+		}
+	}
+}
