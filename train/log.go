@@ -121,12 +121,12 @@ func (l *logger) eval(step int, m Report) {
 	rec := map[string]any{"step": step, "eval_loss": m.Loss, "eval_samples": m.Samples}
 	line := fmt.Sprintf("eval at step %d | loss %.4f", step, m.Loss)
 	if m.Answers > 0 {
-		rec["eval_accuracy"], rec["eval_answers"] = m.Accuracy, m.Answers
+		rec[accuracyMetric("")], rec["eval_answers"] = m.Accuracy, m.Answers
 		line += fmt.Sprintf(" | exact match %.3f of %d", m.Accuracy, m.Answers)
 	}
 	for _, kind := range m.Kinds() {
 		k := m.ByKind[kind]
-		rec["eval_accuracy_"+kind] = k.Accuracy
+		rec[accuracyMetric(kind)] = k.Accuracy
 		line += fmt.Sprintf(" | %s %.3f", kind, k.Accuracy)
 	}
 	l.record(rec)

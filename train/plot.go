@@ -20,6 +20,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/data/synth"
 )
 
 // MetricsFile is the name of the per-step log every run appends to in output_dir.
@@ -42,18 +43,23 @@ type Curves struct {
 	Subset       string  // "" for every question, or one kind of question: small, large, text
 }
 
-// Subsets are the kinds of question whose eval accuracy a run logs apart (eval_accuracy_KIND).
-var Subsets = []string{"small", "large", "text"}
+// Subsets are the kinds of question of the demo's data whose eval accuracy a run logs apart.
+var Subsets = []string{synth.KindSmall, synth.KindLarge, synth.KindText}
 
 // accuracyKey is the metrics.jsonl key of the eval accuracy on subset, or an error naming the known ones.
 func accuracyKey(subset string) (string, error) {
-	if subset == "" {
-		return "eval_accuracy", nil
-	}
-	if !slices.Contains(Subsets, subset) {
+	if subset != "" && !slices.Contains(Subsets, subset) {
 		return "", fmt.Errorf("train: plot: unknown question subset %q; want one of %v", subset, Subsets)
 	}
-	return "eval_accuracy_" + subset, nil
+	return accuracyMetric(subset), nil
+}
+
+// accuracyMetric is the metrics.jsonl key of the eval accuracy on the questions of kind ("" for all).
+func accuracyMetric(kind string) string {
+	if kind == "" {
+		return "eval_accuracy"
+	}
+	return "eval_accuracy_" + kind
 }
 
 // accuracyLabel names the accuracy axis of curves of subset.

@@ -336,7 +336,7 @@ func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, o []T) {
 // gatherRows copies the rows of sample b of a [B·N, H·dh] tensor into a buffer of the arena, in order.
 func gatherRows[T Float](m *Arena, x []T, lay Layout, b int, rows []int) []T {
 	W := lay.Heads * lay.HeadDim
-	out := Buffer[T](m, len(rows)*W)
+	out := lend[T](m, len(rows)*W, false) // every row copied over
 	for i, r := range rows {
 		copy(out[i*W:(i+1)*W], x[(b*lay.N+r)*W:(b*lay.N+r+1)*W])
 	}

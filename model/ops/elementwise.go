@@ -132,13 +132,19 @@ func mapDo[T Float](f func(float64) float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
 		out, y := allocFull[T](m, shapeOf(v[0])...)
-		parallelRange(len(x), grain, func(lo, hi int) {
-			for i, xv := range x[lo:hi] {
-				y[lo+i] = T(f(float64(xv)))
-			}
-		})
+		mapInto(y, x, f)
 		return out, nil
 	}
+}
+
+// mapInto sets y[i] = f(x[i]), computed in float64, on all cores (y may be x): each element alone, so the
+// bits do not depend on the cut.
+func mapInto[T Float](y, x []T, f func(float64) float64) {
+	parallelRange(len(x), grain, func(lo, hi int) {
+		for i, v := range x[lo:hi] {
+			y[lo+i] = T(f(float64(v)))
+		}
+	})
 }
 
 // zipDo applies f to two same-shaped inputs element-wise, computing in float64.

@@ -37,13 +37,7 @@ func QuickGELU[T Float](x []T) {
 }
 
 // GELUInPlace applies the exact (erf) GELU in place, on all cores.
-func GELUInPlace[T Float](x []T) {
-	parallelRange(len(x), grain, func(lo, hi int) {
-		for i, v := range x[lo:hi] {
-			x[lo+i] = T(gelu(float64(v)))
-		}
-	})
-}
+func GELUInPlace[T Float](x []T) { mapInto(x, x, gelu) }
 
 // RMSNormRows applies y = x / sqrt(mean(x²) + eps) · w to every row of x [R, len(w)].
 func RMSNormRows[T Float](y, x, w []T, eps float64) {

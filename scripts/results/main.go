@@ -119,8 +119,8 @@ func printSweep(arms map[string]*arm, order []string) {
 		return
 	}
 	fmt.Println()
-	fmt.Println("| HR selected | attention arm | small %: attention | random | center | topk |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Printf("| HR selected | attention arm | small %%: attention | %s |\n", strings.Join(strategies, " | "))
+	fmt.Println("|---|---|---" + strings.Repeat("|---", len(strategies)) + "|")
 	for _, r := range rows {
 		fmt.Printf("| %.2f | %s | %s", r.selected, r.attention, r.small["attention"])
 		for _, s := range strategies {
