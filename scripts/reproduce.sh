@@ -12,9 +12,9 @@
 # metrics.jsonl, peak RSS (time.txt, GNU time) and, with FlexAttention, selection.json (how much of each small
 # test target the answer row selected: `flextrain selection`) stay in its folder. Order: the main table for
 # the first seed, its sweeps, the curves (seed 1, evaluated on the validation split every 50 steps), the
-# other seeds, the step timings, and last the figures of docs/ (curves, selected cells over test images). RATIO is the random/center/topk cell fraction of the main table,
-# the attention arm's mean selected fraction at threshold 48; each sweep pairs a threshold with the fraction
-# it selects from this base model.
+# other seeds, the step timings, and last the figures of docs/ (curves, selected cells over test images).
+# RATIO is the random/center/topk cell fraction of the main table, the attention arm's mean selected
+# fraction at threshold 48; each sweep pairs a threshold with the fraction it selects from this base model.
 set -eu
 SEEDS=${*:-1 2 3}
 RATIO=${RATIO:-0.68}
