@@ -149,6 +149,17 @@ func (l layout) hrRows(train bool) [][]int {
 	return out
 }
 
+// lossRows returns the rows of [B·N] whose target is supervised, in order (nil when there are none).
+func (l layout) lossRows() []int {
+	var out []int
+	for i, t := range l.targets() {
+		if t != IgnoreIndex {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // targets returns, per row, the label the row predicts (labels[r+1]), IgnoreIndex for the last row.
 func (l layout) targets() []int {
 	out := make([]int, 0, l.B*l.N)

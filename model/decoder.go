@@ -35,11 +35,32 @@ func (b *builder[T]) layer(l int, h, cells *G.Node) (*G.Node, *G.Node, error) {
 			return nil, nil, err
 		}
 	}
+	if l == b.cfg.Text.NumLayers-1 {
+		if h, o, err = b.lossRowsOnly(h, o); err != nil {
+			return nil, nil, err
+		}
+	}
 	if h, err = b.residual(h, o, p+"self_attn.o_proj.weight"); err != nil {
 		return nil, nil, err
 	}
 	h, err = b.mlp(h, p)
 	return h, next, err
+}
+
+// lossRowsOnly narrows the last layer's residual stream h and attention output o to the rows the loss reads
+// (in training; otherwise it keeps them all). Past the last attention no row feeds another, so the rest of
+// the layer, the final norm and lm_head need run over those rows only: in a training step that is most of
+// the last layer's and all of lm_head's work, in both passes.
+func (b *builder[T]) lossRowsOnly(h, o *G.Node) (*G.Node, *G.Node, error) {
+	if b.lossRows == nil {
+		return h, o, nil
+	}
+	h, err := b.track2(ops.GatherRows(h, b.lossRows, b.needs[h]))(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err = b.track2(ops.GatherRows(o, b.lossRows, b.needs[o]))(o)
+	return h, o, err
 }
 
 // track2 adapts track to a (node, error) pair followed by its inputs.
@@ -134,9 +155,22 @@ func (b *builder[T]) head(h *G.Node) error {
 		return err
 	}
 	if b.opt.Mode == Train {
-		b.loss, err = b.track2(ops.CrossEntropy(b.logits, b.lay.targets()))(b.logits)
+		b.loss, err = b.track2(ops.CrossEntropy(b.logits, b.targets()))(b.logits)
 	}
 	return err
+}
+
+// targets are the labels of the logits' rows: every row's, or the loss rows' when only those are computed.
+func (b *builder[T]) targets() []int {
+	all := b.lay.targets()
+	if b.lossRows == nil {
+		return all
+	}
+	out := make([]int, len(b.lossRows))
+	for i, r := range b.lossRows {
+		out[i] = all[r]
+	}
+	return out
 }
 
 // backward adds the gradient of the loss with respect to every trainable weight in the graph.

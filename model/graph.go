@@ -71,7 +71,8 @@ type Graph struct {
 	oriSizes [][2]int // per sample (w, h)
 	hd       *G.Node  // HR features [B·M, D], constants
 	lr       *G.Node  // projected LR features [K·n, D], nil without images
-	logits   *G.Node  // [B·N, V]
+	logits   *G.Node  // [B·N, V], or [len(lossRows), V] in training
+	lossRows []int    // in training, the rows of [B·N] with a supervised target, in order; nil otherwise
 	loss     *G.Node  // scalar, Train mode only
 	params   map[string]*G.Node
 	grads    map[string]*G.Node    // per trainable weight
@@ -114,6 +115,9 @@ func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
 		m.rows = make([][]int, m.lay.B)
 	}
 	m.dense = opt.Dense
+	if opt.Mode == Train {
+		m.lossRows = m.lay.lossRows()
+	}
 	var err error
 	if w.Dtype() == tensor.Float32 {
 		err = newBuilder[float32](m, w, opt).build(batch)

@@ -63,8 +63,13 @@ func (m *Graph) Grads() map[string]*tensor.Dense {
 	return out
 }
 
-// Logits returns the logits [B·N, V] of the last Run; rows past a sample's length are padding.
+// Logits returns the logits of the last Run: [B·N, V] (rows past a sample's length are padding), or in
+// training [len(LogitRows()), V], the rows the loss reads only.
 func (m *Graph) Logits() *tensor.Dense { return m.logits.Value().(*tensor.Dense) }
+
+// LogitRows returns, when Logits holds some rows only, the row of [B·N] each of its rows is; nil when it
+// holds them all.
+func (m *Graph) LogitRows() []int { return m.lossRows }
 
 // Shape returns the assembled batch size and length (B, N).
 func (m *Graph) Shape() (int, int) { return m.lay.B, m.lay.N }
