@@ -285,11 +285,12 @@ func denseRows(plan *FlexPlan, b int, rows []int, perRow [][]int) ([]int, []bool
 // projectHR gathers the union's HR features and projects them: k_hr = rope_hr(hd·W'_Kᵀ), v_hr = hd·W'_Vᵀ.
 func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv []T, width int) {
 	U, dh := len(hc.union), plan.HeadDim
-	hdU := Buffer[T](m, U*width)
+	// Every element of these is written before it is read: copied, multiplied into (β = 0) or rotated.
+	hdU := lend[T](m, U*width, false)
 	for i, t := range hc.union {
 		copy(hdU[i*width:(i+1)*width], hd[t*width:(t+1)*width])
 	}
-	pre, kHR, vHR := Scratch[T](m, U*width), Buffer[T](m, U*width), Buffer[T](m, U*width)
+	pre, kHR, vHR := get[T](m, U*width, false), lend[T](m, U*width, false), lend[T](m, U*width, false)
 	MatMulNT(pre, hdU, wk, U, width, width)
 	MatMulNT(vHR, hdU, wv, U, width, width)
 	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
@@ -443,7 +444,7 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 		if st.plan == nil || len(st.hr[b].rows) == 0 {
 			return
 		}
-		dws[b] = Scratch[T](m, 2*width*width)
+		dws[b] = get[T](m, 2*width*width, false) // set whole by hrWeightGrads
 		dwk, dwv := dws[b][:width*width], dws[b][width*width:]
 		if st.plan.Dense {
 			denseRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dwk, dwv)
@@ -465,7 +466,7 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 // dense form c = 1−α on blended rows, whose second softmax goes back apart. In the union form a selecting
 // row's second softmax shares the plain scores, so c = 1−α+α·β and shift = α·β·g·(y − (1−β)·o_plain).
 func plainTerms[T Float](st *attnState, b, h int, g []T) (c, shift []float64) {
-	c = Scratch[float64](st.mem, st.lay.N)
+	c = get[float64](st.mem, st.lay.N, false)
 	for r := range c {
 		c[r] = 1
 	}
@@ -504,14 +505,14 @@ func plainBackward[T Float](m *Arena, lay Layout, b, h int, q, k, v, p, g []T, c
 		return
 	}
 	P := p[(b*lay.Heads+h)*N*N:][:N*N]
-	gO := Scratch[T](m, N*dh)
+	gO := get[T](m, N*dh, false) // every element written below, and dS by its product (β = 0)
 	gb := headAt(g, lay, b, h)
 	for r := 0; r < N; r++ {
 		for d := 0; d < dh; d++ {
 			gO[r*dh+d] = T(c[r]) * gb[r*W+d]
 		}
 	}
-	dS := Scratch[T](m, N*L)
+	dS := get[T](m, N*L, false)
 	defer Recycle(m, gO, dS)
 	matmulLD(false, true, N, L, dh, 1, gO, dh, headAt(v, lay, b, h), W, 0, dS, L)
 	matmulLD(true, false, L, dh, N, 1, P, N, gO, dh, 1, headAt(dv, lay, b, h), W)
@@ -536,8 +537,9 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, dq, dwk, dwv 
 	kHR, vHR, pHR, qr := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T), hc.qr.([]T)
 	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
 	m := st.mem
-	dkHR, dvHR := Scratch[T](m, U*W), Scratch[T](m, U*W)
-	gr, dS, dqr, buf := get[T](m, R*dh, false), get[T](m, R*U, false), get[T](m, R*dh, false), get[T](m, U, false) // written before read
+	// Every element of these is written before it is read (each head's columns of dkHR and dvHR once).
+	dkHR, dvHR := get[T](m, U*W, false), get[T](m, U*W, false)
+	gr, dS, dqr, buf := get[T](m, R*dh, false), get[T](m, R*U, false), get[T](m, R*dh, false), get[T](m, U, false)
 	defer Recycle(m, dkHR, dvHR, gr, dS, dqr, buf)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
@@ -548,7 +550,7 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, dq, dwk, dwv 
 			}
 		}
 		matmulLD(false, true, R, U, dh, 1, gr, dh, vHR[h*dh:], W, 0, dS, U)
-		matmulLD(true, false, U, dh, R, 1, P, U, gr, dh, 1, dvHR[h*dh:], W)
+		matmulLD(true, false, U, dh, R, 1, P, U, gr, dh, 0, dvHR[h*dh:], W)
 		for i, sel := range hc.sel {
 			g := gr[i*dh : (i+1)*dh] // α·g of the row
 			gSel := T(float64(beta[h*R+i])*dot(g, oPlain[i*W+h*dh:][:dh]) + dot(g, y[(h*R+i)*dh:][:dh]))
@@ -565,7 +567,7 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, dq, dwk, dwv 
 		for i, r := range hc.rows {
 			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
 		}
-		matmulLD(true, false, U, dh, R, scale, dS, U, qr[h*dh:], W, 1, dkHR[h*dh:], W)
+		matmulLD(true, false, U, dh, R, scale, dS, U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
 	}
 	hrWeightGrads(m, st.plan, hc, b, dkHR, dvHR, dwk, dwv)
 }
@@ -577,8 +579,9 @@ func denseRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, 
 	R, U, L, dh, W := len(hc.rows), len(hc.union), lay.Lens[b], lay.HeadDim, lay.Heads*lay.HeadDim
 	kHR, vHR, pSel, qr := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T), hc.qr.([]T)
 	m := st.mem
-	dkHR, dvHR := Scratch[T](m, U*W), Scratch[T](m, U*W)
-	gr, dS, dqr := Scratch[T](m, R*dh), Scratch[T](m, R*(L+U)), Scratch[T](m, R*dh)
+	// Every element of these is written before it is read (each head's columns of dkHR and dvHR once).
+	dkHR, dvHR := get[T](m, U*W, false), get[T](m, U*W, false)
+	gr, dS, dqr := get[T](m, R*dh, false), get[T](m, R*(L+U), false), get[T](m, R*dh, false)
 	defer Recycle(m, dkHR, dvHR, gr, dS, dqr)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < lay.Heads; h++ {
@@ -594,7 +597,7 @@ func denseRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, 
 		matmulLD(false, true, R, L, dh, 1, gr, dh, headAt(v, lay, b, h), W, 0, dS, L+U)
 		matmulLD(false, true, R, U, dh, 1, gr, dh, vHR[h*dh:], W, 0, dS[L:], L+U)
 		matmulLD(true, false, L, dh, R, 1, P, L+U, gr, dh, 1, headAt(dv, lay, b, h), W)
-		matmulLD(true, false, U, dh, R, 1, P[L:], L+U, gr, dh, 1, dvHR[h*dh:], W)
+		matmulLD(true, false, U, dh, R, 1, P[L:], L+U, gr, dh, 0, dvHR[h*dh:], W)
 		for i := 0; i < R; i++ {
 			softmaxBackward(P[i*(L+U):(i+1)*(L+U)], dS[i*(L+U):(i+1)*(L+U)], 0)
 		}
@@ -604,16 +607,16 @@ func denseRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, 
 			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
 		}
 		matmulLD(true, false, L, dh, R, scale, dS, L+U, qr[h*dh:], W, 1, headAt(dk, lay, b, h), W)
-		matmulLD(true, false, U, dh, R, scale, dS[L:], L+U, qr[h*dh:], W, 1, dkHR[h*dh:], W)
+		matmulLD(true, false, U, dh, R, scale, dS[L:], L+U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
 	}
 	hrWeightGrads(m, st.plan, hc, b, dkHR, dvHR, dwk, dwv)
 }
 
-// hrWeightGrads accumulates dW'_K += ropeᵀ(dk_hr)ᵀ·hd_U and dW'_V += dv_hrᵀ·hd_U.
+// hrWeightGrads sets dW'_K = ropeᵀ(dk_hr)ᵀ·hd_U and dW'_V = dv_hrᵀ·hd_U.
 func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int, dkHR, dvHR, dwk, dwv []T) {
 	width, dh, U := plan.Heads*plan.HeadDim, plan.HeadDim, len(hc.union)
 	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
-	dPre := Scratch[T](m, U*width)
+	dPre := get[T](m, U*width, false) // every row rotated into
 	defer Recycle(m, cos, sin, dPre)
 	for i, t := range hc.union {
 		for h := 0; h < width; h += dh {
@@ -622,8 +625,8 @@ func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int, dkHR, 
 		}
 	}
 	hdU := hc.hdU.([]T)
-	matmul(true, false, width, width, U, 1, dPre, hdU, 1, dwk)
-	matmul(true, false, width, width, U, 1, dvHR, hdU, 1, dwv)
+	matmul(true, false, width, width, U, 1, dPre, hdU, 0, dwk)
+	matmul(true, false, width, width, U, 1, dvHR, hdU, 0, dwv)
 }
 
 // softmax normalises x in place (max-subtracted, accumulated in float64).
