@@ -31,9 +31,8 @@ func AddBias(x, b *G.Node, needX, needB bool) (*G.Node, error) {
 func addBiasDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x, b := slice[T](v[0]), slice[T](v[1])
 	out, y := allocFull[T](m, shapeOf(v[0])...)
-	for i := range y {
-		y[i] = x[i] + b[i%len(b)]
-	}
+	copy(y, x)
+	AddRowBias(y, b)
 	return out, nil
 }
 

@@ -19,8 +19,11 @@ func FullAttention[T Float](m *Arena, o, q, k, v []T, tokens, heads, dh int) {
 
 // AddRowBias adds b [C] to every row of x [R, C].
 func AddRowBias[T Float](x, b []T) {
-	for i := range x {
-		x[i] += b[i%len(b)]
+	for lo := 0; lo < len(x); lo += len(b) {
+		row := x[lo:min(lo+len(b), len(x))]
+		for j := range row {
+			row[j] += b[j]
+		}
 	}
 }
 
