@@ -11,7 +11,8 @@ import "fmt"
 // is the plain mean (1/k)·Σ g_i. Pass tokens = 1 for every micro-batch to get the plain mean instead.
 //
 // The zero value is ready to use; the first Add fixes the parameter set. Sums are kept in T, in micro-batch
-// order, so the result is deterministic. An Accumulator is not safe for concurrent use.
+// order, so the result is deterministic; the cores share each pass by chunks. An Accumulator is not safe
+// for concurrent use.
 type Accumulator[T Float] struct {
 	sum    map[string][]T
 	order  []string
@@ -32,12 +33,12 @@ func (a *Accumulator[T]) Add(params []Param[T], tokens int) error {
 		return nil
 	}
 	w := T(tokens)
-	for _, p := range params {
-		s := a.sum[p.Name]
-		for i, g := range p.Grad {
+	eachChunk(params, func(_ int, p Param[T], lo, hi int) {
+		s := a.sum[p.Name][lo:hi]
+		for i, g := range p.Grad[lo:hi] {
 			s[i] += T(w * g) // the conversion rounds the product: no FMA, same bits on every CPU
 		}
-	}
+	})
 	a.tokens += tokens
 	return nil
 }
@@ -82,12 +83,12 @@ func (a *Accumulator[T]) Finish(params []Param[T]) (int, error) {
 		return 0, fmt.Errorf("optim: accumulate: no supervised tokens in any micro-batch")
 	}
 	d := T(n)
-	for _, p := range params {
-		copy(p.Grad, a.sum[p.Name])
-		for i := range p.Grad {
-			p.Grad[i] /= d
+	eachChunk(params, func(_ int, p Param[T], lo, hi int) {
+		g := p.Grad[lo:hi]
+		for i, s := range a.sum[p.Name][lo:hi] {
+			g[i] = s / d
 		}
-	}
+	})
 	a.Reset()
 	return n, nil
 }

@@ -3,9 +3,6 @@ package optim
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
 )
 
 // AdamW is Adam with decoupled weight decay (Loshchilov & Hutter), in the form llm.c writes it:
@@ -51,7 +48,7 @@ func (o *AdamW[T]) Update(params []Param[T], lr float64) error {
 	bc1 := 1 - math.Pow(o.Beta1, float64(o.Step))
 	bc2 := 1 - math.Pow(o.Beta2, float64(o.Step))
 	// Elements are independent: the cores take chunks of them, and the bits do not depend on how many.
-	eachChunk(params, func(p Param[T], lo, hi int) {
+	eachChunk(params, func(_ int, p Param[T], lo, hi int) {
 		decay := 0.0
 		if len(p.Shape) >= 2 {
 			decay = o.WeightDecay
@@ -59,33 +56,6 @@ func (o *AdamW[T]) Update(params []Param[T], lr float64) error {
 		o.updateOne(p.slice(lo, hi), o.M[p.Name][lo:hi], o.V[p.Name][lo:hi], lr, decay, bc1, bc2)
 	})
 	return nil
-}
-
-// chunk is how many elements one goroutine updates at a time.
-const chunk = 1 << 16
-
-// eachChunk calls f on every chunk of every parameter, on up to GOMAXPROCS goroutines.
-func eachChunk[T Float](params []Param[T], f func(p Param[T], lo, hi int)) {
-	type job struct{ p, lo int }
-	var jobs []job
-	for i, p := range params {
-		for lo := 0; lo < len(p.Value); lo += chunk {
-			jobs = append(jobs, job{i, lo})
-		}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := int(next.Add(1) - 1); j < len(jobs); j = int(next.Add(1) - 1) {
-				p := params[jobs[j].p]
-				f(p, jobs[j].lo, min(jobs[j].lo+chunk, len(p.Value)))
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // updateOne is the element loop. Every product is wrapped in an explicit T conversion, which rounds it and so

@@ -5,14 +5,21 @@ import (
 	"math"
 )
 
-// GradNorm returns the global L2 norm of all gradients, sqrt(Σ g²), accumulated in float64 in parameter order
-// and then element order, so the same gradients always give the same bits.
+// GradNorm returns the global L2 norm of all gradients, sqrt(Σ g²), accumulated in float64 a chunk at a time
+// on all cores and the chunks' sums added in parameter and element order, so the same gradients always give
+// the same bits, whatever the number of cores.
 func GradNorm[T Float](params []Param[T]) float64 {
-	var sum float64
-	for _, p := range params {
-		for _, g := range p.Grad {
-			sum += float64(g) * float64(g)
+	parts := make([]float64, len(spans(params)))
+	eachChunk(params, func(i int, p Param[T], lo, hi int) {
+		var s float64
+		for _, g := range p.Grad[lo:hi] {
+			s += float64(g) * float64(g)
 		}
+		parts[i] = s
+	})
+	var sum float64
+	for _, s := range parts { // in chunk order: the same bits however the cores took the chunks
+		sum += s
 	}
 	return math.Sqrt(sum)
 }
@@ -34,10 +41,10 @@ func ClipGradNorm[T Float](params []Param[T], maxNorm float64) (float64, error) 
 		return norm, nil
 	}
 	c := T(coef)
-	for _, p := range params {
-		for i := range p.Grad {
-			p.Grad[i] *= c
+	eachChunk(params, func(_ int, p Param[T], lo, hi int) {
+		for i := range p.Grad[lo:hi] {
+			p.Grad[lo+i] *= c
 		}
-	}
+	})
 	return norm, nil
 }

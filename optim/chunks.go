@@ -1,0 +1,43 @@
+package optim
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// chunk is how many elements one goroutine takes at a time in the optimizer's element loops.
+const chunk = 1 << 16
+
+// span is one chunk: elements [lo, hi) of parameter p.
+type span struct{ p, lo, hi int }
+
+// spans cuts every parameter into chunks, in parameter order.
+func spans[T Float](params []Param[T]) []span {
+	var out []span
+	for i, p := range params {
+		for lo := 0; lo < len(p.Value); lo += chunk {
+			out = append(out, span{i, lo, min(lo+chunk, len(p.Value))})
+		}
+	}
+	return out
+}
+
+// eachChunk calls f on every chunk of every parameter, on up to GOMAXPROCS goroutines. i numbers the chunks
+// in parameter order, so that per-chunk results can be combined in an order the scheduling does not change.
+func eachChunk[T Float](params []Param[T], f func(i int, p Param[T], lo, hi int)) {
+	jobs := spans(params)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := int(next.Add(1) - 1); j < len(jobs); j = int(next.Add(1) - 1) {
+				s := jobs[j]
+				f(j, params[s.p], s.lo, s.hi)
+			}
+		}()
+	}
+	wg.Wait()
+}
