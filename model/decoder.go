@@ -80,7 +80,7 @@ func (b *builder[T]) rmsNorm(x *G.Node, name string) (*G.Node, error) {
 // qkv projects x to rotated queries and keys and to values.
 func (b *builder[T]) qkv(x *G.Node, p string) (q, k, v *G.Node, err error) {
 	dh := b.cfg.HeadDim()
-	cos, sin := ops.RopeTables(b.lay.N, dh, b.cfg.Text.RopeTheta)
+	cos, sin := b.ropeTables()
 	rotated := func(name string) (*G.Node, error) {
 		y, err := b.linear(x, name)
 		if err != nil {
@@ -219,7 +219,7 @@ func (b *builder[T]) hrRope() (cos, sin [][]float64) {
 	}
 	g, _, zg, _ := b.cfg.Grid()
 	dh := b.cfg.HeadDim()
-	c, s := ops.RopeTables(b.lay.N, dh, b.cfg.Text.RopeTheta)
+	c, s := b.ropeTables()
 	b.ropeCos, b.ropeSin = make([][]float64, b.lay.B), make([][]float64, b.lay.B)
 	for i, at := range b.lay.imageAt {
 		if at >= 0 && len(b.rows[i]) > 0 {
@@ -227,6 +227,14 @@ func (b *builder[T]) hrRope() (cos, sin [][]float64) {
 		}
 	}
 	return b.ropeCos, b.ropeSin
+}
+
+// ropeTables returns the RoPE tables of the batch's positions [N, dh], computed once per graph.
+func (b *builder[T]) ropeTables() (cos, sin []float64) {
+	if b.textCos == nil {
+		b.textCos, b.textSin = ops.RopeTables(b.lay.N, b.cfg.HeadDim(), b.cfg.Text.RopeTheta)
+	}
+	return b.textCos, b.textSin
 }
 
 // selectPlan gathers what the selection in layer l needs.

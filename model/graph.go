@@ -65,6 +65,8 @@ type Graph struct {
 	dense    bool        // FlexAttention over all M HR keys, masked to the selection
 	ropeCos  [][]float64 // per sample HR RoPE tables, shared by the FlexAttention layers
 	ropeSin  [][]float64
+	textCos  []float64 // RoPE tables of the positions [N, dh], shared by every layer
+	textSin  []float64
 	g        *G.ExprGraph
 	lay      layout
 	rows     [][]int  // HR rows per sample
@@ -276,16 +278,21 @@ func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
 }
 
 // hrFeatures computes the HR features of every image sample as one constant [B·M, D] (zeros for text-only
-// samples and for samples without HR rows, which never read them).
+// samples and for samples without HR rows, which never read them), the images shared among the cores.
 func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
 	hd := ops.Buffer[T](b.mem, b.lay.B*M*D)
+	var with []int
 	for i, rows := range b.rows {
 		if len(rows) > 0 {
-			b.hrFeaturesInto(hd[i*M*D:(i+1)*M*D], batch.HRPixels[i])
+			with = append(with, i)
 		}
 	}
+	ops.Parallel(len(with), func(j int) {
+		i := with[j]
+		b.hrFeaturesInto(hd[i*M*D:(i+1)*M*D], batch.HRPixels[i])
+	})
 	return b.constant("hd_features", hd, b.lay.B*M, D)
 }
 
@@ -294,11 +301,11 @@ func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
 	hd := ops.Buffer[T](b.mem, b.lay.images*M*D)
-	for i, k := range b.lay.imageIdx {
-		if k >= 0 {
+	ops.Parallel(len(b.lay.imageIdx), func(i int) {
+		if k := b.lay.imageIdx[i]; k >= 0 {
 			b.hrFeaturesInto(hd[k*M*D:(k+1)*M*D], batch.HRPixels[i])
 		}
-	}
+	})
 	return b.constant("hd_sequence", hd, b.lay.images*M, D)
 }
 

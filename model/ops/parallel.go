@@ -30,6 +30,10 @@ func parallel(n int, f func(i int)) {
 	wg.Wait()
 }
 
+// Parallel is parallel for the callers of the package: f(0), …, f(n−1) on up to GOMAXPROCS goroutines, each
+// writing only its own outputs.
+func Parallel(n int, f func(i int)) { parallel(n, f) }
+
 // grain is the least number of elements worth a goroutine in an element-wise kernel.
 const grain = 1 << 15
 
