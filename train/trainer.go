@@ -30,6 +30,7 @@ type trainer[T optim.Float] struct {
 	params   []optim.Param[T]
 	opt      *optim.AdamW[T]
 	acc      optim.Accumulator[T]
+	tokens   int // supervised tokens of the step's micro-batches so far
 	train    *data.Loader
 	source   batchSource      // where steps read batches: the training loader, or a benchmark's fixed batch
 	view     model.View       // what the decoder sees of images (benchmarks and baselines)
@@ -275,7 +276,7 @@ func (t *trainer[T]) step(ctx context.Context) (stepResult, error) {
 			lossSum += loss * float64(n)
 		}
 	}
-	res.loss = lossSum / float64(max(1, t.acc.Tokens()))
+	res.loss = lossSum / float64(max(1, t.tokens))
 	if t.opts.Fault != nil {
 		res.loss = t.opts.Fault(t.state.Step+1, res.loss)
 	}
@@ -307,7 +308,7 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	}
 	t.takeGrads(g.Grads())
 	n := supervised(b.Labels)
-	if err := t.acc.Add(t.params, n); err != nil {
+	if err := t.accumulate(n); err != nil {
 		return 0, 0, err
 	}
 	res.tokens += realTokens(g)
@@ -316,6 +317,17 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	res.featureHitRate = t.features.Stats().HitRate()
 	_, t.lastN = g.Shape()
 	return g.Loss(), n, nil
+}
+
+// accumulate adds a micro-batch's gradients, over n supervised tokens, to the step's. A step of one
+// micro-batch keeps them as they are: they already are its token-weighted mean, which the accumulator would
+// only round.
+func (t *trainer[T]) accumulate(n int) error {
+	t.tokens += n
+	if t.cfg.GradientAccumulationSteps == 1 {
+		return nil
+	}
+	return t.acc.Add(t.params, n)
 }
 
 // takeGrads copies a graph's gradients into the bound parameters; a parameter the loss did not reach (a
@@ -334,7 +346,9 @@ func (t *trainer[T]) takeGrads(grads map[string]*tensor.Dense) {
 // update finishes the accumulated gradient and applies AdamW, or skips a non-finite step without
 // changing any weight or optimizer state.
 func (t *trainer[T]) update(res *stepResult) error {
-	if t.acc.Tokens() == 0 {
+	tokens := t.tokens
+	t.tokens = 0
+	if tokens == 0 {
 		t.acc.Reset()
 		res.skipped = false
 		return nil // nothing supervised in this step's batches: no update, nothing to learn from
@@ -344,8 +358,10 @@ func (t *trainer[T]) update(res *stepResult) error {
 		res.skipped = true
 		return nil
 	}
-	if _, err := t.acc.Finish(t.params); err != nil {
-		return err
+	if t.cfg.GradientAccumulationSteps > 1 {
+		if _, err := t.acc.Finish(t.params); err != nil {
+			return err
+		}
 	}
 	norm, err := optim.ClipGradNorm(t.params, t.cfg.MaxGradNorm)
 	res.gradNorm = norm
