@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -46,8 +47,10 @@ func Rope(x *G.Node, cos, sin []float64, dh int) (*G.Node, error) {
 }
 
 func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
-	c, s := Convert[T](nil, cos), Convert[T](nil, sin) // once per graph, not per run
+	var c, s []T
+	var once sync.Once // converted at the first run, in the one type that runs: not per run, not per type
 	return func(m *Arena, v []G.Value) (G.Value, error) {
+		once.Do(func() { c, s = Convert[T](nil, cos), Convert[T](nil, sin) })
 		x := slice[T](v[0])
 		out, y := allocFull[T](m, shapeOf(v[0])...)
 		width := shapeOf(v[0])[1]
