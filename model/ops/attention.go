@@ -125,9 +125,9 @@ type attnState struct {
 	hr   []hrCache // per sample, FlexAttention only
 }
 
-// hrCache is one sample's HR part: the union of the selected HR tokens, their keys and values, and for
-// each computed row its mask over the union and its second softmax: over the union only in the union form
-// (pSel [H, R, U], with beta, oPlain and y), over the plain keys and the union in the dense form.
+// hrCache is one sample's HR part: the union of the selected HR tokens, their keys (and values in the dense
+// form), and for each computed row its mask over the union and its second softmax: over the union only in the
+// union form (pSel [H, R, U], with beta, oPlain, z and y), over the plain keys and the union in the dense form.
 type hrCache struct {
 	union  []int   // HR tokens selected by some row (all M when dense), increasing
 	rows   []int   // rows with a second softmax: HR rows with a selection (every real row when dense)
@@ -136,11 +136,12 @@ type hrCache struct {
 	qr     any     // []T [R, H·dh] the rows' queries
 	hdU    any     // []T [U, D] gathered HR features
 	kHR    any     // []T [U, D] rotated HR keys
-	vHR    any     // []T [U, D] HR values
+	vHR    any     // []T [U, D] HR values (dense form)
 	pSel   any     // []T second-softmax probabilities: [H, R, U] (union form) or [H, R, L+U] (dense form)
 	beta   any     // []T [H, R] the plain keys' share of each row's second softmax (union form)
 	oPlain any     // []T [R, H·dh] the rows' plain outputs before the blend (union form)
-	y      any     // []T [H, R, dh] the HR part of each row's second softmax, P_hr·v_hr (union form)
+	z      any     // []T [R, H, D] each row's second-softmax mean of its selected HR features, P_hr·hd (union form)
+	y      any     // []T [H, R, dh] the HR part of each row's second softmax, P_hr·v_hr = z·W'_Vᵀ (union form)
 }
 
 func attnForward[T Float](m *Arena, st *attnState, qkv, flex []G.Value) (G.Value, error) {
@@ -219,7 +220,7 @@ func flexForward[T Float](st *attnState, q, k, v []T, flex []G.Value, o []T) err
 		if plan.Dense {
 			denseRowsForward(st, &hc, b, q, k, v, o)
 		} else {
-			hrRowsForward(st, &hc, b, q, o)
+			hrRowsForward(st, &hc, b, q, wv, o)
 		}
 		st.hr[b] = hc
 	})
@@ -282,7 +283,9 @@ func denseRows(plan *FlexPlan, b int, rows []int, perRow [][]int) ([]int, []bool
 	return all, blend, toks
 }
 
-// projectHR gathers the union's HR features and projects them: k_hr = rope_hr(hd·W'_Kᵀ), v_hr = hd·W'_Vᵀ.
+// projectHR gathers the union's HR features and projects them: k_hr = rope_hr(hd·W'_Kᵀ) and, in the dense
+// form, v_hr = hd·W'_Vᵀ. The union form never forms v_hr: a row's HR output is (P_hr·hd)·W'_Vᵀ over the
+// tokens it selected, which costs less than projecting the whole union.
 func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv []T, width int) {
 	U, dh := len(hc.union), plan.HeadDim
 	// Every element of these is written before it is read: copied, multiplied into (β = 0) or rotated.
@@ -290,9 +293,13 @@ func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv
 	for i, t := range hc.union {
 		copy(hdU[i*width:(i+1)*width], hd[t*width:(t+1)*width])
 	}
-	pre, kHR, vHR := get[T](m, U*width, false), lend[T](m, U*width, false), lend[T](m, U*width, false)
+	pre, kHR := get[T](m, U*width, false), lend[T](m, U*width, false)
 	MatMulNT(pre, hdU, wk, U, width, width)
-	MatMulNT(vHR, hdU, wv, U, width, width)
+	if plan.Dense {
+		vHR := lend[T](m, U*width, false)
+		MatMulNT(vHR, hdU, wv, U, width, width)
+		hc.vHR = vHR
+	}
 	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
 	for i, t := range hc.union {
 		for h := 0; h < width; h += dh {
@@ -301,29 +308,34 @@ func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv
 		}
 	}
 	Recycle(m, pre, cos, sin)
-	hc.hdU, hc.kHR, hc.vHR = hdU, kHR, vHR
+	hc.hdU, hc.kHR = hdU, kHR
 }
 
 // hrRowsForward blends each selecting row's second softmax (DESIGN.md §7) into o. That softmax shares its
 // plain scores with the first, so its plain part is the first's probabilities scaled by β = e^lse/Z, and
-// only the union's scores are computed: out = (1−α+α·β)·o_plain + α·P_hr·v_hr.
-func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, o []T) {
+// only the union's scores are computed: out = (1−α+α·β)·o_plain + α·P_hr·v_hr. Its HR part is taken as
+// z·W'_Vᵀ with z = P_hr·hd over the row's own selected tokens (all heads at once), not from the union's values.
+func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, wv, o []T) {
 	lay, alpha := st.lay, T(st.plan.Alpha)
-	R, U, dh, W := len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
+	H, R, U, dh, W := lay.Heads, len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
 	qr, oPlain := gatherRows(st.mem, q, lay, b, hc.rows), gatherRows(st.mem, o, lay, b, hc.rows)
-	kHR, vHR, lse := hc.kHR.([]T), hc.vHR.([]T), st.lse.([]T)
+	kHR, lse := hc.kHR.([]T), st.lse.([]T)
 	// Every element of these is written below before it is read.
-	pHR, beta := lend[T](st.mem, lay.Heads*R*U, false), lend[T](st.mem, lay.Heads*R, false)
-	y, buf := lend[T](st.mem, lay.Heads*R*dh, false), get[T](st.mem, U, false)
+	pHR, beta := lend[T](st.mem, H*R*U, false), lend[T](st.mem, H*R, false)
+	z, y, buf := lend[T](st.mem, R*H*W, false), lend[T](st.mem, H*R*dh, false), get[T](st.mem, U, false)
 	defer Recycle(st.mem, buf)
 	scale := T(1 / math.Sqrt(float64(dh)))
-	for h := 0; h < lay.Heads; h++ {
-		S, Y := pHR[h*R*U:][:R*U], y[h*R*dh:][:R*dh]
+	for h := 0; h < H; h++ {
+		S := pHR[h*R*U:][:R*U]
 		matmulLD(false, true, R, U, dh, scale, qr[h*dh:], W, kHR[h*dh:], W, 0, S, U)
 		for i, r := range hc.rows {
-			beta[h*R+i] = joinSoftmax(S[i*U:(i+1)*U], hc.sel[i], lse[(b*lay.Heads+h)*lay.N+r], buf)
+			beta[h*R+i] = joinSoftmax(S[i*U:(i+1)*U], hc.sel[i], lse[(b*H+h)*lay.N+r], buf)
 		}
-		matmulLD(false, false, R, dh, U, 1, S, U, vHR[h*dh:], W, 0, Y, dh)
+	}
+	selectedMeans(st.mem, hc, pHR, H, W, z)
+	for h := 0; h < H; h++ {
+		Y := y[h*R*dh:][:R*dh]
+		matmulLD(false, true, R, dh, W, 1, z[h*W:], H*W, wv[h*dh*W:], W, 0, Y, dh)
 		for i, r := range hc.rows {
 			or, c := o[(b*lay.N+r)*W+h*dh:][:dh], 1-alpha+alpha*beta[h*R+i]
 			for d := range or {
@@ -331,7 +343,34 @@ func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, o []T) {
 			}
 		}
 	}
-	hc.qr, hc.oPlain, hc.pSel, hc.beta, hc.y = qr, oPlain, pHR, beta, y
+	hc.qr, hc.oPlain, hc.pSel, hc.beta, hc.z, hc.y = qr, oPlain, pHR, beta, z, y
+}
+
+// selectedMeans sets z_i = P_i·hd_sel(i) [H, D] for every row i of hc: its second-softmax probabilities over
+// the tokens it selected, every head at once, times those tokens' HR features.
+func selectedMeans[T Float](m *Arena, hc *hrCache, pHR []T, H, D int, z []T) {
+	R, U := len(hc.rows), len(hc.union)
+	hdU := hc.hdU.([]T)
+	for i, sel := range hc.sel {
+		x, p := gatherSelected(m, hdU, sel, D), get[T](m, H*len(sel), false)
+		for h := 0; h < H; h++ {
+			row := pHR[(h*R+i)*U:][:U]
+			for j, u := range sel {
+				p[h*len(sel)+j] = row[u]
+			}
+		}
+		matmul(false, false, H, D, len(sel), 1, p, x, 0, z[i*H*D:][:H*D])
+		Recycle(m, x, p)
+	}
+}
+
+// gatherSelected copies the rows sel of x [U, D] into a buffer of m's, in order.
+func gatherSelected[T Float](m *Arena, x []T, sel []int, D int) []T {
+	out := get[T](m, len(sel)*D, false) // every row copied over
+	for j, u := range sel {
+		copy(out[j*D:(j+1)*D], x[u*D:(u+1)*D])
+	}
+	return out
 }
 
 // gatherRows copies the rows of sample b of a [B·N, H·dh] tensor into a buffer of the arena, in order.
@@ -424,8 +463,10 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 	lay := st.lay
 	width := lay.Heads * lay.HeadDim
 	size := 3 * len(q)
+	var wv []T
 	if st.plan != nil {
 		size += 2 * width * width
+		wv = slice[T](in[4])
 	}
 	out, packed := alloc[T](m, size)
 	dq, dk, dv := packed[:len(q)], packed[len(q):2*len(q)], packed[2*len(q):3*len(q)]
@@ -449,7 +490,7 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 		if st.plan.Dense {
 			denseRowsBackward(st, &st.hr[b], b, k, v, g, dq, dk, dv, dwk, dwv)
 		} else {
-			hrRowsBackward(st, &st.hr[b], b, g, dq, dwk, dwv)
+			hrRowsBackward(st, &st.hr[b], b, g, wv, dq, dwk, dwv)
 		}
 	})
 	for _, dw := range dws {
@@ -528,48 +569,65 @@ func plainBackward[T Float](m *Arena, lay Layout, b, h int, q, k, v, p, g []T, c
 	matmulLD(true, false, L, dh, N, scale, dS, L, headAt(q, lay, b, h), W, 1, headAt(dk, lay, b, h), W)
 }
 
-// hrRowsBackward backpropagates α·P_hr·v_hr of sample b's selecting rows (union form) into q and, through
-// the union's keys and values, the HR weights; the plain part of their second softmax went back with the
-// first (plainTerms).
-func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, dq, dwk, dwv []T) {
+// hrRowsBackward backpropagates α·P_hr·v_hr = α·z·W'_Vᵀ of sample b's selecting rows (union form) into q
+// and the HR weights: W'_V through z, W'_K through the union's keys. The plain part of their second softmax
+// went back with the first (plainTerms).
+func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, wv, dq, dwk, dwv []T) {
 	lay, alpha := st.lay, T(st.plan.Alpha)
-	R, U, dh, W := len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
-	kHR, vHR, pHR, qr := hc.kHR.([]T), hc.vHR.([]T), hc.pSel.([]T), hc.qr.([]T)
-	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
+	H, R, U, dh, W := lay.Heads, len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
+	kHR, pHR, qr, z := hc.kHR.([]T), hc.pSel.([]T), hc.qr.([]T), hc.z.([]T)
 	m := st.mem
-	// Every element of these is written before it is read (each head's columns of dkHR and dvHR once).
-	dkHR, dvHR := get[T](m, U*W, false), get[T](m, U*W, false)
-	gr, dS, dqr, buf := get[T](m, R*dh, false), get[T](m, R*U, false), get[T](m, R*dh, false), get[T](m, U, false)
-	defer Recycle(m, dkHR, dvHR, gr, dS, dqr, buf)
-	scale := T(1 / math.Sqrt(float64(dh)))
-	for h := 0; h < lay.Heads; h++ {
-		P := pHR[h*R*U:][:R*U]
+	// Every element of these is written before it is read (dS is cleared row by row, each head's columns
+	// of dkHR and of dW'_V once).
+	gr, dz := get[T](m, H*R*dh, false), get[T](m, R*H*W, false)
+	dS, dkHR, dqr := get[T](m, H*R*U, false), get[T](m, U*W, false), get[T](m, R*dh, false)
+	defer Recycle(m, gr, dz, dS, dkHR, dqr)
+	for h := 0; h < H; h++ {
+		G := gr[h*R*dh:][:R*dh]
 		for i, r := range hc.rows {
 			for d, x := range g[(b*lay.N+r)*W+h*dh:][:dh] {
-				gr[i*dh+d] = alpha * x
+				G[i*dh+d] = alpha * x
 			}
 		}
-		matmulLD(false, true, R, U, dh, 1, gr, dh, vHR[h*dh:], W, 0, dS, U)
-		matmulLD(true, false, U, dh, R, 1, P, U, gr, dh, 0, dvHR[h*dh:], W)
-		for i, sel := range hc.sel {
-			g := gr[i*dh : (i+1)*dh] // α·g of the row
-			gSel := T(float64(beta[h*R+i])*dot(g, oPlain[i*W+h*dh:][:dh]) + dot(g, y[(h*R+i)*dh:][:dh]))
-			row, p, ds := dS[i*U:(i+1)*U], P[i*U:(i+1)*U], buf[:len(sel)]
-			for j, u := range sel {
-				ds[j] = p[u] * (row[u] - gSel)
-			}
-			clear(row)
-			for j, u := range sel {
-				row[u] = ds[j]
-			}
-		}
-		matmulLD(false, false, R, dh, U, scale, dS, U, kHR[h*dh:], W, 0, dqr, dh)
+		matmulLD(false, false, R, W, dh, 1, G, dh, wv[h*dh*W:], W, 0, dz[h*W:], H*W)
+		matmulLD(true, false, dh, W, R, 1, G, dh, z[h*W:], H*W, 0, dwv[h*dh*W:], W)
+	}
+	selectedScoresBackward(st, hc, pHR, gr, dz, dS)
+	scale := T(1 / math.Sqrt(float64(dh)))
+	for h := 0; h < H; h++ {
+		D := dS[h*R*U:][:R*U]
+		matmulLD(false, false, R, dh, U, scale, D, U, kHR[h*dh:], W, 0, dqr, dh)
 		for i, r := range hc.rows {
 			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
 		}
-		matmulLD(true, false, U, dh, R, scale, dS, U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
+		matmulLD(true, false, U, dh, R, scale, D, U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
 	}
-	hrWeightGrads(m, st.plan, hc, b, dkHR, dvHR, dwk, dwv)
+	hrWeightGrads(m, st.plan, hc, b, dkHR, nil, dwk, nil)
+}
+
+// selectedScoresBackward sets dS [H, R, U] to the gradient of the rows' HR scores: for row i and a token j
+// it selected, p_j·(dp_j − g·(β·o_plain + y)) with dp_j = dz_i·hd_j, the softmax backward over the row's
+// second softmax (its plain part's share went back with the first); 0 elsewhere.
+func selectedScoresBackward[T Float](st *attnState, hc *hrCache, pHR, gr, dz, dS []T) {
+	lay, m := st.lay, st.mem
+	H, R, U, dh, W := lay.Heads, len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
+	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
+	hdU := hc.hdU.([]T)
+	for i, sel := range hc.sel {
+		k := len(sel)
+		x, dp := gatherSelected(m, hdU, sel, W), get[T](m, H*k, false)
+		matmul(false, true, H, k, W, 1, dz[i*H*W:][:H*W], x, 0, dp)
+		for h := 0; h < H; h++ {
+			G := gr[(h*R+i)*dh:][:dh] // α·g of the row
+			gSel := T(float64(beta[h*R+i])*dot(G, oPlain[i*W+h*dh:][:dh]) + dot(G, y[(h*R+i)*dh:][:dh]))
+			row, p := dS[(h*R+i)*U:][:U], pHR[(h*R+i)*U:][:U]
+			clear(row)
+			for j, u := range sel {
+				row[u] = p[u] * (dp[h*k+j] - gSel)
+			}
+		}
+		Recycle(m, x, dp)
+	}
 }
 
 // denseRowsBackward backpropagates α·P_sel·[v; v_hr] of sample b's blended rows (dense form) into q, k, v and
@@ -612,7 +670,7 @@ func denseRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, 
 	hrWeightGrads(m, st.plan, hc, b, dkHR, dvHR, dwk, dwv)
 }
 
-// hrWeightGrads sets dW'_K = ropeᵀ(dk_hr)ᵀ·hd_U and dW'_V = dv_hrᵀ·hd_U.
+// hrWeightGrads sets dW'_K = ropeᵀ(dk_hr)ᵀ·hd_U and, when dvHR is given (the dense form), dW'_V = dv_hrᵀ·hd_U.
 func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int, dkHR, dvHR, dwk, dwv []T) {
 	width, dh, U := plan.Heads*plan.HeadDim, plan.HeadDim, len(hc.union)
 	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
@@ -626,7 +684,9 @@ func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int, dkHR, 
 	}
 	hdU := hc.hdU.([]T)
 	matmul(true, false, width, width, U, 1, dPre, hdU, 0, dwk)
-	matmul(true, false, width, width, U, 1, dvHR, hdU, 0, dwv)
+	if dvHR != nil {
+		matmul(true, false, width, width, U, 1, dvHR, hdU, 0, dwv)
+	}
 }
 
 // softmax normalises x in place (max-subtracted, accumulated in float64).
