@@ -41,11 +41,7 @@ func RMSNorm(x, w *G.Node, eps float64, needX, needW bool) (*G.Node, error) {
 
 // rms returns 1/sqrt(mean(x²)+eps) of one row, accumulated in float64.
 func rms[T Float](x []T, eps float64) float64 {
-	var ss float64
-	for _, v := range x {
-		ss += float64(v) * float64(v)
-	}
-	return 1 / math.Sqrt(ss/float64(len(x))+eps)
+	return 1 / math.Sqrt(dot64(x, x)/float64(len(x))+eps)
 }
 
 func rmsDo[T Float](eps float64) doFunc {
