@@ -91,14 +91,23 @@ func rmsGradWDo[T Float](eps float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, g := slice[T](v[0]), slice[T](v[1])
 		D := shapeOf(v[0])[1]
-		acc := make([]float64, D)
-		for r := 0; r < len(x)/D; r++ {
-			xr, gr := x[r*D:(r+1)*D], g[r*D:(r+1)*D]
-			s := rms(xr, eps)
-			for i := range xr {
-				acc[i] += float64(gr[i]) * float64(xr[i]) * s
+		rows := len(x) / D
+		s, acc := get[float64](m, rows, false), Scratch[float64](m, D)
+		defer Recycle(m, s, acc)
+		parallelRange(rows, grain/D, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				s[r] = rms(x[r*D:(r+1)*D], eps)
 			}
-		}
+		})
+		// Each core sums its own columns over all rows, in row order: the bits do not depend on the cut.
+		parallelRange(D, 64, func(lo, hi int) {
+			for r := 0; r < rows; r++ {
+				xr, gr := x[r*D:(r+1)*D], g[r*D:(r+1)*D]
+				for i := lo; i < hi; i++ {
+					acc[i] += float64(gr[i]) * float64(xr[i]) * s[r]
+				}
+			}
+		})
 		out, dw := allocFull[T](m, D)
 		for i := range dw {
 			dw[i] = T(acc[i])
