@@ -18,7 +18,7 @@ import (
 
 // BenchOptions choose what `flextrain bench` times.
 type BenchOptions struct {
-	Mode     string  // flex-union, flex-dense, lr, hd-seq
+	Mode     string  // flex-union, flex-dense, lr, hd-seq (Bench; BenchInterleaved takes a list)
 	Steps    int     // timed steps
 	Warmup   int     // untimed steps first
 	Strategy string  // overrides flex.strategy when set
@@ -67,30 +67,66 @@ var benchSizes = [][2]int{{640, 480}, {480, 640}, {500, 500}, {1024, 300}, {300,
 
 // Bench times training steps of the configured model on a synthetic batch (no dataset needed).
 func Bench(cfg Config, opts BenchOptions) (BenchResult, error) {
+	rs, err := BenchInterleaved(cfg, opts, []string{opts.Mode})
+	if err != nil {
+		return BenchResult{}, err
+	}
+	return rs[0], nil
+}
+
+// BenchInterleaved times several modes in one process, each with its own model, optimizer and buffers, a
+// step of each in turn (the order rotating from round to round): a slower stretch of a shared machine then
+// slows every mode alike, and the ratio of their medians is steadier than one taken from separate runs.
+// opts.Mode is ignored; the peak RSS reported is the process's, all modes together.
+func BenchInterleaved(cfg Config, opts BenchOptions, modes []string) ([]BenchResult, error) {
 	if opts.Strategy != "" {
 		cfg.Flex.Strategy, cfg.Flex.Ratio = opts.Strategy, opts.Ratio
 	}
 	if err := cfg.Model().Validate(); err != nil {
-		return BenchResult{}, err
+		return nil, err
 	}
-	view, dense, err := benchView(opts.Mode)
+	runs := make([]*benchRun, len(modes))
+	for i, mode := range modes {
+		t, err := newBenchTrainer(cfg, opts, mode)
+		if err != nil {
+			return nil, err
+		}
+		runs[i] = &benchRun{t: t, r: BenchResult{Mode: mode, Strategy: cfg.Flex.Strategy, Steps: opts.Steps, Cached: opts.Cached}}
+	}
+	for i := 0; i < opts.Warmup+opts.Steps; i++ {
+		for k := range runs {
+			if err := runs[(i+k)%len(runs)].step(i >= opts.Warmup); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := make([]BenchResult, len(runs))
+	for i, b := range runs {
+		out[i] = b.result()
+	}
+	return out, nil
+}
+
+// newBenchTrainer is a trainer of randomly initialised weights over the bench batch, in one mode.
+func newBenchTrainer(cfg Config, opts BenchOptions, mode string) (*trainer[float32], error) {
+	view, dense, err := benchView(mode)
 	if err != nil {
-		return BenchResult{}, err
+		return nil, err
 	}
 	t := &trainer[float32]{cfg: cfg, mem: ops.NewArena(), log: &logger{slog: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	t.weights = model.InitWeights(cfg.Model(), dtypeOf[float32](), uint64(cfg.Seed))
 	if err := t.bindParams(); err != nil {
-		return BenchResult{}, err
+		return nil, err
 	}
 	t.source, t.view, t.dense = fixedBatch{benchBatch(cfg)}, view, dense
 	if opts.Cached {
 		t.cfg.FeatureCache = "memory"
 		if err := t.openFeatureCache(); err != nil {
-			return BenchResult{}, err
+			return nil, err
 		}
 	}
 	t.total = opts.Warmup + opts.Steps
-	return t.bench(opts)
+	return t, nil
 }
 
 func benchView(mode string) (model.View, bool, error) {
@@ -107,46 +143,54 @@ func benchView(mode string) (model.View, bool, error) {
 	return 0, false, fmt.Errorf("train: bench: unknown mode %q (one of %v)", mode, BenchModes)
 }
 
-// bench runs the steps and measures them.
-func (t *trainer[T]) bench(opts BenchOptions) (BenchResult, error) {
-	r := BenchResult{Mode: opts.Mode, Strategy: t.cfg.Flex.Strategy, Steps: opts.Steps, Cached: opts.Cached}
-	var ms []float64
+// benchRun is one mode's trainer and what its timed steps measured so far.
+type benchRun struct {
+	t      *trainer[float32]
+	r      BenchResult
+	ms     []float64
+	tokens int
+	wall   time.Duration
+}
+
+// step takes one training step and, when timed, adds its measurements.
+func (b *benchRun) step(timed bool) error {
 	var before, after runtime.MemStats
-	var tokens int
-	var wall time.Duration
-	for i := 0; i < opts.Warmup+opts.Steps; i++ {
-		runtime.ReadMemStats(&before)
-		arena := t.mem.Stats()
-		res, err := t.step(context.Background())
-		runtime.ReadMemStats(&after)
-		if err != nil {
-			return r, err
-		}
-		t.state.Step++
-		if i < opts.Warmup {
-			continue
-		}
-		ms = append(ms, float64(res.elapsed.Microseconds())/1000)
-		tokens, wall = tokens+res.tokens, wall+res.elapsed
-		r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / float64(opts.Steps)
-		r.MiBPerStep += float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20) / float64(opts.Steps)
-		r.ArenaFreshMiB += float64(t.mem.Stats().Fresh-arena.Fresh) / (1 << 20) / float64(opts.Steps)
-		r.GCFraction += float64(after.PauseTotalNs-before.PauseTotalNs) / float64(max(1, wall.Nanoseconds()))
-		r.SelectedFrac, r.Loss, r.FeatureHitRate = res.hrSelectedFrac, res.loss, res.featureHitRate
+	runtime.ReadMemStats(&before)
+	arena := b.t.mem.Stats()
+	res, err := b.t.step(context.Background())
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		return err
 	}
-	slices.Sort(ms)
+	b.t.state.Step++
+	if !timed {
+		return nil
+	}
+	r, n := &b.r, float64(b.r.Steps)
+	b.ms = append(b.ms, float64(res.elapsed.Microseconds())/1000)
+	b.tokens, b.wall = b.tokens+res.tokens, b.wall+res.elapsed
+	r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / n
+	r.MiBPerStep += float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20) / n
+	r.ArenaFreshMiB += float64(b.t.mem.Stats().Fresh-arena.Fresh) / (1 << 20) / n
+	r.GCFraction += float64(after.PauseTotalNs-before.PauseTotalNs) / float64(max(1, res.elapsed.Nanoseconds())) / n
+	r.SelectedFrac, r.Loss, r.FeatureHitRate = res.hrSelectedFrac, res.loss, res.featureHitRate
+	return nil
+}
+
+// result completes the measurements of the timed steps.
+func (b *benchRun) result() BenchResult {
+	r, t, ms := b.r, b.t, slices.Sorted(slices.Values(b.ms))
 	r.MedianMS, r.MinMS, r.MaxMS = ms[len(ms)/2], ms[0], ms[len(ms)-1]
-	r.TokensPerSec = float64(tokens) / wall.Seconds()
-	r.GCFraction /= float64(opts.Steps)
+	r.TokensPerSec = float64(b.tokens) / b.wall.Seconds()
 	r.SequenceLength = t.lastN
 	r.ArenaMiB = float64(t.mem.Stats().Held) / (1 << 20)
-	r.GFLOPDecoder, r.GFLOPVision = benchFLOPs(t.cfg.Model(), opts.Mode, r.SelectedFrac, t.source.(fixedBatch).b.Len())
+	r.GFLOPDecoder, r.GFLOPVision = benchFLOPs(t.cfg.Model(), r.Mode, r.SelectedFrac, t.source.(fixedBatch).b.Len())
 	r.GFLOPPerSec = (r.GFLOPDecoder + r.GFLOPVision) / (r.MedianMS / 1000)
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		r.PeakRSSMiB = float64(ru.Maxrss) / 1024
 	}
-	return r, nil
+	return r
 }
 
 // benchFLOPs are the forward GFLOPs of a batch of B bench samples, as bench.py's forward_flops counts them.

@@ -49,3 +49,31 @@ func TestBenchModes(t *testing.T) {
 		t.Error("unknown mode: no error")
 	}
 }
+
+// TestBenchInterleaved times union and dense step for step in one process: each mode keeps its own model and
+// optimizer, so each reports what it reports alone, bit for bit.
+func TestBenchInterleaved(t *testing.T) {
+	cfg, err := LoadConfig("../configs/tiny.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := BenchOptions{Steps: 2, Warmup: 1, Strategy: "topk", Ratio: 0.25}
+	modes := []string{"flex-union", "flex-dense"}
+	rs, err := BenchInterleaved(cfg, opts, modes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, mode := range modes {
+		opts.Mode = mode
+		alone, err := Bench(cfg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[i].Mode != mode || rs[i].MedianMS <= 0 || rs[i].Loss != alone.Loss {
+			t.Errorf("%s interleaved: mode %q, median %v ms, loss %v; alone the loss is %v", mode, rs[i].Mode, rs[i].MedianMS, rs[i].Loss, alone.Loss)
+		}
+	}
+	if _, err := BenchInterleaved(cfg, opts, []string{"flex-union", "sparse"}); err == nil {
+		t.Error("unknown second mode: no error")
+	}
+}

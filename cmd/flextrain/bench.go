@@ -21,9 +21,12 @@ func benchCommand() *cli.Command {
 		Usage: "time training steps (vision, decoder forward and backward, AdamW) on a synthetic batch",
 		Description: "Modes: flex-union (FlexAttention over each sample's union of selected HR tokens), flex-dense\n" +
 			"(all HR keys, masked: the official implementation's cost), lr (no HR), hd-seq (every HR token in the\n" +
-			"sequence, every layer plain). FLOPs are forward FLOPs of the batch as PAPER.md §5 counts them.",
+			"sequence, every layer plain). FLOPs are forward FLOPs of the batch as PAPER.md §5 counts them.\n" +
+			"With --versus, a second mode runs in the same process, a step of each in turn, and the ratio of the\n" +
+			"medians is printed: on a shared machine it is steadier than one taken from two separate runs.",
 		Flags: append(configFlags(),
 			&cli.StringFlag{Name: "mode", Value: "flex-union", Usage: "flex-union, flex-dense, lr or hd-seq"},
+			&cli.StringFlag{Name: "versus", Usage: "a second mode timed step for step beside --mode"},
 			&cli.IntFlag{Name: "steps", Value: 20, Usage: "timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed steps before"},
 			&cli.StringFlag{Name: "strategy", Usage: "selection strategy instead of flex.strategy (topk forces a fraction)"},
@@ -49,8 +52,12 @@ func benchCommand() *cli.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			r, err := train.Bench(cfg, train.BenchOptions{Mode: cx.String("mode"), Steps: cx.Int("steps"),
-				Warmup: cx.Int("warmup"), Strategy: cx.String("strategy"), Ratio: cx.Float64("ratio"), Cached: cx.Bool("cached")})
+			modes := []string{cx.String("mode")}
+			if v := cx.String("versus"); v != "" {
+				modes = append(modes, v)
+			}
+			rs, err := train.BenchInterleaved(cfg, train.BenchOptions{Steps: cx.Int("steps"), Warmup: cx.Int("warmup"),
+				Strategy: cx.String("strategy"), Ratio: cx.Float64("ratio"), Cached: cx.Bool("cached")}, modes)
 			if err != nil {
 				return err
 			}
@@ -59,10 +66,26 @@ func benchCommand() *cli.Command {
 					return err
 				}
 			}
-			if cx.Bool("json") {
-				return json.NewEncoder(cx.App.Writer).Encode(r)
+			if len(rs) == 1 {
+				if cx.Bool("json") {
+					return json.NewEncoder(cx.App.Writer).Encode(rs[0])
+				}
+				return writeBench(cx.App.Writer, rs[0])
 			}
-			return writeBench(cx.App.Writer, r)
+			ratio := rs[0].MedianMS / rs[1].MedianMS
+			if cx.Bool("json") {
+				return json.NewEncoder(cx.App.Writer).Encode(struct {
+					Modes []train.BenchResult `json:"modes"`
+					Ratio float64             `json:"median_ratio"`
+				}{rs, ratio})
+			}
+			for _, r := range rs {
+				if err := writeBench(cx.App.Writer, r); err != nil {
+					return err
+				}
+			}
+			_, err = fmt.Fprintf(cx.App.Writer, "%s / %s: %.3f (medians of steps taken in turn; peak RSS is both modes')\n", rs[0].Mode, rs[1].Mode, ratio)
+			return err
 		},
 	}
 }
