@@ -33,6 +33,7 @@ func BenchmarkElementwise(b *testing.B) {
 		{"SwiGLUGradGate", swigluGradDo[float32](true), []G.Value{dense(rows, F), dense(rows, F), dense(rows, F)}},
 		{"RMSNorm", rmsDo[float32](1e-5), []G.Value{dense(rows, D), dense(D)}},
 		{"RMSNormGradX", rmsGradXDo[float32](1e-5), []G.Value{dense(rows, D), dense(D), dense(rows, D)}},
+		{"RMSNormGradW", rmsGradWDo[float32](1e-5), []G.Value{dense(rows, D), dense(rows, D)}},
 		{"RoPE", ropeDo[float32](cos, sin, 32, false), []G.Value{dense(rows, D)}},
 		{"Add", addDo[float32], []G.Value{dense(rows, D), dense(rows, D)}},
 		{"GELU", mapDo[float32](gelu), []G.Value{dense(rows, D)}},
@@ -47,6 +48,26 @@ func BenchmarkElementwise(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSoftmax times the softmax of one attention row of the bench model (160 keys) and its backward.
+func BenchmarkSoftmax(b *testing.B) {
+	x, y := make([]float32, 160), make([]float32, 160)
+	for i := range x {
+		x[i] = float32(i%17)/8 - 1
+	}
+	b.Run("Forward", func(b *testing.B) {
+		for range b.N {
+			copy(y, x)
+			softmaxSum(y)
+		}
+	})
+	b.Run("Backward", func(b *testing.B) {
+		for range b.N {
+			copy(y, x)
+			softmaxBackward(x, y, 0.1)
+		}
+	})
 }
 
 // BenchmarkFlexAttention times one FlexAttention layer's forward and backward at the bench model's shapes (8
