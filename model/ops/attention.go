@@ -93,8 +93,9 @@ func Attention(q, k, v *G.Node, lay Layout) (*G.Node, error) {
 
 // FlexAttention is the FlexAttention of DESIGN.md §7 over q, k, v [B·N, D], the HR projections wk, wv
 // [D, D], the HR features hd [B·M, D] (constants) and the selection cells [B·N, G²] chosen by the previous
-// layer (no gradient). Only the union of the HR tokens selected by some row of a sample is projected and
-// attended, each HR row with its own mask. needW says whether wk and wv need gradients.
+// layer (no gradient). Only the union of the HR tokens selected by some row of a sample has its keys
+// projected and scored, and each HR row takes values from the tokens it selected only. needW says whether wk
+// and wv need gradients.
 func FlexAttention(q, k, v, wk, wv, hd, cells *G.Node, plan *FlexPlan, needW bool) (*G.Node, error) {
 	st := &attnState{lay: plan.Layout, plan: plan}
 	op := &fnOp{name: "FlexAttention", diff: []bool{true, true, true, needW, needW, false, false}, shape: sameShape}
