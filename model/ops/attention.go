@@ -580,7 +580,7 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, wv, dq, dwk, 
 	m := st.mem
 	// Every element of these is written before it is read (dS is cleared row by row, each head's columns
 	// of dkHR and of dW'_V once).
-	gr, dz := get[T](m, H*R*dh, false), get[T](m, R*H*W, false)
+	gr, dz := get[T](m, H*R*dh, false), get[T](m, R*H*W, false) // α·g [H, R, dh]; ∂L/∂z [R, H, D]
 	dS, dkHR, dqr := get[T](m, H*R*U, false), get[T](m, U*W, false), get[T](m, R*dh, false)
 	defer Recycle(m, gr, dz, dS, dkHR, dqr)
 	for h := 0; h < H; h++ {
@@ -596,12 +596,12 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, wv, dq, dwk, 
 	selectedScoresBackward(st, hc, pHR, gr, dz, dS)
 	scale := T(1 / math.Sqrt(float64(dh)))
 	for h := 0; h < H; h++ {
-		D := dS[h*R*U:][:R*U]
-		matmulLD(false, false, R, dh, U, scale, D, U, kHR[h*dh:], W, 0, dqr, dh)
+		dSh := dS[h*R*U:][:R*U]
+		matmulLD(false, false, R, dh, U, scale, dSh, U, kHR[h*dh:], W, 0, dqr, dh)
 		for i, r := range hc.rows {
 			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
 		}
-		matmulLD(true, false, U, dh, R, scale, D, U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
+		matmulLD(true, false, U, dh, R, scale, dSh, U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
 	}
 	hrWeightGrads(m, st.plan, hc, b, dkHR, nil, dwk, nil)
 }
