@@ -291,9 +291,7 @@ func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv
 	U, dh := len(hc.union), plan.HeadDim
 	// Every element of these is written before it is read: copied, multiplied into (β = 0) or rotated.
 	hdU := lend[T](m, U*width, false)
-	for i, t := range hc.union {
-		copy(hdU[i*width:(i+1)*width], hd[t*width:(t+1)*width])
-	}
+	copyRows(hdU, hd, hc.union, width)
 	pre, kHR := get[T](m, U*width, false), lend[T](m, U*width, false)
 	MatMulNT(pre, hdU, wk, U, width, width)
 	if plan.Dense {
@@ -368,19 +366,22 @@ func selectedMeans[T Float](m *Arena, hc *hrCache, pHR []T, H, D int, z []T) {
 // gatherSelected copies the rows sel of x [U, D] into a buffer of m's, in order.
 func gatherSelected[T Float](m *Arena, x []T, sel []int, D int) []T {
 	out := get[T](m, len(sel)*D, false) // every row copied over
-	for j, u := range sel {
-		copy(out[j*D:(j+1)*D], x[u*D:(u+1)*D])
-	}
+	copyRows(out, x, sel, D)
 	return out
+}
+
+// copyRows copies the rows idx of x [·, D] into dst [len(idx), D], in order.
+func copyRows[T Float](dst, x []T, idx []int, D int) {
+	for i, r := range idx {
+		copy(dst[i*D:(i+1)*D], x[r*D:(r+1)*D])
+	}
 }
 
 // gatherRows copies the rows of sample b of a [B·N, H·dh] tensor into a buffer of the arena, in order.
 func gatherRows[T Float](m *Arena, x []T, lay Layout, b int, rows []int) []T {
 	W := lay.Heads * lay.HeadDim
 	out := lend[T](m, len(rows)*W, false) // every row copied over
-	for i, r := range rows {
-		copy(out[i*W:(i+1)*W], x[(b*lay.N+r)*W:(b*lay.N+r+1)*W])
-	}
+	copyRows(out, x[b*lay.N*W:], rows, W)
 	return out
 }
 

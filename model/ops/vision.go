@@ -286,9 +286,7 @@ func gatherDo[T Float](idx []int) doFunc {
 		x := slice[T](v[0])
 		C := shapeOf(v[0])[1]
 		out, y := allocFull[T](m, len(idx), C)
-		for i, r := range idx {
-			copy(y[i*C:(i+1)*C], x[r*C:(r+1)*C])
-		}
+		copyRows(y, x, idx, C)
 		return out, nil
 	}
 }
