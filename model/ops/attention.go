@@ -137,6 +137,8 @@ type hrCache struct {
 	qr     any     // []T [R, H·dh] the rows' queries
 	hdU    any     // []T [U, D] gathered HR features
 	kHR    any     // []T [U, D] rotated HR keys
+	cos    any     // []T [U, dh] the RoPE tables at the union's tokens, for the keys and their gradient
+	sin    any     // []T [U, dh]
 	vHR    any     // []T [U, D] HR values (dense form)
 	pSel   any     // []T second-softmax probabilities: [H, R, U] (union form) or [H, R, L+U] (dense form)
 	beta   any     // []T [H, R] the plain keys' share of each row's second softmax (union form)
@@ -299,15 +301,36 @@ func projectHR[T Float](m *Arena, hc *hrCache, plan *FlexPlan, b int, hd, wk, wv
 		MatMulNT(vHR, hdU, wv, U, width, width)
 		hc.vHR = vHR
 	}
-	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
+	unionTables[T](m, plan, hc, b)
+	rotateUnion(kHR, pre, hc, dh, false)
+	Recycle(m, pre)
+	hc.hdU, hc.kHR = hdU, kHR
+}
+
+// unionTables converts sample b's HR RoPE tables to T at the union's tokens, once for both passes.
+func unionTables[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int) {
+	dh := plan.HeadDim
+	cos, sin := lend[T](m, len(hc.union)*dh, false), lend[T](m, len(hc.union)*dh, false) // every row set
 	for i, t := range hc.union {
-		for h := 0; h < width; h += dh {
-			o := i*width + h
-			RopeRow(kHR[o:o+dh], pre[o:o+dh], cos[t*dh:(t+1)*dh], sin[t*dh:(t+1)*dh], false)
+		for d := 0; d < dh; d++ {
+			cos[i*dh+d], sin[i*dh+d] = T(plan.RopeCos[b][t*dh+d]), T(plan.RopeSin[b][t*dh+d])
 		}
 	}
-	Recycle(m, pre, cos, sin)
-	hc.hdU, hc.kHR = hdU, kHR
+	hc.cos, hc.sin = cos, sin
+}
+
+// rotateUnion sets every head of each union row of dst to RoPE of src's (its adjoint when transpose), with
+// the row's token's tables: the HR keys forward, their gradient back.
+func rotateUnion[T Float](dst, src []T, hc *hrCache, dh int, transpose bool) {
+	cos, sin := hc.cos.([]T), hc.sin.([]T)
+	width := len(src) / len(hc.union)
+	for i := range hc.union {
+		c, s := cos[i*dh:(i+1)*dh], sin[i*dh:(i+1)*dh]
+		for h := 0; h < width; h += dh {
+			o := i*width + h
+			RopeRow(dst[o:o+dh], src[o:o+dh], c, s, transpose)
+		}
+	}
 }
 
 // hrRowsForward blends each selecting row's second softmax (DESIGN.md §7) into o. That softmax shares its
@@ -604,7 +627,7 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, wv, dq, dwk, 
 		}
 		matmulLD(true, false, U, dh, R, scale, dSh, U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
 	}
-	hrWeightGrads(m, st.plan, hc, b, dkHR, nil, dwk, nil)
+	hrWeightGrads(m, st.plan, hc, dkHR, nil, dwk, nil)
 }
 
 // selectedScoresBackward sets dS [H, R, U] to the gradient of the rows' HR scores: for row i and a token j
@@ -669,21 +692,15 @@ func denseRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, 
 		matmulLD(true, false, L, dh, R, scale, dS, L+U, qr[h*dh:], W, 1, headAt(dk, lay, b, h), W)
 		matmulLD(true, false, U, dh, R, scale, dS[L:], L+U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
 	}
-	hrWeightGrads(m, st.plan, hc, b, dkHR, dvHR, dwk, dwv)
+	hrWeightGrads(m, st.plan, hc, dkHR, dvHR, dwk, dwv)
 }
 
 // hrWeightGrads sets dW'_K = ropeᵀ(dk_hr)ᵀ·hd_U and, when dvHR is given (the dense form), dW'_V = dv_hrᵀ·hd_U.
-func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, b int, dkHR, dvHR, dwk, dwv []T) {
-	width, dh, U := plan.Heads*plan.HeadDim, plan.HeadDim, len(hc.union)
-	cos, sin := Convert[T](m, plan.RopeCos[b]), Convert[T](m, plan.RopeSin[b])
+func hrWeightGrads[T Float](m *Arena, plan *FlexPlan, hc *hrCache, dkHR, dvHR, dwk, dwv []T) {
+	width, U := plan.Heads*plan.HeadDim, len(hc.union)
 	dPre := get[T](m, U*width, false) // every row rotated into
-	defer Recycle(m, cos, sin, dPre)
-	for i, t := range hc.union {
-		for h := 0; h < width; h += dh {
-			o := i*width + h
-			RopeRow(dPre[o:o+dh], dkHR[o:o+dh], cos[t*dh:(t+1)*dh], sin[t*dh:(t+1)*dh], true)
-		}
-	}
+	defer Recycle(m, dPre)
+	rotateUnion(dPre, dkHR, hc, plan.HeadDim, true)
 	hdU := hc.hdU.([]T)
 	matmul(true, false, width, width, U, 1, dPre, hdU, 0, dwk)
 	if dvHR != nil {
