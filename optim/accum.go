@@ -68,9 +68,6 @@ func (a *Accumulator[T]) match(params []Param[T]) error {
 	return nil
 }
 
-// Tokens is the number of supervised tokens added since the last Finish or Reset.
-func (a *Accumulator[T]) Tokens() int { return a.tokens }
-
 // Finish writes the token-weighted mean gradient into each parameter's Grad, returns the total token count
 // and resets the accumulator (Reset). With no tokens at all there is no mean: it returns an error and leaves Grad alone.
 func (a *Accumulator[T]) Finish(params []Param[T]) (int, error) {

@@ -26,7 +26,12 @@ func spans[T Float](params []Param[T]) []span {
 // eachChunk calls f on every chunk of every parameter, on up to GOMAXPROCS goroutines. i numbers the chunks
 // in parameter order, so that per-chunk results can be combined in an order the scheduling does not change.
 func eachChunk[T Float](params []Param[T], f func(i int, p Param[T], lo, hi int)) {
-	jobs := spans(params)
+	eachSpan(params, spans(params), f)
+}
+
+// eachSpan is eachChunk over chunks already cut (spans(params)), for a caller that sizes its per-chunk results
+// by them.
+func eachSpan[T Float](params []Param[T], jobs []span, f func(i int, p Param[T], lo, hi int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(jobs)) {

@@ -9,8 +9,9 @@ import (
 // on all cores and the chunks' sums added in parameter and element order, so the same gradients always give
 // the same bits, whatever the number of cores.
 func GradNorm[T Float](params []Param[T]) float64 {
-	parts := make([]float64, len(spans(params)))
-	eachChunk(params, func(i int, p Param[T], lo, hi int) {
+	jobs := spans(params)
+	parts := make([]float64, len(jobs))
+	eachSpan(params, jobs, func(i int, p Param[T], lo, hi int) {
 		var s float64
 		for _, g := range p.Grad[lo:hi] {
 			s += float64(g) * float64(g)
