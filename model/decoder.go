@@ -241,7 +241,11 @@ func (b *builder[T]) ropeTables() (cos, sin []float64) {
 func (b *builder[T]) selectPlan(l int) *ops.SelectPlan {
 	g, _, _, _ := b.cfg.Grid()
 	f := b.cfg.Flex
-	return &ops.SelectPlan{Layout: b.attnLayout(), Rows: b.rows, ImageAt: b.lay.imageAt, OriSizes: b.oriSizes,
+	plan := &ops.SelectPlan{Layout: b.attnLayout(), Rows: b.rows, ImageAt: b.lay.imageAt, OriSizes: b.oriSizes,
 		Grid: g, Cells: f.SelectGrid, Threshold: f.Threshold, Strategy: f.Strategy, Ratio: f.Ratio,
 		Seed: b.opt.Seed, Step: b.opt.Step, Layer: l}
+	if l == f.NSA-1 {
+		plan.Attention = b.frontAttn // kept with the front when it is cached
+	}
+	return plan
 }

@@ -1,6 +1,8 @@
 package model
 
 import (
+	"fmt"
+	"math"
 	"testing"
 
 	"github.com/flextrain/flextrain/model/featcache"
@@ -37,4 +39,119 @@ func TestFeatureCache(t *testing.T) {
 	if s := cache.Stats(); s.Misses != 4 || s.Hits != 4 {
 		t.Errorf("cache stats %+v; want 4 misses then 4 hits", s)
 	}
+}
+
+// TestFrozenFrontCache trains on the golden case with the frozen front in the feature cache: the first run
+// computes and stores it, the next starts at layer n_sa from it. Loss, gradients and the selection are bitwise
+// a run's without it, in float32 and float64, also for a batch of the same samples in another order and
+// without the longest one (their fronts were computed in another batch, at another padded length).
+func TestFrozenFrontCache(t *testing.T) {
+	gc := goldenTrainCase(t)
+	if gc.batch.Len() < 3 {
+		t.Fatalf("the golden batch has %d samples; the test needs 3", gc.batch.Len())
+	}
+	longest := 0
+	for i, m := range gc.batch.AttentionMask {
+		if realLen(m) > realLen(gc.batch.AttentionMask[longest]) {
+			longest = i
+		}
+	}
+	var others []int
+	for i := gc.batch.Len() - 1; i >= 0; i-- {
+		if i != longest {
+			others = append(others, i)
+		}
+	}
+	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
+		t.Run(dt.String(), func(t *testing.T) {
+			w, err := FromTensors(gc.cfg, dt, gc.tensor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			trainable := defaultTrainable(gc.cfg)
+			front := FrontFingerprint(w, trainable)
+			cache, err := featcache.New(featcache.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain := Options{Mode: Train, Alpha: 0.5, Trainable: trainable}
+			cached := plain
+			cached.Features, cached.Front = cache, front
+			for run, batch := range []*Batch{gc.batch, gc.batch, subBatch(gc.batch, others)} {
+				wantLoss, wantGrads, wantSel := frontRun(t, w, batch, plain)
+				before := cache.Stats()
+				loss, grads, sel := frontRun(t, w, batch, cached)
+				if s := cache.Stats(); run > 0 && (s.Misses != before.Misses || s.Hits == before.Hits) {
+					t.Errorf("run %d: %d misses and %d hits; want hits only", run, s.Misses-before.Misses, s.Hits-before.Hits)
+				}
+				t.Log(cache.Stats())
+				if loss != wantLoss {
+					t.Errorf("run %d: loss %v with the front cached; want %v", run, loss, wantLoss)
+				}
+				for name, g := range wantGrads {
+					if !sameBits(grads[name], g) {
+						t.Errorf("run %d: %s differs with the front cached (relative %.2g)", run, name, relErrOf(grads[name], g))
+					}
+				}
+				if fmt.Sprint(sel) != fmt.Sprint(wantSel) {
+					t.Errorf("run %d: layer n_sa's selection %v with the front cached; want %v", run, sel, wantSel)
+				}
+			}
+		})
+	}
+	if FrontFingerprint(mustWeights(t, gc), func(string) bool { return true }) != "" {
+		t.Error("FrontFingerprint with a trainable front is not empty")
+	}
+}
+
+// frontRun returns a training run's loss, gradients and layer n_sa's selection.
+func frontRun(t *testing.T, w *Weights, b *Batch, opt Options) (float64, map[string][]float64, [][][]int) {
+	t.Helper()
+	m, loss := runLoss(t, w, b, opt)
+	defer m.Close()
+	sel, err := m.Selection(w.Config().Flex.NSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grads := map[string][]float64{}
+	for name, d := range m.Grads() {
+		grads[name] = floatsOf(d)
+	}
+	return loss, grads, sel
+}
+
+func realLen(mask []int) int {
+	n := 0
+	for _, m := range mask {
+		n += m
+	}
+	return n
+}
+
+// subBatch returns the samples idx of b, in that order.
+func subBatch(b *Batch, idx []int) *Batch {
+	c := &Batch{}
+	for _, i := range idx {
+		c.InputIDs, c.AttentionMask, c.Labels = append(c.InputIDs, b.InputIDs[i]), append(c.AttentionMask, b.AttentionMask[i]), append(c.Labels, b.Labels[i])
+		c.LRPixels, c.HRPixels, c.OriSizes = append(c.LRPixels, b.LRPixels[i]), append(c.HRPixels, b.HRPixels[i]), append(c.OriSizes, b.OriSizes[i])
+	}
+	return c
+}
+
+func relErrOf(a, b []float64) float64 {
+	worst := 0.0
+	for i := range b {
+		if i < len(a) {
+			worst = max(worst, math.Abs(a[i]-b[i])/max(math.Abs(b[i]), 1e-30))
+		}
+	}
+	return worst
+}
+
+func mustWeights(t *testing.T, gc *goldenCase) *Weights {
+	w, err := FromTensors(gc.cfg, tensor.Float32, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -28,6 +28,9 @@ type Options struct {
 	View      View              // what the decoder sees of the image: FlexAttention (default), LR only, all HR in sequence
 	Dense     bool              // FlexAttention over all M HR keys, masked to the selection (the official code's cost)
 	Features  *featcache.Cache  // frozen vision-tower features by image content; nil: always run the tower
+	// Front, with Features, keeps the whole frozen front in the cache too (front.go): FrontFingerprint of
+	// the weights. "" caches the tower's features only.
+	Front string
 	// Arena, when set, lends the buffers of the graph's values (operations, the frozen tower) and gets them
 	// all back at Close, after which no value of the graph may be read: a training loop's next step reuses
 	// them. nil allocates plainly.
@@ -82,6 +85,7 @@ type Graph struct {
 	plans    map[int]*ops.FlexPlan // per FlexAttention layer
 	needs    map[*G.Node]bool      // nodes a gradient flows through
 	mem      *ops.Arena            // Options.Arena
+	keep     func()                // after Run: stores the front in the feature cache (keepFront); nil: nothing to store
 	vm       G.VM
 }
 
@@ -91,6 +95,10 @@ type builder[T ops.Float] struct {
 	w   *Weights
 	get lookup[T]
 	opt Options
+	// When the frozen front is cached but missed: the samples' keys, and layer n_sa−1's image attention as
+	// its Select computes it.
+	frontKeys []featcache.Key
+	frontAttn [][][]float64
 }
 
 // Build unrolls the model for a batch. The weights are bound, not copied: an optimizer that updates them in
@@ -139,17 +147,19 @@ func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {
 }
 
 func (b *builder[T]) build(batch *Batch) error {
-	h, err := b.embed(batch)
+	h, cells, first, err := b.front(batch)
 	if err != nil {
 		return err
 	}
 	if b.view == ViewFlex {
 		b.hd = b.hrFeatures(batch)
 	}
-	var cells *G.Node
-	for l := 0; l < b.cfg.Text.NumLayers; l++ {
+	for l := first; l < b.cfg.Text.NumLayers; l++ {
 		if h, cells, err = b.layer(l, h, cells); err != nil {
 			return fmt.Errorf("model: layer %d: %w", l, err)
+		}
+		if l == b.cfg.Flex.NSA-1 && b.frontKeys != nil {
+			b.keepFront(h)
 		}
 	}
 	if err = b.head(h); err != nil {
@@ -309,8 +319,13 @@ func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
 	return b.constant("hd_sequence", hd, b.lay.images*M, D)
 }
 
-// hrFeaturesInto writes the HR features [M, D] of an image's pixels to dst.
+// hrFeaturesInto writes the HR features [M, D] of an image's pixels to dst: from the feature cache when it
+// keeps the frozen front, else from the tower's features (cached or not) and the projector.
 func (b *builder[T]) hrFeaturesInto(dst []T, px []float64) {
+	if b.cachesFront() {
+		b.cachedHRFeatures(dst, px)
+		return
+	}
 	t := b.hrTower(px)
 	hrFeatures(b.mem, b.cfg, b.get, t, dst)
 	ops.Recycle(b.mem, t)

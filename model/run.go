@@ -14,6 +14,9 @@ func (m *Graph) Run() error {
 	if err := m.vm.RunAll(); err != nil {
 		return fmt.Errorf("model: run: %w", err)
 	}
+	if m.keep != nil {
+		m.keep()
+	}
 	return nil
 }
 
@@ -80,7 +83,8 @@ func (m *Graph) Lens() []int { return m.lay.lens }
 // HRRows returns, per sample, the rows that see HR tokens.
 func (m *Graph) HRRows() [][]int { return m.rows }
 
-// LRFeatures returns the projected LR features [K·n, D] of the image samples, in batch order (nil without images).
+// LRFeatures returns the projected LR features [K·n, D] of the image samples, in batch order (nil without
+// images, or when the frozen front came from the feature cache).
 func (m *Graph) LRFeatures() *tensor.Dense {
 	if m.lr == nil {
 		return nil

@@ -37,6 +37,7 @@ type trainer[T optim.Float] struct {
 	dense    bool             // FlexAttention the dense way (a benchmark baseline)
 	lastN    int              // the assembled length of the last batch
 	features *featcache.Cache // the frozen vision tower's features by image; nil: off
+	front    string           // model.FrontFingerprint: with features, the whole frozen front is cached; "": not
 	mem      *ops.Arena       // the buffers of a step's graph, reused by the next step
 	state    State
 	total    int // optimizer steps of the whole run
@@ -167,7 +168,7 @@ func (t *trainer[T]) openFeatureCache() error {
 	if err != nil {
 		return fmt.Errorf("train: feature cache: %w", err)
 	}
-	t.features = c
+	t.features, t.front = c, model.FrontFingerprint(t.weights, t.cfg.Trainable)
 	return nil
 }
 
@@ -298,7 +299,7 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	}
 	g, err := model.Build(t.weights, toModelBatch(b, t.mem), model.Options{Mode: model.Train, Alpha: alpha,
 		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed), View: t.view, Dense: t.dense,
-		Features: t.features, Arena: t.mem})
+		Features: t.features, Front: t.front, Arena: t.mem})
 	if err != nil {
 		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
 	}

@@ -158,6 +158,19 @@ func get[T Float](c *Cache, k Key, view string, want int) ([]T, bool) {
 	return out, true
 }
 
+// GetInto copies the features cached for key k and view in dtype T into dst when they hold len(dst)
+// elements, and reports whether they did; on a miss dst is left as it was. A memory hit allocates nothing.
+func GetInto[T Float](c *Cache, k Key, view string, dst []T) bool {
+	if c == nil || checkView(view) != nil {
+		return false
+	}
+	raw, ok := c.lookup(entryID{key: k, view: view, dtype: dtype(sizeOf[T]())}, len(dst)*sizeOf[T]())
+	if ok {
+		copy(bytesOf(dst), raw)
+	}
+	return ok
+}
+
 // Put stores a copy of v as the features of key k and view in dtype T: in memory, and on disk when
 // the cache has a Dir. The memory tier holds the value even when the disk write fails; the error
 // (wrapping ErrView, ErrTooLarge or the file system's error) is worth a log line, not a stopped run.
@@ -211,10 +224,12 @@ func (c *Cache) PutFloat64(k Key, view string, v []float64) error { return Put(c
 
 // lookup finds the payload of id in memory, then on disk, and counts the hit or miss. A payload of
 // another size than wantBytes (when wantBytes >= 0) is a miss.
+// fits reports whether raw is a value of wantBytes bytes (of any size when wantBytes < 0).
+func fits(raw []byte, wantBytes int) bool { return raw != nil && (wantBytes < 0 || len(raw) == wantBytes) }
+
 func (c *Cache) lookup(id entryID, wantBytes int) ([]byte, bool) {
-	fits := func(raw []byte) bool { return raw != nil && (wantBytes < 0 || len(raw) == wantBytes) }
 	c.mu.Lock()
-	if raw, ok := c.mem.get(id); ok && fits(raw) {
+	if raw, ok := c.mem.get(id); ok && fits(raw, wantBytes) {
 		c.st.Hits++
 		c.mu.Unlock()
 		return raw, true
@@ -226,7 +241,7 @@ func (c *Cache) lookup(id entryID, wantBytes int) ([]byte, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !fits(raw) {
+	if !fits(raw, wantBytes) {
 		c.st.Misses++
 		return nil, false
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -378,5 +379,43 @@ func TestDiskWriteFailureKeepsMemory(t *testing.T) {
 	wantGet(t, c, k, ViewLR, v)
 	if s := c.Stats(); s.DiskErrors != 1 || s.BytesOnDisk != 0 {
 		t.Errorf("stats: %d disk errors, %d bytes on disk; want 1, 0", s.DiskErrors, s.BytesOnDisk)
+	}
+}
+
+// TestGetInto reads a value into the caller's buffer: a hit of the right length fills it, from memory without
+// allocating and from disk; a miss or another length leaves it as it was.
+func TestGetInto(t *testing.T) {
+	dir := t.TempDir()
+	c := newCache(t, dir, 0)
+	want := normals[float32](12, 3)
+	if err := Put(c, keyOf(1), ViewHR, want); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newCache(t, dir, 0) // reads the file
+	for _, tc := range []struct {
+		name string
+		c    *Cache
+		k    Key
+		n    int
+		hit  bool
+	}{
+		{"memory", c, keyOf(1), 12, true},
+		{"disk", fresh, keyOf(1), 12, true},
+		{"other key", c, keyOf(2), 12, false},
+		{"other length", c, keyOf(1), 11, false},
+		{"nil cache", nil, keyOf(1), 12, false},
+	} {
+		dst := make([]float32, tc.n)
+		dst[0] = -1
+		if got := GetInto(tc.c, tc.k, ViewHR, dst); got != tc.hit {
+			t.Errorf("%s: GetInto = %v; want %v", tc.name, got, tc.hit)
+		}
+		if tc.hit && !slices.Equal(dst, want) || !tc.hit && dst[0] != -1 {
+			t.Errorf("%s: dst %v after GetInto", tc.name, dst[:3])
+		}
+	}
+	dst, k := make([]float32, 12), keyOf(1)
+	if n := testing.AllocsPerRun(10, func() { GetInto(c, k, ViewHR, dst) }); n != 0 {
+		t.Errorf("a memory hit allocates %v times; want 0", n)
 	}
 }

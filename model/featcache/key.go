@@ -60,6 +60,14 @@ func Fingerprint(parts ...[]byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// KeyOf names a value derived from several inputs (a fingerprint, token ids, a PixelKey…) rather than from
+// pixels alone: the first 128 bits of their Fingerprint.
+func KeyOf(parts ...[]byte) Key {
+	var k Key
+	hex.Decode(k[:], []byte(Fingerprint(parts...)[:2*len(k)])) // a Fingerprint is hex
+	return k
+}
+
 // writeUint feeds x to h as 8 little-endian bytes, using buf as scratch.
 func writeUint(h hash.Hash, buf []byte, x uint64) {
 	binary.LittleEndian.PutUint64(buf, x)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 
 	G "gorgonia.org/gorgonia"
@@ -25,6 +26,10 @@ type SelectPlan struct {
 	Seed      uint64   // random: with Step and Layer, seeds the generator of each sample
 	Step      int
 	Layer     int
+	// Attention, when not nil, receives each sample's image attention of its HR rows (imageAttention's
+	// result) as Select computes it: the model's feature cache keeps that of the frozen layer n_sa − 1, and
+	// SelectFrom chooses from it again.
+	Attention [][][]float64
 }
 
 // Select chooses, for every HR row, the selection cells its next layer attends to (DESIGN.md §8), from the
@@ -52,15 +57,39 @@ func selectDo[T Float](plan *SelectPlan) doFunc {
 
 // selectSample writes the selected cells of sample b's HR rows into cells [B·N, G²].
 func selectSample[T Float](plan *SelectPlan, b int, q, k, cells []T) error {
+	att := imageAttention(plan, b, q, k)
+	if plan.Attention != nil {
+		plan.Attention[b] = att
+	}
+	return chooseCells(plan, b, att, cells)
+}
+
+// SelectFrom sets cells [B·N, G²], zeros, to the cells Select chooses from q and k, given instead each
+// sample's image attention of its HR rows (as SelectPlan.Attention received it; nil for a sample without).
+func SelectFrom[T Float](plan *SelectPlan, att [][][]float64, cells []T) error {
+	if len(att) != plan.B || len(cells) != plan.B*plan.N*plan.Cells*plan.Cells {
+		return fmt.Errorf("ops: SelectFrom: %d samples' attention and %d cells for a plan of %d×%d", len(att), len(cells), plan.B, plan.N)
+	}
+	var errs []error
+	for b := range plan.B {
+		if len(att[b]) != len(plan.Rows[b]) {
+			return fmt.Errorf("ops: SelectFrom: sample %d has %d HR rows but attention for %d", b, len(plan.Rows[b]), len(att[b]))
+		}
+		errs = append(errs, chooseCells(plan, b, att[b], cells))
+	}
+	return errors.Join(errs...)
+}
+
+// chooseCells writes the cells sample b's HR rows choose from their image attention att into cells [B·N, G²].
+// att is left as it is.
+func chooseCells[T Float](plan *SelectPlan, b int, att [][]float64, cells []T) error {
 	nc := plan.Cells * plan.Cells
 	var rng *rand.Rand
 	if plan.Strategy == "random" {
 		rng = rand.New(rand.NewPCG(plan.Seed, RandomStream(plan.Step, b, plan.Layer)))
 	}
-	att := imageAttention(plan, b, q, k)
 	for i, r := range plan.Rows[b] {
-		a := att[i]
-		sel, err := SelectCells(a, plan.Grid, plan.Cells, plan.OriSizes[b], plan.Threshold, plan.Strategy, plan.Ratio, rng)
+		sel, err := SelectCells(slices.Clone(att[i]), plan.Grid, plan.Cells, plan.OriSizes[b], plan.Threshold, plan.Strategy, plan.Ratio, rng)
 		if err != nil {
 			return err
 		}
