@@ -212,7 +212,8 @@ func (b *builder[T]) flexPlan() *ops.FlexPlan {
 }
 
 // hrRope returns the HR RoPE tables of every sample with HR rows (nil for the others), computed once per
-// graph: they depend on the sample's image offset only, not on the layer.
+// graph and image offset: they depend on the offset only, not on the layer, and samples whose images start
+// at the same row (the usual case: one prompt template) share them.
 func (b *builder[T]) hrRope() (cos, sin [][]float64) {
 	if b.ropeCos != nil {
 		return b.ropeCos, b.ropeSin
@@ -221,10 +222,17 @@ func (b *builder[T]) hrRope() (cos, sin [][]float64) {
 	dh := b.cfg.HeadDim()
 	c, s := b.ropeTables()
 	b.ropeCos, b.ropeSin = make([][]float64, b.lay.B), make([][]float64, b.lay.B)
+	first := map[int]int{} // image offset → the first sample with it
 	for i, at := range b.lay.imageAt {
-		if at >= 0 && len(b.rows[i]) > 0 {
-			b.ropeCos[i], b.ropeSin[i] = hrRopeTables(b.mem, c, s, at, g, zg, dh)
+		if at < 0 || len(b.rows[i]) == 0 {
+			continue
 		}
+		if j, ok := first[at]; ok {
+			b.ropeCos[i], b.ropeSin[i] = b.ropeCos[j], b.ropeSin[j]
+			continue
+		}
+		first[at] = i
+		b.ropeCos[i], b.ropeSin[i] = hrRopeTables(b.mem, c, s, at, g, zg, dh)
 	}
 	return b.ropeCos, b.ropeSin
 }

@@ -518,11 +518,16 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 			hrRowsBackward(st, &st.hr[b], b, g, wv, dq, dwk, dwv)
 		}
 	})
-	for _, dw := range dws {
-		if dw != nil {
-			axpy(packed[3*len(q):], 1, dw)
-			Recycle(m, dw)
+	dw := packed[3*len(q):]
+	parallelRange(len(dw), grain, func(lo, hi int) { // each element summed in sample order, whatever the cut
+		for _, d := range dws {
+			if d != nil {
+				axpy(dw[lo:hi], 1, d[lo:hi])
+			}
 		}
+	})
+	for _, d := range dws {
+		Recycle(m, d)
 	}
 	return out, nil
 }
