@@ -222,11 +222,13 @@ func (c *Cache) GetFloat64(k Key, view string) ([]float64, bool) { return Get[fl
 // PutFloat64 is Put[float64] as a method.
 func (c *Cache) PutFloat64(k Key, view string, v []float64) error { return Put(c, k, view, v) }
 
+// fits reports whether raw is a value of wantBytes bytes (of any size when wantBytes < 0).
+func fits(raw []byte, wantBytes int) bool {
+	return raw != nil && (wantBytes < 0 || len(raw) == wantBytes)
+}
+
 // lookup finds the payload of id in memory, then on disk, and counts the hit or miss. A payload of
 // another size than wantBytes (when wantBytes >= 0) is a miss.
-// fits reports whether raw is a value of wantBytes bytes (of any size when wantBytes < 0).
-func fits(raw []byte, wantBytes int) bool { return raw != nil && (wantBytes < 0 || len(raw) == wantBytes) }
-
 func (c *Cache) lookup(id entryID, wantBytes int) ([]byte, bool) {
 	c.mu.Lock()
 	if raw, ok := c.mem.get(id); ok && fits(raw, wantBytes) {

@@ -371,10 +371,14 @@ func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, wv, o []T) {
 // selectedMeans sets z_i = P_i·hd_sel(i) [H, D] for every row i of hc: its second-softmax probabilities over
 // the tokens it selected, every head at once, times those tokens' HR features.
 func selectedMeans[T Float](m *Arena, hc *hrCache, pHR []T, H, D int, z []T) {
-	R, U := len(hc.rows), len(hc.union)
+	R, U, most := len(hc.rows), len(hc.union), hc.mostSelected()
 	hdU := hc.hdU.([]T)
+	// Every row's part of these is written before it is read.
+	xs, ps := get[T](m, most*D, false), get[T](m, H*most, false)
+	defer Recycle(m, xs, ps)
 	for i, sel := range hc.sel {
-		x, p := gatherSelected(m, hdU, sel, D), get[T](m, H*len(sel), false)
+		x, p := xs[:len(sel)*D], ps[:H*len(sel)]
+		copyRows(x, hdU, sel, D)
 		for h := 0; h < H; h++ {
 			row := pHR[(h*R+i)*U:][:U]
 			for j, u := range sel {
@@ -382,15 +386,16 @@ func selectedMeans[T Float](m *Arena, hc *hrCache, pHR []T, H, D int, z []T) {
 			}
 		}
 		matmul(false, false, H, D, len(sel), 1, p, x, 0, z[i*H*D:][:H*D])
-		Recycle(m, x, p)
 	}
 }
 
-// gatherSelected copies the rows sel of x [U, D] into a buffer of m's, in order.
-func gatherSelected[T Float](m *Arena, x []T, sel []int, D int) []T {
-	out := get[T](m, len(sel)*D, false) // every row copied over
-	copyRows(out, x, sel, D)
-	return out
+// mostSelected is the largest number of tokens a row of hc selected.
+func (hc *hrCache) mostSelected() int {
+	most := 0
+	for _, sel := range hc.sel {
+		most = max(most, len(sel))
+	}
+	return most
 }
 
 // copyRows copies the rows idx of x [·, D] into dst [len(idx), D], in order.
@@ -642,10 +647,14 @@ func selectedScoresBackward[T Float](st *attnState, hc *hrCache, pHR, gr, dz, dS
 	lay, m := st.lay, st.mem
 	H, R, U, dh, W := lay.Heads, len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
 	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
-	hdU := hc.hdU.([]T)
+	hdU, most := hc.hdU.([]T), hc.mostSelected()
+	// Every row's part of these is written before it is read.
+	xs, dps := get[T](m, most*W, false), get[T](m, H*most, false)
+	defer Recycle(m, xs, dps)
 	for i, sel := range hc.sel {
 		k := len(sel)
-		x, dp := gatherSelected(m, hdU, sel, W), get[T](m, H*k, false)
+		x, dp := xs[:k*W], dps[:H*k]
+		copyRows(x, hdU, sel, W)
 		matmul(false, true, H, k, W, 1, dz[i*H*W:][:H*W], x, 0, dp)
 		for h := 0; h < H; h++ {
 			G := gr[(h*R+i)*dh:][:dh] // α·g of the row
@@ -656,7 +665,6 @@ func selectedScoresBackward[T Float](st *attnState, hc *hrCache, pHR, gr, dz, dS
 				row[u] = p[u] * (dp[h*k+j] - gSel)
 			}
 		}
-		Recycle(m, x, dp)
 	}
 }
 

@@ -72,14 +72,20 @@ func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
 // y = x·cos + rotᵀ(x·sin) with rotᵀ(z) = cat(z₂, −z₁), which is the backward pass.
 func RopeRow[T Float](y, x, cos, sin []T, transpose bool) {
 	h := len(x) / 2
-	for i := 0; i < h; i++ {
-		if transpose {
-			y[i] = x[i]*cos[i] + x[i+h]*sin[i+h]
-			y[i+h] = x[i+h]*cos[i+h] - x[i]*sin[i]
-		} else {
-			y[i] = x[i]*cos[i] - x[i+h]*sin[i]
-			y[i+h] = x[i+h]*cos[i+h] + x[i]*sin[i+h]
+	x1, x2, y1, y2 := x[:h], x[h:2*h], y[:h], y[h:2*h]
+	c1, c2, s1, s2 := cos[:h], cos[h:2*h], sin[:h], sin[h:2*h]
+	if transpose {
+		for i, a := range x1 {
+			b := x2[i]
+			y1[i] = a*c1[i] + b*s2[i]
+			y2[i] = b*c2[i] - a*s1[i]
 		}
+		return
+	}
+	for i, a := range x1 {
+		b := x2[i]
+		y1[i] = a*c1[i] - b*s1[i]
+		y2[i] = b*c2[i] + a*s2[i]
 	}
 }
 
