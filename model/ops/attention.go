@@ -325,11 +325,7 @@ func rotateUnion[T Float](dst, src []T, hc *hrCache, dh int, transpose bool) {
 	cos, sin := hc.cos.([]T), hc.sin.([]T)
 	width := len(src) / len(hc.union)
 	for i := range hc.union {
-		c, s := cos[i*dh:(i+1)*dh], sin[i*dh:(i+1)*dh]
-		for h := 0; h < width; h += dh {
-			o := i*width + h
-			RopeRow(dst[o:o+dh], src[o:o+dh], c, s, transpose)
-		}
+		ropeRow(dst[i*width:(i+1)*width], src[i*width:(i+1)*width], cos[i*dh:(i+1)*dh], sin[i*dh:(i+1)*dh], dh, transpose)
 	}
 }
 

@@ -58,13 +58,20 @@ func ropeDo[T Float](cos, sin []float64, dh int, transpose bool) doFunc {
 		parallelRange(len(x)/width, grain/width, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				t := (r % period) * dh
-				for h := 0; h < width; h += dh {
-					o := r*width + h
-					RopeRow(y[o:o+dh], x[o:o+dh], c[t:t+dh], s[t:t+dh], transpose)
-				}
+				ropeRow(y[r*width:(r+1)*width], x[r*width:(r+1)*width], c[t:t+dh], s[t:t+dh], dh, transpose)
 			}
 		})
 		return out, nil
+	}
+}
+
+// ropeRow applies RopeRow to every head of a row x [H·dh], all with the same tables [dh].
+func ropeRow[T Float](y, x, cos, sin []T, dh int, transpose bool) {
+	if ropeRowVector(y, x, cos, sin, dh, transpose) {
+		return
+	}
+	for h := 0; h < len(x); h += dh {
+		RopeRow(y[h:h+dh], x[h:h+dh], cos, sin, transpose)
 	}
 }
 
