@@ -23,8 +23,9 @@ type BenchOptions struct {
 	Warmup   int     // untimed steps first
 	Strategy string  // overrides flex.strategy when set
 	Ratio    float64 // for topk, random, center
-	// Cached times the steady state of epochs after the first: the frozen vision tower's features come from
-	// the feature cache (filled by the warm-up steps), so no step runs the tower.
+	// Cached times the steady state of epochs after the first: what the frozen front computes (the tower's
+	// features, the projected HR features, the decoder state entering layer n_sa) comes from the feature
+	// cache, filled by the warm-up steps, so no step runs the front.
 	Cached bool
 }
 
@@ -55,7 +56,7 @@ type BenchResult struct {
 	ArenaFreshMiB  float64 `json:"arena_fresh_mib_per_step"`
 	Loss           float64 `json:"loss"`
 	SequenceLength int     `json:"N"`
-	Cached         bool    `json:"cached"`                 // vision features from the feature cache
+	Cached         bool    `json:"cached"`                 // the frozen front from the feature cache
 	FeatureHitRate float64 `json:"feature_cache_hit_rate"` // over all steps, warm-up included
 }
 

@@ -40,7 +40,9 @@ type Config struct {
 	DataloaderNumWorkers  int     `yaml:"dataloader_num_workers"`
 	// FeatureCache keeps the frozen vision tower's features of each image (by content) so epochs after the
 	// first skip the tower: off, memory (a bounded in-memory cache) or disk (also output_dir/feature-cache,
-	// zstd files that later runs reuse). It never applies while the tower trains.
+	// zstd files that later runs reuse). It never applies while the tower trains. When the whole front is
+	// frozen (tower, projector, embeddings, layers before n_sa) it keeps what the front computes for each
+	// sample too, and those epochs start at layer n_sa.
 	FeatureCache   string `yaml:"feature_cache"`
 	FeatureCacheMB int    `yaml:"feature_cache_mb"` // the in-memory part's bound
 	DType          string `yaml:"dtype"`            // float32 for training, float64 for numerical checks

@@ -31,7 +31,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed steps before"},
 			&cli.StringFlag{Name: "strategy", Usage: "selection strategy instead of flex.strategy (topk forces a fraction)"},
 			&cli.Float64Flag{Name: "ratio", Value: 0.1, Usage: "fraction of the selection cells for topk, random, center"},
-			&cli.BoolFlag{Name: "cached", Usage: "vision features from the feature cache, as in epochs after the first"},
+			&cli.BoolFlag{Name: "cached", Usage: "the frozen front (vision features, projected HR features, decoder state before layer n_sa) from the feature cache, as in epochs after the first"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (go tool pprof)"},
 			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the run to `FILE` (go tool pprof)"},
@@ -91,7 +91,7 @@ func benchCommand() *cli.Command {
 }
 
 func writeBench(w io.Writer, r train.BenchResult) error {
-	_, err := fmt.Fprintf(w, "mode %s (strategy %s), %d steps, N %d, vision features cached %v (hit rate %.2f)\n"+
+	_, err := fmt.Fprintf(w, "mode %s (strategy %s), %d steps, N %d, frozen front cached %v (feature cache hit rate %.2f)\n"+
 		"  step        median %.1f ms (min %.1f, max %.1f)\n"+
 		"  throughput  %.0f tokens/s, %.1f forward GFLOP/s (decoder %.2f + vision %.2f GFLOP per step)\n"+
 		"  selection   %.3f of the HR tokens per HR row\n"+
