@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/flextrain/flextrain/model/featcache"
@@ -84,7 +85,6 @@ func TestFrozenFrontCache(t *testing.T) {
 				if s := cache.Stats(); run > 0 && (s.Misses != before.Misses || s.Hits == before.Hits) {
 					t.Errorf("run %d: %d misses and %d hits; want hits only", run, s.Misses-before.Misses, s.Hits-before.Hits)
 				}
-				t.Log(cache.Stats())
 				if loss != wantLoss {
 					t.Errorf("run %d: loss %v with the front cached; want %v", run, loss, wantLoss)
 				}
@@ -101,6 +101,28 @@ func TestFrozenFrontCache(t *testing.T) {
 	}
 	if FrontFingerprint(mustWeights(t, gc), func(string) bool { return true }) != "" {
 		t.Error("FrontFingerprint with a trainable front is not empty")
+	}
+}
+
+// TestTrainableFrontIsNotCached gives Build a front fingerprint while a weight of the front trains: the front
+// is computed, not read from the cache, so that weight still gets its gradient.
+func TestTrainableFrontIsNotCached(t *testing.T) {
+	gc := goldenTrainCase(t)
+	w := mustWeights(t, gc)
+	frozen := defaultTrainable(gc.cfg)
+	trainable := func(name string) bool { return frozen(name) || strings.HasPrefix(name, "model.layers.0.") }
+	cache, err := featcache.New(featcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{Mode: Train, Alpha: 0.5, Trainable: trainable, Features: cache, Front: FrontFingerprint(w, frozen)}
+	_, want, _ := frontRun(t, w, gc.batch, Options{Mode: Train, Alpha: 0.5, Trainable: trainable})
+	for run := range 2 {
+		_, grads, _ := frontRun(t, w, gc.batch, opt)
+		name := "model.layers.0.self_attn.q_proj.weight"
+		if g, ok := grads[name]; !ok || !sameBits(g, want[name]) {
+			t.Errorf("run %d: %s has gradient %v (want it as without the cache)", run, name, ok)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/flextrain/flextrain/model/featcache"
@@ -67,9 +68,19 @@ func tensorBytes(w *Weights, name string) []byte {
 }
 
 // cachesFront reports whether this graph keeps the frozen front in the feature cache: Options.Front is set
-// with a cache, the sequence is the plain one (not hd-seq), and there is a trainable layer after the front.
+// with a cache, the sequence is the plain one (not hd-seq), there is a layer after the front, and no weight
+// of the front trains (a cached front would leave those weights without their gradient).
 func (b *builder[T]) cachesFront() bool {
-	return b.opt.Front != "" && b.opt.Features != nil && b.view != ViewHDSeq && b.cfg.Flex.NSA < b.cfg.Text.NumLayers
+	if b.opt.Front == "" || b.opt.Features == nil || b.view == ViewHDSeq || b.cfg.Flex.NSA >= b.cfg.Text.NumLayers {
+		return false
+	}
+	if b.frontFrozen == nil {
+		frozen := b.opt.Trainable == nil || b.opt.Mode != Train || !slices.ContainsFunc(b.w.Names(), func(name string) bool {
+			return inFront(b.cfg, name) && b.opt.Trainable(name)
+		})
+		b.frontFrozen = &frozen
+	}
+	return *b.frontFrozen
 }
 
 // sampleKeys names each sample's front by its content: its real token ids, its LR pixels and its HR rows,

@@ -97,8 +97,9 @@ type builder[T ops.Float] struct {
 	opt Options
 	// When the frozen front is cached but missed: the samples' keys, and layer n_sa−1's image attention as
 	// its Select computes it.
-	frontKeys []featcache.Key
-	frontAttn [][][]float64
+	frontKeys   []featcache.Key
+	frontAttn   [][][]float64
+	frontFrozen *bool // cachesFront's answer, once found
 }
 
 // Build unrolls the model for a batch. The weights are bound, not copied: an optimizer that updates them in
