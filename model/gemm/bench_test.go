@@ -107,7 +107,7 @@ func BenchmarkKernels(b *testing.B) {
 		b.Run("float32/"+kr.name, func(b *testing.B) {
 			cpu, ok := threadCPU()
 			for b.Loop() {
-				run(kr, false, true, m, n, k, 1, xs, k, nil, ys, k, nil, 0, cs, n)
+				run(kr, false, true, m, n, k, 1, xs, k, ys, k, 0, cs, n)
 			}
 			reportFlops(b, 2*float64(m*n*k)*float64(b.N), cpu, ok)
 		})
@@ -116,7 +116,7 @@ func BenchmarkKernels(b *testing.B) {
 		b.Run("float64/"+kr.name, func(b *testing.B) {
 			cpu, ok := threadCPU()
 			for b.Loop() {
-				run(kr, false, true, m, n, k, 1, x, k, nil, y, k, nil, 0, cd, n)
+				run(kr, false, true, m, n, k, 1, x, k, y, k, 0, cd, n)
 			}
 			reportFlops(b, 2*float64(m*n*k)*float64(b.N), cpu, ok)
 		})

@@ -34,8 +34,7 @@ type workspace[T float] struct {
 }
 
 // run computes C = alpha·op(A)·op(B) + beta·C with kernel kr; the arguments are checked.
-// aRows and bRows, when not nil, pick the stored rows of a and b that make up A and B (SgemmRows).
-func run[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, aRows []int, b []T, ldb int, bRows []int, beta T, c []T, ldc int) {
+func run[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -44,10 +43,10 @@ func run[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda i
 		return
 	}
 	if w := workers(m, n, k, kr.mr); w > 1 {
-		runParallel(kr, w, tA, tB, m, n, k, alpha, a, lda, aRows, b, ldb, bRows, beta, c, ldc)
+		runParallel(kr, w, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	runSerial(kr, tA, tB, m, n, k, alpha, a, lda, aRows, b, ldb, bRows, beta, c, ldc)
+	runSerial(kr, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // parallelWork is the least m·n·k worth splitting over goroutines: below, starting them costs more than
@@ -64,29 +63,26 @@ func workers(m, n, k, mr int) int {
 
 // runParallel splits the rows of C into w bands that start on tile boundaries, so that every element is
 // computed by the same tile, in the same order, as by one goroutine: the bits do not depend on w.
-func runParallel[T float](kr *kernel[T], w int, tA, tB bool, m, n, k int, alpha T, a []T, lda int, aRows []int, b []T, ldb int, bRows []int, beta T, c []T, ldc int) {
+func runParallel[T float](kr *kernel[T], w int, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	band := roundUp((m+w-1)/w, kr.mr)
 	var wg sync.WaitGroup
 	for r0 := band; r0 < m; r0 += band {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ar, rows := a[r0:], aRows // op(A) = Aᵀ: row r0 of op(A) is column r0 of A
-			switch {
-			case !tA && aRows != nil:
-				ar, rows = a, aRows[r0:]
-			case !tA:
+			ar := a[r0:] // op(A) = Aᵀ: row r0 of op(A) is column r0 of A
+			if !tA {
 				ar = a[r0*lda:]
 			}
-			runSerial(kr, tA, tB, min(band, m-r0), n, k, alpha, ar, lda, rows, b, ldb, bRows, beta, c[r0*ldc:], ldc)
+			runSerial(kr, tA, tB, min(band, m-r0), n, k, alpha, ar, lda, b, ldb, beta, c[r0*ldc:], ldc)
 		}()
 	}
-	runSerial(kr, tA, tB, min(band, m), n, k, alpha, a, lda, aRows, b, ldb, bRows, beta, c, ldc)
+	runSerial(kr, tA, tB, min(band, m), n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	wg.Wait()
 }
 
 // runSerial is run on the calling goroutine.
-func runSerial[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, aRows []int, b []T, ldb int, bRows []int, beta T, c []T, ldc int) {
+func runSerial[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	kc := split(k, kr.kc)
 	ws := kr.workspace(min(roundUp(m, kr.mr), kr.mc)*kc, kc*min(roundUp(n, kr.nr), kr.nc))
 	defer kr.pool.Put(ws)
@@ -94,14 +90,14 @@ func runSerial[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T,
 		nb := min(kr.nc, n-jc)
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
-			packB(ws.b, tB, b, ldb, bRows, pc, jc, kb, nb, kr.nr, kr.rows, kr.cols)
+			packB(ws.b, tB, b, ldb, pc, jc, kb, nb, kr.nr, kr.rows, kr.cols)
 			bet := beta
 			if pc > 0 {
 				bet = 1 // later k blocks add to what the first one stored
 			}
 			for ic := 0; ic < m; ic += kr.mc {
 				mb := min(kr.mc, m-ic)
-				packA(ws.a, tA, a, lda, aRows, ic, pc, mb, kb, kr.mr, kr.rows, kr.cols)
+				packA(ws.a, tA, a, lda, ic, pc, mb, kb, kr.mr, kr.rows, kr.cols)
 				kr.block(ws, mb, nb, kb, alpha, bet, c[ic*ldc+jc:], ldc)
 			}
 		}

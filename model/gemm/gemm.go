@@ -33,28 +33,13 @@ import "fmt"
 // so it may hold NaNs. Like BLAS it panics on inconsistent sizes (a programming error).
 func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	mustCheck(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	run(sKernel, tA, tB, m, n, k, alpha, a, lda, nil, b, ldb, nil, beta, c, ldc)
+	run(sKernel, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // Dgemm is Sgemm in float64.
 func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
 	mustCheck(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	run(dKernel, tA, tB, m, n, k, alpha, a, lda, nil, b, ldb, nil, beta, c, ldc)
-}
-
-// SgemmRows is Sgemm with A and B made of picked rows of a and b, read in place: when aRows is
-// not nil, row i of the stored A is row aRows[i] of a (so op(A) is that matrix or its
-// transpose), and likewise bRows for B. The result has the bits of Sgemm on the gathered
-// matrices; the rows are never copied but into the packed panels Sgemm fills anyway.
-func SgemmRows(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, aRows []int, b []float32, ldb int, bRows []int, beta float32, c []float32, ldc int) {
-	mustCheckRows(tA, tB, m, n, k, len(a), lda, aRows, len(b), ldb, bRows, len(c), ldc)
-	run(sKernel, tA, tB, m, n, k, alpha, a, lda, aRows, b, ldb, bRows, beta, c, ldc)
-}
-
-// DgemmRows is SgemmRows in float64.
-func DgemmRows(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, aRows []int, b []float64, ldb int, bRows []int, beta float64, c []float64, ldc int) {
-	mustCheckRows(tA, tB, m, n, k, len(a), lda, aRows, len(b), ldb, bRows, len(c), ldc)
-	run(dKernel, tA, tB, m, n, k, alpha, a, lda, aRows, b, ldb, bRows, beta, c, ldc)
+	run(dKernel, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // Check reports whether the arguments describe matrices that fit their slices; Sgemm and
@@ -90,42 +75,6 @@ func checkMatrix(name string, rows, cols, n, ld int) error {
 	}
 	if rows > 0 && cols > 0 && n < (rows-1)*ld+cols {
 		return fmt.Errorf("gemm: %s: slice of %d elements is too short for %d×%d with stride %d", name, n, rows, cols, ld)
-	}
-	return nil
-}
-
-// mustCheckRows panics unless the matrices fit their slices, a picked operand having as many
-// stored rows as its list, each a whole row of its slice.
-func mustCheckRows(tA, tB bool, m, n, k, lenA, lda int, aRows []int, lenB, ldb int, bRows []int, lenC, ldc int) {
-	err := Check(false, false, m, n, k, m*k, max(k, 1), k*n, max(n, 1), lenC, ldc) // the sizes and C
-	if err == nil {
-		err = checkPicked("A", aRows, tA, m, k, lenA, lda)
-	}
-	if err == nil {
-		err = checkPicked("B", bRows, tB, k, n, lenB, ldb)
-	}
-	if err != nil {
-		panic(err.Error())
-	}
-}
-
-// checkPicked checks the stored matrix of an r×c operand (transposed when t) with row stride ld
-// in a slice of n elements, made of the picked rows when rows is not nil.
-func checkPicked(name string, rows []int, t bool, r, c, n, ld int) error {
-	sr, sc := rowsCols(t, r, c)
-	if rows == nil {
-		return checkMatrix(name, sr, sc, n, ld)
-	}
-	if len(rows) != sr {
-		return fmt.Errorf("gemm: %s: %d picked rows for a matrix of %d", name, len(rows), sr)
-	}
-	if ld < max(sc, 1) {
-		return fmt.Errorf("gemm: %s: leading dimension %d < %d", name, ld, max(sc, 1))
-	}
-	for _, row := range rows {
-		if row < 0 || sc > 0 && row*ld+sc > n {
-			return fmt.Errorf("gemm: %s: picked row %d does not fit a slice of %d elements with stride %d", name, row, n, ld)
-		}
 	}
 	return nil
 }

@@ -116,14 +116,14 @@ func forProblems(t *testing.T, f func(*problem)) {
 func checkS(t *testing.T, kr *kernel[float32], p *problem) {
 	t.Helper()
 	c := toF32(p.c)
-	run(kr, p.tA, p.tB, p.m, p.n, p.k, float32(p.alpha), toF32(p.a), p.lda, nil, toF32(p.b), p.ldb, nil, float32(p.beta), c[:p.m*p.ldc], p.ldc)
+	run(kr, p.tA, p.tB, p.m, p.n, p.k, float32(p.alpha), toF32(p.a), p.lda, toF32(p.b), p.ldb, float32(p.beta), c[:p.m*p.ldc], p.ldc)
 	compare(t, p, p.want(), func(i int) float64 { return float64(c[i]) }, p.tol(1.2e-7))
 }
 
 func checkD(t *testing.T, kr *kernel[float64], p *problem) {
 	t.Helper()
 	c := append([]float64(nil), p.c...)
-	run(kr, p.tA, p.tB, p.m, p.n, p.k, p.alpha, p.a, p.lda, nil, p.b, p.ldb, nil, p.beta, c[:p.m*p.ldc], p.ldc)
+	run(kr, p.tA, p.tB, p.m, p.n, p.k, p.alpha, p.a, p.lda, p.b, p.ldb, p.beta, c[:p.m*p.ldc], p.ldc)
 	compare(t, p, p.want(), func(i int) float64 { return c[i] }, p.tol(2.3e-16))
 }
 
@@ -167,7 +167,7 @@ func TestBetaZeroIgnoresNaN(t *testing.T) {
 			for i := range c {
 				c[i] = float32(math.NaN())
 			}
-			run(kr, false, false, m, n, k, alpha, a, k, nil, b, n, nil, 0, c, n)
+			run(kr, false, false, m, n, k, alpha, a, k, b, n, 0, c, n)
 			for i, v := range c {
 				if v != 0 {
 					t.Fatalf("%s alpha=%g: C[%d] got %g; want 0", kr.name, alpha, i, v)
@@ -213,10 +213,10 @@ func TestParallelMatchesSerial(t *testing.T) {
 			a, b, c := toF32(p.a), toF32(p.b), toF32(p.c)
 			for _, kr := range sKernels {
 				want := append([]float32(nil), c...)
-				runSerial(kr, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, nil, b, p.ldb, nil, 0.5, want, p.ldc)
+				runSerial(kr, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, b, p.ldb, 0.5, want, p.ldc)
 				for w := 2; w <= 3; w++ {
 					got := append([]float32(nil), c...)
-					runParallel(kr, w, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, nil, b, p.ldb, nil, 0.5, got, p.ldc)
+					runParallel(kr, w, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, b, p.ldb, 0.5, got, p.ldc)
 					for i := range want {
 						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 							t.Fatalf("%s, %s, %d bands: C[%d] = %v; one goroutine gives %v", kr.name, p, w, i, got[i], want[i])
@@ -226,9 +226,9 @@ func TestParallelMatchesSerial(t *testing.T) {
 			}
 			da, db, dc := p.a, p.b, p.c
 			want := append([]float64(nil), dc...)
-			runSerial(dKernel, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, nil, db, p.ldb, nil, 0.5, want, p.ldc)
+			runSerial(dKernel, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, db, p.ldb, 0.5, want, p.ldc)
 			got := append([]float64(nil), dc...)
-			runParallel(dKernel, 2, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, nil, db, p.ldb, nil, 0.5, got, p.ldc)
+			runParallel(dKernel, 2, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, db, p.ldb, 0.5, got, p.ldc)
 			for i := range want {
 				if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
 					t.Fatalf("float64 %s: C[%d] = %v; one goroutine gives %v", p, i, got[i], want[i])

@@ -7,6 +7,3 @@ func kernels() ([]*kernel[float32], []*kernel[float64]) {
 	s, d := goKernels()
 	return []*kernel[float32]{s}, []*kernel[float64]{d}
 }
-
-// gatherPickedVector does nothing without the amd64 gatherers: gatherPicked loops.
-func gatherPickedVector[T float](panel, src []T, ld int, rows []int, kb, w int) bool { return false }

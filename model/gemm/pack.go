@@ -7,19 +7,8 @@ type packFunc[T float] func(panel, src []T, ld, width, kb, w int)
 
 // packA copies rows ic… (mb of them) and columns pc… (kb of them) of op(A) into dst as
 // panels of mr rows: panel r starts at r·mr·kb and holds, for each p, the mr values of
-// column p. Rows past mb are zero so the kernel can always compute whole tiles. When rows is
-// not nil, A's stored row i is row rows[i] of a.
-func packA[T float](dst []T, tA bool, a []T, lda int, rows []int, ic, pc, mb, kb, mr int, contiguous, strided packFunc[T]) {
-	switch {
-	case rows != nil && tA: // group p (column p of op(A)) is stored row pc+p
-		packPicked(dst, a[ic:], lda, rows[pc:pc+kb], mb, mr)
-		return
-	case rows != nil: // value q of group p is a[rows[ic+q]·lda + pc + p]
-		for ir := 0; ir < mb; ir += mr {
-			gatherPicked(dst[ir*kb:][:mr*kb], a[pc:], lda, rows[ic+ir:ic+ir+min(mr, mb-ir)], kb, mr)
-		}
-		return
-	}
+// column p. Rows past mb are zero so the kernel can always compute whole tiles.
+func packA[T float](dst []T, tA bool, a []T, lda, ic, pc, mb, kb, mr int, contiguous, strided packFunc[T]) {
 	if tA {
 		packContiguous(dst, a[pc*lda+ic:], lda, mb, kb, mr, contiguous)
 		return
@@ -31,18 +20,8 @@ func packA[T float](dst []T, tA bool, a []T, lda int, rows []int, ic, pc, mb, kb
 
 // packB copies rows pc… (kb of them) and columns jc… (nb of them) of op(B) into dst as
 // panels of nr columns: panel j starts at j·nr·kb and holds, for each p, the nr values of
-// row p. Columns past nb are zero. When rows is not nil, B's stored row i is row rows[i] of b.
-func packB[T float](dst []T, tB bool, b []T, ldb int, rows []int, pc, jc, kb, nb, nr int, contiguous, strided packFunc[T]) {
-	switch {
-	case rows != nil && !tB: // group p (row p of op(B)) is stored row pc+p
-		packPicked(dst, b[jc:], ldb, rows[pc:pc+kb], nb, nr)
-		return
-	case rows != nil: // value q of group p is b[rows[jc+q]·ldb + pc + p]
-		for jr := 0; jr < nb; jr += nr {
-			gatherPicked(dst[jr*kb:][:nr*kb], b[pc:], ldb, rows[jc+jr:jc+jr+min(nr, nb-jr)], kb, nr)
-		}
-		return
-	}
+// row p. Columns past nb are zero.
+func packB[T float](dst []T, tB bool, b []T, ldb, pc, jc, kb, nb, nr int, contiguous, strided packFunc[T]) {
 	if !tB {
 		packContiguous(dst, b[pc*ldb+jc:], ldb, nb, kb, nr, contiguous)
 		return
@@ -62,36 +41,6 @@ func packContiguous[T float](dst, src []T, ld, width, kb, w int, contiguous pack
 		for r := 0; r < width; r += w {
 			contiguous(dst[r*kb+p0*w:], src[p0*ld+r:], ld, min(w, width-r), np, w)
 		}
-	}
-}
-
-// packPicked fills the panels of w values of len(rows) groups, group p being the width values
-// at src[rows[p]·ld:]: panel r holds values r·w… of every group, zero past width.
-func packPicked[T float](dst, src []T, ld int, rows []int, width, w int) {
-	kb := len(rows)
-	for r := 0; r < width; r += w {
-		n := min(w, width-r)
-		panel := dst[r*kb:][:w*kb]
-		for p, row := range rows {
-			d := panel[p*w:][:w]
-			copy(d, src[row*ld+r:][:n])
-			clear(d[n:])
-		}
-	}
-}
-
-// gatherPicked fills one panel of kb groups of w values, value q of group p being
-// src[rows[q]·ld + p], zero past len(rows) values.
-func gatherPicked[T float](panel, src []T, ld int, rows []int, kb, w int) {
-	if gatherPickedVector(panel, src, ld, rows, kb, w) {
-		return
-	}
-	for p := range kb {
-		d := panel[p*w:][:w]
-		for q, row := range rows {
-			d[q] = src[row*ld+p]
-		}
-		clear(d[len(rows):])
 	}
 }
 

@@ -2,12 +2,6 @@
 
 package gemm
 
-import (
-	"unsafe"
-
-	"golang.org/x/sys/cpu"
-)
-
 // gatherS and gatherD are the AVX-512 transposing packers of gather_amd64.s.
 //
 //go:noescape
@@ -115,32 +109,4 @@ func gatherArgs(ld, width, w, lanes int) (idx [32]int32, g1, g2, s1, s2 int, ok 
 func laneMasks(width, w, lanes int) (g1, g2, s1, s2 int) {
 	mask := func(n int) int { return 1<<min(max(n, 0), lanes) - 1 }
 	return mask(width), mask(width - lanes), mask(w), mask(w - lanes)
-}
-
-// gatherPickedVector is gatherPicked with the AVX-512 gatherers, for float32 panels of w ≤ 32
-// and float64 panels of w ≤ 16 values whose offsets fit 32 bits; it reports whether it ran.
-func gatherPickedVector[T float](panel, src []T, ld int, rows []int, kb, w int) bool {
-	var z T
-	size := int(unsafe.Sizeof(z))
-	lanes := 64 / size
-	if !cpu.X86.HasAVX512F || w > 2*lanes || len(rows) == 0 || kb == 0 {
-		return false
-	}
-	var idx [32]int32
-	last := 0
-	for q, row := range rows {
-		if row*ld+kb-1 >= 1<<31 {
-			return false
-		}
-		idx[q], last = int32(row*ld), max(last, row*ld)
-	}
-	_, _ = panel[w*kb-1], src[last+kb-1] // the assembly stays inside both
-	g1, g2, s1, s2 := laneMasks(len(rows), w, lanes)
-	switch p := any(panel).(type) {
-	case []float32:
-		gatherS(&p[0], &any(src).([]float32)[0], &idx, kb, 4*w, g1, g2, s1, s2)
-	case []float64:
-		gatherD(&p[0], &any(src).([]float64)[0], &idx, kb, 8*w, g1, g2, s1, s2)
-	}
-	return true
 }

@@ -18,7 +18,7 @@ func BenchmarkPackA(b *testing.B) {
 			b.Run(kr.name+"/"+opName(tA), func(b *testing.B) {
 				for b.Loop() {
 					for ic := 0; ic < m; ic += kr.mc {
-						packA(dst, tA, a, lda, nil, ic, 0, min(kr.mc, m-ic), k, kr.mr, kr.rows, kr.cols)
+						packA(dst, tA, a, lda, ic, 0, min(kr.mc, m-ic), k, kr.mr, kr.rows, kr.cols)
 					}
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*m*k), "ns/value")
