@@ -368,20 +368,30 @@ func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, wv, o []T) {
 // the tokens it selected, every head at once, times those tokens' HR features.
 func selectedMeans[T Float](m *Arena, hc *hrCache, pHR []T, H, D int, z []T) {
 	R, U, most := len(hc.rows), len(hc.union), hc.mostSelected()
-	hdU := hc.hdU.([]T)
+	hdU, vector := hc.hdU.([]T), selectedVector[T](H, D)
 	// Every row's part of these is written before it is read.
 	xs, ps := get[T](m, most*D, false), get[T](m, H*most, false)
 	defer Recycle(m, xs, ps)
 	for i, sel := range hc.sel {
-		x, p := xs[:len(sel)*D], ps[:H*len(sel)]
-		copyRows(x, hdU, sel, D)
+		k := len(sel)
+		p := ps[:H*k]
+		hs, js := k, 1 // p is [H, k], or [k, H] for the vector kernel
+		if vector {
+			hs, js = 1, H
+		}
 		for h := 0; h < H; h++ {
 			row := pHR[(h*R+i)*U:][:U]
 			for j, u := range sel {
-				p[h*len(sel)+j] = row[u]
+				p[h*hs+j*js] = row[u]
 			}
 		}
-		matmul(false, false, H, D, len(sel), 1, p, x, 0, z[i*H*D:][:H*D])
+		if vector {
+			meansVector(z[i*H*D:][:H*D], p, hdU, sel, D)
+			continue
+		}
+		x := xs[:k*D]
+		copyRows(x, hdU, sel, D)
+		matmul(false, false, H, D, k, 1, p, x, 0, z[i*H*D:][:H*D])
 	}
 }
 
@@ -643,22 +653,28 @@ func selectedScoresBackward[T Float](st *attnState, hc *hrCache, pHR, gr, dz, dS
 	lay, m := st.lay, st.mem
 	H, R, U, dh, W := lay.Heads, len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
 	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
-	hdU, most := hc.hdU.([]T), hc.mostSelected()
+	hdU, most, vector := hc.hdU.([]T), hc.mostSelected(), selectedVector[T](H, W)
 	// Every row's part of these is written before it is read.
 	xs, dps := get[T](m, most*W, false), get[T](m, H*most, false)
 	defer Recycle(m, xs, dps)
 	for i, sel := range hc.sel {
 		k := len(sel)
-		x, dp := xs[:k*W], dps[:H*k]
-		copyRows(x, hdU, sel, W)
-		matmul(false, true, H, k, W, 1, dz[i*H*W:][:H*W], x, 0, dp)
+		dp, hs, js := dps[:H*k], k, 1 // dp is [H, k], or [k, H] from the vector kernel
+		if vector {
+			dotsVector(dp, dz[i*H*W:][:H*W], hdU, sel, W)
+			hs, js = 1, H
+		} else {
+			x := xs[:k*W]
+			copyRows(x, hdU, sel, W)
+			matmul(false, true, H, k, W, 1, dz[i*H*W:][:H*W], x, 0, dp)
+		}
 		for h := 0; h < H; h++ {
 			G := gr[(h*R+i)*dh:][:dh] // α·g of the row
 			gSel := T(float64(beta[h*R+i])*dot(G, oPlain[i*W+h*dh:][:dh]) + dot(G, y[(h*R+i)*dh:][:dh]))
 			row, p := dS[(h*R+i)*U:][:U], pHR[(h*R+i)*U:][:U]
 			clear(row)
 			for j, u := range sel {
-				row[u] = p[u] * (dp[h*k+j] - gSel)
+				row[u] = p[u] * (dp[h*hs+j*js] - gSel)
 			}
 		}
 	}
