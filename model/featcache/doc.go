@@ -3,7 +3,9 @@
 // frozen, so an image's features are a function of its preprocessed pixels and of the vision weights
 // and settings alone: the pixels give the Key (PixelKey), the weights and settings the cache's
 // fingerprint (Fingerprint), and each image has two values, its LR features [n, Cv] (ViewLR) and its
-// Z² HR crop features [Z²·n, Cv] (ViewHR), in the model's dtype.
+// Z² HR crop features [Z²·n, Cv] (ViewHR), in the model's dtype. Other frozen values derived from an
+// input (the model keeps the whole frozen front of the decoder this way) take a KeyOf their inputs and
+// their own view names.
 //
 // Values live in an LRU in memory bounded by Options.MaxMemoryBytes and, with Options.Dir, in one
 // zstd file each under Dir/<fingerprint>/<key[:2]>/<key>-<view>.<f32|f64>.zst, which a later run
