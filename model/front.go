@@ -69,18 +69,15 @@ func tensorBytes(w *Weights, name string) []byte {
 
 // cachesFront reports whether this graph keeps the frozen front in the feature cache: Options.Front is set
 // with a cache, the sequence is the plain one (not hd-seq), there is a layer after the front, and no weight
-// of the front trains (a cached front would leave those weights without their gradient).
+// of the front trains (a cached front would leave those weights without their gradient). build asks once,
+// before anything runs on several cores, and keeps the answer in cacheFront.
 func (b *builder[T]) cachesFront() bool {
 	if b.opt.Front == "" || b.opt.Features == nil || b.view == ViewHDSeq || b.cfg.Flex.NSA >= b.cfg.Text.NumLayers {
 		return false
 	}
-	if b.frontFrozen == nil {
-		frozen := b.opt.Trainable == nil || b.opt.Mode != Train || !slices.ContainsFunc(b.w.Names(), func(name string) bool {
-			return inFront(b.cfg, name) && b.opt.Trainable(name)
-		})
-		b.frontFrozen = &frozen
-	}
-	return *b.frontFrozen
+	return b.opt.Trainable == nil || b.opt.Mode != Train || !slices.ContainsFunc(b.w.Names(), func(name string) bool {
+		return inFront(b.cfg, name) && b.opt.Trainable(name)
+	})
 }
 
 // sampleKeys names each sample's front by its content: its real token ids, its LR pixels and its HR rows,
@@ -140,7 +137,7 @@ func (b *builder[T]) cachedFront(keys []featcache.Key) (h, cells *G.Node, ok boo
 // attends to: layer n_sa's, when the feature cache holds every sample's front; else the embedded batch and
 // layer 0 (and, when the front is cached, the keys and attention that keepFront stores).
 func (b *builder[T]) front(batch *Batch) (h, cells *G.Node, first int, err error) {
-	if b.cachesFront() {
+	if b.cacheFront {
 		keys := b.sampleKeys(batch)
 		if h, cells, ok, err := b.cachedFront(keys); ok || err != nil {
 			return h, cells, b.cfg.Flex.NSA, err

@@ -97,9 +97,9 @@ type builder[T ops.Float] struct {
 	opt Options
 	// When the frozen front is cached but missed: the samples' keys, and layer n_sa−1's image attention as
 	// its Select computes it.
-	frontKeys   []featcache.Key
-	frontAttn   [][][]float64
-	frontFrozen *bool // cachesFront's answer, once found
+	frontKeys  []featcache.Key
+	frontAttn  [][][]float64
+	cacheFront bool // cachesFront's answer
 }
 
 // Build unrolls the model for a batch. The weights are bound, not copied: an optimizer that updates them in
@@ -148,6 +148,7 @@ func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {
 }
 
 func (b *builder[T]) build(batch *Batch) error {
+	b.cacheFront = b.cachesFront()
 	h, cells, first, err := b.front(batch)
 	if err != nil {
 		return err
@@ -323,7 +324,7 @@ func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
 // hrFeaturesInto writes the HR features [M, D] of an image's pixels to dst: from the feature cache when it
 // keeps the frozen front, else from the tower's features (cached or not) and the projector.
 func (b *builder[T]) hrFeaturesInto(dst []T, px []float64) {
-	if b.cachesFront() {
+	if b.cacheFront {
 		b.cachedHRFeatures(dst, px)
 		return
 	}
