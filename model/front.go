@@ -8,7 +8,6 @@ import (
 
 	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
-	"github.com/flextrain/flextrain/safetensors"
 	G "gorgonia.org/gorgonia"
 )
 
@@ -39,7 +38,7 @@ func FrontFingerprint(w *Weights, trainable func(string) bool) string {
 			return ""
 		}
 		if !strings.HasPrefix(name, VisionPrefix) {
-			parts = append(parts, []byte(name), tensorBytes(w, name))
+			parts = append(parts, []byte(name), w.Tensor(name).Data)
 		}
 	}
 	return featcache.Fingerprint(parts...)
@@ -53,18 +52,6 @@ func inFront(cfg Config, name string) bool {
 	}
 	return strings.HasPrefix(name, VisionPrefix) || strings.HasPrefix(name, "model.mm_projector.") ||
 		strings.HasPrefix(name, "model.embed_tokens.")
-}
-
-// tensorBytes is a weight's data as its safetensors bytes.
-func tensorBytes(w *Weights, name string) []byte {
-	d := w.Get(name)
-	switch v := d.Data().(type) {
-	case []float32:
-		return safetensors.FromFloat32(d.Shape(), v).Data
-	case []float64:
-		return safetensors.FromFloat64(d.Shape(), v).Data
-	}
-	return nil
 }
 
 // cachesFront reports whether this graph keeps the frozen front in the feature cache: Options.Front is set

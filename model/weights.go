@@ -365,13 +365,23 @@ func (w *Weights) Clone() *Weights {
 // The data is copied.
 func (w *Weights) Tensors() map[string]safetensors.Tensor {
 	out := make(map[string]safetensors.Tensor, len(w.tensors))
-	for name, d := range w.tensors {
-		switch v := d.Data().(type) {
-		case []float32:
-			out[name] = safetensors.FromFloat32(d.Shape(), v)
-		case []float64:
-			out[name] = safetensors.FromFloat64(d.Shape(), v)
-		}
+	for name := range w.tensors {
+		out[name] = w.Tensor(name)
 	}
 	return out
+}
+
+// Tensor converts one weight as Tensors does (the data copied); a name the store lacks gives the zero Tensor.
+func (w *Weights) Tensor(name string) safetensors.Tensor {
+	d := w.tensors[name]
+	if d == nil {
+		return safetensors.Tensor{}
+	}
+	switch v := d.Data().(type) {
+	case []float32:
+		return safetensors.FromFloat32(d.Shape(), v)
+	case []float64:
+		return safetensors.FromFloat64(d.Shape(), v)
+	}
+	return safetensors.Tensor{}
 }

@@ -175,10 +175,9 @@ func (t *trainer[T]) openFeatureCache() error {
 // visionFingerprint identifies the vision tower: its weights in name order and the model configuration.
 func (t *trainer[T]) visionFingerprint() string {
 	parts := [][]byte{fmt.Appendf(nil, "%+v %s", t.cfg.Model(), dtypeOf[T]())}
-	ts := t.weights.Tensors()
-	for _, name := range sortedNames(ts) {
+	for _, name := range t.weights.Names() {
 		if strings.HasPrefix(name, model.VisionPrefix) {
-			parts = append(parts, []byte(name), ts[name].Data)
+			parts = append(parts, []byte(name), t.weights.Tensor(name).Data)
 		}
 	}
 	return featcache.Fingerprint(parts...)
