@@ -369,8 +369,8 @@ func hrRowsForward[T Float](st *attnState, hc *hrCache, b int, q, wv, o []T) {
 func selectedMeans[T Float](m *Arena, hc *hrCache, pHR []T, H, D int, z []T) {
 	R, U, most := len(hc.rows), len(hc.union), hc.mostSelected()
 	hdU, vector := hc.hdU.([]T), selectedVector[T](H, D)
-	// Every row's part of these is written before it is read.
-	xs, ps := get[T](m, most*D, false), get[T](m, H*most, false)
+	// Every row's part of these is written before it is read; xs holds its gathered rows for the GEMM path.
+	ps, xs := get[T](m, H*most, false), gemmGather[T](m, vector, most*D)
 	defer Recycle(m, xs, ps)
 	for i, sel := range hc.sel {
 		k := len(sel)
@@ -393,6 +393,15 @@ func selectedMeans[T Float](m *Arena, hc *hrCache, pHR []T, H, D int, z []T) {
 		copyRows(x, hdU, sel, D)
 		matmul(false, false, H, D, k, 1, p, x, 0, z[i*H*D:][:H*D])
 	}
+}
+
+// gemmGather is the buffer of n values the per-row GEMMs gather a row's selected features into, or nil
+// when the vector kernels read them in place.
+func gemmGather[T Float](m *Arena, vector bool, n int) []T {
+	if vector {
+		return nil
+	}
+	return get[T](m, n, false)
 }
 
 // mostSelected is the largest number of tokens a row of hc selected.
@@ -654,8 +663,8 @@ func selectedScoresBackward[T Float](st *attnState, hc *hrCache, pHR, gr, dz, dS
 	H, R, U, dh, W := lay.Heads, len(hc.rows), len(hc.union), lay.HeadDim, lay.Heads*lay.HeadDim
 	beta, oPlain, y := hc.beta.([]T), hc.oPlain.([]T), hc.y.([]T)
 	hdU, most, vector := hc.hdU.([]T), hc.mostSelected(), selectedVector[T](H, W)
-	// Every row's part of these is written before it is read.
-	xs, dps := get[T](m, most*W, false), get[T](m, H*most, false)
+	// Every row's part of these is written before it is read; xs holds its gathered rows for the GEMM path.
+	dps, xs := get[T](m, H*most, false), gemmGather[T](m, vector, most*W)
 	defer Recycle(m, xs, dps)
 	for i, sel := range hc.sel {
 		k := len(sel)

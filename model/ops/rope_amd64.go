@@ -16,7 +16,6 @@ func ropeRowVector[T Float](y, x, cos, sin []T, dh int, transpose bool) bool {
 		return false
 	}
 	_, _, _, _ = y[len(x)-1], cos[dh-1], sin[dh-1], x[len(x)/dh*dh-1] // the assembly stays inside all four
-	ropeRowAVX512((*float32)(unsafe.Pointer(&y[0])), (*float32)(unsafe.Pointer(&x[0])),
-		(*float32)(unsafe.Pointer(&cos[0])), (*float32)(unsafe.Pointer(&sin[0])), len(x)/dh, dh, transpose)
+	ropeRowAVX512(f32(y), f32(x), f32(cos), f32(sin), len(x)/dh, dh, transpose)
 	return true
 }

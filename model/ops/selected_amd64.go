@@ -45,4 +45,5 @@ func checkSelected[T Float](x []T, toks []int, width int, ok bool) {
 	}
 }
 
+// f32 is the first element of a float32 slice held as []T, for the assembly kernels (callers check T).
 func f32[T Float](x []T) *float32 { return (*float32)(unsafe.Pointer(unsafe.SliceData(x))) }
