@@ -10,10 +10,12 @@ import (
 
 // TestArenaMatchesPlainAllocation runs the golden training case with and without an arena, in both dtypes
 // and every view, and wants the same loss and gradients to the bit: once on fresh buffers, and again on
-// the first run's buffers handed back and filled with NaN, so a value still in use when its buffer is lent
-// again, or a kernel that reads memory it did not write, shows up as a difference. The second run must find
-// nearly all its buffers waiting (the tower's crops run on all cores, so how many temporaries are out at
-// once varies a little between runs).
+// the first run's buffers handed back and filled with NaN (twice), so a value still in use when its buffer
+// is lent again, or a kernel that reads memory it did not write, shows up as a difference. A later run must
+// find nearly all its buffers waiting. The towers of several images run at once, so how many temporaries
+// are out together depends on the scheduling: a run that meets a higher peak than the first allocates
+// that once, which is why either of the two later runs may show the reuse; a buffer that is never handed
+// back costs every run.
 func TestArenaMatchesPlainAllocation(t *testing.T) {
 	gc := goldenTrainCase(t)
 	for _, tt := range []struct {
@@ -39,8 +41,8 @@ func TestArenaMatchesPlainAllocation(t *testing.T) {
 			}
 			plainLoss, plainGrads := lossAndGrads(t, w, gc.batch, tt.opt)
 			tt.opt.Arena = ops.NewArena()
-			var first int64
-			for run := range 2 {
+			var first, least int64
+			for run := range 3 {
 				tt.opt.Arena.Poison()
 				fresh := tt.opt.Arena.Stats().Fresh
 				loss, grads := lossAndGrads(t, w, gc.batch, tt.opt)
@@ -54,10 +56,12 @@ func TestArenaMatchesPlainAllocation(t *testing.T) {
 				}
 				extra := tt.opt.Arena.Stats().Fresh - fresh
 				if run == 0 {
-					first = extra
-				} else if extra > first/10 {
-					t.Errorf("run %d allocated %d new bytes, the first %d; want at least 90%% reused", run, extra, first)
+					first, least = extra, extra
 				}
+				least = min(least, extra)
+			}
+			if least > first/10 {
+				t.Errorf("the later runs allocated at least %d new bytes, the first %d; want at least 90%% reused", least, first)
 			}
 		})
 	}

@@ -135,7 +135,7 @@ func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 		}
 		d.imageAt = len(d.rows)
 		d.imageKey = pixelHash(b.LRPixels[s])
-		lr := project(nil, d.cfg, d.get, visionFeatures(nil, d.cfg, d.get, ops.Convert[T](nil, b.LRPixels[s])), n)
+		lr := project(nil, d.cfg, d.get, visionFeatures(nil, d.cfg, d.get, ops.Convert[T](nil, b.LRPixels[s]), 1), n)
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
 		}

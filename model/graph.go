@@ -269,7 +269,8 @@ func (b *builder[T]) projectLR(batch *Batch) (*G.Node, error) {
 	return b.lr, err
 }
 
-// lrVision returns the tower's LR features [K·n, Cv] of the image samples, in batch order.
+// lrVision returns the tower's LR features [K·n, Cv] of the image samples, in batch order, the images
+// shared among the cores.
 func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
 	if b.trainsVision() {
 		return b.visionGraph(batch)
@@ -277,15 +278,15 @@ func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
 	_, n, _, _ := b.cfg.Grid()
 	Cv := b.cfg.Vision.HiddenSize
 	feats := ops.Buffer[T](b.mem, b.lay.images*n*Cv)
-	for i, k := range b.lay.imageIdx {
-		if k >= 0 {
+	ops.Parallel(len(b.lay.imageIdx), func(i int) {
+		if k := b.lay.imageIdx[i]; k >= 0 {
 			f := b.tower(featcache.ViewLR, batch.LRPixels[i], n*Cv, func(px []T) []T {
-				return visionFeatures(b.mem, b.cfg, b.get, px)
+				return visionFeatures(b.mem, b.cfg, b.get, px, 1)
 			})
 			copy(feats[k*n*Cv:], f)
 			ops.Recycle(b.mem, f)
 		}
-	}
+	})
 	return b.constant("lr_vision_features", feats, b.lay.images*n, Cv), nil
 }
 

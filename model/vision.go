@@ -2,8 +2,6 @@ package model
 
 import (
 	"fmt"
-	"runtime"
-	"sync"
 
 	"github.com/flextrain/flextrain/model/ops"
 )
@@ -11,38 +9,50 @@ import (
 // lookup returns the data of a named weight in the element type T.
 type lookup[T ops.Float] func(name string) []T
 
-// visionFeatures runs the frozen CLIP tower (DESIGN.md §3) on one image [3, S, S] and returns
-// hs[select_layer] without the CLS row, [n, Cv], in a buffer of m's that the caller owns. No gradient
-// flows through it.
-func visionFeatures[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], px []T) []T {
+// visionFeatures runs the frozen CLIP tower (DESIGN.md §3) on images [images, 3, S, S] and returns each
+// one's hs[select_layer] without the CLS row, [images·n, Cv], in a buffer of m's that the caller owns. No
+// gradient flows through it. The images share each layer's products, whose rows are independent: an
+// image's numbers are the same alone or in a stack.
+func visionFeatures[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], px []T, images int) []T {
 	vc := cfg.Vision
 	_, n, _, _ := cfg.Grid()
 	Cv, P, tokens := vc.HiddenSize, vc.PatchSize, n+1
-	x := ops.Scratch[T](m, tokens*Cv)
-	patches := lrPatches(m, cfg, px)
-	ops.MatMulNT(x[Cv:], patches, w(VisionPrefix+"embeddings.patch_embedding.weight"), n, 3*P*P, Cv)
-	ops.Recycle(m, patches)
-	copy(x[:Cv], w(VisionPrefix+"embeddings.class_embedding"))
-	pos := w(VisionPrefix + "embeddings.position_embedding.weight")
-	for i := range x {
-		x[i] += pos[i]
+	S := vc.ImageSize
+	patches := ops.Scratch[T](m, images*n*3*P*P)
+	for i := range images {
+		lrPatches(patches[i*n*3*P*P:], cfg, px[i*3*S*S:])
 	}
+	embedded := ops.Scratch[T](m, images*n*Cv)
+	ops.MatMulNT(embedded, patches, w(VisionPrefix+"embeddings.patch_embedding.weight"), images*n, 3*P*P, Cv)
+	ops.Recycle(m, patches)
+	x := ops.Scratch[T](m, images*tokens*Cv)
+	cls, pos := w(VisionPrefix+"embeddings.class_embedding"), w(VisionPrefix+"embeddings.position_embedding.weight")
+	for i := range images {
+		xi := x[i*tokens*Cv : (i+1)*tokens*Cv]
+		copy(xi, cls)
+		copy(xi[Cv:], embedded[i*n*Cv:(i+1)*n*Cv])
+		for j := range xi {
+			xi[j] += pos[j]
+		}
+	}
+	ops.Recycle(m, embedded)
 	ops.LayerNorm(x, x, w(VisionPrefix+"pre_layrnorm.weight"), w(VisionPrefix+"pre_layrnorm.bias"), Cv, vc.LayerNormEps)
 	for l := 0; l < cfg.VisionLayersRun(); l++ {
-		visionLayer(m, cfg, w, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l), x, tokens)
+		visionLayer(m, cfg, w, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l), x, images, tokens)
 	}
-	out := ops.Scratch[T](m, n*Cv)
-	copy(out, x[Cv:])
+	out := ops.Scratch[T](m, images*n*Cv)
+	for i := range images {
+		copy(out[i*n*Cv:(i+1)*n*Cv], x[(i*tokens+1)*Cv:(i+1)*tokens*Cv])
+	}
 	ops.Recycle(m, x)
 	return out
 }
 
-// lrPatches cuts an image [3, S, S] into its n patches, each flattened as (channel, row, column): [n, 3·P·P],
-// the layout of the patch embedding weight [Cv, 3, P, P], in a buffer of m's that the caller owns.
-func lrPatches[T ops.Float](m *ops.Arena, cfg Config, px []T) []T {
+// lrPatches cuts an image [3, S, S] into its n patches, each flattened as (channel, row, column), into
+// patches [n, 3·P·P], the layout of the patch embedding weight [Cv, 3, P, P].
+func lrPatches[T ops.Float](patches []T, cfg Config, px []T) {
 	S, P := cfg.Vision.ImageSize, cfg.Vision.PatchSize
-	g, n, _, _ := cfg.Grid()
-	patches := ops.Scratch[T](m, n*3*P*P)
+	g, _, _, _ := cfg.Grid()
 	for gi := 0; gi < g; gi++ {
 		for gj := 0; gj < g; gj++ {
 			dst := patches[(gi*g+gj)*3*P*P:]
@@ -54,23 +64,26 @@ func lrPatches[T ops.Float](m *ops.Arena, cfg Config, px []T) []T {
 			}
 		}
 	}
-	return patches
 }
 
-// visionLayer applies one pre-norm CLIP encoder layer to x [tokens, Cv] in place.
-func visionLayer[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], p string, x []T, tokens int) {
+// visionLayer applies one pre-norm CLIP encoder layer in place to x [images·tokens, Cv], each image's
+// tokens attending among themselves.
+func visionLayer[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], p string, x []T, images, tokens int) {
 	vc := cfg.Vision
-	Cv, eps := vc.HiddenSize, vc.LayerNormEps
+	Cv, eps, rows := vc.HiddenSize, vc.LayerNormEps, images*tokens
 	y, o := ops.Scratch[T](m, len(x)), ops.Scratch[T](m, len(x))
 	ops.LayerNorm(y, x, w(p+"layer_norm1.weight"), w(p+"layer_norm1.bias"), Cv, eps)
-	q, k, v := affine(m, w, p+"self_attn.q_proj", y, tokens, Cv), affine(m, w, p+"self_attn.k_proj", y, tokens, Cv), affine(m, w, p+"self_attn.v_proj", y, tokens, Cv)
-	ops.FullAttention(m, o, q, k, v, tokens, vc.NumHeads, Cv/vc.NumHeads)
-	a := affine(m, w, p+"self_attn.out_proj", o, tokens, Cv)
+	q, k, v := affine(m, w, p+"self_attn.q_proj", y, rows, Cv), affine(m, w, p+"self_attn.k_proj", y, rows, Cv), affine(m, w, p+"self_attn.v_proj", y, rows, Cv)
+	for i := range images {
+		at := func(s []T) []T { return s[i*tokens*Cv : (i+1)*tokens*Cv] }
+		ops.FullAttention(m, at(o), at(q), at(k), at(v), tokens, vc.NumHeads, Cv/vc.NumHeads)
+	}
+	a := affine(m, w, p+"self_attn.out_proj", o, rows, Cv)
 	addInto(x, a)
 	ops.LayerNorm(y, x, w(p+"layer_norm2.weight"), w(p+"layer_norm2.bias"), Cv, eps)
-	h := affine(m, w, p+"mlp.fc1", y, tokens, Cv)
+	h := affine(m, w, p+"mlp.fc1", y, rows, Cv)
 	ops.QuickGELU(h)
-	f := affine(m, w, p+"mlp.fc2", h, tokens, vc.IntermediateSize)
+	f := affine(m, w, p+"mlp.fc2", h, rows, vc.IntermediateSize)
 	addInto(x, f)
 	ops.Recycle(m, y, o, q, k, v, a, h, f)
 }
@@ -99,41 +112,22 @@ func project[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], x []T, rows int
 	return affine(m, w, "model.mm_projector.2", h, rows, cfg.Text.HiddenSize)
 }
 
-// hrTower runs the tower on the Z×Z crops of S×S of an image's HR pixels [3, Z·S, Z·S], in row-major crop
-// order, and returns their features before the projector, [Z²·n, Cv]. The crops are independent, so they
-// run on all cores; each crop's numbers do not depend on the scheduling.
+// hrTower runs the tower on the Z×Z crops of S×S of an image's HR pixels [3, Z·S, Z·S], all at once in
+// row-major crop order, and returns their features before the projector, [Z²·n, Cv].
 func hrTower[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], hr []T) []T {
-	S, Z, Cv := cfg.Vision.ImageSize, cfg.Flex.Zoom, cfg.Vision.HiddenSize
-	_, n, _, _ := cfg.Grid()
-	out := ops.Scratch[T](m, Z*Z*n*Cv)
-	var wg sync.WaitGroup
-	next := make(chan int, Z*Z)
+	S, Z := cfg.Vision.ImageSize, cfg.Flex.Zoom
+	crops := ops.Scratch[T](m, Z*Z*3*S*S)
+	defer ops.Recycle(m, crops)
 	for j := 0; j < Z*Z; j++ {
-		next <- j
-	}
-	close(next)
-	for range min(runtime.GOMAXPROCS(0), Z*Z) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			crop := ops.Scratch[T](m, 3*S*S)
-			for j := range next {
-				a, b := j/Z, j%Z
-				for c := 0; c < 3; c++ {
-					for y := 0; y < S; y++ {
-						src := hr[(c*Z*S+a*S+y)*Z*S+b*S:]
-						copy(crop[(c*S+y)*S:(c*S+y+1)*S], src[:S])
-					}
-				}
-				f := visionFeatures(m, cfg, w, crop)
-				copy(out[j*n*Cv:(j+1)*n*Cv], f)
-				ops.Recycle(m, f)
+		a, b, crop := j/Z, j%Z, crops[j*3*S*S:]
+		for c := 0; c < 3; c++ {
+			for y := 0; y < S; y++ {
+				src := hr[(c*Z*S+a*S+y)*Z*S+b*S:]
+				copy(crop[(c*S+y)*S:(c*S+y+1)*S], src[:S])
 			}
-			ops.Recycle(m, crop)
-		}()
+		}
 	}
-	wg.Wait()
-	return out
+	return visionFeatures(m, cfg, w, crops, Z*Z)
 }
 
 // hrFeatures writes the HR features hd [M, D] of one image, computed from its tower features [Z²·n, Cv]

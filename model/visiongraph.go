@@ -59,9 +59,8 @@ func (b *builder[T]) visionEmbed(batch *Batch) (*G.Node, error) {
 	for i, k := range b.lay.imageIdx {
 		if k >= 0 {
 			px := ops.Convert[T](b.mem, batch.LRPixels[i])
-			p := lrPatches(b.mem, b.cfg, px)
-			copy(patches[k*n*pp:], p)
-			ops.Recycle(b.mem, px, p)
+			lrPatches(patches[k*n*pp:], b.cfg, px)
+			ops.Recycle(b.mem, px)
 		}
 	}
 	x := b.constant("lr_patches", patches, b.lay.images*n, pp)
