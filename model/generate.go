@@ -211,7 +211,7 @@ func (d *rowDecoder[T]) layer(l int, h []T, hr bool, cells []bool) []bool {
 	}
 	y := make([]T, D)
 	ops.MatMulNT(y, o, d.get(p+"self_attn.o_proj.weight"), 1, D, D)
-	addInto(h, y)
+	ops.AddTo(h, y)
 	d.mlp(p, h)
 	return next
 }
@@ -301,5 +301,5 @@ func (d *rowDecoder[T]) mlp(p string, h []T) {
 	ops.MatMulNT(up, y, d.get(p+"mlp.up_proj.weight"), 1, D, F)
 	ops.SwiGLUInPlace(gate, up)
 	ops.MatMulNT(out, gate, d.get(p+"mlp.down_proj.weight"), 1, F, D)
-	addInto(h, out)
+	ops.AddTo(h, out)
 }

@@ -79,12 +79,12 @@ func visionLayer[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], p string, x
 		ops.FullAttention(m, at(o), at(q), at(k), at(v), tokens, vc.NumHeads, Cv/vc.NumHeads)
 	}
 	a := affine(m, w, p+"self_attn.out_proj", o, rows, Cv)
-	addInto(x, a)
+	ops.AddTo(x, a)
 	ops.LayerNorm(y, x, w(p+"layer_norm2.weight"), w(p+"layer_norm2.bias"), Cv, eps)
 	h := affine(m, w, p+"mlp.fc1", y, rows, Cv)
 	ops.QuickGELU(h)
 	f := affine(m, w, p+"mlp.fc2", h, rows, vc.IntermediateSize)
-	addInto(x, f)
+	ops.AddTo(x, f)
 	ops.Recycle(m, y, o, q, k, v, a, h, f)
 }
 
@@ -96,12 +96,6 @@ func affine[T ops.Float](m *ops.Arena, w lookup[T], p string, x []T, rows, in in
 	ops.MatMulNT(y, x, wt, rows, in, out)
 	ops.AddRowBias(y, b)
 	return y
-}
-
-func addInto[T ops.Float](x, y []T) {
-	for i := range x {
-		x[i] += y[i]
-	}
 }
 
 // project is the mlp2x_gelu projector (DESIGN.md §4) without gradient: [rows, Cv] → [rows, D].

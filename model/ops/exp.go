@@ -79,9 +79,7 @@ func sigmoids[T Float](s, x []T, k T) {
 		return
 	}
 	expfs(f, any(x).([]float32), -float32(k), 0) // e^(−k·x): (−k)·x is −(k·x) exactly
-	for i, e := range s {
-		s[i] = 1 / (1 + e)
-	}
+	recipOnePlus(f)
 }
 
 // exp is e^x in T: float32 by expf, float64 by math.Exp.

@@ -20,10 +20,7 @@ func FullAttention[T Float](m *Arena, o, q, k, v []T, tokens, heads, dh int) {
 // AddRowBias adds b [C] to every row of x [R, C].
 func AddRowBias[T Float](x, b []T) {
 	for lo := 0; lo < len(x); lo += len(b) {
-		row := x[lo:min(lo+len(b), len(x))]
-		for j := range row {
-			row[j] += b[j]
-		}
+		AddTo(x[lo:min(lo+len(b), len(x))], b)
 	}
 }
 
@@ -33,9 +30,7 @@ func QuickGELU[T Float](x []T) {
 	for lo := 0; lo < len(x); lo += len(buf) {
 		c := x[lo:min(lo+len(buf), len(x))]
 		sigmoids(buf[:], c, 1.702)
-		for i, v := range c {
-			c[i] = v * buf[i]
-		}
+		mulBy(c, buf[:])
 	}
 }
 

@@ -238,9 +238,7 @@ func quickGELUDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	x := slice[T](v[0])
 	out, y := allocFull[T](m, shapeOf(v[0])...)
 	sigmoids(y, x, 1.702)
-	for i, z := range x {
-		y[i] = z * y[i]
-	}
+	mulBy(y, x)
 	return out, nil
 }
 
