@@ -12,69 +12,44 @@
 	DECL  AX      \
 	KMOVW AX, K1
 
+// BINARY is the body of a kernel dst[i] = dst[i] OP src[i] with the Go signature (dst, src *float32, n int).
+#define BINARY(OP) \
+	MOVQ dst+0(FP), DI \
+	MOVQ src+8(FP), SI \
+	MOVQ n+16(FP), CX \
+loop: \
+	CMPQ    CX, $16 \
+	JLT     tail \
+	VMOVUPS (DI), Z0 \
+	OP      (SI), Z0, Z0 \
+	VMOVUPS Z0, (DI) \
+	ADDQ    $64, DI \
+	ADDQ    $64, SI \
+	SUBQ    $16, CX \
+	JMP     loop \
+tail: \
+	TESTQ CX, CX \
+	JEQ   done \
+	TAILMASK \
+	VMOVUPS (DI), K1, Z0 \
+	VMOVUPS (SI), K1, Z1 \
+	OP      Z1, Z0, Z0 \
+	VMOVUPS Z0, K1, (DI) \
+done: \
+	VZEROUPPER \
+	RET
+
 // func addAVX512(dst, src *float32, n int)
 //
 // dst[i] += src[i].
 TEXT ·addAVX512(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-
-addloop:
-	CMPQ    CX, $16
-	JLT     addtail
-	VMOVUPS (DI), Z0
-	VADDPS  (SI), Z0, Z0
-	VMOVUPS Z0, (DI)
-	ADDQ    $64, DI
-	ADDQ    $64, SI
-	SUBQ    $16, CX
-	JMP     addloop
-
-addtail:
-	TESTQ CX, CX
-	JEQ   adddone
-	TAILMASK
-	VMOVUPS (DI), K1, Z0
-	VMOVUPS (SI), K1, Z1
-	VADDPS  Z1, Z0, Z0
-	VMOVUPS Z0, K1, (DI)
-
-adddone:
-	VZEROUPPER
-	RET
+	BINARY(VADDPS)
 
 // func mulAVX512(dst, src *float32, n int)
 //
 // dst[i] *= src[i].
 TEXT ·mulAVX512(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-
-mulloop:
-	CMPQ    CX, $16
-	JLT     multail
-	VMOVUPS (DI), Z0
-	VMULPS  (SI), Z0, Z0
-	VMOVUPS Z0, (DI)
-	ADDQ    $64, DI
-	ADDQ    $64, SI
-	SUBQ    $16, CX
-	JMP     mulloop
-
-multail:
-	TESTQ CX, CX
-	JEQ   muldone
-	TAILMASK
-	VMOVUPS (DI), K1, Z0
-	VMOVUPS (SI), K1, Z1
-	VMULPS  Z1, Z0, Z0
-	VMOVUPS Z0, K1, (DI)
-
-muldone:
-	VZEROUPPER
-	RET
+	BINARY(VMULPS)
 
 // func recipOnePlusAVX512(s *float32, n int)
 //
