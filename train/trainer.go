@@ -280,14 +280,15 @@ func (t *trainer[T]) step(ctx context.Context) (stepResult, error) {
 	if t.opts.Fault != nil {
 		res.loss = t.opts.Fault(t.state.Step+1, res.loss)
 	}
-	res.elapsed = time.Since(start)
 	t.samples += res.samples
 	if t.train != nil {
 		c := t.train.Cursor()
 		// Position counts this rank's records of the training split, a batch at a time.
 		t.state.Epoch = float64(c.Epoch) + float64(c.Position)/float64(max(1, t.train.StepsPerEpoch()*t.cfg.PerDeviceTrainBatchSize))
 	}
-	return res, t.update(&res)
+	err := t.update(&res)
+	res.elapsed = time.Since(start) // the whole step: the optimizer's update too
+	return res, err
 }
 
 // microBatch runs forward and backward on the next batch and accumulates its gradients.
