@@ -26,9 +26,10 @@ func CrossEntropy(logits *G.Node, targets []int) (*G.Node, error) {
 		}
 		return tensor.ScalarShape(), nil
 	}
-	op.do = pick(xentDo[float32](targets), xentDo[float64](targets))
+	lse := make([]float64, len(targets)) // per row, its log-sum-exp: the forward pass leaves it for the backward
+	op.do = pick(xentDo[float32](targets, lse), xentDo[float64](targets, lse))
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
-		back := &fnOp{name: "CrossEntropyGrad", shape: sameShape, do: pick(xentGradDo[float32](targets), xentGradDo[float64](targets))}
+		back := &fnOp{name: "CrossEntropyGrad", shape: sameShape, do: pick(xentGradDo[float32](targets, lse), xentGradDo[float64](targets, lse))}
 		d, err := apply(back, 2, in[0], g)
 		return G.Nodes{d}, err
 	}
@@ -45,15 +46,20 @@ func supervised(targets []int) int {
 	return n
 }
 
-func xentDo[T Float](targets []int) doFunc {
+// xentDo sums the rows' losses in row order, each row's log-sum-exp (kept in lse) computed on all cores.
+func xentDo[T Float](targets []int, lse []float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x := slice[T](v[0])
 		V := shapeOf(v[0])[1]
+		parallel(len(targets), func(r int) {
+			if targets[r] != IgnoreIndex {
+				lse[r] = logSumExp(x[r*V : (r+1)*V])
+			}
+		})
 		var loss float64
 		for r, t := range targets {
 			if t != IgnoreIndex {
-				row := x[r*V : (r+1)*V]
-				loss += logSumExp(row) - float64(row[t])
+				loss += lse[r] - float64(x[r*V+t])
 			}
 		}
 		if n := supervised(targets); n > 0 {
@@ -63,24 +69,25 @@ func xentDo[T Float](targets []int) doFunc {
 	}
 }
 
-// xentGradDo: ∂/∂logits = (softmax − onehot(target)) / count, times the upstream scalar.
-func xentGradDo[T Float](targets []int) doFunc {
+// xentGradDo: ∂/∂logits = (softmax − onehot(target)) / count, times the upstream scalar, the rows on all
+// cores, with the forward pass's log-sum-exp of each.
+func xentGradDo[T Float](targets []int, lse []float64) doFunc {
 	return func(m *Arena, v []G.Value) (G.Value, error) {
 		x, g := slice[T](v[0]), slice[T](v[1])[0]
 		V := shapeOf(v[0])[1]
 		out, d := alloc[T](m, shapeOf(v[0])...)
 		n := supervised(targets)
-		for r, t := range targets {
+		parallel(len(targets), func(r int) {
+			t := targets[r]
 			if t == IgnoreIndex {
-				continue
+				return
 			}
 			row, dr := x[r*V:(r+1)*V], d[r*V:(r+1)*V]
-			lse := logSumExp(row)
 			for i, xv := range row {
-				dr[i] = T(math.Exp(float64(xv)-lse) / float64(n) * float64(g))
+				dr[i] = T(math.Exp(float64(xv)-lse[r]) / float64(n) * float64(g))
 			}
 			dr[t] -= T(float64(g) / float64(n))
-		}
+		})
 		return out, nil
 	}
 }
