@@ -334,14 +334,14 @@ func (t *trainer[T]) accumulate(n int) error {
 // takeGrads copies a graph's gradients into the bound parameters; a parameter the loss did not reach (a
 // weight of this batch's unused path, a tower layer after select_layer) gets zeros.
 func (t *trainer[T]) takeGrads(grads map[string]*tensor.Dense) {
-	for i := range t.params {
+	ops.Parallel(len(t.params), func(i int) {
 		p := &t.params[i]
 		if d, ok := grads[p.Name]; ok {
 			copy(p.Grad, d.Data().([]T))
 		} else {
 			clear(p.Grad)
 		}
-	}
+	})
 }
 
 // update finishes the accumulated gradient and applies AdamW, or skips a non-finite step without
