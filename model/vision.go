@@ -67,17 +67,17 @@ func lrPatches[T ops.Float](patches []T, cfg Config, px []T) {
 }
 
 // visionLayer applies one pre-norm CLIP encoder layer in place to x [images·tokens, Cv], each image's
-// tokens attending among themselves.
+// tokens attending among themselves (the images on all cores).
 func visionLayer[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], p string, x []T, images, tokens int) {
 	vc := cfg.Vision
 	Cv, eps, rows := vc.HiddenSize, vc.LayerNormEps, images*tokens
 	y, o := ops.Scratch[T](m, len(x)), ops.Scratch[T](m, len(x))
 	ops.LayerNorm(y, x, w(p+"layer_norm1.weight"), w(p+"layer_norm1.bias"), Cv, eps)
 	q, k, v := affine(m, w, p+"self_attn.q_proj", y, rows, Cv), affine(m, w, p+"self_attn.k_proj", y, rows, Cv), affine(m, w, p+"self_attn.v_proj", y, rows, Cv)
-	for i := range images {
+	ops.Parallel(images, func(i int) {
 		at := func(s []T) []T { return s[i*tokens*Cv : (i+1)*tokens*Cv] }
 		ops.FullAttention(m, at(o), at(q), at(k), at(v), tokens, vc.NumHeads, Cv/vc.NumHeads)
-	}
+	})
 	a := affine(m, w, p+"self_attn.out_proj", o, rows, Cv)
 	ops.AddTo(x, a)
 	ops.LayerNorm(y, x, w(p+"layer_norm2.weight"), w(p+"layer_norm2.bias"), Cv, eps)

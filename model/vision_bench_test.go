@@ -18,8 +18,8 @@ func benchConfig() Config {
 }
 
 // BenchmarkFrozenTower times the frozen tower of a bench batch (configs/bench.yaml, float32): the LR
-// features of 8 images, and the HR features (tower and projector over the 9 crops) of 8 images on all
-// cores, as an uncached training step computes them.
+// features of 8 images, the HR features (tower and projector over the 9 crops) of one image, as inference
+// computes them, and of 8 images on all cores, as an uncached training step does.
 func BenchmarkFrozenTower(b *testing.B) {
 	cfg := benchConfig()
 	w := InitWeights(cfg, tensor.Float32, 1)
@@ -41,6 +41,14 @@ func BenchmarkFrozenTower(b *testing.B) {
 				f := visionFeatures(mem, cfg, get, px[:3*S*S], 1)
 				ops.Recycle(mem, project(mem, cfg, get, f, n), f)
 			}
+		}
+	})
+	b.Run("hr-one", func(b *testing.B) { // one image alone, as inference computes it
+		hd := make([]float32, M*D)
+		for range b.N {
+			t := hrTower(mem, cfg, get, images[0])
+			hrFeatures(mem, cfg, get, t, hd)
+			ops.Recycle(mem, t)
 		}
 	})
 	b.Run("hr", func(b *testing.B) {

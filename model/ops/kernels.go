@@ -24,14 +24,16 @@ func AddRowBias[T Float](x, b []T) {
 	}
 }
 
-// QuickGELU applies z·σ(1.702·z) in place (CLIP's activation), a stack buffer of σ at a time.
+// QuickGELU applies z·σ(1.702·z) in place (CLIP's activation), on all cores, a stack buffer of σ at a time.
 func QuickGELU[T Float](x []T) {
-	var buf [256]T
-	for lo := 0; lo < len(x); lo += len(buf) {
-		c := x[lo:min(lo+len(buf), len(x))]
-		sigmoids(buf[:], c, 1.702)
-		mulBy(c, buf[:])
-	}
+	parallelRange(len(x), grain, func(lo, hi int) {
+		var buf [256]T
+		for ; lo < hi; lo += len(buf) {
+			c := x[lo:min(lo+len(buf), hi)]
+			sigmoids(buf[:], c, 1.702)
+			mulBy(c, buf[:])
+		}
+	})
 }
 
 // GELUInPlace applies the exact (erf) GELU in place, on all cores.

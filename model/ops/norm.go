@@ -116,22 +116,28 @@ func rmsGradWDo[T Float](eps float64) doFunc {
 	}
 }
 
-// LayerNorm is the CLIP LayerNorm over the last axis, forward only (the vision tower is frozen).
+// LayerNorm is the CLIP LayerNorm over the last axis, forward only (the vision tower is frozen), the rows
+// shared among the cores.
 func LayerNorm[T Float](y, x, w, b []T, D int, eps float64) {
-	for r := 0; r < len(x)/D; r++ {
-		xr, yr := x[r*D:(r+1)*D], y[r*D:(r+1)*D]
-		var mean, vs float64
-		for _, v := range xr {
-			mean += float64(v)
+	parallelRange(len(x)/D, max(1, grain/D), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			layerNormRow(y[r*D:(r+1)*D], x[r*D:(r+1)*D], w, b, eps)
 		}
-		mean /= float64(D)
-		for _, v := range xr {
-			d := float64(v) - mean
-			vs += d * d
-		}
-		inv := 1 / math.Sqrt(vs/float64(D)+eps)
-		for i, v := range xr {
-			yr[i] = T((float64(v)-mean)*inv)*w[i] + b[i]
-		}
+	})
+}
+
+func layerNormRow[T Float](y, x, w, b []T, eps float64) {
+	var mean, vs float64
+	for _, v := range x {
+		mean += float64(v)
+	}
+	mean /= float64(len(x))
+	for _, v := range x {
+		d := float64(v) - mean
+		vs += d * d
+	}
+	inv := 1 / math.Sqrt(vs/float64(len(x))+eps)
+	for i, v := range x {
+		y[i] = T((float64(v)-mean)*inv)*w[i] + b[i]
 	}
 }
