@@ -31,9 +31,7 @@ func visionFeatures[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], px []T, 
 		xi := x[i*tokens*Cv : (i+1)*tokens*Cv]
 		copy(xi, cls)
 		copy(xi[Cv:], embedded[i*n*Cv:(i+1)*n*Cv])
-		for j := range xi {
-			xi[j] += pos[j]
-		}
+		ops.AddTo(xi, pos)
 	}
 	ops.Recycle(m, embedded)
 	ops.LayerNorm(x, x, w(VisionPrefix+"pre_layrnorm.weight"), w(VisionPrefix+"pre_layrnorm.bias"), Cv, vc.LayerNormEps)

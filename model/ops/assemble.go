@@ -107,7 +107,7 @@ func scatterDo[T Float](src []Source, table tensor.Shape, image bool) doFunc {
 		out, d := alloc[T](m, table...)
 		for r, s := range src {
 			if (image && s.Kind == FromImage) || (!image && s.Kind == FromToken) {
-				axpy(d[s.Index*D:(s.Index+1)*D], 1, g[r*D:(r+1)*D])
+				AddTo(d[s.Index*D:(s.Index+1)*D], g[r*D:(r+1)*D])
 			}
 		}
 		return out, nil

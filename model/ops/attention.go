@@ -542,7 +542,7 @@ func attnBackward[T Float](m *Arena, st *attnState, in []G.Value) (G.Value, erro
 	parallelRange(len(dw), grain, func(lo, hi int) { // each element summed in sample order, whatever the cut
 		for _, d := range dws {
 			if d != nil {
-				axpy(dw[lo:hi], 1, d[lo:hi])
+				AddTo(dw[lo:hi], d[lo:hi])
 			}
 		}
 	})
@@ -648,7 +648,7 @@ func hrRowsBackward[T Float](st *attnState, hc *hrCache, b int, g, wv, dq, dwk, 
 		dSh := dS[h*R*U:][:R*U]
 		matmulLD(false, false, R, dh, U, scale, dSh, U, kHR[h*dh:], W, 0, dqr, dh)
 		for i, r := range hc.rows {
-			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
+			AddTo(dq[(b*lay.N+r)*W+h*dh:][:dh], dqr[i*dh:(i+1)*dh])
 		}
 		matmulLD(true, false, U, dh, R, scale, dSh, U, qr[h*dh:], W, 0, dkHR[h*dh:], W)
 	}
@@ -721,7 +721,7 @@ func denseRowsBackward[T Float](st *attnState, hc *hrCache, b int, k, v, g, dq, 
 		matmulLD(false, false, R, dh, L, scale, dS, L+U, headAt(k, lay, b, h), W, 0, dqr, dh)
 		matmulLD(false, false, R, dh, U, scale, dS[L:], L+U, kHR[h*dh:], W, 1, dqr, dh)
 		for i, r := range hc.rows {
-			axpy(dq[(b*lay.N+r)*W+h*dh:][:dh], 1, dqr[i*dh:(i+1)*dh])
+			AddTo(dq[(b*lay.N+r)*W+h*dh:][:dh], dqr[i*dh:(i+1)*dh])
 		}
 		matmulLD(true, false, L, dh, R, scale, dS, L+U, qr[h*dh:], W, 1, headAt(dk, lay, b, h), W)
 		matmulLD(true, false, U, dh, R, scale, dS[L:], L+U, qr[h*dh:], W, 0, dkHR[h*dh:], W)

@@ -180,9 +180,8 @@ func addDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 	a, b := slice[T](v[0]), slice[T](v[1])
 	out, y := allocFull[T](m, shapeOf(v[0])...)
 	parallelRange(len(y), grain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			y[i] = a[i] + b[i]
-		}
+		copy(y[lo:hi], a[lo:hi])
+		AddTo(y[lo:hi], b[lo:hi])
 	})
 	return out, nil
 }

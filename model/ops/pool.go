@@ -55,7 +55,7 @@ func poolsDo[T Float](n int) doFunc {
 				mx[c] = x[argmaxRow(x, n, C, k, c)*C+c]
 			}
 			for r := k * n; r < (k+1)*n; r++ {
-				axpy(mean, 1, x[r*C:(r+1)*C])
+				AddTo(mean, x[r*C:(r+1)*C])
 			}
 			for c := range mean {
 				mean[c] /= T(n)

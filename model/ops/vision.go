@@ -79,7 +79,7 @@ func embedDo[T Float](images int) doFunc {
 			img := y[k*tokens*C : (k+1)*tokens*C]
 			copy(img[:C], cls)
 			copy(img[C:], patch[k*(tokens-1)*C:(k+1)*(tokens-1)*C])
-			axpy(img, 1, pos)
+			AddTo(img, pos)
 		}
 		return out, nil
 	}
@@ -106,9 +106,9 @@ func embedGradDo[T Float](shape tensor.Shape, images, which int) doFunc {
 			case 0:
 				copy(d[k*(tokens-1)*C:], img[C:])
 			case 1:
-				axpy(d, 1, img[:C])
+				AddTo(d, img[:C])
 			default:
-				axpy(d, 1, img)
+				AddTo(d, img)
 			}
 		}
 		return out, nil
@@ -295,7 +295,7 @@ func scatterRowsDo[T Float](idx []int, shape tensor.Shape) doFunc {
 		C := shape[1]
 		out, d := alloc[T](m, shape...)
 		for i, r := range idx {
-			axpy(d[r*C:(r+1)*C], 1, g[i*C:(i+1)*C])
+			AddTo(d[r*C:(r+1)*C], g[i*C:(i+1)*C])
 		}
 		return out, nil
 	}
