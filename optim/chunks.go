@@ -1,10 +1,6 @@
 package optim
 
-import (
-	"runtime"
-	"sync"
-	"sync/atomic"
-)
+import "github.com/flextrain/flextrain/internal/par"
 
 // chunk is how many elements one goroutine takes at a time in the optimizer's element loops.
 const chunk = 1 << 16
@@ -32,17 +28,8 @@ func eachChunk[T Float](params []Param[T], f func(i int, p Param[T], lo, hi int)
 // eachSpan is eachChunk over chunks already cut (spans(params)), for a caller that sizes its per-chunk results
 // by them.
 func eachSpan[T Float](params []Param[T], jobs []span, f func(i int, p Param[T], lo, hi int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := int(next.Add(1) - 1); j < len(jobs); j = int(next.Add(1) - 1) {
-				s := jobs[j]
-				f(j, params[s.p], s.lo, s.hi)
-			}
-		}()
-	}
-	wg.Wait()
+	par.Do(len(jobs), func(j int) {
+		s := jobs[j]
+		f(j, params[s.p], s.lo, s.hi)
+	})
 }

@@ -2,33 +2,13 @@ package ops
 
 import (
 	"runtime"
-	"sync"
-	"sync/atomic"
+
+	"github.com/flextrain/flextrain/internal/par"
 )
 
-// parallel runs f(0), …, f(n−1) on up to GOMAXPROCS goroutines, each index exactly once. Callers give each
-// index its own output region, so results do not depend on the scheduling.
-func parallel(n int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		for i := 0; i < n; i++ {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
-}
+// parallel runs f(0), …, f(n−1) on up to GOMAXPROCS goroutines, each index exactly once (par.Do). Callers
+// give each index its own output region, so results do not depend on the scheduling.
+func parallel(n int, f func(i int)) { par.Do(n, f) }
 
 // Parallel is parallel for the callers of the package: f(0), …, f(n−1) on up to GOMAXPROCS goroutines, each
 // writing only its own outputs.
