@@ -25,23 +25,38 @@ const (
 )
 
 // FrontFingerprint identifies the frozen front's weights beyond the tower's (which the feature cache's own
-// fingerprint covers) and the model configuration; Options.Front takes it. It is "" when a weight of the
-// front trains: then the front is not cached.
+// fingerprint, VisionFingerprint, covers) and the model configuration; Options.Front takes it. It is "" when
+// a weight of the front trains: then the front is not cached.
 func FrontFingerprint(w *Weights, trainable func(string) bool) string {
 	cfg := w.Config()
-	parts := [][]byte{fmt.Appendf(nil, "%+v %s", cfg, w.Dtype())}
+	if frontTrains(cfg, w.Names(), trainable) {
+		return ""
+	}
+	return w.fingerprint(func(name string) bool { return inFront(cfg, name) && !isVision(name) })
+}
+
+// VisionFingerprint identifies the vision tower: its weights in name order and the model configuration. It
+// is the feature cache's fingerprint for the tower's features.
+func VisionFingerprint(w *Weights) string { return w.fingerprint(isVision) }
+
+// fingerprint hashes the model configuration, the element type and, in name order, the names and data of
+// the weights keep picks.
+func (w *Weights) fingerprint(keep func(name string) bool) string {
+	parts := [][]byte{fmt.Appendf(nil, "%+v %s", w.Config(), w.Dtype())}
 	for _, name := range w.Names() {
-		if !inFront(cfg, name) {
-			continue
-		}
-		if trainable != nil && trainable(name) {
-			return ""
-		}
-		if !strings.HasPrefix(name, VisionPrefix) {
+		if keep(name) {
 			parts = append(parts, []byte(name), w.Tensor(name).Data)
 		}
 	}
 	return featcache.Fingerprint(parts...)
+}
+
+// isVision reports whether the weight called name belongs to the vision tower.
+func isVision(name string) bool { return strings.HasPrefix(name, VisionPrefix) }
+
+// frontTrains reports whether trainable (nil: nothing trains) picks a weight of the front among names.
+func frontTrains(cfg Config, names []string, trainable func(string) bool) bool {
+	return trainable != nil && slices.ContainsFunc(names, func(name string) bool { return inFront(cfg, name) && trainable(name) })
 }
 
 // inFront reports whether the weight called name belongs to the front.
@@ -50,7 +65,7 @@ func inFront(cfg Config, name string) bool {
 	if _, err := fmt.Sscanf(name, "model.layers.%d.", &l); err == nil {
 		return l < cfg.Flex.NSA
 	}
-	return strings.HasPrefix(name, VisionPrefix) || strings.HasPrefix(name, "model.mm_projector.") ||
+	return isVision(name) || strings.HasPrefix(name, "model.mm_projector.") ||
 		strings.HasPrefix(name, "model.embed_tokens.")
 }
 
@@ -62,9 +77,7 @@ func (b *builder[T]) cachesFront() bool {
 	if b.opt.Front == "" || b.opt.Features == nil || b.view == ViewHDSeq || b.cfg.Flex.NSA >= b.cfg.Text.NumLayers {
 		return false
 	}
-	return b.opt.Trainable == nil || b.opt.Mode != Train || !slices.ContainsFunc(b.w.Names(), func(name string) bool {
-		return inFront(b.cfg, name) && b.opt.Trainable(name)
-	})
+	return b.opt.Mode != Train || !frontTrains(b.cfg, b.w.Names(), b.opt.Trainable)
 }
 
 // sampleKeys names each sample's front by its content: its real token ids, its LR pixels and its HR rows,

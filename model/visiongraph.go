@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/flextrain/flextrain/model/ops"
 	G "gorgonia.org/gorgonia"
@@ -18,7 +17,7 @@ func (b *builder[T]) trainsVision() bool {
 		return false
 	}
 	for _, name := range b.w.Names() {
-		if strings.HasPrefix(name, VisionPrefix) && b.opt.Trainable(name) {
+		if isVision(name) && b.opt.Trainable(name) {
 			return true
 		}
 	}

@@ -10,8 +10,6 @@ import (
 
 func trainAll(string) bool { return true }
 
-func isVision(name string) bool { return strings.HasPrefix(name, VisionPrefix) }
-
 // TestVisionGraphMatchesPlainTower checks that the trainable tower built in the graph gives the plain tower's
 // projected LR features, loss and decoder gradients (float64), and that it alone gives the tower gradients.
 func TestVisionGraphMatchesPlainTower(t *testing.T) {

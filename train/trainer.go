@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/flextrain/flextrain/data"
@@ -160,7 +159,7 @@ func (t *trainer[T]) openFeatureCache() error {
 	if t.cfg.FeatureCache == "off" {
 		return nil
 	}
-	opts := featcache.Options{Fingerprint: t.visionFingerprint(), MaxMemoryBytes: int64(t.cfg.FeatureCacheMB) << 20}
+	opts := featcache.Options{Fingerprint: model.VisionFingerprint(t.weights), MaxMemoryBytes: int64(t.cfg.FeatureCacheMB) << 20}
 	if t.cfg.FeatureCache == "disk" {
 		opts.Dir = filepath.Join(t.cfg.OutputDir, "feature-cache")
 	}
@@ -170,17 +169,6 @@ func (t *trainer[T]) openFeatureCache() error {
 	}
 	t.features, t.front = c, model.FrontFingerprint(t.weights, t.cfg.Trainable)
 	return nil
-}
-
-// visionFingerprint identifies the vision tower: its weights in name order and the model configuration.
-func (t *trainer[T]) visionFingerprint() string {
-	parts := [][]byte{fmt.Appendf(nil, "%+v %s", t.cfg.Model(), dtypeOf[T]())}
-	for _, name := range t.weights.Names() {
-		if strings.HasPrefix(name, model.VisionPrefix) {
-			parts = append(parts, []byte(name), t.weights.Tensor(name).Data)
-		}
-	}
-	return featcache.Fingerprint(parts...)
 }
 
 func dtypeOf[T optim.Float]() tensor.Dtype {
