@@ -79,6 +79,19 @@ func (c Config) VisionLayersRun() int {
 	return ((c.Vision.SelectLayer % (L + 1)) + L + 1) % (L + 1)
 }
 
+// Upper bounds of the configuration's sizes. They are far above any published LLaVA-style model (LLaVA-1.5
+// has S = 336, 24 + 40 layers, widths ≤ 13824, a 32000-token vocabulary), and low enough that a mistyped
+// value (num_layers: 1000000) is refused with its key instead of exhausting memory while the model is laid
+// out.
+const (
+	MaxImageSize = 4096    // vision.image_size, patch_size, select_grid
+	MaxWidth     = 1 << 17 // hidden, intermediate sizes and head counts
+	MaxLayers    = 1024    // vision.num_layers, text.num_layers
+	MaxVocab     = 1 << 22 // text.vocab_size
+	MaxZoom      = 16      // flex.zoom
+	MaxHRTokens  = 1 << 20 // (zoom·S/P)², the HR tokens of one image
+)
+
 // Validate returns every problem with the configuration, one per line, or nil.
 func (c Config) Validate() error {
 	var errs []error
@@ -92,15 +105,20 @@ func (c Config) Validate() error {
 	}
 	v, t, f := c.Vision, c.Text, c.Flex
 	for _, p := range []struct {
-		name string
-		v    int
+		name  string
+		v, hi int
 	}{
-		{"vision.image_size", v.ImageSize}, {"vision.patch_size", v.PatchSize}, {"vision.hidden_size", v.HiddenSize},
-		{"vision.intermediate_size", v.IntermediateSize}, {"vision.num_layers", v.NumLayers}, {"vision.num_heads", v.NumHeads},
-		{"text.vocab_size", t.VocabSize}, {"text.hidden_size", t.HiddenSize}, {"text.intermediate_size", t.IntermediateSize},
-		{"text.num_layers", t.NumLayers}, {"text.num_heads", t.NumHeads}, {"flex.zoom", f.Zoom}, {"flex.select_grid", f.SelectGrid},
+		{"vision.image_size", v.ImageSize, MaxImageSize}, {"vision.patch_size", v.PatchSize, MaxImageSize},
+		{"vision.hidden_size", v.HiddenSize, MaxWidth}, {"vision.intermediate_size", v.IntermediateSize, MaxWidth},
+		{"vision.num_layers", v.NumLayers, MaxLayers}, {"vision.num_heads", v.NumHeads, MaxWidth},
+		{"text.vocab_size", t.VocabSize, MaxVocab}, {"text.hidden_size", t.HiddenSize, MaxWidth},
+		{"text.intermediate_size", t.IntermediateSize, MaxWidth}, {"text.num_layers", t.NumLayers, MaxLayers},
+		{"text.num_heads", t.NumHeads, MaxWidth}, {"flex.zoom", f.Zoom, MaxZoom}, {"flex.select_grid", f.SelectGrid, MaxImageSize},
 	} {
 		positive(p.name, p.v)
+		if p.v > p.hi {
+			bad(p.name, "%d is past the largest this build supports, %d", p.v, p.hi)
+		}
 	}
 	if v.PatchSize > 0 && v.ImageSize%v.PatchSize != 0 {
 		bad("vision.image_size", "%d is not a multiple of patch_size %d", v.ImageSize, v.PatchSize)
@@ -137,6 +155,9 @@ func (c Config) Validate() error {
 	}
 	if f.Strategy != "attention" && f.Strategy != "" && (f.Ratio <= 0 || f.Ratio > 1) {
 		bad("flex.ratio", "must be in (0, 1] for strategy %s, got %g", f.Strategy, f.Ratio)
+	}
+	if g := c.gridOrZero(); g > 0 && f.Zoom > 0 && f.Zoom <= MaxZoom && g*f.Zoom*g*f.Zoom > MaxHRTokens {
+		bad("flex.zoom", "%d·%d HR tokens per image are past the largest this build supports, %d", g*f.Zoom, g*f.Zoom, MaxHRTokens)
 	}
 	if g := c.gridOrZero(); g > 0 && f.SelectGrid > g*f.Zoom {
 		bad("flex.select_grid", "%d cells exceed the HR grid side %d", f.SelectGrid, g*f.Zoom)

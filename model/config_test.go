@@ -37,6 +37,13 @@ func TestConfigValidate(t *testing.T) {
 		{"topk without a ratio", func(c *Config) { c.Flex.Strategy = "topk" }, "flex.ratio"},
 		{"grid finer than the HR grid", func(c *Config) { c.Flex.SelectGrid = 13 }, "flex.select_grid"},
 		{"zero eps", func(c *Config) { c.Text.RMSNormEps = 0 }, "text.rms_norm_eps"},
+		{"a million layers", func(c *Config) { c.Text.NumLayers = 1000000 }, "text.num_layers: 1000000 is past"},
+		{"a million vision layers", func(c *Config) { c.Vision.NumLayers = 1 << 20 }, "vision.num_layers"},
+		{"huge image", func(c *Config) { c.Vision.ImageSize = 1048576 }, "vision.image_size: 1048576 is past"},
+		{"huge vocabulary", func(c *Config) { c.Text.VocabSize = 1 << 30 }, "text.vocab_size"},
+		{"huge width", func(c *Config) { c.Text.IntermediateSize = 1 << 30 }, "text.intermediate_size"},
+		{"too many HR tokens", func(c *Config) { c.Vision.ImageSize, c.Vision.PatchSize, c.Flex.Zoom = 4096, 1, 2 }, "flex.zoom"},
+		{"largest zoom", func(c *Config) { c.Flex.Zoom = MaxZoom }, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -119,7 +119,7 @@ func Defaults() Config {
 // model.norm and lm_head.
 func DefaultTrainable(nSA, numLayers int) []string {
 	var ps []string
-	for l := max(nSA, 0); l < numLayers; l++ {
+	for l := max(nSA, 0); l < min(numLayers, model.MaxLayers); l++ { // more layers fail validation
 		ps = append(ps, fmt.Sprintf("model.layers.%d.*", l))
 	}
 	return append(ps, "model.norm.*", "lm_head.*")
@@ -473,6 +473,10 @@ func (c Config) Validate() error {
 
 type badFunc func(key, format string, a ...any)
 
+// maxWorkers bounds dataloader_num_workers: each worker holds a decoded image and its resampled views, and
+// no machine has the cores to use more.
+const maxWorkers = 256
+
 func (c Config) validatePaths(bad badFunc) {
 	if c.OutputDir == "" {
 		bad("output_dir", "must be set")
@@ -544,6 +548,9 @@ func (c Config) validateSteps(bad badFunc) {
 	atLeast("save_steps", c.SaveSteps, 0)
 	atLeast("save_total_limit", c.SaveTotalLimit, 2) // keep at least the newest and the one before it
 	atLeast("max_steps", c.MaxSteps, -1)
+	if c.MaxSteps > maxRunSteps {
+		bad("max_steps", "%d is past the most one run may take, %d", c.MaxSteps, maxRunSteps)
+	}
 	if c.MaxSteps <= 0 && !(c.NumTrainEpochs > 0 && !math.IsInf(c.NumTrainEpochs, 0)) {
 		bad("num_train_epochs", "must be finite and > 0 when max_steps is not set, got %g", c.NumTrainEpochs)
 	}
@@ -569,8 +576,8 @@ func (c Config) validateData(bad badFunc) {
 		bad("bad_sample_policy", "%q is not skip or fail", c.BadSamplePolicy)
 	}
 	inRange("max_bad_fraction", c.MaxBadFraction, 0, 1, bad)
-	if c.DataloaderNumWorkers < 0 {
-		bad("dataloader_num_workers", "must be ≥ 0, got %d", c.DataloaderNumWorkers)
+	if c.DataloaderNumWorkers < 0 || c.DataloaderNumWorkers > maxWorkers {
+		bad("dataloader_num_workers", "must be in 0…%d, got %d", maxWorkers, c.DataloaderNumWorkers)
 	}
 	if c.FeatureCache != "off" && c.FeatureCache != "memory" && c.FeatureCache != "disk" {
 		bad("feature_cache", "%q is not off, memory or disk", c.FeatureCache)

@@ -116,13 +116,16 @@ func sameArch(a, b Config) bool { return a.Arch == b.Arch && a.Flex.NSA == b.Fle
 // runStage trains cfg unless its output_dir holds a checkpoint of its last step; it returns the training
 // time and whether it trained.
 func runStage(ctx context.Context, cfg Config, out io.Writer, name string) (time.Duration, bool, error) {
-	if e, err := checkpoints.Latest(cfg.OutputDir); err == nil && e.Step >= cfg.MaxSteps {
+	e, err := checkpoints.Latest(cfg.OutputDir)
+	if err == nil && e.Step >= cfg.MaxSteps {
 		fmt.Fprintf(out, "%s: reusing %s\n", name, e.Path)
 		return 0, false, nil
 	}
 	fmt.Fprintf(out, "%s: training into %s\n", name, cfg.OutputDir)
 	start := time.Now()
-	if _, err := Run(ctx, cfg, RunOptions{Out: out}); err != nil {
+	// A stage stopped before its first checkpoint starts over; one with a checkpoint resumes from it.
+	opts := RunOptions{Out: out, Overwrite: errors.Is(err, checkpoints.ErrNotFound)}
+	if _, err := Run(ctx, cfg, opts); err != nil {
 		return 0, false, fmt.Errorf("train: demo: %s: %w", name, err)
 	}
 	return time.Since(start), true, nil

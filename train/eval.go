@@ -31,13 +31,12 @@ func (t *trainer[T]) evaluate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t.log.eval(t.state.Step, m)
-	t.log.info("evaluated", "seconds", time.Since(start).Seconds())
 	if t.state.BestMetric == nil || m.Loss < *t.state.BestMetric {
 		loss := m.Loss
 		t.state.BestMetric, t.state.BestStep = &loss, t.state.Step
 	}
-	return nil
+	t.log.info("evaluated", "seconds", time.Since(start).Seconds())
+	return t.log.eval(t.state.Step, m)
 }
 
 // evalLoader opens eval_data_path, or the held-out part of data_path, for one ordered pass.

@@ -3,6 +3,8 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -13,16 +15,18 @@ func (t *trainer[T]) finish() error {
 			return err
 		}
 	}
-	if !t.every(t.cfg.SaveSteps) {
+	if t.state.Step != t.saved {
 		return t.save()
 	}
 	return nil
 }
 
-// stop ends the run after an error or an interruption: an interruption commits a checkpoint of the last
-// finished step first (a step is never left half done).
+// stop ends the run after an error or an interruption. An interruption, or metrics that cannot be
+// written, commits a checkpoint of the last finished step first, unless one exists (a step is never left
+// half done, and no finished step is lost).
 func (t *trainer[T]) stop(err error) (Summary, error) {
-	if errors.Is(err, ErrInterrupted) && t.state.Step > 0 {
+	keep := errors.Is(err, ErrInterrupted) || errors.Is(err, ErrMetrics)
+	if keep && t.state.Step > 0 && t.state.Step != t.saved {
 		if serr := t.save(); serr != nil {
 			return Summary{}, errors.Join(err, serr)
 		}
@@ -31,10 +35,15 @@ func (t *trainer[T]) stop(err error) (Summary, error) {
 }
 
 // summary reports the run with Hugging Face's end-of-run numbers.
-func (t *trainer[T]) summary(start time.Time, meanLoss float64) Summary {
+func (t *trainer[T]) summary(start time.Time, meanLoss float64) (Summary, error) {
 	secs := time.Since(start).Seconds()
 	s := Summary{TrainRuntime: round(secs, 3), TrainLoss: meanLoss, Steps: t.state.Step, SkippedNonFinite: t.state.SkippedNonFinite,
-		TrainSamplesPerSecond: round(float64(t.samples)/secs, 3), FeatureCacheHitRate: round(t.features.Stats().HitRate(), 4)}
-	t.log.summary(s)
-	return s
+		TrainSamplesPerSecond: round(float64(t.samples)/secs, 3), FeatureCacheHitRate: round(t.features.Stats().HitRate(), 4),
+		LastCheckpoint: t.lastPath()}
+	return s, t.log.summary(s)
+}
+
+// lastPath is the directory of the run's newest checkpoint.
+func (t *trainer[T]) lastPath() string {
+	return filepath.Join(t.cfg.OutputDir, fmt.Sprint("checkpoint-", t.saved))
 }

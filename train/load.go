@@ -70,9 +70,9 @@ func overlay(w *model.Weights, name string, ts safetensors.Tensor) error {
 	}
 	switch dst := d.Data().(type) {
 	case []float32:
-		return copyTensor(dst, map[string]safetensors.Tensor{name: ts}, name)
+		return copyTensor(dst, d.Shape(), map[string]safetensors.Tensor{name: ts}, name)
 	case []float64:
-		return copyTensor(dst, map[string]safetensors.Tensor{name: ts}, name)
+		return copyTensor(dst, d.Shape(), map[string]safetensors.Tensor{name: ts}, name)
 	}
 	return fmt.Errorf("weight %s has an unsupported type", name)
 }

@@ -2,6 +2,7 @@ package train
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,18 +16,28 @@ import (
 )
 
 // logger reports progress: one live progress line on a terminal, a plain line every logging_steps
-// otherwise, and one JSON object per logged step in output_dir/metrics.jsonl.
+// otherwise, and one JSON object per logged step in output_dir/metrics.jsonl once openMetrics opened it.
+// A metrics record that cannot be written is an error (ErrMetrics): the run stops rather than train on
+// with a log that silently lacks steps.
 type logger struct {
 	cfg     Config
 	out     io.Writer
 	slog    *slog.Logger
-	metrics *os.File
+	metrics *os.File // nil until openMetrics
 	bar     *progressbar.ProgressBar
 	start   time.Time
 	first   int // the first step this process reported (a resumed run starts past 1); 0 before it
 }
 
-func newLogger(cfg Config, opts RunOptions) (*logger, error) {
+// ErrMetrics reports a record that could not be written to metrics.jsonl (a full disk, say). The run
+// saves a checkpoint of its last finished step, if it can, and stops.
+var ErrMetrics = errors.New("train: cannot write metrics")
+
+// metricsFile is the name of the metrics log in output_dir.
+const metricsFile = "metrics.jsonl"
+
+// newLogger returns the console side of the run's logging; openMetrics adds the file.
+func newLogger(cfg Config, opts RunOptions) *logger {
 	out := opts.Out
 	if out == nil {
 		out = io.Discard
@@ -35,13 +46,22 @@ func newLogger(cfg Config, opts RunOptions) (*logger, error) {
 	if l.slog == nil {
 		l.slog = slog.New(slog.NewTextHandler(out, nil))
 	}
-	path := filepath.Join(cfg.OutputDir, "metrics.jsonl")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	return l
+}
+
+// openMetrics opens output_dir/metrics.jsonl: appended to by a resumed run, emptied by a fresh one.
+func (l *logger) openMetrics(resumed bool) error {
+	flag := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if !resumed {
+		flag |= os.O_TRUNC
+	}
+	path := filepath.Join(l.cfg.OutputDir, metricsFile)
+	f, err := os.OpenFile(path, flag, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("train: open %s: %w", path, err)
+		return fmt.Errorf("train: open %s: %w", path, err)
 	}
 	l.metrics = f
-	return l, nil
+	return nil
 }
 
 // isTerminal reports whether w is a terminal, where a live progress line makes sense.
@@ -55,7 +75,9 @@ func (l *logger) close() {
 		l.bar.Finish()
 		fmt.Fprintln(l.out)
 	}
-	l.metrics.Close()
+	if l.metrics != nil {
+		l.metrics.Close()
+	}
 }
 
 func (l *logger) printf(format string, a ...any) { fmt.Fprintf(l.out, format, a...) }
@@ -71,19 +93,23 @@ func (l *logger) clearBar() {
 }
 
 // record appends one object to metrics.jsonl.
-func (l *logger) record(v map[string]any) {
+func (l *logger) record(v map[string]any) error {
+	if l.metrics == nil {
+		return nil
+	}
 	b, err := json.Marshal(v)
 	if err == nil {
 		_, err = l.metrics.Write(append(b, '\n'))
 	}
 	if err != nil {
-		l.warn("cannot write metrics.jsonl", "err", err)
+		return fmt.Errorf("%w: %s: %w", ErrMetrics, l.metrics.Name(), err)
 	}
+	return nil
 }
 
 // step reports an optimizer step: the progress line on every step, the log line and metrics every
 // logging_steps (and on the first and last step).
-func (l *logger) step(st State, r stepResult, total int) {
+func (l *logger) step(st State, r stepResult, total int) error {
 	tps := float64(r.tokens) / r.elapsed.Seconds()
 	if l.first == 0 {
 		l.first = st.Step
@@ -92,18 +118,18 @@ func (l *logger) step(st State, r stepResult, total int) {
 		l.progress(st, r, total, tps)
 	}
 	if st.Step != 1 && st.Step != total && (l.cfg.LoggingSteps <= 0 || st.Step%l.cfg.LoggingSteps != 0) {
-		return
+		return nil
 	}
 	elapsed := time.Since(l.start).Seconds()
 	perStep := elapsed / float64(st.Step-l.first+1) // this process's pace, not the resumed steps'
-	l.record(map[string]any{"step": st.Step, "epoch": round(st.Epoch, 4), "loss": r.loss, "lr": r.lr,
-		"grad_norm": r.gradNorm, "tokens_per_sec": round(tps, 1), "elapsed_s": round(elapsed, 3),
-		"remaining_s": round(perStep*float64(total-st.Step), 1), "alpha": r.alpha,
-		"hr_selected_frac": round(r.hrSelectedFrac, 4), "feature_cache_hit_rate": round(r.featureHitRate, 4)})
 	if !isTerminal(l.out) {
 		l.printf("step %d/%d | epoch %.2f | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | %.0f ms/step | alpha %.2f | hr %.3f\n",
 			st.Step, total, st.Epoch, r.loss, r.lr, r.gradNorm, tps, float64(r.elapsed.Milliseconds()), r.alpha, r.hrSelectedFrac)
 	}
+	return l.record(map[string]any{"step": st.Step, "epoch": round(st.Epoch, 4), "loss": r.loss, "lr": r.lr,
+		"grad_norm": r.gradNorm, "tokens_per_sec": round(tps, 1), "elapsed_s": round(elapsed, 3),
+		"remaining_s": round(perStep*float64(total-st.Step), 1), "alpha": r.alpha,
+		"hr_selected_frac": round(r.hrSelectedFrac, 4), "feature_cache_hit_rate": round(r.featureHitRate, 4)})
 }
 
 // progress redraws the live progress line.
@@ -117,7 +143,7 @@ func (l *logger) progress(st State, r stepResult, total int, tps float64) {
 }
 
 // eval reports an evaluation.
-func (l *logger) eval(step int, m Report) {
+func (l *logger) eval(step int, m Report) error {
 	rec := map[string]any{"step": step, "eval_loss": m.Loss, "eval_samples": m.Samples}
 	line := fmt.Sprintf("eval at step %d | loss %.4f", step, m.Loss)
 	if m.Answers > 0 {
@@ -129,20 +155,20 @@ func (l *logger) eval(step int, m Report) {
 		rec[accuracyMetric(kind)] = k.Accuracy
 		line += fmt.Sprintf(" | %s %.3f", kind, k.Accuracy)
 	}
-	l.record(rec)
 	if l.bar != nil {
 		l.printf("\n")
 	}
 	l.printf("%s\n", line)
+	return l.record(rec)
 }
 
 // summary prints and records the end of a run.
-func (l *logger) summary(s Summary) {
-	b, _ := json.Marshal(s)
+func (l *logger) summary(s Summary) error {
+	b, _ := json.Marshal(s) // a struct of numbers and a string always marshals
 	l.printf("%s\n", b)
 	var m map[string]any
 	json.Unmarshal(b, &m)
-	l.record(m)
+	return l.record(m)
 }
 
 // round keeps digits decimals, for readable metrics.

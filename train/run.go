@@ -27,6 +27,9 @@ var ErrNonFinite = errors.New("train: non-finite loss or gradient")
 // maxNonFinite is how many non-finite steps in a row stop the run.
 const maxNonFinite = 3
 
+// maxRunSteps is the most optimizer steps one run may plan (max_steps, or num_train_epochs of batches).
+const maxRunSteps = 1 << 31
+
 // RunOptions are the parts of a run that are not configuration.
 type RunOptions struct {
 	Resume string    // auto (default), none, or a checkpoint path
@@ -37,6 +40,13 @@ type RunOptions struct {
 	// FS is the file system checkpoints are saved to and resumed from; nil means the real one. Tests give
 	// one that fails the way a full disk does.
 	FS checkpoints.FS
+	// Overwrite lets a fresh run start in an output_dir that holds another run (Hugging Face's
+	// overwrite_output_dir): that run's checkpoints are removed and its metrics.jsonl emptied. Without it
+	// such a run is refused with ErrOutputDirInUse. It never resumes.
+	Overwrite bool
+	// AllowDataChange resumes a checkpoint although data_path's content differs from the file it was
+	// trained on (a warning instead of ErrConfigMismatch).
+	AllowDataChange bool
 	// inspect, when set, sees the weights at the end of a successful run (tests compare their bytes).
 	inspect func(*model.Weights)
 }
@@ -65,7 +75,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (Summary, error) {
 }
 
 func run[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (Summary, error) {
-	t, err := setup[T](cfg, opts)
+	t, err := setup[T](ctx, cfg, opts)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -87,7 +97,9 @@ func run[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (Summa
 		} else {
 			t.state.NonFiniteInRow = 0
 			lossSum, losses = lossSum+res.loss, losses+1
-			t.log.step(t.state, res, t.total)
+			if err := t.log.step(t.state, res, t.total); err != nil {
+				return t.stop(err)
+			}
 		}
 		if t.every(t.cfg.EvalSteps) {
 			if err := t.evaluate(ctx); err != nil {
@@ -106,7 +118,7 @@ func run[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (Summa
 	if opts.inspect != nil {
 		opts.inspect(t.weights)
 	}
-	return t.summary(start, lossSum/math.Max(1, float64(losses))), nil
+	return t.summary(start, lossSum/math.Max(1, float64(losses)))
 }
 
 // skip accounts for a step whose update was skipped as non-finite; maxNonFinite in a row stop the run.

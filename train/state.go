@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/flextrain/flextrain/checkpoints"
@@ -33,13 +35,18 @@ type State struct {
 	Seed int `json:"seed"`
 	// FrozenHash is the SHA-256 of the frozen weights, so a resume against other base weights fails.
 	FrozenHash string `json:"frozen_weights_sha256"`
+	// Data identifies the content of data_path, so a resume notices a data file edited since (absent in
+	// checkpoints of earlier builds).
+	Data *DataFingerprint `json:"data_fingerprint,omitempty"`
 }
 
-// save commits a checkpoint of the current step and prunes old ones, keeping the best.
+// save commits a checkpoint of the current step and prunes old ones, keeping the one just written and
+// the best.
 func (t *trainer[T]) save() error {
 	if t.state.FrozenHash == "" {
 		t.state.FrozenHash = t.frozenHash()
 	}
+	t.state.Data = &t.data
 	t.state.Cursor, t.state.Counts = t.train.Cursor(), t.train.Counts()
 	t.state.OptimizerStep = t.opt.Step
 	st, err := json.MarshalIndent(t.state, "", "  ")
@@ -63,7 +70,8 @@ func (t *trainer[T]) save() error {
 		return fmt.Errorf("train: save step %d: %w", t.state.Step, err)
 	}
 	t.log.info("checkpoint saved", "path", path)
-	var protect []int
+	t.saved = t.state.Step
+	protect := []int{t.state.Step}
 	if t.state.BestMetric != nil {
 		protect = append(protect, t.state.BestStep)
 	}
@@ -103,11 +111,13 @@ func (t *trainer[T]) frozenHash() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// resume restores weights, optimizer, data position and counters from the checkpoint --resume names.
+// resume restores weights, optimizer, data position and counters from the checkpoint --resume names. It
+// trusts nothing the checksums let through: the state's every field, each tensor's shape and the data
+// file are checked against the run before anything is restored.
 func (t *trainer[T]) resume() error {
-	spec := t.opts.Resume
-	if spec == "" {
-		spec = "auto"
+	spec, err := resumeSpec(t.opts)
+	if err != nil {
+		return err
 	}
 	path, warnings, err := t.store().Resolve(spec)
 	for _, w := range warnings {
@@ -126,11 +136,8 @@ func (t *trainer[T]) resume() error {
 	if err := t.checkDrift(path, ck.Config); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(ck.State, &t.state); err != nil {
-		return fmt.Errorf("train: resume %s: trainer_state.json: %w", path, err)
-	}
-	if h := t.frozenHash(); t.state.FrozenHash != "" && h != t.state.FrozenHash {
-		return fmt.Errorf("train: resume %s: %w: the frozen base weights differ from those the checkpoint was trained on", path, checkpoints.ErrConfigMismatch)
+	if err := t.restoreState(path, ck); err != nil {
+		return err
 	}
 	if err := t.restoreTensors(path, ck); err != nil {
 		return err
@@ -139,7 +146,25 @@ func (t *trainer[T]) resume() error {
 		return fmt.Errorf("train: resume %s: %w", path, err)
 	}
 	t.train.RestoreCounts(t.state.Counts)
+	t.resumed, t.saved = path, t.state.Step
 	t.log.info("resumed", "checkpoint", path, "step", t.state.Step)
+	return nil
+}
+
+// restoreState decodes and checks the checkpoint's trainer_state.json, then the frozen weights and the
+// data file against it.
+func (t *trainer[T]) restoreState(path string, ck *checkpoints.Checkpoint) error {
+	st, err := decodeState(ck.State, stateLimits{step: ck.Step, seed: t.cfg.Seed, perEpoch: t.train.StepsPerEpoch() * t.cfg.PerDeviceTrainBatchSize})
+	if err != nil {
+		return fmt.Errorf("train: resume %s: %w", filepath.Join(path, "trainer_state.json"), err)
+	}
+	if h := t.frozenHash(); st.FrozenHash != "" && h != st.FrozenHash {
+		return fmt.Errorf("train: resume %s: %w: the frozen base weights differ from those the checkpoint was trained on", path, checkpoints.ErrConfigMismatch)
+	}
+	if err := t.checkData(path, st.Data); err != nil {
+		return err
+	}
+	t.state = st
 	return nil
 }
 
@@ -167,14 +192,14 @@ func (t *trainer[T]) restoreTensors(path string, ck *checkpoints.Checkpoint) err
 		t.opt.M, t.opt.V = map[string][]T{}, map[string][]T{}
 	}
 	for _, p := range t.params {
-		if err := copyTensor(p.Value, ck.Weights, p.Name); err != nil {
+		if err := copyTensor(p.Value, p.Shape, ck.Weights, p.Name); err != nil {
 			return fmt.Errorf("train: resume %s: %w", path, err)
 		}
 		if t.opt.Step == 0 {
 			continue
 		}
 		m, v := make([]T, len(p.Value)), make([]T, len(p.Value))
-		if err := errors.Join(copyTensor(m, ck.Optimizer, "m."+p.Name), copyTensor(v, ck.Optimizer, "v."+p.Name)); err != nil {
+		if err := errors.Join(copyTensor(m, p.Shape, ck.Optimizer, "m."+p.Name), copyTensor(v, p.Shape, ck.Optimizer, "v."+p.Name)); err != nil {
 			return fmt.Errorf("train: resume %s: %w", path, err)
 		}
 		t.opt.M[p.Name], t.opt.V[p.Name] = m, v
@@ -182,11 +207,16 @@ func (t *trainer[T]) restoreTensors(path string, ck *checkpoints.Checkpoint) err
 	return nil
 }
 
-// copyTensor fills dst from the named tensor, which must have the same number of elements and type.
-func copyTensor[T optim.Float](dst []T, ts map[string]safetensors.Tensor, name string) error {
+// copyTensor fills dst, a tensor of shape, from the named tensor, which must have that shape and the type
+// of dst: a tensor stored with its dimensions swapped has the right number of values and the wrong
+// meaning.
+func copyTensor[T optim.Float](dst []T, shape []int, ts map[string]safetensors.Tensor, name string) error {
 	st, ok := ts[name]
 	if !ok {
 		return fmt.Errorf("%w: tensor %s is missing", checkpoints.ErrConfigMismatch, name)
+	}
+	if !slices.Equal(st.Shape, shape) {
+		return fmt.Errorf("%w: tensor %s has shape %v, the model's is %v", checkpoints.ErrConfigMismatch, name, st.Shape, shape)
 	}
 	var src []T
 	switch any(dst).(type) {

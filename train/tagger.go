@@ -47,9 +47,10 @@ func PretrainVision(ctx context.Context, cfg Config, opts RunOptions) (VisionSum
 	if err != nil {
 		return VisionSummary{}, err
 	}
-	t := &trainer[float32]{cfg: cfg, opts: opts, mem: ops.NewArena()}
+	t := &trainer[float32]{cfg: cfg, opts: opts, mem: ops.NewArena(), log: newLogger(cfg, opts)}
 	defer t.close()
-	for _, s := range []func() error{t.prepareOutput, t.loadTokenizer, t.loadWeights, t.openData} {
+	t.log.printf("%s\n", t.cfg.Table())
+	for _, s := range []func() error{t.loadTokenizer, t.loadWeights, t.openData, t.writeConfig} {
 		if err := s(); err != nil {
 			return VisionSummary{}, err
 		}

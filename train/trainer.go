@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -39,14 +38,20 @@ type trainer[T optim.Float] struct {
 	front    string           // model.FrontFingerprint: with features, the whole frozen front is cached; "": not
 	mem      *ops.Arena       // the buffers of a step's graph, reused by the next step
 	state    State
-	total    int // optimizer steps of the whole run
+	resumed  string          // the checkpoint the run resumed from; "": a fresh run
+	saved    int             // the step of the newest checkpoint of this run (resumed or saved)
+	data     DataFingerprint // of data_path, stored in each checkpoint
+	total    int             // optimizer steps of the whole run
 	warmup   int
 	log      *logger
 	samples  int // samples trained on in this process
 }
 
-// setup prepares a run: output folder, tokenizer, weights, data, optimizer, and the resumed state.
-func setup[T optim.Float](cfg Config, opts RunOptions) (*trainer[T], error) {
+// setup prepares a run: tokenizer, weights, data, optimizer, the resumed state, and only then, once the
+// run is accepted, output_dir (claimOutput) and the feature cache. A run refused for any reason (a bad
+// file, config drift, a used output_dir) leaves output_dir as it found it. A cancelled ctx stops setup
+// between its steps with ErrInterrupted.
+func setup[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (*trainer[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -54,10 +59,17 @@ func setup[T optim.Float](cfg Config, opts RunOptions) (*trainer[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &trainer[T]{cfg: cfg, opts: opts, mem: ops.NewArena()}
-	steps := []func() error{t.prepareOutput, t.loadTokenizer, t.loadWeights, t.openFeatureCache, t.openData, t.bindParams, t.plan, t.resume}
+	t := &trainer[T]{cfg: cfg, opts: opts, mem: ops.NewArena(), log: newLogger(cfg, opts)}
+	t.log.printf("%s\n", t.cfg.Table())
+	steps := []func() error{t.loadTokenizer, t.loadWeights, t.openData, t.bindParams, t.plan, t.resume, t.claimOutput, t.openFeatureCache}
 	for _, s := range steps {
-		if err := s(); err != nil {
+		err := ctx.Err()
+		if err != nil {
+			err = ErrInterrupted
+		} else {
+			err = s()
+		}
+		if err != nil {
 			t.close()
 			return nil, err
 		}
@@ -74,22 +86,16 @@ func (t *trainer[T]) close() {
 	}
 }
 
-// prepareOutput creates output_dir, opens the logs, prints and saves the effective configuration.
-func (t *trainer[T]) prepareOutput() error {
-	if err := os.MkdirAll(t.cfg.OutputDir, 0o755); err != nil {
-		return fmt.Errorf("train: create output dir: %w", err)
-	}
+// writeConfig saves the effective configuration as output_dir/config.yaml, atomically: a full disk leaves
+// the previous file or none, never a truncated one.
+func (t *trainer[T]) writeConfig() error {
 	y, err := t.cfg.YAML()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(t.cfg.OutputDir, "config.yaml"), y, 0o644); err != nil {
+	if err := t.store().WriteFile(configFile, y); err != nil {
 		return fmt.Errorf("train: write config: %w", err)
 	}
-	if t.log, err = newLogger(t.cfg, t.opts); err != nil {
-		return err
-	}
-	t.log.printf("%s\n", t.cfg.Table())
 	return nil
 }
 
@@ -138,6 +144,9 @@ func (t *trainer[T]) loadTokenizer() error {
 // loadWeights reads model_name_or_path, or initialises the model from the seed when it is empty.
 func (t *trainer[T]) loadWeights() error {
 	mc, dt := t.cfg.Model(), dtypeOf[T]()
+	if err := checkMemory(t.cfg, int(dt.Size())); err != nil {
+		return err
+	}
 	if t.cfg.ModelNameOrPath == "" {
 		t.weights = model.InitWeights(mc, dt, uint64(t.cfg.Seed))
 		if t.weights == nil {
@@ -192,7 +201,7 @@ func (t *trainer[T]) openData() error {
 		return fmt.Errorf("train: data: %w", err)
 	}
 	t.train, t.source = l, l
-	return nil
+	return t.fingerprintData()
 }
 
 // batchSource is what a step reads its micro-batches from.
@@ -222,9 +231,11 @@ func (t *trainer[T]) bindParams() error {
 func (t *trainer[T]) plan() error {
 	c := t.cfg
 	t.total = c.MaxSteps
-	if t.total <= 0 {
-		perEpoch := float64(t.train.StepsPerEpoch()) / float64(c.GradientAccumulationSteps)
-		t.total = int(math.Ceil(c.NumTrainEpochs * perEpoch))
+	if t.total <= 0 && c.NumTrainEpochs*perEpochSteps(t.train.StepsPerEpoch(), c) <= maxRunSteps {
+		t.total = int(math.Ceil(c.NumTrainEpochs * perEpochSteps(t.train.StepsPerEpoch(), c)))
+	}
+	if c.MaxSteps <= 0 && c.NumTrainEpochs*perEpochSteps(t.train.StepsPerEpoch(), c) > maxRunSteps {
+		return fmt.Errorf("train: num_train_epochs %g of %d batches make more than %d optimizer steps; give fewer epochs or max_steps", c.NumTrainEpochs, t.train.StepsPerEpoch(), maxRunSteps)
 	}
 	if t.total <= 0 {
 		return fmt.Errorf("train: the run has no step: max_steps %d, num_train_epochs %g, %d batches per epoch", c.MaxSteps, c.NumTrainEpochs, t.train.StepsPerEpoch())
@@ -234,6 +245,11 @@ func (t *trainer[T]) plan() error {
 	var err error
 	t.view, err = model.ParseView(c.Flex.View) // validated: never an error here
 	return err
+}
+
+// perEpochSteps is the optimizer steps of one epoch of batches.
+func perEpochSteps(batches int, c Config) float64 {
+	return float64(batches) / float64(c.GradientAccumulationSteps)
 }
 
 // alpha is DESIGN.md §9's warm-up: min(1, step / (alpha_warmup_ratio · total)), 1 without warm-up.

@@ -88,6 +88,7 @@ func TestCommandsOnTrainedRun(t *testing.T) {
 	t.Run("ExportRefusesCorrupt", func(t *testing.T) { testExportRefusesCorrupt(t, r) })
 	t.Run("Inspect", func(t *testing.T) { testInspect(t, r) })
 	t.Run("InspectCorrupt", func(t *testing.T) { testInspectCorrupt(t, r) })
+	t.Run("InspectSwappedShape", func(t *testing.T) { testInspectSwappedShape(t, r) })
 	t.Run("InspectExport", func(t *testing.T) { testInspectExport(t, r) })
 	t.Run("Predict", func(t *testing.T) { testPredict(t, r) })
 	t.Run("Eval", func(t *testing.T) { testEval(t, r) })

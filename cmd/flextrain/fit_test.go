@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,7 +122,7 @@ func TestFitSignals(t *testing.T) {
 	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			last, code, stderr := interrupt(t, dir, tc.sig)
+			last, code, stderr := interrupt(t, dir, 1, nil, tc.sig)
 			if code != tc.code {
 				t.Fatalf("exit status after %v = %d; want %d\nstderr:\n%s", tc.sig, code, tc.code, stderr)
 			}
@@ -142,11 +143,13 @@ func TestFitSignals(t *testing.T) {
 	}
 }
 
-// TestFitSecondSignalQuits: a second SIGINT right after the first exits at once with 130, and whatever
-// the interrupted save left behind, every checkpoint listed in output_dir loads.
+// TestFitSecondSignalQuits: a second SIGINT right after the first exits at once with 130. The run saves
+// every step and is signalled after its third step line, so checkpoints exist whatever the signals cut
+// short: every one listed loads, and the next run resumes from the newest and leaves no temporary file of
+// the save the signals may have interrupted.
 func TestFitSecondSignalQuits(t *testing.T) {
 	dir := t.TempDir()
-	_, code, stderr := interrupt(t, dir, syscall.SIGINT, syscall.SIGINT)
+	last, code, stderr := interrupt(t, dir, 3, []string{"save_steps=1"}, syscall.SIGINT, syscall.SIGINT)
 	if code != 130 {
 		t.Fatalf("exit status after two SIGINTs = %d; want 130\nstderr:\n%s", code, stderr)
 	}
@@ -154,20 +157,36 @@ func TestFitSecondSignalQuits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(entries) == 0 || entries[len(entries)-1].Step < last-1 {
+		t.Fatalf("checkpoints after two SIGINTs at step %d: %+v; want at least the one of step %d", last, entries, last-1)
+	}
 	for _, e := range entries {
 		if _, err := checkpoints.Load(e.Path); err != nil {
 			t.Errorf("listed checkpoint %s does not load: %v", e.Path, err)
 		}
 	}
+	if out := fit(t, dir, append(signalSets, "save_steps=1", fmt.Sprint("max_steps=", last+1))...); !strings.Contains(out, "resumed") {
+		t.Errorf("the next run did not resume:\n%s", out)
+	}
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.Contains(n.Name(), ".tmp") {
+			t.Errorf("%s is left in output_dir after the next run", n.Name())
+		}
+	}
 }
 
-// interrupt starts an endless run in dir and sends sigs, one after the other, after the first step line.
-// It returns the last step logged, the exit status and the standard error.
-func interrupt(t *testing.T, dir string, sigs ...syscall.Signal) (last, code int, stderr string) {
+// interrupt starts an endless run in dir with the extra settings and sends sigs, one after the other, after
+// the step line of step after. It returns the last step logged, the exit status and the standard error.
+func interrupt(t *testing.T, dir string, after int, extra []string, sigs ...syscall.Signal) (last, code int, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := fitCmd(t, ctx, dir, append(signalSets, "max_steps=1000000")...)
+	sets := append(append(slices.Clone(signalSets), extra...), "max_steps=1000000")
+	cmd := fitCmd(t, ctx, dir, sets...)
 	var errBuf bytes.Buffer
 	cmd.Stderr = &errBuf
 	stdout, err := cmd.StdoutPipe()
@@ -183,7 +202,7 @@ func interrupt(t *testing.T, dir string, sigs ...syscall.Signal) (last, code int
 		if !ok {
 			continue
 		}
-		if last = step; len(sigs) > 0 {
+		if last = step; len(sigs) > 0 && step >= after {
 			for _, s := range sigs {
 				if err := cmd.Process.Signal(s); err != nil {
 					t.Fatal(err)
@@ -193,7 +212,7 @@ func interrupt(t *testing.T, dir string, sigs ...syscall.Signal) (last, code int
 		}
 	}
 	cmd.Wait()
-	t.Logf("signalled after the first step line: exit %d, last logged step %d", cmd.ProcessState.ExitCode(), last)
+	t.Logf("signalled after the line of step %d: exit %d, last logged step %d", after, cmd.ProcessState.ExitCode(), last)
 	return last, cmd.ProcessState.ExitCode(), errBuf.String()
 }
 
@@ -263,5 +282,27 @@ func compareRuns(t *testing.T, want, got string, n int) {
 	}
 	if len(ca.Weights) != len(cb.Weights) || len(ca.Optimizer) != len(cb.Optimizer) {
 		t.Errorf("the final checkpoints hold %d+%d and %d+%d tensors", len(ca.Weights), len(ca.Optimizer), len(cb.Weights), len(cb.Optimizer))
+	}
+}
+
+// TestFitOverwriteOutputDir: `fit --resume none` in an output_dir that holds a run fails and names the
+// flag; with --overwrite_output_dir it trains afresh.
+func TestFitOverwriteOutputDir(t *testing.T) {
+	dir := t.TempDir()
+	fit(t, dir, "max_steps=2", "eval_steps=0")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := fitCmd(t, ctx, dir, "max_steps=1", "eval_steps=0")
+	cmd.Args = append(cmd.Args, "--resume", "none")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "--overwrite_output_dir") {
+		t.Fatalf("fit --resume none in a used output_dir: %v\n%s\nwant a failure naming --overwrite_output_dir", err, out)
+	}
+	cmd = fitCmd(t, ctx, dir, "max_steps=1", "eval_steps=0")
+	cmd.Args = append(cmd.Args, "--resume", "none", "--overwrite_output_dir")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fit --overwrite_output_dir: %v\n%s", err, out)
+	}
+	if e, err := checkpoints.Latest(dir); err != nil || e.Step != 1 {
+		t.Errorf("Latest after overwriting = %+v, %v; want the new run's step 1", e, err)
 	}
 }

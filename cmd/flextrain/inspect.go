@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/train"
 )
 
 func init() { register(inspectCommand()) }
@@ -54,6 +55,9 @@ func inspectPath(path string) ([]checkpoints.Info, error) {
 	files, err := exportFiles(path)
 	if err != nil || len(files) == 0 {
 		info, err := checkpoints.Inspect(path)
+		if err == nil && info.Step >= 0 && isDir(path) {
+			err = checkModel(path)
+		}
 		return []checkpoints.Info{info}, err
 	}
 	var infos []checkpoints.Info
@@ -63,6 +67,23 @@ func inspectPath(path string) ([]checkpoints.Info, error) {
 		infos, errs = append(infos, info), append(errs, err)
 	}
 	return infos, errors.Join(errs...)
+}
+
+// checkModel checks a verified checkpoint directory's tensors against the model of its config.yaml.
+func checkModel(path string) error {
+	ck, err := checkpoints.Load(path)
+	if err != nil {
+		return err
+	}
+	if err := train.CheckCheckpoint(ck); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // exportFiles lists the *.safetensors files of a directory that is not a checkpoint (no MANIFEST).

@@ -100,6 +100,27 @@ func testInspectCorrupt(t *testing.T, r run) {
 	}
 }
 
+// testInspectSwappedShape: a checkpoint whose checksums verify but whose lm_head.weight is stored with
+// its dimensions swapped is not verified: inspect names the tensor and both shapes.
+func testInspectSwappedShape(t *testing.T, r run) {
+	dir := filepath.Join(t.TempDir(), "out")
+	ck, err := checkpoints.Load(r.ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ck.Weights["lm_head.weight"]
+	w.Shape = []int{w.Shape[1], w.Shape[0]}
+	ck.Weights["lm_head.weight"] = w
+	path, err := checkpoints.Save(dir, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := inspectJSONOf(t, path)
+	if !errors.Is(err, checkpoints.ErrConfigMismatch) || got.Verified || !strings.Contains(got.Error, "lm_head.weight: shape") {
+		t.Errorf("inspect of a swapped shape: verified %v, error %q, err %v; want ErrConfigMismatch naming lm_head.weight", got.Verified, got.Error, err)
+	}
+}
+
 // testInspectExport: an export folder is described file by file; a truncated file fails.
 func testInspectExport(t *testing.T, r run) {
 	dir := t.TempDir()

@@ -1,0 +1,34 @@
+package train
+
+import (
+	"testing"
+
+	"github.com/flextrain/flextrain/model"
+	"gorgonia.org/tensor"
+)
+
+// TestPlanMemory: the plan counts the elements InitWeights allocates, and three more copies (gradient, m,
+// v) of the trainable ones, four with gradient accumulation.
+func TestPlanMemory(t *testing.T) {
+	cfg := tinyConfig(t)
+	w := model.InitWeights(cfg.Model(), tensor.Float32, 1)
+	var params, trainable int64
+	for _, name := range w.Names() {
+		n := int64(w.Get(name).Len())
+		params += n
+		if cfg.Trainable(name) {
+			trainable += n
+		}
+	}
+	for _, acc := range []int{1, 2} {
+		cfg.GradientAccumulationSteps = acc
+		p := planMemory(cfg, 4)
+		copies := int64(2 + acc)
+		if p.params != params || p.trainable != trainable || p.bytes != 4*(params+copies*trainable) {
+			t.Errorf("accumulation %d: plan %+v; want %d parameters, %d trainable, %d bytes", acc, p, params, trainable, 4*(params+copies*trainable))
+		}
+	}
+	if total, ok := physicalMemory(); ok && total < 1<<20 {
+		t.Errorf("physicalMemory = %d bytes; want the machine's memory", total)
+	}
+}

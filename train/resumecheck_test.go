@@ -1,0 +1,172 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/safetensors"
+)
+
+// rewriteCheckpoint loads the checkpoint of step in dir, lets edit change it, and saves it again with valid
+// checksums: a checkpoint crafted by hand, which only the trainer's own checks can refuse.
+func rewriteCheckpoint(t *testing.T, dir string, step int, edit func(ck *checkpoints.Checkpoint)) {
+	t.Helper()
+	ck := loadCheckpoint(t, dir, step)
+	edit(ck)
+	if _, err := checkpoints.Save(dir, ck); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// editState returns an edit that sets one field of trainer_state.json to a raw JSON value.
+func editState(field, value string) func(ck *checkpoints.Checkpoint) {
+	return func(ck *checkpoints.Checkpoint) {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(ck.State, &m); err != nil {
+			panic(err)
+		}
+		m[field] = json.RawMessage(value)
+		ck.State, _ = json.Marshal(m)
+	}
+}
+
+// TestResumeRefusesBadState: a trainer_state.json whose fields contradict the checkpoint, the run or each
+// other is refused with ErrCorrupt naming the file and the field, never a panic or a run that trains
+// nothing.
+func TestResumeRefusesBadState(t *testing.T) {
+	base := tinyConfig(t, "max_steps=4")
+	mustRun(t, base, RunOptions{})
+	for _, tc := range []struct{ field, value string }{
+		{"optimizer_step", "-3"},
+		{"optimizer_step", "5"},
+		{"global_step", "1000000"},
+		{"nonfinite_in_row", "7"},
+		{"skipped_nonfinite", "-1"},
+		{"seed", "1"},
+		{"alpha", "2"},
+		{"learning_rate", "-1"},
+		{"epoch", "-0.5"},
+		{"best_step", "3"},
+		{"data_cursor", `{"epoch": 0, "position": 100000}`},
+		{"data_counts", `{"records": 4, "samples": 9, "with_image": 9, "text_only": 0, "tokens": 1, "truncated": 0, "skipped": 0, "bad": {}}`},
+		{"frozen_weights_sha256", `"zz"`},
+		{"data_fingerprint", `{"size": 1, "method": "md5", "sha256": "x"}`},
+		{"unknown_field", "1"},
+	} {
+		t.Run(tc.field+"="+tc.value, func(t *testing.T) {
+			dir := t.TempDir()
+			copyDir(t, filepath.Join(base.OutputDir, "checkpoint-4"), filepath.Join(dir, "checkpoint-4"))
+			rewriteCheckpoint(t, dir, 4, editState(tc.field, tc.value))
+			cfg := base
+			cfg.OutputDir, cfg.MaxSteps = dir, 6
+			_, _, err := runTiny(t, context.Background(), cfg, RunOptions{})
+			if !errors.Is(err, checkpoints.ErrCorrupt) || !strings.Contains(err.Error(), "trainer_state.json") || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("resume with %s = %s: %v; want ErrCorrupt naming trainer_state.json and %s", tc.field, tc.value, err, tc.field)
+			}
+		})
+	}
+}
+
+// TestResumeRefusesSwappedShape: a trained tensor stored with its dimensions swapped (the right number of
+// values, the wrong meaning) is refused by resume and by LoadTrained (eval, predict, export).
+func TestResumeRefusesSwappedShape(t *testing.T) {
+	cfg := tinyConfig(t, "max_steps=2")
+	mustRun(t, cfg, RunOptions{})
+	rewriteCheckpoint(t, cfg.OutputDir, 2, func(ck *checkpoints.Checkpoint) {
+		w := ck.Weights["lm_head.weight"]
+		w.Shape = []int{w.Shape[1], w.Shape[0]}
+		ck.Weights["lm_head.weight"] = w
+	})
+	want := "lm_head.weight has shape [64 144]"
+	cfg.MaxSteps = 3
+	if _, _, err := runTiny(t, context.Background(), cfg, RunOptions{}); !errors.Is(err, checkpoints.ErrConfigMismatch) || !strings.Contains(err.Error(), want) {
+		t.Errorf("resume: %v; want ErrConfigMismatch with %q", err, want)
+	}
+	if _, err := LoadTrained(filepath.Join(cfg.OutputDir, "checkpoint-2")); !errors.Is(err, checkpoints.ErrConfigMismatch) || !strings.Contains(err.Error(), want) {
+		t.Errorf("LoadTrained: %v; want ErrConfigMismatch with %q", err, want)
+	}
+	ck := loadCheckpoint(t, cfg.OutputDir, 2)
+	if err := CheckCheckpoint(ck); err == nil || !strings.Contains(err.Error(), "lm_head.weight") {
+		t.Errorf("CheckCheckpoint: %v; want an error naming lm_head.weight", err)
+	}
+}
+
+// TestResumeRefusesEditedData: a data file edited between a run and its resume is refused, naming
+// data_path and the flag that goes on anyway; with AllowDataChange the run resumes.
+func TestResumeRefusesEditedData(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "train.json")
+	copyFile(t, "../testdata/tiny/train.json", data)
+	cfg := tinyConfig(t, "max_steps=2", "data_path="+data)
+	mustRun(t, cfg, RunOptions{})
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(data, append(b, '\n'), 0o644); err != nil { // one byte more, the same records
+		t.Fatal(err)
+	}
+	cfg.MaxSteps = 3
+	_, _, err = runTiny(t, context.Background(), cfg, RunOptions{})
+	if !errors.Is(err, checkpoints.ErrConfigMismatch) || !strings.Contains(err.Error(), "data_path") || !strings.Contains(err.Error(), "--allow-data-change") {
+		t.Fatalf("resume on an edited data file: %v; want ErrConfigMismatch naming data_path and --allow-data-change", err)
+	}
+	if _, out := mustRun(t, cfg, RunOptions{AllowDataChange: true}); !strings.Contains(out, "resumed") {
+		t.Errorf("with AllowDataChange the run did not resume:\n%s", out)
+	}
+}
+
+// TestCheckCheckpoint: a checkpoint's tensors are checked against the model of its own config.yaml: a
+// missing m/v, a wrong dtype or a tensor the model lacks are each named.
+func TestCheckCheckpoint(t *testing.T) {
+	cfg := tinyConfig(t, "max_steps=2")
+	mustRun(t, cfg, RunOptions{})
+	for _, tc := range []struct {
+		name string
+		edit func(ck *checkpoints.Checkpoint)
+		want string // "" for no error
+	}{
+		{"as saved", func(*checkpoints.Checkpoint) {}, ""},
+		{"extra tensor", func(ck *checkpoints.Checkpoint) {
+			ck.Weights["model.layers.9.mlp.up_proj.weight"] = safetensors.FromFloat32([]int{1}, []float32{0})
+		}, "model.layers.9.mlp.up_proj.weight"},
+		{"missing moment", func(ck *checkpoints.Checkpoint) { delete(ck.Optimizer, "v.lm_head.weight") }, "v.lm_head.weight"},
+		{"wrong dtype", func(ck *checkpoints.Checkpoint) {
+			ck.Weights["model.norm.weight"] = safetensors.FromFloat64([]int{64}, make([]float64, 64))
+		}, "model.norm.weight"},
+		{"swapped moment", func(ck *checkpoints.Checkpoint) {
+			m := ck.Optimizer["m.lm_head.weight"]
+			m.Shape = []int{m.Shape[1], m.Shape[0]}
+			ck.Optimizer["m.lm_head.weight"] = m
+		}, "m.lm_head.weight"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ck := loadCheckpoint(t, cfg.OutputDir, 2)
+			tc.edit(ck)
+			err := CheckCheckpoint(ck)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CheckCheckpoint: %v; want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// copyDir copies the files of the folder from into a new folder to.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		copyFile(t, filepath.Join(from, e.Name()), filepath.Join(to, e.Name()))
+	}
+}
