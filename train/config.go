@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path"
 	"reflect"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -125,6 +125,9 @@ func DefaultTrainable(nSA, numLayers int) []string {
 	return append(ps, "model.norm.*", "lm_head.*")
 }
 
+// maxConfigBytes bounds a configuration file: the shipped ones are a few KB.
+const maxConfigBytes = 1 << 20
+
 // LoadConfig reads the YAML file at path over Defaults, applies overrides ("key=value", nested keys with
 // dots: "flex.threshold=40"), fills DefaultTrainable when no trainable patterns are given, and validates.
 // Unknown keys are errors (as yaml.v3's KnownFields(true) makes them), named with their full path and line:
@@ -132,7 +135,7 @@ func DefaultTrainable(nSA, numLayers int) []string {
 //	train: unknown config key: configs/tiny.yaml:12: flex.thresold
 func LoadConfig(path string, overrides []string) (Config, error) {
 	c := Defaults()
-	data, err := os.ReadFile(path)
+	data, err := fileio.ReadFile(path, maxConfigBytes)
 	if err != nil {
 		return c, fmt.Errorf("train: read config %s: %w", path, err)
 	}

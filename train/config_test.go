@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/model"
 )
 
@@ -398,4 +401,29 @@ func FuzzConfigDecode(f *testing.F) {
 		_ = c.Validate()
 		_ = c.Table()
 	})
+}
+
+// TestLoadConfigSpecialFiles: a configuration path that is a FIFO or a link to /dev/zero is refused at
+// once, neither waiting for a writer nor reading without end.
+func TestLoadConfigSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo, zero := filepath.Join(dir, "fifo.yaml"), filepath.Join(dir, "zero.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, zero} {
+		done := make(chan error, 1)
+		go func() { _, err := LoadConfig(path, nil); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, fileio.ErrNotRegular) || !strings.Contains(err.Error(), path) {
+				t.Errorf("LoadConfig(%s) = %v; want ErrNotRegular naming the path", path, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("LoadConfig(%s) did not return", path)
+		}
+	}
 }

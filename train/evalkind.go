@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 
 	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/model"
 )
 
@@ -179,7 +179,7 @@ func RecordKinds(path string) (map[string]string, error) {
 
 // readMeta reads the fields of every record that evaluation uses beyond the conversation.
 func readMeta(path string) ([]recordMeta, error) {
-	b, err := os.ReadFile(path)
+	b, err := fileio.ReadFile(path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("train: read kinds %s: %w", path, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image/color"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data/synth"
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // MetricsFile is the name of the per-step log every run appends to in output_dir.
@@ -79,7 +79,7 @@ func ReadMetrics(path, subset string) (Curves, error) {
 	if err != nil {
 		return Curves{}, err
 	}
-	b, err := os.ReadFile(path)
+	b, err := fileio.ReadFile(path, 0)
 	if err != nil {
 		return Curves{}, fmt.Errorf("train: read metrics %s: %w", path, err)
 	}
