@@ -10,7 +10,6 @@
 package fileio
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,19 +104,27 @@ func ReadAll(f *os.File, path string, limit int64) ([]byte, error) {
 	return readBounded(f, path, st.Size(), limit)
 }
 
-// readBounded reads r to its end into a buffer sized for the size bytes stat gave, stopping with ErrTooLarge
-// past limit (the file grew while being read).
+// readBounded reads r to its end into a buffer sized for the size bytes stat gave (one read more finds the
+// end), growing it only if the file grew, and stops with ErrTooLarge past limit.
 func readBounded(r io.Reader, path string, size, limit int64) ([]byte, error) {
 	if limit <= 0 {
 		limit = math.MaxInt64 - 1
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(size, limit)+1))
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+	buf := make([]byte, 0, min(size, limit)+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: grew past the limit of %d bytes while being read", ErrTooLarge, limit)}
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
 	}
-	if n > limit {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: grew past the limit of %d bytes while being read", ErrTooLarge, limit)}
-	}
-	return buf.Bytes(), nil
 }

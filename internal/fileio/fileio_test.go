@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -82,4 +83,22 @@ func TestOpenIn(t *testing.T) {
 		t.Fatalf("OpenIn(ok) = %v", err)
 	}
 	f.Close()
+}
+
+// TestReadFileAllocatesItsSize: reading a file allocates its size once, not a doubling buffer.
+func TestReadFileAllocatesItsSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b, err := ReadFile(path, 0)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(b) != 1<<20 {
+		t.Fatalf("ReadFile = %d bytes, %v", len(b), err)
+	}
+	if used := after.TotalAlloc - before.TotalAlloc; used > 1<<20+64<<10 {
+		t.Errorf("reading 1 MiB allocated %d bytes; want about 1 MiB", used)
+	}
 }
