@@ -145,7 +145,7 @@ func decodeIndex(b []byte) (*index, error) {
 		case "weight_map":
 			idx.weightMap = map[string]string{}
 			return walkObject(dec, "weight_map", func(name string) error {
-				shard, err := stringToken(dec, fmt.Sprintf("weight_map tensor %q", name))
+				shard, err := stringToken(dec, "weight_map tensor", name)
 				idx.weightMap[name] = shard
 				return err
 			})
@@ -171,18 +171,29 @@ func decodeIndexMetadata(dec *json.Decoder, meta map[string]string) error {
 		if err := dec.Decode(&raw); err != nil {
 			return formatErrorf("index metadata %q: invalid JSON: %v", key, err)
 		}
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			meta[key] = s
-			return nil
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, raw); err != nil {
+		s, err := metadataText(raw)
+		if err != nil {
 			return formatErrorf("index metadata %q: invalid JSON: %v", key, err)
 		}
-		meta[key] = buf.String()
+		meta[key] = s
 		return nil
 	})
+}
+
+// metadataText is a JSON value's string, or, for any other value, its compact text (its text itself when
+// it has no white space to remove).
+func metadataText(raw json.RawMessage) (string, error) {
+	if raw[0] == '"' {
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
+	if !bytes.ContainsAny(raw, " \t\r\n") {
+		return string(raw), nil
+	}
+	var buf bytes.Buffer
+	err := json.Compact(&buf, raw)
+	return buf.String(), err
 }
 
 // shards lists the distinct shard files of the index, sorted.
