@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -175,7 +176,7 @@ func FromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor) 
 	}
 	for name, t := range ts {
 		if !known[name] {
-			probs.add(name, "unexpected tensor (%s%v)%s", t.DType, t.Shape, unexpectedHint(name, cfg.Flex.NSA))
+			probs.addErr(name, unexpected(name, t, cfg.Flex.NSA))
 		}
 	}
 	if err := probs.err(); err != nil {
@@ -183,6 +184,42 @@ func FromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor) 
 	}
 	w.copyInit(specs)
 	return w, nil
+}
+
+// CheckTensors checks named tensors that are to enter the model of cfg by another way than FromTensors (a
+// checkpoint's, which the trainer copies into its store) against the model's weights: every dimension, not
+// only their product, so that a matrix stored transposed is refused. It returns one error listing, sorted by
+// name, each tensor whose shape differs (`tensor "lm_head.weight": shape [64 144], the model has [144 64]`)
+// and each one the model does not have, or nil. A weight absent from ts is no problem here, and dtypes and
+// values are the caller's to check.
+func CheckTensors(cfg Config, ts map[string]safetensors.Tensor) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("model: check tensors: %w", err)
+	}
+	shapes := Shapes(cfg)
+	var probs problems
+	for name, t := range ts {
+		if want, ok := shapes[name]; !ok {
+			probs.addErr(name, unexpected(name, t, cfg.Flex.NSA))
+		} else {
+			probs.addErr(name, checkShape(t.Shape, want))
+		}
+	}
+	return probs.err()
+}
+
+// checkShape refuses a tensor shape other than the model's, naming both.
+func checkShape(got, want []int) error {
+	if !equalInts(got, want) {
+		return fmt.Errorf("shape %v, the model has %v", got, want)
+	}
+	return nil
+}
+
+// unexpected reports a tensor the model has no weight for.
+func unexpected(name string, t safetensors.Tensor, nSA int) error {
+	return fmt.Errorf("unexpected tensor (%s%v): the model has no such weight%s",
+		t.DType, t.Shape, unexpectedHint(name, nSA))
 }
 
 var hdLayer = regexp.MustCompile(`^model\.layers\.(\d+)\.self_attn\.[kv]_proj_hd\.weight$`)
@@ -214,8 +251,8 @@ func denseFrom(shape []int, t safetensors.Tensor, dt tensor.Dtype) (*tensor.Dens
 	if !t.DType.IsFloat() {
 		return nil, fmt.Errorf("dtype %s is not a floating-point type", t.DType)
 	}
-	if !equalInts(t.Shape, shape) {
-		return nil, fmt.Errorf("shape %v in the file, want %v", t.Shape, shape)
+	if err := checkShape(t.Shape, shape); err != nil {
+		return nil, err
 	}
 	if dt == tensor.Float32 {
 		v, err := t.Float32s()
@@ -284,10 +321,15 @@ func (p problems) err() error {
 
 // LoadWeights reads the weights of the model of cfg into a store of dtype dt. path is a .safetensors file,
 // a model.safetensors.index.json (sharded), or a folder holding exactly one of those two (the index, or
-// model.safetensors). Every tensor in the files must be a weight of the model (FromTensors): nothing is
-// ignored, so a file that also holds other tensors is refused.
+// model.safetensors). Only regular files are read (a FIFO or a link to /dev/zero is refused at once), and
+// the file, or the shards together, may hold at most MaxWeightBytes(cfg) bytes: a larger one is refused,
+// with an error wrapping safetensors.ErrTooLarge, before it is read. Every tensor in the files must be a
+// weight of the model (FromTensors): nothing is ignored, so a file that also holds other tensors is refused.
 func LoadWeights(path string, cfg Config, dt tensor.Dtype) (*Weights, error) {
-	f, err := readWeightFile(path)
+	if err := checkStore(cfg, dt); err != nil {
+		return nil, fmt.Errorf("model: load weights %s: %w", path, err)
+	}
+	f, err := readWeightFile(path, MaxWeightBytes(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("model: load weights %s: %w", path, err)
 	}
@@ -298,17 +340,47 @@ func LoadWeights(path string, cfg Config, dt tensor.Dtype) (*Weights, error) {
 	return w, nil
 }
 
-// readWeightFile resolves path (file, index or folder) and reads it.
-func readWeightFile(path string) (*safetensors.File, error) {
+// MaxWeightBytes is the most bytes the weight files of the model of cfg can hold, the bound LoadWeights
+// reads them within: every weight of Shapes(cfg) at 8 bytes an element (F64, the widest dtype FromTensors
+// accepts), an 8-byte header length for each (no checkpoint has more shards than weights), and
+// safetensors.MaxHeaderSize for the JSON headers of all the files together (real ones take a few KiB each;
+// an allowance per shard would let a crafted index of many shards claim many times as much). It saturates
+// at math.MaxInt64, which a configuration that Validate accepts but no machine could hold reaches.
+func MaxWeightBytes(cfg Config) int64 {
+	total := uint64(safetensors.MaxHeaderSize)
+	for _, sp := range weightSpecs(cfg) {
+		n := uint64(8)
+		for _, d := range sp.shape {
+			n = satMul(n, uint64(max(d, 0)))
+		}
+		total = satAdd(total, satAdd(n, 8))
+	}
+	return int64(total)
+}
+
+// satMul multiplies, saturating at math.MaxInt64.
+func satMul(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	if hi != 0 || lo > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return lo
+}
+
+// satAdd adds two numbers of at most math.MaxInt64, saturating there.
+func satAdd(a, b uint64) uint64 { return min(a+b, math.MaxInt64) }
+
+// readWeightFile resolves path (file, index or folder) and reads it within limit bytes.
+func readWeightFile(path string, limit int64) (*safetensors.File, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if !st.IsDir() {
 		if strings.HasSuffix(path, ".json") {
-			return safetensors.ReadSharded(path)
+			return safetensors.ReadShardedLimit(path, limit)
 		}
-		return safetensors.ReadFile(path)
+		return safetensors.ReadFileLimit(path, limit)
 	}
 	index, single := filepath.Join(path, safetensors.IndexName), filepath.Join(path, "model.safetensors")
 	hasIndex, hasSingle := exists(index), exists(single)
@@ -316,9 +388,9 @@ func readWeightFile(path string) (*safetensors.File, error) {
 	case hasIndex && hasSingle:
 		return nil, fmt.Errorf("folder holds both %s and model.safetensors: name the one to load", safetensors.IndexName)
 	case hasIndex:
-		return safetensors.ReadSharded(index)
+		return safetensors.ReadShardedLimit(index, limit)
 	case hasSingle:
-		return safetensors.ReadFile(single)
+		return safetensors.ReadFileLimit(single, limit)
 	}
 	return nil, fmt.Errorf("folder holds neither %s nor model.safetensors", safetensors.IndexName)
 }

@@ -2,10 +2,12 @@ package model
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -46,6 +48,13 @@ func without(ts map[string]safetensors.Tensor, names ...string) map[string]safet
 	for _, n := range names {
 		delete(out, n)
 	}
+	return out
+}
+
+// with returns a copy of ts with the tensor name set to tn.
+func with(ts map[string]safetensors.Tensor, name string, tn safetensors.Tensor) map[string]safetensors.Tensor {
+	out := without(ts)
+	out[name] = tn
 	return out
 }
 
@@ -175,22 +184,74 @@ func TestFromTensorsProblems(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m := without(ws)
 			c.edit(m)
-			w, err := FromTensors(cfg, c.dt, m)
-			if err == nil {
-				t.Fatalf("got %d weights and no error; want %d problems", len(w.Names()), len(c.want))
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(c.want) {
-				t.Fatalf("got %d problems:\n%v\nwant %d", len(lines), err, len(c.want))
-			}
-			for i, subs := range c.want {
-				for _, s := range subs {
-					if !strings.Contains(lines[i], s) {
-						t.Errorf("problem %d: got %q; want it to mention %s", i, lines[i], s)
-					}
-				}
-			}
+			_, err := FromTensors(cfg, c.dt, m)
+			wantProblems(t, err, c.want)
 		})
+	}
+}
+
+// wantProblems checks that err has one line per problem, line i mentioning every string of want[i]; no
+// problems wanted, no error.
+func wantProblems(t *testing.T, err error, want [][]string) {
+	t.Helper()
+	if err == nil {
+		if len(want) > 0 {
+			t.Fatalf("got no error; want %d problems", len(want))
+		}
+		return
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d problems:\n%v\nwant %d", len(lines), err, len(want))
+	}
+	for i, subs := range want {
+		for _, s := range subs {
+			if !strings.Contains(lines[i], s) {
+				t.Errorf("problem %d: got %q; want it to mention %s", i, lines[i], s)
+			}
+		}
+	}
+}
+
+func TestCheckTensors(t *testing.T) {
+	cfg, ws := goldenWeights(t)
+	f64 := func(shape ...int) safetensors.Tensor {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		return safetensors.FromFloat64(shape, make([]float64, n))
+	}
+	cases := []struct {
+		name string
+		ts   map[string]safetensors.Tensor
+		want [][]string // one line per problem, in order, each with these substrings
+	}{
+		{"every weight", ws, nil},
+		{"none", map[string]safetensors.Tensor{}, nil},
+		{"a few, any dtype", map[string]safetensors.Tensor{"lm_head.weight": ws["lm_head.weight"],
+			"model.norm.weight": safetensors.FromInt64([]int{48}, make([]int64, 48))}, nil},
+		{"dimensions swapped", map[string]safetensors.Tensor{"lm_head.weight": f64(48, 96)},
+			[][]string{{`"lm_head.weight": shape [48 96], the model has [96 48]`}}},
+		{"vector as a matrix", map[string]safetensors.Tensor{"model.norm.weight": f64(1, 48)},
+			[][]string{{`"model.norm.weight": shape [1 48], the model has [48]`}}},
+		{"scalar", map[string]safetensors.Tensor{"model.norm.weight": f64()},
+			[][]string{{`"model.norm.weight": shape [], the model has [48]`}}},
+		{"unknown", map[string]safetensors.Tensor{"model.extra": f64(3)},
+			[][]string{{`"model.extra"`, "F64[3]", "no such weight"}}},
+		{"hd on a plain layer", map[string]safetensors.Tensor{"model.layers.1.self_attn.k_proj_hd.weight": f64(48, 48)},
+			[][]string{{`"model.layers.1.self_attn.k_proj_hd.weight"`, "no such weight", "n_sa = 2"}}},
+		{"all at once, sorted", map[string]safetensors.Tensor{"lm_head.weight": f64(48, 96), "aaa": f64(1),
+			"model.norm.weight": ws["model.norm.weight"], "model.embed_tokens.weight": f64(48, 96)},
+			[][]string{{`"aaa"`, "no such weight"}, {`"lm_head.weight"`, "[48 96]", "[96 48]"},
+				{`"model.embed_tokens.weight"`, "[48 96]", "[96 48]"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { wantProblems(t, CheckTensors(cfg, c.ts), c.want) })
+	}
+	cfg.Text.NumHeads = 5
+	if err := CheckTensors(cfg, ws); err == nil || !strings.Contains(err.Error(), "num_heads") {
+		t.Errorf("invalid config: got %v; want the config error", err)
 	}
 }
 
@@ -364,6 +425,10 @@ func TestLoadWeightsRefuses(t *testing.T) {
 	paths := writeLayouts(t, ws)
 	both := paths[2]
 	must(t, safetensors.WriteFile(filepath.Join(both, "model.safetensors"), &safetensors.File{Tensors: ws}))
+	swapped := filepath.Join(t.TempDir(), "swapped.safetensors")
+	lm := ws["lm_head.weight"]
+	must(t, safetensors.WriteFile(swapped, &safetensors.File{Tensors: with(ws, "lm_head.weight",
+		safetensors.Tensor{DType: lm.DType, Shape: []int{48, 96}, Data: lm.Data})}))
 	cases := []struct {
 		name, path string
 		want       []string
@@ -372,6 +437,7 @@ func TestLoadWeightsRefuses(t *testing.T) {
 		{"empty folder", t.TempDir(), []string{"neither"}},
 		{"both layouts", both, []string{"both"}},
 		{"no such file", filepath.Join(t.TempDir(), "x.safetensors"), []string{"x.safetensors", "no such file"}},
+		{"dimensions swapped", swapped, []string{`"lm_head.weight"`, "shape [48 96], the model has [96 48]"}},
 	}
 	for _, c := range cases {
 		if _, err := LoadWeights(c.path, cfg, tensor.Float64); err == nil {
@@ -382,6 +448,64 @@ func TestLoadWeightsRefuses(t *testing.T) {
 					t.Errorf("%s: got %q; want it to mention %s", c.name, err, s)
 				}
 			}
+		}
+	}
+}
+
+func TestMaxWeightBytes(t *testing.T) {
+	cfg, _ := goldenWeights(t)
+	golden := int64(safetensors.MaxHeaderSize)
+	for _, shape := range Shapes(cfg) {
+		n := int64(8)
+		for _, d := range shape {
+			n *= int64(d)
+		}
+		golden += n + 8
+	}
+	huge := cfg
+	huge.Text.VocabSize = 1 << 61
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want int64
+	}{
+		{"golden: every weight in F64, a length each, one MaxHeaderSize", cfg, golden},
+		{"saturates", huge, math.MaxInt64},
+	} {
+		if got := MaxWeightBytes(c.cfg); got != c.want {
+			t.Errorf("%s: got %d; want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// allocated runs fn and returns the bytes it allocated.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestLoadWeightsRefusesHugeSparseFile extends the weights file of each layout (a shard for the sharded
+// ones), without writing, to 64 GiB: LoadWeights refuses it before reading it, naming the path given.
+func TestLoadWeightsRefusesHugeSparseFile(t *testing.T) {
+	cfg, ws := goldenWeights(t)
+	for i := range 4 {
+		path := writeLayouts(t, ws)[i]
+		grown := []string{path, filepath.Join(path, "model.safetensors"), filepath.Join(path, weightMapFile(1)),
+			filepath.Join(filepath.Dir(path), weightMapFile(0))}[i]
+		if err := os.Truncate(grown, 64<<30); err != nil {
+			t.Skipf("no sparse file of 64 GiB here: %v", err)
+		}
+		var err error
+		n := allocated(func() { _, err = LoadWeights(path, cfg, tensor.Float32) })
+		if !errors.Is(err, safetensors.ErrTooLarge) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: got %v; want an ErrTooLarge error naming it", path, err)
+		}
+		if n > 1<<20 {
+			t.Errorf("%s: allocated %d bytes; want under 1 MiB", path, n)
 		}
 	}
 }

@@ -124,23 +124,26 @@ func expectDelim(dec *json.Decoder, ctx string, d json.Delim, what string) error
 // decodeMetadata reads the __metadata__ object into meta, refusing any value that is not a string.
 func decodeMetadata(dec *json.Decoder, meta map[string]string) error {
 	return walkObject(dec, "metadata", func(key string) error {
-		s, err := stringToken(dec, fmt.Sprintf("metadata %q", key))
+		s, err := stringToken(dec, "metadata", key)
 		meta[key] = s
 		return err
 	})
 }
 
-// stringToken reads the next token and requires a JSON string.
-func stringToken(dec *json.Decoder, ctx string) (string, error) {
+// stringToken reads the next token and requires a JSON string. Errors name ctx, followed by key when it is
+// not empty; the message is built only then, so that a long object costs no text per key.
+func stringToken(dec *json.Decoder, ctx, key string) (string, error) {
 	tok, err := dec.Token()
+	if s, ok := tok.(string); ok && err == nil {
+		return s, nil
+	}
+	if key != "" {
+		ctx = fmt.Sprintf("%s %q", ctx, key)
+	}
 	if err != nil {
 		return "", formatErrorf("%s: invalid JSON: %v", ctx, err)
 	}
-	s, ok := tok.(string)
-	if !ok {
-		return "", formatErrorf("%s: value %v is not a string", ctx, tok)
-	}
-	return s, nil
+	return "", formatErrorf("%s: value %v is not a string", ctx, tok)
 }
 
 // decodeEntry reads one tensor record {"dtype", "shape", "data_offsets"}, all three required, no others.
@@ -152,7 +155,7 @@ func decodeEntry(dec *json.Decoder, name string) (entry, error) {
 		switch key {
 		case "dtype":
 			var s string
-			s, err = stringToken(dec, ctx+" dtype")
+			s, err = stringToken(dec, ctx+" dtype", "")
 			e.dtype = DType(s)
 		case "shape":
 			e.shape, err = intsToken(dec, ctx+" shape")

@@ -4,60 +4,91 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // IndexName is the file name Hugging Face gives the index of a sharded checkpoint.
 const IndexName = "model.safetensors.index.json"
 
-// ReadFile reads and parses a whole safetensors file. It checks the claimed header length against the
-// file's size and MaxHeaderSize before it allocates anything, so a crafted length cannot exhaust memory.
-func ReadFile(path string) (*File, error) {
-	fh, err := os.Open(path)
+// ReadFile reads and parses a whole safetensors file: ReadFileLimit with no limit but the memory's.
+func ReadFile(path string) (*File, error) { return ReadFileLimit(path, 0) }
+
+// ReadFileLimit reads and parses a whole safetensors file of at most limit bytes (limit ≤ 0: no limit). A
+// caller that knows what the file should hold (model.LoadWeights, from the model's shapes) passes a bound
+// derived from it, so that a huge file, even a sparse one that costs no disk, is refused before it is read.
+// Only a regular file is opened (internal/fileio: a FIFO, a device such as /dev/zero or a directory is
+// refused at once, without blocking), and its size is checked against limit, and its claimed header length
+// against the size and MaxHeaderSize, before anything is allocated. A file over limit gives an error
+// wrapping ErrTooLarge; every error names path.
+func ReadFileLimit(path string, limit int64) (*File, error) {
+	fh, err := fileio.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: read %s: %w", path, err)
 	}
 	defer fh.Close()
-	f, err := readOpen(fh)
+	f, _, err := readOpen(fh, normLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: read %s: %w", path, err)
 	}
 	return f, nil
 }
 
-// readOpen reads an open file: stat, check the header length, then read it all and parse it.
-func readOpen(fh *os.File) (*File, error) {
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, err
+// normLimit turns a caller's limit (≤ 0: none) into a positive byte count.
+func normLimit(limit int64) int64 {
+	if limit <= 0 {
+		return math.MaxInt64
 	}
-	size := st.Size()
-	switch {
-	case !st.Mode().IsRegular():
-		return nil, fmt.Errorf("not a regular file (%v)", st.Mode().Type())
-	case size < 8:
-		return nil, formatErrorf("file of %d bytes is shorter than the 8-byte header length", size)
-	case uint64(size) > math.MaxInt:
-		return nil, fmt.Errorf("file of %d bytes is too large to read into memory", size)
+	return limit
+}
+
+// readOpen reads a regular file opened by fileio (stat, check the size and the header length, then read it
+// all and parse it) and returns it with its size. limit is positive.
+func readOpen(fh *os.File, limit int64) (*File, int64, error) {
+	size, err := statSize(fh, limit)
+	if err != nil {
+		return nil, 0, err
 	}
 	var head [8]byte
 	if _, err := io.ReadFull(fh, head[:]); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := checkHeaderLen(binary.LittleEndian.Uint64(head[:]), size); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	b := make([]byte, size)
 	copy(b, head[:])
 	if _, err := io.ReadFull(fh, b[8:]); err != nil {
-		return nil, fmt.Errorf("file shrank while reading: %w", err)
+		return nil, 0, fmt.Errorf("file shrank while reading: %w", err)
 	}
-	return parse(b)
+	f, err := parse(b)
+	return f, size, err
+}
+
+// statSize returns the size of the open file, refusing one over limit, one too short to hold the header
+// length, and one too large for memory. Only these bytes are read: a file that grows afterwards is cut.
+func statSize(fh *os.File, limit int64) (int64, error) {
+	st, err := fh.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	switch {
+	case size > limit:
+		return 0, fmt.Errorf("%w: file of %d bytes, the limit is %d", ErrTooLarge, size, limit)
+	case size < 8:
+		return 0, formatErrorf("file of %d bytes is shorter than the 8-byte header length", size)
+	case uint64(size) > math.MaxInt:
+		return 0, fmt.Errorf("file of %d bytes is too large to read into memory", size)
+	}
+	return size, nil
 }
 
 // index is a decoded model.safetensors.index.json.
@@ -66,34 +97,37 @@ type index struct {
 	weightMap map[string]string // tensor name -> shard file, relative to the index's folder
 }
 
-// ReadSharded reads a sharded checkpoint from its index (model.safetensors.index.json, as Hugging Face
-// writes it: {"metadata": {...}, "weight_map": {name: shard}}) and the shards beside it. Every shard path
-// must stay inside the index's folder (checked lexically and again, symbolic links included, by os.Root).
-// Each tensor must be in the shard the map names, and each shard tensor must be in the map. The index's
-// metadata (non-string values kept as their JSON text, e.g. total_size) comes first; keys only the shards
-// have are added from the shards in sorted file order.
-func ReadSharded(indexPath string) (*File, error) {
+// ReadSharded reads a sharded checkpoint: ReadShardedLimit with no limit on the shards but the memory's.
+func ReadSharded(indexPath string) (*File, error) { return ReadShardedLimit(indexPath, 0) }
+
+// ReadShardedLimit reads a sharded checkpoint from its index (model.safetensors.index.json, as Hugging Face
+// writes it: {"metadata": {...}, "weight_map": {name: shard}}) and the shards beside it, which together may
+// hold at most limit bytes (limit ≤ 0: no limit); the index itself may hold MaxHeaderSize. Every shard is
+// opened and its size summed before any is read, so shards too large together are refused (an error wrapping
+// ErrTooLarge) before anything is allocated for them; each is then read within what the others left. Only
+// regular files are opened (see ReadFileLimit). Every shard path must stay inside the index's folder
+// (checked lexically and again, symbolic links included, by os.Root). Each tensor must be in the shard the
+// map names, and each shard tensor must be in the map. The index's metadata (non-string values kept as their
+// JSON text, e.g. total_size) comes first; keys only the shards have are added from the shards in sorted
+// file order.
+func ReadShardedLimit(indexPath string, limit int64) (*File, error) {
 	idx, err := readIndex(indexPath)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: read index %s: %w", indexPath, err)
 	}
-	f, err := readShards(filepath.Dir(indexPath), idx)
+	f, err := readShards(filepath.Dir(indexPath), idx, normLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: read index %s: %w", indexPath, err)
 	}
 	return f, nil
 }
 
-// readIndex reads and decodes the index file, refusing one larger than MaxHeaderSize.
+// readIndex reads and decodes the index file, a regular file of at most MaxHeaderSize bytes.
 func readIndex(path string) (*index, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
+	b, err := fileio.ReadFile(path, MaxHeaderSize)
+	if errors.Is(err, fileio.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: index: %w", ErrFormat, err)
 	}
-	if st.Size() > MaxHeaderSize {
-		return nil, formatErrorf("index of %d bytes exceeds the %d-byte limit", st.Size(), MaxHeaderSize)
-	}
-	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +145,7 @@ func decodeIndex(b []byte) (*index, error) {
 		case "weight_map":
 			idx.weightMap = map[string]string{}
 			return walkObject(dec, "weight_map", func(name string) error {
-				shard, err := stringToken(dec, fmt.Sprintf("weight_map tensor %q", name))
+				shard, err := stringToken(dec, "weight_map tensor", name)
 				idx.weightMap[name] = shard
 				return err
 			})
@@ -137,18 +171,29 @@ func decodeIndexMetadata(dec *json.Decoder, meta map[string]string) error {
 		if err := dec.Decode(&raw); err != nil {
 			return formatErrorf("index metadata %q: invalid JSON: %v", key, err)
 		}
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			meta[key] = s
-			return nil
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, raw); err != nil {
+		s, err := metadataText(raw)
+		if err != nil {
 			return formatErrorf("index metadata %q: invalid JSON: %v", key, err)
 		}
-		meta[key] = buf.String()
+		meta[key] = s
 		return nil
 	})
+}
+
+// metadataText is a JSON value's string, or, for any other value, its compact text (its text itself when
+// it has no white space to remove).
+func metadataText(raw json.RawMessage) (string, error) {
+	if raw[0] == '"' {
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
+	if !bytes.ContainsAny(raw, " \t\r\n") {
+		return string(raw), nil
+	}
+	var buf bytes.Buffer
+	err := json.Compact(&buf, raw)
+	return buf.String(), err
 }
 
 // shards lists the distinct shard files of the index, sorted.
@@ -165,36 +210,85 @@ func (idx *index) shards() []string {
 	return out
 }
 
-// readShards reads every shard through an os.Root on dir, so no path can leave it, and merges them.
-func readShards(dir string, idx *index) (*File, error) {
+// readShards reads every shard through an os.Root on dir, so no path can leave it, and merges them: first
+// the shards' sizes together against limit (positive), then each shard within the bytes the others left.
+func readShards(dir string, idx *index, limit int64) (*File, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
+	shards := idx.shards()
+	if err := checkShardSizes(root, shards, limit); err != nil {
+		return nil, err
+	}
 	out := &File{Metadata: idx.metadata, Tensors: map[string]Tensor{}}
-	for _, shard := range idx.shards() {
-		if err := readShard(root, shard, idx, out); err != nil {
+	for _, shard := range shards {
+		size, err := readShard(root, shard, idx, out, limit)
+		if err != nil {
 			return nil, fmt.Errorf("shard %s: %w", shard, err)
 		}
+		limit -= size
 	}
 	return out, checkAllFound(idx, out)
 }
 
-// readShard reads one shard into out, requiring each of its tensors to be mapped to it.
-func readShard(root *os.Root, shard string, idx *index, out *File) error {
-	if !filepath.IsLocal(shard) {
-		return formatErrorf("shard path %q leaves the index's folder", shard)
+// checkShardSizes opens each shard (a local path naming a regular file) and refuses the lot when their
+// sizes add up to more than limit.
+func checkShardSizes(root *os.Root, shards []string, limit int64) error {
+	var total int64
+	for _, shard := range shards {
+		size, err := shardSize(root, shard)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", shard, err)
+		}
+		if total += size; total > limit || total < 0 {
+			return fmt.Errorf("%w: the %d shards hold more than %d bytes together", ErrTooLarge, len(shards), limit)
+		}
 	}
-	fh, err := root.Open(shard)
+	return nil
+}
+
+// shardSize opens one shard and returns its size.
+func shardSize(root *os.Root, shard string) (int64, error) {
+	fh, err := openShard(root, shard)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer fh.Close()
-	f, err := readOpen(fh)
+	st, err := fh.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
+	return st.Size(), nil
+}
+
+// openShard opens a shard whose path stays inside root, if it is a regular file.
+func openShard(root *os.Root, shard string) (*os.File, error) {
+	if !filepath.IsLocal(shard) {
+		return nil, formatErrorf("shard path %q leaves the index's folder", shard)
+	}
+	return fileio.OpenIn(root, shard)
+}
+
+// readShard reads one shard of at most limit bytes into out, requiring each of its tensors to be mapped to
+// it, and returns its size.
+func readShard(root *os.Root, shard string, idx *index, out *File, limit int64) (int64, error) {
+	fh, err := openShard(root, shard)
+	if err != nil {
+		return 0, err
+	}
+	defer fh.Close()
+	f, size, err := readOpen(fh, limit)
+	if err != nil {
+		return 0, err
+	}
+	return size, merge(f, shard, idx, out)
+}
+
+// merge adds the tensors of shard f to out, requiring each to be mapped to shard, and the metadata keys out
+// lacks.
+func merge(f *File, shard string, idx *index, out *File) error {
 	for _, name := range f.Names() {
 		if mapped, ok := idx.weightMap[name]; !ok {
 			return formatErrorf("tensor %q is in this shard but not in the weight_map", name)

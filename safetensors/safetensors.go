@@ -8,6 +8,9 @@
 // nothing: a header longer than the file, unknown dtypes, offsets that disagree with the shape, leave the
 // buffer or overlap, repeated names and non-string metadata are all errors wrapping ErrFormat that name the
 // tensor, and no allocation is sized by a number read from the file before it is checked against the file.
+// The readers open only regular files (a FIFO or /dev/zero named as a checkpoint is refused at once, never
+// waited on or read without end), and ReadFileLimit and ReadShardedLimit refuse files larger than the caller
+// expects before reading them.
 package safetensors
 
 import (
@@ -21,6 +24,10 @@ import (
 // ErrFormat is wrapped by every error that reports a malformed file, so callers can tell a bad file
 // (errors.Is(err, ErrFormat)) from an I/O failure.
 var ErrFormat = errors.New("malformed safetensors")
+
+// ErrTooLarge is wrapped by the error of ReadFileLimit or ReadShardedLimit when a file, or the shards
+// together, hold more bytes than the caller's limit: a well-formed file perhaps, but not the one expected.
+var ErrTooLarge = errors.New("larger than the limit")
 
 // MaxHeaderSize caps the JSON header (100 MiB, as the Hugging Face reader does): a longer claim is refused
 // before anything is allocated for it.

@@ -11,7 +11,7 @@ import (
 
 // writeShards writes two shards and an index into a "ckpt" folder of a temp dir, plus a foreign file beside
 // that folder, and returns the index path.
-func writeShards(t *testing.T, index string) string {
+func writeShards(t testing.TB, index string) string {
 	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "ckpt")

@@ -239,7 +239,7 @@ func (c *Cache) lookup(id entryID, wantBytes int) ([]byte, bool) {
 	c.mu.Unlock()
 	var raw []byte
 	if c.dir != "" {
-		raw = c.readFile(id)
+		raw = c.readFile(id, wantBytes)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

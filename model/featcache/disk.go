@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // path returns the file of id: <dir>/<key[:2]>/<key>-<view>.<f32|f64>.zst. The two-hex-digit level
@@ -18,12 +20,15 @@ func (c *Cache) path(id entryID) string {
 	return filepath.Join(c.dir, k[:2], k+"-"+id.view+"."+id.dtype.String()+".zst")
 }
 
-// readFile returns the verified payload of id's file, or nil for a miss. A corrupt file is
-// removed; a file of another format version or byte order is left to the build that wrote it.
-func (c *Cache) readFile(id entryID) []byte {
+// readFile returns the verified payload of id's file, or nil for a miss. wantBytes is the payload size the
+// caller takes (any up to MaxValueBytes when < 0): a file too large to hold that is a miss and is never read
+// (or, when any size goes, corrupt). A corrupt file is removed; a file of another format version or byte
+// order is left to the build that wrote it; a file that is not regular (a FIFO, a link to a device) is a
+// disk error, left alone, and never waited on or read.
+func (c *Cache) readFile(id entryID, wantBytes int) []byte {
 	p := c.path(id)
-	b, err := readBounded(p, headerSize+MaxValueBytes+MaxValueBytes/128+1024+trailerSize)
-	if errors.Is(err, errMissing) {
+	b, err := readBounded(p, maxFileSize(wantBytes))
+	if errors.Is(err, errMissing) || wantBytes >= 0 && errors.Is(err, errOversize) {
 		return nil
 	}
 	if err == nil {
@@ -42,6 +47,10 @@ func (c *Cache) readFile(id entryID) []byte {
 // errMissing marks a file that does not exist: a plain miss, not a disk error.
 var errMissing = errors.New("featcache: no file")
 
+// errOversize marks a file larger than any file of the payload size asked for: a value of another size, or
+// a damaged file when any size goes.
+var errOversize = fmt.Errorf("%w: larger than the entry can be", errCorrupt)
+
 // count applies f to the statistics under the lock.
 func (c *Cache) count(f func(*Stats)) {
 	c.mu.Lock()
@@ -49,10 +58,11 @@ func (c *Cache) count(f func(*Stats)) {
 	c.mu.Unlock()
 }
 
-// readBounded reads the file at p, refusing one larger than limit bytes (errCorrupt) before reading
-// it. A file that does not exist is errMissing.
+// readBounded reads the regular file at p, refusing one larger than limit bytes (errOversize) before
+// reading it. A file that does not exist is errMissing; one that is not regular is refused by fileio.Open
+// without blocking.
 func readBounded(p string, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
+	f, err := fileio.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errMissing
 	}
@@ -65,7 +75,7 @@ func readBounded(p string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("featcache: read %s: %w", p, err)
 	}
 	if st.Size() > limit {
-		return nil, fmt.Errorf("featcache: read %s: %w: %d bytes, a cache file has at most %d", p, errCorrupt, st.Size(), limit)
+		return nil, fmt.Errorf("featcache: read %s: %w: %d bytes, at most %d", p, errOversize, st.Size(), limit)
 	}
 	b := make([]byte, st.Size())
 	if _, err := io.ReadFull(f, b); err != nil {

@@ -10,7 +10,8 @@
 // Values live in an LRU in memory bounded by Options.MaxMemoryBytes and, with Options.Dir, in one
 // zstd file each under Dir/<fingerprint>/<key[:2]>/<key>-<view>.<f32|f64>.zst, which a later run
 // (a second epoch in a new process, a resumed run) reads back. A damaged file is a miss and is
-// removed; it can never yield wrong features.
+// removed; it can never yield wrong features. A file is read only if it is a regular file (a FIFO or a
+// link to a device is a miss, never waited on) and no larger than a file of the size asked for can be.
 //
 // Wiring into the model, generic in the element type T:
 //

@@ -40,6 +40,16 @@ const FormatVersion = 1
 // LLaVA-scale tower): Put refuses more and a file header claiming more is corrupt.
 const MaxValueBytes = 1 << 30
 
+// maxFileSize is the largest file of a payload of n bytes (of MaxValueBytes, the most any file holds, when
+// n < 0 or above it): the header, zstd's worst case for n bytes with room to spare (the reference bound is
+// n + n/256 + 64) and the trailer. encodeFile sizes its buffer with it and readFile reads no more.
+func maxFileSize(n int) int64 {
+	if n < 0 || n > MaxValueBytes {
+		n = MaxValueBytes
+	}
+	return int64(headerSize + n + n/128 + 1024 + trailerSize)
+}
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // nativeOrder is the header byte of this machine's byte order.
@@ -63,7 +73,7 @@ func identity(fp string, id entryID) []byte {
 
 // encodeFile builds the file of raw (count elements of id.dtype) for fingerprint fp.
 func encodeFile(fp string, id entryID, raw []byte, enc *zstd.Encoder) []byte {
-	out := make([]byte, headerSize, headerSize+len(raw)+len(raw)/128+1024+trailerSize) // zstd's worst case
+	out := make([]byte, headerSize, maxFileSize(len(raw)))
 	out = enc.EncodeAll(toLanes(raw, int(id.dtype)), out)
 	copy(out, magic)
 	binary.LittleEndian.PutUint16(out[8:], FormatVersion)

@@ -5,6 +5,7 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -83,4 +84,22 @@ func reseal(file []byte, fp string, id entryID) {
 	end := len(file) - trailerSize
 	sum := crc32.Update(crc32.Checksum(identity(fp, id), castagnoli), castagnoli, file[:end])
 	binary.LittleEndian.PutUint32(file[end:], sum)
+}
+
+// must fails the test on err.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allocated runs fn and returns the bytes it allocated.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
