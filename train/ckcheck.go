@@ -21,13 +21,15 @@ func CheckCheckpoint(ck *checkpoints.Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("train: check checkpoint %d: %w", ck.Step, err)
 	}
-	shapes, dtype := model.Shapes(cfg.Model()), safetensors.DType("F32")
+	dtype := safetensors.DType("F32")
 	if cfg.DType == "float64" {
 		dtype = "F64"
 	}
-	var errs []error
+	errs := []error{model.CheckTensors(cfg.Model(), ck.Weights)}
 	for _, name := range sortedNames(ck.Weights) {
-		errs = append(errs, checkTensor(ck.Weights[name], name, shapes[name], dtype))
+		if ts := ck.Weights[name]; ts.DType != dtype {
+			errs = append(errs, fmt.Errorf("%s: dtype %s, the run's is %s", name, ts.DType, dtype))
+		}
 	}
 	errs = append(errs, checkMoments(ck, dtype)...)
 	if err := errors.Join(errs...); err != nil {
@@ -36,16 +38,10 @@ func CheckCheckpoint(ck *checkpoints.Checkpoint) error {
 	return nil
 }
 
-// checkTensor reports a tensor whose shape or dtype is not the wanted one; a nil want means the model has
-// no tensor of that name.
-func checkTensor(ts safetensors.Tensor, name string, want []int, dtype safetensors.DType) error {
-	switch {
-	case want == nil:
-		return fmt.Errorf("%s: the model has no such tensor", name)
-	case !slices.Equal(ts.Shape, want):
-		return fmt.Errorf("%s: shape %v, the model's is %v", name, ts.Shape, want)
-	case ts.DType != dtype:
-		return fmt.Errorf("%s: dtype %s, the run's is %s", name, ts.DType, dtype)
+// checkMoment reports an AdamW moment whose shape or dtype differs from its weight's.
+func checkMoment(m safetensors.Tensor, name string, shape []int, dtype safetensors.DType) error {
+	if !slices.Equal(m.Shape, shape) || m.DType != dtype {
+		return fmt.Errorf("%s: %s%v, its weight is %s%v", name, m.DType, m.Shape, dtype, shape)
 	}
 	return nil
 }
@@ -63,7 +59,7 @@ func checkMoments(ck *checkpoints.Checkpoint, dtype safetensors.DType) []error {
 			errs = append(errs, fmt.Errorf("%s: not the AdamW state of a stored weight", name))
 			continue
 		}
-		errs = append(errs, checkTensor(ck.Optimizer[name], name, ts.Shape, dtype))
+		errs = append(errs, checkMoment(ck.Optimizer[name], name, ts.Shape, dtype))
 	}
 	if len(ck.Optimizer) == 0 {
 		return errs

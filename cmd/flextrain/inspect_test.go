@@ -116,7 +116,7 @@ func testInspectSwappedShape(t *testing.T, r run) {
 		t.Fatal(err)
 	}
 	got, err := inspectJSONOf(t, path)
-	if !errors.Is(err, checkpoints.ErrConfigMismatch) || got.Verified || !strings.Contains(got.Error, "lm_head.weight: shape") {
+	if !errors.Is(err, checkpoints.ErrConfigMismatch) || got.Verified || !strings.Contains(got.Error, `"lm_head.weight": shape`) {
 		t.Errorf("inspect of a swapped shape: verified %v, error %q, err %v; want ErrConfigMismatch naming lm_head.weight", got.Verified, got.Error, err)
 	}
 }
