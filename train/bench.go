@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -67,7 +68,7 @@ var benchLayout = struct{ before, middle, answer int }{8, 64, 24}
 var benchSizes = [][2]int{{640, 480}, {480, 640}, {500, 500}, {1024, 300}, {300, 800}, {800, 600}, {336, 336}, {700, 350}}
 
 // Bench times training steps of the configured model on a synthetic batch (no dataset needed).
-func Bench(cfg Config, opts BenchOptions) (BenchResult, error) {
+func Bench(cfg config.Config, opts BenchOptions) (BenchResult, error) {
 	rs, err := BenchInterleaved(cfg, opts, []string{opts.Mode})
 	if err != nil {
 		return BenchResult{}, err
@@ -79,7 +80,7 @@ func Bench(cfg Config, opts BenchOptions) (BenchResult, error) {
 // step of each in turn (the order rotating from round to round): a slower stretch of a shared machine then
 // slows every mode alike, and the ratio of their medians is steadier than one taken from separate runs.
 // opts.Mode is ignored; the peak RSS reported is the process's, all modes together.
-func BenchInterleaved(cfg Config, opts BenchOptions, modes []string) ([]BenchResult, error) {
+func BenchInterleaved(cfg config.Config, opts BenchOptions, modes []string) ([]BenchResult, error) {
 	if opts.Strategy != "" {
 		cfg.Flex.Strategy, cfg.Flex.Ratio = opts.Strategy, opts.Ratio
 	}
@@ -109,7 +110,7 @@ func BenchInterleaved(cfg Config, opts BenchOptions, modes []string) ([]BenchRes
 }
 
 // newBenchTrainer is a trainer of randomly initialised weights over the bench batch, in one mode.
-func newBenchTrainer(cfg Config, opts BenchOptions, mode string) (*trainer[float32], error) {
+func newBenchTrainer(cfg config.Config, opts BenchOptions, mode string) (*trainer[float32], error) {
 	view, dense, err := benchView(mode)
 	if err != nil {
 		return nil, err
@@ -223,7 +224,7 @@ func (f fixedBatch) Next(context.Context) (*data.Batch, error) { return f.b, nil
 
 // benchBatch builds bench.py's batch: random token ids, the last 24 supervised, N(0, 1) HR pixels and their
 // antialiased LR view, the original sizes of benchSizes.
-func benchBatch(cfg Config) *data.Batch {
+func benchBatch(cfg config.Config) *data.Batch {
 	rng := rand.New(rand.NewPCG(1, uint64(cfg.Seed)))
 	S, Z, V := cfg.Arch.Vision.ImageSize, cfg.Flex.Zoom, cfg.Arch.Text.VocabSize
 	b := &data.Batch{}

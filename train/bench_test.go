@@ -1,6 +1,7 @@
 package train
 
 import (
+	"github.com/flextrain/flextrain/config"
 	"math"
 	"testing"
 )
@@ -9,7 +10,7 @@ import (
 // the union form equals the dense one up to summation order), the cached steps equal the uncached ones bit for
 // bit, and the report describes what ran.
 func TestBenchModes(t *testing.T) {
-	cfg, err := LoadConfig("../configs/tiny.yaml", nil)
+	cfg, err := config.Load("../configs/tiny.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestBenchModes(t *testing.T) {
 // TestBenchInterleaved times union and dense step for step in one process: each mode keeps its own model and
 // optimizer, so each reports what it reports alone, bit for bit.
 func TestBenchInterleaved(t *testing.T) {
-	cfg, err := LoadConfig("../configs/tiny.yaml", nil)
+	cfg, err := config.Load("../configs/tiny.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"slices"
 	"strings"
 
@@ -17,7 +18,7 @@ import (
 // passes its checksums whatever it holds; this is what says it can be trained on, evaluated or exported.
 // The error wraps checkpoints.ErrConfigMismatch and names every tensor at fault.
 func CheckCheckpoint(ck *checkpoints.Checkpoint) error {
-	cfg, err := ParseConfig(ck.Config, "config.yaml")
+	cfg, err := config.Parse(ck.Config, "config.yaml")
 	if err != nil {
 		return fmt.Errorf("train: check checkpoint %d: %w", ck.Step, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"os"
 	"path"
@@ -25,9 +26,9 @@ var ErrDemoConfig = errors.New("train: demo: bad configuration")
 type DemoOptions struct {
 	// Vision, when set, is stage 0: PretrainVision of the base model's tower, whose output Base starts from
 	// (Base's model_name_or_path is its output_dir/model).
-	Vision     *Config
-	Base, Flex Config    // stage 1 (the base model) and stage 2 (FlexAttention), loaded and validated
-	Out        io.Writer // training progress and the final table
+	Vision     *config.Config
+	Base, Flex config.Config // stage 1 (the base model) and stage 2 (FlexAttention), loaded and validated
+	Out        io.Writer     // training progress and the final table
 }
 
 // DemoResult is what Demo measured: the test-split evaluation of both models and the time of each part.
@@ -83,7 +84,7 @@ func checkDemo(opts DemoOptions) error {
 	var errs []error
 	for _, c := range []struct {
 		stage string
-		cfg   Config
+		cfg   config.Config
 	}{{"stage 1", base}, {"stage 2", flex}} {
 		if c.cfg.MaxSteps <= 0 {
 			errs = append(errs, fmt.Errorf("%w: %s: max_steps must be set (it tells a finished stage)", ErrDemoConfig, c.stage))
@@ -111,11 +112,11 @@ func checkDemo(opts DemoOptions) error {
 	return errors.Join(errs...)
 }
 
-func sameArch(a, b Config) bool { return a.Arch == b.Arch && a.Flex.NSA == b.Flex.NSA }
+func sameArch(a, b config.Config) bool { return a.Arch == b.Arch && a.Flex.NSA == b.Flex.NSA }
 
 // runStage trains cfg unless its output_dir holds a checkpoint of its last step; it returns the training
 // time and whether it trained.
-func runStage(ctx context.Context, cfg Config, out io.Writer, name string) (time.Duration, bool, error) {
+func runStage(ctx context.Context, cfg config.Config, out io.Writer, name string) (time.Duration, bool, error) {
 	e, err := checkpoints.Latest(cfg.OutputDir)
 	if err == nil && e.Step >= cfg.MaxSteps {
 		fmt.Fprintf(out, "%s: reusing %s\n", name, e.Path)
@@ -133,7 +134,7 @@ func runStage(ctx context.Context, cfg Config, out io.Writer, name string) (time
 
 // runVision pretrains the base model's vision tower unless its weights are already written (they are
 // written last, so their presence means a finished stage 0); it returns the training time.
-func runVision(ctx context.Context, cfg Config, out io.Writer) (time.Duration, error) {
+func runVision(ctx context.Context, cfg config.Config, out io.Writer) (time.Duration, error) {
 	dir := filepath.Join(cfg.OutputDir, VisionModelDir)
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
 		fmt.Fprintf(out, "stage 0: vision tower: reusing %s\n", dir)
@@ -148,7 +149,7 @@ func runVision(ctx context.Context, cfg Config, out io.Writer) (time.Duration, e
 }
 
 // exportBase writes the weights of stage 1's last checkpoint into dir/model.safetensors (writeBaseWeights).
-func exportBase(base Config, dir string) error {
+func exportBase(base config.Config, dir string) error {
 	e, err := checkpoints.Latest(base.OutputDir)
 	if err != nil {
 		return fmt.Errorf("train: demo: stage 1 checkpoint: %w", err)
@@ -196,7 +197,7 @@ func (r *DemoResult) evaluate(ctx context.Context, opts DemoOptions) error {
 // testSplit is the held-out file the demo scores and the folder of its images: the test split of stage 2's
 // synth:// data_path, else its eval_data_path and image_folder. Both models read these images: stage 1's
 // own data may be another set whose image names are the same.
-func testSplit(cfg Config) (path, images string, err error) {
+func testSplit(cfg config.Config) (path, images string, err error) {
 	if !synth.IsURI(cfg.DataPath) {
 		if cfg.EvalDataPath == "" {
 			return "", "", fmt.Errorf("%w: stage 2 has neither a synth:// data_path nor an eval_data_path to test on", ErrDemoConfig)
@@ -219,7 +220,7 @@ func testSplit(cfg Config) (path, images string, err error) {
 
 // evaluateStage loads the last checkpoint of cfg's run and evaluates it on path, whose images lie in images,
 // with blend weight alpha.
-func evaluateStage(ctx context.Context, cfg Config, path, images string, alpha float64) (Report, error) {
+func evaluateStage(ctx context.Context, cfg config.Config, path, images string, alpha float64) (Report, error) {
 	e, err := checkpoints.Latest(cfg.OutputDir)
 	if err != nil {
 		return Report{}, fmt.Errorf("train: demo: %w", err)
@@ -232,7 +233,7 @@ func evaluateStage(ctx context.Context, cfg Config, path, images string, alpha f
 	if err != nil {
 		return Report{}, err
 	}
-	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, path, images))
+	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, images))
 	if err != nil {
 		return Report{}, fmt.Errorf("train: demo: evaluate %s: %w", path, err)
 	}

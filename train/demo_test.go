@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/flextrain/flextrain/config"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,8 +22,8 @@ func tinyDemo(t *testing.T, dir string) DemoOptions {
 		"model.vision.image_size=32", "model.vision.hidden_size=16", "model.vision.intermediate_size=32",
 		"model.vision.num_heads=2", "model.text.vocab_size=144", "model.text.hidden_size=32",
 		"model.text.intermediate_size=64", "model.text.num_layers=3", "model.text.num_heads=2", "flex.select_grid=3"}
-	load := func(file string, extra ...string) Config {
-		c, err := LoadConfig(file, append(append([]string(nil), shared...), extra...))
+	load := func(file string, extra ...string) config.Config {
+		c, err := config.Load(file, append(append([]string(nil), shared...), extra...))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"time"
 
 	"github.com/flextrain/flextrain/data"
@@ -13,7 +14,7 @@ import (
 // maxAnswer is the longest answer, in tokens, whose exact match is scored: longer answers are free text.
 const maxAnswer = 16
 
-// evaluate runs the held-out split at the run's evaluation α (EvalAlpha) and records the result; the lowest
+// evaluate runs the held-out split at the run's evaluation α (config.EvalAlpha) and records the result; the lowest
 // loss is the best metric.
 func (t *trainer[T]) evaluate(ctx context.Context) error {
 	l, err := t.evalLoader()
@@ -25,8 +26,8 @@ func (t *trainer[T]) evaluate(ctx context.Context) error {
 	}
 	defer l.Close()
 	start := time.Now()
-	kinds, _ := RecordKinds(t.evalPath())  // records without a kind are evaluated as a whole
-	alpha, _ := EvalAlpha(t.cfg.Flex.View) // validated: eval_steps > 0 only on views that evaluate
+	kinds, _ := RecordKinds(t.evalPath())         // records without a kind are evaluated as a whole
+	alpha, _ := config.EvalAlpha(t.cfg.Flex.View) // validated: eval_steps > 0 only on views that evaluate
 	m, err := evaluateKinds(ctx, t.weights, l, t.tok.EOS(), kinds, alpha)
 	if err != nil {
 		return err
@@ -42,7 +43,7 @@ func (t *trainer[T]) evaluate(ctx context.Context) error {
 // evalLoader opens eval_data_path, or the held-out part of data_path, for one ordered pass.
 func (t *trainer[T]) evalLoader() (*data.Loader, error) {
 	if t.cfg.EvalDataPath != "" {
-		return data.Open(EvalDataOptions(t.cfg, t.tok, t.cfg.EvalDataPath, t.cfg.ImageFolder))
+		return data.Open(config.EvalDataOptions(t.cfg, t.tok, t.cfg.EvalDataPath, t.cfg.ImageFolder))
 	}
 	if t.cfg.ValSize <= 0 {
 		return nil, data.ErrEmpty

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"math"
 
@@ -42,19 +43,6 @@ type Report struct {
 // the totals only. eos ends a generated answer; FlexAttention runs in inference mode (α = 1).
 func EvaluateByKind(ctx context.Context, w *model.Weights, l *data.Loader, eos int, kinds map[string]string) (Report, error) {
 	return evaluateKinds(ctx, w, l, eos, kinds, 1)
-}
-
-// EvalAlpha is the blend weight at which a run trained on view is evaluated: 1 for flex (FlexAttention's
-// inference mode), 0 for lr (plain attention: exactly the LR view the run trained on, its copied HR
-// projections unused). hd-seq, a benchmark view, has no evaluation: decoding reads the LR or flex view only.
-func EvalAlpha(view string) (float64, error) {
-	switch view {
-	case "", "flex":
-		return 1, nil
-	case "lr":
-		return 0, nil
-	}
-	return 0, fmt.Errorf("train: no evaluation of flex.view %q: decoding reads the flex or lr view", view)
 }
 
 // evaluateKinds is EvaluateByKind with blend weight alpha: α = 0 makes every FlexAttention layer plain
@@ -236,11 +224,11 @@ func (tr *Trained) EvaluateFile(ctx context.Context, path, imageFolder string) (
 	if err != nil {
 		return Report{}, err
 	}
-	alpha, err := EvalAlpha(tr.Config.Flex.View)
+	alpha, err := config.EvalAlpha(tr.Config.Flex.View)
 	if err != nil {
 		return Report{}, err
 	}
-	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, path, imageFolder))
+	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, imageFolder))
 	if err != nil {
 		return Report{}, fmt.Errorf("train: evaluate %s: %w", path, err)
 	}

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"github.com/flextrain/flextrain/config"
 	"math"
 	"os"
 	"path/filepath"
@@ -81,7 +82,7 @@ func testEvaluateLRView(t *testing.T, tr *Trained, m synth.Manifest) {
 // evaluateWith opens the validation split for one pass and evaluates it with eval.
 func evaluateWith(t *testing.T, tr *Trained, m synth.Manifest, eval func(*data.Loader) (Report, error)) Report {
 	t.Helper()
-	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
+	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/flextrain/flextrain/config"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +23,7 @@ import (
 // trainedFixture is a short run on a small synthetic set, whose checkpoint the export, predict and
 // evaluation tests read.
 type trainedFixture struct {
-	cfg      Config
+	cfg      config.Config
 	ckpt     string                        // output_dir/checkpoint-<steps>
 	base     map[string]safetensors.Tensor // the base weights the run started from (model_name_or_path)
 	manifest synth.Manifest
@@ -55,7 +56,7 @@ func newTrainedFixture(t *testing.T) trainedFixture {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(cfgPath, nil)
+	cfg, err := config.Load(cfgPath, nil)
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
 	}

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"github.com/flextrain/flextrain/config"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ func TestHugeConfigRefused(t *testing.T) {
 	for _, tc := range []struct {
 		set  []string
 		want string
-		run  bool // refused by Run (the memory plan, the run's length) rather than by LoadConfig
+		run  bool // refused by Run (the memory plan, the run's length) rather than by config.Load
 	}{
 		{[]string{"model.text.num_layers=1000000"}, "text.num_layers: 1000000 is past", false},
 		{[]string{"model.vision.image_size=1048576"}, "vision.image_size: 1048576 is past", false},
@@ -41,7 +42,7 @@ func TestHugeConfigRefused(t *testing.T) {
 func loadAndRun(t *testing.T, set []string, run bool) error {
 	base := []string{"output_dir=" + t.TempDir(), "tokenizer_path=../testdata/tiny/tokenizer.json",
 		"data_path=../testdata/tiny/train.json", "image_folder=../testdata/tiny/images", "eval_steps=0"}
-	cfg, err := LoadConfig("../configs/tiny.yaml", append(base, set...))
+	cfg, err := config.Load("../configs/tiny.yaml", append(base, set...))
 	if err != nil || !run {
 		return err
 	}

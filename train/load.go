@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data/tokenizer"
@@ -12,7 +13,7 @@ import (
 // Trained is a model ready for evaluation, inference or export: the configuration it was trained with, its
 // weights (the base weights with the checkpoint's trained tensors in place) and its tokenizer.
 type Trained struct {
-	Config    Config
+	Config    config.Config
 	Weights   *model.Weights
 	Tokenizer *tokenizer.Tokenizer
 	Step      int
@@ -27,7 +28,7 @@ func LoadTrained(path string) (*Trained, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: load %s: %w", path, err)
 	}
-	cfg, err := ParseConfig(ck.Config, path+"/config.yaml")
+	cfg, err := config.Parse(ck.Config, path+"/config.yaml")
 	if err != nil {
 		return nil, fmt.Errorf("train: load %s: %w", path, err)
 	}
@@ -47,7 +48,7 @@ func LoadTrained(path string) (*Trained, error) {
 }
 
 // baseWeights are the weights a run of cfg starts from.
-func baseWeights(cfg Config) (*model.Weights, error) {
+func baseWeights(cfg config.Config) (*model.Weights, error) {
 	dt := dtypeOf[float32]()
 	if cfg.DType == "float64" {
 		dt = dtypeOf[float64]()

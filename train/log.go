@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"log/slog"
 	"math"
@@ -20,7 +21,7 @@ import (
 // A metrics record that cannot be written is an error (ErrMetrics): the run stops rather than train on
 // with a log that silently lacks steps.
 type logger struct {
-	cfg     Config
+	cfg     config.Config
 	out     io.Writer
 	slog    *slog.Logger
 	metrics *os.File // nil until openMetrics
@@ -37,7 +38,7 @@ var ErrMetrics = errors.New("train: cannot write metrics")
 const metricsFile = "metrics.jsonl"
 
 // newLogger returns the console side of the run's logging; openMetrics adds the file.
-func newLogger(cfg Config, opts RunOptions) *logger {
+func newLogger(cfg config.Config, opts RunOptions) *logger {
 	out := opts.Out
 	if out == nil {
 		out = io.Discard

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"strconv"
 
 	"github.com/flextrain/flextrain/internal/fileio"
@@ -19,7 +20,7 @@ type memoryPlan struct {
 }
 
 // planMemory adds up the memory plan of cfg's model in elements of elem bytes, from the shapes alone.
-func planMemory(cfg Config, elem int) memoryPlan {
+func planMemory(cfg config.Config, elem int) memoryPlan {
 	var p memoryPlan
 	for name, shape := range model.Shapes(cfg.Model()) {
 		n := int64(1)
@@ -41,7 +42,7 @@ func planMemory(cfg Config, elem int) memoryPlan {
 
 // checkMemory refuses, before anything is allocated, a model whose parameters alone need more memory than
 // the machine has: a mistyped width would otherwise end in the runtime's fatal out-of-memory.
-func checkMemory(cfg Config, elem int) error {
+func checkMemory(cfg config.Config, elem int) error {
 	total, ok := physicalMemory()
 	if !ok {
 		return nil

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"image"
 	"strings"
 
@@ -31,7 +32,7 @@ func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 			return nil, fmt.Errorf("train: predict: query %d: %w", i, err)
 		}
 	}
-	alpha, err := EvalAlpha(tr.Config.Flex.View)
+	alpha, err := config.EvalAlpha(tr.Config.Flex.View)
 	if err != nil {
 		return nil, err
 	}

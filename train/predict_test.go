@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"os"
 	"path/filepath"
@@ -74,7 +75,7 @@ func testPromptIsTrainingPrefix(t *testing.T, tr *Trained, valPath string) {
 // on the loader's own sample cut before its answer.
 func testPredictMatchesGenerate(t *testing.T, tr *Trained, m synth.Manifest) {
 	recs := readSynth(t, m.Val)
-	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
+	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
 	if err != nil {
 		t.Fatal(err)
 	}

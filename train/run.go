@@ -4,6 +4,7 @@
 package train
 
 import (
+	"github.com/flextrain/flextrain/config"
 	"context"
 	"errors"
 	"fmt"
@@ -26,9 +27,6 @@ var ErrNonFinite = errors.New("train: non-finite loss or gradient")
 
 // maxNonFinite is how many non-finite steps in a row stop the run.
 const maxNonFinite = 3
-
-// maxRunSteps is the most optimizer steps one run may plan (max_steps, or num_train_epochs of batches).
-const maxRunSteps = 1 << 31
 
 // RunOptions are the parts of a run that are not configuration.
 type RunOptions struct {
@@ -67,14 +65,14 @@ type Summary struct {
 // checkpoint and returns ErrInterrupted. A step whose loss or gradient is not finite changes no weight and
 // no optimizer state but still counts (and saves and evaluates on schedule); maxNonFinite of them in a row
 // return ErrNonFinite. A failed save stops the run.
-func Run(ctx context.Context, cfg Config, opts RunOptions) (Summary, error) {
+func Run(ctx context.Context, cfg config.Config, opts RunOptions) (Summary, error) {
 	if cfg.DType == "float64" {
 		return run[float64](ctx, cfg, opts)
 	}
 	return run[float32](ctx, cfg, opts)
 }
 
-func run[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (Summary, error) {
+func run[T optim.Float](ctx context.Context, cfg config.Config, opts RunOptions) (Summary, error) {
 	t, err := setup[T](ctx, cfg, opts)
 	if err != nil {
 		return Summary{}, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/flextrain/flextrain/config"
 	"math"
 	"os"
 	"path/filepath"
@@ -56,7 +57,7 @@ func meanLoss(recs map[int]record, from, to int) float64 {
 }
 
 // checkFrozen compares the weights after training with a fresh seeded initialisation, tensor by tensor.
-func checkFrozen(t *testing.T, cfg Config, final *model.Weights) {
+func checkFrozen(t *testing.T, cfg config.Config, final *model.Weights) {
 	t.Helper()
 	if final == nil {
 		t.Fatal("the run did not report its final weights")
@@ -80,7 +81,7 @@ func checkFrozen(t *testing.T, cfg Config, final *model.Weights) {
 }
 
 // trainedTensors are the trainable weights of w as a checkpoint stores them.
-func trainedTensors(cfg Config, w *model.Weights) map[string]safetensors.Tensor {
+func trainedTensors(cfg config.Config, w *model.Weights) map[string]safetensors.Tensor {
 	out := map[string]safetensors.Tensor{}
 	for name, ts := range w.Tensors() {
 		if cfg.Trainable(name) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"image"
 	"image/color"
 	"image/draw"
@@ -57,7 +58,7 @@ func (tr *Trained) Selections(ctx context.Context, path, imageFolder, kind strin
 	for _, r := range recs {
 		meta[r.id()] = r
 	}
-	l, err := data.Open(EvalDataOptions(tr.Config, tr.Tokenizer, path, imageFolder))
+	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, imageFolder))
 	if err != nil {
 		return nil, fmt.Errorf("train: selections %s: %w", path, err)
 	}

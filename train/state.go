@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -171,11 +172,11 @@ func (t *trainer[T]) restoreState(path string, ck *checkpoints.Checkpoint) error
 // checkDrift refuses a resume whose configuration changed a key that defines the run, and warns about
 // allowed changes.
 func (t *trainer[T]) checkDrift(path string, saved []byte) error {
-	prev, err := ParseConfig(saved, path+"/config.yaml")
+	prev, err := config.Parse(saved, path+"/config.yaml")
 	if err != nil {
 		return fmt.Errorf("train: resume: %w", err)
 	}
-	shape, allowed := Diff(prev, t.cfg)
+	shape, allowed := config.Diff(prev, t.cfg)
 	if len(shape) > 0 {
 		return fmt.Errorf("train: resume %s: %w: these keys changed: %s", path, checkpoints.ErrConfigMismatch, strings.Join(shape, ", "))
 	}

@@ -120,6 +120,9 @@ func (st State) checkData(lim stateLimits, bad badFunc) {
 	}
 }
 
+// badFunc records one bad field with its reason.
+type badFunc func(field, format string, a ...any)
+
 // isSHA256 reports whether s is 64 lower-case hex digits.
 func isSHA256(s string) bool {
 	b, err := hex.DecodeString(s)

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -39,11 +40,11 @@ type VisionSummary struct {
 // (model.BuildTagger). It writes every weight of the model, the trained tower among them, to
 // output_dir/model/model.safetensors: the model_name_or_path of a base model that freezes the tower, as LLaVA
 // freezes its pretrained CLIP. The run is short and keeps no checkpoint: interrupted, it starts over.
-func PretrainVision(ctx context.Context, cfg Config, opts RunOptions) (VisionSummary, error) {
+func PretrainVision(ctx context.Context, cfg config.Config, opts RunOptions) (VisionSummary, error) {
 	if err := cfg.Validate(); err != nil {
 		return VisionSummary{}, err
 	}
-	cfg, err := ResolveData(cfg)
+	cfg, err := config.ResolveData(cfg)
 	if err != nil {
 		return VisionSummary{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/flextrain/flextrain/config"
 	"log/slog"
 	"math"
 	"os"
@@ -24,15 +25,15 @@ import (
 // tinyConfig is configs/tiny.yaml pointed at the repository's testdata/tiny (the tests run in train/), with
 // a fresh temporary output_dir, no evaluation, a save only at the end, a log record every step, and then
 // the overrides ("max_steps=20").
-func tinyConfig(t *testing.T, overrides ...string) Config {
+func tinyConfig(t *testing.T, overrides ...string) config.Config {
 	t.Helper()
 	base := []string{"output_dir=" + t.TempDir(),
 		"tokenizer_path=../testdata/tiny/tokenizer.json", "data_path=../testdata/tiny/train.json",
 		"image_folder=../testdata/tiny/images", "eval_data_path=../testdata/tiny/val.json",
 		"eval_steps=0", "save_steps=0", "logging_steps=1"}
-	cfg, err := LoadConfig("../configs/tiny.yaml", append(base, overrides...))
+	cfg, err := config.Load("../configs/tiny.yaml", append(base, overrides...))
 	if err != nil {
-		t.Fatalf("LoadConfig(configs/tiny.yaml): %v", err)
+		t.Fatalf("config.Load(configs/tiny.yaml): %v", err)
 	}
 	return cfg
 }
@@ -56,7 +57,7 @@ func (s *syncBuffer) String() string {
 }
 
 // runTiny runs cfg with opts, capturing the run's output; the output is logged when the test fails.
-func runTiny(t *testing.T, ctx context.Context, cfg Config, opts RunOptions) (Summary, string, error) {
+func runTiny(t *testing.T, ctx context.Context, cfg config.Config, opts RunOptions) (Summary, string, error) {
 	t.Helper()
 	out := &syncBuffer{}
 	opts.Out, opts.Logger = out, slog.New(slog.NewTextHandler(out, nil))
@@ -70,7 +71,7 @@ func runTiny(t *testing.T, ctx context.Context, cfg Config, opts RunOptions) (Su
 }
 
 // mustRun is runTiny for a run that must succeed.
-func mustRun(t *testing.T, cfg Config, opts RunOptions) (Summary, string) {
+func mustRun(t *testing.T, cfg config.Config, opts RunOptions) (Summary, string) {
 	t.Helper()
 	s, out, err := runTiny(t, context.Background(), cfg, opts)
 	if err != nil {

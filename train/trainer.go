@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"math"
 	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/flextrain/flextrain/data"
-	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/featcache"
@@ -21,7 +21,7 @@ import (
 
 // trainer holds everything one run needs, in parameter type T.
 type trainer[T optim.Float] struct {
-	cfg      Config
+	cfg      config.Config
 	opts     RunOptions
 	tok      *tokenizer.Tokenizer
 	weights  *model.Weights
@@ -51,11 +51,11 @@ type trainer[T optim.Float] struct {
 // run is accepted, output_dir (claimOutput) and the feature cache. A run refused for any reason (a bad
 // file, config drift, a used output_dir) leaves output_dir as it found it. A cancelled ctx stops setup
 // between its steps with ErrInterrupted.
-func setup[T optim.Float](ctx context.Context, cfg Config, opts RunOptions) (*trainer[T], error) {
+func setup[T optim.Float](ctx context.Context, cfg config.Config, opts RunOptions) (*trainer[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg, err := ResolveData(cfg)
+	cfg, err := config.ResolveData(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -97,36 +97,6 @@ func (t *trainer[T]) writeConfig() error {
 		return fmt.Errorf("train: write config: %w", err)
 	}
 	return nil
-}
-
-// ResolveData generates (or reuses) the dataset a synth:// data_path names (data/synth; its folder is the
-// URI's dir, else output_dir/data) and returns cfg with the data keys on its files: data_path the train
-// split, image_folder its images, eval_data_path the val split (unless val_size holds some of the train
-// split out, or an eval file is given) and tokenizer_path its tokenizer when none is set. Any other data
-// path is returned unchanged. The run's saved config.yaml then names real files, so checkpoints load as is.
-func ResolveData(cfg Config) (Config, error) {
-	if !synth.IsURI(cfg.DataPath) {
-		return cfg, nil
-	}
-	o, err := synth.ParseURI(cfg.DataPath)
-	if err != nil {
-		return cfg, fmt.Errorf("train: data_path: %w", err)
-	}
-	if o.Dir == "" {
-		o.Dir = filepath.Join(cfg.OutputDir, "data")
-	}
-	m, err := synth.Generate(o)
-	if err != nil {
-		return cfg, fmt.Errorf("train: data_path %s: %w", cfg.DataPath, err)
-	}
-	cfg.DataPath, cfg.ImageFolder = m.Train, m.ImageFolder
-	if cfg.EvalDataPath == "" && cfg.ValSize == 0 {
-		cfg.EvalDataPath = m.Val
-	}
-	if cfg.TokenizerPath == "" {
-		cfg.TokenizerPath = m.Tokenizer
-	}
-	return cfg, nil
 }
 
 func (t *trainer[T]) loadTokenizer() error {
@@ -190,7 +160,7 @@ func dtypeOf[T optim.Float]() tensor.Dtype {
 
 // dataOptions are the loader settings of the training split.
 func (t *trainer[T]) dataOptions() data.Options {
-	o := DataOptions(t.cfg, t.tok)
+	o := config.DataOptions(t.cfg, t.tok)
 	o.Logger = t.log.slog
 	return o
 }
@@ -231,11 +201,11 @@ func (t *trainer[T]) bindParams() error {
 func (t *trainer[T]) plan() error {
 	c := t.cfg
 	t.total = c.MaxSteps
-	if t.total <= 0 && c.NumTrainEpochs*perEpochSteps(t.train.StepsPerEpoch(), c) <= maxRunSteps {
+	if t.total <= 0 && c.NumTrainEpochs*perEpochSteps(t.train.StepsPerEpoch(), c) <= config.MaxRunSteps {
 		t.total = int(math.Ceil(c.NumTrainEpochs * perEpochSteps(t.train.StepsPerEpoch(), c)))
 	}
-	if c.MaxSteps <= 0 && c.NumTrainEpochs*perEpochSteps(t.train.StepsPerEpoch(), c) > maxRunSteps {
-		return fmt.Errorf("train: num_train_epochs %g of %d batches make more than %d optimizer steps; give fewer epochs or max_steps", c.NumTrainEpochs, t.train.StepsPerEpoch(), maxRunSteps)
+	if c.MaxSteps <= 0 && c.NumTrainEpochs*perEpochSteps(t.train.StepsPerEpoch(), c) > config.MaxRunSteps {
+		return fmt.Errorf("train: num_train_epochs %g of %d batches make more than %d optimizer steps; give fewer epochs or max_steps", c.NumTrainEpochs, t.train.StepsPerEpoch(), config.MaxRunSteps)
 	}
 	if t.total <= 0 {
 		return fmt.Errorf("train: the run has no step: max_steps %d, num_train_epochs %g, %d batches per epoch", c.MaxSteps, c.NumTrainEpochs, t.train.StepsPerEpoch())
@@ -248,7 +218,7 @@ func (t *trainer[T]) plan() error {
 }
 
 // perEpochSteps is the optimizer steps of one epoch of batches.
-func perEpochSteps(batches int, c Config) float64 {
+func perEpochSteps(batches int, c config.Config) float64 {
 	return float64(batches) / float64(c.GradientAccumulationSteps)
 }
 

@@ -1,9 +1,8 @@
 package main
 
 import (
+	"github.com/flextrain/flextrain/config"
 	"github.com/urfave/cli/v2"
-
-	"github.com/flextrain/flextrain/train"
 )
 
 // configFlags are the flags of every command that reads a run configuration.
@@ -15,6 +14,6 @@ func configFlags() []cli.Flag {
 }
 
 // loadConfig reads --config with every --set applied.
-func loadConfig(cx *cli.Context) (train.Config, error) {
-	return train.LoadConfig(cx.String("config"), cx.Generic("set").(*setFlag).values)
+func loadConfig(cx *cli.Context) (config.Config, error) {
+	return config.Load(cx.String("config"), cx.Generic("set").(*setFlag).values)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"log/slog"
 	"regexp"
@@ -16,7 +17,6 @@ import (
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/data/tokenizer"
-	"github.com/flextrain/flextrain/train"
 )
 
 func init() { register(dataCommand()) }
@@ -65,19 +65,19 @@ func dataCheckCommand() *cli.Command {
 
 // dataOptions reads --config (with --set), resolves a synth:// data_path to its files as fit does, reads the
 // tokenizer, and returns the loader options of training.
-func dataOptions(cx *cli.Context) (train.Config, data.Options, error) {
+func dataOptions(cx *cli.Context) (config.Config, data.Options, error) {
 	cfg, err := loadConfig(cx)
 	if err != nil {
 		return cfg, data.Options{}, err
 	}
-	if cfg, err = train.ResolveData(cfg); err != nil {
+	if cfg, err = config.ResolveData(cfg); err != nil {
 		return cfg, data.Options{}, err
 	}
 	tok, err := tokenizer.Load(cfg.TokenizerPath)
 	if err != nil {
 		return cfg, data.Options{}, fmt.Errorf("tokenizer_path: %w", err)
 	}
-	return cfg, train.DataOptions(cfg, tok), nil
+	return cfg, config.DataOptions(cfg, tok), nil
 }
 
 // checkReport is the --json output of `data check`.
@@ -89,7 +89,7 @@ type checkReport struct {
 }
 
 // writeCounts prints the counters of a check as a table.
-func writeCounts(w io.Writer, cfg train.Config, c data.Counts) error {
+func writeCounts(w io.Writer, cfg config.Config, c data.Counts) error {
 	mean := 0.0
 	if c.Samples > 0 {
 		mean = float64(c.Tokens) / float64(c.Samples)
@@ -119,7 +119,7 @@ func writeCounts(w io.Writer, cfg train.Config, c data.Counts) error {
 }
 
 // overBudget refuses data that training would stop on: more skipped records than max_bad_fraction.
-func overBudget(cfg train.Config, c data.Counts) error {
+func overBudget(cfg config.Config, c data.Counts) error {
 	if c.Records == 0 || float64(c.Skipped) <= cfg.MaxBadFraction*float64(c.Records) {
 		return nil
 	}

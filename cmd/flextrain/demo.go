@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/urfave/cli/v2"
 
@@ -26,17 +27,17 @@ func demoCommand() *cli.Command {
 			&cli.StringFlag{Name: "vision", Value: "configs/quickstart-vision.yaml", Usage: "stage 0 (vision tower) configuration `FILE`; empty: no stage 0"},
 		},
 		Action: func(cx *cli.Context) error {
-			base, err := train.LoadConfig(cx.String("base"), nil)
+			base, err := config.Load(cx.String("base"), nil)
 			if err != nil {
 				return err
 			}
-			flex, err := train.LoadConfig(cx.String("config"), nil)
+			flex, err := config.Load(cx.String("config"), nil)
 			if err != nil {
 				return err
 			}
 			opts := train.DemoOptions{Base: base, Flex: flex, Out: cx.App.Writer}
 			if p := cx.String("vision"); p != "" {
-				v, err := train.LoadConfig(p, nil)
+				v, err := config.Load(p, nil)
 				if err != nil {
 					return err
 				}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,7 +24,7 @@ import (
 // run is a short training run on a small synthetic set: its configuration file, the data and the checkpoint.
 type run struct {
 	config  string // the YAML file
-	cfg     train.Config
+	cfg     config.Config
 	data    synth.Manifest
 	ckpt    string // output_dir/checkpoint-3
 	metrics string // output_dir
@@ -70,7 +71,7 @@ func newRun(t *testing.T) run {
 	if err := os.WriteFile(r.config, yaml, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r.cfg, err = train.LoadConfig(r.config, nil); err != nil {
+	if r.cfg, err = config.Load(r.config, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := train.Run(context.Background(), r.cfg, train.RunOptions{Resume: "none"}); err != nil {

@@ -3,13 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/flextrain/flextrain/model"
-	"github.com/flextrain/flextrain/train"
 )
 
 func init() { register(flopsCommand()) }
@@ -30,7 +30,7 @@ func flopsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: func(cx *cli.Context) error {
-			cfg, err := train.LoadConfig(cx.String("config"), cx.Generic("set").(*setFlag).values)
+			cfg, err := config.Load(cx.String("config"), cx.Generic("set").(*setFlag).values)
 			if err != nil {
 				return err
 			}
@@ -53,7 +53,7 @@ func flopsMain(args []string, w io.Writer) error {
 }
 
 // setFlag collects every --set key=value as given: unlike cli.StringSliceFlag it does not split at commas,
-// so list values such as trainable=a.*,b.* reach train.Config.Set whole.
+// so list values such as trainable=a.*,b.* reach config.Config.Set whole.
 type setFlag struct{ values []string }
 
 func (s *setFlag) Set(v string) error { s.values = append(s.values, v); return nil }

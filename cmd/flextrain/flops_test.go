@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/flextrain/flextrain/config"
 	"math"
 	"strings"
 	"testing"
-
-	"github.com/flextrain/flextrain/train"
 )
 
 // TestFlopsLLaVA7B checks the specification's numbers through the CLI and the shipped 7B configuration:
@@ -86,8 +85,8 @@ func TestFlopsErrors(t *testing.T) {
 		want error  // nil: any error
 		text string // in the message
 	}{
-		{"unknown --set key", []string{"--config", "../../configs/bench.yaml", "--set", "flex.thresold=40"}, train.ErrUnknownKey, "flex.thresold"},
-		{"ill-typed --set", []string{"--config", "../../configs/bench.yaml", "--set", "seed=x"}, train.ErrBadValue, "seed"},
+		{"unknown --set key", []string{"--config", "../../configs/bench.yaml", "--set", "flex.thresold=40"}, config.ErrUnknownKey, "flex.thresold"},
+		{"ill-typed --set", []string{"--config", "../../configs/bench.yaml", "--set", "seed=x"}, config.ErrBadValue, "seed"},
 		{"selected above 1", []string{"--config", "../../configs/bench.yaml", "--selected", "2"}, nil, "selected"},
 		{"missing file", []string{"--config", "nope.yaml"}, nil, "nope.yaml"},
 		{"no --config", nil, nil, "config"},

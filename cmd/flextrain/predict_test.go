@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/flextrain/flextrain/config"
 	"io"
 	"path/filepath"
 	"slices"
@@ -48,7 +49,7 @@ func testPredict(t *testing.T, r run) {
 // loaderAnswers decodes every sample of the split greedily from the loader's ids cut before the answer.
 func loaderAnswers(t *testing.T, tr *train.Trained, m synth.Manifest, recs map[string]synth.Record, maxNew int) map[string]string {
 	t.Helper()
-	l, err := data.Open(train.EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
+	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
 	if err != nil {
 		t.Fatal(err)
 	}

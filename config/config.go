@@ -1,4 +1,8 @@
-package train
+// Package config is a run's configuration: one typed Config read from YAML with Hugging Face Trainer and
+// LLaVA key names, where an unknown or ill-typed key is an error naming it and its line, `--set key=value`
+// overrides, validation with one error per bad key, the effective configuration as a table and as YAML
+// (saved with every checkpoint), and the drift between two configurations that a resume refuses.
+package config
 
 import (
 	"bytes"
@@ -23,7 +27,7 @@ import (
 // Config is the whole run configuration, read from a YAML file (configs/*.yaml) with Hugging Face Trainer and
 // LLaVA spellings for the flat keys, a `flex:` map, a `model:` map with the architecture, and `trainable:` /
 // `frozen:` lists of tensor-name patterns. Every key has a default (Defaults) except the architecture and the
-// paths; LoadConfig applies defaults, then the file, then `--set key=value` overrides, then Validate.
+// paths; Load applies defaults, then the file, then `--set key=value` overrides, then Validate.
 type Config struct {
 	OutputDir       string `yaml:"output_dir"`         // where checkpoints, logs and config.yaml go
 	ModelNameOrPath string `yaml:"model_name_or_path"` // base weights; empty: random initialisation
@@ -90,10 +94,10 @@ type Arch struct {
 	Text   model.TextConfig   `yaml:"text"`
 }
 
-// Sentinel errors: every error LoadConfig returns for a key names it and wraps one of these.
+// Sentinel errors: every error Load returns for a key names it and wraps one of these.
 var (
-	ErrUnknownKey = errors.New("train: unknown config key")
-	ErrBadValue   = errors.New("train: bad config value")
+	ErrUnknownKey = errors.New("config: unknown config key")
+	ErrBadValue   = errors.New("config: bad config value")
 )
 
 // Defaults is the configuration before any file: HF Trainer's and the official FlexAttention script's values
@@ -128,16 +132,16 @@ func DefaultTrainable(nSA, numLayers int) []string {
 // maxConfigBytes bounds a configuration file: the shipped ones are a few KB.
 const maxConfigBytes = 1 << 20
 
-// LoadConfig reads the YAML file at path over Defaults, applies overrides ("key=value", nested keys with
+// Load reads the YAML file at path over Defaults, applies overrides ("key=value", nested keys with
 // dots: "flex.threshold=40"), fills DefaultTrainable when no trainable patterns are given, and validates.
 // Unknown keys are errors (as yaml.v3's KnownFields(true) makes them), named with their full path and line:
 //
-//	train: unknown config key: configs/tiny.yaml:12: flex.thresold
-func LoadConfig(path string, overrides []string) (Config, error) {
+//	config: unknown key: configs/tiny.yaml:12: flex.thresold
+func Load(path string, overrides []string) (Config, error) {
 	c := Defaults()
 	data, err := fileio.ReadFile(path, maxConfigBytes)
 	if err != nil {
-		return c, fmt.Errorf("train: read config %s: %w", path, err)
+		return c, fmt.Errorf("config: read config %s: %w", path, err)
 	}
 	if err := c.decode(data, path); err != nil {
 		return c, err
@@ -149,14 +153,14 @@ func LoadConfig(path string, overrides []string) (Config, error) {
 	}
 	c.fillDerived()
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("train: config %s is invalid:\n%w", path, err)
+		return c, fmt.Errorf("config: config %s is invalid:\n%w", path, err)
 	}
 	return c, nil
 }
 
-// ParseConfig decodes configuration bytes read from src (a config.yaml a run or checkpoint saved) as
-// LoadConfig decodes a file, without overrides.
-func ParseConfig(data []byte, src string) (Config, error) {
+// Parse decodes configuration bytes read from src (a config.yaml a run or checkpoint saved) as
+// Load decodes a file, without overrides.
+func Parse(data []byte, src string) (Config, error) {
 	c := Defaults()
 	if err := c.decode(data, src); err != nil {
 		return c, err
@@ -393,17 +397,17 @@ func (c Config) Table() string {
 	return b.String()
 }
 
-// YAML is the configuration as a YAML document that LoadConfig reads back to an equal Config: written to
+// YAML is the configuration as a YAML document that Load reads back to an equal Config: written to
 // output_dir/config.yaml and into every checkpoint.
 func (c Config) YAML() ([]byte, error) {
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2) // as configs/*.yaml
 	if err := enc.Encode(c); err != nil {
-		return nil, fmt.Errorf("train: config to YAML: %w", err)
+		return nil, fmt.Errorf("config: config to YAML: %w", err)
 	}
 	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("train: config to YAML: %w", err)
+		return nil, fmt.Errorf("config: config to YAML: %w", err)
 	}
 	return b.Bytes(), nil
 }
@@ -475,6 +479,9 @@ func (c Config) Validate() error {
 }
 
 type badFunc func(key, format string, a ...any)
+
+// MaxRunSteps is the most optimizer steps one run may plan (max_steps, or num_train_epochs of batches).
+const MaxRunSteps = 1 << 31
 
 // maxWorkers bounds dataloader_num_workers: each worker holds a decoded image and its resampled views, and
 // no machine has the cores to use more.
@@ -551,8 +558,8 @@ func (c Config) validateSteps(bad badFunc) {
 	atLeast("save_steps", c.SaveSteps, 0)
 	atLeast("save_total_limit", c.SaveTotalLimit, 2) // keep at least the newest and the one before it
 	atLeast("max_steps", c.MaxSteps, -1)
-	if c.MaxSteps > maxRunSteps {
-		bad("max_steps", "%d is past the most one run may take, %d", c.MaxSteps, maxRunSteps)
+	if c.MaxSteps > MaxRunSteps {
+		bad("max_steps", "%d is past the most one run may take, %d", c.MaxSteps, MaxRunSteps)
 	}
 	if c.MaxSteps <= 0 && !(c.NumTrainEpochs > 0 && !math.IsInf(c.NumTrainEpochs, 0)) {
 		bad("num_train_epochs", "must be finite and > 0 when max_steps is not set, got %g", c.NumTrainEpochs)

@@ -1,4 +1,4 @@
-package train
+package config
 
 import (
 	"errors"
@@ -16,9 +16,9 @@ import (
 
 func loadValid(t *testing.T, overrides ...string) Config {
 	t.Helper()
-	c, err := LoadConfig("testdata/valid.yaml", overrides)
+	c, err := Load("testdata/valid.yaml", overrides)
 	if err != nil {
-		t.Fatalf("LoadConfig(valid.yaml): %v", err)
+		t.Fatalf("Load(valid.yaml): %v", err)
 	}
 	return c
 }
@@ -64,7 +64,7 @@ func TestShippedConfigs(t *testing.T) {
 		t.Fatalf("configs: %v, %v; want at least 3 files", files, err)
 	}
 	for _, f := range files {
-		if _, err := LoadConfig(f, nil); err != nil {
+		if _, err := Load(f, nil); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 		b, err := os.ReadFile(f)
@@ -78,7 +78,7 @@ func TestShippedConfigs(t *testing.T) {
 }
 
 func TestShippedBenchConfig(t *testing.T) {
-	c, err := LoadConfig("../configs/bench.yaml", nil)
+	c, err := Load("../configs/bench.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestLoadConfigKeyErrors(t *testing.T) {
 		{"bad_shape.yaml", ErrBadValue, []string{"flex: want a map", "seed given twice"}},
 	}
 	for _, tt := range tests {
-		_, err := LoadConfig(filepath.Join("testdata", tt.file), nil)
+		_, err := Load(filepath.Join("testdata", tt.file), nil)
 		if !errors.Is(err, tt.sentinel) {
 			t.Errorf("%s: err = %v; want %v", tt.file, err, tt.sentinel)
 			continue
@@ -122,7 +122,7 @@ func TestLoadConfigKeyErrors(t *testing.T) {
 			}
 		}
 	}
-	if _, err := LoadConfig("testdata/missing.yaml", nil); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.yaml") {
+	if _, err := Load("testdata/missing.yaml", nil); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: err = %v; want os.ErrNotExist naming the file", err)
 	}
 }
@@ -182,9 +182,9 @@ func TestSetErrors(t *testing.T) {
 			t.Errorf("Set(%q) = %v; want %v naming %s", tt.set, err, tt.sentinel, tt.key)
 		}
 	}
-	// Through LoadConfig: the override is applied after the file, and its error is returned as is.
-	if _, err := LoadConfig("testdata/valid.yaml", []string{"flex.threshold=high"}); !errors.Is(err, ErrBadValue) {
-		t.Errorf("LoadConfig with a bad --set = %v; want ErrBadValue", err)
+	// Through Load: the override is applied after the file, and its error is returned as is.
+	if _, err := Load("testdata/valid.yaml", []string{"flex.threshold=high"}); !errors.Is(err, ErrBadValue) {
+		t.Errorf("Load with a bad --set = %v; want ErrBadValue", err)
 	}
 }
 
@@ -304,9 +304,9 @@ func TestYAMLRoundTrip(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	back, err := LoadConfig(p, nil)
+	back, err := Load(p, nil)
 	if err != nil {
-		t.Fatalf("LoadConfig(YAML()): %v\n%s", err, b)
+		t.Fatalf("Load(YAML()): %v\n%s", err, b)
 	}
 	if !reflect.DeepEqual(back, c) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", back, c)
@@ -416,14 +416,14 @@ func TestLoadConfigSpecialFiles(t *testing.T) {
 	}
 	for _, path := range []string{fifo, zero} {
 		done := make(chan error, 1)
-		go func() { _, err := LoadConfig(path, nil); done <- err }()
+		go func() { _, err := Load(path, nil); done <- err }()
 		select {
 		case err := <-done:
 			if !errors.Is(err, fileio.ErrNotRegular) || !strings.Contains(err.Error(), path) {
-				t.Errorf("LoadConfig(%s) = %v; want ErrNotRegular naming the path", path, err)
+				t.Errorf("Load(%s) = %v; want ErrNotRegular naming the path", path, err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("LoadConfig(%s) did not return", path)
+			t.Fatalf("Load(%s) did not return", path)
 		}
 	}
 }
