@@ -3,7 +3,6 @@ package train
 import (
 	"context"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/model"

@@ -1,9 +1,10 @@
 package train
 
 import (
-	"github.com/flextrain/flextrain/config"
 	"math"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
 )
 
 // TestBenchModes runs every bench mode on the tiny model: union and dense compute the same loss (DESIGN.md §7:

@@ -3,9 +3,10 @@ package train
 import (
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"slices"
 	"strings"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/model"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"io"
 	"os"
 	"path"
@@ -12,6 +11,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/eval"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data"
@@ -33,7 +35,7 @@ type DemoOptions struct {
 
 // DemoResult is what Demo measured: the test-split evaluation of both models and the time of each part.
 type DemoResult struct {
-	Base, Flex         Report
+	Base, Flex         eval.Report
 	TestPath           string
 	VisionTime         time.Duration // stage 0, zero when its weights were reused or there is no stage 0
 	BaseTime, FlexTime time.Duration // training, zero when a finished checkpoint was reused
@@ -220,25 +222,25 @@ func testSplit(cfg config.Config) (path, images string, err error) {
 
 // evaluateStage loads the last checkpoint of cfg's run and evaluates it on path, whose images lie in images,
 // with blend weight alpha.
-func evaluateStage(ctx context.Context, cfg config.Config, path, images string, alpha float64) (Report, error) {
+func evaluateStage(ctx context.Context, cfg config.Config, path, images string, alpha float64) (eval.Report, error) {
 	e, err := checkpoints.Latest(cfg.OutputDir)
 	if err != nil {
-		return Report{}, fmt.Errorf("train: demo: %w", err)
+		return eval.Report{}, fmt.Errorf("train: demo: %w", err)
 	}
 	tr, err := LoadTrained(e.Path)
 	if err != nil {
-		return Report{}, fmt.Errorf("train: demo: %w", err)
+		return eval.Report{}, fmt.Errorf("train: demo: %w", err)
 	}
-	kinds, err := RecordKinds(path)
+	kinds, err := eval.RecordKinds(path)
 	if err != nil {
-		return Report{}, err
+		return eval.Report{}, err
 	}
 	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, images))
 	if err != nil {
-		return Report{}, fmt.Errorf("train: demo: evaluate %s: %w", path, err)
+		return eval.Report{}, fmt.Errorf("train: demo: evaluate %s: %w", path, err)
 	}
 	defer l.Close()
-	return evaluateKinds(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
+	return eval.Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
 }
 
 // demoKinds are the columns of the demo table, in order; other kinds follow sorted.
@@ -256,7 +258,7 @@ func (r DemoResult) WriteTable(out io.Writer) error {
 	fmt.Fprintf(tw, "exact match on %s\t%s\tall\t\n", filepath.Base(r.TestPath), strings.Join(kinds, "\t"))
 	for _, row := range []struct {
 		name string
-		rep  Report
+		rep  eval.Report
 	}{{"base model (LR view)", r.Base}, {"FlexAttention (α = 1)", r.Flex}} {
 		fmt.Fprintf(tw, "%s\t", row.name)
 		for _, k := range kinds {

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/flextrain/flextrain/config"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/eval"
+
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model"
 )
 
 // tinyDemo loads the shipped quickstart configurations shrunk to a few steps of a tiny model on a tiny
@@ -50,7 +53,7 @@ func TestDemoPlumbing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, r := range map[string]Report{"base": res.Base, "flex": res.Flex} {
+	for name, r := range map[string]eval.Report{"base": res.Base, "flex": res.Flex} {
 		if r.Answers != 6 || len(r.ByKind) == 0 {
 			t.Errorf("%s: %d answers scored in %d kinds; want the 6 test questions, by kind", name, r.Answers, len(r.ByKind))
 		}

@@ -2,13 +2,12 @@ package train
 
 import (
 	"context"
-	"errors"
-	"github.com/flextrain/flextrain/config"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/eval"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
@@ -22,8 +21,8 @@ func testEvaluateByKind(t *testing.T, tr *Trained, m synth.Manifest) {
 	if err != nil {
 		t.Fatalf("EvaluateFile: %v", err)
 	}
-	base := evaluateWith(t, tr, m, func(l *data.Loader) (Report, error) {
-		return Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS())
+	base := evaluateWith(t, tr, m, func(l *data.Loader) (eval.Report, error) {
+		return eval.Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS(), nil, 1)
 	})
 	if base.ByKind != nil {
 		t.Errorf("Evaluate without kinds reported kinds %v", base.ByKind)
@@ -57,7 +56,7 @@ func testEvaluateLRView(t *testing.T, tr *Trained, m synth.Manifest) {
 	if err != nil {
 		t.Fatalf("EvaluateFile of an lr run: %v", err)
 	}
-	kinds, err := RecordKinds(m.Val)
+	kinds, err := eval.RecordKinds(m.Val)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +64,8 @@ func testEvaluateLRView(t *testing.T, tr *Trained, m synth.Manifest) {
 		alpha float64
 		same  bool
 	}{{0, true}, {1, false}} {
-		want := evaluateWith(t, tr, m, func(l *data.Loader) (Report, error) {
-			return evaluateKinds(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, c.alpha)
+		want := evaluateWith(t, tr, m, func(l *data.Loader) (eval.Report, error) {
+			return eval.Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, c.alpha)
 		})
 		if (got.Loss == want.Loss) != c.same {
 			t.Errorf("lr run: loss %g; at α = %g %g: want equal %v", got.Loss, c.alpha, want.Loss, c.same)
@@ -80,56 +79,16 @@ func testEvaluateLRView(t *testing.T, tr *Trained, m synth.Manifest) {
 }
 
 // evaluateWith opens the validation split for one pass and evaluates it with eval.
-func evaluateWith(t *testing.T, tr *Trained, m synth.Manifest, eval func(*data.Loader) (Report, error)) Report {
+func evaluateWith(t *testing.T, tr *Trained, m synth.Manifest, evaluate func(*data.Loader) (eval.Report, error)) eval.Report {
 	t.Helper()
 	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	r, err := eval(l)
+	r, err := evaluate(l)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
-}
-
-func TestRecordKinds(t *testing.T) {
-	tests := []struct {
-		name, content string
-		want          map[string]string
-		err           string // in the error; "" for none
-	}{
-		{"array", `[{"id":"a","kind":"small"},{"id":"b","kind":"large"},{"id":"c"}]`, map[string]string{"a": "small", "b": "large"}, ""},
-		{"lines", "{\"id\":\"a\",\"kind\":\"text\"}\n{\"id\":7,\"kind\":\"small\"}\n", map[string]string{"a": "text", "7": "small"}, ""},
-		{"repeated id, same kind", `[{"id":"a","kind":"small"},{"id":"a","kind":"small"}]`, map[string]string{"a": "small"}, ""},
-		{"repeated id, other kind", `[{"id":"a","kind":"small"},{"id":"a","kind":"large"}]`, nil, `id a has kind "small" and "large"`},
-		{"malformed array", `[{"id":"a",}]`, nil, "invalid character"},
-		{"malformed line", "{\"id\":\"a\"}\n{\"id\":\n", nil, "record 1"},
-	}
-	for _, tt := range tests {
-		path := filepath.Join(t.TempDir(), "data.json")
-		if err := os.WriteFile(path, []byte(tt.content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		got, err := RecordKinds(path)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), path) {
-				t.Errorf("%s: err = %v; want an error naming %s and containing %q", tt.name, err, path, tt.err)
-			}
-			continue
-		}
-		if err != nil || len(got) != len(tt.want) {
-			t.Errorf("%s: RecordKinds = %v, %v; want %v", tt.name, got, err, tt.want)
-			continue
-		}
-		for id, k := range tt.want {
-			if got[id] != k {
-				t.Errorf("%s: kind of %s = %q; want %q", tt.name, id, got[id], k)
-			}
-		}
-	}
-	if _, err := RecordKinds(filepath.Join(t.TempDir(), "missing.json")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing file: err = %v; want os.ErrNotExist", err)
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/flextrain/flextrain/config"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,11 +12,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flextrain/flextrain/config"
+
+	"gorgonia.org/tensor"
+
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/safetensors"
-	"gorgonia.org/tensor"
 )
 
 // trainedFixture is a short run on a small synthetic set, whose checkpoint the export, predict and

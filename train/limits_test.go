@@ -2,10 +2,11 @@ package train
 
 import (
 	"context"
-	"github.com/flextrain/flextrain/config"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
 )
 
 // TestHugeConfigRefused: absurd numbers in a configuration are refused with a message naming the key,

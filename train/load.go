@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+
 	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/checkpoints"

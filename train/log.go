@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"io"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/eval"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -144,16 +146,16 @@ func (l *logger) progress(st State, r stepResult, total int, tps float64) {
 }
 
 // eval reports an evaluation.
-func (l *logger) eval(step int, m Report) error {
+func (l *logger) eval(step int, m eval.Report) error {
 	rec := map[string]any{"step": step, "eval_loss": m.Loss, "eval_samples": m.Samples}
 	line := fmt.Sprintf("eval at step %d | loss %.4f", step, m.Loss)
 	if m.Answers > 0 {
-		rec[accuracyMetric("")], rec["eval_answers"] = m.Accuracy, m.Answers
+		rec[eval.AccuracyKey("")], rec["eval_answers"] = m.Accuracy, m.Answers
 		line += fmt.Sprintf(" | exact match %.3f of %d", m.Accuracy, m.Answers)
 	}
 	for _, kind := range m.Kinds() {
 		k := m.ByKind[kind]
-		rec[accuracyMetric(kind)] = k.Accuracy
+		rec[eval.AccuracyKey(kind)] = k.Accuracy
 		line += fmt.Sprintf(" | %s %.3f", kind, k.Accuracy)
 	}
 	if l.bar != nil {

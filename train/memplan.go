@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"strconv"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/model"

@@ -3,8 +3,9 @@ package train
 import (
 	"testing"
 
-	"github.com/flextrain/flextrain/model"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model"
 )
 
 // TestPlanMemory: the plan counts the elements InitWeights allocates, and three more copies (gradient, m,

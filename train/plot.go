@@ -20,6 +20,7 @@ import (
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data/synth"
+	"github.com/flextrain/flextrain/eval"
 	"github.com/flextrain/flextrain/internal/fileio"
 )
 
@@ -51,15 +52,7 @@ func accuracyKey(subset string) (string, error) {
 	if subset != "" && !slices.Contains(Subsets, subset) {
 		return "", fmt.Errorf("train: plot: unknown question subset %q; want one of %v", subset, Subsets)
 	}
-	return accuracyMetric(subset), nil
-}
-
-// accuracyMetric is the metrics.jsonl key of the eval accuracy on the questions of kind ("" for all).
-func accuracyMetric(kind string) string {
-	if kind == "" {
-		return "eval_accuracy"
-	}
-	return "eval_accuracy_" + kind
+	return eval.AccuracyKey(subset), nil
 }
 
 // accuracyLabel names the accuracy axis of curves of subset.

@@ -2,9 +2,11 @@ package train
 
 import (
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"image"
 	"strings"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/internal/feed"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/tokenizer"
@@ -61,7 +63,7 @@ func (tr *Trained) addQuery(b *model.Batch, q Query) error {
 		if err != nil {
 			return err
 		}
-		lr, hr, size = widen(px.LR, nil), widen(px.HR, nil), px.OriSize
+		lr, hr, size = feed.Pixels(px.LR, nil), feed.Pixels(px.HR, nil), px.OriSize
 	}
 	mask, labels := make([]int, len(ids)), make([]int, len(ids))
 	for i := range ids {

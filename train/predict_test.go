@@ -4,13 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/flextrain/flextrain/config"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/internal/feed"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
@@ -128,7 +130,7 @@ func generateFromSample(t *testing.T, tr *Trained, b *data.Batch, s, tail, maxNe
 	ids := b.InputIDs[s][:n-tail]
 	mask, labels := slices.Repeat([]int{1}, len(ids)), slices.Repeat([]int{model.IgnoreIndex}, len(ids))
 	mb := &model.Batch{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
-		LRPixels: [][]float64{widen(b.LRPixels[s], nil)}, HRPixels: [][]float64{widen(b.HRPixels[s], nil)}, OriSizes: b.OriSizes[s : s+1]}
+		LRPixels: [][]float64{feed.Pixels(b.LRPixels[s], nil)}, HRPixels: [][]float64{feed.Pixels(b.HRPixels[s], nil)}, OriSizes: b.OriSizes[s : s+1]}
 	out, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@
 package train
 
 import (
-	"github.com/flextrain/flextrain/config"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"log/slog"
 	"math"
 	"time"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/model"

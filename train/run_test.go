@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/flextrain/flextrain/config"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
 
 	"gorgonia.org/tensor"
 

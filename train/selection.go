@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/png"
 	"io"
 	"math"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/eval"
+	"github.com/flextrain/flextrain/internal/feed"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -50,13 +53,13 @@ func (tr *Trained) Selections(ctx context.Context, path, imageFolder, kind strin
 	if imageFolder == "" {
 		imageFolder = tr.Config.ImageFolder
 	}
-	recs, err := readMeta(path)
+	recs, err := eval.ReadRecords(path)
 	if err != nil {
 		return nil, err
 	}
-	meta := map[string]recordMeta{}
+	meta := map[string]eval.Record{}
 	for _, r := range recs {
-		meta[r.id()] = r
+		meta[r.IDString()] = r
 	}
 	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, imageFolder))
 	if err != nil {
@@ -72,7 +75,7 @@ func (tr *Trained) Selections(ctx context.Context, path, imageFolder, kind strin
 		if err != nil {
 			return nil, fmt.Errorf("train: selections %s: %w", path, err)
 		}
-		mb := toModelBatch(b, nil)
+		mb := feed.Batch(b, nil)
 		for s, id := range b.IDs {
 			if len(views) == n || b.HRPixels[s] == nil || (kind != "" && meta[id].Kind != kind) {
 				continue
@@ -93,7 +96,7 @@ func (tr *Trained) Selections(ctx context.Context, path, imageFolder, kind strin
 // the sample's HR view as the loader made it.
 func (tr *Trained) selectionView(b *model.Batch, s int, hr []float32) (SelectionView, error) {
 	eos := tr.Tokenizer.EOS()
-	prompt, answer := splitAnswer(b, s, eos)
+	prompt, answer := eval.SplitAnswer(b, s, eos)
 	if prompt == nil {
 		return SelectionView{}, fmt.Errorf("no supervised answer")
 	}
@@ -103,7 +106,7 @@ func (tr *Trained) selectionView(b *model.Batch, s int, hr []float32) (Selection
 	}
 	logits := d.Prefill()
 	cells := d.Selected()
-	got, err := d.Greedy(logits, maxAnswer, eos)
+	got, err := d.Greedy(logits, eval.MaxAnswer, eos)
 	if err != nil {
 		return SelectionView{}, err
 	}

@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data"

@@ -3,18 +3,21 @@ package train
 import (
 	"context"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/internal/feed"
+
+	"gorgonia.org/tensor"
+
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
-	"gorgonia.org/tensor"
 )
 
 // VisionModelDir is where PretrainVision writes its weights, under output_dir: a base model's
@@ -202,7 +205,7 @@ func (tg *tagHeads) batch(b *data.Batch, mem *ops.Arena) (*model.Batch, [][]int,
 	if keep.Len() == 0 {
 		return nil, nil, b.Len()
 	}
-	return toModelBatch(keep, mem), targets, b.Len() - keep.Len()
+	return feed.Batch(keep, mem), targets, b.Len() - keep.Len()
 }
 
 // countCorrect counts, per pooling (maximum, mean) and key, the images whose highest-scoring class is their

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flextrain/flextrain/model"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model"
 )
 
 // TestPretrainVision trains the tiny model's tower on a generated set's tags: colour, which the LR view shows

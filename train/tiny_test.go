@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/flextrain/flextrain/config"
 	"log/slog"
 	"math"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/safetensors"

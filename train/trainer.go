@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"math"
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/internal/feed"
+
+	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/tokenizer"
@@ -16,7 +20,6 @@ import (
 	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
-	"gorgonia.org/tensor"
 )
 
 // trainer holds everything one run needs, in parameter type T.
@@ -271,7 +274,7 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 	if err != nil {
 		return 0, 0, fmt.Errorf("train: data: %w", err)
 	}
-	g, err := model.Build(t.weights, toModelBatch(b, t.mem), model.Options{Mode: model.Train, Alpha: alpha,
+	g, err := model.Build(t.weights, feed.Batch(b, t.mem), model.Options{Mode: model.Train, Alpha: alpha,
 		Trainable: t.cfg.Trainable, Step: t.state.Step, Seed: uint64(t.cfg.Seed), View: t.view, Dense: t.dense,
 		Features: t.features, Front: t.front, Arena: t.mem})
 	if err != nil {
@@ -282,7 +285,7 @@ func (t *trainer[T]) microBatch(ctx context.Context, alpha float64, res *stepRes
 		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
 	}
 	t.takeGrads(g.Grads())
-	n := supervised(b.Labels)
+	n := feed.Supervised(b.Labels)
 	if err := t.accumulate(n); err != nil {
 		return 0, 0, err
 	}
@@ -351,19 +354,6 @@ func (t *trainer[T]) update(res *stepResult) error {
 	return t.opt.Update(t.params, res.lr)
 }
 
-// supervised counts the labels other than IgnoreIndex (the loss's denominator).
-func supervised(labels [][]int) int {
-	n := 0
-	for _, row := range labels {
-		for _, l := range row[min(1, len(row)):] {
-			if l != data.IgnoreIndex {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 // realTokens counts the assembled sequence rows that are not padding.
 func realTokens(g *model.Graph) int {
 	n := 0
@@ -371,28 +361,6 @@ func realTokens(g *model.Graph) int {
 		n += l
 	}
 	return n
-}
-
-// toModelBatch converts a loader batch to the model's input (pixels in float64, in buffers of mem: a graph
-// built with the same arena hands them back when it closes).
-func toModelBatch(b *data.Batch, mem *ops.Arena) *model.Batch {
-	m := &model.Batch{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels, OriSizes: b.OriSizes}
-	for i := range b.InputIDs {
-		m.LRPixels = append(m.LRPixels, widen(b.LRPixels[i], mem))
-		m.HRPixels = append(m.HRPixels, widen(b.HRPixels[i], mem))
-	}
-	return m
-}
-
-func widen(x []float32, mem *ops.Arena) []float64 {
-	if x == nil {
-		return nil
-	}
-	y := ops.Buffer[float64](mem, len(x))
-	for i, v := range x {
-		y[i] = float64(v)
-	}
-	return y
 }
 
 // sortedNames returns a map's keys in order.

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"github.com/flextrain/flextrain/config"
 	"github.com/urfave/cli/v2"
+
+	"github.com/flextrain/flextrain/config"
 )
 
 // configFlags are the flags of every command that reads a run configuration.

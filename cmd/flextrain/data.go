@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"io"
 	"log/slog"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/urfave/cli/v2"
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+
 	"github.com/flextrain/flextrain/config"
 
 	"github.com/urfave/cli/v2"

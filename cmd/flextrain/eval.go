@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/flextrain/flextrain/train"
+	"github.com/flextrain/flextrain/eval"
 )
 
 func init() { register(evalCommand()) }
@@ -46,5 +46,5 @@ type evalOutput struct {
 	Checkpoint string `json:"checkpoint"`
 	Step       int    `json:"step"`
 	Data       string `json:"data"`
-	train.Report
+	eval.Report
 }

@@ -6,19 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/flextrain/flextrain/config"
+
+	"gorgonia.org/tensor"
+
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/safetensors"
 	"github.com/flextrain/flextrain/train"
-	"gorgonia.org/tensor"
 )
 
 // run is a short training run on a small synthetic set: its configuration file, the data and the checkpoint.

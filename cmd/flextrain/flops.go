@@ -3,9 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/flextrain/flextrain/config"
 	"io"
 	"strings"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/urfave/cli/v2"
 

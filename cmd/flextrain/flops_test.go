@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/flextrain/flextrain/config"
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
 )
 
 // TestFlopsLLaVA7B checks the specification's numbers through the CLI and the shipped 7B configuration:

@@ -5,12 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/flextrain/flextrain/config"
 	"io"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"

@@ -1,4 +1,4 @@
-package train
+package eval
 
 import (
 	"slices"
@@ -25,7 +25,7 @@ func TestSplitAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &model.Batch{InputIDs: [][]int{tc.ids}, AttentionMask: [][]int{allOnes(len(tc.ids))}, Labels: [][]int{tc.labels},
 				LRPixels: [][]float64{nil}, HRPixels: [][]float64{nil}, OriSizes: [][2]int{{0, 0}}}
-			p, answer := splitAnswer(b, 0, eos)
+			p, answer := SplitAnswer(b, 0, eos)
 			if tc.prompt == nil {
 				if p != nil {
 					t.Fatalf("prompt = %v; want none", p.InputIDs)
