@@ -74,13 +74,13 @@ type Config struct {
 	Flex Flex `yaml:"flex"`
 	Arch Arch `yaml:"model"`
 
-	// TrainablePatterns and FrozenPatterns are path.Match patterns over tensor names (DESIGN.md); frozen wins.
+	// TrainablePatterns and FrozenPatterns are path.Match patterns over tensor names (docs/DESIGN.md §9); frozen wins.
 	// Empty trainable patterns become DefaultTrainable when the configuration is loaded.
 	TrainablePatterns []string `yaml:"trainable"`
 	FrozenPatterns    []string `yaml:"frozen"`
 }
 
-// Flex is the `flex:` map: the model's FlexAttention settings plus the α warm-up of DESIGN.md §9 and the view
+// Flex is the `flex:` map: the model's FlexAttention settings plus the α warm-up of docs/DESIGN.md §9 and the view
 // the run trains with: flex (FlexAttention), lr (LR tokens only, no HR: a LLaVA base model) or hd-seq.
 type Flex struct {
 	model.FlexConfig `yaml:",inline"`
@@ -119,7 +119,7 @@ func Defaults() Config {
 	}
 }
 
-// DefaultTrainable is DESIGN.md §9's default: the FlexAttention layers n_sa…L−1 (with k/v_proj_hd),
+// DefaultTrainable is docs/DESIGN.md §9's default: the FlexAttention layers n_sa…L−1 (with k/v_proj_hd),
 // model.norm and lm_head.
 func DefaultTrainable(nSA, numLayers int) []string {
 	var ps []string

@@ -30,7 +30,7 @@ const (
 	MaxImagePixels = 100_000_000
 )
 
-// CLIP's normalisation (DESIGN.md §4) and the pad colour LLaVA derives from the mean: int(m·255).
+// CLIP's normalisation (docs/DESIGN.md §4) and the pad colour LLaVA derives from the mean: int(m·255).
 var (
 	clipMean = [3]float32{0.48145466, 0.4578275, 0.40821073}
 	clipStd  = [3]float32{0.26862954, 0.26130258, 0.27577711}
@@ -209,7 +209,7 @@ func copyRGB(dst *image.RGBA, r image.Rectangle, src image.Image) {
 	}
 }
 
-// Pixels are the two views of one image that the model reads (DESIGN.md §4).
+// Pixels are the two views of one image that the model reads (docs/DESIGN.md §4).
 type Pixels struct {
 	HR      []float32 // [3, Z·S, Z·S], CLIP-normalised
 	LR      []float32 // [3, S, S], HR downsampled by Z (bilinear, antialiased)

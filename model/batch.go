@@ -7,13 +7,13 @@ import (
 	"github.com/flextrain/flextrain/model/ops"
 )
 
-// Special ids of DESIGN.md §2.
+// Special ids of docs/DESIGN.md §2.
 const (
 	ImageTokenID = -200 // where the image goes in input_ids
 	IgnoreIndex  = -100 // an unsupervised label
 )
 
-// Batch is one input of the model (DESIGN.md §5 and §10's inputs): right-padded token ids with at most one
+// Batch is one input of the model (docs/DESIGN.md §5 and §10's inputs): right-padded token ids with at most one
 // ImageTokenID per sample, and for each sample with an image its LR pixels [3, S, S], HR pixels
 // [3, Z·S, Z·S] and original size (w, h). Text-only samples have nil pixels.
 type Batch struct {
@@ -28,7 +28,7 @@ type Batch struct {
 // Len is the number of samples.
 func (b *Batch) Len() int { return len(b.InputIDs) }
 
-// layout is the assembled batch (DESIGN.md §5): every row's source, labels and lengths.
+// layout is the assembled batch (docs/DESIGN.md §5): every row's source, labels and lengths.
 type layout struct {
 	B, N     int
 	src      []ops.Source // [B·N]
@@ -128,7 +128,7 @@ func (b *Batch) assemble(n, hrSeq int) layout {
 	return lay
 }
 
-// hrRows returns, per sample, the rows that see HR tokens (DESIGN.md §7): in training the rows r with
+// hrRows returns, per sample, the rows that see HR tokens (docs/DESIGN.md §7): in training the rows r with
 // labels[r+1] ≠ IgnoreIndex, in inference the last real row; only samples with an image have any.
 func (l layout) hrRows(train bool) [][]int {
 	out := make([][]int, l.B)

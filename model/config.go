@@ -1,4 +1,4 @@
-// Package model is the LLaVA-style vision-language model with FlexAttention of DESIGN.md: its
+// Package model is the LLaVA-style vision-language model with FlexAttention of docs/DESIGN.md: its
 // configuration, weights, the forward and backward pass as a Gorgonia graph, selection, and FLOPs.
 package model
 
@@ -16,7 +16,7 @@ type Config struct {
 	Flex   FlexConfig   `json:"flex" yaml:"flex"`
 }
 
-// VisionConfig is the CLIP ViT tower (DESIGN.md §3).
+// VisionConfig is the CLIP ViT tower (docs/DESIGN.md §3).
 type VisionConfig struct {
 	ImageSize        int     `json:"image_size" yaml:"image_size"`               // S, the LR image side
 	PatchSize        int     `json:"patch_size" yaml:"patch_size"`               // P
@@ -28,7 +28,7 @@ type VisionConfig struct {
 	SelectLayer      int     `json:"select_layer" yaml:"select_layer"` // Python index into hs[0..Lv]; LLaVA uses -2
 }
 
-// TextConfig is the LLaMA decoder (DESIGN.md §6).
+// TextConfig is the LLaMA decoder (docs/DESIGN.md §6).
 type TextConfig struct {
 	VocabSize        int     `json:"vocab_size" yaml:"vocab_size"`               // V
 	HiddenSize       int     `json:"hidden_size" yaml:"hidden_size"`             // D
@@ -39,7 +39,7 @@ type TextConfig struct {
 	RopeTheta        float64 `json:"rope_theta" yaml:"rope_theta"`
 }
 
-// FlexConfig holds the FlexAttention settings (DESIGN.md §7–§8).
+// FlexConfig holds the FlexAttention settings (docs/DESIGN.md §7–§8).
 type FlexConfig struct {
 	NSA        int     `json:"n_sa" yaml:"n_sa"`               // plain layers before the first FlexAttention layer
 	Zoom       int     `json:"zoom" yaml:"zoom"`               // Z: HR side = Z·S
@@ -49,7 +49,7 @@ type FlexConfig struct {
 	Ratio      float64 `json:"ratio,omitempty" yaml:"ratio,omitempty"`
 }
 
-// Strategies are the selection strategies of DESIGN.md §8.
+// Strategies are the selection strategies of docs/DESIGN.md §8.
 var Strategies = []string{"attention", "topk", "random", "center"}
 
 // ParseConfig decodes a JSON configuration, refusing unknown keys, and validates it.

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// goldenConfig is the tiny model of DESIGN.md §2.
+// goldenConfig is the tiny model of docs/DESIGN.md §2.
 func goldenConfig() Config {
 	c, err := ParseConfig([]byte(`{"vision": {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 128,
 		"num_layers": 2, "num_heads": 4, "layer_norm_eps": 1e-05, "select_layer": -2},

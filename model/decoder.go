@@ -7,7 +7,7 @@ import (
 	G "gorgonia.org/gorgonia"
 )
 
-// layer adds decoder layer l (DESIGN.md §6, and §7 for l ≥ n_sa) on top of h [B·N, D]. cells are the
+// layer adds decoder layer l (docs/DESIGN.md §6, and §7 for l ≥ n_sa) on top of h [B·N, D]. cells are the
 // selection cells layer l uses (from layer l−1); the returned cells are those layer l chooses for l+1.
 func (b *builder[T]) layer(l int, h, cells *G.Node) (*G.Node, *G.Node, error) {
 	p := fmt.Sprintf("model.layers.%d.", l)
@@ -145,7 +145,7 @@ func (b *builder[T]) flex(l int, q, k, v, cells *G.Node) (*G.Node, error) {
 	return b.track(n, err, q, k, v, wk, wv)
 }
 
-// head adds the final norm, lm_head and, in training, the loss (DESIGN.md §9).
+// head adds the final norm, lm_head and, in training, the loss (docs/DESIGN.md §9).
 func (b *builder[T]) head(h *G.Node) error {
 	y, err := b.rmsNorm(h, "model.norm.weight")
 	if err != nil {

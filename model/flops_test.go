@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// llava7B is LLaVA-1.5-7B with FlexAttention: CLIP ViT-L/14-336 and Vicuna-7B, n_sa 9 (DESIGN.md §2).
+// llava7B is LLaVA-1.5-7B with FlexAttention: CLIP ViT-L/14-336 and Vicuna-7B, n_sa 9 (docs/DESIGN.md §2).
 func llava7B() Config {
 	return Config{
 		Vision: VisionConfig{ImageSize: 336, PatchSize: 14, HiddenSize: 1024, IntermediateSize: 4096, NumLayers: 24,

@@ -11,7 +11,7 @@ import (
 )
 
 // Generate continues every sample of the batch greedily by up to maxNew tokens, stopping after eos. Each new
-// row is the last row, the only one that sees HR tokens (FlexAttention's inference mode, DESIGN.md §7); the
+// row is the last row, the only one that sees HR tokens (FlexAttention's inference mode, docs/DESIGN.md §7); the
 // plain keys and values of every layer are cached, so each token costs one row of work.
 func Generate(w *Weights, b *Batch, maxNew, eos int, alpha float64) ([][]int, error) {
 	if err := b.Validate(w.Config()); err != nil {
@@ -86,7 +86,7 @@ func (d *Decoder) Greedy(logits []float64, maxNew, eos int) ([]int, error) {
 }
 
 // Selected returns the cells the last row run attended to in each FlexAttention layer n_sa…L−1 (G×G,
-// row-major; DESIGN.md §8): after Prefill, those of the row that predicts the answer's first token. They are
+// row-major; docs/DESIGN.md §8): after Prefill, those of the row that predicts the answer's first token. They are
 // nil for a text-only sample.
 func (d *Decoder) Selected() [][]bool { return d.selected() }
 
@@ -120,7 +120,7 @@ func newDecoder[T ops.Float](w *Weights, b *Batch, s int, alpha float64) *Decode
 	return &Decoder{prefill: d.prefill, step: d.step, selected: func() [][]bool { return d.used }}
 }
 
-// assemble lays out the prompt's input rows (DESIGN.md §5) and, with an image, its HR features and tables.
+// assemble lays out the prompt's input rows (docs/DESIGN.md §5) and, with an image, its HR features and tables.
 func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 	D := d.cfg.Text.HiddenSize
 	g, n, zg, M := d.cfg.Grid()
@@ -246,7 +246,7 @@ func (d *rowDecoder[T]) rotate(x []T, name string) []T {
 	return out
 }
 
-// hrKeys projects the HR tokens of the selected cells: k_hr with HR RoPE, v_hr (DESIGN.md §7).
+// hrKeys projects the HR tokens of the selected cells: k_hr with HR RoPE, v_hr (docs/DESIGN.md §7).
 func (d *rowDecoder[T]) hrKeys(p string, cells []bool) ([]T, []T) {
 	_, _, zg, _ := d.cfg.Grid()
 	toks := ops.CellGrid{G: d.cfg.Flex.SelectGrid, Zg: zg}.Tokens(func(i int) bool { return cells[i] })
@@ -270,7 +270,7 @@ func (d *rowDecoder[T]) hrKeys(p string, cells []bool) ([]T, []T) {
 	return kHR, vHR
 }
 
-// selectCells runs DESIGN.md §8 on this row's plain attention of layer l over the LR image columns.
+// selectCells runs docs/DESIGN.md §8 on this row's plain attention of layer l over the LR image columns.
 func (d *rowDecoder[T]) selectCells(l int, probs []T) []bool {
 	g, n, _, _ := d.cfg.Grid()
 	keys := d.pos + 1

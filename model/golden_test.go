@@ -22,7 +22,7 @@ func goldenDir() string {
 	return filepath.Join("..", "testdata", "golden")
 }
 
-// goldenCase is one golden file: the model, its inputs and the expected outputs (DESIGN.md §10).
+// goldenCase is one golden file: the model, its inputs and the expected outputs (docs/DESIGN.md §10).
 type goldenCase struct {
 	cfg    Config
 	mode   Mode

@@ -20,7 +20,7 @@ const (
 // Options are the per-step settings of a forward pass.
 type Options struct {
 	Mode      Mode
-	Alpha     float64           // the blend weight of DESIGN.md §9 (1 at evaluation)
+	Alpha     float64           // the blend weight of docs/DESIGN.md §9 (1 at evaluation)
 	Trainable func(string) bool // which weights get a gradient; nil: none (forward only)
 	Step      int               // optimizer steps taken, for the random strategy's generator
 	Seed      uint64            // the random strategy's seed
@@ -41,7 +41,7 @@ type Options struct {
 type View int
 
 const (
-	ViewFlex  View = iota // LR tokens in the sequence, selected HR tokens as extra keys (DESIGN.md)
+	ViewFlex  View = iota // LR tokens in the sequence, selected HR tokens as extra keys (docs/DESIGN.md §1)
 	ViewLR                // LR tokens only: plain LLaVA
 	ViewHDSeq             // LR tokens followed by all M HR tokens as ordinary sequence tokens, every layer plain
 )
@@ -226,7 +226,7 @@ func (b *builder[T]) affine(x *G.Node, prefix string) (*G.Node, error) {
 	return b.track(n, err, y, bias)
 }
 
-// embed runs the frozen vision tower on the LR views, projects them (DESIGN.md §4) and assembles the
+// embed runs the frozen vision tower on the LR views, projects them (docs/DESIGN.md §4) and assembles the
 // decoder input (§5).
 func (b *builder[T]) embed(batch *Batch) (*G.Node, error) {
 	emb, err := b.param("model.embed_tokens.weight")

@@ -7,7 +7,7 @@ import (
 )
 
 // hrRopeTables returns the RoPE cos and sin tables of the HR keys of an image whose LR span starts at row i0
-// (DESIGN.md §7): the LR image rows of the decoder's tables, [g, g, dh], resized per channel to [Zg, Zg] with
+// (docs/DESIGN.md §7): the LR image rows of the decoder's tables, [g, g, dh], resized per channel to [Zg, Zg] with
 // PyTorch's bicubic (align_corners=False, A = −0.75), flattened to [Zg·Zg, dh]. Not re-normalised.
 func hrRopeTables(m *ops.Arena, cos, sin []float64, i0, g, zg, dh int) (hcos, hsin []float64) {
 	return resizeSpan(m, cos, i0, g, zg, dh), resizeSpan(m, sin, i0, g, zg, dh)

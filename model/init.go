@@ -15,7 +15,7 @@ const initStream = 0x666c6578696e6974
 
 // InitWeights returns freshly initialised weights for the model of cfg, LLaMA/CLIP style: matrices,
 // class and position embeddings N(0, 0.02), norm weights 1, biases 0, and every k_proj_hd/v_proj_hd a copy
-// of its layer's k_proj/v_proj (DESIGN.md §7). The draws come from a math/rand/v2 PCG seeded by seed only,
+// of its layer's k_proj/v_proj (docs/DESIGN.md §7). The draws come from a math/rand/v2 PCG seeded by seed only,
 // in a fixed order, so the same seed gives bit-identical weights; they are drawn in float64 and rounded,
 // so a Float32 store holds the rounded values of the Float64 one. It returns nil when cfg is invalid
 // (Config.Validate) or dt is neither tensor.Float32 nor tensor.Float64.

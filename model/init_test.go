@@ -10,7 +10,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// tinyConfig is the golden tiny model of DESIGN.md §2, written out so these tests need no file.
+// tinyConfig is the golden tiny model of docs/DESIGN.md §2, written out so these tests need no file.
 func tinyConfig() Config {
 	return Config{
 		Vision: VisionConfig{ImageSize: 32, PatchSize: 8, HiddenSize: 32, IntermediateSize: 128, NumLayers: 2,

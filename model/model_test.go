@@ -10,7 +10,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// defaultTrainable is DESIGN.md §9's default: layers n_sa…L−1, model.norm and lm_head.
+// defaultTrainable is docs/DESIGN.md §9's default: layers n_sa…L−1, model.norm and lm_head.
 func defaultTrainable(cfg Config) func(string) bool {
 	return func(name string) bool {
 		var l int

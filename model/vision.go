@@ -9,7 +9,7 @@ import (
 // lookup returns the data of a named weight in the element type T.
 type lookup[T ops.Float] func(name string) []T
 
-// visionFeatures runs the frozen CLIP tower (DESIGN.md §3) on images [images, 3, S, S] and returns each
+// visionFeatures runs the frozen CLIP tower (docs/DESIGN.md §3) on images [images, 3, S, S] and returns each
 // one's hs[select_layer] without the CLS row, [images·n, Cv], in a buffer of m's that the caller owns. No
 // gradient flows through it. The images share each layer's products, whose rows are independent: an
 // image's numbers are the same alone or in a stack.
@@ -96,7 +96,7 @@ func affine[T ops.Float](m *ops.Arena, w lookup[T], p string, x []T, rows, in in
 	return y
 }
 
-// project is the mlp2x_gelu projector (DESIGN.md §4) without gradient: [rows, Cv] → [rows, D].
+// project is the mlp2x_gelu projector (docs/DESIGN.md §4) without gradient: [rows, Cv] → [rows, D].
 func project[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], x []T, rows int) []T {
 	h := affine(m, w, "model.mm_projector.0", x, rows, cfg.Vision.HiddenSize)
 	ops.GELUInPlace(h)
@@ -124,7 +124,7 @@ func hrTower[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], hr []T) []T {
 
 // hrFeatures writes the HR features hd [M, D] of one image, computed from its tower features [Z²·n, Cv]
 // (hrTower): the projector over every crop, then token (i, j) of crop (a, b) to HR grid cell
-// (a·g + i, b·g + j) (DESIGN.md §4). They are constants: no gradient.
+// (a·g + i, b·g + j) (docs/DESIGN.md §4). They are constants: no gradient.
 func hrFeatures[T ops.Float](mem *ops.Arena, cfg Config, w lookup[T], tower, hd []T) {
 	Z, D := cfg.Flex.Zoom, cfg.Text.HiddenSize
 	g, n, zg, _ := cfg.Grid()

@@ -7,7 +7,7 @@ import (
 	G "gorgonia.org/gorgonia"
 )
 
-// The CLIP tower (DESIGN.md §3) as graph nodes, for runs that train it (a base model trained from scratch):
+// The CLIP tower (docs/DESIGN.md §3) as graph nodes, for runs that train it (a base model trained from scratch):
 // the LR path is built here instead of running vision.go's plain forward, so that gradients reach the
 // tower's weights. HR features stay constants of the plain path: FlexAttention training freezes the tower.
 

@@ -15,7 +15,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// VisionPrefix is the name prefix of every vision-tower weight (DESIGN.md §3), as in the LLaVA-1.5 checkpoints.
+// VisionPrefix is the name prefix of every vision-tower weight (docs/DESIGN.md §3), as in the LLaVA-1.5 checkpoints.
 const VisionPrefix = "model.vision_tower.vision_tower.vision_model."
 
 // initKind says how InitWeights fills a weight, and whether loading may derive it.
@@ -25,7 +25,7 @@ const (
 	initNormal initKind = iota // N(0, 0.02): matrices, embeddings
 	initOnes                   // norm weights
 	initZeros                  // biases
-	initCopy                   // a copy of another weight (k_proj_hd, v_proj_hd: DESIGN.md §7)
+	initCopy                   // a copy of another weight (k_proj_hd, v_proj_hd: docs/DESIGN.md §7)
 )
 
 // weightSpec is one weight of the model: its name, shape and initialisation.
@@ -59,7 +59,7 @@ func (s *specList) norm(prefix string, dim int, bias bool) {
 	}
 }
 
-// weightSpecs lists every weight of the model of cfg (DESIGN.md §3, §4, §6, §7).
+// weightSpecs lists every weight of the model of cfg (docs/DESIGN.md §3, §4, §6, §7).
 func weightSpecs(cfg Config) []weightSpec {
 	var s specList
 	s.visionTower(cfg.Vision, cfg.gridOrZero())
@@ -116,7 +116,7 @@ func (s *specList) decoder(t TextConfig, nSA int) {
 
 // Shapes lists every weight the model of cfg has, name → shape: the vision tower, the projector, the
 // embeddings, every decoder layer (with k_proj_hd/v_proj_hd for layers ≥ n_sa), model.norm and lm_head.
-// The names are DESIGN.md's, which are those of the LLaVA-1.5 checkpoints.
+// The names are docs/DESIGN.md's, which are those of the LLaVA-1.5 checkpoints.
 func Shapes(cfg Config) map[string][]int {
 	specs := weightSpecs(cfg)
 	out := make(map[string][]int, len(specs))
@@ -151,7 +151,7 @@ func checkStore(cfg Config, dt tensor.Dtype) error {
 // It reports every problem at once (errors.Join, sorted by tensor name), each naming the tensor: a missing
 // weight (with the shape wanted), an unexpected one, a wrong shape (both shapes), a non-float dtype, a NaN
 // or Inf. An absent k_proj_hd/v_proj_hd of a FlexAttention layer is not a problem: it is initialised as a
-// copy of that layer's k_proj/v_proj (DESIGN.md §7) and listed by Derived.
+// copy of that layer's k_proj/v_proj (docs/DESIGN.md §7) and listed by Derived.
 func FromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor) (*Weights, error) {
 	if err := checkStore(cfg, dt); err != nil {
 		return nil, err

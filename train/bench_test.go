@@ -7,7 +7,7 @@ import (
 	"github.com/flextrain/flextrain/config"
 )
 
-// TestBenchModes runs every bench mode on the tiny model: union and dense compute the same loss (DESIGN.md §7:
+// TestBenchModes runs every bench mode on the tiny model: union and dense compute the same loss (docs/DESIGN.md §11:
 // the union form equals the dense one up to summation order), the cached steps equal the uncached ones bit for
 // bit, and the report describes what ran.
 func TestBenchModes(t *testing.T) {

@@ -45,7 +45,7 @@ type DemoResult struct {
 // Demo runs the built-in demonstration: stage 1 trains the base model (opts.Base, usually the LR view and
 // everything trainable) unless its output_dir already holds its final checkpoint; its weights, without the
 // k/v_proj_hd copies, are written to stage 2's model_name_or_path, so that stage 2 starts from them with
-// k/v_proj_hd copied from the trained k/v_proj (DESIGN.md §7); stage 2 (opts.Flex) trains FlexAttention,
+// k/v_proj_hd copied from the trained k/v_proj (docs/DESIGN.md §7); stage 2 (opts.Flex) trains FlexAttention,
 // again unless finished. Both models are then evaluated on the test split of stage 2's synth:// data_path
 // (or its eval_data_path): the base model with the LR view (α = 0, which is plain attention), the
 // FlexAttention model with α = 1, exact match per record kind. Both configurations need max_steps.
@@ -166,7 +166,7 @@ func exportBase(base config.Config, dir string) error {
 
 // writeBaseWeights writes a model's weights into dir/model.safetensors as the next stage's
 // model_name_or_path, leaving out the k/v_proj_hd tensors so that loading derives them from the trained
-// k/v_proj (DESIGN.md §7).
+// k/v_proj (docs/DESIGN.md §7).
 func writeBaseWeights(tensors map[string]safetensors.Tensor, dir string, meta map[string]string) error {
 	for name := range tensors {
 		if ok, _ := path.Match("model.layers.*.self_attn.*_proj_hd.weight", name); ok {

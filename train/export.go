@@ -74,7 +74,7 @@ type FlexExtra struct {
 	Threshold   float64 `json:"threshold"`
 }
 
-// FlexExport is every FlexAttention setting the model needs (DESIGN.md §7–§8).
+// FlexExport is every FlexAttention setting the model needs (docs/DESIGN.md §7–§8).
 type FlexExport struct {
 	NSA         int     `json:"n_sa"`
 	Zoom        int     `json:"zoom"`
@@ -123,7 +123,7 @@ func NewExportConfig(tr *Trained, trainableOnly bool, tensors int) ExportConfig 
 }
 
 // Export writes the trained model into dir for inference: a plain safetensors file (ExportModelFile with
-// every weight under DESIGN.md's names, or ExportTrainableFile with only the checkpoint's trained tensors
+// every weight under docs/DESIGN.md's names, or ExportTrainableFile with only the checkpoint's trained tensors
 // when trainableOnly) and ExportConfigFile describing it. Each file is written atomically, the tensors
 // first, so a config.json always describes a complete tensor file. The checkpoint was verified when tr was
 // loaded (LoadTrained refuses a corrupt one).

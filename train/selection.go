@@ -38,7 +38,7 @@ type SelectionView struct {
 	// outwards), empty when the record has none; Coverage is, per layer, the fraction of the HR tokens
 	// overlapping it that the layer attended to (NaN without a box). InCrop says, per layer, whether the
 	// layer attended to some HR token of the crop that holds the box's centre: the vision tower mixes a
-	// crop's tokens (DESIGN.md §4), so any of them may carry what the box shows.
+	// crop's tokens (docs/DESIGN.md §4), so any of them may carry what the box shows.
 	Box      image.Rectangle
 	Coverage []float64
 	InCrop   []bool

@@ -225,7 +225,7 @@ func perEpochSteps(batches int, c config.Config) float64 {
 	return float64(batches) / float64(c.GradientAccumulationSteps)
 }
 
-// alpha is DESIGN.md §9's warm-up: min(1, step / (alpha_warmup_ratio · total)), 1 without warm-up.
+// alpha is docs/DESIGN.md §9's warm-up: min(1, step / (alpha_warmup_ratio · total)), 1 without warm-up.
 func (t *trainer[T]) alpha() float64 {
 	w := t.cfg.Flex.AlphaWarmupRatio * float64(t.total)
 	if w <= 0 {

@@ -7,7 +7,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// Source says where one row of the assembled sequence comes from (DESIGN.md §5).
+// Source says where one row of the assembled sequence comes from (docs/DESIGN.md §5).
 type Source struct {
 	Kind  SourceKind
 	Index int // the row of the table Kind names

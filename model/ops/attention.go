@@ -28,7 +28,7 @@ func (l Layout) keys(b, r int) int {
 	return min(r+1, l.Lens[b])
 }
 
-// FlexPlan is what a FlexAttention layer needs beside its tensors (DESIGN.md §7): the HR rows of each sample,
+// FlexPlan is what a FlexAttention layer needs beside its tensors (docs/DESIGN.md §7): the HR rows of each sample,
 // the HR RoPE tables of each image sample and α. It also receives the layer's selection when the layer runs.
 type FlexPlan struct {
 	Layout
@@ -44,10 +44,10 @@ type FlexPlan struct {
 }
 
 // CellGrid maps selection cells to HR tokens: HR token (R, C) of the Zg×Zg grid belongs to cell
-// (⌊R·G/Zg⌋, ⌊C·G/Zg⌋) of the G×G grid (DESIGN.md §8 step 6).
+// (⌊R·G/Zg⌋, ⌊C·G/Zg⌋) of the G×G grid (docs/DESIGN.md §8 step 6).
 type CellGrid struct{ G, Zg int }
 
-// Cell is the index of the cell, row-major, that covers HR token (R, C): nearest up-sampling (DESIGN.md §8).
+// Cell is the index of the cell, row-major, that covers HR token (R, C): nearest up-sampling (docs/DESIGN.md §8).
 func (c CellGrid) Cell(R, C int) int { return R*c.G/c.Zg*c.G + C*c.G/c.Zg }
 
 // Tokens returns the HR tokens of the selected cells (cells is G² flags, row-major), in increasing order:
@@ -91,10 +91,10 @@ func Attention(q, k, v *G.Node, lay Layout) (*G.Node, error) {
 	return apply(op, 2, q, k, v)
 }
 
-// FlexAttention is the FlexAttention of DESIGN.md §7 over q, k, v [B·N, D], the HR projections wk, wv
+// FlexAttention is the FlexAttention of docs/DESIGN.md §7 over q, k, v [B·N, D], the HR projections wk, wv
 // [D, D], the HR features hd [B·M, D] (constants) and the selection cells [B·N, G²] chosen by the previous
 // layer (no gradient). Only the union of the HR tokens selected by some row of a sample has its keys
-// projected and scored, and each HR row takes values from the tokens it selected only. needW says whether wk
+// projected and scored (docs/DESIGN.md §11), and each HR row takes values from the tokens it selected only. needW says whether wk
 // and wv need gradients.
 func FlexAttention(q, k, v, wk, wv, hd, cells *G.Node, plan *FlexPlan, needW bool) (*G.Node, error) {
 	st := &attnState{lay: plan.Layout, plan: plan}
@@ -329,7 +329,7 @@ func rotateUnion[T Float](dst, src []T, hc *hrCache, dh int, transpose bool) {
 	}
 }
 
-// hrRowsForward blends each selecting row's second softmax (DESIGN.md §7) into o. That softmax shares its
+// hrRowsForward blends each selecting row's second softmax (docs/DESIGN.md §7, §11) into o. That softmax shares its
 // plain scores with the first, so its plain part is the first's probabilities scaled by β = e^lse/Z, and
 // only the union's scores are computed: out = (1−α+α·β)·o_plain + α·P_hr·v_hr. Its HR part is taken as
 // z·W'_Vᵀ with z = P_hr·hd over the row's own selected tokens (all heads at once), not from the union's values.

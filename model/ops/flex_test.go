@@ -47,7 +47,7 @@ func TestFlexAttentionGradient(t *testing.T) {
 	}
 }
 
-// TestFlexUnionEqualsDense checks the union computation against DESIGN.md §7 written literally: scores over
+// TestFlexUnionEqualsDense checks the union computation against docs/DESIGN.md §7 written literally: scores over
 // all N keys and all M HR keys, two masked softmaxes, the blend.
 func TestFlexUnionEqualsDense(t *testing.T) {
 	for _, alpha := range []float64{0.5, 1} {

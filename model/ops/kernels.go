@@ -59,7 +59,7 @@ func SwiGLUInPlace[T Float](gate, up []T) {
 }
 
 // AttendRow computes one query's attention for every head: out = softmax(q·Kᵀ/√dh)·V over the keys and values
-// k, v [n, H·dh], followed, when sel is not nil, by the FlexAttention blend (DESIGN.md §7):
+// k, v [n, H·dh], followed, when sel is not nil, by the FlexAttention blend (docs/DESIGN.md §7):
 // out = (1−α)·out + α·softmax([q·Kᵀ; q·K_hrᵀ]/√dh)·[V; V_hr] with the HR keys and values kHR, vHR [m, H·dh].
 // probs, when not nil, receives the plain probabilities [H, n].
 func AttendRow[T Float](out, q, k, v []T, heads int, kHR, vHR []T, alpha float64, probs []T) {

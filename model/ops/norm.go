@@ -8,7 +8,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// RMSNorm is y = x / sqrt(mean(x²) + eps) · w over the last axis of x [R, D], with w [D] (DESIGN.md §6).
+// RMSNorm is y = x / sqrt(mean(x²) + eps) · w over the last axis of x [R, D], with w [D] (docs/DESIGN.md §6).
 func RMSNorm(x, w *G.Node, eps float64, needX, needW bool) (*G.Node, error) {
 	op := &fnOp{name: "RMSNorm", diff: []bool{needX, needW}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {

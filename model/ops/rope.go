@@ -9,7 +9,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// RopeTables returns the RoPE cos and sin tables [n, dh] for positions 0…n−1 (DESIGN.md §6):
+// RopeTables returns the RoPE cos and sin tables [n, dh] for positions 0…n−1 (docs/DESIGN.md §6):
 // inv_freq_i = θ^(−2i/dh), angle = pos·inv_freq, tables = cos/sin(cat(angle, angle)). Computed in float64.
 func RopeTables(n, dh int, theta float64) (cos, sin []float64) {
 	cos, sin = make([]float64, n*dh), make([]float64, n*dh)

@@ -12,7 +12,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// SelectPlan is what the selection of DESIGN.md §8 needs beside the layer's queries and keys.
+// SelectPlan is what the selection of docs/DESIGN.md §8 needs beside the layer's queries and keys.
 type SelectPlan struct {
 	Layout
 	Rows      [][]int  // per sample, the HR rows; nil for text-only samples
@@ -32,7 +32,7 @@ type SelectPlan struct {
 	Attention [][][]float64
 }
 
-// Select chooses, for every HR row, the selection cells its next layer attends to (DESIGN.md §8), from the
+// Select chooses, for every HR row, the selection cells its next layer attends to (docs/DESIGN.md §8), from the
 // plain attention of this layer recomputed from q and k [B·N, H·dh]. The result [B·N, G²] holds 1 for a
 // selected cell; it carries no gradient.
 func Select(q, k *G.Node, plan *SelectPlan) (*G.Node, error) {
@@ -103,7 +103,7 @@ func chooseCells[T Float](plan *SelectPlan, b int, att [][]float64, cells []T) e
 	return nil
 }
 
-// RandomStream is the stream of the random strategy's generator for (step, sample, layer), as DESIGN.md §8's
+// RandomStream is the stream of the random strategy's generator for (step, sample, layer), as docs/DESIGN.md §8's
 // seeding by (seed, step, sample, layer); the seed is the generator's other half.
 func RandomStream(step, sample, layer int) uint64 {
 	return (uint64(step)*1009+uint64(sample))*1009 + uint64(layer)
@@ -142,7 +142,7 @@ func imageAttention[T Float](plan *SelectPlan, b int, q, k []T) [][]float64 {
 	return att
 }
 
-// PadMargin is m = ⌊⌊|w − h|/2⌋ / max(w, h) · g⌋ in float64, in that order (DESIGN.md §8 step 2): the rows
+// PadMargin is m = ⌊⌊|w − h|/2⌋ / max(w, h) · g⌋ in float64, in that order (docs/DESIGN.md §8 step 2): the rows
 // (w > h) or columns (h > w) [0, m) and [g − m, g) of the LR grid that hold only pad-to-square margin.
 func PadMargin(w, h, g int) int {
 	if w <= 0 || h <= 0 {
@@ -155,7 +155,7 @@ func PadMargin(w, h, g int) int {
 	return int(math.Floor(float64(d/2) / float64(max(w, h)) * float64(g)))
 }
 
-// SelectCells runs DESIGN.md §8 steps 2–5 (or an ablation strategy) on one row's image attention a [g·g]
+// SelectCells runs docs/DESIGN.md §8 steps 2–5 (or an ablation strategy) on one row's image attention a [g·g]
 // and returns the G² selected cells, row-major.
 func SelectCells(a []float64, g, G int, ori [2]int, threshold float64, strategy string, ratio float64, rng *rand.Rand) ([]bool, error) {
 	zeroMargin(a, g, ori)

@@ -8,7 +8,7 @@ import (
 
 func TestPadMargin(t *testing.T) {
 	cases := []struct{ w, h, g, want int }{
-		{120, 80, 6, 1}, // DESIGN.md §8's example: ⌊⌊40/2⌋/120·6⌋ = ⌊1.0⌋
+		{120, 80, 6, 1}, // docs/DESIGN.md §8's example: ⌊⌊40/2⌋/120·6⌋ = ⌊1.0⌋
 		{80, 120, 6, 1},
 		{100, 100, 24, 0},
 		{1024, 300, 24, 8}, // ⌊362/1024·24⌋ = ⌊8.48⌋

@@ -8,7 +8,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// The operations of a trainable CLIP tower (DESIGN.md §3): a reshape for the patch weight, the class and
+// The operations of a trainable CLIP tower (docs/DESIGN.md §3): a reshape for the patch weight, the class and
 // position embeddings, LayerNorm and QuickGELU with gradients, and a row gather that drops the CLS rows.
 
 // Reshape returns x's values in the given shape (the same number of elements, row-major order kept): the
