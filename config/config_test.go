@@ -48,7 +48,7 @@ func TestLoadConfigValid(t *testing.T) {
 		{"flex.alpha_warmup_ratio (default)", c.Flex.AlphaWarmupRatio, 0.1},
 		{"flex.view (default)", c.Flex.View, "flex"},
 		{"flex.view (--set)", loadValid(t, "flex.view=lr").Flex.View, "lr"},
-		{"trainable (DESIGN.md §9)", c.TrainablePatterns,
+		{"trainable (docs/DESIGN.md §9)", c.TrainablePatterns,
 			[]string{"model.layers.2.*", "model.layers.3.*", "model.norm.*", "lm_head.*"}},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {

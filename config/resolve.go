@@ -49,4 +49,3 @@ func EvalAlpha(view string) (float64, error) {
 	}
 	return 0, fmt.Errorf("config: no evaluation of flex.view %q: decoding reads the flex or lr view", view)
 }
-
