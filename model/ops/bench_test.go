@@ -107,11 +107,11 @@ func BenchmarkFlexAttention(b *testing.B) {
 			}
 			m := NewArena()
 			for range b.N {
-				st := &attnState{lay: plan.Layout, plan: plan}
-				if _, err := attnForward[float32](m, st, in[:3], in[3:7]); err != nil {
+				c := newFlexCache[float32](plan)
+				if _, err := c.forward(m, in[:7]); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := attnBackward[float32](m, st, in); err != nil {
+				if _, err := c.backward(m, in); err != nil {
 					b.Fatal(err)
 				}
 				m.Release()

@@ -3,6 +3,7 @@ package ops
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -79,6 +80,21 @@ func TestFlexUnionEqualsDense(t *testing.T) {
 	}
 }
 
+// hrKeysValues are the rotated HR keys rope_hr(hd·W'_Kᵀ) and the HR values hd·W'_Vᵀ [M, H·dh] of sample b.
+func hrKeysValues(p *FlexPlan, b int, hd, wk, wv []float64) (khr, vhr []float64) {
+	M, dh, w := p.M, p.HeadDim, p.Heads*p.HeadDim
+	pre := make([]float64, M*w)
+	khr, vhr = make([]float64, M*w), make([]float64, M*w)
+	MatMulNT(pre, hd[b*M*w:(b+1)*M*w], wk, M, w, w)
+	MatMulNT(vhr, hd[b*M*w:(b+1)*M*w], wv, M, w, w)
+	for m := 0; m < M; m++ {
+		for h := 0; h < w; h += dh {
+			RopeRow(khr[m*w+h:m*w+h+dh], pre[m*w+h:m*w+h+dh], p.RopeCos[b][m*dh:(m+1)*dh], p.RopeSin[b][m*dh:(m+1)*dh], false)
+		}
+	}
+	return khr, vhr
+}
+
 // denseFlex is the dense oracle of FlexAttention in float64.
 func denseFlex(f flexFixture) []float64 {
 	p := f.plan
@@ -88,14 +104,7 @@ func denseFlex(f flexFixture) []float64 {
 	w := H * dh
 	out := make([]float64, p.B*N*w)
 	for b := 0; b < p.B; b++ {
-		pre, vhr, khr := make([]float64, M*w), make([]float64, M*w), make([]float64, M*w)
-		MatMulNT(pre, hd[b*M*w:(b+1)*M*w], wk, M, w, w)
-		MatMulNT(vhr, hd[b*M*w:(b+1)*M*w], wv, M, w, w)
-		for m := 0; m < M; m++ {
-			for h := 0; h < w; h += dh {
-				RopeRow(khr[m*w+h:m*w+h+dh], pre[m*w+h:m*w+h+dh], p.RopeCos[b][m*dh:(m+1)*dh], p.RopeSin[b][m*dh:(m+1)*dh], false)
-			}
-		}
+		khr, vhr := hrKeysValues(p, b, hd, wk, wv)
 		isRow := map[int]bool{}
 		for _, r := range p.Rows[b] {
 			isRow[r] = true
@@ -166,4 +175,83 @@ func denseSoftmax(s []float64, ok []bool) []float64 {
 		p[i] /= z
 	}
 	return p
+}
+
+// TestAttendRowMatchesFlexAttention checks the reference row against the op, in its union and its dense
+// form: every row of the fixture (HR rows with a selection, with an empty one, plain and padded rows),
+// given the plain keys the row sees and the HR keys and values of the tokens it selected, gets the op's
+// output, and its plain probabilities are the plain softmax of its scores.
+func TestAttendRowMatchesFlexAttention(t *testing.T) {
+	for _, dense := range []bool{false, true} {
+		f := newFlexFixture(0.6)
+		f.plan.Dense = dense
+		got := runFlex(t, f)
+		p := f.plan
+		q, k, v := f.inputs[0].Data().([]float64), f.inputs[1].Data().([]float64), f.inputs[2].Data().([]float64)
+		hd, cells := f.inputs[5].Data().([]float64), f.inputs[6].Data().([]float64)
+		w, nc := p.Heads*p.HeadDim, p.Cells.G*p.Cells.G
+		worst := 0.0
+		for b := 0; b < p.B; b++ {
+			khr, vhr := hrKeysValues(p, b, hd, f.inputs[3].Data().([]float64), f.inputs[4].Data().([]float64))
+			for r := 0; r < p.N; r++ {
+				var toks []int
+				if slices.Contains(p.Rows[b], r) {
+					c := cells[(b*p.N+r)*nc:][:nc]
+					toks = p.Cells.Tokens(func(i int) bool { return c[i] != 0 })
+				}
+				nk, row := p.keys(b, r), b*p.N+r
+				kSel, vSel := make([]float64, len(toks)*w), make([]float64, len(toks)*w)
+				copyRows(kSel, khr, toks, w)
+				copyRows(vSel, vhr, toks, w)
+				out, probs := make([]float64, w), make([]float64, p.Heads*nk)
+				AttendRow(out, q[row*w:(row+1)*w], k[b*p.N*w:][:nk*w], v[b*p.N*w:][:nk*w], p.Heads, kSel, vSel, p.Alpha, probs)
+				for i, x := range out {
+					worst = math.Max(worst, math.Abs(x-got[row*w+i]))
+				}
+				checkPlainProbs(t, probs, q[row*w:(row+1)*w], k[b*p.N*w:][:nk*w], p.Heads)
+			}
+		}
+		t.Logf("dense %v: max |AttendRow − FlexAttention| = %.2e", dense, worst)
+		if worst > 1e-12 {
+			t.Errorf("dense %v: AttendRow and FlexAttention differ by %.2e > 1e-12", dense, worst)
+		}
+	}
+}
+
+// runFlex runs the fixture's FlexAttention forward and returns its output.
+func runFlex(t *testing.T, f flexFixture) []float64 {
+	t.Helper()
+	g := G.NewGraph()
+	var nodes []*G.Node
+	for i, in := range f.inputs {
+		nodes = append(nodes, G.NodeFromAny(g, in, G.WithName(string(rune('a'+i)))))
+	}
+	out, err := f.build(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Value().Data().([]float64)
+}
+
+// checkPlainProbs fails unless probs [H, n] are softmax(q·kᵀ/√dh) per head over the n keys k.
+func checkPlainProbs(t *testing.T, probs, q, k []float64, heads int) {
+	t.Helper()
+	w := len(q)
+	dh, n := w/heads, len(k)/w
+	for h := 0; h < heads; h++ {
+		s, ok := make([]float64, n), make([]bool, n)
+		for j := range s {
+			s[j], ok[j] = dot(q[h*dh:(h+1)*dh], k[j*w+h*dh:][:dh])/math.Sqrt(float64(dh)), true
+		}
+		for j, want := range denseSoftmax(s, ok) {
+			if d := math.Abs(probs[h*n+j] - want); d > 1e-14 {
+				t.Fatalf("head %d key %d: probability %v, want %v", h, j, probs[h*n+j], want)
+			}
+		}
+	}
 }

@@ -97,12 +97,12 @@ func TestFlexVectorKernelsMatchGEMM(t *testing.T) {
 	run := func(vector bool) (out, grads []float32) {
 		defer func(was bool) { selectedKernels = was }(selectedKernels)
 		selectedKernels = vector
-		st := &attnState{lay: plan.Layout, plan: plan}
-		o, err := attnForward[float32](nil, st, in[:3], in[3:7])
+		c := newFlexCache[float32](plan)
+		o, err := c.forward(nil, in[:7])
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := attnBackward[float32](nil, st, in)
+		g, err := c.backward(nil, in)
 		if err != nil {
 			t.Fatal(err)
 		}
