@@ -457,3 +457,51 @@ func (w *Weights) Tensor(name string) safetensors.Tensor {
 	}
 	return safetensors.Tensor{}
 }
+
+// Assign copies t into the weight called name, which the model must have: t must have the weight's shape
+// (every dimension) and the store's dtype (F32 or F64), so that the values keep their bits. A checkpoint's
+// trained tensors enter a model this way.
+func (w *Weights) Assign(name string, t safetensors.Tensor) error {
+	d := w.tensors[name]
+	if d == nil {
+		return fmt.Errorf("model: assign %s: the model has no such weight", name)
+	}
+	if err := checkShape(t.Shape, d.Shape()); err != nil {
+		return fmt.Errorf("model: assign %s: %w", name, err)
+	}
+	switch dst := d.Data().(type) {
+	case []float32:
+		return assignValues(dst, t, "F32", name, t.Float32s)
+	case []float64:
+		return assignValues(dst, t, "F64", name, t.Float64s)
+	}
+	return fmt.Errorf("model: assign %s: unsupported store type %v", name, w.dtype)
+}
+
+// assignValues copies the values of t, which must be of dtype want, into dst.
+func assignValues[T float32 | float64](dst []T, t safetensors.Tensor, want safetensors.DType, name string, values func() ([]T, error)) error {
+	if t.DType != want {
+		return fmt.Errorf("model: assign %s: dtype %s, the model's is %s", name, t.DType, want)
+	}
+	v, err := values()
+	if err != nil {
+		return fmt.Errorf("model: assign %s: %w", name, err)
+	}
+	if len(v) != len(dst) {
+		return fmt.Errorf("model: assign %s: %d values, the weight has %d", name, len(v), len(dst))
+	}
+	copy(dst, v)
+	return nil
+}
+
+// LoadOrInit is the base model of a run: the weights at path (LoadWeights) or, when path is empty, the
+// seeded initialisation (InitWeights) that a model trained from scratch starts from.
+func LoadOrInit(path string, cfg Config, dt tensor.Dtype, seed uint64) (*Weights, error) {
+	if path != "" {
+		return LoadWeights(path, cfg, dt)
+	}
+	if err := checkStore(cfg, dt); err != nil {
+		return nil, fmt.Errorf("model: initialise: %w", err)
+	}
+	return InitWeights(cfg, dt, seed), nil
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -507,5 +508,41 @@ func TestLoadWeightsRefusesHugeSparseFile(t *testing.T) {
 		if n > 1<<20 {
 			t.Errorf("%s: allocated %d bytes; want under 1 MiB", path, n)
 		}
+	}
+}
+
+// TestAssign: a tensor of the weight's shape and the store's dtype is copied bit for bit; another shape
+// (dimensions swapped), dtype or name is refused with the weight named, and the weight is left as it was.
+func TestAssign(t *testing.T) {
+	w := InitWeights(goldenConfig(), tensor.Float32, 1)
+	name := "lm_head.weight"
+	shape := w.Get(name).Shape()
+	vals := make([]float32, w.Get(name).Len())
+	for i := range vals {
+		vals[i] = float32(i) * 0.5
+	}
+	before := append([]float32(nil), w.Get(name).Data().([]float32)...)
+	for _, tc := range []struct {
+		what string
+		name string
+		t    safetensors.Tensor
+		want string // "" for success
+	}{
+		{"swapped", name, safetensors.FromFloat32([]int{shape[1], shape[0]}, vals), "shape"},
+		{"float64", name, safetensors.FromFloat64(shape, make([]float64, len(vals))), "dtype F64"},
+		{"unknown", "lm_head.bias", safetensors.FromFloat32([]int{1}, []float32{1}), "no such weight"},
+	} {
+		if err := w.Assign(tc.name, tc.t); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: Assign = %v; want an error naming %s with %q", tc.what, err, tc.name, tc.want)
+		}
+	}
+	if got := w.Get(name).Data().([]float32); !slices.Equal(got, before) {
+		t.Error("a refused Assign changed the weight")
+	}
+	if err := w.Assign(name, safetensors.FromFloat32(shape, vals)); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Get(name).Data().([]float32); !slices.Equal(got, vals) {
+		t.Error("Assign did not copy the values")
 	}
 }

@@ -46,7 +46,8 @@ func (t *trainer[T]) evalLoader() (*data.Loader, error) {
 	if t.cfg.ValSize <= 0 {
 		return nil, data.ErrEmpty
 	}
-	o := t.dataOptions()
+	o := config.DataOptions(t.cfg, t.tok)
+	o.Logger = t.log.slog
 	o.Shuffle, o.Once, o.GroupByModalityLength, o.Split = false, true, false, data.SplitVal
 	return data.Open(o)
 }

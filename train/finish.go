@@ -38,7 +38,7 @@ func (t *trainer[T]) stop(err error) (Summary, error) {
 func (t *trainer[T]) summary(start time.Time, meanLoss float64) (Summary, error) {
 	secs := time.Since(start).Seconds()
 	s := Summary{TrainRuntime: round(secs, 3), TrainLoss: meanLoss, Steps: t.state.Step, SkippedNonFinite: t.state.SkippedNonFinite,
-		TrainSamplesPerSecond: round(float64(t.samples)/secs, 3), FeatureCacheHitRate: round(t.features.Stats().HitRate(), 4),
+		TrainSamplesPerSecond: round(float64(t.samples)/secs, 3), FeatureCacheHitRate: round(t.graph.Features.Stats().HitRate(), 4),
 		LastCheckpoint: t.lastPath()}
 	return s, t.log.summary(s)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/inference"
 )
 
 // colourSet writes n samples whose only clue is the image: "What color is the circle?" over a picture
@@ -79,7 +80,7 @@ func TestLearnsFromTheImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := LoadTrained(last.Path)
+	tr, err := inference.Load(last.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,8 +36,9 @@ type logger struct {
 // saves a checkpoint of its last finished step, if it can, and stops.
 var ErrMetrics = errors.New("train: cannot write metrics")
 
-// metricsFile is the name of the metrics log in output_dir.
-const metricsFile = "metrics.jsonl"
+// MetricsFile is the name of the metrics log in output_dir: one JSON object per logged step, evaluation and
+// end of run (`flextrain plot` draws it).
+const MetricsFile = "metrics.jsonl"
 
 // newLogger returns the console side of the run's logging; openMetrics adds the file.
 func newLogger(cfg config.Config, opts RunOptions) *logger {
@@ -58,7 +59,7 @@ func (l *logger) openMetrics(resumed bool) error {
 	if !resumed {
 		flag |= os.O_TRUNC
 	}
-	path := filepath.Join(l.cfg.OutputDir, metricsFile)
+	path := filepath.Join(l.cfg.OutputDir, MetricsFile)
 	f, err := os.OpenFile(path, flag, 0o644)
 	if err != nil {
 		return fmt.Errorf("train: open %s: %w", path, err)

@@ -52,7 +52,7 @@ func (t *trainer[T]) priorRun() ([]string, error) {
 	for _, d := range dirs {
 		found = append(found, filepath.Base(d.Path))
 	}
-	for _, name := range []string{metricsFile, configFile} {
+	for _, name := range []string{MetricsFile, configFile} {
 		_, err := os.Lstat(filepath.Join(t.cfg.OutputDir, name))
 		if err == nil {
 			found = append(found, name)

@@ -88,7 +88,7 @@ func run[T optim.Float](ctx context.Context, cfg config.Config, opts RunOptions)
 		if err != nil {
 			return t.stop(err)
 		}
-		t.state.Step++
+		t.state.Step, t.state.Epoch, t.samples = t.state.Step+1, t.epoch(), t.samples+res.samples
 		if res.skipped { // a skipped step still counts: the schedule below saves and evaluates as planned
 			if err := t.skip(res); err != nil {
 				return t.stop(err)
@@ -120,6 +120,13 @@ func run[T optim.Float](ctx context.Context, cfg config.Config, opts RunOptions)
 	return t.summary(start, lossSum/math.Max(1, float64(losses)))
 }
 
+// epoch is how far the run is through the training split: the epochs done and the fraction of this one,
+// counted in this rank's records, a batch at a time.
+func (t *trainer[T]) epoch() float64 {
+	c := t.train.Cursor()
+	return float64(c.Epoch) + float64(c.Position)/float64(max(1, t.train.StepsPerEpoch()*t.cfg.PerDeviceTrainBatchSize))
+}
+
 // skip accounts for a step whose update was skipped as non-finite; maxNonFinite in a row stop the run.
 func (t *trainer[T]) skip(res stepResult) error {
 	t.state.SkippedNonFinite++
@@ -139,12 +146,3 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
-// stepResult is what one optimizer step reports.
-type stepResult struct {
-	loss, lr, gradNorm, alpha float64
-	tokens, samples           int
-	hrSelectedFrac            float64
-	featureHitRate            float64 // of the vision feature cache, since the run started
-	skipped                   bool
-	elapsed                   time.Duration
-}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -103,7 +104,7 @@ func tensorOf[T optim.Float](shape []int, v []T) safetensors.Tensor {
 func (t *trainer[T]) frozenHash() string {
 	h := sha256.New()
 	ts := t.weights.Tensors()
-	for _, name := range sortedNames(ts) {
+	for _, name := range slices.Sorted(maps.Keys(ts)) {
 		if t.cfg.Trainable(name) {
 			continue
 		}

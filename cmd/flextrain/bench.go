@@ -7,9 +7,9 @@ import (
 	"os"
 	"runtime/pprof"
 
-	"github.com/urfave/cli/v2"
+	"github.com/flextrain/flextrain/recipes/bench"
 
-	"github.com/flextrain/flextrain/train"
+	"github.com/urfave/cli/v2"
 )
 
 func init() { register(benchCommand()) }
@@ -56,7 +56,7 @@ func benchCommand() *cli.Command {
 			if v := cx.String("versus"); v != "" {
 				modes = append(modes, v)
 			}
-			rs, err := train.BenchInterleaved(cfg, train.BenchOptions{Steps: cx.Int("steps"), Warmup: cx.Int("warmup"),
+			rs, err := bench.Interleaved(cfg, bench.Options{Steps: cx.Int("steps"), Warmup: cx.Int("warmup"),
 				Strategy: cx.String("strategy"), Ratio: cx.Float64("ratio"), Cached: cx.Bool("cached")}, modes)
 			if err != nil {
 				return err
@@ -75,8 +75,8 @@ func benchCommand() *cli.Command {
 			ratio := rs[0].MedianMS / rs[1].MedianMS
 			if cx.Bool("json") {
 				return json.NewEncoder(cx.App.Writer).Encode(struct {
-					Modes []train.BenchResult `json:"modes"`
-					Ratio float64             `json:"median_ratio"`
+					Modes []bench.Result `json:"modes"`
+					Ratio float64        `json:"median_ratio"`
 				}{rs, ratio})
 			}
 			for _, r := range rs {
@@ -90,7 +90,7 @@ func benchCommand() *cli.Command {
 	}
 }
 
-func writeBench(w io.Writer, r train.BenchResult) error {
+func writeBench(w io.Writer, r bench.Result) error {
 	_, err := fmt.Fprintf(w, "mode %s (strategy %s), %d steps, N %d, frozen front cached %v (feature cache hit rate %.2f)\n"+
 		"  step        median %.1f ms (min %.1f, max %.1f)\n"+
 		"  throughput  %.0f tokens/s, %.1f forward GFLOP/s (decoder %.2f + vision %.2f GFLOP per step)\n"+

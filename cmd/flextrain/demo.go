@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 
+	"github.com/flextrain/flextrain/recipes/demo"
+
 	"github.com/flextrain/flextrain/config"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/flextrain/flextrain/train"
 )
 
 func init() { register(demoCommand()) }
@@ -36,7 +36,7 @@ func demoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			opts := train.DemoOptions{Base: base, Flex: flex, Out: cx.App.Writer}
+			opts := demo.Options{Base: base, Flex: flex, Out: cx.App.Writer}
 			if p := cx.String("vision"); p != "" {
 				v, err := config.Load(p, nil)
 				if err != nil {
@@ -46,7 +46,7 @@ func demoCommand() *cli.Command {
 			}
 			ctx, _ := withSignals(cx.Context)
 			out := cx.App.Writer
-			res, err := train.Demo(ctx, opts)
+			res, err := demo.Run(ctx, opts)
 			if err != nil {
 				return err
 			}

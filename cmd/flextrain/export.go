@@ -8,10 +8,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/flextrain/flextrain/inference"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/flextrain/flextrain/checkpoints"
-	"github.com/flextrain/flextrain/train"
 )
 
 func init() { register(exportCommand()) }
@@ -35,7 +36,7 @@ func exportCommand() *cli.Command {
 				return err
 			}
 			dir := cx.String("out")
-			if err := train.Export(tr, dir, cx.Bool("trainable-only")); err != nil {
+			if err := inference.Export(tr, dir, cx.Bool("trainable-only")); err != nil {
 				return fmt.Errorf("export %s to %s: %w", path, dir, err)
 			}
 			return writeExported(cx.App.Writer, tr, path, dir, cx.Bool("trainable-only"))
@@ -68,18 +69,18 @@ func resolveCheckpoint(path string) (string, error) {
 }
 
 // loadTrained resolves and loads a trained model; it returns the checkpoint path it read.
-func loadTrained(path string) (*train.Trained, string, error) {
+func loadTrained(path string) (*inference.Trained, string, error) {
 	p, err := resolveCheckpoint(path)
 	if err != nil {
 		return nil, "", err
 	}
-	tr, err := train.LoadTrained(p)
+	tr, err := inference.Load(p)
 	return tr, p, err
 }
 
 // writeExported reports what an export wrote.
-func writeExported(w io.Writer, tr *train.Trained, src, dir string, trainableOnly bool) error {
-	cfg := train.NewExportConfig(tr, trainableOnly, 0)
+func writeExported(w io.Writer, tr *inference.Trained, src, dir string, trainableOnly bool) error {
+	cfg := inference.NewExportConfig(tr, trainableOnly, 0)
 	file := filepath.Join(dir, cfg.Flextrain.WeightsFile)
 	st, err := os.Stat(file)
 	if err != nil {
@@ -90,7 +91,7 @@ func writeExported(w io.Writer, tr *train.Trained, src, dir string, trainableOnl
 		n = len(tr.Weights.Names())
 	}
 	_, err = fmt.Fprintf(w, "exported step %d of %s\n  %s  %d tensors, %s (%s)\n  %s\n", tr.Step, src, file, n,
-		byteSize(st.Size()), tr.Config.DType, filepath.Join(dir, train.ExportConfigFile))
+		byteSize(st.Size()), tr.Config.DType, filepath.Join(dir, inference.ExportConfigFile))
 	return err
 }
 

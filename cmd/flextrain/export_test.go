@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flextrain/flextrain/inference"
+
 	"github.com/flextrain/flextrain/config"
 
 	"gorgonia.org/tensor"
@@ -115,7 +117,7 @@ func testExport(t *testing.T, r run) {
 	if _, err := model.LoadWeights(dir, r.cfg.Model(), tensor.Float32); err != nil {
 		t.Errorf("model.LoadWeights(%s): %v", dir, err)
 	}
-	file, err := safetensors.ReadFile(filepath.Join(dir, train.ExportModelFile))
+	file, err := safetensors.ReadFile(filepath.Join(dir, inference.ExportModelFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +139,7 @@ func testExport(t *testing.T, r run) {
 		t.Errorf("export holds %d tensors; want the model's %d", got, want)
 	}
 	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, filepath.Join(dir, train.ExportConfigFile)), &cfg); err != nil {
+	if err := json.Unmarshal(readFile(t, filepath.Join(dir, inference.ExportConfigFile)), &cfg); err != nil {
 		t.Fatalf("config.json: %v", err)
 	}
 	if cfg["model_type"] != "llava" || cfg["hidden_size"] != float64(r.cfg.Arch.Text.HiddenSize) {
@@ -152,7 +154,7 @@ func testExportTrainableOnly(t *testing.T, r run) {
 	if err := exportMain([]string{"--checkpoint", r.ckpt, "--out", dir, "--trainable-only"}, &out); err != nil {
 		t.Fatalf("export --trainable-only: %v", err)
 	}
-	file, err := safetensors.ReadFile(filepath.Join(dir, train.ExportTrainableFile))
+	file, err := safetensors.ReadFile(filepath.Join(dir, inference.ExportTrainableFile))
 	if err != nil {
 		t.Fatal(err)
 	}

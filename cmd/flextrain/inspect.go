@@ -9,10 +9,11 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/flextrain/flextrain/inference"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/flextrain/flextrain/checkpoints"
-	"github.com/flextrain/flextrain/train"
 )
 
 func init() { register(inspectCommand()) }
@@ -75,7 +76,7 @@ func checkModel(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := train.CheckCheckpoint(ck); err != nil {
+	if err := inference.CheckCheckpoint(ck); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil

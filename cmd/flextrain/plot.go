@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/flextrain/flextrain/figures"
 	"github.com/flextrain/flextrain/train"
 )
 
@@ -33,7 +35,11 @@ func plotCommand() *cli.Command {
 			if len(args) > 1 {
 				return plotRuns(cx, args)
 			}
-			c, path, err := train.PlotRun(args[0], cx.String("out"), cx.String("subset"))
+			path := cx.String("out")
+			if path == "" {
+				path = filepath.Join(args[0], "loss.png")
+			}
+			c, err := figures.PlotRun(filepath.Join(args[0], train.MetricsFile), filepath.Base(filepath.Clean(args[0])), path, cx.String("subset"))
 			if err != nil {
 				return err
 			}
@@ -50,7 +56,11 @@ func plotRuns(cx *cli.Context, dirs []string) error {
 	if out == "" {
 		return fmt.Errorf("plot: --out is required with %d runs", len(dirs))
 	}
-	cs, err := train.PlotRuns(dirs, out, cx.String("subset"))
+	metrics, names := make([]string, len(dirs)), make([]string, len(dirs))
+	for i, d := range dirs {
+		metrics[i], names[i] = filepath.Join(d, train.MetricsFile), filepath.Base(filepath.Clean(d))
+	}
+	cs, err := figures.PlotRuns(metrics, names, out, cx.String("subset"))
 	if err != nil {
 		return err
 	}

@@ -5,10 +5,11 @@ import (
 	"image"
 	"io"
 
+	"github.com/flextrain/flextrain/inference"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/flextrain/flextrain/data"
-	"github.com/flextrain/flextrain/train"
 )
 
 func init() { register(predictCommand()) }
@@ -36,7 +37,7 @@ func predictCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			answers, err := tr.Predict([]train.Query{q}, cx.Int("max-new-tokens"))
+			answers, err := tr.Predict([]inference.Query{q}, cx.Int("max-new-tokens"))
 			if err != nil {
 				return fmt.Errorf("predict with %s: %w", path, err)
 			}
@@ -50,8 +51,8 @@ func predictCommand() *cli.Command {
 func predictMain(args []string, w io.Writer) error { return runCommand(predictCommand(), args, w) }
 
 // query reads the image file, if any, into a question for Predict.
-func query(imagePath, question string) (train.Query, error) {
-	q := train.Query{Question: question}
+func query(imagePath, question string) (inference.Query, error) {
+	q := inference.Query{Question: question}
 	if imagePath == "" {
 		return q, nil
 	}

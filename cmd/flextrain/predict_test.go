@@ -11,18 +11,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flextrain/flextrain/inference"
+
 	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/model"
-	"github.com/flextrain/flextrain/train"
 )
 
 // testPredict: for every validation record, `predict` with its image file and question prints what greedy
 // decoding gives on the loader's own sample cut before the answer.
 func testPredict(t *testing.T, r run) {
-	tr, err := train.LoadTrained(r.ckpt)
+	tr, err := inference.Load(r.ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func testPredict(t *testing.T, r run) {
 }
 
 // loaderAnswers decodes every sample of the split greedily from the loader's ids cut before the answer.
-func loaderAnswers(t *testing.T, tr *train.Trained, m synth.Manifest, recs map[string]synth.Record, maxNew int) map[string]string {
+func loaderAnswers(t *testing.T, tr *inference.Trained, m synth.Manifest, recs map[string]synth.Record, maxNew int) map[string]string {
 	t.Helper()
 	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, m.Val, m.ImageFolder))
 	if err != nil {
@@ -72,7 +73,7 @@ func loaderAnswers(t *testing.T, tr *train.Trained, m synth.Manifest, recs map[s
 }
 
 // greedy decodes sample s of b without its last tail real tokens, up to eos.
-func greedy(t *testing.T, tr *train.Trained, b *data.Batch, s, tail, maxNew int) string {
+func greedy(t *testing.T, tr *inference.Trained, b *data.Batch, s, tail, maxNew int) string {
 	t.Helper()
 	n := 0
 	for _, m := range b.AttentionMask[s] {

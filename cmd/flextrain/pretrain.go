@@ -3,9 +3,9 @@ package main
 import (
 	"encoding/json"
 
-	"github.com/urfave/cli/v2"
+	"github.com/flextrain/flextrain/recipes/pretrain"
 
-	"github.com/flextrain/flextrain/train"
+	"github.com/urfave/cli/v2"
 )
 
 func init() { register(pretrainVisionCommand()) }
@@ -26,7 +26,7 @@ func pretrainVisionCommand() *cli.Command {
 				return err
 			}
 			ctx, _ := withSignals(cx.Context)
-			s, err := train.PretrainVision(ctx, cfg, train.RunOptions{Out: cx.App.Writer})
+			s, err := pretrain.Run(ctx, cfg, cx.App.Writer)
 			if err != nil {
 				return err
 			}

@@ -6,9 +6,10 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
+	"github.com/flextrain/flextrain/figures"
+	"github.com/flextrain/flextrain/inference"
 
-	"github.com/flextrain/flextrain/train"
+	"github.com/urfave/cli/v2"
 )
 
 func init() { register(selectionCommand()) }
@@ -56,13 +57,13 @@ func selectionCommand() *cli.Command {
 				out = filepath.Join(path, "selection.png")
 			}
 			if len(drawn) > 0 {
-				if err := tr.WriteSelectionPNG(drawn, out); err != nil {
+				if err := figures.WriteSelectionPNG(drawn, tr.CellGrid(), out); err != nil {
 					return err
 				}
 			}
 			if cx.Bool("json") {
 				return json.NewEncoder(cx.App.Writer).Encode(selectionOutput{path, cx.String("data"), cx.String("kind"),
-					len(views), train.SummarizeSelections(views)})
+					len(views), inference.SummarizeSelections(views)})
 			}
 			return printSelections(cx.App.Writer, out, views, drawn)
 		},
@@ -71,16 +72,16 @@ func selectionCommand() *cli.Command {
 
 // selectionOutput is the JSON object `selection --json` prints.
 type selectionOutput struct {
-	Checkpoint string                 `json:"checkpoint"`
-	Data       string                 `json:"data"`
-	Kind       string                 `json:"kind,omitempty"`
-	Images     int                    `json:"images"`
-	Layers     []train.LayerSelection `json:"layers"`
+	Checkpoint string                     `json:"checkpoint"`
+	Data       string                     `json:"data"`
+	Kind       string                     `json:"kind,omitempty"`
+	Images     int                        `json:"images"`
+	Layers     []inference.LayerSelection `json:"layers"`
 }
 
 // printSelections prints the figure written to out and its views one per line, then the summary of all
 // views per layer.
-func printSelections(w io.Writer, out string, views, drawn []train.SelectionView) error {
+func printSelections(w io.Writer, out string, views, drawn []inference.SelectionView) error {
 	if len(drawn) > 0 {
 		if _, err := fmt.Fprintf(w, "wrote %s: %d images\n", out, len(drawn)); err != nil {
 			return err
@@ -95,7 +96,7 @@ func printSelections(w io.Writer, out string, views, drawn []train.SelectionView
 			return err
 		}
 	}
-	for i, s := range train.SummarizeSelections(views) {
+	for i, s := range inference.SummarizeSelections(views) {
 		if _, err := fmt.Fprintf(w, "layer %d over %d images: %.1f%% of cells selected; %d boxes: %.1f%% of their tokens covered, %.1f%% touched, %.1f%% in a selected crop\n",
 			i+1, len(views), 100*s.Selected, s.Boxes, 100*s.Covered, 100*s.Hit, 100*s.Crop); err != nil {
 			return err

@@ -1,12 +1,10 @@
-package train
+package config
 
 import (
 	"bufio"
 	"bytes"
 	"fmt"
 	"strconv"
-
-	"github.com/flextrain/flextrain/config"
 
 	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/model"
@@ -21,7 +19,7 @@ type memoryPlan struct {
 }
 
 // planMemory adds up the memory plan of cfg's model in elements of elem bytes, from the shapes alone.
-func planMemory(cfg config.Config, elem int) memoryPlan {
+func (cfg Config) planMemory(elem int) memoryPlan {
 	var p memoryPlan
 	for name, shape := range model.Shapes(cfg.Model()) {
 		n := int64(1)
@@ -41,18 +39,19 @@ func planMemory(cfg config.Config, elem int) memoryPlan {
 	return p
 }
 
-// checkMemory refuses, before anything is allocated, a model whose parameters alone need more memory than
-// the machine has: a mistyped width would otherwise end in the runtime's fatal out-of-memory.
-func checkMemory(cfg config.Config, elem int) error {
+// CheckMemory refuses, before anything is allocated, a model whose parameters in elements of elem bytes
+// alone need more memory than the machine has: a mistyped width would otherwise end in the runtime's fatal
+// out-of-memory.
+func (cfg Config) CheckMemory(elem int) error {
 	total, ok := physicalMemory()
 	if !ok {
 		return nil
 	}
-	p := planMemory(cfg, elem)
+	p := cfg.planMemory(elem)
 	if p.bytes <= total {
 		return nil
 	}
-	return fmt.Errorf("train: the model of %s needs %.1f GiB for its %d parameters (%d trainable, with their gradients and AdamW state) before any activation; this machine has %.1f GiB",
+	return fmt.Errorf("config: the model of %s needs %.1f GiB for its %d parameters (%d trainable, with their gradients and AdamW state) before any activation; this machine has %.1f GiB",
 		cfg.DType, gib(p.bytes), p.params, p.trainable, gib(total))
 }
 

@@ -1,4 +1,7 @@
-package train
+// Package demo is `flextrain demo`: a vision tower, a base model and FlexAttention trained in turn on
+// generated fine-detail questions (stages 0, 1 and 2, each reused when a later run finds it finished), then
+// both models scored on the held-out test split, by question kind.
+package demo
 
 import (
 	"context"
@@ -6,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -14,18 +16,20 @@ import (
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/eval"
+	"github.com/flextrain/flextrain/inference"
+	"github.com/flextrain/flextrain/recipes/pretrain"
+	"github.com/flextrain/flextrain/train"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
-	"github.com/flextrain/flextrain/safetensors"
 )
 
-// ErrDemoConfig reports demo configurations that cannot run as the two stages of Demo.
-var ErrDemoConfig = errors.New("train: demo: bad configuration")
+// ErrConfig reports demo configurations that cannot run as the two stages of Run.
+var ErrConfig = errors.New("demo: bad configuration")
 
-// DemoOptions name the stages of Demo and where it reports.
-type DemoOptions struct {
+// Options name the stages of Run and where it reports.
+type Options struct {
 	// Vision, when set, is stage 0: PretrainVision of the base model's tower, whose output Base starts from
 	// (Base's model_name_or_path is its output_dir/model).
 	Vision     *config.Config
@@ -33,8 +37,8 @@ type DemoOptions struct {
 	Out        io.Writer     // training progress and the final table
 }
 
-// DemoResult is what Demo measured: the test-split evaluation of both models and the time of each part.
-type DemoResult struct {
+// Result is what Run measured: the test-split evaluation of both models and the time of each part.
+type Result struct {
 	Base, Flex         eval.Report
 	TestPath           string
 	VisionTime         time.Duration // stage 0, zero when its weights were reused or there is no stage 0
@@ -42,18 +46,18 @@ type DemoResult struct {
 	EvalTime           time.Duration
 }
 
-// Demo runs the built-in demonstration: stage 1 trains the base model (opts.Base, usually the LR view and
+// Run runs the built-in demonstration: stage 1 trains the base model (opts.Base, usually the LR view and
 // everything trainable) unless its output_dir already holds its final checkpoint; its weights, without the
 // k/v_proj_hd copies, are written to stage 2's model_name_or_path, so that stage 2 starts from them with
 // k/v_proj_hd copied from the trained k/v_proj (docs/DESIGN.md §7); stage 2 (opts.Flex) trains FlexAttention,
 // again unless finished. Both models are then evaluated on the test split of stage 2's synth:// data_path
 // (or its eval_data_path): the base model with the LR view (α = 0, which is plain attention), the
 // FlexAttention model with α = 1, exact match per record kind. Both configurations need max_steps.
-func Demo(ctx context.Context, opts DemoOptions) (DemoResult, error) {
-	if err := checkDemo(opts); err != nil {
-		return DemoResult{}, err
+func Run(ctx context.Context, opts Options) (Result, error) {
+	if err := check(opts); err != nil {
+		return Result{}, err
 	}
-	var res DemoResult
+	var res Result
 	var err error
 	trained := false
 	if opts.Vision != nil {
@@ -80,8 +84,8 @@ func Demo(ctx context.Context, opts DemoOptions) (DemoResult, error) {
 	return res, nil
 }
 
-// checkDemo refuses configurations that Demo cannot chain.
-func checkDemo(opts DemoOptions) error {
+// check refuses configurations that Run cannot chain.
+func check(opts Options) error {
 	base, flex := opts.Base, opts.Flex
 	var errs []error
 	for _, c := range []struct {
@@ -89,27 +93,27 @@ func checkDemo(opts DemoOptions) error {
 		cfg   config.Config
 	}{{"stage 1", base}, {"stage 2", flex}} {
 		if c.cfg.MaxSteps <= 0 {
-			errs = append(errs, fmt.Errorf("%w: %s: max_steps must be set (it tells a finished stage)", ErrDemoConfig, c.stage))
+			errs = append(errs, fmt.Errorf("%w: %s: max_steps must be set (it tells a finished stage)", ErrConfig, c.stage))
 		}
 	}
 	switch {
 	case opts.Vision == nil && base.ModelNameOrPath != "":
-		errs = append(errs, fmt.Errorf("%w: stage 1: model_name_or_path must be empty (the base model trains from scratch)", ErrDemoConfig))
-	case opts.Vision != nil && filepath.Clean(base.ModelNameOrPath) != filepath.Join(opts.Vision.OutputDir, VisionModelDir):
-		errs = append(errs, fmt.Errorf("%w: stage 1: model_name_or_path must be stage 0's %s", ErrDemoConfig, filepath.Join(opts.Vision.OutputDir, VisionModelDir)))
+		errs = append(errs, fmt.Errorf("%w: stage 1: model_name_or_path must be empty (the base model trains from scratch)", ErrConfig))
+	case opts.Vision != nil && filepath.Clean(base.ModelNameOrPath) != filepath.Join(opts.Vision.OutputDir, pretrain.ModelDir):
+		errs = append(errs, fmt.Errorf("%w: stage 1: model_name_or_path must be stage 0's %s", ErrConfig, filepath.Join(opts.Vision.OutputDir, pretrain.ModelDir)))
 	case opts.Vision != nil && opts.Vision.MaxSteps <= 0:
-		errs = append(errs, fmt.Errorf("%w: stage 0: max_steps must be set", ErrDemoConfig))
+		errs = append(errs, fmt.Errorf("%w: stage 0: max_steps must be set", ErrConfig))
 	case opts.Vision != nil && !sameArch(*opts.Vision, base):
-		errs = append(errs, fmt.Errorf("%w: stage 0's and stage 1's model: sections differ", ErrDemoConfig))
+		errs = append(errs, fmt.Errorf("%w: stage 0's and stage 1's model: sections differ", ErrConfig))
 	}
 	if flex.ModelNameOrPath == "" {
-		errs = append(errs, fmt.Errorf("%w: stage 2: model_name_or_path must name the folder for stage 1's weights", ErrDemoConfig))
+		errs = append(errs, fmt.Errorf("%w: stage 2: model_name_or_path must name the folder for stage 1's weights", ErrConfig))
 	}
 	if filepath.Clean(base.OutputDir) == filepath.Clean(flex.OutputDir) {
-		errs = append(errs, fmt.Errorf("%w: the two stages share output_dir %s", ErrDemoConfig, base.OutputDir))
+		errs = append(errs, fmt.Errorf("%w: the two stages share output_dir %s", ErrConfig, base.OutputDir))
 	}
 	if base.Model().Validate() == nil && flex.Model().Validate() == nil && !sameArch(base, flex) {
-		errs = append(errs, fmt.Errorf("%w: the two stages' model: sections differ", ErrDemoConfig))
+		errs = append(errs, fmt.Errorf("%w: the two stages' model: sections differ", ErrConfig))
 	}
 	return errors.Join(errs...)
 }
@@ -127,9 +131,9 @@ func runStage(ctx context.Context, cfg config.Config, out io.Writer, name string
 	fmt.Fprintf(out, "%s: training into %s\n", name, cfg.OutputDir)
 	start := time.Now()
 	// A stage stopped before its first checkpoint starts over; one with a checkpoint resumes from it.
-	opts := RunOptions{Out: out, Overwrite: errors.Is(err, checkpoints.ErrNotFound)}
-	if _, err := Run(ctx, cfg, opts); err != nil {
-		return 0, false, fmt.Errorf("train: demo: %s: %w", name, err)
+	opts := train.RunOptions{Out: out, Overwrite: errors.Is(err, checkpoints.ErrNotFound)}
+	if _, err := train.Run(ctx, cfg, opts); err != nil {
+		return 0, false, fmt.Errorf("demo: %s: %w", name, err)
 	}
 	return time.Since(start), true, nil
 }
@@ -137,15 +141,15 @@ func runStage(ctx context.Context, cfg config.Config, out io.Writer, name string
 // runVision pretrains the base model's vision tower unless its weights are already written (they are
 // written last, so their presence means a finished stage 0); it returns the training time.
 func runVision(ctx context.Context, cfg config.Config, out io.Writer) (time.Duration, error) {
-	dir := filepath.Join(cfg.OutputDir, VisionModelDir)
+	dir := filepath.Join(cfg.OutputDir, pretrain.ModelDir)
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
 		fmt.Fprintf(out, "stage 0: vision tower: reusing %s\n", dir)
 		return 0, nil
 	}
 	fmt.Fprintf(out, "stage 0: vision tower: training into %s\n", cfg.OutputDir)
 	start := time.Now()
-	if _, err := PretrainVision(ctx, cfg, RunOptions{Out: out}); err != nil {
-		return 0, fmt.Errorf("train: demo: stage 0: %w", err)
+	if _, err := pretrain.Run(ctx, cfg, out); err != nil {
+		return 0, fmt.Errorf("demo: stage 0: %w", err)
 	}
 	return time.Since(start), nil
 }
@@ -154,36 +158,18 @@ func runVision(ctx context.Context, cfg config.Config, out io.Writer) (time.Dura
 func exportBase(base config.Config, dir string) error {
 	e, err := checkpoints.Latest(base.OutputDir)
 	if err != nil {
-		return fmt.Errorf("train: demo: stage 1 checkpoint: %w", err)
+		return fmt.Errorf("demo: stage 1 checkpoint: %w", err)
 	}
-	tr, err := LoadTrained(e.Path)
+	tr, err := inference.Load(e.Path)
 	if err != nil {
-		return fmt.Errorf("train: demo: %w", err)
+		return fmt.Errorf("demo: %w", err)
 	}
 	meta := map[string]string{"format": "pt", "flextrain_step": fmt.Sprint(tr.Step), "flextrain_source": e.Path}
-	return writeBaseWeights(tr.Weights.Tensors(), dir, meta)
-}
-
-// writeBaseWeights writes a model's weights into dir/model.safetensors as the next stage's
-// model_name_or_path, leaving out the k/v_proj_hd tensors so that loading derives them from the trained
-// k/v_proj (docs/DESIGN.md §7).
-func writeBaseWeights(tensors map[string]safetensors.Tensor, dir string, meta map[string]string) error {
-	for name := range tensors {
-		if ok, _ := path.Match("model.layers.*.self_attn.*_proj_hd.weight", name); ok {
-			delete(tensors, name)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: write base weights: %w", err)
-	}
-	if err := checkpoints.WriteSafetensors(filepath.Join(dir, "model.safetensors"), tensors, meta); err != nil {
-		return fmt.Errorf("train: write base weights: %w", err)
-	}
-	return nil
+	return inference.WriteBaseModel(tr.Weights.Tensors(), dir, meta)
 }
 
 // evaluate scores both stages' last checkpoints on the test split.
-func (r *DemoResult) evaluate(ctx context.Context, opts DemoOptions) error {
+func (r *Result) evaluate(ctx context.Context, opts Options) error {
 	var err error
 	var images string
 	if r.TestPath, images, err = testSplit(opts.Flex); err != nil {
@@ -202,20 +188,20 @@ func (r *DemoResult) evaluate(ctx context.Context, opts DemoOptions) error {
 func testSplit(cfg config.Config) (path, images string, err error) {
 	if !synth.IsURI(cfg.DataPath) {
 		if cfg.EvalDataPath == "" {
-			return "", "", fmt.Errorf("%w: stage 2 has neither a synth:// data_path nor an eval_data_path to test on", ErrDemoConfig)
+			return "", "", fmt.Errorf("%w: stage 2 has neither a synth:// data_path nor an eval_data_path to test on", ErrConfig)
 		}
 		return cfg.EvalDataPath, cfg.ImageFolder, nil
 	}
 	o, err := synth.ParseURI(cfg.DataPath)
 	if err != nil {
-		return "", "", fmt.Errorf("train: demo: data_path: %w", err)
+		return "", "", fmt.Errorf("demo: data_path: %w", err)
 	}
 	if o.Dir == "" {
 		o.Dir = filepath.Join(cfg.OutputDir, "data")
 	}
 	m, err := synth.Generate(o) // reuses the dataset the stages trained on
 	if err != nil {
-		return "", "", fmt.Errorf("train: demo: data_path: %w", err)
+		return "", "", fmt.Errorf("demo: data_path: %w", err)
 	}
 	return m.Test, m.ImageFolder, nil
 }
@@ -225,11 +211,11 @@ func testSplit(cfg config.Config) (path, images string, err error) {
 func evaluateStage(ctx context.Context, cfg config.Config, path, images string, alpha float64) (eval.Report, error) {
 	e, err := checkpoints.Latest(cfg.OutputDir)
 	if err != nil {
-		return eval.Report{}, fmt.Errorf("train: demo: %w", err)
+		return eval.Report{}, fmt.Errorf("demo: %w", err)
 	}
-	tr, err := LoadTrained(e.Path)
+	tr, err := inference.Load(e.Path)
 	if err != nil {
-		return eval.Report{}, fmt.Errorf("train: demo: %w", err)
+		return eval.Report{}, fmt.Errorf("demo: %w", err)
 	}
 	kinds, err := eval.RecordKinds(path)
 	if err != nil {
@@ -237,7 +223,7 @@ func evaluateStage(ctx context.Context, cfg config.Config, path, images string, 
 	}
 	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, images))
 	if err != nil {
-		return eval.Report{}, fmt.Errorf("train: demo: evaluate %s: %w", path, err)
+		return eval.Report{}, fmt.Errorf("demo: evaluate %s: %w", path, err)
 	}
 	defer l.Close()
 	return eval.Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
@@ -247,7 +233,7 @@ func evaluateStage(ctx context.Context, cfg config.Config, path, images string, 
 var demoKinds = []string{"small", "large", "text"}
 
 // WriteTable prints the exact-match accuracy of both models per kind, with the counts scored.
-func (r DemoResult) WriteTable(out io.Writer) error {
+func (r Result) WriteTable(out io.Writer) error {
 	kinds := append([]string(nil), demoKinds...)
 	for _, k := range r.Flex.Kinds() {
 		if !contains(kinds, k) {

@@ -1,8 +1,9 @@
-package train
+package inference
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -21,21 +22,21 @@ import (
 func CheckCheckpoint(ck *checkpoints.Checkpoint) error {
 	cfg, err := config.Parse(ck.Config, "config.yaml")
 	if err != nil {
-		return fmt.Errorf("train: check checkpoint %d: %w", ck.Step, err)
+		return fmt.Errorf("inference: check checkpoint %d: %w", ck.Step, err)
 	}
 	dtype := safetensors.DType("F32")
 	if cfg.DType == "float64" {
 		dtype = "F64"
 	}
 	errs := []error{model.CheckTensors(cfg.Model(), ck.Weights)}
-	for _, name := range sortedNames(ck.Weights) {
+	for _, name := range slices.Sorted(maps.Keys(ck.Weights)) {
 		if ts := ck.Weights[name]; ts.DType != dtype {
 			errs = append(errs, fmt.Errorf("%s: dtype %s, the run's is %s", name, ts.DType, dtype))
 		}
 	}
 	errs = append(errs, checkMoments(ck, dtype)...)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("train: check checkpoint %d: %w:\n%w", ck.Step, checkpoints.ErrConfigMismatch, err)
+		return fmt.Errorf("inference: check checkpoint %d: %w:\n%w", ck.Step, checkpoints.ErrConfigMismatch, err)
 	}
 	return nil
 }
@@ -51,7 +52,7 @@ func checkMoment(m safetensors.Tensor, name string, shape []int, dtype safetenso
 // checkMoments checks the optimizer tensors: "m.<weight>" and "v.<weight>" of the stored weights.
 func checkMoments(ck *checkpoints.Checkpoint, dtype safetensors.DType) []error {
 	var errs []error
-	for _, name := range sortedNames(ck.Optimizer) {
+	for _, name := range slices.Sorted(maps.Keys(ck.Optimizer)) {
 		w, ok := strings.CutPrefix(name, "m.")
 		if !ok {
 			w, ok = strings.CutPrefix(name, "v.")
@@ -66,7 +67,7 @@ func checkMoments(ck *checkpoints.Checkpoint, dtype safetensors.DType) []error {
 	if len(ck.Optimizer) == 0 {
 		return errs
 	}
-	for _, w := range sortedNames(ck.Weights) {
+	for _, w := range slices.Sorted(maps.Keys(ck.Weights)) {
 		for _, m := range []string{"m." + w, "v." + w} {
 			if _, ok := ck.Optimizer[m]; !ok {
 				errs = append(errs, fmt.Errorf("%s: missing, while other weights have their AdamW state", m))

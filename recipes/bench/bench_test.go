@@ -1,4 +1,4 @@
-package train
+package bench
 
 import (
 	"math"
@@ -7,18 +7,18 @@ import (
 	"github.com/flextrain/flextrain/config"
 )
 
-// TestBenchModes runs every bench mode on the tiny model: union and dense compute the same loss (docs/DESIGN.md §11:
+// TestModes runs every bench mode on the tiny model: union and dense compute the same loss (docs/DESIGN.md §11:
 // the union form equals the dense one up to summation order), the cached steps equal the uncached ones bit for
 // bit, and the report describes what ran.
-func TestBenchModes(t *testing.T) {
-	cfg, err := config.Load("../configs/tiny.yaml", nil)
+func TestModes(t *testing.T) {
+	cfg, err := config.Load("../../configs/tiny.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	loss := map[string]float64{}
-	for _, mode := range BenchModes {
+	for _, mode := range Modes {
 		for _, cached := range []bool{false, true} {
-			r, err := Bench(cfg, BenchOptions{Mode: mode, Steps: 2, Warmup: 1, Strategy: "topk", Ratio: 0.25, Cached: cached})
+			r, err := Run(cfg, Options{Mode: mode, Steps: 2, Warmup: 1, Strategy: "topk", Ratio: 0.25, Cached: cached})
 			if err != nil {
 				t.Fatalf("%s cached=%v: %v", mode, cached, err)
 			}
@@ -47,27 +47,27 @@ func TestBenchModes(t *testing.T) {
 	if loss["flex-union"] == loss["lr"] {
 		t.Errorf("flex-union and lr losses are both %v: the HR tokens changed nothing", loss["lr"])
 	}
-	if _, err := Bench(cfg, BenchOptions{Mode: "sparse", Steps: 1}); err == nil {
+	if _, err := Run(cfg, Options{Mode: "sparse", Steps: 1}); err == nil {
 		t.Error("unknown mode: no error")
 	}
 }
 
 // TestBenchInterleaved times union and dense step for step in one process: each mode keeps its own model and
 // optimizer, so each reports what it reports alone, bit for bit.
-func TestBenchInterleaved(t *testing.T) {
-	cfg, err := config.Load("../configs/tiny.yaml", nil)
+func TestInterleaved(t *testing.T) {
+	cfg, err := config.Load("../../configs/tiny.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := BenchOptions{Steps: 2, Warmup: 1, Strategy: "topk", Ratio: 0.25}
+	opts := Options{Steps: 2, Warmup: 1, Strategy: "topk", Ratio: 0.25}
 	modes := []string{"flex-union", "flex-dense"}
-	rs, err := BenchInterleaved(cfg, opts, modes)
+	rs, err := Interleaved(cfg, opts, modes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, mode := range modes {
 		opts.Mode = mode
-		alone, err := Bench(cfg, opts)
+		alone, err := Run(cfg, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func TestBenchInterleaved(t *testing.T) {
 			t.Errorf("%s interleaved: mode %q, median %v ms, loss %v; alone the loss is %v", mode, rs[i].Mode, rs[i].MedianMS, rs[i].Loss, alone.Loss)
 		}
 	}
-	if _, err := BenchInterleaved(cfg, opts, []string{"flex-union", "sparse"}); err == nil {
+	if _, err := Interleaved(cfg, opts, []string{"flex-union", "sparse"}); err == nil {
 		t.Error("unknown second mode: no error")
 	}
 }

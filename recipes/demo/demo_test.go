@@ -1,4 +1,4 @@
-package train
+package demo
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/eval"
+	"github.com/flextrain/flextrain/recipes/pretrain"
 
 	"gorgonia.org/tensor"
 
@@ -18,7 +19,7 @@ import (
 
 // tinyDemo loads the shipped quickstart configurations shrunk to a few steps of a tiny model on a tiny
 // generated set under dir.
-func tinyDemo(t *testing.T, dir string) DemoOptions {
+func tinyDemo(t *testing.T, dir string) Options {
 	t.Helper()
 	shared := []string{"data_path=synth://n=12,val=4,test=6,hr=96,seed=2,dir=" + filepath.Join(dir, "data"),
 		"max_steps=2", "per_device_train_batch_size=4", "logging_steps=1", "dataloader_num_workers=1",
@@ -32,15 +33,15 @@ func tinyDemo(t *testing.T, dir string) DemoOptions {
 		}
 		return c
 	}
-	vision := load("../configs/quickstart-vision.yaml", "output_dir="+filepath.Join(dir, "vision"))
+	vision := load("../../configs/quickstart-vision.yaml", "output_dir="+filepath.Join(dir, "vision"))
 	// Stage 1 trains on a set of its own whose test split is shorter: scoring the base model must read
 	// stage 2's test images, not stage 1's images of the same names.
-	base := load("../configs/quickstart-base.yaml", "output_dir="+filepath.Join(dir, "base"),
-		"model_name_or_path="+filepath.Join(dir, "vision", VisionModelDir),
+	base := load("../../configs/quickstart-base.yaml", "output_dir="+filepath.Join(dir, "base"),
+		"model_name_or_path="+filepath.Join(dir, "vision", pretrain.ModelDir),
 		"data_path=synth://n=12,val=4,test=2,hr=96,seed=3,dir="+filepath.Join(dir, "data-base"))
-	flex := load("../configs/quickstart.yaml", "output_dir="+filepath.Join(dir, "flex"),
+	flex := load("../../configs/quickstart.yaml", "output_dir="+filepath.Join(dir, "flex"),
 		"model_name_or_path="+filepath.Join(dir, "base", "model"), "trainable=model.layers.2.*,model.norm.*,lm_head.*")
-	return DemoOptions{Vision: &vision, Base: base, Flex: flex, Out: &bytes.Buffer{}}
+	return Options{Vision: &vision, Base: base, Flex: flex, Out: &bytes.Buffer{}}
 }
 
 // TestDemoPlumbing runs the three stages and the evaluation on a tiny set: every test question is scored for
@@ -49,7 +50,7 @@ func tinyDemo(t *testing.T, dir string) DemoOptions {
 func TestDemoPlumbing(t *testing.T) {
 	dir := t.TempDir()
 	opts := tinyDemo(t, dir)
-	res, err := Demo(context.Background(), opts)
+	res, err := Run(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestDemoPlumbing(t *testing.T) {
 	if init := model.InitWeights(opts.Base.Model(), tensor.Float32, 3407).Get(tower); equalData(stage0.Get(tower), init) || !equalData(stage1.Get(tower), stage0.Get(tower)) {
 		t.Error("stage 1's tower is not stage 0's trained one")
 	}
-	again, err := Demo(context.Background(), opts)
+	again, err := Run(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,23 +125,23 @@ func TestDemoRefusesConfigs(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name   string
-		mutate func(o *DemoOptions)
+		mutate func(o *Options)
 		want   string
 	}{
-		{"no max_steps", func(o *DemoOptions) { o.Base.MaxSteps = -1 }, "stage 1: max_steps"},
-		{"no stage 2 base path", func(o *DemoOptions) { o.Flex.ModelNameOrPath = "" }, "stage 2: model_name_or_path"},
-		{"stage 1 from other weights", func(o *DemoOptions) { o.Base.ModelNameOrPath = "w.safetensors" }, "stage 1: model_name_or_path must be stage 0's"},
-		{"stage 1 from weights, no stage 0", func(o *DemoOptions) { o.Vision = nil }, "stage 1: model_name_or_path must be empty"},
-		{"stage 0 without max_steps", func(o *DemoOptions) { o.Vision.MaxSteps = 0 }, "stage 0: max_steps"},
-		{"shared output", func(o *DemoOptions) { o.Flex.OutputDir = o.Base.OutputDir }, "share output_dir"},
-		{"other model", func(o *DemoOptions) { o.Flex.Arch.Text.IntermediateSize = 128 }, "model: sections differ"},
+		{"no max_steps", func(o *Options) { o.Base.MaxSteps = -1 }, "stage 1: max_steps"},
+		{"no stage 2 base path", func(o *Options) { o.Flex.ModelNameOrPath = "" }, "stage 2: model_name_or_path"},
+		{"stage 1 from other weights", func(o *Options) { o.Base.ModelNameOrPath = "w.safetensors" }, "stage 1: model_name_or_path must be stage 0's"},
+		{"stage 1 from weights, no stage 0", func(o *Options) { o.Vision = nil }, "stage 1: model_name_or_path must be empty"},
+		{"stage 0 without max_steps", func(o *Options) { o.Vision.MaxSteps = 0 }, "stage 0: max_steps"},
+		{"shared output", func(o *Options) { o.Flex.OutputDir = o.Base.OutputDir }, "share output_dir"},
+		{"other model", func(o *Options) { o.Flex.Arch.Text.IntermediateSize = 128 }, "model: sections differ"},
 	}
 	for _, tt := range tests {
 		opts := tinyDemo(t, dir)
 		tt.mutate(&opts)
-		_, err := Demo(context.Background(), opts)
-		if !errors.Is(err, ErrDemoConfig) || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: Demo = %v; want ErrDemoConfig naming %q", tt.name, err, tt.want)
+		_, err := Run(context.Background(), opts)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Run = %v; want ErrConfig naming %q", tt.name, err, tt.want)
 		}
 	}
 }

@@ -1,13 +1,15 @@
-package train
+package inference
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 
 	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/safetensors"
 )
 
 // The files Export writes into its folder.
@@ -18,7 +20,7 @@ const (
 )
 
 // ErrNothingTrained is returned by Export with trainableOnly when the checkpoint holds no tensor.
-var ErrNothingTrained = errors.New("train: export: the checkpoint holds no trained tensor")
+var ErrNothingTrained = errors.New("inference: export: the checkpoint holds no trained tensor")
 
 // ExportConfig is the config.json of an export: the fields of an original LLaVA-1.5 checkpoint
 // (LlavaLlamaForCausalLM, whose tensor names the export keeps, k_proj_hd/v_proj_hd added by FlexAttention),
@@ -126,7 +128,7 @@ func NewExportConfig(tr *Trained, trainableOnly bool, tensors int) ExportConfig 
 // every weight under docs/DESIGN.md's names, or ExportTrainableFile with only the checkpoint's trained tensors
 // when trainableOnly) and ExportConfigFile describing it. Each file is written atomically, the tensors
 // first, so a config.json always describes a complete tensor file. The checkpoint was verified when tr was
-// loaded (LoadTrained refuses a corrupt one).
+// loaded (Load refuses a corrupt one).
 func Export(tr *Trained, dir string, trainableOnly bool) error {
 	tensors := tr.Weights.Tensors()
 	if trainableOnly {
@@ -137,14 +139,32 @@ func Export(tr *Trained, dir string, trainableOnly bool) error {
 	}
 	cfg := NewExportConfig(tr, trainableOnly, len(tensors))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: export: %w", err)
+		return fmt.Errorf("inference: export: %w", err)
 	}
 	meta := map[string]string{"format": "pt", "flextrain_step": strconv.Itoa(tr.Step), "flextrain_trainable_only": strconv.FormatBool(trainableOnly)}
 	if err := checkpoints.WriteSafetensors(filepath.Join(dir, cfg.Flextrain.WeightsFile), tensors, meta); err != nil {
-		return fmt.Errorf("train: %w", err)
+		return fmt.Errorf("inference: %w", err)
 	}
 	if err := checkpoints.WriteJSON(filepath.Join(dir, ExportConfigFile), cfg); err != nil {
-		return fmt.Errorf("train: %w", err)
+		return fmt.Errorf("inference: %w", err)
+	}
+	return nil
+}
+
+// WriteBaseModel writes a model's weights into dir/model.safetensors as the next stage's
+// model_name_or_path, leaving out the k/v_proj_hd tensors so that loading derives them from the trained
+// k/v_proj (docs/DESIGN.md §7).
+func WriteBaseModel(tensors map[string]safetensors.Tensor, dir string, meta map[string]string) error {
+	for name := range tensors {
+		if ok, _ := path.Match("model.layers.*.self_attn.*_proj_hd.weight", name); ok {
+			delete(tensors, name)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("inference: write base model: %w", err)
+	}
+	if err := checkpoints.WriteSafetensors(filepath.Join(dir, "model.safetensors"), tensors, meta); err != nil {
+		return fmt.Errorf("inference: write base model: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package train
+package inference
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func (tr *Trained) EvaluateFile(ctx context.Context, path, imageFolder string) (
 	}
 	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, imageFolder))
 	if err != nil {
-		return eval.Report{}, fmt.Errorf("train: evaluate %s: %w", path, err)
+		return eval.Report{}, fmt.Errorf("inference: evaluate %s: %w", path, err)
 	}
 	defer l.Close()
 	return eval.Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)

@@ -1,4 +1,4 @@
-package train
+package inference
 
 import (
 	"fmt"
@@ -26,12 +26,12 @@ type Query struct {
 // to square, HR view, LR view). The answers are decoded and cut at the end-of-sequence token.
 func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 	if maxNew <= 0 {
-		return nil, fmt.Errorf("train: predict: max new tokens must be positive, got %d", maxNew)
+		return nil, fmt.Errorf("inference: predict: max new tokens must be positive, got %d", maxNew)
 	}
 	b := &model.Batch{}
 	for i, q := range queries {
 		if err := tr.addQuery(b, q); err != nil {
-			return nil, fmt.Errorf("train: predict: query %d: %w", i, err)
+			return nil, fmt.Errorf("inference: predict: query %d: %w", i, err)
 		}
 	}
 	alpha, err := config.EvalAlpha(tr.Config.Flex.View)
@@ -40,7 +40,7 @@ func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 	}
 	out, err := model.Generate(tr.Weights, b, maxNew, tr.Tokenizer.EOS(), alpha)
 	if err != nil {
-		return nil, fmt.Errorf("train: predict: %w", err)
+		return nil, fmt.Errorf("inference: predict: %w", err)
 	}
 	answers := make([]string, len(out))
 	for i, ids := range out {

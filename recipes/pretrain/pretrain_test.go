@@ -1,4 +1,4 @@
-package train
+package pretrain
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/model"
 )
 
@@ -22,7 +23,7 @@ func TestPretrainVision(t *testing.T) {
 		"tokenizer_path=", "eval_data_path=", "max_steps=150", "per_device_train_batch_size=16", "learning_rate=3e-3",
 		"logging_steps=20", "frozen=[]", "trainable=[\"model.vision_tower.*\"]")
 	var out bytes.Buffer
-	s, err := PretrainVision(context.Background(), cfg, RunOptions{Out: &out})
+	s, err := Run(context.Background(), cfg, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,18 +56,31 @@ func TestPretrainVision(t *testing.T) {
 
 func TestPretrainVisionErrors(t *testing.T) {
 	cfg := tinyConfig(t, "max_steps=2", "trainable=[\"model.vision_tower.*\"]", "frozen=[]")
-	if _, err := PretrainVision(context.Background(), cfg, RunOptions{Out: &bytes.Buffer{}}); err == nil || !strings.Contains(err.Error(), "tags") {
+	if _, err := Run(context.Background(), cfg, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "tags") {
 		t.Errorf("data without tags: %v; want an error saying so", err)
 	}
 	cfg = tinyConfig(t, "max_steps=2", "data_path=synth://n=8,val=0,test=0,hr=96,dir="+t.TempDir(), "tokenizer_path=")
-	if _, err := PretrainVision(context.Background(), cfg, RunOptions{Out: &bytes.Buffer{}}); err == nil || !strings.Contains(err.Error(), "vision tower") {
+	if _, err := Run(context.Background(), cfg, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "vision tower") {
 		t.Errorf("a frozen tower: %v; want an error naming the tower", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	cfg = tinyConfig(t, "max_steps=2", "data_path=synth://n=8,val=0,test=0,hr=96,dir="+t.TempDir(), "tokenizer_path=",
 		"trainable=[\"model.vision_tower.*\"]", "frozen=[]")
-	if _, err := PretrainVision(ctx, cfg, RunOptions{Out: &bytes.Buffer{}}); !errors.Is(err, ErrInterrupted) {
+	if _, err := Run(ctx, cfg, &bytes.Buffer{}); !errors.Is(err, ErrInterrupted) {
 		t.Errorf("cancelled: %v; want ErrInterrupted", err)
 	}
+}
+
+// tinyConfig is configs/tiny.yaml pointed at the repository's testdata/tiny, with a fresh temporary
+// output_dir and then the overrides.
+func tinyConfig(t *testing.T, overrides ...string) config.Config {
+	t.Helper()
+	base := []string{"output_dir=" + t.TempDir(), "tokenizer_path=../../testdata/tiny/tokenizer.json",
+		"data_path=../../testdata/tiny/train.json", "image_folder=../../testdata/tiny/images", "eval_data_path=", "eval_steps=0"}
+	cfg, err := config.Load("../../configs/tiny.yaml", append(base, overrides...))
+	if err != nil {
+		t.Fatalf("config.Load(configs/tiny.yaml): %v", err)
+	}
+	return cfg
 }

@@ -1,10 +1,11 @@
-package train
+package inference
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/train"
 
 	"gorgonia.org/tensor"
 
@@ -66,7 +68,7 @@ func newTrainedFixture(t *testing.T) trainedFixture {
 	if err := checkpoints.WriteSafetensors(cfg.ModelNameOrPath, base, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Run(context.Background(), cfg, RunOptions{Resume: "none"}); err != nil {
+	if _, err := train.Run(context.Background(), cfg, train.RunOptions{Resume: "none"}); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	return trainedFixture{cfg: cfg, ckpt: filepath.Join(cfg.OutputDir, "checkpoint-2"), base: base, manifest: m}
@@ -75,9 +77,9 @@ func newTrainedFixture(t *testing.T) trainedFixture {
 // TestTrainedModel runs the tests that need a trained checkpoint on one shared run.
 func TestTrainedModel(t *testing.T) {
 	f := newTrainedFixture(t)
-	tr, err := LoadTrained(f.ckpt)
+	tr, err := Load(f.ckpt)
 	if err != nil {
-		t.Fatalf("LoadTrained(%s): %v", f.ckpt, err)
+		t.Fatalf("Load(%s): %v", f.ckpt, err)
 	}
 	t.Run("ExportFull", func(t *testing.T) { testExportFull(t, f, tr) })
 	t.Run("ExportTrainableOnly", func(t *testing.T) { testExportTrainableOnly(t, f, tr) })
@@ -103,7 +105,7 @@ func testExportFull(t *testing.T, f trainedFixture, tr *Trained) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := file.Names(), sortedNames(model.Shapes(f.cfg.Model())); !slices.Equal(got, want) {
+	if got, want := file.Names(), slices.Sorted(maps.Keys(model.Shapes(f.cfg.Model()))); !slices.Equal(got, want) {
 		t.Errorf("exported tensors = %v; want the model's %v", got, want)
 	}
 	ck, err := checkpoints.Load(f.ckpt)
@@ -143,7 +145,7 @@ func testExportTrainableOnly(t *testing.T, f trainedFixture, tr *Trained) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := file.Names(), sortedNames(ck.Weights); !slices.Equal(got, want) {
+	if got, want := file.Names(), slices.Sorted(maps.Keys(ck.Weights)); !slices.Equal(got, want) {
 		t.Fatalf("exported tensors = %v; want the checkpoint's %v", got, want)
 	}
 	for name, got := range file.Tensors {
@@ -246,8 +248,8 @@ func testExportRefusesCorrupt(t *testing.T, f trainedFixture) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = LoadTrained(dir)
+	_, err = Load(dir)
 	if !errors.Is(err, checkpoints.ErrCorrupt) || !strings.Contains(err.Error(), "weights.st.zst") {
-		t.Errorf("LoadTrained of a corrupt checkpoint: err = %v; want ErrCorrupt naming weights.st.zst", err)
+		t.Errorf("Load of a corrupt checkpoint: err = %v; want ErrCorrupt naming weights.st.zst", err)
 	}
 }

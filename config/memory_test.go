@@ -1,4 +1,4 @@
-package train
+package config
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ import (
 // TestPlanMemory: the plan counts the elements InitWeights allocates, and three more copies (gradient, m,
 // v) of the trainable ones, four with gradient accumulation.
 func TestPlanMemory(t *testing.T) {
-	cfg := tinyConfig(t)
+	cfg := loadValid(t)
 	w := model.InitWeights(cfg.Model(), tensor.Float32, 1)
 	var params, trainable int64
 	for _, name := range w.Names() {
@@ -23,7 +23,7 @@ func TestPlanMemory(t *testing.T) {
 	}
 	for _, acc := range []int{1, 2} {
 		cfg.GradientAccumulationSteps = acc
-		p := planMemory(cfg, 4)
+		p := cfg.planMemory(4)
 		copies := int64(2 + acc)
 		if p.params != params || p.trainable != trainable || p.bytes != 4*(params+copies*trainable) {
 			t.Errorf("accumulation %d: plan %+v; want %d parameters, %d trainable, %d bytes", acc, p, params, trainable, 4*(params+copies*trainable))

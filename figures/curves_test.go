@@ -1,4 +1,4 @@
-package train
+package figures
 
 import (
 	"bytes"
@@ -15,10 +15,13 @@ import (
 )
 
 // writeMetrics writes a metrics.jsonl with the given content into a fresh directory and returns the directory.
+// metricsFile is the name of the log a run writes in its output_dir.
+const metricsFile = "metrics.jsonl"
+
 func writeMetrics(t *testing.T, content string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, MetricsFile), []byte(content), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, metricsFile), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -47,7 +50,7 @@ func TestReadMetrics(t *testing.T) {
 	}
 	for _, tt := range tests {
 		dir := writeMetrics(t, tt.content)
-		c, err := ReadMetrics(filepath.Join(dir, MetricsFile), tt.subset)
+		c, err := ReadMetrics(filepath.Join(dir, metricsFile), tt.subset)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: err = %v; want an error containing %q", tt.name, err, tt.err)
@@ -67,10 +70,10 @@ func TestReadMetrics(t *testing.T) {
 			}
 		}
 	}
-	if _, err := ReadMetrics(filepath.Join(t.TempDir(), MetricsFile), ""); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), MetricsFile) {
+	if _, err := ReadMetrics(filepath.Join(t.TempDir(), metricsFile), ""); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), metricsFile) {
 		t.Errorf("missing file: err = %v; want os.ErrNotExist naming the file", err)
 	}
-	if _, err := ReadMetrics(filepath.Join(writeMetrics(t, "\n"), MetricsFile), ""); !errors.Is(err, ErrNoMetrics) {
+	if _, err := ReadMetrics(filepath.Join(writeMetrics(t, "\n"), metricsFile), ""); !errors.Is(err, ErrNoMetrics) {
 		t.Errorf("empty file: err = %v; want ErrNoMetrics", err)
 	}
 }
@@ -104,9 +107,9 @@ func TestPlotRun(t *testing.T) {
 	for _, tt := range tests {
 		dir := writeMetrics(t, tt.content)
 		out := filepath.Join(t.TempDir(), "curves.png")
-		c, path, err := PlotRun(dir, out, "")
-		if err != nil || path != out || len(c.Loss) != 40 {
-			t.Fatalf("%s: PlotRun = %d losses, %s, %v; want 40, %s, nil", tt.name, len(c.Loss), path, err, out)
+		c, err := PlotRun(filepath.Join(dir, metricsFile), "run", out, "")
+		if err != nil || len(c.Loss) != 40 {
+			t.Fatalf("%s: PlotRun = %d losses, %v; want 40, nil", tt.name, len(c.Loss), err)
 		}
 		img := decodePNG(t, out)
 		if b := img.Bounds(); b.Dx() != 864 || plotAbs(b.Dy()-tt.height) > 1 {
@@ -119,22 +122,8 @@ func TestPlotRun(t *testing.T) {
 			t.Errorf("%s: %d orange pixels; want evaluation curves drawn: %v", tt.name, got, tt.orange)
 		}
 	}
-	if _, _, err := PlotRun(t.TempDir(), "", ""); !errors.Is(err, os.ErrNotExist) {
+	if _, err := PlotRun(filepath.Join(t.TempDir(), metricsFile), "run", filepath.Join(t.TempDir(), "x.png"), ""); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("PlotRun of a directory without metrics: err = %v; want os.ErrNotExist", err)
-	}
-}
-
-// TestPlotRunDefaultPath: without a path the PNG goes into the run's directory, written whole.
-func TestPlotRunDefaultPath(t *testing.T) {
-	dir := writeMetrics(t, `{"step":1,"loss":2}`+"\n"+`{"step":2,"loss":1}`+"\n")
-	_, path, err := PlotRun(dir, "", "")
-	if err != nil || path != filepath.Join(dir, "loss.png") {
-		t.Fatalf("PlotRun = %s, %v; want %s", path, err, filepath.Join(dir, "loss.png"))
-	}
-	decodePNG(t, path)
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 2 {
-		t.Errorf("%s holds %d files; want metrics.jsonl and loss.png only", dir, len(entries))
 	}
 }
 

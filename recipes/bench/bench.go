@@ -1,26 +1,31 @@
-package train
+// Package bench times training steps of the configured model on a synthetic batch, the way a PyTorch
+// reference of the same model and step would be timed (the sample layout, image sizes and FLOP counts
+// follow the reference's conventions): `flextrain bench`. It drives train.Stepper, the training loop's own
+// step, in four modes: flex-union (FlexAttention as training runs it), flex-dense (the official cost),
+// lr (the LR view only) and hd-seq (every HR token in the sequence).
+package bench
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"slices"
 	"syscall"
 	"time"
 
+	"gorgonia.org/tensor"
+
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/train"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/model"
-	"github.com/flextrain/flextrain/model/ops"
 )
 
-// BenchOptions choose what `flextrain bench` times.
-type BenchOptions struct {
-	Mode     string  // flex-union, flex-dense, lr, hd-seq (Bench; BenchInterleaved takes a list)
+// Options choose what `flextrain bench` times.
+type Options struct {
+	Mode     string  // flex-union, flex-dense, lr, hd-seq (Run; Interleaved takes a list)
 	Steps    int     // timed steps
 	Warmup   int     // untimed steps first
 	Strategy string  // overrides flex.strategy when set
@@ -31,12 +36,12 @@ type BenchOptions struct {
 	Cached bool
 }
 
-// BenchModes are the modes of `flextrain bench`, as in the reference's bench.py.
-var BenchModes = []string{"flex-union", "flex-dense", "lr", "hd-seq"}
+// Modes are the modes of `flextrain bench`.
+var Modes = []string{"flex-union", "flex-dense", "lr", "hd-seq"}
 
-// BenchResult is one mode's timing of a full training step: vision towers, decoder forward and backward,
+// Result is one mode's timing of a full training step: vision towers, decoder forward and backward,
 // AdamW.
-type BenchResult struct {
+type Result struct {
 	Mode          string  `json:"mode"`
 	Strategy      string  `json:"strategy"`
 	Steps         int     `json:"steps"`
@@ -68,33 +73,33 @@ var benchLayout = struct{ before, middle, answer int }{8, 64, 24}
 // benchSizes are bench.py's original image sizes (w, h), one per sample in turn.
 var benchSizes = [][2]int{{640, 480}, {480, 640}, {500, 500}, {1024, 300}, {300, 800}, {800, 600}, {336, 336}, {700, 350}}
 
-// Bench times training steps of the configured model on a synthetic batch (no dataset needed).
-func Bench(cfg config.Config, opts BenchOptions) (BenchResult, error) {
-	rs, err := BenchInterleaved(cfg, opts, []string{opts.Mode})
+// Run times training steps of the configured model on a synthetic batch (no dataset needed).
+func Run(cfg config.Config, opts Options) (Result, error) {
+	rs, err := Interleaved(cfg, opts, []string{opts.Mode})
 	if err != nil {
-		return BenchResult{}, err
+		return Result{}, err
 	}
 	return rs[0], nil
 }
 
-// BenchInterleaved times several modes in one process, each with its own model, optimizer and buffers, a
+// Interleaved times several modes in one process, each with its own model, optimizer and buffers, a
 // step of each in turn (the order rotating from round to round): a slower stretch of a shared machine then
 // slows every mode alike, and the ratio of their medians is steadier than one taken from separate runs.
 // opts.Mode is ignored; the peak RSS reported is the process's, all modes together.
-func BenchInterleaved(cfg config.Config, opts BenchOptions, modes []string) ([]BenchResult, error) {
+func Interleaved(cfg config.Config, opts Options, modes []string) ([]Result, error) {
 	if opts.Strategy != "" {
 		cfg.Flex.Strategy, cfg.Flex.Ratio = opts.Strategy, opts.Ratio
 	}
 	if err := cfg.Model().Validate(); err != nil {
 		return nil, err
 	}
-	runs := make([]*benchRun, len(modes))
+	runs := make([]*modeRun, len(modes))
 	for i, mode := range modes {
-		t, err := newBenchTrainer(cfg, opts, mode)
+		st, err := newStepper(cfg, opts, mode)
 		if err != nil {
 			return nil, err
 		}
-		runs[i] = &benchRun{t: t, r: BenchResult{Mode: mode, Strategy: cfg.Flex.Strategy, Steps: opts.Steps, Cached: opts.Cached}}
+		runs[i] = &modeRun{st: st, cfg: cfg, r: Result{Mode: mode, Strategy: cfg.Flex.Strategy, Steps: opts.Steps, Cached: opts.Cached}}
 	}
 	for i := 0; i < opts.Warmup+opts.Steps; i++ {
 		for k := range runs {
@@ -103,91 +108,77 @@ func BenchInterleaved(cfg config.Config, opts BenchOptions, modes []string) ([]B
 			}
 		}
 	}
-	out := make([]BenchResult, len(runs))
+	out := make([]Result, len(runs))
 	for i, b := range runs {
 		out[i] = b.result()
 	}
 	return out, nil
 }
 
-// newBenchTrainer is a trainer of randomly initialised weights over the bench batch, in one mode.
-func newBenchTrainer(cfg config.Config, opts BenchOptions, mode string) (*trainer[float32], error) {
-	view, dense, err := benchView(mode)
+// newStepper is a stepper of randomly initialised weights over the bench batch, in one mode.
+func newStepper(cfg config.Config, opts Options, mode string) (*train.Stepper, error) {
+	view, dense, err := modeView(mode)
 	if err != nil {
 		return nil, err
 	}
-	t := &trainer[float32]{cfg: cfg, mem: ops.NewArena(), log: &logger{slog: slog.New(slog.NewTextHandler(io.Discard, nil))}}
-	t.weights = model.InitWeights(cfg.Model(), dtypeOf[float32](), uint64(cfg.Seed))
-	if err := t.bindParams(); err != nil {
-		return nil, err
-	}
-	t.source, t.view, t.dense = fixedBatch{benchBatch(cfg)}, view, dense
-	if opts.Cached {
-		t.cfg.FeatureCache = "memory"
-		if err := t.openFeatureCache(); err != nil {
-			return nil, err
-		}
-	}
-	t.total = opts.Warmup + opts.Steps
-	return t, nil
+	cfg.Flex.View = view
+	w := model.InitWeights(cfg.Model(), tensor.Float32, uint64(cfg.Seed))
+	return train.NewStepper(cfg, w, fixedBatch{benchBatch(cfg)}, train.StepperOptions{Steps: opts.Warmup + opts.Steps, Dense: dense, Cached: opts.Cached})
 }
 
-func benchView(mode string) (model.View, bool, error) {
+// modeView is the flex.view of a mode, and whether FlexAttention runs the dense way.
+func modeView(mode string) (string, bool, error) {
 	switch mode {
 	case "flex-union":
-		return model.ViewFlex, false, nil
+		return "flex", false, nil
 	case "flex-dense":
-		return model.ViewFlex, true, nil
-	case "lr":
-		return model.ViewLR, false, nil
-	case "hd-seq":
-		return model.ViewHDSeq, false, nil
+		return "flex", true, nil
+	case "lr", "hd-seq":
+		return mode, false, nil
 	}
-	return 0, false, fmt.Errorf("train: bench: unknown mode %q (one of %v)", mode, BenchModes)
+	return "", false, fmt.Errorf("bench: unknown mode %q (one of %v)", mode, Modes)
 }
 
-// benchRun is one mode's trainer and what its timed steps measured so far.
-type benchRun struct {
-	t      *trainer[float32]
-	r      BenchResult
+// modeRun is one mode's stepper and what its timed steps measured so far.
+type modeRun struct {
+	st     *train.Stepper
+	cfg    config.Config
+	r      Result
 	ms     []float64
 	tokens int
 	wall   time.Duration
+	seqLen int
 }
 
 // step takes one training step and, when timed, adds its measurements.
-func (b *benchRun) step(timed bool) error {
+func (b *modeRun) step(timed bool) error {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	arena := b.t.mem.Stats()
-	res, err := b.t.step(context.Background())
+	arena := b.st.Arena()
+	res, err := b.st.Step(context.Background())
 	runtime.ReadMemStats(&after)
-	if err != nil {
+	if err != nil || !timed {
 		return err
 	}
-	b.t.state.Step++
-	if !timed {
-		return nil
-	}
 	r, n := &b.r, float64(b.r.Steps)
-	b.ms = append(b.ms, float64(res.elapsed.Microseconds())/1000)
-	b.tokens, b.wall = b.tokens+res.tokens, b.wall+res.elapsed
+	b.ms = append(b.ms, float64(res.Elapsed.Microseconds())/1000)
+	b.tokens, b.wall, b.seqLen = b.tokens+res.Tokens, b.wall+res.Elapsed, res.SeqLen
 	r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / n
 	r.MiBPerStep += float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20) / n
-	r.ArenaFreshMiB += float64(b.t.mem.Stats().Fresh-arena.Fresh) / (1 << 20) / n
-	r.GCFraction += float64(after.PauseTotalNs-before.PauseTotalNs) / float64(max(1, res.elapsed.Nanoseconds())) / n
-	r.SelectedFrac, r.Loss, r.FeatureHitRate = res.hrSelectedFrac, res.loss, res.featureHitRate
+	r.ArenaFreshMiB += float64(b.st.Arena().Fresh-arena.Fresh) / (1 << 20) / n
+	r.GCFraction += float64(after.PauseTotalNs-before.PauseTotalNs) / float64(max(1, res.Elapsed.Nanoseconds())) / n
+	r.SelectedFrac, r.Loss, r.FeatureHitRate = res.Selected, res.Loss, res.FeatureHitRate
 	return nil
 }
 
 // result completes the measurements of the timed steps.
-func (b *benchRun) result() BenchResult {
-	r, t, ms := b.r, b.t, slices.Sorted(slices.Values(b.ms))
+func (b *modeRun) result() Result {
+	r, ms := b.r, slices.Sorted(slices.Values(b.ms))
 	r.MedianMS, r.MinMS, r.MaxMS = ms[len(ms)/2], ms[0], ms[len(ms)-1]
 	r.TokensPerSec = float64(b.tokens) / b.wall.Seconds()
-	r.SequenceLength = t.lastN
-	r.ArenaMiB = float64(t.mem.Stats().Held) / (1 << 20)
-	r.GFLOPDecoder, r.GFLOPVision = benchFLOPs(t.cfg.Model(), r.Mode, r.SelectedFrac, t.source.(fixedBatch).b.Len())
+	r.SequenceLength = b.seqLen
+	r.ArenaMiB = float64(b.st.Arena().Held) / (1 << 20)
+	r.GFLOPDecoder, r.GFLOPVision = flops(b.cfg.Model(), r.Mode, r.SelectedFrac, b.cfg.PerDeviceTrainBatchSize)
 	r.GFLOPPerSec = (r.GFLOPDecoder + r.GFLOPVision) / (r.MedianMS / 1000)
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
@@ -196,8 +187,8 @@ func (b *benchRun) result() BenchResult {
 	return r
 }
 
-// benchFLOPs are the forward GFLOPs of a batch of B bench samples, as bench.py's forward_flops counts them.
-func benchFLOPs(c model.Config, mode string, sel float64, B int) (dec, vis float64) {
+// flops are the forward GFLOPs of a batch of B bench samples, as bench.py's forward_flops counts them.
+func flops(c model.Config, mode string, sel float64, B int) (dec, vis float64) {
 	_, n, _, M := c.Grid()
 	N := float64(benchLayout.before + benchLayout.middle + benchLayout.answer + n)
 	L, nSA := float64(c.Text.NumLayers), float64(c.Flex.NSA)

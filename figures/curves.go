@@ -1,4 +1,7 @@
-package train
+// Package figures draws what runs logged and what models selected, as PNG: loss and evaluation curves of
+// one or several runs' metrics.jsonl (gonum/plot), and the HR cells each FlexAttention layer attended to
+// over the images they were selected in. It is the one package that links the plotting library and fonts.
+package figures
 
 import (
 	"bytes"
@@ -7,7 +10,6 @@ import (
 	"fmt"
 	"image/color"
 	"math"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -24,11 +26,8 @@ import (
 	"github.com/flextrain/flextrain/internal/fileio"
 )
 
-// MetricsFile is the name of the per-step log every run appends to in output_dir.
-const MetricsFile = "metrics.jsonl"
-
 // ErrNoMetrics is returned by ReadMetrics when the file has no step with a loss or an evaluation.
-var ErrNoMetrics = errors.New("train: no logged loss")
+var ErrNoMetrics = errors.New("figures: no logged loss")
 
 // Point is one value of a curve at an optimizer step.
 type Point struct {
@@ -50,7 +49,7 @@ var Subsets = []string{synth.KindSmall, synth.KindLarge, synth.KindText}
 // accuracyKey is the metrics.jsonl key of the eval accuracy on subset, or an error naming the known ones.
 func accuracyKey(subset string) (string, error) {
 	if subset != "" && !slices.Contains(Subsets, subset) {
-		return "", fmt.Errorf("train: plot: unknown question subset %q; want one of %v", subset, Subsets)
+		return "", fmt.Errorf("figures: plot: unknown question subset %q; want one of %v", subset, Subsets)
 	}
 	return eval.AccuracyKey(subset), nil
 }
@@ -74,7 +73,7 @@ func ReadMetrics(path, subset string) (Curves, error) {
 	}
 	b, err := fileio.ReadFile(path, 0)
 	if err != nil {
-		return Curves{}, fmt.Errorf("train: read metrics %s: %w", path, err)
+		return Curves{}, fmt.Errorf("figures: read metrics %s: %w", path, err)
 	}
 	series := [3]map[int]float64{{}, {}, {}}
 	lines := bytes.Split(b, []byte("\n"))
@@ -87,7 +86,7 @@ func ReadMetrics(path, subset string) (Curves, error) {
 			break // a last line without its newline: the write was cut short
 		}
 		if err != nil {
-			return Curves{}, fmt.Errorf("train: read metrics %s:%d: %w", path, i+1, err)
+			return Curves{}, fmt.Errorf("figures: read metrics %s:%d: %w", path, i+1, err)
 		}
 	}
 	c := Curves{Loss: sorted(series[0]), EvalLoss: sorted(series[1]), EvalAccuracy: sorted(series[2]), Subset: subset}
@@ -95,7 +94,7 @@ func ReadMetrics(path, subset string) (Curves, error) {
 		return c, fmt.Errorf("%w: %s", ErrNoMetrics, path)
 	}
 	if subset != "" && len(c.EvalAccuracy) == 0 {
-		return c, fmt.Errorf("train: read metrics %s: no %s logged", path, key)
+		return c, fmt.Errorf("figures: read metrics %s: no %s logged", path, key)
 	}
 	return c, nil
 }
@@ -167,7 +166,7 @@ func drawPanels(panels []*plot.Plot, c Curves) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
-		return nil, fmt.Errorf("train: plot: encode PNG: %w", err)
+		return nil, fmt.Errorf("figures: plot: encode PNG: %w", err)
 	}
 	return buf.Bytes(), nil
 }
@@ -333,48 +332,42 @@ func smoothed(pts []Point) []Point {
 	return out
 }
 
-// PlotRuns draws the metrics of several output directories on shared axes (ComparePNG), labelled by their
-// base names and with the eval accuracy on the questions of subset, to png atomically, and returns each
-// run's curves.
-func PlotRuns(dirs []string, png, subset string) ([]Curves, error) {
-	cs := make([]Curves, len(dirs))
-	names := make([]string, len(dirs))
-	for i, d := range dirs {
-		c, err := ReadMetrics(filepath.Join(d, MetricsFile), subset)
+// PlotRuns draws the metrics.jsonl files of several runs on shared axes (ComparePNG), labelled by names and
+// with the eval accuracy on the questions of subset, to png atomically, and returns each run's curves.
+func PlotRuns(metrics, names []string, png, subset string) ([]Curves, error) {
+	cs := make([]Curves, len(metrics))
+	for i, m := range metrics {
+		c, err := ReadMetrics(m, subset)
 		if err != nil {
 			return nil, err
 		}
-		cs[i], names[i] = c, filepath.Base(filepath.Clean(d))
+		cs[i] = c
 	}
 	b, err := ComparePNG(names, cs)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkpoints.WriteFileAtomic(png, b); err != nil {
-		return nil, fmt.Errorf("train: plot: %w", err)
+		return nil, fmt.Errorf("figures: plot: %w", err)
 	}
 	return cs, nil
 }
 
-// PlotRun reads outputDir/metrics.jsonl and writes its curves, with the eval accuracy on the questions of
-// subset, to png atomically (outputDir/loss.png when png is empty). It returns the curves and the path
-// written.
-func PlotRun(outputDir, png, subset string) (Curves, string, error) {
-	if png == "" {
-		png = filepath.Join(outputDir, "loss.png")
-	}
-	c, err := ReadMetrics(filepath.Join(outputDir, MetricsFile), subset)
+// PlotRun reads one run's metrics.jsonl and writes its curves, titled with name and with the eval
+// accuracy on the questions of subset, to png atomically.
+func PlotRun(metrics, name, png, subset string) (Curves, error) {
+	c, err := ReadMetrics(metrics, subset)
 	if err != nil {
-		return c, png, err
+		return c, err
 	}
-	b, err := PlotPNG(c, fmt.Sprintf("%s (%d steps logged)", filepath.Base(filepath.Clean(outputDir)), len(c.Loss)))
+	b, err := PlotPNG(c, fmt.Sprintf("%s (%d steps logged)", name, len(c.Loss)))
 	if err != nil {
-		return c, png, err
+		return c, err
 	}
 	if err := checkpoints.WriteFileAtomic(png, b); err != nil {
-		return c, png, fmt.Errorf("train: plot: %w", err)
+		return c, fmt.Errorf("figures: plot: %w", err)
 	}
-	return c, png, nil
+	return c, nil
 }
 
 // palette is matplotlib's tab10, one colour per compared run.
@@ -386,7 +379,7 @@ var palette = []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 4
 // loss, and the eval accuracy below when some run measured one (on the first run's Subset).
 func ComparePNG(names []string, cs []Curves) ([]byte, error) {
 	if len(names) != len(cs) || len(cs) == 0 || len(cs) > len(palette) {
-		return nil, fmt.Errorf("train: plot: %d names for %d runs; want 1 to %d runs", len(names), len(cs), len(palette))
+		return nil, fmt.Errorf("figures: plot: %d names for %d runs; want 1 to %d runs", len(names), len(cs), len(palette))
 	}
 	loss := newPanel(fmt.Sprintf("%d runs", len(cs)), "train loss, smoothed")
 	acc := newPanel("", accuracyLabel(cs[0].Subset))

@@ -1,0 +1,134 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/internal/feed"
+	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/model/ops"
+	"github.com/flextrain/flextrain/optim"
+)
+
+// stepResult is what one optimizer step reports.
+type stepResult struct {
+	loss, lr, gradNorm, alpha float64
+	tokens, samples           int     // real sequence rows and samples of the step's batches
+	hrSelectedFrac            float64 // of the last micro-batch's HR tokens, selected by FlexAttention
+	featureHitRate            float64 // of the vision feature cache, since the run started
+	seqLen                    int     // the assembled length of the last micro-batch
+	skipped                   bool    // not finite: no weight or optimizer state changed
+	elapsed                   time.Duration
+}
+
+// step takes one optimizer step, top to bottom: for each of gradient_accumulation_steps micro-batches the
+// next batch, its graph, the forward and backward pass, its gradients taken out of the graph and
+// accumulated (weighted by supervised tokens); then the clipped gradient, the learning rate of the schedule
+// and AdamW. A step whose loss or gradient is not finite changes no weight and no optimizer state
+// (res.skipped), and one whose batches supervise nothing changes nothing either. Cancellation does not
+// interrupt a step: once begun it is finished, so checkpoints fall on step boundaries.
+func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
+	ctx, start := context.WithoutCancel(ctx), time.Now()
+	defer func() { res.elapsed = time.Since(start) }() // the whole step: the optimizer's update too
+	res.alpha = t.alpha()
+	var lossSum float64
+	tokens := 0
+	for range t.cfg.GradientAccumulationSteps {
+		b, err := t.source.Next(ctx)
+		if err != nil {
+			return res, fmt.Errorf("train: data: %w", err)
+		}
+		loss, n, err := t.forwardBackward(b, &res)
+		if err != nil {
+			return res, fmt.Errorf("train: batch %v: %w", b.IDs, err)
+		}
+		if n > 0 { // a micro-batch with nothing supervised has no (finite) loss and adds no gradient
+			lossSum, tokens = lossSum+loss*float64(n), tokens+n
+		}
+		if t.cfg.GradientAccumulationSteps > 1 { // one micro-batch's gradients already are the step's
+			if err := t.acc.Add(t.params, n); err != nil {
+				return res, err
+			}
+		}
+	}
+	res.loss = lossSum / float64(max(1, tokens))
+	if t.opts.Fault != nil {
+		res.loss = t.opts.Fault(t.state.Step+1, res.loss)
+	}
+	if tokens == 0 || math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
+		t.acc.Reset()
+		res.skipped = tokens > 0
+		return res, nil
+	}
+	if t.cfg.GradientAccumulationSteps > 1 {
+		if _, err := t.acc.Finish(t.params); err != nil {
+			return res, err
+		}
+	}
+	if res.gradNorm, err = optim.ClipGradNorm(t.params, t.cfg.MaxGradNorm); errors.Is(err, optim.ErrNonFinite) {
+		res.skipped = true
+		return res, nil
+	}
+	if res.lr, err = optim.LR(t.cfg.LRSchedulerType, t.cfg.LearningRate, t.state.Step, t.warmup, t.total); err != nil {
+		return res, err
+	}
+	t.state.Alpha, t.state.LearningRate = res.alpha, res.lr
+	return res, t.opt.Update(t.params, res.lr)
+}
+
+// forwardBackward builds the graph of batch b, runs it forward and backward, and copies its gradients into
+// the parameters; it returns the batch's loss and its number of supervised tokens, and notes its sizes.
+func (t *trainer[T]) forwardBackward(b *data.Batch, res *stepResult) (float64, int, error) {
+	opts := t.graph
+	opts.Alpha, opts.Step = res.alpha, t.state.Step
+	g, err := model.Build(t.weights, feed.Batch(b, t.mem), opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer g.Close()
+	if err := g.Run(); err != nil {
+		return 0, 0, err
+	}
+	t.takeGrads(g.Grads())
+	res.tokens, res.samples = res.tokens+realTokens(g), res.samples+b.Len()
+	res.hrSelectedFrac, res.featureHitRate = g.SelectedFraction(), t.graph.Features.Stats().HitRate()
+	_, res.seqLen = g.Shape()
+	return g.Loss(), feed.Supervised(b.Labels), nil
+}
+
+// takeGrads copies a graph's gradients into the bound parameters; a parameter the loss did not reach (a
+// weight of this batch's unused path, a tower layer after select_layer) gets zeros.
+func (t *trainer[T]) takeGrads(grads map[string]*tensor.Dense) {
+	ops.Parallel(len(t.params), func(i int) {
+		p := &t.params[i]
+		if d, ok := grads[p.Name]; ok {
+			copy(p.Grad, d.Data().([]T))
+		} else {
+			clear(p.Grad)
+		}
+	})
+}
+
+// realTokens counts the assembled sequence rows that are not padding.
+func realTokens(g *model.Graph) int {
+	n := 0
+	for _, l := range g.Lens() {
+		n += l
+	}
+	return n
+}
+
+// alpha is docs/DESIGN.md §9's warm-up: min(1, step / (alpha_warmup_ratio · total)), 1 without warm-up.
+func (t *trainer[T]) alpha() float64 {
+	w := t.cfg.Flex.AlphaWarmupRatio * float64(t.total)
+	if w <= 0 {
+		return 1
+	}
+	return math.Min(1, float64(t.state.Step)/w)
+}
