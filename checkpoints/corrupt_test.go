@@ -169,7 +169,7 @@ func TestDecodeRefusesZstdBomb(t *testing.T) {
 	for _, claim := range []uint64{1 << 10, 8 << 20} {
 		frame := craftFrame(kindWeights, claim, body.Bytes())
 		allocated := bytesAllocated(func() {
-			if _, err := decodeFrame(frame, kindWeights); !errors.Is(err, ErrCorrupt) {
+			if _, err := decodeFrame(frame, kindWeights, MaxPayload); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("claim %d: got %v; want ErrCorrupt", claim, err)
 			}
 		})
@@ -188,7 +188,7 @@ func TestDecodeRefusesHugeWindow(t *testing.T) {
 	}
 	body := enc.EncodeAll(make([]byte, 80<<20), nil)
 	allocated := bytesAllocated(func() {
-		if _, err := decodeFrame(craftFrame(kindWeights, 80<<20, body), kindWeights); !errors.Is(err, ErrCorrupt) {
+		if _, err := decodeFrame(craftFrame(kindWeights, 80<<20, body), kindWeights, MaxPayload); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("64 MiB window: got %v; want ErrCorrupt", err)
 		}
 	})

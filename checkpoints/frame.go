@@ -85,9 +85,19 @@ func newEncoder() *zstd.Encoder {
 	return enc
 }
 
+// readFrame reads a frame of kind from r, which holds size bytes, and returns its raw payload, which may
+// have at most limit bytes.
+func readFrame(r io.Reader, size int64, kind string, limit int64) ([]byte, error) {
+	b, err := readAll(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return decodeFrame(b, kind, limit)
+}
+
 // decodeFrame verifies a frame of the wanted kind and returns its raw payload. Errors wrap ErrVersion
 // (magic, version) or ErrCorrupt (anything else); the caller adds the path.
-func decodeFrame(b []byte, kind string) ([]byte, error) {
+func decodeFrame(b []byte, kind string, limit int64) ([]byte, error) {
 	if err := checkHead(b); err != nil {
 		return nil, err
 	}
@@ -105,7 +115,7 @@ func decodeFrame(b []byte, kind string) ([]byte, error) {
 	if bodyLen := binary.LittleEndian.Uint64(b[24:]); bodyLen != uint64(end-headerSize) {
 		return nil, fmt.Errorf("%w: header gives a %d-byte body, file holds %d", ErrCorrupt, bodyLen, end-headerSize)
 	}
-	return decodeBody(b[headerSize:end], rawLen, compressed(kind))
+	return decodeBody(b[headerSize:end], rawLen, compressed(kind), limit)
 }
 
 // checkHead checks the magic and the version: the bytes that tell which reader a file needs.
@@ -125,15 +135,15 @@ func checkHead(b []byte) error {
 // decodeBody returns the payload of a verified frame: body itself, or body decompressed to exactly
 // rawLen bytes. Memory grows with the bytes actually produced, never with the claimed length, and the
 // decoder stops just past rawLen, so a zstd bomb costs at most rawLen+1 bytes plus the bounded window.
-func decodeBody(body []byte, rawLen uint64, zst bool) ([]byte, error) {
+func decodeBody(body []byte, rawLen uint64, zst bool, limit int64) ([]byte, error) {
 	if !zst {
 		if rawLen != uint64(len(body)) {
 			return nil, fmt.Errorf("%w: raw length %d, body holds %d", ErrCorrupt, rawLen, len(body))
 		}
 		return body, nil
 	}
-	if rawLen > MaxPayload {
-		return nil, fmt.Errorf("%w: payload claims %d bytes, the limit is %d", ErrCorrupt, rawLen, uint64(MaxPayload))
+	if rawLen > uint64(limit) {
+		return nil, fmt.Errorf("%w: payload claims %d bytes, the limit is %d", ErrCorrupt, rawLen, limit)
 	}
 	dec, err := zstd.NewReader(bytes.NewReader(body), zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderMaxWindow(zstdWindow), zstd.WithDecoderMaxMemory(zstdWindow))

@@ -18,7 +18,7 @@ func (memFS) Rename(string, string) error               { return errors.ErrUnsup
 func (memFS) RemoveAll(string) error                    { return errors.ErrUnsupported }
 func (memFS) SyncDir(string) error                      { return errors.ErrUnsupported }
 func (m memFS) ReadDir(p string) ([]fs.DirEntry, error) { return m.MapFS.ReadDir(p) }
-func (m memFS) ReadFile(p string) ([]byte, error)       { return m.MapFS.ReadFile(p) }
+func (m memFS) Open(p string) (fs.File, error)          { return m.MapFS.Open(p) }
 func (m memFS) Stat(p string) (fs.FileInfo, error)      { return m.MapFS.Stat(p) }
 
 // FuzzLoad feeds Load a checkpoint with one file replaced by arbitrary bytes. With reseal set, the

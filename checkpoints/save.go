@@ -65,6 +65,10 @@ func encodeCheckpoint(ck *Checkpoint) ([]namedFile, error) {
 	if !json.Valid(ck.State) {
 		return nil, fmt.Errorf("checkpoints: save step %d: trainer state is not valid JSON", ck.Step)
 	}
+	if len(ck.State) > maxPlainFile || len(ck.Config) > maxPlainFile {
+		return nil, fmt.Errorf("checkpoints: save step %d: trainer state (%d bytes) or config (%d bytes) larger than the %d bytes Load reads",
+			ck.Step, len(ck.State), len(ck.Config), maxPlainFile)
+	}
 	enc := newEncoder()
 	defer enc.Close()
 	weights, err := encodeTensors(kindWeights, ck.Weights, enc)
