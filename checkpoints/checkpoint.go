@@ -15,6 +15,12 @@
 // damaged file is ErrCorrupt and a file of another format version is ErrVersion. The package knows
 // nothing about the model or the data: the trainer names its tensors and fills the state.
 //
+// Load reads files that may come from anyone, so it reads them bounded and in one streaming pass: only
+// regular files are opened (never a FIFO or a device), each file's size is checked against the manifest
+// and a bound before it is read, and a tensor file streams through the zstd decoder into one buffer of
+// its payload's size, hashed on the way; that size is checked against a limit before anything
+// is allocated, so memory stays near the real payload and a decompression bomb costs nothing.
+//
 // A Store is not safe for concurrent saves into the same directory: one trainer owns an output_dir.
 package checkpoints
 
