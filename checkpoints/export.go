@@ -130,12 +130,13 @@ func (s Store) inspectDir(path string) (Info, error) {
 // inspectFile describes a lone framed checkpoint file or a plain safetensors file.
 func (s Store) inspectFile(path string) (Info, error) {
 	info := Info{Path: path, Step: -1}
-	f, size, err := openSized(orOS(s.FS), path, -1, maxFrameSize(MaxPayload))
+	largest := max(s.Limits.limit(kindWeights), s.Limits.limit(kindOptimizer))
+	f, size, err := openSized(orOS(s.FS), path, -1, maxFrameSize(largest))
 	if err != nil {
 		return info, fmt.Errorf("checkpoints: inspect %s: %w", path, err)
 	}
 	defer f.Close()
-	raw, err := readLone(f, size)
+	raw, err := s.readLone(f, size)
 	if err != nil {
 		return info, fmt.Errorf("checkpoints: inspect %s: %w", path, err)
 	}
@@ -149,19 +150,22 @@ func (s Store) inspectFile(path string) (Info, error) {
 	return info, nil
 }
 
-// readLone reads a lone tensor file of size bytes: a frame, of the weights or the optimizer kind as its
-// kind field says, or a plain safetensors file.
-func readLone(f io.Reader, size int64) ([]byte, error) {
+// readLone reads a lone tensor file of size bytes within s.Limits: a frame, of the weights or the
+// optimizer kind as its kind field says, or a plain safetensors file, bounded as weights.
+func (s Store) readLone(f io.Reader, size int64) ([]byte, error) {
 	br := bufio.NewReader(f)
 	head, _ := br.Peek(16) // a shorter file gives fewer bytes, which the readers below report
 	if !bytes.HasPrefix(head, []byte(magic)) {
+		if limit := s.Limits.limit(kindWeights); size > limit {
+			return nil, fmt.Errorf("%w: %d bytes of safetensors, the limit is %d", ErrCorrupt, size, limit)
+		}
 		return readAll(br, size)
 	}
 	kind := kindWeights
 	if len(head) == 16 && string(head[12:]) == kindOptimizer {
 		kind = kindOptimizer
 	}
-	return readFrame(br, size, kind, MaxPayload)
+	return readFrame(br, size, kind, s.Limits.limit(kind))
 }
 
 // describeTensors lists tensors sorted by name under group.

@@ -37,8 +37,8 @@ const (
 // version is ErrVersion.
 const FormatVersion = 1
 
-// MaxPayload caps the decompressed size of one checkpoint file (16 GiB), far above the trainable subset
-// this trainer saves: a frame claiming more is refused before anything is decompressed.
+// MaxPayload is the most bytes one tensor file may decompress to (16 GiB), far above the trainable subset
+// this trainer saves: the limit where Store.Limits sets none, and the cap on any limit it sets.
 const MaxPayload = 16 << 30
 
 // Frame kinds.

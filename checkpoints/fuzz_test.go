@@ -26,7 +26,7 @@ func (m memFS) Stat(p string) (fs.FileInfo, error)      { return m.MapFS.Stat(p)
 // safetensors parser and the manifest decoder behind the checksums. Load must never panic, and whatever
 // it accepts must be self-consistent.
 func FuzzLoad(f *testing.F) {
-	files, err := encodeCheckpoint(tinyCheckpoint(7))
+	files, err := encodeCheckpoint(tinyCheckpoint(7), Limits{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -47,10 +47,10 @@ func (s Store) read(path string) (*Checkpoint, []FileInfo, error) {
 	}
 	r.m = m
 	ck := &Checkpoint{Step: m.Step}
-	if ck.Weights, err = r.tensors(weightsFile, kindWeights, MaxPayload); err != nil {
+	if ck.Weights, err = r.tensors(weightsFile, kindWeights, s.Limits.limit(kindWeights)); err != nil {
 		return nil, r.files, err
 	}
-	if ck.Optimizer, err = r.tensors(optimizerFile, kindOptimizer, MaxPayload); err != nil {
+	if ck.Optimizer, err = r.tensors(optimizerFile, kindOptimizer, s.Limits.limit(kindOptimizer)); err != nil {
 		return nil, r.files, err
 	}
 	if ck.State, err = r.plain(stateFile); err != nil {
