@@ -101,6 +101,9 @@ func TestLoadCraftedFiles(t *testing.T) {
 		{"raw length past MaxPayload", func(b []byte) (string, []byte) {
 			return weights(refreeze(setU64(b, 16, MaxPayload+1)))
 		}, ErrCorrupt},
+		{"raw length 1 GiB, more than the body can hold", func(b []byte) (string, []byte) {
+			return weights(refreeze(setU64(b, 16, 1<<30)))
+		}, ErrCorrupt},
 		{"payload not safetensors", func([]byte) (string, []byte) {
 			return weights(encodeFrame(kindWeights, []byte("not safetensors at all"), newEncoder()))
 		}, ErrCorrupt},

@@ -71,7 +71,8 @@ func checkHead(b []byte) error {
 }
 
 // checkLengths checks the kind and the lengths of the header b of a frame of size bytes. The raw length
-// is checked against limit, the caller's bound, never trusted: it sizes the buffer decodeBody allocates.
+// sizes the buffer decodeBody allocates, so it is never trusted: it must be within limit, the caller's
+// bound, and within what a zstd body of that size can hold.
 func checkLengths(b []byte, size int64, kind string, limit int64) (frameHeader, error) {
 	h := frameHeader{rawLen: binary.LittleEndian.Uint64(b[16:]), bodyLen: binary.LittleEndian.Uint64(b[24:])}
 	switch body := uint64(size - headerSize - trailerSize); {
@@ -83,6 +84,8 @@ func checkLengths(b []byte, size int64, kind string, limit int64) (frameHeader, 
 		return h, fmt.Errorf("%w: payload claims %d bytes, the limit is %d", ErrCorrupt, h.rawLen, limit)
 	case compressed(kind) && h.bodyLen > uint64(maxBody(int64(h.rawLen))):
 		return h, fmt.Errorf("%w: a %d-byte body is more than zstd needs for the %d bytes the header gives", ErrCorrupt, h.bodyLen, h.rawLen)
+	case compressed(kind) && h.bodyLen < h.rawLen/maxInflation:
+		return h, fmt.Errorf("%w: a %d-byte body cannot hold the %d bytes the header gives", ErrCorrupt, h.bodyLen, h.rawLen)
 	case !compressed(kind) && h.rawLen != h.bodyLen:
 		return h, fmt.Errorf("%w: raw length %d, body holds %d", ErrCorrupt, h.rawLen, h.bodyLen)
 	}

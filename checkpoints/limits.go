@@ -102,5 +102,10 @@ const (
 // length is not one Save wrote.
 func maxBody(raw int64) int64 { return raw + raw/128 + 1024 }
 
+// maxInflation is the most bytes one byte of zstd can decompress to: every block of a frame takes at
+// least 4 bytes (an RLE block: a 3-byte header and the byte it repeats) and yields at most 128 KiB. A raw
+// length beyond maxInflation times the body's size is a lie, refused before its buffer is allocated.
+const maxInflation = (128 << 10) / 4
+
 // maxFrameSize is the most bytes a frame holding at most raw bytes of payload can take on disk.
 func maxFrameSize(raw int64) int64 { return headerSize + maxBody(raw) + trailerSize }
