@@ -15,10 +15,11 @@ import (
 // readFrame reads a frame of kind (see frame.go) from r, which holds size bytes, and returns its raw
 // payload, which may have at most limit bytes. It reads r once, front to back, and holds little more
 // than the payload: the header is checked first (magic and version, then kind and lengths, the claimed
-// raw length against limit before anything is allocated); the body then streams through the zstd decoder
-// into one buffer of exactly the raw length, each byte written straight to its final place, while the
-// frame's SHA-256 is computed; the checksum is compared at the end, and nothing is returned unless it
-// matches. Errors wrap ErrVersion (magic, version) or ErrCorrupt (anything else); the caller adds the path.
+// raw length against limit and against what the body can hold, before anything is allocated); the body
+// then streams through the zstd decoder into one buffer of exactly the raw length, each byte written
+// straight to its final place, while the frame's SHA-256 is computed; the checksum is compared at the
+// end, and nothing is returned unless it matches. Errors wrap ErrVersion (magic, version) or ErrCorrupt
+// (anything else); the caller adds the path.
 func readFrame(r io.Reader, size int64, kind string, limit int64) ([]byte, error) {
 	sum := sha256.New()
 	hashed := io.TeeReader(r, sum)

@@ -84,9 +84,9 @@ func (osFS) SyncDir(path string) error {
 }
 
 // openSized opens path for reading and checks, before reading a byte, that it is a regular file of want
-// bytes (any size when want < 0) and of at most max bytes, and returns it with its size. A file of another
+// bytes (any size when want < 0) and of at most maxSize bytes, and returns it with its size. A file of another
 // type or size is ErrCorrupt; the FS's own errors (a missing file, a permission) are returned as they are.
-func openSized(fsys FS, path string, want, max int64) (fs.File, int64, error) {
+func openSized(fsys FS, path string, want, maxSize int64) (fs.File, int64, error) {
 	f, err := fsys.Open(path)
 	if errors.Is(err, fileio.ErrNotRegular) {
 		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -94,7 +94,7 @@ func openSized(fsys FS, path string, want, max int64) (fs.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	size, err := checkSize(f, want, max)
+	size, err := checkSize(f, want, maxSize)
 	if err != nil {
 		f.Close()
 		return nil, 0, err
@@ -103,7 +103,7 @@ func openSized(fsys FS, path string, want, max int64) (fs.File, int64, error) {
 }
 
 // checkSize returns the size of the open file f after checking its type and size as openSized does.
-func checkSize(f fs.File, want, max int64) (int64, error) {
+func checkSize(f fs.File, want, maxSize int64) (int64, error) {
 	st, err := f.Stat()
 	switch {
 	case err != nil:
@@ -112,8 +112,8 @@ func checkSize(f fs.File, want, max int64) (int64, error) {
 		return 0, fmt.Errorf("%w: not a regular file (%s)", ErrCorrupt, st.Mode().Type())
 	case want >= 0 && st.Size() != want:
 		return 0, fmt.Errorf("%w: %d bytes, manifest lists %d", ErrCorrupt, st.Size(), want)
-	case st.Size() > max:
-		return 0, fmt.Errorf("%w: %d bytes, more than the %d such a file may have", ErrCorrupt, st.Size(), max)
+	case st.Size() > maxSize:
+		return 0, fmt.Errorf("%w: %d bytes, more than the %d such a file may have", ErrCorrupt, st.Size(), maxSize)
 	}
 	return st.Size(), nil
 }

@@ -95,13 +95,13 @@ func notFound(err error) error {
 	return err
 }
 
-// read opens the listed file name, checks its size against the manifest and against max before reading
+// read opens the listed file name, checks its size against the manifest and against maxSize before reading
 // a byte of it, decodes it with decode while hashing every byte read, and checks that SHA-256 against the
 // manifest. It returns the decoded bytes and the size on disk. A missing file is corruption: the manifest
 // promised it.
-func (r *reader) read(name string, max int64, decode func(io.Reader, int64) ([]byte, error)) ([]byte, int64, error) {
+func (r *reader) read(name string, maxSize int64, decode func(io.Reader, int64) ([]byte, error)) ([]byte, int64, error) {
 	p := filepath.Join(r.dir, name)
-	f, size, err := openSized(r.fsys, p, r.m.entry(name).Size, max)
+	f, size, err := openSized(r.fsys, p, r.m.entry(name).Size, maxSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("checkpoints: load %s: %w: listed in %s but missing", p, ErrCorrupt, manifestFile)
 	}

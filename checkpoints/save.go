@@ -57,18 +57,8 @@ func (s Store) Save(ck *Checkpoint) (string, error) {
 // encodeCheckpoint validates ck and encodes its files in write order, MANIFEST last; a tensor file may not
 // exceed its limit.
 func encodeCheckpoint(ck *Checkpoint, limits Limits) ([]namedFile, error) {
-	if ck == nil {
-		return nil, errors.New("checkpoints: save: nil checkpoint")
-	}
-	if ck.Step < 0 {
-		return nil, fmt.Errorf("checkpoints: save: negative step %d", ck.Step)
-	}
-	if !json.Valid(ck.State) {
-		return nil, fmt.Errorf("checkpoints: save step %d: trainer state is not valid JSON", ck.Step)
-	}
-	if len(ck.State) > maxPlainFile || len(ck.Config) > maxPlainFile {
-		return nil, fmt.Errorf("checkpoints: save step %d: trainer state (%d bytes) or config (%d bytes) larger than the %d bytes Load reads",
-			ck.Step, len(ck.State), len(ck.Config), maxPlainFile)
+	if err := validate(ck); err != nil {
+		return nil, err
 	}
 	enc := newEncoder()
 	defer enc.Close()
@@ -86,6 +76,22 @@ func encodeCheckpoint(ck *Checkpoint, limits Limits) ([]namedFile, error) {
 		listed[i] = describe(f.name, f.data)
 	}
 	return append(files, namedFile{manifestFile, encodeManifest(ck.Step, listed)}), nil
+}
+
+// validate refuses a checkpoint that cannot be written, or that Load would refuse to read.
+func validate(ck *Checkpoint) error {
+	switch {
+	case ck == nil:
+		return errors.New("checkpoints: save: nil checkpoint")
+	case ck.Step < 0:
+		return fmt.Errorf("checkpoints: save: negative step %d", ck.Step)
+	case !json.Valid(ck.State):
+		return fmt.Errorf("checkpoints: save step %d: trainer state is not valid JSON", ck.Step)
+	case len(ck.State) > maxPlainFile || len(ck.Config) > maxPlainFile:
+		return fmt.Errorf("checkpoints: save step %d: trainer state (%d bytes) or config (%d bytes) larger than the %d bytes Load reads",
+			ck.Step, len(ck.State), len(ck.Config), maxPlainFile)
+	}
+	return nil
 }
 
 // encodeTensors returns the frame of kind holding tensors as compressed safetensors, refusing a payload
