@@ -15,6 +15,12 @@
 // damaged file is ErrCorrupt and a file of another format version is ErrVersion. The package knows
 // nothing about the model or the data: the trainer names its tensors and fills the state.
 //
+// Load reads files that may come from anyone, so it reads them bounded and in one streaming pass: only
+// regular files are opened (never a FIFO or a device), each file's size is checked against the manifest
+// and a bound before it is read, and a tensor file streams through the zstd decoder into one buffer of
+// its payload's size, hashed on the way; that size is checked against the Store's Limits before anything
+// is allocated, so memory stays near the real payload and a decompression bomb costs nothing.
+//
 // A Store is not safe for concurrent saves into the same directory: one trainer owns an output_dir.
 package checkpoints
 
@@ -46,10 +52,12 @@ type Entry struct {
 }
 
 // Store is an output directory of checkpoints on a file system. The zero FS is the real one (OS); tests
-// give a failing or recording FS.
+// give a failing or recording FS. The zero Limits read tensor files of up to MaxPayload bytes; a caller
+// that knows its tensors sets tighter ones (see PayloadBound).
 type Store struct {
-	Dir string // output_dir, which holds the checkpoint-<step> directories
-	FS  FS     // nil means OS
+	Dir    string // output_dir, which holds the checkpoint-<step> directories
+	FS     FS     // nil means OS
+	Limits Limits // the most bytes each tensor file may decompress to, for every read and write
 }
 
 // Save writes ck as Dir/checkpoint-<ck.Step> (see Store.Save) on the real file system.

@@ -101,6 +101,9 @@ func TestLoadCraftedFiles(t *testing.T) {
 		{"raw length past MaxPayload", func(b []byte) (string, []byte) {
 			return weights(refreeze(setU64(b, 16, MaxPayload+1)))
 		}, ErrCorrupt},
+		{"raw length 1 GiB, more than the body can hold", func(b []byte) (string, []byte) {
+			return weights(refreeze(setU64(b, 16, 1<<30)))
+		}, ErrCorrupt},
 		{"payload not safetensors", func([]byte) (string, []byte) {
 			return weights(encodeFrame(kindWeights, []byte("not safetensors at all"), newEncoder()))
 		}, ErrCorrupt},
@@ -169,7 +172,7 @@ func TestDecodeRefusesZstdBomb(t *testing.T) {
 	for _, claim := range []uint64{1 << 10, 8 << 20} {
 		frame := craftFrame(kindWeights, claim, body.Bytes())
 		allocated := bytesAllocated(func() {
-			if _, err := decodeFrame(frame, kindWeights); !errors.Is(err, ErrCorrupt) {
+			if _, err := decodeFrame(frame, kindWeights, MaxPayload); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("claim %d: got %v; want ErrCorrupt", claim, err)
 			}
 		})
@@ -180,7 +183,9 @@ func TestDecodeRefusesZstdBomb(t *testing.T) {
 	}
 }
 
-// TestDecodeRefusesHugeWindow: a frame asking for a zstd window larger than the encoder uses is refused.
+// TestDecodeRefusesHugeWindow: a frame asking for a zstd window larger than the encoder uses is refused
+// before the window is allocated: only the payload's buffer, which its raw length within the limit
+// sizes, is.
 func TestDecodeRefusesHugeWindow(t *testing.T) {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(64<<20))
 	if err != nil {
@@ -188,12 +193,12 @@ func TestDecodeRefusesHugeWindow(t *testing.T) {
 	}
 	body := enc.EncodeAll(make([]byte, 80<<20), nil)
 	allocated := bytesAllocated(func() {
-		if _, err := decodeFrame(craftFrame(kindWeights, 80<<20, body), kindWeights); !errors.Is(err, ErrCorrupt) {
+		if _, err := decodeFrame(craftFrame(kindWeights, 80<<20, body), kindWeights, MaxPayload); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("64 MiB window: got %v; want ErrCorrupt", err)
 		}
 	})
-	if allocated > 16<<20 {
-		t.Errorf("refusing a 64 MiB window allocated %d bytes; want at most 16 MiB", allocated)
+	if allocated > 80<<20+16<<20 {
+		t.Errorf("refusing a 64 MiB window allocated %d bytes; want at most the 80 MiB payload and 16 MiB", allocated)
 	}
 }
 
@@ -203,6 +208,11 @@ func craftFrame(kind string, rawLen uint64, body []byte) []byte {
 	copy(f[12:16], kind)
 	binary.LittleEndian.PutUint64(f[16:], rawLen)
 	return refreeze(f)
+}
+
+// decodeFrame is readFrame over a frame held in memory.
+func decodeFrame(b []byte, kind string, limit int64) ([]byte, error) {
+	return readFrame(bytes.NewReader(b), int64(len(b)), kind, limit)
 }
 
 // bytesAllocated returns the bytes the Go heap allocated while f ran.

@@ -1,9 +1,11 @@
 package checkpoints
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -92,29 +94,32 @@ func (i Info) sum(size func(FileInfo) int64) int64 {
 	return n
 }
 
+// Inspect describes the checkpoint directory or file at path on the real file system (see Store.Inspect).
+func Inspect(path string) (Info, error) { return Store{}.Inspect(path) }
+
 // Inspect describes the checkpoint directory, the checkpoint file (weights.st.zst, optimizer.st.zst)
 // or the plain safetensors file at path, verifying it as Load does. A nil error means everything
 // verified. Otherwise Inspect returns what it could read (the step when the manifest verified, the
 // files that verified) together with the error, which wraps ErrCorrupt, ErrVersion or ErrNotFound and
-// names the file, so a caller can print both.
-func Inspect(path string) (Info, error) {
-	st, err := OS.Stat(path)
+// names the file, so a caller can print both. Inspect reads through s.FS, not s.Dir.
+func (s Store) Inspect(path string) (Info, error) {
+	st, err := orOS(s.FS).Stat(path)
 	if err != nil {
 		return Info{Path: path, Step: -1}, fmt.Errorf("checkpoints: inspect %s: %w", path, notFound(err))
 	}
 	if st.IsDir() {
-		return inspectDir(path)
+		return s.inspectDir(path)
 	}
-	return inspectFile(path)
+	return s.inspectFile(path)
 }
 
 // inspectDir describes a checkpoint directory.
-func inspectDir(path string) (Info, error) {
+func (s Store) inspectDir(path string) (Info, error) {
 	info := Info{Path: path, Step: -1}
-	if m, err := readManifest(OS, path); err == nil {
+	if m, err := readManifest(orOS(s.FS), path); err == nil {
 		info.Step = m.Step
 	}
-	ck, files, err := Store{}.read(path)
+	ck, files, err := s.read(path)
 	info.Files = files
 	if ck != nil {
 		info.Tensors = append(describeTensors("weights", ck.Weights), describeTensors("optimizer", ck.Optimizer)...)
@@ -123,30 +128,44 @@ func inspectDir(path string) (Info, error) {
 }
 
 // inspectFile describes a lone framed checkpoint file or a plain safetensors file.
-func inspectFile(path string) (Info, error) {
+func (s Store) inspectFile(path string) (Info, error) {
 	info := Info{Path: path, Step: -1}
-	b, err := OS.ReadFile(path)
+	largest := max(s.Limits.limit(kindWeights), s.Limits.limit(kindOptimizer))
+	f, size, err := openSized(orOS(s.FS), path, -1, maxFrameSize(largest))
 	if err != nil {
 		return info, fmt.Errorf("checkpoints: inspect %s: %w", path, err)
 	}
-	raw := b
-	if bytes.HasPrefix(b, []byte(magic)) {
-		kind := kindWeights
-		if len(b) >= 16 && string(b[12:16]) == kindOptimizer {
-			kind = kindOptimizer
-		}
-		if raw, err = decodeFrame(b, kind); err != nil {
-			return info, fmt.Errorf("checkpoints: inspect %s: %w", path, err)
-		}
+	defer f.Close()
+	raw, err := s.readLone(f, size)
+	if err != nil {
+		return info, fmt.Errorf("checkpoints: inspect %s: %w", path, err)
 	}
-	f, err := safetensors.Parse(raw)
+	st, err := safetensors.Parse(raw)
 	if err != nil {
 		return info, fmt.Errorf("checkpoints: inspect %s: %w: %w", path, ErrCorrupt, err)
 	}
 	name := filepath.Base(path)
-	info.Files = []FileInfo{{Name: name, Size: int64(len(b)), RawSize: int64(len(raw))}}
-	info.Tensors = describeTensors(name, f.Tensors)
+	info.Files = []FileInfo{{Name: name, Size: size, RawSize: int64(len(raw))}}
+	info.Tensors = describeTensors(name, st.Tensors)
 	return info, nil
+}
+
+// readLone reads a lone tensor file of size bytes within s.Limits: a frame, of the weights or the
+// optimizer kind as its kind field says, or a plain safetensors file, bounded as weights.
+func (s Store) readLone(f io.Reader, size int64) ([]byte, error) {
+	br := bufio.NewReader(f)
+	head, _ := br.Peek(16) // a shorter file gives fewer bytes, which the readers below report
+	if !bytes.HasPrefix(head, []byte(magic)) {
+		if limit := s.Limits.limit(kindWeights); size > limit {
+			return nil, fmt.Errorf("%w: %d bytes of safetensors, the limit is %d", ErrCorrupt, size, limit)
+		}
+		return readAll(br, size)
+	}
+	kind := kindWeights
+	if len(head) == 16 && string(head[12:]) == kindOptimizer {
+		kind = kindOptimizer
+	}
+	return readFrame(br, size, kind, s.Limits.limit(kind))
 }
 
 // describeTensors lists tensors sorted by name under group.

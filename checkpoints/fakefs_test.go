@@ -99,7 +99,7 @@ func (f *faultFS) SyncDir(p string) error {
 }
 
 func (f *faultFS) ReadDir(p string) ([]fs.DirEntry, error) { return OS.ReadDir(p) }
-func (f *faultFS) ReadFile(p string) ([]byte, error)       { return OS.ReadFile(p) }
+func (f *faultFS) Open(p string) (fs.File, error)          { return OS.Open(p) }
 func (f *faultFS) Stat(p string) (fs.FileInfo, error)      { return OS.Stat(p) }
 
 // faultFile is a file of a faultFS.

@@ -1,12 +1,8 @@
 package checkpoints
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
-	"io"
-	"slices"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -26,8 +22,11 @@ import (
 // values next to each other, where zstd finds them. On random-normal float32 weights plain zstd saves
 // nothing (ratio 1.000) and lanes+zstd about 15% (ratio 1.17, BenchmarkSave).
 //
-// A reader checks the magic and version first, so a future format is reported as ErrVersion; then the
-// checksum, so any other flipped byte is ErrCorrupt before a single length field is trusted.
+// A reader (readFrame) checks the magic and version first, so a future format is reported as ErrVersion;
+// then the kind and the lengths, which it never trusts beyond the caller's bounds: the body must fill the
+// file, and the raw length must be within the caller's limit and agree with the body's size. It then
+// streams the body, and compares the checksum at the end: any other flipped byte is ErrCorrupt, and no
+// payload is returned from a frame whose checksum fails.
 const (
 	magic       = "FLEXCKPT"
 	headerSize  = 32
@@ -38,8 +37,8 @@ const (
 // version is ErrVersion.
 const FormatVersion = 1
 
-// MaxPayload caps the decompressed size of one checkpoint file (16 GiB), far above the trainable subset
-// this trainer saves: a frame claiming more is refused before anything is decompressed.
+// MaxPayload is the most bytes one tensor file may decompress to (16 GiB), far above the trainable subset
+// this trainer saves: the limit where Store.Limits sets none, and the cap on any limit it sets.
 const MaxPayload = 16 << 30
 
 // Frame kinds.
@@ -85,97 +84,6 @@ func newEncoder() *zstd.Encoder {
 	return enc
 }
 
-// decodeFrame verifies a frame of the wanted kind and returns its raw payload. Errors wrap ErrVersion
-// (magic, version) or ErrCorrupt (anything else); the caller adds the path.
-func decodeFrame(b []byte, kind string) ([]byte, error) {
-	if err := checkHead(b); err != nil {
-		return nil, err
-	}
-	if len(b) < headerSize+trailerSize {
-		return nil, fmt.Errorf("%w: truncated: %d bytes, a frame has at least %d", ErrCorrupt, len(b), headerSize+trailerSize)
-	}
-	end := len(b) - trailerSize
-	if sum := sha256.Sum256(b[:end]); !bytes.Equal(sum[:], b[end:]) {
-		return nil, fmt.Errorf("%w: SHA-256 mismatch (file damaged or truncated)", ErrCorrupt)
-	}
-	if got := string(b[12:16]); got != kind {
-		return nil, fmt.Errorf("%w: file kind %q, want %q", ErrCorrupt, got, kind)
-	}
-	rawLen := binary.LittleEndian.Uint64(b[16:])
-	if bodyLen := binary.LittleEndian.Uint64(b[24:]); bodyLen != uint64(end-headerSize) {
-		return nil, fmt.Errorf("%w: header gives a %d-byte body, file holds %d", ErrCorrupt, bodyLen, end-headerSize)
-	}
-	return decodeBody(b[headerSize:end], rawLen, compressed(kind))
-}
-
-// checkHead checks the magic and the version: the bytes that tell which reader a file needs.
-func checkHead(b []byte) error {
-	if len(b) < 12 {
-		return fmt.Errorf("%w: truncated: %d bytes, a frame has at least %d", ErrCorrupt, len(b), headerSize+trailerSize)
-	}
-	if string(b[:8]) != magic {
-		return fmt.Errorf("%w: bad magic %q, want %q", ErrVersion, b[:8], magic)
-	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatVersion {
-		return fmt.Errorf("%w: format version %d, this build reads %d", ErrVersion, v, FormatVersion)
-	}
-	return nil
-}
-
-// decodeBody returns the payload of a verified frame: body itself, or body decompressed to exactly
-// rawLen bytes. Memory grows with the bytes actually produced, never with the claimed length, and the
-// decoder stops just past rawLen, so a zstd bomb costs at most rawLen+1 bytes plus the bounded window.
-func decodeBody(body []byte, rawLen uint64, zst bool) ([]byte, error) {
-	if !zst {
-		if rawLen != uint64(len(body)) {
-			return nil, fmt.Errorf("%w: raw length %d, body holds %d", ErrCorrupt, rawLen, len(body))
-		}
-		return body, nil
-	}
-	if rawLen > MaxPayload {
-		return nil, fmt.Errorf("%w: payload claims %d bytes, the limit is %d", ErrCorrupt, rawLen, uint64(MaxPayload))
-	}
-	dec, err := zstd.NewReader(bytes.NewReader(body), zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxWindow(zstdWindow), zstd.WithDecoderMaxMemory(zstdWindow))
-	if err != nil {
-		return nil, fmt.Errorf("%w: zstd: %w", ErrCorrupt, err)
-	}
-	defer dec.Close()
-	raw, err := readUpTo(dec, rawLen, 4*len(body)+64<<10)
-	if err != nil {
-		return nil, fmt.Errorf("%w: zstd: %w", ErrCorrupt, err)
-	}
-	if uint64(len(raw)) > rawLen {
-		return nil, fmt.Errorf("%w: payload decompresses past the %d bytes the header gives", ErrCorrupt, rawLen)
-	}
-	if uint64(len(raw)) != rawLen {
-		return nil, fmt.Errorf("%w: payload decompresses to %d bytes, header gives %d", ErrCorrupt, len(raw), rawLen)
-	}
-	return fromLanes(raw), nil
-}
-
-// readUpTo reads r to its end or to limit+1 bytes, whichever comes first, into a buffer that starts at
-// hint bytes and doubles as data arrives, so memory follows what r produces, not what limit claims.
-func readUpTo(r io.Reader, limit uint64, hint int) ([]byte, error) {
-	buf := make([]byte, 0, min(limit+1, uint64(hint)))
-	for {
-		if len(buf) == cap(buf) {
-			if uint64(len(buf)) > limit {
-				return buf, nil
-			}
-			buf = slices.Grow(buf, int(min(uint64(cap(buf))+1, limit+1-uint64(len(buf)))))
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
 // toLanes returns b transposed in 4-byte words: byte 0 of every word, then byte 1 of every word, and so
 // on, followed by the len(b)%4 trailing bytes as they are.
 func toLanes(b []byte) []byte {
@@ -185,19 +93,6 @@ func toLanes(b []byte) []byte {
 	for i := range n {
 		w := b[4*i : 4*i+4 : 4*i+4]
 		l0[i], l1[i], l2[i], l3[i] = w[0], w[1], w[2], w[3]
-	}
-	copy(out[4*n:], b[4*n:])
-	return out
-}
-
-// fromLanes inverts toLanes.
-func fromLanes(b []byte) []byte {
-	out := make([]byte, len(b))
-	n := len(b) / 4
-	l0, l1, l2, l3 := b[:n], b[n:2*n], b[2*n:3*n], b[3*n:4*n]
-	for i := range n {
-		w := out[4*i : 4*i+4 : 4*i+4]
-		w[0], w[1], w[2], w[3] = l0[i], l1[i], l2[i], l3[i]
 	}
 	copy(out[4*n:], b[4*n:])
 	return out

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // FS is the file system the package writes and reads through. OS is the real one; tests wrap it to
@@ -29,8 +31,10 @@ type FS interface {
 	SyncDir(path string) error
 	// ReadDir lists a directory, like os.ReadDir.
 	ReadDir(path string) ([]fs.DirEntry, error)
-	// ReadFile reads a whole file, like os.ReadFile.
-	ReadFile(path string) ([]byte, error)
+	// Open opens a file for reading; the package reads at most the size its Stat reports. OS opens regular
+	// files only and never blocks (a FIFO, a device or a directory is an error wrapping
+	// fileio.ErrNotRegular), so a hostile checkpoint cannot hang a reader or feed it endless bytes.
+	Open(path string) (fs.File, error)
 	// Stat describes a file, like os.Stat.
 	Stat(path string) (fs.FileInfo, error)
 }
@@ -57,8 +61,15 @@ func (osFS) Create(path string) (File, error) {
 func (osFS) Rename(oldpath, newpath string) error       { return os.Rename(oldpath, newpath) }
 func (osFS) RemoveAll(path string) error                { return os.RemoveAll(path) }
 func (osFS) ReadDir(path string) ([]fs.DirEntry, error) { return os.ReadDir(path) }
-func (osFS) ReadFile(path string) ([]byte, error)       { return os.ReadFile(path) }
 func (osFS) Stat(path string) (fs.FileInfo, error)      { return os.Stat(path) }
+
+func (osFS) Open(path string) (fs.File, error) {
+	f, err := fileio.Open(path)
+	if err != nil { // not a nil *os.File in a non-nil fs.File
+		return nil, err
+	}
+	return f, nil
+}
 
 func (osFS) SyncDir(path string) error {
 	d, err := os.Open(path)
@@ -70,6 +81,51 @@ func (osFS) SyncDir(path string) error {
 		return err
 	}
 	return d.Close()
+}
+
+// openSized opens path for reading and checks, before reading a byte, that it is a regular file of want
+// bytes (any size when want < 0) and of at most maxSize bytes, and returns it with its size. A file of another
+// type or size is ErrCorrupt; the FS's own errors (a missing file, a permission) are returned as they are.
+func openSized(fsys FS, path string, want, maxSize int64) (fs.File, int64, error) {
+	f, err := fsys.Open(path)
+	if errors.Is(err, fileio.ErrNotRegular) {
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	size, err := checkSize(f, want, maxSize)
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, size, nil
+}
+
+// checkSize returns the size of the open file f after checking its type and size as openSized does.
+func checkSize(f fs.File, want, maxSize int64) (int64, error) {
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return 0, err
+	case !st.Mode().IsRegular():
+		return 0, fmt.Errorf("%w: not a regular file (%s)", ErrCorrupt, st.Mode().Type())
+	case want >= 0 && st.Size() != want:
+		return 0, fmt.Errorf("%w: %d bytes, manifest lists %d", ErrCorrupt, st.Size(), want)
+	case st.Size() > maxSize:
+		return 0, fmt.Errorf("%w: %d bytes, more than the %d such a file may have", ErrCorrupt, st.Size(), maxSize)
+	}
+	return st.Size(), nil
+}
+
+// readAll reads the size bytes of a file whose size openSized checked; a file that has shrunk since is
+// ErrCorrupt.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("%w: read %d bytes: %w", ErrCorrupt, size, err)
+	}
+	return b, nil
 }
 
 // orOS returns fsys, or OS when fsys is nil, so the zero Store uses the real file system.

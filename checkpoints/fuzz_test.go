@@ -3,6 +3,7 @@ package checkpoints
 import (
 	"errors"
 	"io/fs"
+	"runtime"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -18,15 +19,16 @@ func (memFS) Rename(string, string) error               { return errors.ErrUnsup
 func (memFS) RemoveAll(string) error                    { return errors.ErrUnsupported }
 func (memFS) SyncDir(string) error                      { return errors.ErrUnsupported }
 func (m memFS) ReadDir(p string) ([]fs.DirEntry, error) { return m.MapFS.ReadDir(p) }
-func (m memFS) ReadFile(p string) ([]byte, error)       { return m.MapFS.ReadFile(p) }
+func (m memFS) Open(p string) (fs.File, error)          { return m.MapFS.Open(p) }
 func (m memFS) Stat(p string) (fs.FileInfo, error)      { return m.MapFS.Stat(p) }
 
 // FuzzLoad feeds Load a checkpoint with one file replaced by arbitrary bytes. With reseal set, the
 // frame checksum and the manifest are recomputed to match, so the fuzzer reaches the zstd decoder, the
-// safetensors parser and the manifest decoder behind the checksums. Load must never panic, and whatever
-// it accepts must be self-consistent.
+// safetensors parser and the manifest decoder behind the checksums. Load must never panic, whatever it
+// accepts must be self-consistent, and what it allocates must stay within its bounds: a few times the
+// input, plus the Store's limits and the zstd window of each tensor file, however much the input claims.
 func FuzzLoad(f *testing.F) {
-	files, err := encodeCheckpoint(tinyCheckpoint(7))
+	files, err := encodeCheckpoint(tinyCheckpoint(7), Limits{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -35,9 +37,17 @@ func FuzzLoad(f *testing.F) {
 		f.Add(uint8(i), nf.data, true)
 		f.Add(uint8(i), nf.data[:len(nf.data)/2], true)
 	}
+	limits := tinyLimits()
+	bound := func(input int) uint64 {
+		return uint64(16*input) + uint64(limits.Weights+limits.Optimizer) + 2*(zstdWindow+1<<20) + 1<<20
+	}
 	f.Fuzz(func(t *testing.T, which uint8, data []byte, reseal bool) {
-		tree := craftTree(files, int(which)%len(files), data, reseal)
-		ck, err := Store{FS: memFS{tree}}.Load("out/checkpoint-7")
+		s := Store{FS: memFS{craftTree(files, int(which)%len(files), data, reseal)}, Limits: limits}
+		var ck *Checkpoint
+		var err error
+		if n := allocatedBy(func() { ck, err = s.Load("out/checkpoint-7") }); n > bound(len(data)) {
+			t.Fatalf("Load allocated %d bytes for a %d-byte input; want at most %d", n, len(data), bound(len(data)))
+		}
 		if err != nil {
 			if ck != nil {
 				t.Fatalf("Load returned a checkpoint with error %v", err)
@@ -50,6 +60,16 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// allocatedBy returns the bytes the Go heap allocated while f ran (bytesAllocated without its GC, which
+// would slow the fuzzer down for nothing: TotalAlloc only grows).
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 // craftTree lays out the checkpoint files under out/checkpoint-7 with file i replaced by data; with

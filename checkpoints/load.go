@@ -1,9 +1,11 @@
 package checkpoints
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
 
@@ -45,10 +47,10 @@ func (s Store) read(path string) (*Checkpoint, []FileInfo, error) {
 	}
 	r.m = m
 	ck := &Checkpoint{Step: m.Step}
-	if ck.Weights, err = r.tensors(weightsFile, kindWeights); err != nil {
+	if ck.Weights, err = r.tensors(weightsFile, kindWeights, s.Limits.limit(kindWeights)); err != nil {
 		return nil, r.files, err
 	}
-	if ck.Optimizer, err = r.tensors(optimizerFile, kindOptimizer); err != nil {
+	if ck.Optimizer, err = r.tensors(optimizerFile, kindOptimizer, s.Limits.limit(kindOptimizer)); err != nil {
 		return nil, r.files, err
 	}
 	if ck.State, err = r.plain(stateFile); err != nil {
@@ -67,14 +69,15 @@ func (s Store) read(path string) (*Checkpoint, []FileInfo, error) {
 // against the directory's name when that name is checkpoint-<n>.
 func readManifest(fsys FS, dir string) (*manifest, error) {
 	p := filepath.Join(dir, manifestFile)
-	b, err := fsys.ReadFile(p)
+	f, size, err := openSized(fsys, p, -1, maxManifest)
 	if err != nil {
 		if _, serr := fsys.Stat(dir); serr == nil && errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("checkpoints: load %s: %w: no %s, so not a complete checkpoint: %w", dir, ErrNotFound, manifestFile, err)
 		}
-		return nil, fmt.Errorf("checkpoints: load %s: %w", dir, notFound(err))
+		return nil, fmt.Errorf("checkpoints: load %s: %w", p, notFound(err))
 	}
-	m, err := decodeManifest(b)
+	defer f.Close()
+	m, err := decodeManifest(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: load %s: %w", p, err)
 	}
@@ -92,50 +95,54 @@ func notFound(err error) error {
 	return err
 }
 
-// file reads one listed file. A missing one is corruption: the manifest promised it.
-func (r *reader) file(name string) ([]byte, error) {
+// read opens the listed file name, checks its size against the manifest and against maxSize before reading
+// a byte of it, decodes it with decode while hashing every byte read, and checks that SHA-256 against the
+// manifest. It returns the decoded bytes and the size on disk. A missing file is corruption: the manifest
+// promised it.
+func (r *reader) read(name string, maxSize int64, decode func(io.Reader, int64) ([]byte, error)) ([]byte, int64, error) {
 	p := filepath.Join(r.dir, name)
-	b, err := r.fsys.ReadFile(p)
+	f, size, err := openSized(r.fsys, p, r.m.entry(name).Size, maxSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("checkpoints: load %s: %w: listed in %s but missing", p, ErrCorrupt, manifestFile)
+		return nil, 0, fmt.Errorf("checkpoints: load %s: %w: listed in %s but missing", p, ErrCorrupt, manifestFile)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("checkpoints: load %s: %w", p, err)
+		return nil, 0, fmt.Errorf("checkpoints: load %s: %w", p, err)
 	}
-	return b, nil
+	defer f.Close()
+	sum := sha256.New()
+	b, err := decode(io.TeeReader(f, sum), size)
+	if err == nil {
+		err = r.m.checkSum(name, sum.Sum(nil))
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("checkpoints: load %s: %w", p, err)
+	}
+	return b, size, nil
 }
 
-// tensors reads and verifies a framed safetensors file of kind and returns its tensors.
-func (r *reader) tensors(name, kind string) (map[string]safetensors.Tensor, error) {
-	p := filepath.Join(r.dir, name)
-	b, err := r.file(name)
+// tensors reads and verifies a framed safetensors file of kind, whose payload may have at most limit
+// bytes, and returns its tensors.
+func (r *reader) tensors(name, kind string, limit int64) (map[string]safetensors.Tensor, error) {
+	raw, size, err := r.read(name, maxFrameSize(limit), func(f io.Reader, size int64) ([]byte, error) {
+		return readFrame(f, size, kind, limit)
+	})
 	if err != nil {
 		return nil, err
 	}
-	raw, err := decodeFrame(b, kind)
-	if err == nil {
-		err = r.m.verify(name, b)
-	}
+	st, err := safetensors.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoints: load %s: %w", p, err)
+		return nil, fmt.Errorf("checkpoints: load %s: %w: %w", filepath.Join(r.dir, name), ErrCorrupt, err)
 	}
-	f, err := safetensors.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoints: load %s: %w: %w", p, ErrCorrupt, err)
-	}
-	r.files = append(r.files, FileInfo{Name: name, Size: int64(len(b)), RawSize: int64(len(raw))})
-	return f.Tensors, nil
+	r.files = append(r.files, FileInfo{Name: name, Size: size, RawSize: int64(len(raw))})
+	return st.Tensors, nil
 }
 
 // plain reads an unframed file and verifies it against the manifest.
 func (r *reader) plain(name string) ([]byte, error) {
-	b, err := r.file(name)
+	b, size, err := r.read(name, maxPlainFile, readAll)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.m.verify(name, b); err != nil {
-		return nil, fmt.Errorf("checkpoints: load %s: %w", filepath.Join(r.dir, name), err)
-	}
-	r.files = append(r.files, FileInfo{Name: name, Size: int64(len(b)), RawSize: int64(len(b))})
+	r.files = append(r.files, FileInfo{Name: name, Size: size, RawSize: size})
 	return b, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 )
 
@@ -57,9 +58,10 @@ func encodeManifest(step int, files []listedFile) []byte {
 	return encodeFrame(kindManifest, append(body, '\n'), nil)
 }
 
-// decodeManifest verifies a framed MANIFEST and checks that it lists exactly the payload files.
-func decodeManifest(b []byte) (*manifest, error) {
-	body, err := decodeFrame(b, kindManifest)
+// decodeManifest reads and verifies a framed MANIFEST of size bytes from r and checks that it lists exactly
+// the payload files.
+func decodeManifest(r io.Reader, size int64) (*manifest, error) {
+	body, err := readFrame(r, size, kindManifest, maxManifest)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +102,11 @@ func (m *manifest) entry(name string) listedFile {
 	return listedFile{}
 }
 
-// verify reports whether data is the file the manifest lists under name.
-func (m *manifest) verify(name string, data []byte) error {
-	want, got := m.entry(name), describe(name, data)
-	if got.Size != want.Size {
-		return fmt.Errorf("%w: %d bytes, manifest lists %d", ErrCorrupt, got.Size, want.Size)
-	}
-	if got.SHA256 != want.SHA256 {
-		return fmt.Errorf("%w: SHA-256 %s, manifest lists %s", ErrCorrupt, got.SHA256, want.SHA256)
+// checkSum reports whether sum is the SHA-256 the manifest lists for the named file. The size was checked
+// before the file was read (see openSized).
+func (m *manifest) checkSum(name string, sum []byte) error {
+	if got, want := hex.EncodeToString(sum), m.entry(name).SHA256; got != want {
+		return fmt.Errorf("%w: SHA-256 %s, manifest lists %s", ErrCorrupt, got, want)
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ type namedFile struct {
 // ck.Step is listed (unless one existed before), and the error wraps the cause (so errors.Is(err,
 // syscall.ENOSPC) works) and names the path.
 func (s Store) Save(ck *Checkpoint) (string, error) {
-	files, err := encodeCheckpoint(ck)
+	files, err := encodeCheckpoint(ck, s.Limits)
 	if err != nil {
 		return "", err
 	}
@@ -54,24 +54,19 @@ func (s Store) Save(ck *Checkpoint) (string, error) {
 	return final, nil
 }
 
-// encodeCheckpoint validates ck and encodes its files in write order, MANIFEST last.
-func encodeCheckpoint(ck *Checkpoint) ([]namedFile, error) {
-	if ck == nil {
-		return nil, errors.New("checkpoints: save: nil checkpoint")
-	}
-	if ck.Step < 0 {
-		return nil, fmt.Errorf("checkpoints: save: negative step %d", ck.Step)
-	}
-	if !json.Valid(ck.State) {
-		return nil, fmt.Errorf("checkpoints: save step %d: trainer state is not valid JSON", ck.Step)
+// encodeCheckpoint validates ck and encodes its files in write order, MANIFEST last; a tensor file may not
+// exceed its limit.
+func encodeCheckpoint(ck *Checkpoint, limits Limits) ([]namedFile, error) {
+	if err := validate(ck); err != nil {
+		return nil, err
 	}
 	enc := newEncoder()
 	defer enc.Close()
-	weights, err := encodeTensors(kindWeights, ck.Weights, enc)
+	weights, err := encodeTensors(kindWeights, ck.Weights, enc, limits.limit(kindWeights))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: save step %d: %s: %w", ck.Step, weightsFile, err)
 	}
-	optimizer, err := encodeTensors(kindOptimizer, ck.Optimizer, enc)
+	optimizer, err := encodeTensors(kindOptimizer, ck.Optimizer, enc, limits.limit(kindOptimizer))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: save step %d: %s: %w", ck.Step, optimizerFile, err)
 	}
@@ -83,8 +78,25 @@ func encodeCheckpoint(ck *Checkpoint) ([]namedFile, error) {
 	return append(files, namedFile{manifestFile, encodeManifest(ck.Step, listed)}), nil
 }
 
-// encodeTensors returns the frame of kind holding tensors as compressed safetensors.
-func encodeTensors(kind string, tensors map[string]safetensors.Tensor, enc *zstd.Encoder) ([]byte, error) {
+// validate refuses a checkpoint that cannot be written, or that Load would refuse to read.
+func validate(ck *Checkpoint) error {
+	switch {
+	case ck == nil:
+		return errors.New("checkpoints: save: nil checkpoint")
+	case ck.Step < 0:
+		return fmt.Errorf("checkpoints: save: negative step %d", ck.Step)
+	case !json.Valid(ck.State):
+		return fmt.Errorf("checkpoints: save step %d: trainer state is not valid JSON", ck.Step)
+	case len(ck.State) > maxPlainFile || len(ck.Config) > maxPlainFile:
+		return fmt.Errorf("checkpoints: save step %d: trainer state (%d bytes) or config (%d bytes) larger than the %d bytes Load reads",
+			ck.Step, len(ck.State), len(ck.Config), maxPlainFile)
+	}
+	return nil
+}
+
+// encodeTensors returns the frame of kind holding tensors as compressed safetensors, refusing a payload
+// larger than limit, which Load would refuse.
+func encodeTensors(kind string, tensors map[string]safetensors.Tensor, enc *zstd.Encoder, limit int64) ([]byte, error) {
 	size := 1024
 	for name, t := range tensors {
 		size += len(t.Data) + len(name) + 64
@@ -92,6 +104,9 @@ func encodeTensors(kind string, tensors map[string]safetensors.Tensor, enc *zstd
 	buf := bytes.NewBuffer(make([]byte, 0, size))
 	if err := safetensors.Write(buf, &safetensors.File{Tensors: tensors}); err != nil {
 		return nil, err
+	}
+	if int64(buf.Len()) > limit {
+		return nil, fmt.Errorf("payload of %d bytes is larger than the limit of %d bytes Load reads", buf.Len(), limit)
 	}
 	return encodeFrame(kind, buf.Bytes(), enc), nil
 }

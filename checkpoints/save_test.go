@@ -50,7 +50,10 @@ func TestSaveRefusesBadInput(t *testing.T) {
 	w := badTensor.Weights["flex.0.alpha"]
 	w.Shape = []int{3}
 	badTensor.Weights["flex.0.alpha"] = w
-	for name, ck := range map[string]*Checkpoint{"state not JSON": badState, "negative step": negative, "tensor shape/data disagree": badTensor} {
+	bigConfig := tinyCheckpoint(1)
+	bigConfig.Config = make([]byte, maxPlainFile+1)
+	for name, ck := range map[string]*Checkpoint{"state not JSON": badState, "negative step": negative,
+		"tensor shape/data disagree": badTensor, "config larger than Load reads": bigConfig} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			if _, err := Save(dir, ck); err == nil {
