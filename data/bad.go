@@ -9,7 +9,7 @@ import (
 
 // Reasons a sample is bad. They are the keys of Counts.Bad and appear in logs and checkpoints.
 const (
-	ReasonMissing     = "missing"               // image file absent, even with the fallback extensions
+	ReasonMissing     = "missing"               // image file absent (even with the fallback extensions) or not a regular file
 	ReasonDecode      = "decode"                // image undecodable or truncated
 	ReasonOutside     = "path_outside_folder"   // image path escapes image_folder (never opened)
 	ReasonTooLarge    = "image_too_large"       // header dimensions past MaxImageSide/MaxImagePixels

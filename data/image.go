@@ -19,6 +19,8 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 
+	"github.com/flextrain/flextrain/internal/fileio"
+
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/webp"
 )
@@ -114,12 +116,13 @@ func insideFolder(folder, p string) (bool, error) {
 
 // LoadImage opens and decodes an image file (JPEG, PNG, GIF first frame, WebP, BMP). It reads the header
 // first and refuses absurd dimensions (ErrImageTooLarge) before decoding; a broken or truncated file gives
-// ErrImageUndecoded.
+// ErrImageUndecoded. A path that is absent or not a regular file (a FIFO, a device, a directory) gives
+// ErrImageMissing at once: opening a FIFO would wait for a writer, and /dev/zero never ends.
 func LoadImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
+	f, err := fileio.Open(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s", ErrImageMissing, path)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fileio.ErrNotRegular) {
+			return nil, fmt.Errorf("%w: %w", ErrImageMissing, err)
 		}
 		return nil, fmt.Errorf("data: open image %s: %w", path, err)
 	}

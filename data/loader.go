@@ -10,6 +10,7 @@ import (
 	"runtime"
 
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // Splits of the data file, chosen by Options.Split.
@@ -167,7 +168,7 @@ func newLoader(opts Options, ix *index, tok *tokenizer.Tokenizer) (*Loader, erro
 	if len(records) == 0 {
 		return nil, fmt.Errorf("%w: %s split of %s is empty", ErrEmpty, opts.Split, ix.path)
 	}
-	f, err := os.Open(ix.path)
+	f, err := fileio.Open(ix.path)
 	if err != nil {
 		return nil, fmt.Errorf("data: open %s: %w", ix.path, err)
 	}

@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"strings"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // ErrMalformedJSON is returned (wrapped, with the file and the byte offset) when the data file is not a
@@ -59,9 +60,9 @@ type index struct {
 	entries []entry
 }
 
-// buildIndex reads path once, as a JSON array or as JSON Lines (decided by the first non-space byte).
+// buildIndex reads path once (a regular file only: a FIFO or a device fails at once), as a JSON array or as JSON Lines (decided by the first non-space byte).
 func buildIndex(path string) (*index, error) {
-	f, err := os.Open(path)
+	f, err := fileio.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data: open %s: %w", path, err)
 	}

@@ -5,14 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // TagClasses reads the tags of the image records of a LLaVA-format JSON file (Record.Tags) and returns, for
 // each key, its values in sorted order: the classes of the vision tower's tag pretraining.
 func TagClasses(path string) (map[string][]string, error) {
-	f, err := os.Open(path)
+	f, err := fileio.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data: tags: %w", err)
 	}
