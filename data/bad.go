@@ -12,7 +12,7 @@ const (
 	ReasonMissing     = "missing"               // image file absent (even with the fallback extensions) or not a regular file
 	ReasonDecode      = "decode"                // image undecodable or truncated
 	ReasonOutside     = "path_outside_folder"   // image path escapes image_folder (never opened)
-	ReasonTooLarge    = "image_too_large"       // header dimensions past MaxImageSide/MaxImagePixels
+	ReasonTooLarge    = "image_too_large"       // header past MaxImageSide or the budget of Options.ImageMaxPixels
 	ReasonEmpty       = "empty_conversation"    // no turns, or no text at all
 	ReasonMalformed   = "malformed_record"      // wrong JSON shape, bad roles, template refusal
 	ReasonTooLong     = "too_long"              // every supervised token lies past model_max_length

@@ -53,7 +53,12 @@ type Options struct {
 	ValSize               float64 // held-out records: a count when ≥ 1, a fraction when in (0, 1)
 	Split                 string  // SplitTrain (default), SplitVal or SplitAll
 	Once                  bool    // one pass in file order, then io.EOF: for evaluation and checks
-	Logger                *slog.Logger
+	// ImageMaxPixels is the budget of one image (config image_max_pixels): at most this many pixels in
+	// the square it is padded to, max(w, h)², and 4 bytes a pixel decoded. A larger image is a bad sample
+	// (image_too_large), refused on its header before any pixel is decoded. 0: DefaultImageMaxPixels; at
+	// most MaxImagePixels.
+	ImageMaxPixels int64
+	Logger         *slog.Logger
 }
 
 // withDefaults fills the zero values.
@@ -65,6 +70,7 @@ func (o Options) withDefaults() Options {
 	o.Workers = cmpOr(o.Workers, runtime.GOMAXPROCS(0))
 	o.Prefetch = cmpOr(o.Prefetch, 2*max(o.BatchSize, o.Workers))
 	o.Split = cmpOr(o.Split, SplitTrain)
+	o.ImageMaxPixels = cmpOr(o.ImageMaxPixels, DefaultImageMaxPixels)
 	return o
 }
 
@@ -105,6 +111,9 @@ func (o Options) validate() error {
 	}
 	if o.MaxBadFraction < 0 || o.MaxBadFraction > 1 {
 		bad("max_bad_fraction must be in [0, 1], got %g", o.MaxBadFraction)
+	}
+	if o.ImageMaxPixels < 1 || o.ImageMaxPixels > MaxImagePixels {
+		bad("image_max_pixels must be in [1, %d], got %d", MaxImagePixels, o.ImageMaxPixels)
 	}
 	if o.Split != SplitTrain && o.Split != SplitVal && o.Split != SplitAll {
 		bad("split %q is not %q, %q or %q", o.Split, SplitTrain, SplitVal, SplitAll)
@@ -174,7 +183,8 @@ func newLoader(opts Options, ix *index, tok *tokenizer.Tokenizer) (*Loader, erro
 	}
 	l := &Loader{opts: opts, ix: ix, tok: tok, file: f, val: val, counts: Counts{}.clone()}
 	l.proc = &processor{ix: ix, file: f, tok: tok, folder: opts.ImageFolder, s: opts.ImageSize, z: opts.Zoom,
-		nImage: (opts.ImageSize / opts.PatchSize) * (opts.ImageSize / opts.PatchSize), maxLen: opts.ModelMaxLength}
+		nImage: (opts.ImageSize / opts.PatchSize) * (opts.ImageSize / opts.PatchSize), maxLen: opts.ModelMaxLength,
+		maxPixels: opts.ImageMaxPixels}
 	l.ord = &orderer{records: records, seed: opts.Seed, shuffle: opts.Shuffle && !opts.Once, group: opts.GroupByModalityLength,
 		rank: opts.Rank, world: opts.WorldSize, batch: opts.BatchSize}
 	l.ord.lengths, l.ord.images = ix.lengthsAndImages()

@@ -36,14 +36,15 @@ func SeqLen(ids []int, n int) int {
 
 // processor turns record indices into Samples. It is safe for concurrent use.
 type processor struct {
-	ix       *index
-	file     io.ReaderAt // the data file, read with ReadAt
-	tok      *tokenizer.Tokenizer
-	folder   string
-	s, z     int  // LR side and zoom
-	nImage   int  // image tokens per image: (S/P)²
-	maxLen   int  // model_max_length; ≤ 0: no limit
-	noPixels bool // decode images (to find bad ones) but skip resizing: for Check
+	ix        *index
+	file      io.ReaderAt // the data file, read with ReadAt
+	tok       *tokenizer.Tokenizer
+	folder    string
+	s, z      int   // LR side and zoom
+	nImage    int   // image tokens per image: (S/P)²
+	maxLen    int   // model_max_length; ≤ 0: no limit
+	maxPixels int64 // image budget, Options.ImageMaxPixels
+	noPixels  bool  // decode images (to find bad ones) but skip resizing: for Check
 }
 
 // load reads record i. A bad record gives a *BadSample; a kept sample with a tokenization mismatch gives
@@ -111,7 +112,7 @@ func (p *processor) image(s *Sample, rel string) (reason, file string, err error
 	if err != nil {
 		return imageReason(err), rel, err
 	}
-	img, err := LoadImage(path)
+	img, err := LoadImageWithin(path, p.maxPixels)
 	if err != nil {
 		return imageReason(err), path, err
 	}
