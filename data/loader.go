@@ -24,6 +24,9 @@ const (
 const (
 	DefaultMaxBadFraction = 0.1 // skip at most a tenth of the records…
 	DefaultMinRecords     = 100 // …once this many were seen
+	// DefaultMaxRecordBytes is Options.MaxRecordBytes when zero: 1 MiB, hundreds of times a LLaVA record
+	// (a few KB), while a record past it would cost seconds and many times its size to decode and tokenise.
+	DefaultMaxRecordBytes = 1 << 20
 )
 
 // ErrEmpty is returned when the chosen split of the data file has no record.
@@ -58,6 +61,10 @@ type Options struct {
 	// (image_too_large), refused on its header before any pixel is decoded. 0: DefaultImageMaxPixels; at
 	// most MaxImagePixels.
 	ImageMaxPixels int64
+	// MaxRecordBytes bounds the JSON text of one record (config max_record_bytes). A longer record is a
+	// bad sample (record_too_large): the index pass skips it while reading, holding at most this many
+	// bytes of it, and it is never decoded nor tokenised. 0: DefaultMaxRecordBytes.
+	MaxRecordBytes int64
 	Logger         *slog.Logger
 }
 
@@ -71,6 +78,7 @@ func (o Options) withDefaults() Options {
 	o.Prefetch = cmpOr(o.Prefetch, 2*max(o.BatchSize, o.Workers))
 	o.Split = cmpOr(o.Split, SplitTrain)
 	o.ImageMaxPixels = cmpOr(o.ImageMaxPixels, DefaultImageMaxPixels)
+	o.MaxRecordBytes = cmpOr(o.MaxRecordBytes, DefaultMaxRecordBytes)
 	return o
 }
 
@@ -115,6 +123,9 @@ func (o Options) validate() error {
 	if o.ImageMaxPixels < 1 || o.ImageMaxPixels > MaxImagePixels {
 		bad("image_max_pixels must be in [1, %d], got %d", MaxImagePixels, o.ImageMaxPixels)
 	}
+	if o.MaxRecordBytes < 1 {
+		bad("max_record_bytes must be positive, got %d", o.MaxRecordBytes)
+	}
 	if o.Split != SplitTrain && o.Split != SplitVal && o.Split != SplitAll {
 		bad("split %q is not %q, %q or %q", o.Split, SplitTrain, SplitVal, SplitAll)
 	}
@@ -154,7 +165,7 @@ func Open(opts Options) (*Loader, error) {
 			return nil, fmt.Errorf("data: open loader: %w", err)
 		}
 	}
-	ix, err := buildIndex(opts.DataPath)
+	ix, err := buildIndex(opts.DataPath, opts.MaxRecordBytes)
 	if err != nil {
 		return nil, err
 	}

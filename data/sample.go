@@ -50,15 +50,18 @@ type processor struct {
 // load reads record i. A bad record gives a *BadSample; a kept sample with a tokenization mismatch gives
 // both the sample and its BadSample; err is fatal (the data file cannot be read).
 func (p *processor) load(i int) (*Sample, *BadSample, error) {
-	rec, shapeErr, err := p.ix.readRecord(p.file, i)
+	rec, recErr, err := p.ix.readRecord(p.file, i)
 	if err != nil {
 		return nil, nil, err
 	}
 	bad := func(reason, file string, cause error) (*Sample, *BadSample, error) {
 		return nil, &BadSample{Record: i, ID: string(rec.ID), File: file, Reason: reason, Err: cause}, nil
 	}
-	if shapeErr != nil {
-		return bad(ReasonMalformed, p.ix.path, shapeErr)
+	if errors.Is(recErr, ErrRecordTooLarge) {
+		return bad(ReasonRecordTooLarge, p.ix.path, recErr)
+	}
+	if recErr != nil {
+		return bad(ReasonMalformed, p.ix.path, recErr)
 	}
 	if emptyConversation(rec.Conversations) {
 		return bad(ReasonEmpty, p.ix.path, errors.New("no turn with text"))
