@@ -72,14 +72,21 @@ func Load(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: read %s: %w", path, err)
 	}
-	if b, err = inflate(b, MaxFileBytes); err != nil {
-		return nil, fmt.Errorf("tokenizer: decompress %s: %w", path, err)
-	}
-	t, err := Parse(b)
+	t, err := parseFile(b, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: load %s: %w", path, err)
 	}
 	return t, nil
+}
+
+// parseFile is Parse of the bytes of a tokenizer.json file, decompressed first (to at most limit bytes)
+// when they are gzip.
+func parseFile(b []byte, limit int64) (*Tokenizer, error) {
+	b, err := inflate(b, limit)
+	if err != nil {
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	return Parse(b)
 }
 
 // inflate returns b decompressed when it is gzip, else b itself. It stops past limit bytes of output, so
