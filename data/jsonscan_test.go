@@ -74,52 +74,65 @@ func TestValueScanner(t *testing.T) {
 // bounded: the reference that the scanner-based index must agree with. Its entries start at the comma
 // before a value; the scanner's at the value.
 func decoderIndex(b []byte) ([]entry, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
 	trimmed := bytes.TrimLeft(b, " \t\r\n")
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("%w: empty file", ErrMalformedJSON)
 	}
-	var entries []entry
-	decodeOne := func() error {
-		start := dec.InputOffset()
-		var rec Record
-		err := dec.Decode(&rec)
-		var typeErr *json.UnmarshalTypeError
-		if err != nil && !errors.As(err, &typeErr) {
-			return oldMalformed(dec, err)
-		}
-		entries = append(entries, entry{start: start, end: dec.InputOffset(), image: rec.Image != "", malformed: err != nil, words: modalityLength(rec)})
-		return nil
-	}
+	d := &oldIndex{dec: json.NewDecoder(bytes.NewReader(b))}
 	switch trimmed[0] {
 	case '[':
-		if _, err := dec.Token(); err != nil {
-			return nil, oldMalformed(dec, err)
-		}
-		for dec.More() {
-			if err := decodeOne(); err != nil {
-				return nil, err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, oldMalformed(dec, err)
-		}
-		if _, err := dec.Token(); err != io.EOF {
-			return nil, fmt.Errorf("%w at byte %d: data after the closing ]", ErrMalformedJSON, dec.InputOffset())
-		}
+		return d.entries, d.array()
 	case '{':
-		for dec.More() {
-			if err := decodeOne(); err != nil {
-				return nil, err
-			}
-		}
-		if _, err := dec.Token(); err != io.EOF {
-			return nil, oldMalformed(dec, err)
-		}
-	default:
-		return nil, fmt.Errorf("%w at byte 0: want a JSON array or JSON Lines, got %q", ErrMalformedJSON, trimmed[0])
+		return d.entries, d.lines()
 	}
-	return entries, nil
+	return nil, fmt.Errorf("%w at byte 0: want a JSON array or JSON Lines, got %q", ErrMalformedJSON, trimmed[0])
+}
+
+// oldIndex is the state of decoderIndex.
+type oldIndex struct {
+	dec     *json.Decoder
+	entries []entry
+}
+
+func (d *oldIndex) array() error {
+	if _, err := d.dec.Token(); err != nil {
+		return oldMalformed(d.dec, err)
+	}
+	if err := d.values(); err != nil {
+		return err
+	}
+	if _, err := d.dec.Token(); err != nil {
+		return oldMalformed(d.dec, err)
+	}
+	if _, err := d.dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w at byte %d: data after the closing ]", ErrMalformedJSON, d.dec.InputOffset())
+	}
+	return nil
+}
+
+func (d *oldIndex) lines() error {
+	if err := d.values(); err != nil {
+		return err
+	}
+	if _, err := d.dec.Token(); err != io.EOF {
+		return oldMalformed(d.dec, err)
+	}
+	return nil
+}
+
+// values decodes values while the Decoder has more, as records.
+func (d *oldIndex) values() error {
+	for d.dec.More() {
+		start := d.dec.InputOffset()
+		var rec Record
+		err := d.dec.Decode(&rec)
+		var typeErr *json.UnmarshalTypeError
+		if err != nil && !errors.As(err, &typeErr) {
+			return oldMalformed(d.dec, err)
+		}
+		d.entries = append(d.entries, entry{start: start, end: d.dec.InputOffset(), image: rec.Image != "", malformed: err != nil, words: modalityLength(rec)})
+	}
+	return nil
 }
 
 func oldMalformed(dec *json.Decoder, err error) error {

@@ -190,8 +190,8 @@ func (ix *index) scanLines(s *valueScanner) error {
 }
 
 // element indexes the value at the scanner: decoded as a Record when within the limit (a value of the
-// wrong shape is kept as a malformed entry, a bad sample), else only located. Broken JSON syntax stops
-// the scan, reported at from.
+// wrong shape is kept as a malformed entry, a bad sample), else only located (ordering then sees a
+// text-only record of length 1). Broken JSON syntax stops the scan, reported at from.
 func (ix *index) element(s *valueScanner, from int64) error {
 	v, err := s.value()
 	if err != nil {

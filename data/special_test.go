@@ -4,6 +4,7 @@ package data
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -74,44 +75,40 @@ func TestOpenRefusesSpecialFiles(t *testing.T) {
 	}
 }
 
-// TestSpecialImageIsMissing gives a FIFO and a link to /dev/zero as image files, to LoadImage and through
-// the loader: a bad sample counted as missing (the link leaves the image folder: path_outside_folder), never
-// a hang.
+// TestSpecialImageIsMissing gives a FIFO and a link to /dev/zero to LoadImage: ErrImageMissing at once.
 func TestSpecialImageIsMissing(t *testing.T) {
-	f := newFixture(t, 0)
-	special := specialFiles(t, f.folder, "special")
-	for kind, path := range special {
-		t.Run("LoadImage/"+kind, func(t *testing.T) {
+	for kind, path := range specialFiles(t, t.TempDir(), "special") {
+		t.Run(kind, func(t *testing.T) {
 			err := returns(t, func() error { _, err := LoadImage(path); return err })
 			if !errors.Is(err, ErrImageMissing) || !errors.Is(err, fileio.ErrNotRegular) {
 				t.Errorf("got %v; want ErrImageMissing wrapping fileio.ErrNotRegular", err)
 			}
 		})
 	}
+}
+
+// TestLoaderCountsSpecialImages gives a FIFO and a link to /dev/zero as the image files of records: bad
+// samples counted as missing (the link leaves the image folder: path_outside_folder), never a hang.
+func TestLoaderCountsSpecialImages(t *testing.T) {
+	f := newFixture(t, 0)
+	special := specialFiles(t, f.folder, "special")
 	f.records = []fixtureRecord{
 		{ID: "fifo", Image: "special.fifo", Conversations: conv("<image>\nq", "a")},
 		{ID: "zero", Image: "special.zero", Conversations: conv("<image>\nq", "a")},
 		{ID: "text", Conversations: conv("q", "a")},
 	}
 	f.write(t, f.data, false)
-	o := f.options(t)
-	o.Shuffle, o.BatchSize, o.MinRecords = false, 3, 1000
 	var got Counts
 	err := returns(t, func() error {
-		l, err := Open(o)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		_, err = l.Next(t.Context())
-		got = l.Counts()
+		var err error
+		got, err = Check(t.Context(), f.options(t))
 		return err
 	})
 	want := map[string]int{ReasonMissing: 1}
 	if _, ok := special["devzero"]; ok {
 		want[ReasonOutside] = 1
 	}
-	if err != nil || got.Samples != 1 || len(got.Bad) != len(want) || got.Bad[ReasonMissing] != 1 || got.Bad[ReasonOutside] != want[ReasonOutside] {
+	if err != nil || got.Samples != 1 || !maps.Equal(got.Bad, want) {
 		t.Errorf("got %+v, %v; want 1 sample and bad %v", got, err, want)
 	}
 }
