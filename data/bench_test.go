@@ -92,7 +92,7 @@ func BenchmarkLoader(b *testing.B) {
 }
 
 // BenchmarkIndex measures the streaming pass that Open makes over the data file: 20000 LLaVA-like records
-// (about 11 MB) as a JSON array, reported in MB/s of data file.
+// (about 29 MB) as a JSON array, reported in MB/s of data file.
 func BenchmarkIndex(b *testing.B) {
 	f := newFixture(b, 0)
 	long := strings.Repeat("the cat sat on the mat and looked at the \"red\" ball, ", 8)
