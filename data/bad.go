@@ -9,16 +9,17 @@ import (
 
 // Reasons a sample is bad. They are the keys of Counts.Bad and appear in logs and checkpoints.
 const (
-	ReasonMissing     = "missing"               // image file absent, even with the fallback extensions
-	ReasonDecode      = "decode"                // image undecodable or truncated
-	ReasonOutside     = "path_outside_folder"   // image path escapes image_folder (never opened)
-	ReasonTooLarge    = "image_too_large"       // header dimensions past MaxImageSide/MaxImagePixels
-	ReasonEmpty       = "empty_conversation"    // no turns, or no text at all
-	ReasonMalformed   = "malformed_record"      // wrong JSON shape, bad roles, template refusal
-	ReasonTooLong     = "too_long"              // every supervised token lies past model_max_length
-	ReasonMismatch    = "tokenization_mismatch" // kept fully masked, as LLaVA does, but counted
-	defaultLogBad     = 10                      // bad samples logged one by one before going quiet
-	maxConsecutiveBad = 100                     // Energon's failure_tolerance
+	ReasonMissing        = "missing"               // image file absent (even with the fallback extensions) or not a regular file
+	ReasonDecode         = "decode"                // image undecodable or truncated
+	ReasonOutside        = "path_outside_folder"   // image path escapes image_folder (never opened)
+	ReasonTooLarge       = "image_too_large"       // header past MaxImageSide or the budget of Options.ImageMaxPixels
+	ReasonEmpty          = "empty_conversation"    // no turns, or no text at all
+	ReasonMalformed      = "malformed_record"      // wrong JSON shape, bad roles, template refusal
+	ReasonRecordTooLarge = "record_too_large"      // JSON text past Options.MaxRecordBytes (never decoded)
+	ReasonTooLong        = "too_long"              // every supervised token lies past model_max_length
+	ReasonMismatch       = "tokenization_mismatch" // kept fully masked, as LLaVA does, but counted
+	defaultLogBad        = 10                      // bad samples logged one by one before going quiet
+	maxConsecutiveBad    = 100                     // Energon's failure_tolerance
 )
 
 // Policies for bad samples.

@@ -7,8 +7,9 @@
 // size; decoding runs in a pool of workers whose timing never changes the result. Its Cursor and Counts are
 // JSON values that a checkpoint stores, so a resumed run continues with exactly the next batch. A batch
 // is a window of BatchSize records of the rank's order less its bad samples (missing or broken images,
-// paths leaving the image folder, over-long or malformed conversations), which are skipped and counted, or
-// stop the run, as Options.Policy says.
+// images past Options.ImageMaxPixels, paths leaving the image folder, records past Options.MaxRecordBytes,
+// over-long or malformed conversations), which are skipped and counted, or stop the run, as Options.Policy
+// says. Inputs are opened as regular files only (internal/fileio), so a FIFO or a device cannot hang a run.
 //
 // Typical use from train/:
 //

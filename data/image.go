@@ -19,15 +19,24 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 
+	"github.com/flextrain/flextrain/internal/fileio"
+
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/webp"
 )
 
 // Image limits checked on the header, before any pixel is decoded: a 100000×100000 PNG must cost bytes,
-// not gigabytes.
+// not gigabytes. Within them, Options.ImageMaxPixels sets the budget of one image (see checkBudget).
 const (
-	MaxImageSide   = 16384
+	// MaxImageSide bounds either side of any image, whatever the budget.
+	MaxImageSide = 16384
+	// MaxImagePixels is the largest budget Options.ImageMaxPixels accepts, and the budget of
+	// PreprocessImage, which pads an image already decoded.
 	MaxImagePixels = 100_000_000
+	// DefaultImageMaxPixels is the budget when Options.ImageMaxPixels is zero: 4096². The images of LLaVA's
+	// training mix (COCO, GQA, OCR-VQA, TextVQA, VG) are typically a megapixel or two, well within it, and
+	// one image costs a worker at most 64 MiB of decoded pixels and 64 MiB of padded square.
+	DefaultImageMaxPixels = 4096 * 4096
 )
 
 // CLIP's normalisation (docs/DESIGN.md §4) and the pad colour LLaVA derives from the mean: int(m·255).
@@ -112,32 +121,48 @@ func insideFolder(folder, p string) (bool, error) {
 	return true, nil
 }
 
-// LoadImage opens and decodes an image file (JPEG, PNG, GIF first frame, WebP, BMP). It reads the header
-// first and refuses absurd dimensions (ErrImageTooLarge) before decoding; a broken or truncated file gives
-// ErrImageUndecoded.
-func LoadImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
+// LoadImage is LoadImageWithin with the default budget, DefaultImageMaxPixels.
+func LoadImage(path string) (image.Image, error) { return LoadImageWithin(path, DefaultImageMaxPixels) }
+
+// LoadImageWithin opens and decodes an image file (JPEG, PNG, GIF first frame, WebP, BMP). It reads the
+// header first and refuses an image past the budget of maxPixels (ErrImageTooLarge, see checkBudget)
+// before decoding; a broken or truncated file gives ErrImageUndecoded. A path that is absent or not a
+// regular file (a FIFO, a device, a directory) gives ErrImageMissing at once: opening a FIFO would wait
+// for a writer, and /dev/zero never ends.
+func LoadImageWithin(path string, maxPixels int64) (image.Image, error) {
+	f, err := fileio.Open(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s", ErrImageMissing, path)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fileio.ErrNotRegular) {
+			return nil, fmt.Errorf("%w: %w", ErrImageMissing, err)
 		}
 		return nil, fmt.Errorf("data: open image %s: %w", path, err)
 	}
 	defer f.Close()
-	img, err := DecodeImage(f)
+	img, err := DecodeImageWithin(f, maxPixels)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
 	return img, nil
 }
 
-// DecodeImage decodes one image from r after checking its header against MaxImageSide and MaxImagePixels.
+// DecodeImage is DecodeImageWithin with the default budget, DefaultImageMaxPixels.
 func DecodeImage(r io.ReadSeeker) (image.Image, error) {
-	cfg, _, err := image.DecodeConfig(bufio.NewReader(r))
+	return DecodeImageWithin(r, DefaultImageMaxPixels)
+}
+
+// DecodeImageWithin decodes one image from r after checking its header against MaxImageSide and the
+// budget of maxPixels (≤ 0: DefaultImageMaxPixels; at most MaxImagePixels). An image past them is refused
+// without decoding a pixel.
+//
+// Decoding at a reduced size would let a large image in at a fraction of the cost, but no decoder at
+// hand can: image/jpeg has no DCT scaling (libjpeg's scale_num/scale_denom), golang.org/x/image has no
+// JPEG decoder, and PNG, GIF, BMP and WebP decode whole frames. So an image past the budget is refused.
+func DecodeImageWithin(r io.ReadSeeker, maxPixels int64) (image.Image, error) {
+	cfg, format, err := image.DecodeConfig(bufio.NewReader(r))
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrImageUndecoded, err)
 	}
-	if err := checkDims(cfg.Width, cfg.Height); err != nil {
+	if err := checkBudget(cfg, format, maxPixels); err != nil {
 		return nil, err
 	}
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
@@ -153,19 +178,28 @@ func DecodeImage(r io.ReadSeeker) (image.Image, error) {
 	return img, nil
 }
 
-// checkDims refuses empty images and the ones past the limits.
+// checkDims refuses empty images and the ones past MaxImageSide, or whose padded square (PadToSquare)
+// would hold more than MaxImagePixels.
 func checkDims(w, h int) error {
 	if w <= 0 || h <= 0 {
 		return fmt.Errorf("%w: empty image %dx%d", ErrImageUndecoded, w, h)
 	}
-	if w > MaxImageSide || h > MaxImageSide || int64(w)*int64(h) > MaxImagePixels {
-		return fmt.Errorf("%w: %dx%d (limits: %d per side, %d pixels)", ErrImageTooLarge, w, h, MaxImageSide, MaxImagePixels)
+	if w > MaxImageSide || h > MaxImageSide || squarePixels(w, h) > MaxImagePixels {
+		return fmt.Errorf("%w: %dx%d (limits: %d per side, %d pixels padded to a square)", ErrImageTooLarge, w, h, MaxImageSide, MaxImagePixels)
 	}
 	return nil
 }
 
+// squarePixels is the number of pixels of the square PadToSquare makes of a w×h image.
+func squarePixels(w, h int) int64 {
+	side := int64(max(w, h))
+	return side * side
+}
+
 // PadToSquare centres img on a square of side max(w, h) filled with the CLIP mean colour (122,116,104), as
-// LLaVA's expand2square does. Alpha is dropped without compositing, as PIL's convert("RGB") does.
+// LLaVA's expand2square does. Alpha is dropped without compositing, as PIL's convert("RGB") does. The
+// square costs 4·max(w, h)² bytes: a 16000×1000 image would make a 1 GB square, so the image budget
+// (checkBudget, checkDims) counts the square, not the image.
 func PadToSquare(img image.Image) *image.RGBA {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
@@ -227,7 +261,7 @@ func PreprocessImage(img image.Image, s, z int) (Pixels, error) {
 	if err := checkDims(b.Dx(), b.Dy()); err != nil {
 		return Pixels{}, err
 	}
-	sq := PadToSquare(img)
+	sq := PadToSquare(img) // bounded by checkDims: at most MaxImagePixels, 400 MB
 	hrSide := z * s
 	hr := image.NewRGBA(image.Rect(0, 0, hrSide, hrSide))
 	xdraw.CatmullRom.Scale(hr, hr.Bounds(), sq, sq.Bounds(), xdraw.Src, nil)

@@ -62,8 +62,11 @@ func TestResolveImage(t *testing.T) {
 	}
 }
 
-// pngHeader is a PNG signature and IHDR chunk declaring w×h RGB pixels, then an empty IDAT.
-func pngHeader(w, h uint32) []byte {
+// pngHeader is a PNG signature and IHDR chunk declaring w×h 8-bit RGB pixels, then an empty IDAT.
+func pngHeader(w, h uint32) []byte { return pngHeaderOf(w, h, 8, 2) }
+
+// pngHeaderOf is pngHeader with the bit depth and the colour type (0 gray, 2 RGB, 6 RGBA) given.
+func pngHeaderOf(w, h uint32, depth, colorType byte) []byte {
 	var b bytes.Buffer
 	b.WriteString("\x89PNG\r\n\x1a\n")
 	chunk := func(typ string, data []byte) {
@@ -76,7 +79,7 @@ func pngHeader(w, h uint32) []byte {
 		binary.Write(&b, binary.BigEndian, crc.Sum32())
 	}
 	ihdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, w), h)
-	chunk("IHDR", append(ihdr, 8, 2, 0, 0, 0))
+	chunk("IHDR", append(ihdr, depth, colorType, 0, 0, 0))
 	chunk("IDAT", nil)
 	return b.Bytes()
 }

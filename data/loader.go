@@ -10,6 +10,7 @@ import (
 	"runtime"
 
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // Splits of the data file, chosen by Options.Split.
@@ -23,6 +24,9 @@ const (
 const (
 	DefaultMaxBadFraction = 0.1 // skip at most a tenth of the records…
 	DefaultMinRecords     = 100 // …once this many were seen
+	// DefaultMaxRecordBytes is Options.MaxRecordBytes when zero: 1 MiB, hundreds of times a LLaVA record
+	// (a few KB), while a record past it would cost seconds and many times its size to decode and tokenise.
+	DefaultMaxRecordBytes = 1 << 20
 )
 
 // ErrEmpty is returned when the chosen split of the data file has no record.
@@ -52,7 +56,16 @@ type Options struct {
 	ValSize               float64 // held-out records: a count when ≥ 1, a fraction when in (0, 1)
 	Split                 string  // SplitTrain (default), SplitVal or SplitAll
 	Once                  bool    // one pass in file order, then io.EOF: for evaluation and checks
-	Logger                *slog.Logger
+	// ImageMaxPixels is the budget of one image (config image_max_pixels): at most this many pixels in
+	// the square it is padded to, max(w, h)², and 4 bytes a pixel decoded. A larger image is a bad sample
+	// (image_too_large), refused on its header before any pixel is decoded. 0: DefaultImageMaxPixels; at
+	// most MaxImagePixels.
+	ImageMaxPixels int64
+	// MaxRecordBytes bounds the JSON text of one record (config max_record_bytes). A longer record is a
+	// bad sample (record_too_large): the index pass skips it while reading, holding at most this many
+	// bytes of it, and it is never decoded nor tokenised. 0: DefaultMaxRecordBytes.
+	MaxRecordBytes int64
+	Logger         *slog.Logger
 }
 
 // withDefaults fills the zero values.
@@ -64,6 +77,8 @@ func (o Options) withDefaults() Options {
 	o.Workers = cmpOr(o.Workers, runtime.GOMAXPROCS(0))
 	o.Prefetch = cmpOr(o.Prefetch, 2*max(o.BatchSize, o.Workers))
 	o.Split = cmpOr(o.Split, SplitTrain)
+	o.ImageMaxPixels = cmpOr(o.ImageMaxPixels, DefaultImageMaxPixels)
+	o.MaxRecordBytes = cmpOr(o.MaxRecordBytes, DefaultMaxRecordBytes)
 	return o
 }
 
@@ -105,6 +120,12 @@ func (o Options) validate() error {
 	if o.MaxBadFraction < 0 || o.MaxBadFraction > 1 {
 		bad("max_bad_fraction must be in [0, 1], got %g", o.MaxBadFraction)
 	}
+	if o.ImageMaxPixels < 1 || o.ImageMaxPixels > MaxImagePixels {
+		bad("image_max_pixels must be in [1, %d], got %d", MaxImagePixels, o.ImageMaxPixels)
+	}
+	if o.MaxRecordBytes < 1 {
+		bad("max_record_bytes must be positive, got %d", o.MaxRecordBytes)
+	}
 	if o.Split != SplitTrain && o.Split != SplitVal && o.Split != SplitAll {
 		bad("split %q is not %q, %q or %q", o.Split, SplitTrain, SplitVal, SplitAll)
 	}
@@ -144,7 +165,7 @@ func Open(opts Options) (*Loader, error) {
 			return nil, fmt.Errorf("data: open loader: %w", err)
 		}
 	}
-	ix, err := buildIndex(opts.DataPath)
+	ix, err := buildIndex(opts.DataPath, opts.MaxRecordBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -167,13 +188,14 @@ func newLoader(opts Options, ix *index, tok *tokenizer.Tokenizer) (*Loader, erro
 	if len(records) == 0 {
 		return nil, fmt.Errorf("%w: %s split of %s is empty", ErrEmpty, opts.Split, ix.path)
 	}
-	f, err := os.Open(ix.path)
+	f, err := fileio.Open(ix.path)
 	if err != nil {
 		return nil, fmt.Errorf("data: open %s: %w", ix.path, err)
 	}
 	l := &Loader{opts: opts, ix: ix, tok: tok, file: f, val: val, counts: Counts{}.clone()}
 	l.proc = &processor{ix: ix, file: f, tok: tok, folder: opts.ImageFolder, s: opts.ImageSize, z: opts.Zoom,
-		nImage: (opts.ImageSize / opts.PatchSize) * (opts.ImageSize / opts.PatchSize), maxLen: opts.ModelMaxLength}
+		nImage: (opts.ImageSize / opts.PatchSize) * (opts.ImageSize / opts.PatchSize), maxLen: opts.ModelMaxLength,
+		maxPixels: opts.ImageMaxPixels}
 	l.ord = &orderer{records: records, seed: opts.Seed, shuffle: opts.Shuffle && !opts.Once, group: opts.GroupByModalityLength,
 		rank: opts.Rank, world: opts.WorldSize, batch: opts.BatchSize}
 	l.ord.lengths, l.ord.images = ix.lengthsAndImages()

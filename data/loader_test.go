@@ -389,6 +389,9 @@ func TestOpenRejectsOptions(t *testing.T) {
 		{"rank", func(o *Options) { o.Rank, o.WorldSize = 2, 2 }, "rank 2"},
 		{"policy", func(o *Options) { o.Policy = "ignore" }, "policy"},
 		{"batch", func(o *Options) { o.BatchSize = 0 }, "batch_size"},
+		{"image budget", func(o *Options) { o.ImageMaxPixels = -1 }, "image_max_pixels"},
+		{"image budget past the ceiling", func(o *Options) { o.ImageMaxPixels = MaxImagePixels + 1 }, "image_max_pixels"},
+		{"record bound", func(o *Options) { o.MaxRecordBytes = -1 }, "max_record_bytes"},
 		{"val all", func(o *Options) { o.ValSize = 2 }, "leaving none"},
 		{"no file", func(o *Options) { o.DataPath += ".nope" }, "no such file"},
 	}

@@ -1,15 +1,14 @@
 package data
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"strings"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // ErrMalformedJSON is returned (wrapped, with the file and the byte offset) when the data file is not a
@@ -45,128 +44,180 @@ func (s *flexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// ErrRecordTooLarge is the cause of a bad sample whose record is longer than Options.MaxRecordBytes: it
+// was skipped by the index pass without being held in memory, and is never decoded nor tokenised.
+var ErrRecordTooLarge = errors.New("data: record too large")
+
 // entry locates one record in the data file and caches what ordering needs.
 type entry struct {
-	start, end int64 // byte range of the record, possibly with a leading ',' and spaces
+	start, end int64 // byte range of the record's JSON value
 	words      int32 // LLaVA's modality length: words of all turns, +128 with an image
 	image      bool
 	malformed  bool // valid JSON of the wrong shape: a bad sample, found again when the record is loaded
+	tooLarge   bool // longer than the index's limit: a bad sample, never read again
 }
 
 // index is one streaming pass over the data file: where each record lies, never the records themselves.
 type index struct {
 	path    string
+	limit   int64 // records longer than this many bytes are only located
 	entries []entry
 }
 
-// buildIndex reads path once, as a JSON array or as JSON Lines (decided by the first non-space byte).
-func buildIndex(path string) (*index, error) {
-	f, err := os.Open(path)
+// buildIndex reads path once (a regular file only: a FIFO or a device fails at once), as a JSON array or
+// as JSON Lines (decided by the first non-space byte). Records longer than limit bytes are skipped while
+// reading, with bounded memory, and marked tooLarge; the others are decoded for their modality length.
+func buildIndex(path string, limit int64) (*index, error) {
+	f, err := fileio.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data: open %s: %w", path, err)
 	}
 	defer f.Close()
-	ix := &index{path: path}
-	if err := ix.scan(f); err != nil {
+	ix := &index{path: path, limit: limit}
+	if err := ix.scan(newValueScanner(f, limit)); err != nil {
 		return nil, fmt.Errorf("data: read %s: %w", path, err)
 	}
 	return ix, nil
 }
 
-// scan fills ix.entries from r.
-func (ix *index) scan(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 1<<20)
-	first, err := firstByte(br)
+// scan fills ix.entries from s.
+func (ix *index) scan(s *valueScanner) error {
+	first, err := firstByte(s)
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(br)
 	switch first {
 	case '[':
-		return ix.scanArray(dec)
+		return ix.scanArray(s)
 	case '{':
-		return ix.scanLines(dec)
+		return ix.scanLines(s)
 	default:
 		return fmt.Errorf("%w at byte 0: want a JSON array or JSON Lines, got %q", ErrMalformedJSON, first)
 	}
 }
 
-// firstByte peeks the first non-space byte; an empty file is an error.
-func firstByte(br *bufio.Reader) (byte, error) {
-	for n := 1; ; n++ {
-		b, err := br.Peek(n)
-		if err != nil {
-			if err == io.EOF {
-				return 0, fmt.Errorf("%w: empty file", ErrMalformedJSON)
-			}
-			return 0, err
-		}
-		if c := b[n-1]; !isSpace(c) {
-			return c, nil
-		}
-		if n >= br.Size() {
-			return 0, fmt.Errorf("%w: only white space in the first %d bytes", ErrMalformedJSON, n)
-		}
+// maxLeadingSpace bounds the white space before the first value.
+const maxLeadingSpace = 1 << 20
+
+// firstByte finds the first non-space byte, unconsumed; an empty file is an error.
+func firstByte(s *valueScanner) (byte, error) {
+	c, ok := s.skipSpace()
+	switch {
+	case s.offset() >= maxLeadingSpace:
+		return 0, fmt.Errorf("%w: only white space in the first %d bytes", ErrMalformedJSON, maxLeadingSpace)
+	case ok:
+		return c, nil
+	case s.err == io.EOF:
+		return 0, fmt.Errorf("%w: empty file", ErrMalformedJSON)
 	}
+	return 0, s.err
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// scanArray walks `[ record, record, … ]` with Token/More/Decode, one element at a time.
-func (ix *index) scanArray(dec *json.Decoder) error {
-	if _, err := dec.Token(); err != nil {
-		return malformed(dec, err)
+// scanArray walks `[ record, record, … ]`, then white space to the end. Errors are reported at the offsets
+// encoding/json's Decoder gave: a value's error where the value is due (after its comma), a missing comma
+// where the next value starts, an early end after the last complete token.
+func (ix *index) scanArray(s *valueScanner) error {
+	s.pos++ // the '[' that scan saw
+	from := s.offset()
+	c, ok := s.skipSpace()
+	if !ok {
+		return malformedAt(s, from, io.ErrUnexpectedEOF)
 	}
-	for dec.More() {
-		if err := ix.decodeOne(dec); err != nil {
+	if c == ']' {
+		s.pos++
+		return onlySpaceLeft(s)
+	}
+	for from = s.offset(); from >= 0; {
+		if err := ix.element(s, from); err != nil {
+			return err
+		}
+		var err error
+		if from, err = nextElement(s); err != nil {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return malformed(dec, err)
+	return onlySpaceLeft(s)
+}
+
+// nextElement moves past what follows an array element: a comma and the white space up to the next value,
+// whose offset is due right after the comma; or the closing ']', and then -1.
+func nextElement(s *valueScanner) (int64, error) {
+	end := s.offset()
+	c, ok := s.skipSpace()
+	switch {
+	case !ok:
+		return 0, malformedAt(s, end, io.ErrUnexpectedEOF)
+	case c == ']':
+		s.pos++
+		return -1, nil
+	case c != ',':
+		return 0, malformedAt(s, s.offset(), errors.New("expected comma after array element"))
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w at byte %d: data after the closing ]", ErrMalformedJSON, dec.InputOffset())
+	s.pos++
+	from := s.offset()
+	if _, ok := s.skipSpace(); !ok {
+		return 0, malformedAt(s, from, io.ErrUnexpectedEOF)
+	}
+	return from, nil
+}
+
+// onlySpaceLeft refuses anything but white space after the closing ].
+func onlySpaceLeft(s *valueScanner) error {
+	if _, ok := s.skipSpace(); ok {
+		return fmt.Errorf("%w at byte %d: data after the closing ]", ErrMalformedJSON, s.offset())
+	}
+	if s.err != io.EOF {
+		return s.err
 	}
 	return nil
 }
 
 // scanLines walks one record per line (any white space between values is accepted).
-func (ix *index) scanLines(dec *json.Decoder) error {
-	for dec.More() {
-		if err := ix.decodeOne(dec); err != nil {
+func (ix *index) scanLines(s *valueScanner) error {
+	for {
+		if _, ok := s.skipSpace(); !ok {
+			if s.err != io.EOF {
+				return s.err
+			}
+			return nil
+		}
+		if err := ix.element(s, s.offset()); err != nil {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return malformed(dec, err)
-	}
-	return nil
 }
 
-// decodeOne decodes the next value as a Record and appends its entry. A value of the wrong shape is kept as
-// a malformed entry (a bad sample); broken JSON syntax stops the scan.
-func (ix *index) decodeOne(dec *json.Decoder) error {
-	start := dec.InputOffset()
-	var rec Record
-	err := dec.Decode(&rec)
-	var typeErr *json.UnmarshalTypeError
-	if err != nil && !errors.As(err, &typeErr) {
-		return malformed(dec, err)
+// element indexes the value at the scanner: decoded as a Record when within the limit (a value of the
+// wrong shape is kept as a malformed entry, a bad sample), else only located (ordering then sees a
+// text-only record of length 1). Broken JSON syntax stops the scan, reported at from.
+func (ix *index) element(s *valueScanner, from int64) error {
+	v, err := s.value()
+	if err != nil {
+		return malformedAt(s, from, err)
 	}
-	e := entry{start: start, end: dec.InputOffset(), image: rec.Image != "", malformed: err != nil}
-	e.words = modalityLength(rec)
+	e := entry{start: v.start, end: v.end, tooLarge: v.over, words: 1}
+	if !v.over {
+		var rec Record
+		err := json.Unmarshal(v.data, &rec)
+		var typeErr *json.UnmarshalTypeError
+		if err != nil && !errors.As(err, &typeErr) {
+			return malformedAt(s, from, err)
+		}
+		e.image, e.malformed, e.words = rec.Image != "", err != nil, modalityLength(rec)
+	}
 	ix.entries = append(ix.entries, e)
 	return nil
 }
 
-// malformed wraps a decoder error with ErrMalformedJSON and the byte offset of the value that failed
-// (InputOffset; a json.Decoder's SyntaxError.Offset is not an offset into the file).
-func malformed(dec *json.Decoder, err error) error {
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
+// malformedAt wraps a syntax error with ErrMalformedJSON and the byte offset of the value that failed; a
+// read error is returned as it is.
+func malformedAt(s *valueScanner, off int64, err error) error {
+	if s.err != nil && s.err != io.EOF {
+		return s.err
 	}
-	return fmt.Errorf("%w at byte %d (the value starting there): %v", ErrMalformedJSON, dec.InputOffset(), err)
+	return fmt.Errorf("%w at byte %d (the value starting there): %v", ErrMalformedJSON, off, err)
 }
 
 // modalityLength is LLaVA's length estimate for group_by_modality_length: the word count of all turns,
@@ -183,15 +234,18 @@ func modalityLength(rec Record) int32 {
 }
 
 // readRecord reads record i back from the data file through f (safe for concurrent use: ReadAt). A record
-// of the wrong shape comes back as far as it decoded, with shapeErr set; err is an I/O or syntax error (the
-// file changed since it was indexed) and stops the loader.
-func (ix *index) readRecord(f io.ReaderAt, i int) (rec Record, shapeErr, err error) {
+// that is a bad sample comes back as far as it decoded, with bad set: a *json.UnmarshalTypeError for the
+// wrong shape, or ErrRecordTooLarge, for which nothing is read. err is an I/O or syntax error (the file
+// changed since it was indexed) and stops the loader.
+func (ix *index) readRecord(f io.ReaderAt, i int) (rec Record, bad, err error) {
 	e := ix.entries[i]
+	if e.tooLarge {
+		return rec, fmt.Errorf("%w: %d bytes at byte %d; the limit is %d (max_record_bytes)", ErrRecordTooLarge, e.end-e.start, e.start, ix.limit), nil
+	}
 	buf := make([]byte, e.end-e.start)
 	if _, err := f.ReadAt(buf, e.start); err != nil {
 		return rec, nil, fmt.Errorf("data: read %s record %d at byte %d: %w", ix.path, i, e.start, err)
 	}
-	buf = bytes.TrimLeft(buf, " \t\r\n,")
 	err = json.Unmarshal(buf, &rec)
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {

@@ -14,7 +14,7 @@ func indexString(t testing.TB, s string) (*index, []Record, error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "d.json")
 	writeFile(t, path, []byte(s))
-	ix, err := buildIndex(path)
+	ix, err := buildIndex(path, DefaultMaxRecordBytes)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,7 +119,7 @@ func FuzzIndex(f *testing.F) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ix, err := buildIndex(path)
+		ix, err := buildIndex(path, DefaultMaxRecordBytes)
 		if err != nil {
 			if !errors.Is(err, ErrMalformedJSON) {
 				t.Fatalf("error not ErrMalformedJSON: %v", err)

@@ -36,28 +36,32 @@ func SeqLen(ids []int, n int) int {
 
 // processor turns record indices into Samples. It is safe for concurrent use.
 type processor struct {
-	ix       *index
-	file     io.ReaderAt // the data file, read with ReadAt
-	tok      *tokenizer.Tokenizer
-	folder   string
-	s, z     int  // LR side and zoom
-	nImage   int  // image tokens per image: (S/P)²
-	maxLen   int  // model_max_length; ≤ 0: no limit
-	noPixels bool // decode images (to find bad ones) but skip resizing: for Check
+	ix        *index
+	file      io.ReaderAt // the data file, read with ReadAt
+	tok       *tokenizer.Tokenizer
+	folder    string
+	s, z      int   // LR side and zoom
+	nImage    int   // image tokens per image: (S/P)²
+	maxLen    int   // model_max_length; ≤ 0: no limit
+	maxPixels int64 // image budget, Options.ImageMaxPixels
+	noPixels  bool  // decode images (to find bad ones) but skip resizing: for Check
 }
 
 // load reads record i. A bad record gives a *BadSample; a kept sample with a tokenization mismatch gives
 // both the sample and its BadSample; err is fatal (the data file cannot be read).
 func (p *processor) load(i int) (*Sample, *BadSample, error) {
-	rec, shapeErr, err := p.ix.readRecord(p.file, i)
+	rec, recErr, err := p.ix.readRecord(p.file, i)
 	if err != nil {
 		return nil, nil, err
 	}
 	bad := func(reason, file string, cause error) (*Sample, *BadSample, error) {
 		return nil, &BadSample{Record: i, ID: string(rec.ID), File: file, Reason: reason, Err: cause}, nil
 	}
-	if shapeErr != nil {
-		return bad(ReasonMalformed, p.ix.path, shapeErr)
+	if errors.Is(recErr, ErrRecordTooLarge) {
+		return bad(ReasonRecordTooLarge, p.ix.path, recErr)
+	}
+	if recErr != nil {
+		return bad(ReasonMalformed, p.ix.path, recErr)
 	}
 	if emptyConversation(rec.Conversations) {
 		return bad(ReasonEmpty, p.ix.path, errors.New("no turn with text"))
@@ -111,7 +115,7 @@ func (p *processor) image(s *Sample, rel string) (reason, file string, err error
 	if err != nil {
 		return imageReason(err), rel, err
 	}
-	img, err := LoadImage(path)
+	img, err := LoadImageWithin(path, p.maxPixels)
 	if err != nil {
 		return imageReason(err), path, err
 	}

@@ -1,48 +1,52 @@
 package data
 
 import (
-	"encoding/json"
-	"errors"
+	"cmp"
 	"fmt"
-	"io"
-	"os"
 	"slices"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
-// TagClasses reads the tags of the image records of a LLaVA-format JSON file (Record.Tags) and returns, for
-// each key, its values in sorted order: the classes of the vision tower's tag pretraining.
+// TagClasses reads the tags of the image records of a LLaVA-format JSON file (Record.Tags), a JSON array or
+// JSON Lines, and returns, for each key, its values in sorted order: the classes of the vision tower's tag
+// pretraining. A record of the wrong shape, or longer than DefaultMaxRecordBytes, is an error.
 func TagClasses(path string) (map[string][]string, error) {
-	f, err := os.Open(path)
+	ix, err := buildIndex(path, DefaultMaxRecordBytes)
+	if err != nil {
+		return nil, fmt.Errorf("data: tags: %w", err)
+	}
+	f, err := fileio.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data: tags: %w", err)
 	}
 	defer f.Close()
-	dec := json.NewDecoder(f)
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, fmt.Errorf("data: tags: %s: not a JSON array of records", path)
-	}
 	seen := map[string]map[string]bool{}
-	for i := 0; dec.More(); i++ {
-		var r struct {
-			Image string            `json:"image"`
-			Tags  map[string]string `json:"tags"`
-		}
-		if err := dec.Decode(&r); err != nil {
+	for i := range ix.entries {
+		r, bad, err := ix.readRecord(f, i)
+		if err = cmp.Or(err, bad); err != nil {
 			return nil, fmt.Errorf("data: tags: %s: record %d: %w", path, i, err)
 		}
-		for k, v := range r.Tags {
-			if r.Image == "" {
-				break
-			}
-			if seen[k] == nil {
-				seen[k] = map[string]bool{}
-			}
-			seen[k][v] = true
+		addTags(seen, r)
+	}
+	return sortedClasses(seen), nil
+}
+
+// addTags adds the tags of an image record to seen, by key.
+func addTags(seen map[string]map[string]bool, r Record) {
+	if r.Image == "" {
+		return
+	}
+	for k, v := range r.Tags {
+		if seen[k] == nil {
+			seen[k] = map[string]bool{}
 		}
+		seen[k][v] = true
 	}
-	if _, err := dec.Token(); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("data: tags: %s: %w", path, err)
-	}
+}
+
+// sortedClasses lists the values of each key in sorted order.
+func sortedClasses(seen map[string]map[string]bool) map[string][]string {
 	out := map[string][]string{}
 	for k, vs := range seen {
 		for v := range vs {
@@ -50,5 +54,5 @@ func TagClasses(path string) (map[string][]string, error) {
 		}
 		slices.Sort(out[k])
 	}
-	return out, nil
+	return out
 }

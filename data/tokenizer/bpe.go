@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -91,28 +92,40 @@ func newBPE(m *modelJSON, unk int) (*bpe, error) {
 	return b, b.setMerges(pairs)
 }
 
-// parseMerges reads merges as either ["a b", …] or [["a", "b"], …].
+// parseMerges reads merges as either ["a b", …] or [["a", "b"], …], told apart by the first element. (Trying
+// one form and then the other decoded a long list twice: encoding/json goes on through an array after a
+// type error.)
 func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
-	var strs []string
-	if err := json.Unmarshal(raw, &strs); err == nil {
-		pairs := make([][2]string, len(strs))
-		for i, s := range strs {
-			a, b, ok := strings.Cut(s, " ")
-			if !ok || a == "" || b == "" {
-				return nil, fmt.Errorf("%w: merge %d %q is not two tokens", ErrFormat, i, s)
-			}
-			pairs[i] = [2]string{a, b}
+	if pairForm(raw) {
+		var pairs [][2]string
+		if err := json.Unmarshal(raw, &pairs); err != nil {
+			return nil, fmt.Errorf("%w: merges: %v", ErrFormat, err)
 		}
 		return pairs, nil
 	}
-	var pairs [][2]string
-	if err := json.Unmarshal(raw, &pairs); err != nil {
+	var strs []string
+	if err := json.Unmarshal(raw, &strs); err != nil {
 		return nil, fmt.Errorf("%w: merges: %v", ErrFormat, err)
 	}
+	pairs := make([][2]string, len(strs))
+	for i, s := range strs {
+		a, b, ok := strings.Cut(s, " ")
+		if !ok || a == "" || b == "" {
+			return nil, fmt.Errorf("%w: merge %d %q is not two tokens", ErrFormat, i, s)
+		}
+		pairs[i] = [2]string{a, b}
+	}
 	return pairs, nil
+}
+
+// pairForm reports whether a JSON array of merges starts with an array: the [["a", "b"], …] form.
+func pairForm(raw json.RawMessage) bool {
+	const space = " \t\r\n"
+	rest := bytes.TrimLeft(bytes.TrimPrefix(bytes.TrimLeft(raw, space), []byte("[")), space)
+	return len(rest) > 0 && rest[0] == '['
 }
 
 func (b *bpe) setMerges(pairs [][2]string) error {

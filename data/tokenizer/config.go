@@ -81,7 +81,16 @@ func isNull(raw json.RawMessage) bool {
 	return s == "" || s == "null"
 }
 
-func parseComponent(raw json.RawMessage, what string) (*componentJSON, error) {
+// maxNesting bounds how many Sequences a normalizer, pre-tokenizer or decoder may lie in. Real files use
+// one; each level decodes its children again (json.RawMessage), so 2000 nested Sequences in a 72 KB file
+// cost 274 MB.
+const maxNesting = 8
+
+// parseComponent decodes a normalizer, pre-tokenizer or decoder found depth Sequences deep.
+func parseComponent(raw json.RawMessage, what string, depth int) (*componentJSON, error) {
+	if depth > maxNesting {
+		return nil, fmt.Errorf("%w: %s Sequences nested more than %d deep", ErrUnsupported, what, maxNesting)
+	}
 	var c componentJSON
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, what, err)
@@ -96,13 +105,13 @@ func build(f *fileJSON) (*Tokenizer, error) {
 	if t.model, err = buildModel(&f.Model); err != nil {
 		return nil, err
 	}
-	if t.normalizer, err = buildNormalizer(f.Normalizer); err != nil {
+	if t.normalizer, err = buildNormalizer(f.Normalizer, 0); err != nil {
 		return nil, err
 	}
-	if t.pre, err = buildPreTokenizer(f.PreTokenizer); err != nil {
+	if t.pre, err = buildPreTokenizer(f.PreTokenizer, 0); err != nil {
 		return nil, err
 	}
-	if t.decoder, err = buildDecoder(f.Decoder); err != nil {
+	if t.decoder, err = buildDecoder(f.Decoder, 0); err != nil {
 		return nil, err
 	}
 	if err = t.buildIDs(f.AddedTokens); err != nil {
@@ -116,20 +125,16 @@ func build(f *fileJSON) (*Tokenizer, error) {
 // maxID bounds token ids so that a corrupt file cannot make buildIDs allocate gigabytes.
 const maxID = 1 << 24
 
+// idSlack is how many ids past twice the number of tokens the id table may span. Real vocabularies number
+// their tokens densely from 0; the table costs 16 bytes an id, so without this bound one token with id
+// 2^24−1 in a 53-byte file made a 268 MB table.
+const idSlack = 1024
+
 // buildIDs fills idToToken from the vocabulary and the added tokens, refusing two tokens for one id.
 func (t *Tokenizer) buildIDs(added []addedJSON) error {
-	size := 0
-	for tok, id := range t.vocab {
-		if id < 0 || id >= maxID {
-			return fmt.Errorf("%w: token %q has id %d outside [0, %d)", ErrFormat, tok, id, maxID)
-		}
-		size = max(size, id+1)
-	}
-	for _, a := range added {
-		if a.ID < 0 || a.ID >= maxID || a.Content == "" {
-			return fmt.Errorf("%w: added token %q with id %d", ErrFormat, a.Content, a.ID)
-		}
-		size = max(size, a.ID+1)
+	size, err := idTableSize(t.vocab, added)
+	if err != nil {
+		return err
 	}
 	t.idToToken = make([]string, size)
 	for tok, id := range t.vocab {
@@ -145,6 +150,27 @@ func (t *Tokenizer) buildIDs(added []addedJSON) error {
 		t.idToToken[a.ID] = a.Content
 	}
 	return nil
+}
+
+// idTableSize is one more than the largest id, checked against maxID and idSlack.
+func idTableSize(vocab map[string]int, added []addedJSON) (int, error) {
+	size := 0
+	for tok, id := range vocab {
+		if id < 0 || id >= maxID {
+			return 0, fmt.Errorf("%w: token %q has id %d outside [0, %d)", ErrFormat, tok, id, maxID)
+		}
+		size = max(size, id+1)
+	}
+	for _, a := range added {
+		if a.ID < 0 || a.ID >= maxID || a.Content == "" {
+			return 0, fmt.Errorf("%w: added token %q with id %d", ErrFormat, a.Content, a.ID)
+		}
+		size = max(size, a.ID+1)
+	}
+	if tokens := len(vocab) + len(added); size > 2*tokens+idSlack {
+		return 0, fmt.Errorf("%w: ids up to %d for %d tokens (at most twice the tokens plus %d)", ErrFormat, size-1, tokens, idSlack)
+	}
+	return size, nil
 }
 
 // setSpecialIDs finds <s>, </s>, the unknown token and the padding token.

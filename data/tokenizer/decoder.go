@@ -115,17 +115,17 @@ func (m metaspaceDec) decode(toks []string) []string {
 	return out
 }
 
-func buildDecoder(raw json.RawMessage) (decoder, error) {
+func buildDecoder(raw json.RawMessage, depth int) (decoder, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
-	c, err := parseComponent(raw, "decoder")
+	c, err := parseComponent(raw, "decoder", depth)
 	if err != nil {
 		return nil, err
 	}
 	switch c.Type {
 	case "Sequence":
-		return buildDecoderSeq(c.Decoders)
+		return buildDecoderSeq(c.Decoders, depth+1)
 	case "Replace":
 		r, err := buildReplace(c, "decoder")
 		return replaceDec(r), err
@@ -146,10 +146,10 @@ func buildDecoder(raw json.RawMessage) (decoder, error) {
 	return nil, fmt.Errorf("%w: decoder %q", ErrUnsupported, c.Type)
 }
 
-func buildDecoderSeq(raws []json.RawMessage) (decoder, error) {
+func buildDecoderSeq(raws []json.RawMessage, depth int) (decoder, error) {
 	seq := make(decoderSeq, 0, len(raws))
 	for _, r := range raws {
-		d, err := buildDecoder(r)
+		d, err := buildDecoder(r, depth)
 		if err != nil {
 			return nil, err
 		}

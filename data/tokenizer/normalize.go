@@ -54,11 +54,11 @@ func (n stripNorm) normalize(s string) string {
 	return s
 }
 
-func buildNormalizer(raw json.RawMessage) (normalizer, error) {
+func buildNormalizer(raw json.RawMessage, depth int) (normalizer, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
-	c, err := parseComponent(raw, "normalizer")
+	c, err := parseComponent(raw, "normalizer", depth)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func buildNormalizer(raw json.RawMessage) (normalizer, error) {
 	case "Sequence":
 		seq := make(normalizerSeq, 0, len(c.Normalizers))
 		for _, r := range c.Normalizers {
-			n, err := buildNormalizer(r)
+			n, err := buildNormalizer(r, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -211,11 +211,11 @@ func (w whitespace) split(s string, _ bool) []string {
 	return words
 }
 
-func buildPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
+func buildPreTokenizer(raw json.RawMessage, depth int) (preTokenizer, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
-	c, err := parseComponent(raw, "pre_tokenizer")
+	c, err := parseComponent(raw, "pre_tokenizer", depth)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func buildPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 	case "Sequence":
 		seq := make(preSeq, 0, len(c.PreTokenizers))
 		for _, r := range c.PreTokenizers {
-			p, err := buildPreTokenizer(r)
+			p, err := buildPreTokenizer(r, depth+1)
 			if err != nil {
 				return nil, err
 			}

@@ -101,3 +101,33 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+// nestedNormalizers is a tokenizer.json whose normalizer is depth Sequences nested in one another.
+func nestedNormalizers(depth int) string {
+	n := strings.Repeat(`{"type": "Sequence", "normalizers": [`, depth) + `{"type": "Lowercase"}` + strings.Repeat(`]}`, depth)
+	return `{"normalizer": ` + n + `, "model": {"type": "WordLevel", "vocab": {"a": 0}}}`
+}
+
+// TestParseLimits: the id table may span twice the tokens plus idSlack, and a component may lie in
+// maxNesting Sequences; past either, a small file would allocate far more than its size.
+func TestParseLimits(t *testing.T) {
+	cases := []struct {
+		name, js string
+		want     error
+	}{
+		{"gap within the slack", `{"model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1027}}}`, nil},
+		{"gap past the slack", `{"model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1028}}}`, ErrFormat},
+		{"added id past the slack", `{"added_tokens": [{"id": 16777000, "content": "<x>"}], "model": {"type": "WordLevel", "vocab": {"a": 0}}}`, ErrFormat},
+		{"Sequences 8 deep", nestedNormalizers(maxNesting), nil},
+		{"Sequences 9 deep", nestedNormalizers(maxNesting + 1), ErrUnsupported},
+		{"decoder Sequences 9 deep", `{"decoder": ` + strings.Repeat(`{"type": "Sequence", "decoders": [`, maxNesting+1) + `{"type": "Fuse"}` +
+			strings.Repeat(`]}`, maxNesting+1) + `, "model": {"type": "WordLevel", "vocab": {"a": 0}}}`, ErrUnsupported},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := Parse([]byte(c.js)); !errors.Is(err, c.want) {
+				t.Errorf("Parse error = %v; want %v", err, c.want)
+			}
+		})
+	}
+}

@@ -30,8 +30,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
+
+	"github.com/flextrain/flextrain/internal/fileio"
 )
 
 // ErrFormat reports a tokenizer.json that is not valid JSON or is inconsistent (a merge of unknown tokens,
@@ -55,31 +56,59 @@ type Tokenizer struct {
 	unk, pad   int
 }
 
-// Load reads a tokenizer.json file, plain or gzip-compressed (detected by its magic bytes).
+// MaxFileBytes bounds a tokenizer.json, on disk and once decompressed: 64 MiB, some 30 times LLaMA's
+// (1.8 MB), so that a wrong path or a gzip bomb fails with an error instead of exhausting memory. Errors
+// past it wrap fileio.ErrTooLarge.
+const MaxFileBytes = 64 << 20
+
+// gzipMagic starts every gzip stream.
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// Load reads a tokenizer.json file, plain or gzip-compressed (detected by its magic bytes). Only a regular
+// file of at most MaxFileBytes is read (a FIFO or a device fails at once), and it may decompress to at most
+// MaxFileBytes.
 func Load(path string) (*Tokenizer, error) {
-	b, err := os.ReadFile(path)
+	b, err := fileio.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: read %s: %w", path, err)
 	}
-	if bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
-		if b, err = gunzip(b); err != nil {
-			return nil, fmt.Errorf("tokenizer: decompress %s: %w", path, err)
-		}
-	}
-	t, err := Parse(b)
+	t, err := parseFile(b, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: load %s: %w", path, err)
 	}
 	return t, nil
 }
 
-func gunzip(b []byte) ([]byte, error) {
+// parseFile is Parse of the bytes of a tokenizer.json file, decompressed first (to at most limit bytes)
+// when they are gzip.
+func parseFile(b []byte, limit int64) (*Tokenizer, error) {
+	b, err := inflate(b, limit)
+	if err != nil {
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	return Parse(b)
+}
+
+// inflate returns b decompressed when it is gzip, else b itself. It stops past limit bytes of output, so
+// that a small file cannot expand to gigabytes.
+func inflate(b []byte, limit int64) ([]byte, error) {
+	if !bytes.HasPrefix(b, gzipMagic) {
+		return b, nil
+	}
 	zr, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
 	defer zr.Close()
-	return io.ReadAll(zr)
+	var out bytes.Buffer
+	n, err := out.ReadFrom(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes decompressed", fileio.ErrTooLarge, limit)
+	}
+	return out.Bytes(), nil
 }
 
 // Parse builds a Tokenizer from the bytes of a tokenizer.json. Errors wrap ErrFormat or ErrUnsupported.
