@@ -145,4 +145,3 @@ func interrupted(ctx context.Context, err error) error {
 	}
 	return err
 }
-
