@@ -146,3 +146,16 @@ func (r *reader) plain(name string) ([]byte, error) {
 	r.files = append(r.files, FileInfo{Name: name, Size: size, RawSize: size})
 	return b, nil
 }
+
+// ReadConfig reads and verifies only the MANIFEST and config.yaml of the checkpoint at path: what a caller
+// needs to learn which model the checkpoint belongs to, and so the Limits of its tensor files, before it
+// loads them.
+func (s Store) ReadConfig(path string) ([]byte, error) {
+	r := &reader{fsys: orOS(s.FS), dir: path}
+	m, err := readManifest(r.fsys, path)
+	if err != nil {
+		return nil, err
+	}
+	r.m = m
+	return r.plain(configFile)
+}

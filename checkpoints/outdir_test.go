@@ -1,6 +1,7 @@
 package checkpoints
 
 import (
+	"errors"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -87,5 +88,22 @@ func TestStoreWriteFile(t *testing.T) {
 	}
 	if got := dirNames(t, s.Dir); !slices.Equal(got, []string{"config.yaml"}) {
 		t.Errorf("files left: %v; want only config.yaml", got)
+	}
+}
+
+// TestReadConfig: the configuration comes back verified, without the tensors; a damaged one is ErrCorrupt.
+func TestReadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := mustSave(t, dir, 3)
+	b, err := Store{}.ReadConfig(path)
+	if err != nil || string(b) != string(tinyCheckpoint(3).Config) {
+		t.Fatalf("ReadConfig = %q, %v; want the saved config", b, err)
+	}
+	p := filepath.Join(path, configFile)
+	c := readBytes(t, p)
+	c[0] ^= 1
+	writeBytes(t, p, c)
+	if _, err := (Store{}).ReadConfig(path); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("ReadConfig of a damaged config.yaml: %v; want ErrCorrupt", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/optim"
@@ -42,6 +43,12 @@ type Config struct {
 	MaxBadFraction        float64 `yaml:"max_bad_fraction"`  // stop when more than this fraction was skipped
 	GroupByModalityLength bool    `yaml:"group_by_modality_length"`
 	DataloaderNumWorkers  int     `yaml:"dataloader_num_workers"`
+	// ImageMaxPixels bounds one image: at most this many pixels in the square it is padded to, and at most
+	// four bytes a pixel decoded. A larger image is a bad sample (image_too_large), refused on its header.
+	ImageMaxPixels int `yaml:"image_max_pixels"`
+	// MaxRecordBytes bounds one record's JSON text; a longer record is a bad sample (record_too_large),
+	// never decoded nor tokenised.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
 	// FeatureCache keeps the frozen vision tower's features of each image (by content) so epochs after the
 	// first skip the tower: off, memory (a bounded in-memory cache) or disk (also output_dir/feature-cache,
 	// zstd files that later runs reuse). It never applies while the tower trains. When the whole front is
@@ -106,6 +113,7 @@ var (
 func Defaults() Config {
 	return Config{
 		ModelMaxLength: 2048, BadSamplePolicy: "skip", MaxBadFraction: 0.01, DType: "float32",
+		ImageMaxPixels: data.DefaultImageMaxPixels, MaxRecordBytes: data.DefaultMaxRecordBytes,
 		FeatureCache: "memory", FeatureCacheMB: 1024,
 		LearningRate: 2e-5, AdamBeta1: 0.9, AdamBeta2: 0.999, AdamEpsilon: 1e-8, MaxGradNorm: 1,
 		LRSchedulerType: "cosine", WarmupRatio: 0.03, NumTrainEpochs: 1, MaxSteps: -1,
@@ -439,7 +447,7 @@ var resumeAllowed = map[string]bool{
 	"weight_decay": true, "max_grad_norm": true, "max_steps": true, "num_train_epochs": true,
 	"logging_steps": true, "eval_steps": true, "save_steps": true, "save_total_limit": true,
 	"output_dir": true, "eval_data_path": true, "dataloader_num_workers": true,
-	"bad_sample_policy": true, "max_bad_fraction": true, "feature_cache": true, "feature_cache_mb": true,
+	"bad_sample_policy": true, "max_bad_fraction": true, "image_max_pixels": true, "max_record_bytes": true, "feature_cache": true, "feature_cache_mb": true,
 }
 
 // Diff lists the keys whose values differ between a and b, sorted: shape holds those that define the run (a
@@ -586,6 +594,12 @@ func (c Config) validateData(bad badFunc) {
 		bad("bad_sample_policy", "%q is not skip or fail", c.BadSamplePolicy)
 	}
 	inRange("max_bad_fraction", c.MaxBadFraction, 0, 1, bad)
+	if c.ImageMaxPixels < 1 || c.ImageMaxPixels > data.MaxImagePixels {
+		bad("image_max_pixels", "must be in 1…%d, got %d", data.MaxImagePixels, c.ImageMaxPixels)
+	}
+	if c.MaxRecordBytes < 1 {
+		bad("max_record_bytes", "must be ≥ 1, got %d", c.MaxRecordBytes)
+	}
 	if c.DataloaderNumWorkers < 0 || c.DataloaderNumWorkers > maxWorkers {
 		bad("dataloader_num_workers", "must be in 0…%d, got %d", maxWorkers, c.DataloaderNumWorkers)
 	}

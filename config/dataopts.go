@@ -13,7 +13,8 @@ func DataOptions(cfg Config, tok *tokenizer.Tokenizer) data.Options {
 		ImageSize: cfg.Arch.Vision.ImageSize, Zoom: cfg.Flex.Zoom, PatchSize: cfg.Arch.Vision.PatchSize,
 		ModelMaxLength: cfg.ModelMaxLength, BatchSize: cfg.PerDeviceTrainBatchSize, Seed: uint64(cfg.Seed), Shuffle: true,
 		GroupByModalityLength: cfg.GroupByModalityLength, Policy: cfg.BadSamplePolicy, MaxBadFraction: cfg.MaxBadFraction,
-		Workers: cfg.DataloaderNumWorkers, ValSize: cfg.ValSize}
+		Workers: cfg.DataloaderNumWorkers, ValSize: cfg.ValSize, ImageMaxPixels: int64(cfg.ImageMaxPixels),
+		MaxRecordBytes: int64(cfg.MaxRecordBytes)}
 }
 
 // EvalDataOptions are the settings of one ordered pass over every record of the data file path, whose

@@ -76,3 +76,37 @@ func checkMoments(ck *checkpoints.Checkpoint, dtype safetensors.DType) []error {
 	}
 	return errs
 }
+
+// Limits are the most bytes the tensor files of the checkpoint at path may decompress to, from the model of
+// its own config.yaml (read and verified alone): its trainable weights at the run's dtype and their AdamW
+// moments. A checkpoint claiming more is refused before it costs memory.
+func Limits(path string) (checkpoints.Limits, error) {
+	b, err := checkpoints.Store{}.ReadConfig(path)
+	if err != nil {
+		return checkpoints.Limits{}, err
+	}
+	cfg, err := config.Parse(b, path+"/config.yaml")
+	if err != nil {
+		return checkpoints.Limits{}, fmt.Errorf("inference: %w", err)
+	}
+	weights, moments := map[string][]int{}, map[string][]int{}
+	for name, shape := range model.Shapes(cfg.Model()) {
+		if cfg.Trainable(name) {
+			weights[name], moments["m."+name], moments["v."+name] = shape, shape, shape
+		}
+	}
+	elem := 4
+	if cfg.DType == "float64" {
+		elem = 8
+	}
+	return checkpoints.Limits{Weights: checkpoints.PayloadBound(weights, elem), Optimizer: checkpoints.PayloadBound(moments, elem)}, nil
+}
+
+// LoadCheckpoint loads the checkpoint at path within its Limits.
+func LoadCheckpoint(path string) (*checkpoints.Checkpoint, error) {
+	lim, err := Limits(path)
+	if err != nil {
+		return nil, err
+	}
+	return checkpoints.Store{Limits: lim}.Load(path)
+}

@@ -31,7 +31,7 @@ type Trained struct {
 // configuration's dtype): base weights from model_name_or_path, or the seeded initialisation the run
 // started from, overlaid with the checkpoint's trained tensors.
 func Load(path string) (*Trained, error) {
-	ck, err := checkpoints.Load(path)
+	ck, err := LoadCheckpoint(path)
 	if err != nil {
 		return nil, fmt.Errorf("inference: load %s: %w", path, err)
 	}

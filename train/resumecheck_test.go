@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/inference"
+	"github.com/flextrain/flextrain/safetensors"
 )
 
 // rewriteCheckpoint loads the checkpoint of step in dir, lets edit change it, and saves it again with valid
@@ -134,5 +136,29 @@ func copyDir(t *testing.T, from, to string) {
 	}
 	for _, e := range entries {
 		copyFile(t, filepath.Join(from, e.Name()), filepath.Join(to, e.Name()))
+	}
+}
+
+// TestResumeBoundsDecompression: a checkpoint whose weights.st.zst decompresses to far more than the run's
+// tensors can hold (here 256 MiB of zeros, 10 KB on disk once compressed) is refused from its header, as
+// ErrCorrupt naming the file, before its payload is allocated: the bound comes from the model's shapes.
+func TestResumeBoundsDecompression(t *testing.T) {
+	cfg := tinyConfig(t, "max_steps=2")
+	mustRun(t, cfg, RunOptions{})
+	rewriteCheckpoint(t, cfg.OutputDir, 2, func(ck *checkpoints.Checkpoint) {
+		ck.Weights["padding"] = safetensors.Tensor{DType: "U8", Shape: []int{256 << 20}, Data: make([]byte, 256<<20)}
+	})
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cfg.MaxSteps = 3
+	_, _, err := runTiny(t, context.Background(), cfg, RunOptions{})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, checkpoints.ErrCorrupt) || !strings.Contains(err.Error(), "weights.st.zst") {
+		t.Fatalf("resume of a checkpoint past the model's size: %v; want ErrCorrupt naming weights.st.zst", err)
+	}
+	t.Logf("refused: %v", err)
+	if used := after.TotalAlloc - before.TotalAlloc; used > 64<<20 {
+		t.Errorf("refusing it allocated %d MiB; want far less than the 256 MiB it claims", used>>20)
 	}
 }

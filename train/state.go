@@ -84,9 +84,17 @@ func (t *trainer[T]) save() error {
 	return nil
 }
 
-// store is output_dir on the file system of the run (RunOptions.FS, the real one by default).
+// store is output_dir on the file system of the run (RunOptions.FS, the real one by default). Its limits
+// are the run's own tensors: a checkpoint whose tensor files claim more than these can hold is refused
+// before it costs memory.
 func (t *trainer[T]) store() checkpoints.Store {
-	return checkpoints.Store{Dir: t.cfg.OutputDir, FS: t.opts.FS}
+	weights, moments := map[string][]int{}, map[string][]int{}
+	for _, p := range t.params {
+		weights[p.Name], moments["m."+p.Name], moments["v."+p.Name] = p.Shape, p.Shape, p.Shape
+	}
+	elem := int(dtypeOf[T]().Size())
+	return checkpoints.Store{Dir: t.cfg.OutputDir, FS: t.opts.FS, Limits: checkpoints.Limits{
+		Weights: checkpoints.PayloadBound(weights, elem), Optimizer: checkpoints.PayloadBound(moments, elem)}}
 }
 
 // tensorOf wraps a parameter's values as a safetensors tensor of its own element type.

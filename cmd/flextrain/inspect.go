@@ -55,7 +55,8 @@ func inspectMain(args []string, w io.Writer) error { return runCommand(inspectCo
 func inspectPath(path string) ([]checkpoints.Info, error) {
 	files, err := exportFiles(path)
 	if err != nil || len(files) == 0 {
-		info, err := checkpoints.Inspect(path)
+		lim, _ := inference.Limits(path) // a checkpoint's own model bounds it; anything else gets the default
+		info, err := checkpoints.Store{Limits: lim}.Inspect(path)
 		if err == nil && info.Step >= 0 && isDir(path) {
 			err = checkModel(path)
 		}
@@ -72,7 +73,7 @@ func inspectPath(path string) ([]checkpoints.Info, error) {
 
 // checkModel checks a verified checkpoint directory's tensors against the model of its config.yaml.
 func checkModel(path string) error {
-	ck, err := checkpoints.Load(path)
+	ck, err := inference.LoadCheckpoint(path)
 	if err != nil {
 		return err
 	}
