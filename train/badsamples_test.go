@@ -9,7 +9,7 @@ import (
 )
 
 // TestRunRecordsBadSampleCounts: a run over data with bad records skips them under the skip policy and
-// writes their counts, by reason, into trainer_state.json. One epoch of the 96 tiny records and three bad
+// writes their counts, by reason, into trainer_state.json. One epoch of the 96 tiny records and four bad
 // ones (a missing image, an image path outside image_folder, a record without conversations, a record past
 // max_record_bytes) is 25 batches of 4, so the checkpoint of step 25 has seen each record once.
 func TestRunRecordsBadSampleCounts(t *testing.T) {
