@@ -14,7 +14,7 @@ import (
 )
 
 // WriteSafetensors writes tensors and metadata to path as a plain, uncompressed safetensors file, the
-// format inference tools read. The write is atomic (see WriteFileAtomic): path holds either its old
+// format inference tools read. The write is atomic (internal/atomicfile): path holds either its old
 // content or the complete new file.
 func WriteSafetensors(path string, tensors map[string]safetensors.Tensor, metadata map[string]string) error {
 	return writeSafetensors(OS, path, tensors, metadata)
@@ -35,24 +35,7 @@ func WriteJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("checkpoints: export %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, append(b, '\n'))
-}
-
-// WriteFileAtomic replaces the file at path with data so that a crash leaves either the old content or
-// the new: a temporary file <path>.tmp-<random> in the same directory is written, synced, closed and
-// renamed to path, then the directory is synced. On an error the temporary file is removed and the error
-// names the path and wraps the cause.
-func WriteFileAtomic(path string, data []byte) error { return writeFileAtomic(OS, path, data) }
-
-// ExportWeights writes the weights of the checkpoint directory src as a plain safetensors file at dst,
-// with metadata. The checkpoint is verified first, as Load does: a corrupt source is refused (the error
-// wraps ErrCorrupt) and dst is left untouched.
-func ExportWeights(src, dst string, metadata map[string]string) error {
-	ck, err := Load(src)
-	if err != nil {
-		return err
-	}
-	return WriteSafetensors(dst, ck.Weights, metadata)
+	return writeFileAtomic(OS, path, append(b, '\n'))
 }
 
 // Info describes a checkpoint directory or a tensor file, for `flextrain inspect`.

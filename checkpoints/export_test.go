@@ -3,8 +3,6 @@ package checkpoints
 import (
 	"encoding/json"
 	"errors"
-	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,45 +10,6 @@ import (
 
 	"github.com/flextrain/flextrain/safetensors"
 )
-
-// TestExportRoundTrip checks RELIABILITY 18: exporting a checkpoint and reading the file back gives
-// byte-identical tensors and the metadata.
-func TestExportRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	src := mustSave(t, dir, 4)
-	dst := filepath.Join(dir, "flex.safetensors")
-	meta := map[string]string{"format": "pt", "flextrain.step": "4"}
-	if err := ExportWeights(src, dst, meta); err != nil {
-		t.Fatalf("ExportWeights: %v", err)
-	}
-	f, err := safetensors.ReadFile(dst)
-	if err != nil {
-		t.Fatalf("read export: %v", err)
-	}
-	if err := sameTensors("export", f.Tensors, tinyCheckpoint(4).Weights); err != nil {
-		t.Error(err)
-	}
-	if !maps.Equal(f.Metadata, meta) {
-		t.Errorf("metadata: got %v; want %v", f.Metadata, meta)
-	}
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"checkpoint-4", "flex.safetensors"}) {
-		t.Errorf("dir after export: got %v; want no temporary file", names)
-	}
-}
-
-// TestExportRefusesCorruptSource: a damaged checkpoint is not exported, and nothing is written.
-func TestExportRefusesCorruptSource(t *testing.T) {
-	dir := t.TempDir()
-	flip(4, weightsFile)(t, dir)
-	dst := filepath.Join(dir, "flex.safetensors")
-	err := ExportWeights(filepath.Join(dir, "checkpoint-4"), dst, nil)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), weightsFile) {
-		t.Errorf("ExportWeights: got %v; want ErrCorrupt naming %s", err, weightsFile)
-	}
-	if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("export target after refusal: got %v; want it absent", err)
-	}
-}
 
 // TestWriteFileAtomicOrder checks RELIABILITY 2 for single files: tmp in the same directory, write,
 // Sync, Close, Rename, directory Sync.

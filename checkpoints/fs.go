@@ -1,15 +1,14 @@
 package checkpoints
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"strings"
 
+	"github.com/flextrain/flextrain/internal/atomicfile"
 	"github.com/flextrain/flextrain/internal/fileio"
 )
 
@@ -40,13 +39,7 @@ type FS interface {
 }
 
 // File is a file open for writing in an FS.
-type File interface {
-	io.Writer
-	// Sync flushes the file's contents to stable storage.
-	Sync() error
-	// Close closes the file.
-	Close() error
-}
+type File = atomicfile.File
 
 // OS is the FS of the operating system.
 var OS FS = osFS{}
@@ -71,17 +64,7 @@ func (osFS) Open(path string) (fs.File, error) {
 	return f, nil
 }
 
-func (osFS) SyncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
-}
+func (osFS) SyncDir(path string) error { return atomicfile.SyncDir(path) }
 
 // openSized opens path for reading and checks, before reading a byte, that it is a regular file of want
 // bytes (any size when want < 0) and of at most maxSize bytes, and returns it with its size. A file of another
@@ -139,38 +122,17 @@ func orOS(fsys FS) FS {
 // writeFile creates path, writes data, syncs and closes it: the durable half of an atomic write. On an
 // error the file is closed (the caller removes it) and the error names path.
 func writeFile(fsys FS, path string, data []byte) error {
-	f, err := fsys.Create(path)
-	if err != nil {
-		return fmt.Errorf("checkpoints: create %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("checkpoints: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("checkpoints: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("checkpoints: close %s: %w", path, err)
+	if err := atomicfile.WriteDurable(fsys, path, data); err != nil {
+		return fmt.Errorf("checkpoints: %w", err)
 	}
 	return nil
 }
 
-// writeFileAtomic replaces path with data so that a crash leaves either the old file or the new one:
-// a temporary file in the same directory, Sync, Close, Rename, then Sync of the directory.
+// writeFileAtomic replaces path with data so that a crash leaves either the old file or the new one
+// (atomicfile.Write).
 func writeFileAtomic(fsys FS, path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp := path + tmpInfix + randomSuffix()
-	if err := writeFile(fsys, tmp, data); err != nil {
-		return errors.Join(err, removeTemp(fsys, tmp))
-	}
-	if err := fsys.Rename(tmp, path); err != nil {
-		err = fmt.Errorf("checkpoints: rename %s to %s: %w", tmp, path, err)
-		return errors.Join(err, removeTemp(fsys, tmp))
-	}
-	if err := fsys.SyncDir(dir); err != nil {
-		return fmt.Errorf("checkpoints: sync directory %s: %w", dir, err)
+	if err := atomicfile.Write(fsys, path, data); err != nil {
+		return fmt.Errorf("checkpoints: %w", err)
 	}
 	return nil
 }
@@ -184,11 +146,7 @@ func removeTemp(fsys FS, path string) error {
 }
 
 // tmpInfix marks temporary names: checkpoint-<step>.tmp-<random> and <file>.tmp-<random>.
-const tmpInfix = ".tmp-"
+const tmpInfix = atomicfile.TmpInfix
 
 // randomSuffix returns 12 hex digits, enough that two saves never pick the same temporary name.
-func randomSuffix() string {
-	var b [6]byte
-	rand.Read(b[:]) // crypto/rand.Read never returns an error (Go ≥ 1.24)
-	return hex.EncodeToString(b[:])
-}
+func randomSuffix() string { return strings.TrimPrefix(atomicfile.TempName(""), tmpInfix) }

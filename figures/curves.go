@@ -20,9 +20,9 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
-	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/eval"
+	"github.com/flextrain/flextrain/internal/atomicfile"
 	"github.com/flextrain/flextrain/internal/fileio"
 )
 
@@ -347,7 +347,7 @@ func PlotRuns(metrics, names []string, png, subset string) ([]Curves, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkpoints.WriteFileAtomic(png, b); err != nil {
+	if err := atomicfile.WriteFile(png, b); err != nil {
 		return nil, fmt.Errorf("figures: plot: %w", err)
 	}
 	return cs, nil
@@ -364,7 +364,7 @@ func PlotRun(metrics, name, png, subset string) (Curves, error) {
 	if err != nil {
 		return c, err
 	}
-	if err := checkpoints.WriteFileAtomic(png, b); err != nil {
+	if err := atomicfile.WriteFile(png, b); err != nil {
 		return c, fmt.Errorf("figures: plot: %w", err)
 	}
 	return c, nil

@@ -12,8 +12,8 @@ import (
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
 
-	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/inference"
+	"github.com/flextrain/flextrain/internal/atomicfile"
 	"github.com/flextrain/flextrain/model/ops"
 )
 
@@ -121,7 +121,7 @@ func WriteSelectionPNG(views []inference.SelectionView, grid ops.CellGrid, out s
 	if err != nil {
 		return err
 	}
-	if err := checkpoints.WriteFileAtomic(out, b); err != nil {
+	if err := atomicfile.WriteFile(out, b); err != nil {
 		return fmt.Errorf("figures: %w", err)
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/flextrain/flextrain/internal/atomicfile"
 )
 
 // generatorVersion is stored in synth.json. Bump it whenever a change to this package changes the files a
@@ -148,10 +150,10 @@ func write(o Options, jobs []job, stamp []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(o.Dir, TokenizerFile), tok); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(o.Dir, TokenizerFile), tok); err != nil {
 		return err
 	}
-	return writeAtomic(stampPath, stamp)
+	return atomicfile.WriteFile(stampPath, stamp)
 }
 
 // stampJSON is the content of synth.json: the generator version and the options that define the dataset.
@@ -312,50 +314,9 @@ func writeSplits(o Options, jobs []job, recs []Record) error {
 			n++
 		}
 		b.WriteString("\n]\n")
-		if err := writeAtomic(filepath.Join(o.Dir, sp.name+".json"), b.Bytes()); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(o.Dir, sp.name+".json"), b.Bytes()); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// writeAtomic writes data to path through a temporary file in the same folder: write, sync, close, rename,
-// sync the folder. A reader never sees a half-written file.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("synth: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644) // CreateTemp makes 0600; the dataset is meant to be shared
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("synth: write %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir flushes a folder's entries, so that a rename survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("synth: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("synth: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flextrain/flextrain/internal/atomicfile"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -241,7 +243,7 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 	dir := t.TempDir()
 	sub := filepath.Join(dir, "fp", "ab")
 	os.MkdirAll(sub, 0o755)
-	stale, fresh := filepath.Join(sub, "x.zst.1.tmp"), filepath.Join(sub, "y.zst.2.tmp")
+	stale, fresh := atomicfile.TempName(filepath.Join(sub, "x.zst")), atomicfile.TempName(filepath.Join(sub, "y.zst"))
 	os.WriteFile(stale, []byte("x"), 0o644)
 	os.WriteFile(fresh, []byte("y"), 0o644)
 	old := time.Now().Add(-2 * staleAfter)

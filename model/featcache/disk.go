@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flextrain/flextrain/internal/atomicfile"
 	"github.com/flextrain/flextrain/internal/fileio"
 )
 
@@ -96,7 +97,7 @@ func (c *Cache) writeFile(id entryID, raw []byte) error {
 	if err != nil {
 		err = fmt.Errorf("featcache: write %s: %w", p, err)
 	} else {
-		err = writeAtomic(p, b)
+		err = atomicfile.WriteFile(p, b)
 	}
 	if err != nil {
 		c.count(func(s *Stats) { s.DiskErrors++ })
@@ -105,34 +106,6 @@ func (c *Cache) writeFile(id entryID, raw []byte) error {
 	c.count(func(s *Stats) { s.BytesOnDisk += int64(len(b)) - old })
 	return nil
 }
-
-// writeAtomic writes b to a temp file next to p and renames it to p, so that p is always absent or
-// whole. The temp file is removed on any failure.
-func writeAtomic(p string, b []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(p), filepath.Base(p)+".*"+tmpSuffix)
-	if err != nil {
-		return fmt.Errorf("featcache: write %s: %w", p, err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("featcache: write %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("featcache: close %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		return fmt.Errorf("featcache: rename %s: %w", p, err)
-	}
-	return nil
-}
-
-// tmpSuffix ends the name of a file being written.
-const tmpSuffix = ".tmp"
 
 // staleAfter is the age past which a temp file is a killed writer's leftover, not a live write of
 // another process sharing the directory.
@@ -149,7 +122,7 @@ func scanDir(dir string) (int64, error) {
 		if err != nil {
 			return nil // removed since the listing: nothing to count
 		}
-		if strings.HasSuffix(p, tmpSuffix) && time.Since(info.ModTime()) > staleAfter {
+		if atomicfile.IsTemp(d.Name()) && time.Since(info.ModTime()) > staleAfter {
 			os.Remove(p)
 		} else if strings.HasSuffix(p, ".zst") {
 			total += info.Size()

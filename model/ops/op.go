@@ -96,11 +96,6 @@ func nodeType(dims int, dt tensor.Dtype) hm.Type {
 	return G.TensorType{Dims: dims, Of: dt}
 }
 
-// needs reports, per input node, whether a gradient must flow into it.
-func needs(diff []bool, in G.Nodes, i int) bool {
-	return diff != nil && i < len(diff) && diff[i] && in[i] != nil
-}
-
 // slices returns the backing data of a tensor value.
 func slice[T Float](v G.Value) []T {
 	switch x := v.(type) {
