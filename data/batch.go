@@ -1,12 +1,14 @@
 package data
 
+import "github.com/flextrain/flextrain/internal/llava"
+
 // Batch is what one training step reads: B samples right-padded to the longest token sequence.
 // T counts token ids (the image marker is one id here; the model expands it to n image tokens).
 type Batch struct {
 	IDs           []string            // record ids, for logs and tests
-	InputIDs      [][]int             // [B][T], ImageTokenID marks the image, PAD after the end
+	InputIDs      [][]int             // [B][T], llava.ImageTokenID marks the image, PAD after the end
 	AttentionMask [][]int             // [B][T], 1 real, 0 pad
-	Labels        [][]int             // [B][T], IgnoreIndex where unsupervised and on padding
+	Labels        [][]int             // [B][T], llava.IgnoreIndex where unsupervised and on padding
 	LRPixels      [][]float32         // per sample [3*S*S], nil for text-only
 	HRPixels      [][]float32         // per sample [3*ZS*ZS], nil for text-only
 	OriSizes      [][2]int            // (w, h), (0, 0) for text-only
@@ -17,7 +19,7 @@ type Batch struct {
 func (b *Batch) Len() int { return len(b.IDs) }
 
 // collate right-pads samples with pad (as LLaVA's collator: ids padded with pad_token_id, labels with
-// IgnoreIndex, attention mask 1 on real tokens).
+// llava.IgnoreIndex, attention mask 1 on real tokens).
 func collate(samples []*Sample, pad int) *Batch {
 	t := 0
 	for _, s := range samples {
@@ -33,7 +35,7 @@ func collate(samples []*Sample, pad int) *Batch {
 				mask[j] = 1
 				continue
 			}
-			ids[j], labels[j] = pad, IgnoreIndex
+			ids[j], labels[j] = pad, llava.IgnoreIndex
 		}
 		b.IDs, b.Tags = append(b.IDs, s.ID), append(b.Tags, s.Tags)
 		b.InputIDs, b.AttentionMask, b.Labels = append(b.InputIDs, ids), append(b.AttentionMask, mask), append(b.Labels, labels)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // Check reads every record of the data file once, as training would (templates, lengths, image decoding;
@@ -101,13 +103,13 @@ func (l *Loader) describe(in *Inspection, s *Sample) {
 	in.ImageFile, in.InputIDs, in.Labels, in.Truncated = s.Image, s.InputIDs, s.Labels, s.Truncated
 	in.SeqLen = SeqLen(s.InputIDs, l.proc.nImage)
 	var parts []string
-	for _, seg := range splitOn(s.InputIDs, ImageTokenID) {
+	for _, seg := range splitOn(s.InputIDs, llava.ImageTokenID) {
 		parts = append(parts, l.tok.Decode(seg))
 	}
 	in.Prompt = strings.Join(parts, "<image>")
 	var span []int
-	for i, lab := range append(s.Labels, IgnoreIndex) {
-		if lab != IgnoreIndex {
+	for i, lab := range append(s.Labels, llava.IgnoreIndex) {
+		if lab != llava.IgnoreIndex {
 			span = append(span, s.InputIDs[i])
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // Sample is one record made ready for the model: token ids with the image marker, labels and pixels.
@@ -15,8 +16,8 @@ type Sample struct {
 	Record    int               // index of the record in the data file
 	ID        string            // the record's id
 	Image     string            // resolved image file, "" for text-only
-	InputIDs  []int             // ImageTokenID marks the image
-	Labels    []int             // IgnoreIndex where unsupervised
+	InputIDs  []int             // llava.ImageTokenID marks the image
+	Labels    []int             // llava.IgnoreIndex where unsupervised
 	Pixels    *Pixels           // nil for text-only, and when pixels were not asked for
 	Truncated bool              // cut to model_max_length
 	Mismatch  bool              // LLaVA's tokenization mismatch: kept, fully masked
@@ -27,7 +28,7 @@ type Sample struct {
 func SeqLen(ids []int, n int) int {
 	l := len(ids)
 	for _, id := range ids {
-		if id == ImageTokenID {
+		if id == llava.ImageTokenID {
 			l += n - 1
 		}
 	}
@@ -154,11 +155,11 @@ func truncate(ids, labels []int, maxLen, nImage int) ([]int, []int, bool, error)
 	used := 0
 	for k, id := range ids {
 		cost := 1
-		if id == ImageTokenID {
+		if id == llava.ImageTokenID {
 			cost = nImage
 		}
 		if used+cost > maxLen {
-			if slices.Contains(ids[k:], ImageTokenID) {
+			if slices.Contains(ids[k:], llava.ImageTokenID) {
 				return nil, nil, false, fmt.Errorf("the image (%d tokens at position %d) does not fit model_max_length %d", nImage, used, maxLen)
 			}
 			return ids[:k:k], labels[:k:k], true, nil
@@ -171,7 +172,7 @@ func truncate(ids, labels []int, maxLen, nImage int) ([]int, []int, bool, error)
 func countImage(ids []int) int {
 	n := 0
 	for _, id := range ids {
-		if id == ImageTokenID {
+		if id == llava.ImageTokenID {
 			n++
 		}
 	}
@@ -179,7 +180,7 @@ func countImage(ids []int) int {
 }
 
 func hasSupervised(labels []int) bool {
-	return slices.ContainsFunc(labels, func(l int) bool { return l != IgnoreIndex })
+	return slices.ContainsFunc(labels, func(l int) bool { return l != llava.IgnoreIndex })
 }
 
 func boolInt(b bool) int {

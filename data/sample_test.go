@@ -3,10 +3,12 @@ package data
 import (
 	"slices"
 	"testing"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 func TestTruncate(t *testing.T) {
-	const I, X = ImageTokenID, IgnoreIndex
+	const I, X = llava.ImageTokenID, llava.IgnoreIndex
 	tests := []struct {
 		name              string
 		ids, labels       []int
@@ -39,14 +41,14 @@ func TestCollate(t *testing.T) {
 	const pad = 9
 	px := &Pixels{LR: []float32{1}, HR: []float32{2}, OriSize: [2]int{3, 4}}
 	b := collate([]*Sample{
-		{ID: "a", InputIDs: []int{1, ImageTokenID, 5}, Labels: []int{IgnoreIndex, IgnoreIndex, 5}, Pixels: px, Image: "x"},
-		{ID: "b", InputIDs: []int{1, 7}, Labels: []int{IgnoreIndex, 7}},
+		{ID: "a", InputIDs: []int{1, llava.ImageTokenID, 5}, Labels: []int{llava.IgnoreIndex, llava.IgnoreIndex, 5}, Pixels: px, Image: "x"},
+		{ID: "b", InputIDs: []int{1, 7}, Labels: []int{llava.IgnoreIndex, 7}},
 	}, pad)
 	want := &Batch{
 		IDs:           []string{"a", "b"},
-		InputIDs:      [][]int{{1, ImageTokenID, 5}, {1, 7, pad}},
+		InputIDs:      [][]int{{1, llava.ImageTokenID, 5}, {1, 7, pad}},
 		AttentionMask: [][]int{{1, 1, 1}, {1, 1, 0}},
-		Labels:        [][]int{{IgnoreIndex, IgnoreIndex, 5}, {IgnoreIndex, 7, IgnoreIndex}},
+		Labels:        [][]int{{llava.IgnoreIndex, llava.IgnoreIndex, 5}, {llava.IgnoreIndex, 7, llava.IgnoreIndex}},
 		LRPixels:      [][]float32{{1}, nil},
 		HRPixels:      [][]float32{{2}, nil},
 		OriSizes:      [][2]int{{3, 4}, {0, 0}},

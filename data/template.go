@@ -7,14 +7,8 @@ import (
 	"unicode"
 
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/internal/llava"
 )
-
-// ImageTokenID is the id that stands for the image in input ids (LLaVA's IMAGE_TOKEN_INDEX); the model puts
-// the image's patch embeddings at its position.
-const ImageTokenID = -200
-
-// IgnoreIndex marks a label that the loss skips (LLaVA's and PyTorch's IGNORE_INDEX).
-const IgnoreIndex = -100
 
 // ImagePlaceholder is the text that marks where the image goes in a LLaVA conversation.
 const ImagePlaceholder = "<image>"
@@ -48,12 +42,12 @@ type Turn struct {
 // vicuna_v1 template and the slow LLaMA tokenizer:
 //
 //	ids:    <s> SYSTEM USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>
-//	labels: only the tokens of a1</s> and a2</s>; everything else is IgnoreIndex
+//	labels: only the tokens of a1</s> and a2</s>; everything else is llava.IgnoreIndex
 //
 // A first message from "gpt" is dropped. With hasImage, "<image>" is taken out of the first human turn and put
-// back at its front ("<image>\n" + rest; added when absent) and encodes as ImageTokenID; without an image a
+// back at its front ("<image>\n" + rest; added when absent) and encodes as llava.ImageTokenID; without an image a
 // literal "<image>" is an error. The labels come from LLaVA's round arithmetic; when it does not add up to the
-// token count ("tokenization mismatch" in LLaVA) every label is IgnoreIndex and mismatch is true. Ids are not
+// token count ("tokenization mismatch" in LLaVA) every label is llava.IgnoreIndex and mismatch is true. Ids are not
 // truncated: the collator cuts them to model_max_length.
 func Preprocess(tok *tokenizer.Tokenizer, turns []Turn, hasImage bool) (ids, labels []int, mismatch bool, err error) {
 	if tok == nil {
@@ -131,7 +125,7 @@ func vicunaPrompt(turns []Turn) string {
 }
 
 // encodeWithImage is LLaVA's tokenizer_image_token: the text is split at "<image>", each chunk encoded with
-// BOS, the first chunk's BOS kept and every chunk's own BOS dropped, and ImageTokenID put between chunks.
+// BOS, the first chunk's BOS kept and every chunk's own BOS dropped, and llava.ImageTokenID put between chunks.
 // Without a placeholder it equals tok.Encode(text, true), which is what preprocess_v1 uses for text-only
 // samples.
 func encodeWithImage(tok *tokenizer.Tokenizer, text string) []int {
@@ -143,7 +137,7 @@ func encodeWithImage(tok *tokenizer.Tokenizer, text string) []int {
 	}
 	ids := append([]int(nil), first...)
 	for _, c := range chunks[1:] {
-		ids = append(ids, ImageTokenID)
+		ids = append(ids, llava.ImageTokenID)
 		ids = append(ids, dropFront(tok.Encode(c, true), offset)...)
 	}
 	return ids
@@ -197,9 +191,9 @@ func maskTargets(tok *tokenizer.Tokenizer, prompt string, ids []int) (labels []i
 	return labels, false
 }
 
-// ignore sets labels[from:to] to IgnoreIndex, clamped as a Python slice is.
+// ignore sets labels[from:to] to llava.IgnoreIndex, clamped as a Python slice is.
 func ignore(labels []int, from, to int) {
 	for i := max(from, 0); i < min(to, len(labels)); i++ {
-		labels[i] = IgnoreIndex
+		labels[i] = llava.IgnoreIndex
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // templateGolden is the part of expected.json (scripts/make-tokenizer-fixture.sh) written for this file: vicuna_v1
@@ -117,13 +118,13 @@ func TestPreprocessSupervisesAnswers(t *testing.T) {
 	}
 }
 
-// supervisedRuns returns the maximal runs of positions whose label is not IgnoreIndex, checking each label
+// supervisedRuns returns the maximal runs of positions whose label is not llava.IgnoreIndex, checking each label
 // equals its id.
 func supervisedRuns(ids, labels []int) [][]int {
 	var runs [][]int
 	inRun := false
 	for i, l := range labels {
-		if l == IgnoreIndex {
+		if l == llava.IgnoreIndex {
 			inRun = false
 			continue
 		}
@@ -222,8 +223,8 @@ func TestPreprocessMismatch(t *testing.T) {
 				t.Errorf("got %d ids starting %v and %d labels; want the whole prompt's ids and as many labels", len(ids), ids[:1], len(labels))
 			}
 			for i, l := range labels {
-				if l != IgnoreIndex {
-					t.Fatalf("labels[%d] = %d; want all %d", i, l, IgnoreIndex)
+				if l != llava.IgnoreIndex {
+					t.Fatalf("labels[%d] = %d; want all %d", i, l, llava.IgnoreIndex)
 				}
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // TestPreprocessWordLevel checks the label masking with a tokenizer that makes no token of a space (the
@@ -29,7 +30,7 @@ func TestPreprocessWordLevel(t *testing.T) {
 	}
 	var got []int
 	for i, l := range labels {
-		if l != data.IgnoreIndex {
+		if l != llava.IgnoreIndex {
 			if l != ids[i] {
 				t.Fatalf("label %d is %d but the id is %d", i, l, ids[i])
 			}

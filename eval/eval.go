@@ -14,6 +14,7 @@ import (
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/internal/feed"
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model"
 )
 
@@ -185,7 +186,7 @@ func SplitAnswer(b *model.Batch, s, eos int) (*model.Batch, []int) {
 	ids, labels := b.InputIDs[s], b.Labels[s]
 	start := -1
 	for i := 1; i < len(labels); i++ {
-		if labels[i] != model.IgnoreIndex {
+		if labels[i] != llava.IgnoreIndex {
 			start = i
 			break
 		}
@@ -194,12 +195,12 @@ func SplitAnswer(b *model.Batch, s, eos int) (*model.Batch, []int) {
 		return nil, nil
 	}
 	var answer []int
-	for i := start; i < len(labels) && labels[i] != model.IgnoreIndex && labels[i] != eos; i++ {
+	for i := start; i < len(labels) && labels[i] != llava.IgnoreIndex && labels[i] != eos; i++ {
 		answer = append(answer, labels[i])
 	}
 	mask, lab := make([]int, start), make([]int, start)
 	for i := range mask {
-		mask[i], lab[i] = 1, model.IgnoreIndex
+		mask[i], lab[i] = 1, llava.IgnoreIndex
 	}
 	return &model.Batch{InputIDs: [][]int{ids[:start]}, AttentionMask: [][]int{mask}, Labels: [][]int{lab},
 		LRPixels: b.LRPixels[s : s+1], HRPixels: b.HRPixels[s : s+1], OriSizes: b.OriSizes[s : s+1]}, answer

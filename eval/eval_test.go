@@ -4,13 +4,14 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model"
 )
 
 // TestSplitAnswer cuts a sample before its first supervised token: the prompt keeps the tokens before it,
 // the answer runs to the end-of-sequence token.
 func TestSplitAnswer(t *testing.T) {
-	const eos, ig = 2, model.IgnoreIndex
+	const eos, ig = 2, llava.IgnoreIndex
 	for _, tc := range []struct {
 		name         string
 		ids, labels  []int

@@ -7,6 +7,7 @@ import (
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/internal/feed"
+	"github.com/flextrain/flextrain/internal/llava"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/tokenizer"
@@ -67,7 +68,7 @@ func (tr *Trained) addQuery(b *model.Batch, q Query) error {
 	}
 	mask, labels := make([]int, len(ids)), make([]int, len(ids))
 	for i := range ids {
-		mask[i], labels[i] = 1, model.IgnoreIndex
+		mask[i], labels[i] = 1, llava.IgnoreIndex
 	}
 	b.InputIDs, b.AttentionMask, b.Labels = append(b.InputIDs, ids), append(b.AttentionMask, mask), append(b.Labels, labels)
 	b.LRPixels, b.HRPixels, b.OriSizes = append(b.LRPixels, lr), append(b.HRPixels, hr), append(b.OriSizes, size)
@@ -75,7 +76,7 @@ func (tr *Trained) addQuery(b *model.Batch, q Query) error {
 }
 
 // PromptIDs are the token ids of the vicuna_v1 prompt that asks question, up to where the assistant's
-// answer begins ("… USER: <image>\nquestion ASSISTANT:"), with data.ImageTokenID for the image when
+// answer begins ("… USER: <image>\nquestion ASSISTANT:"), with llava.ImageTokenID for the image when
 // hasImage. They are the ids data.Preprocess gives for the conversation with an empty answer.
 func PromptIDs(tok *tokenizer.Tokenizer, question string, hasImage bool) ([]int, error) {
 	if strings.TrimSpace(question) == "" {

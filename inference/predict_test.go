@@ -13,6 +13,7 @@ import (
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/internal/feed"
+	"github.com/flextrain/flextrain/internal/llava"
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
@@ -128,7 +129,7 @@ func generateFromSample(t *testing.T, tr *Trained, b *data.Batch, s, tail, maxNe
 		n += m
 	}
 	ids := b.InputIDs[s][:n-tail]
-	mask, labels := slices.Repeat([]int{1}, len(ids)), slices.Repeat([]int{model.IgnoreIndex}, len(ids))
+	mask, labels := slices.Repeat([]int{1}, len(ids)), slices.Repeat([]int{llava.IgnoreIndex}, len(ids))
 	mb := &model.Batch{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
 		LRPixels: [][]float64{feed.Pixels(b.LRPixels[s], nil)}, HRPixels: [][]float64{feed.Pixels(b.HRPixels[s], nil)}, OriSizes: b.OriSizes[s : s+1]}
 	out, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1)

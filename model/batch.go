@@ -4,17 +4,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
 )
 
-// Special ids of docs/DESIGN.md §2.
-const (
-	ImageTokenID = -200 // where the image goes in input_ids
-	IgnoreIndex  = -100 // an unsupervised label
-)
-
 // Batch is one input of the model (docs/DESIGN.md §5 and §10's inputs): right-padded token ids with at most one
-// ImageTokenID per sample, and for each sample with an image its LR pixels [3, S, S], HR pixels
+// llava.ImageTokenID per sample, and for each sample with an image its LR pixels [3, S, S], HR pixels
 // [3, Z·S, Z·S] and original size (w, h). Text-only samples have nil pixels.
 type Batch struct {
 	InputIDs      [][]int
@@ -67,12 +62,12 @@ func (b *Batch) validateSample(cfg Config, i int) error {
 	for t, id := range ids {
 		switch {
 		case mask[t] == 0:
-		case id == ImageTokenID:
+		case id == llava.ImageTokenID:
 			images++
 		case id < 0 || id >= cfg.Text.VocabSize:
 			return fmt.Errorf("model: batch: sample %d position %d: token id %d outside the vocabulary of %d", i, t, id, cfg.Text.VocabSize)
 		}
-		if l := labels[t]; l != IgnoreIndex && (l < 0 || l >= cfg.Text.VocabSize) {
+		if l := labels[t]; l != llava.IgnoreIndex && (l < 0 || l >= cfg.Text.VocabSize) {
 			return fmt.Errorf("model: batch: sample %d position %d: label %d outside the vocabulary of %d", i, t, l, cfg.Text.VocabSize)
 		}
 	}
@@ -89,7 +84,7 @@ func (b *Batch) validateSample(cfg Config, i int) error {
 }
 
 // assemble lays out the batch: padding dropped, the image id replaced by the n LR feature rows (labels
-// IgnoreIndex there) followed by hrSeq HR feature rows (the hd-seq baseline; 0 otherwise), then
+// llava.IgnoreIndex there) followed by hrSeq HR feature rows (the hd-seq baseline; 0 otherwise), then
 // right-padded to the longest sample.
 func (b *Batch) assemble(n, hrSeq int) layout {
 	lay := layout{B: b.Len()}
@@ -102,16 +97,16 @@ func (b *Batch) assemble(n, hrSeq int) layout {
 			if b.AttentionMask[i][t] == 0 {
 				continue
 			}
-			if id != ImageTokenID {
+			if id != llava.ImageTokenID {
 				src, lab = append(src, ops.Source{Kind: ops.FromToken, Index: id}), append(lab, b.Labels[i][t])
 				continue
 			}
 			at, idx = len(src), lay.images
 			for j := 0; j < n; j++ {
-				src, lab = append(src, ops.Source{Kind: ops.FromImage, Index: lay.images*n + j}), append(lab, IgnoreIndex)
+				src, lab = append(src, ops.Source{Kind: ops.FromImage, Index: lay.images*n + j}), append(lab, llava.IgnoreIndex)
 			}
 			for j := 0; j < hrSeq; j++ {
-				src, lab = append(src, ops.Source{Kind: ops.FromHR, Index: lay.images*hrSeq + j}), append(lab, IgnoreIndex)
+				src, lab = append(src, ops.Source{Kind: ops.FromHR, Index: lay.images*hrSeq + j}), append(lab, llava.IgnoreIndex)
 			}
 			lay.images++
 		}
@@ -121,7 +116,7 @@ func (b *Batch) assemble(n, hrSeq int) layout {
 	}
 	for i, src := range rows {
 		for len(src) < lay.N {
-			src, lay.labels[i] = append(src, ops.Pad), append(lay.labels[i], IgnoreIndex)
+			src, lay.labels[i] = append(src, ops.Pad), append(lay.labels[i], llava.IgnoreIndex)
 		}
 		lay.src = append(lay.src, src...)
 	}
@@ -129,7 +124,7 @@ func (b *Batch) assemble(n, hrSeq int) layout {
 }
 
 // hrRows returns, per sample, the rows that see HR tokens (docs/DESIGN.md §7): in training the rows r with
-// labels[r+1] ≠ IgnoreIndex, in inference the last real row; only samples with an image have any.
+// labels[r+1] ≠ llava.IgnoreIndex, in inference the last real row; only samples with an image have any.
 func (l layout) hrRows(train bool) [][]int {
 	out := make([][]int, l.B)
 	for b := 0; b < l.B; b++ {
@@ -141,7 +136,7 @@ func (l layout) hrRows(train bool) [][]int {
 			continue
 		}
 		for r := 0; r+1 < l.N; r++ {
-			if l.labels[b][r+1] != IgnoreIndex {
+			if l.labels[b][r+1] != llava.IgnoreIndex {
 				out[b] = append(out[b], r)
 			}
 		}
@@ -153,19 +148,19 @@ func (l layout) hrRows(train bool) [][]int {
 func (l layout) lossRows() []int {
 	var out []int
 	for i, t := range l.targets() {
-		if t != IgnoreIndex {
+		if t != llava.IgnoreIndex {
 			out = append(out, i)
 		}
 	}
 	return out
 }
 
-// targets returns, per row, the label the row predicts (labels[r+1]), IgnoreIndex for the last row.
+// targets returns, per row, the label the row predicts (labels[r+1]), llava.IgnoreIndex for the last row.
 func (l layout) targets() []int {
 	out := make([]int, 0, l.B*l.N)
 	for b := 0; b < l.B; b++ {
 		for r := 0; r < l.N; r++ {
-			t := IgnoreIndex
+			t := llava.IgnoreIndex
 			if r+1 < l.N {
 				t = l.labels[b][r+1]
 			}

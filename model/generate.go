@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
 )
 
@@ -129,7 +130,7 @@ func (d *rowDecoder[T]) assemble(b *Batch, s int) {
 		if b.AttentionMask[s][t] == 0 {
 			continue
 		}
-		if id != ImageTokenID {
+		if id != llava.ImageTokenID {
 			d.rows = append(d.rows, emb[id*D:(id+1)*D])
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
 )
 
@@ -66,7 +67,7 @@ func trimmed(ids, mask []int) []int {
 func sampleBatch(b *Batch, s int, ids []int) *Batch {
 	mask, labels := make([]int, len(ids)), make([]int, len(ids))
 	for i := range ids {
-		mask[i], labels[i] = 1, IgnoreIndex
+		mask[i], labels[i] = 1, llava.IgnoreIndex
 	}
 	return &Batch{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
 		LRPixels: b.LRPixels[s : s+1], HRPixels: b.HRPixels[s : s+1], OriSizes: b.OriSizes[s : s+1]}

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flextrain/flextrain/safetensors"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
+	"github.com/flextrain/flextrain/safetensors"
 )
 
 // goldenDir is the folder of golden cases: FLEXTRAIN_GOLDEN_DIR when set, else the repository's copy.
@@ -101,7 +103,7 @@ func (gc *goldenCase) inputs(t *testing.T) *Batch {
 		b.OriSizes = append(b.OriSizes, [2]int{ori[2*i], ori[2*i+1]})
 		var lrp, hrp []float64
 		for _, id := range row {
-			if id == ImageTokenID {
+			if id == llava.ImageTokenID {
 				lrp, hrp = lr[i*lrN:(i+1)*lrN], hr[i*hrN:(i+1)*hrN]
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // TestLongSequenceDecoderMatchesGraph compares the graph with the row-by-row decoder (an independent code
@@ -22,7 +24,7 @@ func TestLongSequenceDecoderMatchesGraph(t *testing.T) {
 		for i := range ids {
 			ids[i] = 1 + rng.IntN(gc.cfg.Text.VocabSize-1)
 		}
-		ids[5] = ImageTokenID
+		ids[5] = llava.ImageTokenID
 		one := sampleBatch(gc.batch, 0, ids)
 		m, _ := runLoss(t, w, one, Options{Mode: Infer, Alpha: 1})
 		d, err := NewDecoder(w, one, 0, 1)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // defaultTrainable is docs/DESIGN.md §9's default: layers n_sa…L−1, model.norm and lm_head.
@@ -123,7 +125,7 @@ func TestBadInputIsAnError(t *testing.T) {
 		{"token id past the vocabulary", func(b *Batch) { b.InputIDs[0][0] = 96 }, "outside the vocabulary"},
 		{"negative token id", func(b *Batch) { b.InputIDs[2][1] = -7 }, "outside the vocabulary"},
 		{"label past the vocabulary", func(b *Batch) { b.Labels[1][10] = 1000 }, "label 1000"},
-		{"two images", func(b *Batch) { b.InputIDs[0][1] = ImageTokenID }, "2 images"},
+		{"two images", func(b *Batch) { b.InputIDs[0][1] = llava.ImageTokenID }, "2 images"},
 		{"short LR pixels", func(b *Batch) { b.LRPixels[0] = b.LRPixels[0][:10] }, "LR pixels"},
 		{"missing HR pixels", func(b *Batch) { b.HRPixels[1] = nil }, "HR pixels"},
 		{"ragged mask", func(b *Batch) { b.AttentionMask[1] = b.AttentionMask[1][:3] }, "mask entries"},

@@ -3,9 +3,11 @@ package model
 import (
 	"fmt"
 
-	"github.com/flextrain/flextrain/model/ops"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // TagHeadName names the tag pretraining's classifier [ΣV_h, Cv] among a graph's parameters and gradients.
@@ -22,7 +24,7 @@ const TagHeadName = "vision_tagger.weight"
 type Tagging struct {
 	Head    *tensor.Dense // [2·ΣSizes, Cv], the weight's element type
 	Sizes   []int         // classes per key, in Head's row order
-	Targets [][]int       // per key, per image: its class, or IgnoreIndex
+	Targets [][]int       // per key, per image: its class, or llava.IgnoreIndex
 }
 
 // TagLogits splits the tagger's logits [2K, 2·ΣSizes] (Graph.Logits) into the maximum's and the mean's
@@ -53,8 +55,8 @@ func BuildTagger(w *Weights, batch *Batch, t Tagging, opt Options) (*Graph, erro
 	}
 	imgs := &Batch{LRPixels: batch.LRPixels, HRPixels: batch.HRPixels, OriSizes: batch.OriSizes}
 	for range batch.LRPixels {
-		imgs.InputIDs = append(imgs.InputIDs, []int{ImageTokenID})
-		imgs.AttentionMask, imgs.Labels = append(imgs.AttentionMask, []int{1}), append(imgs.Labels, []int{IgnoreIndex})
+		imgs.InputIDs = append(imgs.InputIDs, []int{llava.ImageTokenID})
+		imgs.AttentionMask, imgs.Labels = append(imgs.AttentionMask, []int{1}), append(imgs.Labels, []int{llava.IgnoreIndex})
 	}
 	if err := imgs.Validate(cfg); err != nil {
 		return nil, err
@@ -114,7 +116,7 @@ func bothPools(targets [][]int, sizes []int, K int) ([][]int, []int) {
 		for _, ts := range targets {
 			col := make([]int, 2*K)
 			for i := range col {
-				col[i] = IgnoreIndex
+				col[i] = llava.IgnoreIndex
 			}
 			copy(col[pool*K:], ts)
 			out = append(out, col)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // taggerCase is the golden train case's image samples with a random head over keys of 3 and 2 classes, the
@@ -31,7 +33,7 @@ func taggerCase(t *testing.T) (*Weights, *Batch, Tagging) {
 		head[i] = rng.NormFloat64()
 	}
 	tg := Tagging{Head: tensor.New(tensor.WithShape(10, gc.cfg.Vision.HiddenSize), tensor.WithBacking(head)),
-		Sizes: []int{3, 2}, Targets: [][]int{{2, 0}, {IgnoreIndex, 1}}}
+		Sizes: []int{3, 2}, Targets: [][]int{{2, 0}, {llava.IgnoreIndex, 1}}}
 	return w, b, tg
 }
 
@@ -96,7 +98,7 @@ func TestTaggerErrors(t *testing.T) {
 		t.Error("frozen tower: no error")
 	}
 	bad := tg
-	bad.Targets = [][]int{{3, 0}, {IgnoreIndex, 1}}
+	bad.Targets = [][]int{{3, 0}, {llava.IgnoreIndex, 1}}
 	if _, err := BuildTagger(w, b, bad, Options{Trainable: isVision}); err == nil {
 		t.Error("target outside its key's classes: no error")
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // checked is the --json output of `data check`.
@@ -98,7 +99,7 @@ func testDataInspect(t *testing.T, r run) {
 			t.Fatalf("data inspect printed %q: %v", out.String(), err)
 		}
 		hasImage := recs[i].Image != ""
-		if got.ID != recs[i].ID || slices.Contains(got.InputIDs, data.ImageTokenID) != hasImage || len(got.Labels) != len(got.InputIDs) {
+		if got.ID != recs[i].ID || slices.Contains(got.InputIDs, llava.ImageTokenID) != hasImage || len(got.Labels) != len(got.InputIDs) {
 			t.Errorf("index %d: id %s, image marker %v, %d labels for %d ids; want %s, %v, equal lengths",
 				i, got.ID, !hasImage, len(got.Labels), len(got.InputIDs), recs[i].ID, hasImage)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/flextrain/flextrain/inference"
+	"github.com/flextrain/flextrain/internal/llava"
 
 	"github.com/flextrain/flextrain/config"
 
@@ -81,7 +82,7 @@ func greedy(t *testing.T, tr *inference.Trained, b *data.Batch, s, tail, maxNew 
 	}
 	ids := b.InputIDs[s][:n-tail]
 	mb := &model.Batch{InputIDs: [][]int{ids}, AttentionMask: [][]int{slices.Repeat([]int{1}, len(ids))},
-		Labels: [][]int{slices.Repeat([]int{model.IgnoreIndex}, len(ids))}, LRPixels: [][]float64{wide(b.LRPixels[s])},
+		Labels: [][]int{slices.Repeat([]int{llava.IgnoreIndex}, len(ids))}, LRPixels: [][]float64{wide(b.LRPixels[s])},
 		HRPixels: [][]float64{wide(b.HRPixels[s])}, OriSizes: b.OriSizes[s : s+1]}
 	gen, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // These tests read a generated dataset with the data package, as training will.
@@ -89,7 +90,7 @@ func checkPreprocess(t *testing.T, tok *tokenizer.Tokenizer, recs []synth.Record
 		if ids[n-2] != answer || labels[n-2] != answer || labels[n-1] != tok.EOS() {
 			t.Errorf("%s: ids end %v, labels end %v; want the answer %d then </s> supervised", r.ID, ids[n-2:], labels[n-2:], answer)
 		}
-		if got, want := countOf(ids, data.ImageTokenID), min(1, len(r.Image)); got != want {
+		if got, want := countOf(ids, llava.ImageTokenID), min(1, len(r.Image)); got != want {
 			t.Errorf("%s: %d image tokens; want %d", r.ID, got, want)
 		}
 	}

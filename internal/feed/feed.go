@@ -5,6 +5,7 @@ package feed
 
 import (
 	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/ops"
 )
@@ -39,7 +40,7 @@ func Supervised(labels [][]int) int {
 	n := 0
 	for _, row := range labels {
 		for _, l := range row[min(1, len(row)):] {
-			if l != model.IgnoreIndex {
+			if l != llava.IgnoreIndex {
 				n++
 			}
 		}

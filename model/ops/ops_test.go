@@ -8,6 +8,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // randDense is a float64 tensor of N(0, std) entries.
@@ -160,13 +162,13 @@ func TestOpGradients(t *testing.T) {
 		{"GatherRows", func(in []*G.Node) (*G.Node, error) { return GatherRows(in[0], []int{1, 4, 1, 2}, true) },
 			[]*tensor.Dense{randDense(rng, 1, R, D)}, []int{0}, []int{4, D}},
 		{"CrossEntropy", func(in []*G.Node) (*G.Node, error) {
-			return CrossEntropy(in[0], []int{1, IgnoreIndex, 0, 3, IgnoreIndex})
+			return CrossEntropy(in[0], []int{1, llava.IgnoreIndex, 0, 3, llava.IgnoreIndex})
 		},
 			[]*tensor.Dense{randDense(rng, 2, R, 4)}, []int{0}, nil},
 		{"Pools", func(in []*G.Node) (*G.Node, error) { return Pools(in[0], 3, true) },
 			[]*tensor.Dense{randDense(rng, 1, 6, D)}, []int{0}, []int{4, D}},
 		{"HeadsCrossEntropy", func(in []*G.Node) (*G.Node, error) {
-			return HeadsCrossEntropy(in[0], [][]int{{1, 0, 2, 0, 1}, {IgnoreIndex, 3, IgnoreIndex, 0, IgnoreIndex}}, []int{3, 4})
+			return HeadsCrossEntropy(in[0], [][]int{{1, 0, 2, 0, 1}, {llava.IgnoreIndex, 3, llava.IgnoreIndex, 0, llava.IgnoreIndex}}, []int{3, 4})
 		},
 			[]*tensor.Dense{randDense(rng, 2, R, 7)}, []int{0}, nil},
 	}
@@ -184,7 +186,7 @@ func TestPoolsAndHeadsCrossEntropy(t *testing.T) {
 	}
 	// Two heads side by side: logits [2, 2+1]; head 1 has one class, so its loss is 0 whatever the logits.
 	l := G.NodeFromAny(g, tensor.New(tensor.WithShape(2, 3), tensor.WithBacking([]float64{0, 0, 7, math.Log(3), 0, -4})), G.WithName("l"))
-	loss, err := HeadsCrossEntropy(l, [][]int{{0, 0}, {0, IgnoreIndex}}, []int{2, 1})
+	loss, err := HeadsCrossEntropy(l, [][]int{{0, 0}, {0, llava.IgnoreIndex}}, []int{2, 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
 // Pools pools each group of n consecutive rows of x [K·n, C] two ways and stacks the results: rows
@@ -86,7 +88,7 @@ func poolsGradDo[T Float](n int) doFunc {
 }
 
 // HeadsCrossEntropy is the sum over heads of CrossEntropy on each head's columns: logits [R, ΣV_h] hold
-// the heads side by side (head h has sizes[h] classes), and targets[h] [R] are head h's classes, IgnoreIndex
+// the heads side by side (head h has sizes[h] classes), and targets[h] [R] are head h's classes, llava.IgnoreIndex
 // where a row has none. Each head is the mean over its rows with a target (0 without any), so a head that
 // few rows answer weighs as much as one that all do.
 func HeadsCrossEntropy(logits *G.Node, targets [][]int, sizes []int) (*G.Node, error) {
@@ -117,7 +119,7 @@ func checkHeads(s tensor.Shape, targets [][]int, sizes []int) error {
 			return fmt.Errorf("ops: HeadsCrossEntropy: head %d has %d targets for %d rows", h, len(ts), s[0])
 		}
 		for _, t := range ts {
-			if t != IgnoreIndex && (t < 0 || t >= sizes[h]) {
+			if t != llava.IgnoreIndex && (t < 0 || t >= sizes[h]) {
 				return fmt.Errorf("ops: HeadsCrossEntropy: head %d target %d outside its %d classes", h, t, sizes[h])
 			}
 		}
@@ -141,7 +143,7 @@ func headsXentDo[T Float](targets [][]int, sizes []int) doFunc {
 		eachHead(targets, sizes, func(off, V int, ts []int) {
 			var l float64
 			for r, t := range ts {
-				if t != IgnoreIndex {
+				if t != llava.IgnoreIndex {
 					row := x[r*W+off : r*W+off+V]
 					l += logSumExp(row) - float64(row[t])
 				}
@@ -161,7 +163,7 @@ func headsXentGradDo[T Float](targets [][]int, sizes []int) doFunc {
 		eachHead(targets, sizes, func(off, V int, ts []int) {
 			n := float64(supervised(ts))
 			for r, t := range ts {
-				if t == IgnoreIndex {
+				if t == llava.IgnoreIndex {
 					continue
 				}
 				row, dr := x[r*W+off:r*W+off+V], d[r*W+off:r*W+off+V]

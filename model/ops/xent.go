@@ -6,13 +6,12 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/llava"
 )
 
-// IgnoreIndex marks a row without a target.
-const IgnoreIndex = -100
-
 // CrossEntropy is the mean over rows with a target of −log softmax(logits[r])[target[r]], for logits [R, V]
-// and targets [R] (IgnoreIndex where there is none). It is a scalar; with no target at all it is 0.
+// and targets [R] (llava.IgnoreIndex where there is none). It is a scalar; with no target at all it is 0.
 func CrossEntropy(logits *G.Node, targets []int) (*G.Node, error) {
 	op := &fnOp{name: "CrossEntropy", diff: []bool{true}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
@@ -20,7 +19,7 @@ func CrossEntropy(logits *G.Node, targets []int) (*G.Node, error) {
 			return nil, fmt.Errorf("ops: CrossEntropy: logits %v for %d targets", in[0], len(targets))
 		}
 		for _, t := range targets {
-			if t != IgnoreIndex && (t < 0 || t >= in[0][1]) {
+			if t != llava.IgnoreIndex && (t < 0 || t >= in[0][1]) {
 				return nil, fmt.Errorf("ops: CrossEntropy: target %d outside the vocabulary of %d", t, in[0][1])
 			}
 		}
@@ -39,7 +38,7 @@ func CrossEntropy(logits *G.Node, targets []int) (*G.Node, error) {
 func supervised(targets []int) int {
 	n := 0
 	for _, t := range targets {
-		if t != IgnoreIndex {
+		if t != llava.IgnoreIndex {
 			n++
 		}
 	}
@@ -52,13 +51,13 @@ func xentDo[T Float](targets []int, lse []float64) doFunc {
 		x := slice[T](v[0])
 		V := shapeOf(v[0])[1]
 		parallel(len(targets), func(r int) {
-			if targets[r] != IgnoreIndex {
+			if targets[r] != llava.IgnoreIndex {
 				lse[r] = logSumExp(x[r*V : (r+1)*V])
 			}
 		})
 		var loss float64
 		for r, t := range targets {
-			if t != IgnoreIndex {
+			if t != llava.IgnoreIndex {
 				loss += lse[r] - float64(x[r*V+t])
 			}
 		}
@@ -79,7 +78,7 @@ func xentGradDo[T Float](targets []int, lse []float64) doFunc {
 		n := supervised(targets)
 		parallel(len(targets), func(r int) {
 			t := targets[r]
-			if t == IgnoreIndex {
+			if t == llava.IgnoreIndex {
 				return
 			}
 			row, dr := x[r*V:(r+1)*V], d[r*V:(r+1)*V]

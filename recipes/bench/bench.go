@@ -17,6 +17,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/train"
 
 	"github.com/flextrain/flextrain/data"
@@ -225,14 +226,14 @@ func benchBatch(cfg config.Config) *data.Batch {
 		add := func(k int, supervised bool) {
 			for i := 0; i < k; i++ {
 				id := 1 + rng.IntN(V-1)
-				ids, labels = append(ids, id), append(labels, data.IgnoreIndex)
+				ids, labels = append(ids, id), append(labels, llava.IgnoreIndex)
 				if supervised {
 					labels[len(labels)-1] = id
 				}
 			}
 		}
 		add(benchLayout.before, false)
-		ids, labels = append(ids, data.ImageTokenID), append(labels, data.IgnoreIndex)
+		ids, labels = append(ids, llava.ImageTokenID), append(labels, llava.IgnoreIndex)
 		add(benchLayout.middle, false)
 		add(benchLayout.answer, true)
 		hr := make([]float32, 3*Z*S*Z*S)

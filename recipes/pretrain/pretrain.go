@@ -27,6 +27,7 @@ import (
 	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/inference"
 	"github.com/flextrain/flextrain/internal/feed"
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
@@ -259,7 +260,7 @@ func (tg *tagHeads) batch(b *data.Batch, mem *ops.Arena) (*model.Batch, [][]int,
 		keep.OriSizes = append(keep.OriSizes, b.OriSizes[i])
 		keep.InputIDs, keep.AttentionMask, keep.Labels = append(keep.InputIDs, nil), append(keep.AttentionMask, nil), append(keep.Labels, nil)
 		for h, k := range tg.keys {
-			c := model.IgnoreIndex
+			c := llava.IgnoreIndex
 			if v, ok := b.Tags[i][k]; ok {
 				if j := slices.Index(tg.classes[h], v); j >= 0 {
 					c = j
@@ -283,7 +284,7 @@ func countCorrect(tg *tagHeads, logits []float32, targets [][]int) [2][]int {
 		for h := range tg.keys {
 			for k, c := range targets[h] {
 				row := model.TagLogits(logits, len(targets[h]), tg.sizes, pool, k, h)
-				if c != model.IgnoreIndex && slices.Index(row, slices.Max(row)) == c {
+				if c != llava.IgnoreIndex && slices.Index(row, slices.Max(row)) == c {
 					out[pool][h]++
 				}
 			}
@@ -309,7 +310,7 @@ func (w *tagWindow) add(loss float64, correct [2][]int, targets [][]int, keys []
 		w.correct[0][h] += correct[0][h]
 		w.correct[1][h] += correct[1][h]
 		for _, c := range targets[h] {
-			if c != model.IgnoreIndex {
+			if c != llava.IgnoreIndex {
 				w.seen[h]++
 			}
 		}
