@@ -63,7 +63,7 @@ func Evaluate(ctx context.Context, w *model.Weights, l *data.Loader, eos int, ki
 			return Report{}, fmt.Errorf("eval: data: %w", err)
 		}
 		for kind, idx := range groupByKind(b.IDs, kinds) {
-			if err := evalGroup(w, subBatch(feed.Batch(b, nil), idx), eos, alpha, group(groups, kind)); err != nil {
+			if err := evalGroup(w, subBatch(feed.Batch(b), idx), eos, alpha, group(groups, kind)); err != nil {
 				return Report{}, fmt.Errorf("eval: batch %v: %w", b.IDs, err)
 			}
 		}
@@ -89,8 +89,8 @@ func groupByKind(ids []string, kinds map[string]string) map[string][]int {
 }
 
 // subBatch keeps the samples idx of b.
-func subBatch(b *model.Batch, idx []int) *model.Batch {
-	out := &model.Batch{}
+func subBatch(b *model.Batch[float32], idx []int) *model.Batch[float32] {
+	out := &model.Batch[float32]{}
 	for _, i := range idx {
 		out.InputIDs, out.AttentionMask = append(out.InputIDs, b.InputIDs[i]), append(out.AttentionMask, b.AttentionMask[i])
 		out.Labels, out.OriSizes = append(out.Labels, b.Labels[i]), append(out.OriSizes, b.OriSizes[i])
@@ -100,7 +100,7 @@ func subBatch(b *model.Batch, idx []int) *model.Batch {
 }
 
 // evalGroup adds the loss and the exact matches of one batch to m.
-func evalGroup(w *model.Weights, b *model.Batch, eos int, alpha float64, m *KindMetrics) error {
+func evalGroup(w *model.Weights, b *model.Batch[float32], eos int, alpha float64, m *KindMetrics) error {
 	loss, n, err := batchLoss(w, b, alpha)
 	if err != nil {
 		return err
@@ -148,7 +148,7 @@ func (m KindMetrics) finish() KindMetrics {
 func (r Report) Kinds() []string { return slices.Sorted(maps.Keys(r.ByKind)) }
 
 // batchLoss is the forward-only loss of a batch with blend weight alpha and its number of supervised tokens.
-func batchLoss(w *model.Weights, b *model.Batch, alpha float64) (float64, int, error) {
+func batchLoss(w *model.Weights, b *model.Batch[float32], alpha float64) (float64, int, error) {
 	g, err := model.Build(w, b, model.Options{Mode: model.Train, Alpha: alpha})
 	if err != nil {
 		return 0, 0, err
@@ -162,7 +162,7 @@ func batchLoss(w *model.Weights, b *model.Batch, alpha float64) (float64, int, e
 
 // exactMatches decodes the first answer of every sample whose answer is short and counts those whose
 // greedy answer equals the reference token for token.
-func exactMatches(w *model.Weights, b *model.Batch, eos int, alpha float64) (correct, scored int, err error) {
+func exactMatches(w *model.Weights, b *model.Batch[float32], eos int, alpha float64) (correct, scored int, err error) {
 	for s := range b.InputIDs {
 		prompt, answer := SplitAnswer(b, s, eos)
 		if prompt == nil || len(answer) > MaxAnswer {
@@ -182,7 +182,7 @@ func exactMatches(w *model.Weights, b *model.Batch, eos int, alpha float64) (cor
 
 // SplitAnswer cuts sample s before its first supervised token: the prompt as a batch of one, and the answer
 // tokens up to (not including) eos. A sample without supervised tokens has no prompt.
-func SplitAnswer(b *model.Batch, s, eos int) (*model.Batch, []int) {
+func SplitAnswer(b *model.Batch[float32], s, eos int) (*model.Batch[float32], []int) {
 	ids, labels := b.InputIDs[s], b.Labels[s]
 	start := -1
 	for i := 1; i < len(labels); i++ {
@@ -202,7 +202,7 @@ func SplitAnswer(b *model.Batch, s, eos int) (*model.Batch, []int) {
 	for i := range mask {
 		mask[i], lab[i] = 1, llava.IgnoreIndex
 	}
-	return &model.Batch{InputIDs: [][]int{ids[:start]}, AttentionMask: [][]int{mask}, Labels: [][]int{lab},
+	return &model.Batch[float32]{InputIDs: [][]int{ids[:start]}, AttentionMask: [][]int{mask}, Labels: [][]int{lab},
 		LRPixels: b.LRPixels[s : s+1], HRPixels: b.HRPixels[s : s+1], OriSizes: b.OriSizes[s : s+1]}, answer
 }
 

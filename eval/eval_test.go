@@ -24,8 +24,8 @@ func TestSplitAnswer(t *testing.T) {
 		{"label at 0 is never a target", []int{1, 10}, []int{1, ig}, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &model.Batch{InputIDs: [][]int{tc.ids}, AttentionMask: [][]int{allOnes(len(tc.ids))}, Labels: [][]int{tc.labels},
-				LRPixels: [][]float64{nil}, HRPixels: [][]float64{nil}, OriSizes: [][2]int{{0, 0}}}
+			b := &model.Batch[float32]{InputIDs: [][]int{tc.ids}, AttentionMask: [][]int{allOnes(len(tc.ids))}, Labels: [][]int{tc.labels},
+				LRPixels: [][]float32{nil}, HRPixels: [][]float32{nil}, OriSizes: [][2]int{{0, 0}}}
 			p, answer := SplitAnswer(b, 0, eos)
 			if tc.prompt == nil {
 				if p != nil {
@@ -51,7 +51,7 @@ func allOnes(n int) []int {
 	return out
 }
 
-func promptIDs(b *model.Batch) any {
+func promptIDs(b *model.Batch[float32]) any {
 	if b == nil {
 		return nil
 	}

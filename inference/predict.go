@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/flextrain/flextrain/config"
-	"github.com/flextrain/flextrain/internal/feed"
 	"github.com/flextrain/flextrain/internal/llava"
 
 	"github.com/flextrain/flextrain/data"
@@ -29,7 +28,7 @@ func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 	if maxNew <= 0 {
 		return nil, fmt.Errorf("inference: predict: max new tokens must be positive, got %d", maxNew)
 	}
-	b := &model.Batch{}
+	b := &model.Batch[float32]{}
 	for i, q := range queries {
 		if err := tr.addQuery(b, q); err != nil {
 			return nil, fmt.Errorf("inference: predict: query %d: %w", i, err)
@@ -51,12 +50,12 @@ func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 }
 
 // addQuery appends one query's prompt and pixels to b.
-func (tr *Trained) addQuery(b *model.Batch, q Query) error {
+func (tr *Trained) addQuery(b *model.Batch[float32], q Query) error {
 	ids, err := PromptIDs(tr.Tokenizer, q.Question, q.Image != nil)
 	if err != nil {
 		return err
 	}
-	var lr, hr []float64
+	var lr, hr []float32
 	var size [2]int
 	if q.Image != nil {
 		c := tr.Config
@@ -64,7 +63,7 @@ func (tr *Trained) addQuery(b *model.Batch, q Query) error {
 		if err != nil {
 			return err
 		}
-		lr, hr, size = feed.Pixels(px.LR, nil), feed.Pixels(px.HR, nil), px.OriSize
+		lr, hr, size = px.LR, px.HR, px.OriSize
 	}
 	mask, labels := make([]int, len(ids)), make([]int, len(ids))
 	for i := range ids {

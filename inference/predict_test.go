@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/flextrain/flextrain/config"
-	"github.com/flextrain/flextrain/internal/feed"
 	"github.com/flextrain/flextrain/internal/llava"
 
 	"github.com/flextrain/flextrain/data"
@@ -130,8 +129,8 @@ func generateFromSample(t *testing.T, tr *Trained, b *data.Batch, s, tail, maxNe
 	}
 	ids := b.InputIDs[s][:n-tail]
 	mask, labels := slices.Repeat([]int{1}, len(ids)), slices.Repeat([]int{llava.IgnoreIndex}, len(ids))
-	mb := &model.Batch{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
-		LRPixels: [][]float64{feed.Pixels(b.LRPixels[s], nil)}, HRPixels: [][]float64{feed.Pixels(b.HRPixels[s], nil)}, OriSizes: b.OriSizes[s : s+1]}
+	mb := &model.Batch[float32]{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
+		LRPixels: [][]float32{b.LRPixels[s]}, HRPixels: [][]float32{b.HRPixels[s]}, OriSizes: b.OriSizes[s : s+1]}
 	out, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1)
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,7 @@ func (tr *Trained) Selections(ctx context.Context, path, imageFolder, kind strin
 		if err != nil {
 			return nil, fmt.Errorf("inference: selections %s: %w", path, err)
 		}
-		mb := feed.Batch(b, nil)
+		mb := feed.Batch(b)
 		for s, id := range b.IDs {
 			if len(views) == n || b.HRPixels[s] == nil || (kind != "" && meta[id].Kind != kind) {
 				continue
@@ -85,7 +85,7 @@ func (tr *Trained) Selections(ctx context.Context, path, imageFolder, kind strin
 
 // selectionView decodes sample s of b from its prompt and records the cells of the prompt's last row; hr is
 // the sample's HR view as the loader made it.
-func (tr *Trained) selectionView(b *model.Batch, s int, hr []float32) (SelectionView, error) {
+func (tr *Trained) selectionView(b *model.Batch[float32], s int, hr []float32) (SelectionView, error) {
 	eos := tr.Tokenizer.EOS()
 	prompt, answer := eval.SplitAnswer(b, s, eos)
 	if prompt == nil {

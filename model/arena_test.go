@@ -68,7 +68,7 @@ func TestArenaMatchesPlainAllocation(t *testing.T) {
 }
 
 // lossAndGrads builds, runs and closes a graph, and returns copies of its loss and gradients.
-func lossAndGrads(t *testing.T, w *Weights, b *Batch, opt Options) (float64, map[string][]float64) {
+func lossAndGrads(t *testing.T, w *Weights, b *Batch[float64], opt Options) (float64, map[string][]float64) {
 	t.Helper()
 	m, loss := runLoss(t, w, b, opt)
 	grads := map[string][]float64{}

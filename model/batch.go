@@ -10,18 +10,41 @@ import (
 
 // Batch is one input of the model (docs/DESIGN.md §5 and §10's inputs): right-padded token ids with at most one
 // llava.ImageTokenID per sample, and for each sample with an image its LR pixels [3, S, S], HR pixels
-// [3, Z·S, Z·S] and original size (w, h). Text-only samples have nil pixels.
-type Batch struct {
+// [3, Z·S, Z·S] and original size (w, h). Text-only samples have nil pixels. The pixels are float32 as the
+// data loader decodes them, and enter a float32 model as they are; float64 where a float64 reference gives
+// them with every bit (the golden cases). A model of the other type converts them once, exactly.
+type Batch[P ops.Float] struct {
 	InputIDs      [][]int
 	AttentionMask [][]int
 	Labels        [][]int
-	LRPixels      [][]float64
-	HRPixels      [][]float64
+	LRPixels      [][]P
+	HRPixels      [][]P
 	OriSizes      [][2]int
 }
 
+// asType is b with its pixels in T: b itself when they already are, else a copy with converted pixels.
+func asType[T, P ops.Float](b *Batch[P]) *Batch[T] {
+	if same, ok := any(b).(*Batch[T]); ok {
+		return same
+	}
+	out := &Batch[T]{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels, OriSizes: b.OriSizes}
+	for i := range b.LRPixels {
+		out.LRPixels = append(out.LRPixels, convert[T](b.LRPixels[i]))
+		out.HRPixels = append(out.HRPixels, convert[T](b.HRPixels[i]))
+	}
+	return out
+}
+
+// convert copies x into a new slice of T; nil stays nil.
+func convert[T, P ops.Float](x []P) []T {
+	if x == nil {
+		return nil
+	}
+	return ops.Convert[T](nil, x)
+}
+
 // Len is the number of samples.
-func (b *Batch) Len() int { return len(b.InputIDs) }
+func (b *Batch[P]) Len() int { return len(b.InputIDs) }
 
 // layout is the assembled batch (docs/DESIGN.md §5): every row's source, labels and lengths.
 type layout struct {
@@ -35,7 +58,7 @@ type layout struct {
 }
 
 // Validate returns every problem of the batch for the model of cfg, one per line, or nil.
-func (b *Batch) Validate(cfg Config) error {
+func (b *Batch[P]) Validate(cfg Config) error {
 	var errs []error
 	if b.Len() == 0 {
 		return errors.New("model: batch: no samples")
@@ -53,7 +76,7 @@ func (b *Batch) Validate(cfg Config) error {
 	return errors.Join(errs...)
 }
 
-func (b *Batch) validateSample(cfg Config, i int) error {
+func (b *Batch[P]) validateSample(cfg Config, i int) error {
 	ids, mask, labels := b.InputIDs[i], b.AttentionMask[i], b.Labels[i]
 	if len(mask) != len(ids) || len(labels) != len(ids) {
 		return fmt.Errorf("model: batch: sample %d: %d ids, %d mask entries, %d labels", i, len(ids), len(mask), len(labels))
@@ -86,7 +109,7 @@ func (b *Batch) validateSample(cfg Config, i int) error {
 // assemble lays out the batch: padding dropped, the image id replaced by the n LR feature rows (labels
 // llava.IgnoreIndex there) followed by hrSeq HR feature rows (the hd-seq baseline; 0 otherwise), then
 // right-padded to the longest sample.
-func (b *Batch) assemble(n, hrSeq int) layout {
+func (b *Batch[P]) assemble(n, hrSeq int) layout {
 	lay := layout{B: b.Len()}
 	var rows [][]ops.Source
 	for i, ids := range b.InputIDs {

@@ -78,7 +78,7 @@ func TestFrozenFrontCache(t *testing.T) {
 			plain := Options{Mode: Train, Alpha: 0.5, Trainable: trainable}
 			cached := plain
 			cached.Features, cached.Front = cache, front
-			for run, batch := range []*Batch{gc.batch, gc.batch, subBatch(gc.batch, others)} {
+			for run, batch := range []*Batch[float64]{gc.batch, gc.batch, subBatch(gc.batch, others)} {
 				wantLoss, wantGrads, wantSel := frontRun(t, w, batch, plain)
 				before := cache.Stats()
 				loss, grads, sel := frontRun(t, w, batch, cached)
@@ -127,7 +127,7 @@ func TestTrainableFrontIsNotCached(t *testing.T) {
 }
 
 // frontRun returns a training run's loss, gradients and layer n_sa's selection.
-func frontRun(t *testing.T, w *Weights, b *Batch, opt Options) (float64, map[string][]float64, [][][]int) {
+func frontRun(t *testing.T, w *Weights, b *Batch[float64], opt Options) (float64, map[string][]float64, [][][]int) {
 	t.Helper()
 	m, loss := runLoss(t, w, b, opt)
 	defer m.Close()
@@ -151,8 +151,8 @@ func realLen(mask []int) int {
 }
 
 // subBatch returns the samples idx of b, in that order.
-func subBatch(b *Batch, idx []int) *Batch {
-	c := &Batch{}
+func subBatch(b *Batch[float64], idx []int) *Batch[float64] {
+	c := &Batch[float64]{}
 	for _, i := range idx {
 		c.InputIDs, c.AttentionMask, c.Labels = append(c.InputIDs, b.InputIDs[i]), append(c.AttentionMask, b.AttentionMask[i]), append(c.Labels, b.Labels[i])
 		c.LRPixels, c.HRPixels, c.OriSizes = append(c.LRPixels, b.LRPixels[i]), append(c.HRPixels, b.HRPixels[i]), append(c.OriSizes, b.OriSizes[i])

@@ -82,7 +82,7 @@ func (b *builder[T]) cachesFront() bool {
 
 // sampleKeys names each sample's front by its content: its real token ids, its LR pixels and its HR rows,
 // under the front's fingerprint.
-func (b *builder[T]) sampleKeys(batch *Batch) []featcache.Key {
+func (b *builder[T]) sampleKeys(batch *Batch[T]) []featcache.Key {
 	keys := make([]featcache.Key, batch.Len())
 	for i, ids := range batch.InputIDs {
 		var tokens, rows []byte
@@ -136,7 +136,7 @@ func (b *builder[T]) cachedFront(keys []featcache.Key) (h, cells *G.Node, ok boo
 // front returns the decoder state entering the first layer the graph runs, that layer and the cells it
 // attends to: layer n_sa's, when the feature cache holds every sample's front; else the embedded batch and
 // layer 0 (and, when the front is cached, the keys and attention that keepFront stores).
-func (b *builder[T]) front(batch *Batch) (h, cells *G.Node, first int, err error) {
+func (b *builder[T]) front(batch *Batch[T]) (h, cells *G.Node, first int, err error) {
 	if b.cacheFront {
 		keys := b.sampleKeys(batch)
 		if h, cells, ok, err := b.cachedFront(keys); ok || err != nil {
@@ -150,7 +150,7 @@ func (b *builder[T]) front(batch *Batch) (h, cells *G.Node, first int, err error
 
 // cachedHRFeatures writes the HR features [M, D] of an image's pixels to dst from the feature cache, or runs
 // the tower and the projector and stores their result there.
-func (b *builder[T]) cachedHRFeatures(dst []T, px []float64) {
+func (b *builder[T]) cachedHRFeatures(dst []T, px []T) {
 	p := ops.Convert[T](b.mem, px)
 	defer ops.Recycle(b.mem, p)
 	pk := featcache.PixelKey(p)

@@ -14,7 +14,7 @@ import (
 // Generate continues every sample of the batch greedily by up to maxNew tokens, stopping after eos. Each new
 // row is the last row, the only one that sees HR tokens (FlexAttention's inference mode, docs/DESIGN.md §7); the
 // plain keys and values of every layer are cached, so each token costs one row of work.
-func Generate(w *Weights, b *Batch, maxNew, eos int, alpha float64) ([][]int, error) {
+func Generate[P ops.Float](w *Weights, b *Batch[P], maxNew, eos int, alpha float64) ([][]int, error) {
 	if err := b.Validate(w.Config()); err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ type Decoder struct {
 }
 
 // NewDecoder prepares sample s of the batch for decoding with blend weight alpha.
-func NewDecoder(w *Weights, b *Batch, s int, alpha float64) (*Decoder, error) {
+func NewDecoder[P ops.Float](w *Weights, b *Batch[P], s int, alpha float64) (*Decoder, error) {
 	if err := w.Config().Validate(); err != nil {
 		return nil, err
 	}
@@ -112,17 +112,17 @@ type rowDecoder[T ops.Float] struct {
 	used     [][]bool // per FlexAttention layer, the cells the last HR row attended to
 }
 
-func newDecoder[T ops.Float](w *Weights, b *Batch, s int, alpha float64) *Decoder {
+func newDecoder[T, P ops.Float](w *Weights, b *Batch[P], s int, alpha float64) *Decoder {
 	cfg := w.Config()
 	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, ori: b.OriSizes[s],
 		get: func(name string) []T { return w.Get(name).Data().([]T) },
 		kc:  make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
-	d.assemble(b, s)
+	assemble(d, b, s)
 	return &Decoder{prefill: d.prefill, step: d.step, selected: func() [][]bool { return d.used }}
 }
 
 // assemble lays out the prompt's input rows (docs/DESIGN.md §5) and, with an image, its HR features and tables.
-func (d *rowDecoder[T]) assemble(b *Batch, s int) {
+func assemble[T, P ops.Float](d *rowDecoder[T], b *Batch[P], s int) {
 	D := d.cfg.Text.HiddenSize
 	g, n, zg, M := d.cfg.Grid()
 	emb := d.get("model.embed_tokens.weight")
@@ -225,12 +225,13 @@ func (d *rowDecoder[T]) record(l int, cells []bool) {
 	d.used[l-d.cfg.Flex.NSA] = cells
 }
 
-// pixelHash is the FNV-1a hash of the pixels' float64 bits.
-func pixelHash(px []float64) uint64 {
+// pixelHash is the FNV-1a hash of the pixels' float64 bits (float32 pixels widened: the same hash as the
+// float64 pixels of the same values).
+func pixelHash[P ops.Float](px []P) uint64 {
 	h := fnv.New64a()
 	var buf [8]byte
 	for _, v := range px {
-		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(v))
+		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(float64(v)))
 		h.Write(buf[:])
 	}
 	return h.Sum64()

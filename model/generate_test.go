@@ -64,18 +64,18 @@ func trimmed(ids, mask []int) []int {
 }
 
 // sampleBatch is sample s of b with new ids (all real tokens).
-func sampleBatch(b *Batch, s int, ids []int) *Batch {
+func sampleBatch(b *Batch[float64], s int, ids []int) *Batch[float64] {
 	mask, labels := make([]int, len(ids)), make([]int, len(ids))
 	for i := range ids {
 		mask[i], labels[i] = 1, llava.IgnoreIndex
 	}
-	return &Batch{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
+	return &Batch[float64]{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
 		LRPixels: b.LRPixels[s : s+1], HRPixels: b.HRPixels[s : s+1], OriSizes: b.OriSizes[s : s+1]}
 }
 
 // wholeRows marks the rows that saw HR tokens while decoding: the prompt's last row and every generated row,
 // for an image sample; none for a text-only one.
-func wholeRows(b *Batch, cfg Config, steps int) [][]int {
+func wholeRows(b *Batch[float64], cfg Config, steps int) [][]int {
 	_, n, _, _ := cfg.Grid()
 	lay := b.assemble(n, 0)
 	if lay.imageAt[0] < 0 {
@@ -152,7 +152,7 @@ func TestDecoderRandomPerImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	selected := func(b *Batch, s int) string {
+	selected := func(b *Batch[float64], s int) string {
 		d, err := NewDecoder(w, b, s, 1)
 		if err != nil {
 			t.Fatal(err)

@@ -30,7 +30,7 @@ type goldenCase struct {
 	mode   Mode
 	alpha  float64
 	file   *safetensors.File
-	batch  *Batch
+	batch  *Batch[float64]
 	tensor map[string]safetensors.Tensor // the weights
 }
 
@@ -86,7 +86,7 @@ func (gc *goldenCase) ints(t *testing.T, name string) ([]int, []int) {
 }
 
 // inputs turns the file's inputs.* tensors into a Batch.
-func (gc *goldenCase) inputs(t *testing.T) *Batch {
+func (gc *goldenCase) inputs(t *testing.T) *Batch[float64] {
 	ids, shape := gc.ints(t, "inputs.input_ids")
 	mask, _ := gc.ints(t, "inputs.attention_mask")
 	labels, _ := gc.ints(t, "inputs.labels")
@@ -94,7 +94,7 @@ func (gc *goldenCase) inputs(t *testing.T) *Batch {
 	lr, hr := gc.floats(t, "inputs.lr_pixels"), gc.floats(t, "inputs.hr_pixels")
 	B, T := shape[0], shape[1]
 	lrN, hrN := len(lr)/B, len(hr)/B
-	b := &Batch{}
+	b := &Batch[float64]{}
 	for i := 0; i < B; i++ {
 		row := ids[i*T : (i+1)*T]
 		b.InputIDs = append(b.InputIDs, row)

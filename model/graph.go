@@ -104,7 +104,7 @@ type builder[T ops.Float] struct {
 
 // Build unrolls the model for a batch. The weights are bound, not copied: an optimizer that updates them in
 // place is seen by the next Run of a graph built later.
-func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
+func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error) {
 	cfg := w.Config()
 	if err := batch.Validate(cfg); err != nil {
 		return nil, err
@@ -131,9 +131,9 @@ func Build(w *Weights, batch *Batch, opt Options) (*Graph, error) {
 	}
 	var err error
 	if w.Dtype() == tensor.Float32 {
-		err = newBuilder[float32](m, w, opt).build(batch)
+		err = newBuilder[float32](m, w, opt).build(asType[float32](batch))
 	} else {
-		err = newBuilder[float64](m, w, opt).build(batch)
+		err = newBuilder[float64](m, w, opt).build(asType[float64](batch))
 	}
 	if err != nil {
 		m.release()
@@ -147,7 +147,7 @@ func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {
 	return &builder[T]{Graph: m, w: w, opt: opt, get: func(name string) []T { return w.Get(name).Data().([]T) }}
 }
 
-func (b *builder[T]) build(batch *Batch) error {
+func (b *builder[T]) build(batch *Batch[T]) error {
 	b.cacheFront = b.cachesFront()
 	h, cells, first, err := b.front(batch)
 	if err != nil {
@@ -228,7 +228,7 @@ func (b *builder[T]) affine(x *G.Node, prefix string) (*G.Node, error) {
 
 // embed runs the frozen vision tower on the LR views, projects them (docs/DESIGN.md §4) and assembles the
 // decoder input (§5).
-func (b *builder[T]) embed(batch *Batch) (*G.Node, error) {
+func (b *builder[T]) embed(batch *Batch[T]) (*G.Node, error) {
 	emb, err := b.param("model.embed_tokens.weight")
 	if err != nil {
 		return nil, err
@@ -252,7 +252,7 @@ func (b *builder[T]) embed(batch *Batch) (*G.Node, error) {
 
 // projectLR runs the vision tower on every image's LR view and the projector on the result. The tower is
 // part of the graph when one of its weights trains (visiongraph.go), else a constant computed in plain Go.
-func (b *builder[T]) projectLR(batch *Batch) (*G.Node, error) {
+func (b *builder[T]) projectLR(batch *Batch[T]) (*G.Node, error) {
 	x, err := b.lrVision(batch)
 	if err != nil {
 		return nil, err
@@ -271,7 +271,7 @@ func (b *builder[T]) projectLR(batch *Batch) (*G.Node, error) {
 
 // lrVision returns the tower's LR features [K·n, Cv] of the image samples, in batch order, the images
 // shared among the cores.
-func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
+func (b *builder[T]) lrVision(batch *Batch[T]) (*G.Node, error) {
 	if b.trainsVision() {
 		return b.visionGraph(batch)
 	}
@@ -292,7 +292,7 @@ func (b *builder[T]) lrVision(batch *Batch) (*G.Node, error) {
 
 // hrFeatures computes the HR features of every image sample as one constant [B·M, D] (zeros for text-only
 // samples and for samples without HR rows, which never read them), the images shared among the cores.
-func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
+func (b *builder[T]) hrFeatures(batch *Batch[T]) *G.Node {
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
 	hd := ops.Buffer[T](b.mem, b.lay.B*M*D)
@@ -310,7 +310,7 @@ func (b *builder[T]) hrFeatures(batch *Batch) *G.Node {
 }
 
 // hrSequence computes the HR features of every image sample, in image order, as one constant [K·M, D].
-func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
+func (b *builder[T]) hrSequence(batch *Batch[T]) *G.Node {
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
 	hd := ops.Buffer[T](b.mem, b.lay.images*M*D)
@@ -324,7 +324,7 @@ func (b *builder[T]) hrSequence(batch *Batch) *G.Node {
 
 // hrFeaturesInto writes the HR features [M, D] of an image's pixels to dst: from the feature cache when it
 // keeps the frozen front, else from the tower's features (cached or not) and the projector.
-func (b *builder[T]) hrFeaturesInto(dst []T, px []float64) {
+func (b *builder[T]) hrFeaturesInto(dst []T, px []T) {
 	if b.cacheFront {
 		b.cachedHRFeatures(dst, px)
 		return
@@ -335,7 +335,7 @@ func (b *builder[T]) hrFeaturesInto(dst []T, px []float64) {
 }
 
 // hrTower returns the tower's features of an image's HR crops, [Z²·n, Cv], in a buffer the caller owns.
-func (b *builder[T]) hrTower(px []float64) []T {
+func (b *builder[T]) hrTower(px []T) []T {
 	_, n, _, _ := b.cfg.Grid()
 	Z := b.cfg.Flex.Zoom
 	return b.tower(featcache.ViewHR, px, Z*Z*n*b.cfg.Vision.HiddenSize, func(p []T) []T { return hrTower(b.mem, b.cfg, b.get, p) })
@@ -343,7 +343,7 @@ func (b *builder[T]) hrTower(px []float64) []T {
 
 // tower runs the frozen vision tower on an image's pixels, or reads its features from the feature cache
 // (Options.Features), which holds them by the pixels' content: the tower is frozen, so they never change.
-func (b *builder[T]) tower(view string, px []float64, size int, run func([]T) []T) []T {
+func (b *builder[T]) tower(view string, px []T, size int, run func([]T) []T) []T {
 	p := ops.Convert[T](b.mem, px)
 	defer ops.Recycle(b.mem, p)
 	if b.opt.Features == nil || b.trainsVision() {

@@ -27,7 +27,7 @@ func goldenTrainCase(t *testing.T) *goldenCase {
 	return loadGolden(t, filepath.Join("..", "testdata", "golden", "tiny_train.safetensors"))
 }
 
-func runLoss(t *testing.T, w *Weights, b *Batch, opt Options) (*Graph, float64) {
+func runLoss(t *testing.T, w *Weights, b *Batch[float64], opt Options) (*Graph, float64) {
 	t.Helper()
 	m, err := Build(w, b, opt)
 	if err != nil {
@@ -119,18 +119,18 @@ func TestBadInputIsAnError(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		spoil func(b *Batch)
+		spoil func(b *Batch[float64])
 		want  string
 	}{
-		{"token id past the vocabulary", func(b *Batch) { b.InputIDs[0][0] = 96 }, "outside the vocabulary"},
-		{"negative token id", func(b *Batch) { b.InputIDs[2][1] = -7 }, "outside the vocabulary"},
-		{"label past the vocabulary", func(b *Batch) { b.Labels[1][10] = 1000 }, "label 1000"},
-		{"two images", func(b *Batch) { b.InputIDs[0][1] = llava.ImageTokenID }, "2 images"},
-		{"short LR pixels", func(b *Batch) { b.LRPixels[0] = b.LRPixels[0][:10] }, "LR pixels"},
-		{"missing HR pixels", func(b *Batch) { b.HRPixels[1] = nil }, "HR pixels"},
-		{"ragged mask", func(b *Batch) { b.AttentionMask[1] = b.AttentionMask[1][:3] }, "mask entries"},
-		{"fewer sizes", func(b *Batch) { b.OriSizes = b.OriSizes[:1] }, "sizes"},
-		{"empty", func(b *Batch) { *b = Batch{} }, "no samples"},
+		{"token id past the vocabulary", func(b *Batch[float64]) { b.InputIDs[0][0] = 96 }, "outside the vocabulary"},
+		{"negative token id", func(b *Batch[float64]) { b.InputIDs[2][1] = -7 }, "outside the vocabulary"},
+		{"label past the vocabulary", func(b *Batch[float64]) { b.Labels[1][10] = 1000 }, "label 1000"},
+		{"two images", func(b *Batch[float64]) { b.InputIDs[0][1] = llava.ImageTokenID }, "2 images"},
+		{"short LR pixels", func(b *Batch[float64]) { b.LRPixels[0] = b.LRPixels[0][:10] }, "LR pixels"},
+		{"missing HR pixels", func(b *Batch[float64]) { b.HRPixels[1] = nil }, "HR pixels"},
+		{"ragged mask", func(b *Batch[float64]) { b.AttentionMask[1] = b.AttentionMask[1][:3] }, "mask entries"},
+		{"fewer sizes", func(b *Batch[float64]) { b.OriSizes = b.OriSizes[:1] }, "sizes"},
+		{"empty", func(b *Batch[float64]) { *b = Batch[float64]{} }, "no samples"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -144,8 +144,8 @@ func TestBadInputIsAnError(t *testing.T) {
 	}
 }
 
-func copyBatch(b *Batch) *Batch {
-	c := &Batch{OriSizes: append([][2]int(nil), b.OriSizes...)}
+func copyBatch(b *Batch[float64]) *Batch[float64] {
+	c := &Batch[float64]{OriSizes: append([][2]int(nil), b.OriSizes...)}
 	for i := range b.InputIDs {
 		c.InputIDs = append(c.InputIDs, append([]int(nil), b.InputIDs[i]...))
 		c.AttentionMask = append(c.AttentionMask, append([]int(nil), b.AttentionMask[i]...))
@@ -167,7 +167,7 @@ func TestInferAnyBatchSize(t *testing.T) {
 	_, N := all.Shape()
 	V := gc.cfg.Text.VocabSize
 	for s := 0; s < gc.batch.Len(); s++ {
-		one := &Batch{InputIDs: gc.batch.InputIDs[s : s+1], AttentionMask: gc.batch.AttentionMask[s : s+1],
+		one := &Batch[float64]{InputIDs: gc.batch.InputIDs[s : s+1], AttentionMask: gc.batch.AttentionMask[s : s+1],
 			Labels: gc.batch.Labels[s : s+1], LRPixels: gc.batch.LRPixels[s : s+1], HRPixels: gc.batch.HRPixels[s : s+1],
 			OriSizes: gc.batch.OriSizes[s : s+1]}
 		m, _ := runLoss(t, w, one, Options{Mode: Infer, Alpha: 1})

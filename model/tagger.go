@@ -44,7 +44,7 @@ func TagLogits[T ops.Float](logits []T, K int, sizes []int, pool, k, h int) []T 
 
 // BuildTagger unrolls the tag objective for the images of batch (every sample must have one; its ids are
 // not read). Gradients reach the weights opt.Trainable selects and the head (TagHeadName).
-func BuildTagger(w *Weights, batch *Batch, t Tagging, opt Options) (*Graph, error) {
+func BuildTagger[P ops.Float](w *Weights, batch *Batch[P], t Tagging, opt Options) (*Graph, error) {
 	cfg := w.Config()
 	total := 0
 	for _, v := range t.Sizes {
@@ -53,7 +53,7 @@ func BuildTagger(w *Weights, batch *Batch, t Tagging, opt Options) (*Graph, erro
 	if t.Head == nil || t.Head.Dtype() != w.Dtype() || !t.Head.Shape().Eq(tensor.Shape{2 * total, cfg.Vision.HiddenSize}) {
 		return nil, fmt.Errorf("model: tagger: head must be %v [2·%d, %d]", w.Dtype(), total, cfg.Vision.HiddenSize)
 	}
-	imgs := &Batch{LRPixels: batch.LRPixels, HRPixels: batch.HRPixels, OriSizes: batch.OriSizes}
+	imgs := &Batch[P]{LRPixels: batch.LRPixels, HRPixels: batch.HRPixels, OriSizes: batch.OriSizes}
 	for range batch.LRPixels {
 		imgs.InputIDs = append(imgs.InputIDs, []int{llava.ImageTokenID})
 		imgs.AttentionMask, imgs.Labels = append(imgs.AttentionMask, []int{1}), append(imgs.Labels, []int{llava.IgnoreIndex})
@@ -69,9 +69,9 @@ func BuildTagger(w *Weights, batch *Batch, t Tagging, opt Options) (*Graph, erro
 	m.rows = make([][]int, m.lay.B)
 	var err error
 	if w.Dtype() == tensor.Float32 {
-		err = newBuilder[float32](m, w, opt).tagger(imgs, t)
+		err = newBuilder[float32](m, w, opt).tagger(asType[float32](imgs), t)
 	} else {
-		err = newBuilder[float64](m, w, opt).tagger(imgs, t)
+		err = newBuilder[float64](m, w, opt).tagger(asType[float64](imgs), t)
 	}
 	if err != nil {
 		m.release()
@@ -81,7 +81,7 @@ func BuildTagger(w *Weights, batch *Batch, t Tagging, opt Options) (*Graph, erro
 	return m, nil
 }
 
-func (b *builder[T]) tagger(batch *Batch, t Tagging) error {
+func (b *builder[T]) tagger(batch *Batch[T], t Tagging) error {
 	if !b.trainsVision() {
 		return fmt.Errorf("model: tagger: no weight of the vision tower is trainable")
 	}

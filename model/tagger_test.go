@@ -13,14 +13,14 @@ import (
 
 // taggerCase is the golden train case's image samples with a random head over keys of 3 and 2 classes, the
 // second answered by one image only.
-func taggerCase(t *testing.T) (*Weights, *Batch, Tagging) {
+func taggerCase(t *testing.T) (*Weights, *Batch[float64], Tagging) {
 	t.Helper()
 	gc := goldenTrainCase(t)
 	w, err := FromTensors(gc.cfg, tensor.Float64, gc.tensor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Batch{}
+	b := &Batch[float64]{}
 	for i, px := range gc.batch.LRPixels {
 		if px != nil {
 			b.LRPixels, b.HRPixels = append(b.LRPixels, px), append(b.HRPixels, gc.batch.HRPixels[i])
@@ -37,7 +37,7 @@ func taggerCase(t *testing.T) (*Weights, *Batch, Tagging) {
 	return w, b, tg
 }
 
-func tagLoss(t *testing.T, w *Weights, b *Batch, tg Tagging, trainable func(string) bool) (*Graph, float64) {
+func tagLoss(t *testing.T, w *Weights, b *Batch[float64], tg Tagging, trainable func(string) bool) (*Graph, float64) {
 	t.Helper()
 	m, err := BuildTagger(w, b, tg, Options{Trainable: trainable})
 	if err != nil {

@@ -25,7 +25,7 @@ func (b *builder[T]) trainsVision() bool {
 }
 
 // visionGraph returns hs[select_layer] without the CLS rows, [K·n, Cv], for the K image samples' LR views.
-func (b *builder[T]) visionGraph(batch *Batch) (*G.Node, error) {
+func (b *builder[T]) visionGraph(batch *Batch[T]) (*G.Node, error) {
 	x, err := b.visionEmbed(batch)
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func (b *builder[T]) visionGraph(batch *Batch) (*G.Node, error) {
 
 // visionEmbed is the patch embedding (a Linear over the constant patches) with class and position
 // embeddings: [K·(n+1), Cv].
-func (b *builder[T]) visionEmbed(batch *Batch) (*G.Node, error) {
+func (b *builder[T]) visionEmbed(batch *Batch[T]) (*G.Node, error) {
 	vc := b.cfg.Vision
 	_, n, _, _ := b.cfg.Grid()
 	pp := 3 * vc.PatchSize * vc.PatchSize

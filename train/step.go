@@ -87,7 +87,7 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 func (t *trainer[T]) forwardBackward(b *data.Batch, res *stepResult) (float64, int, error) {
 	opts := t.graph
 	opts.Alpha, opts.Step = res.alpha, t.state.Step
-	g, err := model.Build(t.weights, feed.Batch(b, t.mem), opts)
+	g, err := model.Build(t.weights, feed.Batch(b), opts)
 	if err != nil {
 		return 0, 0, err
 	}

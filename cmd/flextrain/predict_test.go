@@ -81,9 +81,9 @@ func greedy(t *testing.T, tr *inference.Trained, b *data.Batch, s, tail, maxNew 
 		n += m
 	}
 	ids := b.InputIDs[s][:n-tail]
-	mb := &model.Batch{InputIDs: [][]int{ids}, AttentionMask: [][]int{slices.Repeat([]int{1}, len(ids))},
-		Labels: [][]int{slices.Repeat([]int{llava.IgnoreIndex}, len(ids))}, LRPixels: [][]float64{wide(b.LRPixels[s])},
-		HRPixels: [][]float64{wide(b.HRPixels[s])}, OriSizes: b.OriSizes[s : s+1]}
+	mb := &model.Batch[float32]{InputIDs: [][]int{ids}, AttentionMask: [][]int{slices.Repeat([]int{1}, len(ids))},
+		Labels: [][]int{slices.Repeat([]int{llava.IgnoreIndex}, len(ids))}, LRPixels: [][]float32{b.LRPixels[s]},
+		HRPixels: [][]float32{b.HRPixels[s]}, OriSizes: b.OriSizes[s : s+1]}
 	gen, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -93,17 +93,6 @@ func greedy(t *testing.T, tr *inference.Trained, b *data.Batch, s, tail, maxNew 
 		g = g[:i]
 	}
 	return strings.TrimSpace(tr.Tokenizer.Decode(g))
-}
-
-func wide(x []float32) []float64 {
-	if x == nil {
-		return nil
-	}
-	y := make([]float64, len(x))
-	for i, v := range x {
-		y[i] = float64(v)
-	}
-	return y
 }
 
 // readRecords reads a generated split.

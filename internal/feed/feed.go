@@ -7,31 +7,13 @@ import (
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model"
-	"github.com/flextrain/flextrain/model/ops"
 )
 
-// Batch converts a loader batch to the model's input: the same token rows, and the pixels in float64 in
-// buffers of mem (nil: fresh ones), which a graph built with the same arena hands back when it closes.
-func Batch(b *data.Batch, mem *ops.Arena) *model.Batch {
-	m := &model.Batch{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels, OriSizes: b.OriSizes}
-	for i := range b.InputIDs {
-		m.LRPixels = append(m.LRPixels, Pixels(b.LRPixels[i], mem))
-		m.HRPixels = append(m.HRPixels, Pixels(b.HRPixels[i], mem))
-	}
-	return m
-}
-
-// Pixels widens one image's float32 pixels to the model's float64 input, in a buffer of mem; nil (a
-// text-only sample) stays nil.
-func Pixels(x []float32, mem *ops.Arena) []float64 {
-	if x == nil {
-		return nil
-	}
-	y := ops.Buffer[float64](mem, len(x))
-	for i, v := range x {
-		y[i] = float64(v)
-	}
-	return y
+// Batch is a loader batch as the model's input: the same token rows and the same float32 pixels, shared, not
+// copied (the model reads them).
+func Batch(b *data.Batch) *model.Batch[float32] {
+	return &model.Batch[float32]{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels,
+		LRPixels: b.LRPixels, HRPixels: b.HRPixels, OriSizes: b.OriSizes}
 }
 
 // Supervised counts the labels other than the ignore index that a loss reads: every position but the first

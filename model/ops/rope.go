@@ -96,8 +96,8 @@ func RopeRow[T Float](y, x, cos, sin []T, transpose bool) {
 	}
 }
 
-// Convert copies float64 values into a Scratch buffer of T.
-func Convert[T Float](m *Arena, x []float64) []T {
+// Convert copies values of type S (float32 or float64) into a Scratch buffer of T.
+func Convert[T, S Float](m *Arena, x []S) []T {
 	y := Scratch[T](m, len(x))
 	for i, v := range x {
 		y[i] = T(v)

@@ -192,7 +192,7 @@ func (p *pretrainer) run(ctx context.Context, tg *tagHeads) (Summary, error) {
 
 // tagStep runs the tag objective on one batch and takes an AdamW step; it returns the loss and, per pooling
 // and key, the images whose value the heads predicted.
-func (p *pretrainer) tagStep(mb *model.Batch, tg *tagHeads, targets [][]int) (float64, [2][]int, error) {
+func (p *pretrainer) tagStep(mb *model.Batch[float32], tg *tagHeads, targets [][]int) (float64, [2][]int, error) {
 	g, err := model.BuildTagger(p.weights, mb, model.Tagging{Head: tg.head, Sizes: tg.sizes, Targets: targets},
 		model.Options{Trainable: p.cfg.Trainable, Arena: p.mem})
 	if err != nil {
@@ -249,7 +249,7 @@ func newTagHeads(classes map[string][]string, width int, seed uint64) *tagHeads 
 // batch keeps the samples of b with an image and tags, as a model batch, and their targets per key
 // (IgnoreIndex where a sample lacks the key or has a value the classes do not list); it also returns how
 // many samples it left out. A batch with no such sample gives nil.
-func (tg *tagHeads) batch(b *data.Batch, mem *ops.Arena) (*model.Batch, [][]int, int) {
+func (tg *tagHeads) batch(b *data.Batch, mem *ops.Arena) (*model.Batch[float32], [][]int, int) {
 	keep := &data.Batch{}
 	targets := make([][]int, len(tg.keys))
 	for i := range b.IDs {
@@ -272,7 +272,7 @@ func (tg *tagHeads) batch(b *data.Batch, mem *ops.Arena) (*model.Batch, [][]int,
 	if keep.Len() == 0 {
 		return nil, nil, b.Len()
 	}
-	return feed.Batch(keep, mem), targets, b.Len() - keep.Len()
+	return feed.Batch(keep), targets, b.Len() - keep.Len()
 }
 
 // countCorrect counts, per pooling (maximum, mean) and key, the images whose highest-scoring class is their
