@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -150,7 +151,7 @@ func (c Config) Validate() error {
 	if f.Threshold < 0 || f.Threshold >= 255 {
 		bad("flex.threshold", "must be in [0, 255), got %g", f.Threshold)
 	}
-	if !contains(Strategies, f.Strategy) {
+	if !slices.Contains(Strategies, f.Strategy) {
 		bad("flex.strategy", "%q is not one of %s", f.Strategy, strings.Join(Strategies, ", "))
 	}
 	if f.Strategy != "attention" && f.Strategy != "" && (f.Ratio <= 0 || f.Ratio > 1) {
@@ -170,13 +171,4 @@ func (c Config) gridOrZero() int {
 		return 0
 	}
 	return c.Vision.ImageSize / c.Vision.PatchSize
-}
-
-func contains(xs []string, s string) bool {
-	for _, x := range xs {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -2,8 +2,10 @@ package model
 
 import (
 	"bytes"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,7 +42,7 @@ func TestInitWeightsDeterministic(t *testing.T) {
 func TestInitWeightsKinds(t *testing.T) {
 	cfg := tinyConfig()
 	w := InitWeights(cfg, tensor.Float64, 1)
-	if got, want := w.Names(), sortedKeys(Shapes(cfg)); !reflect.DeepEqual(got, want) {
+	if got, want := w.Names(), slices.Sorted(maps.Keys(Shapes(cfg))); !reflect.DeepEqual(got, want) {
 		t.Fatalf("names: got %v; want Shapes' %v", got, want)
 	}
 	for _, c := range []struct {

@@ -3,11 +3,13 @@ package model
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -210,7 +212,7 @@ func CheckTensors(cfg Config, ts map[string]safetensors.Tensor) error {
 
 // checkShape refuses a tensor shape other than the model's, naming both.
 func checkShape(got, want []int) error {
-	if !equalInts(got, want) {
+	if !slices.Equal(got, want) {
 		return fmt.Errorf("shape %v, the model has %v", got, want)
 	}
 	return nil
@@ -276,18 +278,6 @@ func newDense[T float32 | float64](shape []int, v []T, kind string) (*tensor.Den
 		}
 	}
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v)), nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // problems collects per-tensor errors so that all are reported at once, sorted by tensor name.
@@ -405,12 +395,7 @@ func (w *Weights) Get(name string) *tensor.Dense { return w.tensors[name] }
 
 // Names returns every weight name, sorted.
 func (w *Weights) Names() []string {
-	names := make([]string, 0, len(w.tensors))
-	for n := range w.tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(w.tensors))
 }
 
 // Config returns the configuration the store was built for.

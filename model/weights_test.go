@@ -3,13 +3,13 @@ package model
 import (
 	"encoding/binary"
 	"errors"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -59,19 +59,10 @@ func with(ts map[string]safetensors.Tensor, name string, tn safetensors.Tensor) 
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 func TestShapesMatchGolden(t *testing.T) {
 	cfg, ws := goldenWeights(t)
 	shapes := Shapes(cfg)
-	if got, want := sortedKeys(shapes), sortedKeys(ws); !reflect.DeepEqual(got, want) {
+	if got, want := slices.Sorted(maps.Keys(shapes)), slices.Sorted(maps.Keys(ws)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("names: got %d %v; want the golden file's %d %v", len(got), got, len(want), want)
 	}
 	for name, tn := range ws {
@@ -112,7 +103,7 @@ func TestFromTensorsGolden(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", dt, err)
 		}
-		if got, want := w.Names(), sortedKeys(ws); !reflect.DeepEqual(got, want) || len(w.Derived()) != 0 {
+		if got, want := w.Names(), slices.Sorted(maps.Keys(ws)); !reflect.DeepEqual(got, want) || len(w.Derived()) != 0 {
 			t.Errorf("%v: got names %v, derived %v; want %v, none derived", dt, got, w.Derived(), want)
 		}
 		for name, tn := range ws {
@@ -388,7 +379,7 @@ func weightMapFile(i int) string {
 func indexJSON(weightMap map[string]string) []byte {
 	var b strings.Builder
 	b.WriteString(`{"metadata": {"total_size": 1}, "weight_map": {`)
-	for i, name := range sortedKeys(weightMap) {
+	for i, name := range slices.Sorted(maps.Keys(weightMap)) {
 		if i > 0 {
 			b.WriteString(",")
 		}

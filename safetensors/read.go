@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/flextrain/flextrain/internal/fileio"
 )
@@ -198,16 +199,7 @@ func metadataText(raw json.RawMessage) (string, error) {
 
 // shards lists the distinct shard files of the index, sorted.
 func (idx *index) shards() []string {
-	set := map[string]bool{}
-	for _, s := range idx.weightMap {
-		set[s] = true
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Compact(slices.Sorted(maps.Values(idx.weightMap)))
 }
 
 // readShards reads every shard through an os.Root on dir, so no path can leave it, and merges them: first
@@ -307,12 +299,7 @@ func merge(f *File, shard string, idx *index, out *File) error {
 
 // checkAllFound requires every tensor of the weight_map to have been found in its shard.
 func checkAllFound(idx *index, f *File) error {
-	names := make([]string, 0, len(idx.weightMap))
-	for name := range idx.weightMap {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(idx.weightMap)) {
 		if _, ok := f.Tensors[name]; !ok {
 			return formatErrorf("tensor %q: the weight_map puts it in %s, which lacks it", name, idx.weightMap[name])
 		}

@@ -16,9 +16,10 @@ package safetensors
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
-	"sort"
+	"slices"
 )
 
 // ErrFormat is wrapped by every error that reports a malformed file, so callers can tell a bad file
@@ -75,12 +76,7 @@ type File struct {
 
 // Names returns the tensor names in sorted order, the order Write lays them out in.
 func (f *File) Names() []string {
-	names := make([]string, 0, len(f.Tensors))
-	for n := range f.Tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(f.Tensors))
 }
 
 // NumElements is the product of the shape (1 for a scalar). It saturates at math.MaxInt on overflow, which

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/flextrain/flextrain/inference"
@@ -186,7 +188,7 @@ func writeInspection(w io.Writer, path string, infos []checkpoints.Info, verr er
 		fmt.Fprintf(w, "%-*s %-*s %-5s %-16s %10s\n", group, t.Group, name, t.Name, t.DType, fmt.Sprint(t.Shape), byteSize(int64(t.Bytes)))
 	}
 	fmt.Fprintf(w, "\n%d tensors;", len(in.Tensors))
-	for _, g := range sortedKeys(in.Parameters) {
+	for _, g := range slices.Sorted(maps.Keys(in.Parameters)) {
 		fmt.Fprintf(w, " %s: %d values;", g, in.Parameters[g])
 	}
 	_, err := fmt.Fprintf(w, " %s stored, %s raw, compression ratio %.3f\n", byteSize(in.StoredBytes), byteSize(in.RawBytes), in.Ratio)
@@ -198,13 +200,4 @@ func ratio(raw, stored int64) float64 {
 		return 0
 	}
 	return float64(raw) / float64(stored)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

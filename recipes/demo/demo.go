@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -236,7 +237,7 @@ var demoKinds = []string{"small", "large", "text"}
 func (r Result) WriteTable(out io.Writer) error {
 	kinds := append([]string(nil), demoKinds...)
 	for _, k := range r.Flex.Kinds() {
-		if !contains(kinds, k) {
+		if !slices.Contains(kinds, k) {
 			kinds = append(kinds, k)
 		}
 	}
@@ -262,13 +263,4 @@ func percent(correct, answers int) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f%% (%d/%d)", 100*float64(correct)/float64(answers), correct, answers)
-}
-
-func contains(xs []string, s string) bool {
-	for _, x := range xs {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
