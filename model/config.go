@@ -3,9 +3,11 @@
 package model
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 )
@@ -53,13 +55,17 @@ type FlexConfig struct {
 // Strategies are the selection strategies of docs/DESIGN.md §8.
 var Strategies = []string{"attention", "topk", "random", "center"}
 
-// ParseConfig decodes a JSON configuration, refusing unknown keys, and validates it.
+// ParseConfig decodes a JSON configuration (the golden cases' config), refusing unknown keys and anything
+// after the object, and validates it.
 func ParseConfig(b []byte) (Config, error) {
 	var c Config
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		return c, fmt.Errorf("model: config: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return c, errors.New("model: config: data after the JSON object")
 	}
 	return c, c.Validate()
 }
