@@ -30,7 +30,7 @@ func offsets(size, n int, framed bool) []int {
 	return slices.Compact(out)
 }
 
-// TestLoadDetectsEveryFlippedByte checks RELIABILITY 4: one flipped byte anywhere in any file of a
+// TestLoadDetectsEveryFlippedByte checks docs/RELIABILITY.md §4: one flipped byte anywhere in any file of a
 // checkpoint makes Load fail with ErrVersion (the magic and version bytes of a frame) or ErrCorrupt
 // (anything else), and Load never returns a checkpoint then.
 func TestLoadDetectsEveryFlippedByte(t *testing.T) {
@@ -59,7 +59,7 @@ func TestLoadDetectsEveryFlippedByte(t *testing.T) {
 	}
 }
 
-// TestLoadDetectsTruncation checks RELIABILITY 4 for truncations at 0, 1, header−1, header and len−1.
+// TestLoadDetectsTruncation checks docs/RELIABILITY.md §4 for truncations at 0, 1, header−1, header and len−1.
 func TestLoadDetectsTruncation(t *testing.T) {
 	path := mustSave(t, t.TempDir(), 7)
 	for _, name := range append(slices.Clone(payloadFiles), manifestFile) {
@@ -80,7 +80,7 @@ func TestLoadDetectsTruncation(t *testing.T) {
 
 // TestLoadCraftedFiles: files whose checksums agree (an attacker's, or a bug's) but whose content is
 // wrong are still refused, each with the error naming the file, and without a large allocation even
-// when a length field claims 2^62 bytes (RELIABILITY 19).
+// when a length field claims 2^62 bytes (docs/RELIABILITY.md §19).
 func TestLoadCraftedFiles(t *testing.T) {
 	weights := func(b []byte) (string, []byte) { return weightsFile, b }
 	for _, tc := range []struct {
@@ -153,7 +153,7 @@ func TestLoadManifestStepMustMatchName(t *testing.T) {
 	}
 }
 
-// TestDecodeRefusesZstdBomb checks RELIABILITY 19: a frame whose 256 MiB of zeros compress to a few
+// TestDecodeRefusesZstdBomb checks docs/RELIABILITY.md §19: a frame whose 256 MiB of zeros compress to a few
 // kilobytes but whose header claims 1 KiB is refused after decoding little more than 1 KiB.
 func TestDecodeRefusesZstdBomb(t *testing.T) {
 	const bomb = 256 << 20

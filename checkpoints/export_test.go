@@ -11,7 +11,7 @@ import (
 	"github.com/flextrain/flextrain/safetensors"
 )
 
-// TestWriteFileAtomicOrder checks RELIABILITY 2 for single files: tmp in the same directory, write,
+// TestWriteFileAtomicOrder checks docs/RELIABILITY.md §2 for single files: tmp in the same directory, write,
 // Sync, Close, Rename, directory Sync.
 func TestWriteFileAtomicOrder(t *testing.T) {
 	dir := t.TempDir()

@@ -67,7 +67,7 @@ func newerVersion(step int) func(t *testing.T, dir string) {
 	}
 }
 
-// TestListLatestFixtures checks RELIABILITY 3: only complete checkpoints are listed, and Latest picks
+// TestListLatestFixtures checks docs/RELIABILITY.md §3: only complete checkpoints are listed, and Latest picks
 // the newest one that verifies.
 func TestListLatestFixtures(t *testing.T) {
 	for _, tc := range []struct {
@@ -133,7 +133,7 @@ func TestListMissingDir(t *testing.T) {
 	}
 }
 
-// TestResolve checks RELIABILITY 5: auto falls back past a corrupt newest checkpoint with a warning
+// TestResolve checks docs/RELIABILITY.md §5: auto falls back past a corrupt newest checkpoint with a warning
 // naming the bad file; an explicit corrupt path is an error naming the path and the reason.
 func TestResolve(t *testing.T) {
 	dir := t.TempDir()
@@ -206,8 +206,8 @@ func TestResolveAutoRefusesToStartOver(t *testing.T) {
 	}
 }
 
-// TestPruneRetention checks RELIABILITY 6: with keep = N, after S saves (each followed by Prune) exactly
-// min(S, N) checkpoints remain, the newest ones including the one just written, and a foreign file is
+// TestPruneRetention checks docs/RELIABILITY.md §6: with keep = N, after S saves (each followed by Prune)
+// exactly min(S, N) checkpoints remain, the newest ones including the one just written, and a foreign file is
 // never touched; keep < 2 is refused.
 func TestPruneRetention(t *testing.T) {
 	for _, keep := range []int{1, 2, 3} {

@@ -87,8 +87,8 @@ func TestSaveReplacesSameStep(t *testing.T) {
 	}
 }
 
-// TestSaveDurabilityOrder checks RELIABILITY 2: each file is created, written, synced and closed inside
-// a temporary directory next to the final one; MANIFEST comes last; then the directory is synced,
+// TestSaveDurabilityOrder checks docs/RELIABILITY.md §2: each file is created, written, synced and closed
+// inside a temporary directory next to the final one; MANIFEST comes last; then the directory is synced,
 // renamed, and the parent synced.
 func TestSaveDurabilityOrder(t *testing.T) {
 	dir := t.TempDir()
@@ -145,8 +145,8 @@ func previousDir(t *testing.T) string {
 	return dir
 }
 
-// TestSaveWriterFailsAfterKBytes checks RELIABILITY 1: a disk that fails after k bytes, for k across the
-// whole size of a checkpoint, leaves the previous checkpoint loadable and nothing else behind.
+// TestSaveWriterFailsAfterKBytes checks docs/RELIABILITY.md §1: a disk that fails after k bytes, for k across
+// the whole size of a checkpoint, leaves the previous checkpoint loadable and nothing else behind.
 func TestSaveWriterFailsAfterKBytes(t *testing.T) {
 	var total int64
 	probe := t.TempDir()
@@ -170,8 +170,8 @@ func TestSaveWriterFailsAfterKBytes(t *testing.T) {
 	}
 }
 
-// TestSaveFaults checks RELIABILITY 1 and 13: any failing call during a save (ENOSPC on the n-th write,
-// a failing Sync, Close, Rename or directory sync) returns an error that wraps the cause and names the
+// TestSaveFaults checks docs/RELIABILITY.md §1 and §13: any failing call during a save (ENOSPC on the n-th
+// write, a failing Sync, Close, Rename or directory sync) returns an error that wraps the cause and names the
 // path, removes the temporary directory and leaves the previous checkpoint the latest.
 func TestSaveFaults(t *testing.T) {
 	for _, tc := range []struct {

@@ -82,7 +82,7 @@ func TestShippedBenchConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ref/bench.py's bench_config, written out independently.
+	// The bench model of the PyTorch reference step (docs/PERFORMANCE.md), written out independently.
 	want := model.Config{
 		Vision: model.VisionConfig{ImageSize: 64, PatchSize: 8, HiddenSize: 128, IntermediateSize: 512, NumLayers: 4,
 			NumHeads: 4, LayerNormEps: 1e-5, SelectLayer: -2},

@@ -2,8 +2,8 @@ package model
 
 import "fmt"
 
-// FLOP counts follow PAPER.md §5 and ref/bench.py's forward_flops: forward (prefill) FLOPs of one sample,
-// 2 per multiply-add, matrix products only (no norms, softmax or activations), no causal halving, no decoding.
+// FLOP counts follow docs/DESIGN.md §14: forward (prefill) FLOPs of one sample, 2 per multiply-add, matrix
+// products only (no norms, softmax or activations), no causal halving, no decoding.
 // Counts are float64: the 7B model's are ~1e13, and a selected-token count may be fractional (a mean).
 
 // FLOPs is a forward FLOP count split into the decoder (layers and lm_head) and the vision side (CLIP passes
@@ -16,7 +16,7 @@ type FLOPs struct {
 // Total is Decoder + Vision.
 func (f FLOPs) Total() float64 { return f.Decoder + f.Vision }
 
-// Forward is one sample's forward FLOPs in the configurations PAPER.md §5 compares.
+// Forward is one sample's forward FLOPs in the four configurations of docs/DESIGN.md §14.
 type Forward struct {
 	TextTokens  int     `json:"text_tokens"`  // T
 	ImageTokens int     `json:"image_tokens"` // n, the LR image tokens
@@ -32,7 +32,7 @@ type Forward struct {
 	// layer, attention over the M selected ones, HR vision passes not counted (the paper's 17.1 TFLOPs).
 	FlexPaper FLOPs `json:"flex_paper"`
 	// FullHR puts all M_all HR tokens into the sequence instead of the LR ones (T + M_all tokens through
-	// every plain layer) with Z² HR crops, as PAPER.md §5's full-self-attention baseline. ref/bench.py's
+	// every plain layer) with Z² HR crops: the full-self-attention baseline of docs/DESIGN.md §14. The bench's
 	// hd-seq mode also keeps the LR tokens; PlainLayerFLOPs gives that count too.
 	FullHR FLOPs `json:"full_hr"`
 }
@@ -81,8 +81,8 @@ func (c Config) FlexLayerFLOPs(n, projected, attended float64) float64 {
 }
 
 // FlexDenseLayerFLOPs is one FlexAttention layer computed the official (dense) way over n tokens: all M_all
-// HR tokens projected, QKᵀ over n + M_all keys once, and PV twice (plain and selected softmax), as
-// ref/bench.py's flex-dense mode counts it.
+// HR tokens projected, QKᵀ over n + M_all keys once, and PV twice (plain and selected softmax), as the
+// bench's flex-dense mode counts it (docs/DESIGN.md §14).
 func (c Config) FlexDenseLayerFLOPs(n float64) float64 {
 	D, F := float64(c.Text.HiddenSize), float64(c.Text.IntermediateSize)
 	_, _, _, mAll := c.Grid()

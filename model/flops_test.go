@@ -16,8 +16,9 @@ func llava7B() Config {
 	}
 }
 
-// TestForwardFLOPsLLaVA7B checks the numbers the specification gives for 64 text tokens and 10% selected:
-// LR-only 9.08 ± 0.05 TFLOPs and the paper-like FlexAttention count 17.1 ± 0.2 (PAPER.md §5).
+// TestForwardFLOPsLLaVA7B checks the numbers of docs/DESIGN.md §14 for 64 text tokens and 10% selected:
+// LR-only 9.08 ± 0.05 TFLOPs (counted independently) and the paper-like FlexAttention count 17.1 ± 0.2 (the
+// FlexAttention paper's).
 func TestForwardFLOPsLLaVA7B(t *testing.T) {
 	f, err := llava7B().ForwardFLOPs(64, 0.1)
 	if err != nil {

@@ -20,9 +20,10 @@ const goldenLossesFile = "testdata/tiny_losses.json"
 // units of 1e-7 a step; a changed model, optimizer or data order moves the losses by far more.
 const goldenTolerance = 1e-5
 
-// TestTinyGoldenLosses is RELIABILITY 17's golden loss list: the first 10 losses of configs/tiny.yaml
-// (its whole schedule, stopped after step 10) equal testdata/tiny_losses.json to goldenTolerance. After an
-// intended change of the numbers, regenerate the file with `go test ./train -run TestTinyGoldenLosses -update`.
+// TestTinyGoldenLosses is the golden loss list of docs/RELIABILITY.md §17: the first 10 losses of
+// configs/tiny.yaml (its whole schedule, stopped after step 10) equal testdata/tiny_losses.json to
+// goldenTolerance. After an intended change of the numbers, regenerate the file with
+// `go test ./train -run TestTinyGoldenLosses -update`.
 func TestTinyGoldenLosses(t *testing.T) {
 	const n = 10
 	cfg := tinyConfig(t)

@@ -117,9 +117,9 @@ func checkEval(t *testing.T, dir string, step int, trainLoss float64) {
 	t.Errorf("metrics.jsonl has no evaluation at step %d", step)
 }
 
-// TestRunResumeIsBitExact is RELIABILITY 7: run A takes 14 steps straight; run B is interrupted after step
-// 7 (mid-epoch: an epoch is 12 steps of 2 micro-batches), and a new Run resumes it to step 14. B's losses,
-// gradient norms, learning rates and α equal A's bit for bit, and so do the final weights, the AdamW
+// TestRunResumeIsBitExact is docs/RELIABILITY.md §7: run A takes 14 steps straight; run B is interrupted
+// after step 7 (mid-epoch: an epoch is 12 steps of 2 micro-batches), and a new Run resumes it to step 14. B's
+// losses, gradient norms, learning rates and α equal A's bit for bit, and so do the final weights, the AdamW
 // moments and the trainer state.
 func TestRunResumeIsBitExact(t *testing.T) {
 	const k = 7
@@ -184,8 +184,8 @@ func compareCheckpoints(t *testing.T, a, b *checkpoints.Checkpoint) {
 	}
 }
 
-// TestRunResumeConfigDrift is RELIABILITY 9: resuming with a changed key that defines the run fails with
-// ErrConfigMismatch naming it; a changed learning rate or length is allowed with a warning.
+// TestRunResumeConfigDrift is docs/RELIABILITY.md §9: resuming with a changed key that defines the run fails
+// with ErrConfigMismatch naming it; a changed learning rate or length is allowed with a warning.
 func TestRunResumeConfigDrift(t *testing.T) {
 	base := tinyConfig(t, "max_steps=2")
 	mustRun(t, base, RunOptions{})
@@ -222,8 +222,9 @@ func TestRunResumeConfigDrift(t *testing.T) {
 	}
 }
 
-// TestRunSkipsNonFiniteStep is RELIABILITY 12: a NaN loss at step 3 changes no weight and no AdamW state
-// (checkpoints 2 and 3 are equal), is counted in the summary and the trainer state, and training goes on.
+// TestRunSkipsNonFiniteStep is docs/RELIABILITY.md §12: a NaN loss at step 3 changes no weight and no
+// AdamW state (checkpoints 2 and 3 are equal), is counted in the summary and the trainer state, and
+// training goes on.
 func TestRunSkipsNonFiniteStep(t *testing.T) {
 	cfg := tinyConfig(t, "max_steps=5", "save_steps=1", "save_total_limit=10")
 	s, out := mustRun(t, cfg, RunOptions{Fault: nanAt(3)})

@@ -31,9 +31,9 @@ type noSpace struct{ checkpoints.File }
 
 func (noSpace) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
 
-// TestRunStopsWhenSaveFails is RELIABILITY 13 at the loop's level: the save of step 4 hits a full disk, so
-// the run stops with an error that wraps ENOSPC and names the checkpoint, no temporary directory is left,
-// and the checkpoint of step 2 is still the newest that loads.
+// TestRunStopsWhenSaveFails is docs/RELIABILITY.md §13 at the loop's level: the save of step 4 hits a full
+// disk, so the run stops with an error that wraps ENOSPC and names the checkpoint, no temporary directory is
+// left, and the checkpoint of step 2 is still the newest that loads.
 func TestRunStopsWhenSaveFails(t *testing.T) {
 	cfg := tinyConfig(t, "max_steps=6", "save_steps=2")
 	fs := fullDisk{FS: checkpoints.OS, prefix: "checkpoint-4.tmp-"}

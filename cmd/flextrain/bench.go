@@ -21,7 +21,7 @@ func benchCommand() *cli.Command {
 		Usage: "time training steps (vision, decoder forward and backward, AdamW) on a synthetic batch",
 		Description: "Modes: flex-union (FlexAttention over each sample's union of selected HR tokens), flex-dense\n" +
 			"(all HR keys, masked: the official implementation's cost), lr (no HR), hd-seq (every HR token in the\n" +
-			"sequence, every layer plain). FLOPs are forward FLOPs of the batch as PAPER.md §5 counts them.\n" +
+			"sequence, every layer plain). FLOPs are forward FLOPs of the batch as docs/DESIGN.md §14 counts them.\n" +
 			"With --versus, a second mode runs in the same process, a step of each in turn, and the ratio of the\n" +
 			"medians is printed: on a shared machine it is steadier than one taken from two separate runs.",
 		Flags: append(configFlags(),

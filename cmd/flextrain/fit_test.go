@@ -111,7 +111,7 @@ func TestFitWritesMetrics(t *testing.T) {
 var signalSets = []string{"lr_scheduler_type=constant", "warmup_ratio=0", "flex.alpha_warmup_ratio=0",
 	"eval_steps=0", "save_steps=0", "logging_steps=1"}
 
-// TestFitSignals is RELIABILITY 11: SIGINT or SIGTERM after the first step line → the step in progress
+// TestFitSignals is docs/RELIABILITY.md §11: SIGINT or SIGTERM after the first step line → the step in progress
 // finishes, its checkpoint is committed (the newest equals the last logged step), and the exit status is
 // 130 or 143. The interrupted run then resumes to 4 more steps, and its losses and final tensors equal
 // those of a straight run bit for bit.

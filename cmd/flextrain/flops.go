@@ -19,7 +19,7 @@ func init() { register(flopsCommand()) }
 func flopsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "flops",
-		Usage: "forward FLOPs of one sample: LR-only, FlexAttention and full-HR sequence (PAPER.md §5)",
+		Usage: "forward FLOPs of one sample: LR-only, FlexAttention and full-HR sequence (docs/DESIGN.md §14)",
 		Description: "Counts 2 FLOPs per multiply-add over the matrix products of one prefill, no causal halving.\n" +
 			"FlexAttention is given in both conventions: inference-true (k/v_proj_hd over the selected HR tokens,\n" +
 			"HR vision passes counted) and paper-like (k/v_proj_hd over all HR tokens, HR vision passes not counted).",

@@ -11,8 +11,9 @@ import (
 	"github.com/flextrain/flextrain/config"
 )
 
-// TestFlopsLLaVA7B checks the specification's numbers through the CLI and the shipped 7B configuration:
-// 64 text tokens, 10% selected: LR-only 9.08 ± 0.05 TFLOPs, paper-like FlexAttention 17.1 ± 0.2.
+// TestFlopsLLaVA7B checks the numbers of docs/DESIGN.md §14 through the CLI and the shipped 7B
+// configuration: 64 text tokens, 10% selected: LR-only 9.08 ± 0.05 TFLOPs, paper-like FlexAttention
+// 17.1 ± 0.2.
 func TestFlopsLLaVA7B(t *testing.T) {
 	var out bytes.Buffer
 	err := flopsMain([]string{"--config", "../../configs/llava-1.5-7b-flex.yaml", "--selected", "0.1", "--text-tokens", "64", "--json"}, &out)

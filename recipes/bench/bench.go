@@ -50,7 +50,7 @@ type Result struct {
 	MinMS         float64 `json:"min_ms"`
 	MaxMS         float64 `json:"max_ms"`
 	TokensPerSec  float64 `json:"tokens_per_sec"`
-	GFLOPDecoder  float64 `json:"gflop_decoder"` // forward FLOPs of the step's batch, PAPER.md §5 conventions
+	GFLOPDecoder  float64 `json:"gflop_decoder"` // forward FLOPs of the step's batch, docs/DESIGN.md §14 conventions
 	GFLOPVision   float64 `json:"gflop_vision"`
 	GFLOPPerSec   float64 `json:"gflop_per_sec"` // forward FLOPs over the median step time
 	SelectedFrac  float64 `json:"sel_frac"`
@@ -68,10 +68,11 @@ type Result struct {
 	FeatureHitRate float64 `json:"feature_cache_hit_rate"` // over all steps, warm-up included
 }
 
-// benchLayout is bench.py's sample: 8 text tokens, the image, 64 text tokens, 24 supervised answer tokens.
+// benchLayout is the PyTorch reference step's sample: 8 text tokens, the image, 64 text tokens, 24
+// supervised answer tokens.
 var benchLayout = struct{ before, middle, answer int }{8, 64, 24}
 
-// benchSizes are bench.py's original image sizes (w, h), one per sample in turn.
+// benchSizes are the reference step's original image sizes (w, h), one per sample in turn.
 var benchSizes = [][2]int{{640, 480}, {480, 640}, {500, 500}, {1024, 300}, {300, 800}, {800, 600}, {336, 336}, {700, 350}}
 
 // Run times training steps of the configured model on a synthetic batch (no dataset needed).
@@ -188,7 +189,7 @@ func (b *modeRun) result() Result {
 	return r
 }
 
-// flops are the forward GFLOPs of a batch of B bench samples, as bench.py's forward_flops counts them.
+// flops are the forward GFLOPs of a batch of B bench samples, counted per mode as docs/DESIGN.md §14 says.
 func flops(c model.Config, mode string, sel float64, B int) (dec, vis float64) {
 	_, n, _, M := c.Grid()
 	N := float64(benchLayout.before + benchLayout.middle + benchLayout.answer + n)
@@ -215,8 +216,8 @@ type fixedBatch struct{ b *data.Batch }
 
 func (f fixedBatch) Next(context.Context) (*data.Batch, error) { return f.b, nil }
 
-// benchBatch builds bench.py's batch: random token ids, the last 24 supervised, N(0, 1) HR pixels and their
-// antialiased LR view, the original sizes of benchSizes.
+// benchBatch builds the reference step's batch: random token ids, the last 24 supervised, N(0, 1) HR pixels
+// and their antialiased LR view, the original sizes of benchSizes.
 func benchBatch(cfg config.Config) *data.Batch {
 	rng := rand.New(rand.NewPCG(1, uint64(cfg.Seed)))
 	S, Z, V := cfg.Arch.Vision.ImageSize, cfg.Flex.Zoom, cfg.Arch.Text.VocabSize
