@@ -10,8 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"gorgonia.org/tensor"
+
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/inference"
+	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/safetensors"
 )
 
@@ -160,5 +163,25 @@ func TestResumeBoundsDecompression(t *testing.T) {
 	t.Logf("refused: %v", err)
 	if used := after.TotalAlloc - before.TotalAlloc; used > 64<<20 {
 		t.Errorf("refusing it allocated %d MiB; want far less than the 256 MiB it claims", used>>20)
+	}
+}
+
+// TestResumeRefusesOtherBaseWeights: the frozen weights a checkpoint was trained on are part of it (their
+// SHA-256 in trainer_state.json): resuming over a base model file whose frozen tensors changed is refused.
+func TestResumeRefusesOtherBaseWeights(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "base.safetensors")
+	cfg := tinyConfig(t, "max_steps=2", "model_name_or_path="+base)
+	write := func(seed uint64) {
+		if err := checkpoints.WriteSafetensors(base, model.InitWeights(cfg.Model(), tensor.Float32, seed).Tensors(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1)
+	mustRun(t, cfg, RunOptions{})
+	write(2) // same names and shapes, other values: the frozen tower differs
+	cfg.MaxSteps = 3
+	_, _, err := runTiny(t, context.Background(), cfg, RunOptions{})
+	if !errors.Is(err, checkpoints.ErrConfigMismatch) || !strings.Contains(err.Error(), "frozen base weights differ") {
+		t.Errorf("resume over other base weights: %v; want ErrConfigMismatch about the frozen base weights", err)
 	}
 }
