@@ -42,6 +42,7 @@ type Report struct {
 	Answers  int                    `json:"eval_answers"`
 	Correct  int                    `json:"eval_correct"`
 	ByKind   map[string]KindMetrics `json:"by_kind,omitempty"`
+	groups   map[string]*KindMetrics // the sums behind it, by kind ("" for records without one)
 }
 
 // Evaluate reads the loader to its end and reports the mean loss over supervised tokens and the exact-match
@@ -132,7 +133,38 @@ func report(groups map[string]*KindMetrics) Report {
 	if len(r.ByKind) == 0 {
 		r.ByKind = nil
 	}
+	r.groups = groups
 	return r
+}
+
+// Reduce combines the reports of several processes that each evaluated their share of one data file: the
+// sums behind r, for the record kinds of the file (KindsOf) and the records without one, go through sum (an
+// in-place all-reduce over the processes), and the report of the whole file is made from the totals.
+func (r Report) Reduce(kinds []string, sum func([]float64) error) (Report, error) {
+	keys := append([]string{""}, kinds...)
+	buf := make([]float64, 5*len(keys))
+	for i, k := range keys {
+		if m := r.groups[k]; m != nil {
+			copy(buf[5*i:], []float64{m.lossSum, float64(m.tokens), float64(m.Samples), float64(m.Answers), float64(m.Correct)})
+		}
+	}
+	if err := sum(buf); err != nil {
+		return Report{}, fmt.Errorf("eval: reduce: %w", err)
+	}
+	groups := map[string]*KindMetrics{}
+	for i, k := range keys {
+		v := buf[5*i : 5*i+5]
+		if v[2] > 0 {
+			groups[k] = &KindMetrics{lossSum: v[0], tokens: int(v[1]), Samples: int(v[2]), Answers: int(v[3]), Correct: int(v[4])}
+		}
+	}
+	return report(groups), nil
+}
+
+// KindsOf lists the distinct kinds of a RecordKinds map, sorted: the same list on every process that read
+// the same file.
+func KindsOf(kinds map[string]string) []string {
+	return slices.Compact(slices.Sorted(maps.Values(kinds)))
 }
 
 // finish computes the means.

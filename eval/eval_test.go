@@ -77,3 +77,39 @@ func TestEqualAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestReportReduce: two reports of halves of a file, reduced (a sum over both, as an all-reduce gives each
+// process), equal the report of the whole, in total and by kind.
+func TestReportReduce(t *testing.T) {
+	half := func(small, large, none KindMetrics) Report {
+		return report(map[string]*KindMetrics{"small": &small, "large": &large, "": &none})
+	}
+	a := half(KindMetrics{lossSum: 6, tokens: 3, Samples: 2, Answers: 2, Correct: 1},
+		KindMetrics{lossSum: 2, tokens: 2, Samples: 1, Answers: 1, Correct: 1}, KindMetrics{lossSum: 1, tokens: 1, Samples: 1})
+	b := half(KindMetrics{lossSum: 3, tokens: 3, Samples: 2, Answers: 1},
+		KindMetrics{}, KindMetrics{lossSum: 5, tokens: 1, Samples: 1, Answers: 1, Correct: 1})
+	whole := half(KindMetrics{lossSum: 9, tokens: 6, Samples: 4, Answers: 3, Correct: 1},
+		KindMetrics{lossSum: 2, tokens: 2, Samples: 1, Answers: 1, Correct: 1}, KindMetrics{lossSum: 6, tokens: 2, Samples: 2, Answers: 1, Correct: 1})
+	kinds := KindsOf(map[string]string{"x": "small", "y": "large", "z": "small"})
+	var theirs []float64 // b's sums, as the other process contributes them
+	if _, err := b.Reduce(kinds, func(buf []float64) error { theirs = append(theirs, buf...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Reduce(kinds, func(buf []float64) error {
+		for i := range buf {
+			buf[i] += theirs[i]
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Loss != whole.Loss || got.Samples != whole.Samples || got.Answers != whole.Answers || got.Correct != whole.Correct {
+		t.Errorf("reduced totals %+v; want %+v", got, whole)
+	}
+	for _, k := range []string{"small", "large"} {
+		if g, w := got.ByKind[k], whole.ByKind[k]; g.Loss != w.Loss || g.Samples != w.Samples || g.Accuracy != w.Accuracy {
+			t.Errorf("kind %s: %+v; want %+v", k, g, w)
+		}
+	}
+}

@@ -17,6 +17,7 @@ type Accumulator[T Float] struct {
 	sum    map[string][]T
 	order  []string
 	tokens int
+	flat   []T // Reduce's buffer, kept for the next step
 }
 
 // Add adds tokens·grad of every parameter to the running sums. A micro-batch with no supervised tokens
@@ -97,4 +98,39 @@ func (a *Accumulator[T]) Reset() {
 		clear(s)
 	}
 	a.tokens = 0
+}
+
+// Reduce combines the sums of several processes that train one model, before Finish: the sums of every
+// parameter, in one flat buffer in parameter order, go through sum (an in-place all-reduce over the
+// processes), and tokens, the processes' supervised tokens together, replaces the count. Finish then writes
+// the token-weighted mean over every process's micro-batches. A process whose micro-batches supervised
+// nothing has added nothing, and contributes zeros.
+func (a *Accumulator[T]) Reduce(params []Param[T], tokens int, sum func([]T) error) error {
+	if err := a.match(params); err != nil {
+		return err
+	}
+	n := 0
+	for _, name := range a.order {
+		n += len(a.sum[name])
+	}
+	if len(a.flat) != n {
+		a.flat = make([]T, n)
+	}
+	a.copySums(func(flat, s []T) { copy(flat, s) })
+	if err := sum(a.flat); err != nil {
+		return err
+	}
+	a.copySums(func(flat, s []T) { copy(s, flat) })
+	a.tokens = tokens
+	return nil
+}
+
+// copySums calls f on each parameter's sums and its stretch of the flat buffer, in parameter order.
+func (a *Accumulator[T]) copySums(f func(flat, s []T)) {
+	off := 0
+	for _, name := range a.order {
+		s := a.sum[name]
+		f(a.flat[off:off+len(s)], s)
+		off += len(s)
+	}
 }

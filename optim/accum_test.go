@@ -135,3 +135,54 @@ func TestAccumulatorRefusesChangedSet(t *testing.T) {
 		t.Error("Add with negative tokens = nil; want an error")
 	}
 }
+
+// TestAccumulatorReduce: two accumulators whose sums are combined by Reduce (a sum over both, as an
+// all-reduce gives every process) finish with the token-weighted mean of all their micro-batches, the
+// gradient one accumulator of every micro-batch gives.
+func TestAccumulatorReduce(t *testing.T) {
+	grads := [][]float64{{1, 2, 3}, {4, 5, 6}, {-1, 0, 1}}
+	tokens := []int{3, 1, 2}
+	param := func(g []float64) []Param[float64] {
+		return []Param[float64]{{Name: "w", Shape: []int{3}, Value: make([]float64, 3), Grad: append([]float64(nil), g...)}}
+	}
+	var whole Accumulator[float64]
+	for i, g := range grads {
+		if err := whole.Add(param(g), tokens[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := param(nil)
+	want[0].Grad = make([]float64, 3)
+	if _, err := whole.Finish(want); err != nil {
+		t.Fatal(err)
+	}
+	var a, b Accumulator[float64]
+	a.Add(param(grads[0]), tokens[0])
+	b.Add(param(grads[1]), tokens[1])
+	b.Add(param(grads[2]), tokens[2])
+	other := append([]float64(nil), b.sum["w"]...)
+	mine := append([]float64(nil), a.sum["w"]...)
+	sumWith := func(x []float64) func([]float64) error {
+		return func(buf []float64) error {
+			for i := range buf {
+				buf[i] += x[i]
+			}
+			return nil
+		}
+	}
+	got := param(make([]float64, 3))
+	if err := a.Reduce(got, 6, sumWith(other)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Finish(got); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reduce(param(make([]float64, 3)), 6, sumWith(mine)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want[0].Grad {
+		if math.Abs(got[0].Grad[i]-want[0].Grad[i]) > 1e-12 {
+			t.Errorf("gradient[%d] = %v after Reduce; want %v", i, got[0].Grad[i], want[0].Grad[i])
+		}
+	}
+}

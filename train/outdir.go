@@ -23,6 +23,9 @@ const configFile = "config.yaml"
 // checkpoints, metrics or config, unless told to overwrite, and then removes them. Then config.yaml is
 // written and metrics.jsonl opened.
 func (t *trainer[T]) claimOutput() error {
+	if !t.lead() {
+		return nil
+	}
 	var err error
 	switch {
 	case t.resumed != "":

@@ -4,6 +4,7 @@
 package train
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/dist"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/model"
@@ -46,6 +48,11 @@ type RunOptions struct {
 	// AllowDataChange resumes a checkpoint although data_path's content differs from the file it was
 	// trained on (a warning instead of ErrConfigMismatch).
 	AllowDataChange bool
+	// Comm is the group of ranks that train this model together (dist.Open); nil means this process alone.
+	Comm dist.Comm
+	// Reshard resumes a checkpoint written by another number of ranks, restarting the epoch's order from the
+	// global sample count; without it such a resume is refused.
+	Reshard bool
 	// inspect, when set, sees the weights at the end of a successful run (tests compare their bytes).
 	inspect func(*model.Weights)
 }
@@ -81,8 +88,8 @@ func run[T optim.Float](ctx context.Context, cfg config.Config, opts RunOptions)
 	defer t.close()
 	start, lossSum, losses := time.Now(), 0.0, 0
 	for t.state.Step < t.total {
-		if ctx.Err() != nil {
-			return t.stop(ErrInterrupted)
+		if stop, err := t.stopTogether(ctx.Err() != nil); err != nil || stop {
+			return t.stop(cmp.Or(err, ErrInterrupted))
 		}
 		res, err := t.step(ctx)
 		if err != nil {
@@ -96,7 +103,7 @@ func run[T optim.Float](ctx context.Context, cfg config.Config, opts RunOptions)
 		} else {
 			t.state.NonFiniteInRow = 0
 			lossSum, losses = lossSum+res.loss, losses+1
-			if err := t.log.step(t.state, res, t.total); err != nil {
+			if err := t.agree(t.log.step(t.state, res, t.total), "log"); err != nil {
 				return t.stop(err)
 			}
 		}

@@ -1,8 +1,10 @@
 package train
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/tokenizer"
+	"github.com/flextrain/flextrain/dist"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
@@ -21,6 +24,7 @@ import (
 type trainer[T optim.Float] struct {
 	cfg     config.Config
 	opts    RunOptions
+	comm    dist.Comm // the ranks of the run; dist.Single alone
 	tok     *tokenizer.Tokenizer
 	weights *model.Weights
 	params  []optim.Param[T] // the trainable weights, in name order, with their gradients
@@ -56,38 +60,52 @@ func setup[T optim.Float](ctx context.Context, cfg config.Config, opts RunOption
 	if cfg, err = config.ResolveData(cfg); err != nil {
 		return nil, err
 	}
-	t := &trainer[T]{cfg: cfg, opts: opts, mem: ops.NewArena(), log: newLogger(cfg, opts)}
+	comm := opts.Comm
+	if comm == nil {
+		comm = dist.Single{}
+	}
+	if comm.Rank() != 0 { // rank 0 reports for the run
+		opts.Out, opts.Logger = io.Discard, nil
+	}
+	t := &trainer[T]{cfg: cfg, opts: opts, comm: comm, mem: ops.NewArena(), log: newLogger(cfg, opts)}
 	defer func() {
 		if err != nil {
 			t.close()
 		}
 	}()
 	t.log.printf("%s\n", t.cfg.Table())
-	if err := t.loadTokenizer(); err != nil {
+	if err := t.agree(t.prepare(), "setup"); err != nil {
 		return nil, err
+	}
+	if err := t.agree(t.resume(), "resume"); err != nil {
+		return nil, err
+	}
+	// The long reads are done: a signal during them ends the run before it begins.
+	if stop, err := t.stopTogether(ctx.Err() != nil); err != nil || stop {
+		return nil, cmp.Or(err, ErrInterrupted)
+	}
+	if err := t.agree(t.claimOutput(), "claim output_dir"); err != nil {
+		return nil, err
+	}
+	return t, t.agree(t.openFeatureCache(), "feature cache")
+}
+
+// prepare reads what the run starts from (tokenizer, weights, data), binds the trainable weights to the
+// optimizer and plans the run; it touches nothing and talks to no other rank.
+func (t *trainer[T]) prepare() error {
+	if err := t.loadTokenizer(); err != nil {
+		return err
 	}
 	if err := t.loadWeights(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := t.openData(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := t.bindParams(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := t.plan(); err != nil {
-		return nil, err
-	}
-	if err := t.resume(); err != nil {
-		return nil, err
-	}
-	if ctx.Err() != nil { // the long reads are done: a signal during them ends the run before it begins
-		return nil, ErrInterrupted
-	}
-	if err := t.claimOutput(); err != nil {
-		return nil, err
-	}
-	return t, t.openFeatureCache()
+	return t.plan()
 }
 
 func (t *trainer[T]) close() {
@@ -137,7 +155,7 @@ func dtypeOf[T optim.Float]() tensor.Dtype {
 // openData opens the training split and takes the fingerprint of its file.
 func (t *trainer[T]) openData() error {
 	o := config.DataOptions(t.cfg, t.tok)
-	o.Logger = t.log.slog
+	o.Logger, o.Rank, o.WorldSize = t.log.slog, t.comm.Rank(), t.comm.Size()
 	l, err := data.Open(o)
 	if err != nil {
 		return fmt.Errorf("train: data: %w", err)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/dist"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data"
@@ -41,10 +42,15 @@ type State struct {
 	// Data identifies the content of data_path, so a resume notices a data file edited since (absent in
 	// checkpoints of earlier builds).
 	Data *DataFingerprint `json:"data_fingerprint,omitempty"`
+	// WorldSize is the number of ranks that wrote the checkpoint, and Ranks their data positions, when
+	// there were several (Cursor is then rank 0's and Counts the sum over ranks); absent for one.
+	WorldSize int         `json:"world_size,omitempty"`
+	Ranks     []RankState `json:"ranks,omitempty"`
 }
 
 // save commits a checkpoint of the current step and prunes old ones, keeping the one just written and
-// the best.
+// the best. On several ranks every rank calls it: their data positions are gathered and their weights
+// compared, rank 0 writes, and all learn whether that worked.
 func (t *trainer[T]) save() error {
 	if t.state.FrozenHash == "" {
 		t.state.FrozenHash = t.frozenHash()
@@ -52,6 +58,23 @@ func (t *trainer[T]) save() error {
 	t.state.Data = &t.data
 	t.state.Cursor, t.state.Counts = t.train.Cursor(), t.train.Counts()
 	t.state.OptimizerStep = t.opt.Step
+	if t.multi() {
+		if err := t.gatherRanks(); err != nil {
+			return err
+		}
+	}
+	var err error
+	if t.lead() {
+		err = t.write()
+	}
+	if err = t.agree(err, "save"); err == nil {
+		t.saved = t.state.Step
+	}
+	return err
+}
+
+// write commits the checkpoint of the current state and prunes old ones.
+func (t *trainer[T]) write() error {
 	st, err := json.MarshalIndent(t.state, "", "  ")
 	if err != nil {
 		return fmt.Errorf("train: save step %d: trainer state: %w", t.state.Step, err)
@@ -73,7 +96,6 @@ func (t *trainer[T]) save() error {
 		return fmt.Errorf("train: save step %d: %w", t.state.Step, err)
 	}
 	t.log.info("checkpoint saved", "path", path)
-	t.saved = t.state.Step
 	protect := []int{t.state.Step}
 	if t.state.BestMetric != nil {
 		protect = append(protect, t.state.BestStep)
@@ -130,15 +152,9 @@ func (t *trainer[T]) resume() error {
 	if err != nil {
 		return err
 	}
-	path, warnings, err := t.store().Resolve(spec)
-	for _, w := range warnings {
-		t.log.warn(w)
-	}
-	if errors.Is(err, checkpoints.ErrNotFound) && spec == "auto" || path == "" && err == nil {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("train: resume %s: %w", spec, err)
+	path, err := t.resolve(spec)
+	if path == "" || err != nil {
+		return err
 	}
 	ck, err := t.store().Load(path)
 	if err != nil {
@@ -153,19 +169,52 @@ func (t *trainer[T]) resume() error {
 	if err := t.restoreTensors(path, ck); err != nil {
 		return err
 	}
-	if err := t.train.Restore(t.state.Cursor); err != nil {
+	cursor, counts, err := t.rankPosition(t.state, path)
+	if err != nil {
+		return err
+	}
+	if err := t.train.Restore(cursor); err != nil {
 		return fmt.Errorf("train: resume %s: %w", path, err)
 	}
-	t.train.RestoreCounts(t.state.Counts)
+	t.train.RestoreCounts(counts)
 	t.resumed, t.saved = path, t.state.Step
 	t.log.info("resumed", "checkpoint", path, "step", t.state.Step)
 	return nil
 }
 
+// resolve turns the --resume value into the checkpoint to load ("" to start fresh). Rank 0 decides, logging
+// why it skipped damaged checkpoints, and tells the other ranks.
+func (t *trainer[T]) resolve(spec string) (string, error) {
+	var path string
+	var err error
+	if t.lead() {
+		var warnings []string
+		path, warnings, err = t.store().Resolve(spec)
+		for _, w := range warnings {
+			t.log.warn(w)
+		}
+		if errors.Is(err, checkpoints.ErrNotFound) && spec == "auto" {
+			path, err = "", nil
+		}
+		if err != nil {
+			err = fmt.Errorf("train: resume %s: %w", spec, err)
+		}
+	}
+	if !t.multi() {
+		return path, err
+	}
+	all, gerr := dist.Gather(t.comm, []byte(path))
+	if gerr != nil {
+		return "", fmt.Errorf("train: resume: %w", gerr)
+	}
+	return string(all[0]), err
+}
+
 // restoreState decodes and checks the checkpoint's trainer_state.json, then the frozen weights and the
 // data file against it.
 func (t *trainer[T]) restoreState(path string, ck *checkpoints.Checkpoint) error {
-	st, err := decodeState(ck.State, stateLimits{step: ck.Step, seed: t.cfg.Seed, perEpoch: t.train.StepsPerEpoch() * t.cfg.PerDeviceTrainBatchSize})
+	st, err := decodeState(ck.State, stateLimits{step: ck.Step, seed: t.cfg.Seed,
+		perEpoch: t.train.StepsPerEpoch() * t.cfg.PerDeviceTrainBatchSize, world: t.comm.Size()})
 	if err != nil {
 		return fmt.Errorf("train: resume %s: %w", filepath.Join(path, "trainer_state.json"), err)
 	}

@@ -10,6 +10,7 @@ import (
 	"math"
 
 	"github.com/flextrain/flextrain/checkpoints"
+	"github.com/flextrain/flextrain/data"
 )
 
 // stateLimits is what a checkpoint's trainer_state.json is checked against: the checkpoint's own step (its
@@ -17,6 +18,7 @@ import (
 // data cursor can have consumed of an epoch).
 type stateLimits struct {
 	step, seed, perEpoch int
+	world                int // ranks of this run
 }
 
 // decodeState decodes trainer_state.json strictly (an unknown field is an error) and checks every field
@@ -98,24 +100,51 @@ func (st State) checkNumbers(bad badFunc) {
 	}
 }
 
-// checkData checks the data cursor and the loader's counters.
+// checkData checks the data cursors and the loader's counters: the state's own, and each rank's when
+// several ranks wrote it. A cursor is checked against this run's epoch only when this run has as many
+// ranks as the checkpoint (the loader checks a resharded one).
 func (st State) checkData(lim stateLimits, bad badFunc) {
-	if c := st.Cursor; c.Epoch < 0 || c.Position < 0 || c.Position > lim.perEpoch {
-		bad("data_cursor", "%+v is outside the data (%d records an epoch)", c, lim.perEpoch)
+	perEpoch := lim.perEpoch
+	if max(1, st.WorldSize) != max(1, lim.world) {
+		perEpoch = math.MaxInt
 	}
-	c := st.Counts
+	checkCursor("data_cursor", st.Cursor, perEpoch, bad)
+	checkCounts("data_counts", st.Counts, bad)
+	switch {
+	case st.WorldSize < 0 || st.WorldSize == 1:
+		bad("world_size", "%d: want 0 (one rank) or the number of ranks", st.WorldSize)
+	case st.WorldSize > 1 && len(st.Ranks) != st.WorldSize:
+		bad("ranks", "%d entries for world_size %d", len(st.Ranks), st.WorldSize)
+	case st.WorldSize == 0 && len(st.Ranks) > 0:
+		bad("ranks", "%d entries without world_size", len(st.Ranks))
+	}
+	for r, rs := range st.Ranks {
+		checkCursor(fmt.Sprintf("ranks[%d].data_cursor", r), rs.Cursor, perEpoch, bad)
+		checkCounts(fmt.Sprintf("ranks[%d].data_counts", r), rs.Counts, bad)
+	}
+}
+
+// checkCursor reports a data cursor outside an epoch of perEpoch records.
+func checkCursor(field string, c data.Cursor, perEpoch int, bad badFunc) {
+	if c.Epoch < 0 || c.Position < 0 || c.Position > perEpoch {
+		bad(field, "%+v is outside the data (%d records an epoch)", c, perEpoch)
+	}
+}
+
+// checkCounts reports loader counters that are negative or contradict each other.
+func checkCounts(field string, c data.Counts, bad badFunc) {
 	for _, n := range []int{c.Records, c.Samples, c.WithImage, c.TextOnly, c.Truncated, c.Skipped} {
 		if n < 0 {
-			bad("data_counts", "a negative count")
+			bad(field, "a negative count")
 			return
 		}
 	}
 	if c.Tokens < 0 || c.Samples > c.Records || c.Skipped > c.Records || c.WithImage+c.TextOnly != c.Samples {
-		bad("data_counts", "the counts contradict each other: %+v", c)
+		bad(field, "the counts contradict each other: %+v", c)
 	}
 	for reason, n := range c.Bad {
 		if n < 0 || n > c.Records {
-			bad("data_counts", "bad[%q] = %d is outside 0…records", reason, n)
+			bad(field, "bad[%q] = %d is outside 0…records", reason, n)
 		}
 	}
 }

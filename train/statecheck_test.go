@@ -41,7 +41,8 @@ func FuzzTrainerState(f *testing.F) {
 			return
 		}
 		if st.Step != 4 || st.OptimizerStep < 0 || st.OptimizerStep > st.Step || st.NonFiniteInRow >= maxNonFinite ||
-			st.Cursor.Position > stateLimitsOf.perEpoch || st.Cursor.Position < 0 || !(st.Alpha >= 0 && st.Alpha <= 1) {
+			(st.WorldSize <= 1 && st.Cursor.Position > stateLimitsOf.perEpoch) || st.Cursor.Position < 0 ||
+			!(st.Alpha >= 0 && st.Alpha <= 1) || (st.WorldSize > 1) != (len(st.Ranks) > 0) {
 			t.Errorf("decodeState accepted %+v", st)
 		}
 	})

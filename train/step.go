@@ -40,22 +40,25 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 	var lossSum float64
 	tokens := 0
 	for range t.cfg.GradientAccumulationSteps {
-		b, err := t.source.Next(ctx)
-		if err != nil {
-			return res, fmt.Errorf("train: data: %w", err)
-		}
-		loss, n, err := t.forwardBackward(b, &res)
-		if err != nil {
-			return res, fmt.Errorf("train: batch %v: %w", b.IDs, err)
+		var loss float64
+		var n int
+		if loss, n, err = t.microBatch(ctx, &res); err != nil { // next batch, graph, forward, backward
+			break
 		}
 		if n > 0 { // a micro-batch with nothing supervised has no (finite) loss and adds no gradient
 			lossSum, tokens = lossSum+loss*float64(n), tokens+n
 		}
-		if t.cfg.GradientAccumulationSteps > 1 { // one micro-batch's gradients already are the step's
-			if err := t.acc.Add(t.params, n); err != nil {
-				return res, err
+		if t.accumulates() { // one micro-batch's gradients alone already are the step's
+			if err = t.acc.Add(t.params, n); err != nil {
+				break
 			}
 		}
+	}
+	if t.multi() { // every rank's loss and gradient sums, and whether some rank failed
+		lossSum, tokens, err = t.allReduce(lossSum, tokens, err, &res)
+	}
+	if err != nil {
+		return res, err
 	}
 	res.loss = lossSum / float64(max(1, tokens))
 	if t.opts.Fault != nil {
@@ -66,7 +69,7 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 		res.skipped = tokens > 0
 		return res, nil
 	}
-	if t.cfg.GradientAccumulationSteps > 1 {
+	if t.accumulates() {
 		if _, err := t.acc.Finish(t.params); err != nil {
 			return res, err
 		}
@@ -80,6 +83,23 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 	}
 	t.state.Alpha, t.state.LearningRate = res.alpha, res.lr
 	return res, t.opt.Update(t.params, res.lr)
+}
+
+// accumulates reports whether the step's gradient is summed in the accumulator: over several micro-batches,
+// or over several ranks.
+func (t *trainer[T]) accumulates() bool { return t.cfg.GradientAccumulationSteps > 1 || t.multi() }
+
+// microBatch reads the next batch and runs it forward and backward (forwardBackward).
+func (t *trainer[T]) microBatch(ctx context.Context, res *stepResult) (float64, int, error) {
+	b, err := t.source.Next(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("train: data: %w", err)
+	}
+	loss, n, err := t.forwardBackward(b, res)
+	if err != nil {
+		return 0, 0, fmt.Errorf("train: batch %v: %w", b.IDs, err)
+	}
+	return loss, n, nil
 }
 
 // forwardBackward builds the graph of batch b, runs it forward and backward, and copies its gradients into

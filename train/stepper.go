@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/dist"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/ops"
 )
@@ -46,7 +47,7 @@ func NewStepper(cfg config.Config, w *model.Weights, src BatchSource, opts Stepp
 	if err != nil {
 		return nil, fmt.Errorf("train: stepper: %w", err)
 	}
-	t := &trainer[float32]{cfg: cfg, weights: w, source: src, mem: ops.NewArena(), total: opts.Steps,
+	t := &trainer[float32]{cfg: cfg, comm: dist.Single{}, weights: w, source: src, mem: ops.NewArena(), total: opts.Steps,
 		log: &logger{slog: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	if err := t.bindParams(); err != nil {
 		return nil, err

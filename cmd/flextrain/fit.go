@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/flextrain/flextrain/dist"
 	"github.com/flextrain/flextrain/train"
 )
 
@@ -23,19 +24,30 @@ func fitCommand() *cli.Command {
 		Description: "SIGINT or SIGTERM finishes the current step, commits a checkpoint and exits with 130 or 143;\n" +
 			"a second signal exits at once (a checkpoint being written is never left half visible).\n" +
 			"A fresh run refuses an output_dir that holds another run unless --overwrite_output_dir is given;\n" +
-			"resuming an older checkpoint moves the newer ones to output_dir/abandoned-after-step-N-TIME.",
+			"resuming an older checkpoint moves the newer ones to output_dir/abandoned-after-step-N-TIME.\n" +
+			"Built with -tags mpi, `mpirun -np N flextrain fit …` trains one model on N ranks (data parallel).",
 		Flags: append(configFlags(),
 			&cli.StringFlag{Name: "resume", Value: "auto", Usage: "`auto` (newest verified checkpoint), none, or a checkpoint path"},
 			&cli.BoolFlag{Name: "overwrite_output_dir", Usage: "start over in an output_dir that holds another run, removing its checkpoints and metrics"},
-			&cli.BoolFlag{Name: "allow-data-change", Usage: "resume although data_path's content differs from the file the checkpoint was trained on"}),
+			&cli.BoolFlag{Name: "allow-data-change", Usage: "resume although data_path's content differs from the file the checkpoint was trained on"},
+			&cli.BoolFlag{Name: "reshard", Usage: "resume a checkpoint of another number of ranks, restarting the epoch's order from the global sample count"}),
 		Action: func(cx *cli.Context) error {
 			cfg, err := loadConfig(cx)
 			if err != nil {
 				return err
 			}
+			comm, err := dist.Open()
+			if err != nil {
+				return err
+			}
+			defer comm.Close()
 			ctx, sig := withSignals(cx.Context)
 			_, err = train.Run(ctx, cfg, train.RunOptions{Resume: cx.String("resume"), Out: cx.App.Writer,
-				Overwrite: cx.Bool("overwrite_output_dir"), AllowDataChange: cx.Bool("allow-data-change")})
+				Overwrite: cx.Bool("overwrite_output_dir"), AllowDataChange: cx.Bool("allow-data-change"),
+				Comm: comm, Reshard: cx.Bool("reshard")})
+			if err != nil && comm.Size() > 1 {
+				err = fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
+			}
 			if errors.Is(err, train.ErrInterrupted) {
 				return cli.Exit(fmt.Sprintf("flextrain: stopped by %v; every finished step is in the newest checkpoint", sig()), 128+int(sig().(syscall.Signal)))
 			}
