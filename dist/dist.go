@@ -2,7 +2,10 @@
 // one rank of Size(), reads its shard of the data, and sums its gradients with the others' in place before
 // every rank takes the same optimizer step. The engine is the one clusters already have: MPI, behind the
 // `mpi` build tag (Open MPI through pkg-config ompi-c; add the `mpich` tag for MPICH). The default build
-// has only Single, one process, so nothing changes without the tag.
+// has only Single, one process, so nothing changes without the tag. The binding is this package's own
+// cgo over MPI's C API (mpi.go, one OS thread making every MPI call): no maintained Go binding of MPI
+// exists, and a data-parallel trainer needs only a handful of calls. Tests of multi-rank logic in the
+// default build use disttest.Local, ranks as goroutines of one process.
 //
 // Every collective must be called by every rank, in the same order: a rank that skips one leaves the
 // others waiting. The trainer keeps them in step; a rank that dies is the launcher's to end (mpirun stops
