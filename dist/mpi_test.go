@@ -24,8 +24,10 @@ import (
 // rankEnv, in a process that TestMPI started as a rank, holds the size of its world.
 const rankEnv = "FLEXTRAIN_DIST_TEST_WORLD"
 
-// launchTimeout turns a world that hangs (a rank missing from a collective) into a failure.
-const launchTimeout = 3 * time.Minute
+// launchTimeout turns a world that hangs (a rank missing from a collective) into a failure; each rank's
+// own -test.timeout, shorter, ends it first with every goroutine's stack. Both are generous: on a machine
+// whose cores are busy, a rank can wait minutes for its peers to start (MPI_Init waits for them all).
+const launchTimeout = 5 * time.Minute
 
 // verdict is the line each rank prints when every rank test passed on it.
 var verdict = regexp.MustCompile(`(?m)dist-test rank (\d+) of (\d+): ok$`)
@@ -35,6 +37,9 @@ var verdict = regexp.MustCompile(`(?m)dist-test rank (\d+) of (\d+): ok$`)
 func TestMPI(t *testing.T) {
 	if os.Getenv(rankEnv) != "" {
 		t.Skip("a rank runs TestRank")
+	}
+	if _, err := launcher(1); err != nil {
+		t.Skip(err) // Open MPI's lone process also needs the launcher's tools (orted) on PATH
 	}
 	for _, tc := range []struct {
 		name string
@@ -47,12 +52,9 @@ func TestMPI(t *testing.T) {
 		{"alone", 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := []string{os.Args[0], "-test.run=^TestRank$", "-test.v", "-test.timeout=2m"}
+			args := []string{os.Args[0], "-test.run=^TestRank$", "-test.v", "-test.timeout=4m"}
 			if tc.mpi {
-				l, err := launcher(tc.np)
-				if err != nil {
-					t.Skip(err)
-				}
+				l, _ := launcher(tc.np)
 				args = append(l, args...)
 			}
 			out, err := launch(args, tc.np)
