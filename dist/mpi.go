@@ -14,7 +14,6 @@
 package dist
 
 /*
-#include <stdlib.h>
 #include <mpi.h>
 
 static int fx_init(int *provided) {

@@ -62,58 +62,47 @@ func TestIdentity(t *testing.T) {
 }
 
 // TestSum: every rank gets the sum of every rank's buffer, the same bits on each, added in rank order:
-// in float32, 1e8 + 1 is 1e8, so rank order gives 0 where another order would give 1.
+// 1e8 + 1 is 1e8 in float32, so rank order gives 0 where another order would give 1 (float64 gives 1).
 func TestSum(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		vals [][]float32 // by rank
-		want []float32
+		name   string
+		vals   [][]float64 // by rank
+		want32 []float32
+		want64 []float64
 	}{
-		{"one rank", [][]float32{{1, -2, 3}}, []float32{1, -2, 3}},
-		{"two ranks", [][]float32{{1, 2}, {10, 20}}, []float32{11, 22}},
-		{"four ranks", [][]float32{{1}, {2}, {3}, {4}}, []float32{10}},
-		{"rank order", [][]float32{{1e8}, {1}, {-1e8}}, []float32{0}},
-		{"empty", [][]float32{{}, {}, {}}, []float32{}},
+		{"one rank", [][]float64{{1, -2, 3}}, []float32{1, -2, 3}, []float64{1, -2, 3}},
+		{"two ranks", [][]float64{{1, 2}, {10, 20}}, []float32{11, 22}, []float64{11, 22}},
+		{"four ranks", [][]float64{{1}, {2}, {3}, {4}}, []float32{10}, []float64{10}},
+		{"rank order", [][]float64{{1e8}, {1}, {-1e8}}, []float32{0}, []float64{1}},
+		{"empty", [][]float64{{}, {}, {}}, []float32{}, []float64{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for range 20 { // whatever order the goroutines arrive in
 				got32 := run(t, len(tc.vals), func(c dist.Comm) []float32 {
-					buf := slices.Clone(tc.vals[c.Rank()])
+					buf := make([]float32, len(tc.vals[c.Rank()]))
+					for i, v := range tc.vals[c.Rank()] {
+						buf[i] = float32(v)
+					}
 					if err := c.SumFloat32(buf); err != nil {
 						t.Error(err)
 					}
 					return buf
 				})
-				got64 := run(t, len(tc.vals), func(c dist.Comm) []float32 {
-					buf := make([]float64, len(tc.vals[c.Rank()]))
-					for i, v := range tc.vals[c.Rank()] {
-						buf[i] = float64(v)
-					}
+				got64 := run(t, len(tc.vals), func(c dist.Comm) []float64 {
+					buf := slices.Clone(tc.vals[c.Rank()])
 					if err := c.SumFloat64(buf); err != nil {
 						t.Error(err)
 					}
-					return float32s(buf)
+					return buf
 				})
 				for r := range got32 {
-					if !slices.Equal(got32[r], tc.want) {
-						t.Fatalf("rank %d: SumFloat32 = %v, want %v", r, got32[r], tc.want)
-					}
-					if tc.name != "rank order" && !slices.Equal(got64[r], tc.want) {
-						t.Fatalf("rank %d: SumFloat64 = %v, want %v", r, got64[r], tc.want)
+					if !slices.Equal(got32[r], tc.want32) || !slices.Equal(got64[r], tc.want64) {
+						t.Fatalf("rank %d: sums %v and %v, want %v and %v", r, got32[r], got64[r], tc.want32, tc.want64)
 					}
 				}
 			}
 		})
 	}
-}
-
-// float32s narrows float64 sums for comparison with the float32 table.
-func float32s(v []float64) []float32 {
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(x)
-	}
-	return out
 }
 
 // TestBcast: from each root of worlds of 1 to 4, every rank ends with the root's bytes.
@@ -247,6 +236,8 @@ func TestCloseAndAbort(t *testing.T) {
 		code    int
 		aborted bool
 	}
+	afterClose := result{"dist: barrier: rank 1 closed", 0, false}
+	afterAbort := result{"dist: barrier: rank 1 aborted with code 3", 3, true}
 	for _, tc := range []struct {
 		name  string
 		leave func(c dist.Comm) // what rank 1 does instead of the barrier
@@ -259,9 +250,8 @@ func TestCloseAndAbort(t *testing.T) {
 			if err := c.Barrier(); err == nil || !strings.HasPrefix(err.Error(), "dist: barrier: ") {
 				t.Errorf("Barrier after Close: %v", err)
 			}
-		}, []result{{"dist: barrier: rank 1 closed", 0, false}, {}, {"dist: barrier: rank 1 closed", 0, false}}},
-		{"abort", func(c dist.Comm) { c.Abort(3) }, []result{
-			{"dist: barrier: rank 1 aborted with code 3", 3, true}, {}, {"dist: barrier: rank 1 aborted with code 3", 3, true}}},
+		}, []result{afterClose, {}, afterClose}},
+		{"abort", func(c dist.Comm) { c.Abort(3) }, []result{afterAbort, {}, afterAbort}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := run(t, 3, func(c dist.Comm) result {
