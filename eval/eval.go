@@ -36,12 +36,12 @@ type KindMetrics struct {
 // Report is one evaluation of a data file: the totals with Hugging Face's eval_* names, and per record
 // kind when the records carry one (the synthetic set's "small", "large", "text").
 type Report struct {
-	Loss     float64                `json:"eval_loss"`
-	Samples  int                    `json:"eval_samples"`
-	Accuracy float64                `json:"eval_accuracy"`
-	Answers  int                    `json:"eval_answers"`
-	Correct  int                    `json:"eval_correct"`
-	ByKind   map[string]KindMetrics `json:"by_kind,omitempty"`
+	Loss     float64                 `json:"eval_loss"`
+	Samples  int                     `json:"eval_samples"`
+	Accuracy float64                 `json:"eval_accuracy"`
+	Answers  int                     `json:"eval_answers"`
+	Correct  int                     `json:"eval_correct"`
+	ByKind   map[string]KindMetrics  `json:"by_kind,omitempty"`
 	groups   map[string]*KindMetrics // the sums behind it, by kind ("" for records without one)
 }
 

@@ -29,7 +29,8 @@ type logger struct {
 	metrics *os.File // nil until openMetrics
 	bar     *progressbar.ProgressBar
 	start   time.Time
-	first   int // the first step this process reported (a resumed run starts past 1); 0 before it
+	first   int  // the first step this process reported (a resumed run starts past 1); 0 before it
+	live    bool // a live progress line instead of log lines: out is a terminal, and the run has one rank
 }
 
 // ErrMetrics reports a record that could not be written to metrics.jsonl (a full disk, say). The run
@@ -46,7 +47,9 @@ func newLogger(cfg config.Config, opts RunOptions) *logger {
 	if out == nil {
 		out = io.Discard
 	}
-	l := &logger{cfg: cfg, out: out, slog: opts.Logger, start: time.Now()}
+	// An MPI launcher gives its ranks a pseudo-terminal: a run of several ranks logs plain lines.
+	live := isTerminal(out) && (opts.Comm == nil || opts.Comm.Size() == 1)
+	l := &logger{cfg: cfg, out: out, slog: opts.Logger, start: time.Now(), live: live}
 	if l.slog == nil {
 		l.slog = slog.New(slog.NewTextHandler(out, nil))
 	}
@@ -118,7 +121,7 @@ func (l *logger) step(st State, r stepResult, total int) error {
 	if l.first == 0 {
 		l.first = st.Step
 	}
-	if isTerminal(l.out) {
+	if l.live {
 		l.progress(st, r, total, tps)
 	}
 	if st.Step != 1 && st.Step != total && (l.cfg.LoggingSteps <= 0 || st.Step%l.cfg.LoggingSteps != 0) {
@@ -126,7 +129,7 @@ func (l *logger) step(st State, r stepResult, total int) error {
 	}
 	elapsed := time.Since(l.start).Seconds()
 	perStep := elapsed / float64(st.Step-l.first+1) // this process's pace, not the resumed steps'
-	if !isTerminal(l.out) {
+	if !l.live {
 		l.printf("step %d/%d | epoch %.2f | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | %.0f ms/step | alpha %.2f | hr %.3f\n",
 			st.Step, total, st.Epoch, r.loss, r.lr, r.gradNorm, tps, float64(r.elapsed.Milliseconds()), r.alpha, r.hrSelectedFrac)
 	}

@@ -79,8 +79,10 @@ func TestRunTwoRanksMatchOne(t *testing.T) {
 			}
 		}
 	}
-	if st := stateOf(t, cb); st.WorldSize != 2 || len(st.Ranks) != 2 || st.Ranks[1].Cursor.Position == 0 {
-		t.Errorf("2-rank state: world %d, ranks %+v; want both ranks' positions", st.WorldSize, st.Ranks)
+	// 12 steps of 2 micro-batches of 2 samples read 48 records on each rank: one epoch of its half.
+	st := stateOf(t, cb)
+	if st.WorldSize != 2 || len(st.Ranks) != 2 || st.Ranks[1].Counts.Records != 48 || st.Counts.Records != 96 {
+		t.Errorf("2-rank state: world %d, counts %+v, ranks %+v; want both ranks' positions and counts", st.WorldSize, st.Counts, st.Ranks)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -40,8 +41,8 @@ func fitCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			defer comm.Close()
 			ctx, sig := withSignals(cx.Context)
+			defer closeComm(comm, ctx)
 			_, err = train.Run(ctx, cfg, train.RunOptions{Resume: cx.String("resume"), Out: cx.App.Writer,
 				Overwrite: cx.Bool("overwrite_output_dir"), AllowDataChange: cx.Bool("allow-data-change"),
 				Comm: comm, Reshard: cx.Bool("reshard")})
@@ -53,6 +54,26 @@ func fitCommand() *cli.Command {
 			}
 			return err
 		},
+	}
+}
+
+// finalizeWait bounds how long an interrupted rank waits for MPI_Finalize: mpirun forwards a SIGTERM it
+// receives to the ranks and then stops serving them, so Finalize would only return when mpirun kills the
+// rank (odls_base_sigkill_timeout, 1 s by default, after the SIGTERM) and the rank's exit status would be
+// lost. Its checkpoint is committed by then.
+const finalizeWait = 300 * time.Millisecond
+
+// closeComm ends this rank's part in the group: at once after a signal (finalizeWait), else fully.
+func closeComm(comm dist.Comm, ctx context.Context) {
+	if ctx.Err() == nil {
+		comm.Close()
+		return
+	}
+	done := make(chan struct{})
+	go func() { comm.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(finalizeWait):
 	}
 }
 

@@ -90,17 +90,18 @@ func TestMPITwoRanksMatchOne(t *testing.T) {
 	}
 }
 
-// TestMPISignalResume: SIGTERM to mpirun after the third step line reaches both ranks; they finish the
-// step, rank 0 saves it, and all exit 143. Resumed on 2 ranks to 4 more steps, the run logs the losses and
-// ends with the weights of an uninterrupted 2-rank run, bit for bit.
+// TestMPISignalResume: SIGTERM to every rank after the third step line, as a scheduler (SLURM's scancel,
+// a time limit) sends it to every task of a job: the ranks finish the step, rank 0 saves it, and each
+// exits 143, which mpirun reports as the job's status. Resumed on 2 ranks to 4 more steps, the run logs the
+// losses and ends with the weights of an uninterrupted 2-rank run, bit for bit.
 func TestMPISignalResume(t *testing.T) {
 	dir, straight := t.TempDir(), t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := mpiFit(t, ctx, 2, dir, append(signalSets, "max_steps=1000000", "per_device_train_batch_size=2")...)
 	last, code, stderr := signalAfter(t, cmd, 3, syscall.SIGTERM)
-	if code != 143 {
-		t.Fatalf("mpirun's exit status after SIGTERM = %d; want 143\n%s", code, stderr)
+	if code != 143 || strings.Count(stderr, "stopped by terminated") != 2 {
+		t.Fatalf("after SIGTERM to the ranks: mpirun exit status %d; want 143 with both ranks stopped by the signal\n%s", code, stderr)
 	}
 	if e, err := checkpoints.Latest(dir); err != nil || e.Step != last {
 		t.Fatalf("after SIGTERM: Latest = %+v, %v; want the last logged step %d", e, err, last)
@@ -111,6 +112,22 @@ func TestMPISignalResume(t *testing.T) {
 	}
 	mpiRun(t, 2, straight, append(signalSets, end, "per_device_train_batch_size=2")...)
 	compareRuns(t, straight, dir, last+4)
+}
+
+// ranks returns the process ids of mpirun's children: the ranks on this machine.
+func ranks(t *testing.T, mpirun *os.Process) []int {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-P", strconv.Itoa(mpirun.Pid)).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("no rank process under mpirun %d: %v", mpirun.Pid, err)
+	}
+	return pids
 }
 
 // TestMPIRefusesOtherWorldSize: a checkpoint of 2 ranks is not resumed on 1 without --reshard.
@@ -147,12 +164,8 @@ func TestMPIRankKilled(t *testing.T) {
 			break
 		}
 	}
-	pids, err := exec.Command("pgrep", "-P", strconv.Itoa(cmd.Process.Pid), "flextrain").Output()
-	fields := strings.Fields(string(pids))
-	if err != nil || len(fields) == 0 {
-		t.Fatalf("no rank process under mpirun: %v %q", err, pids)
-	}
-	victim, _ := strconv.Atoi(fields[len(fields)-1])
+	pids := ranks(t, cmd.Process)
+	victim := pids[len(pids)-1]
 	syscall.Kill(victim, syscall.SIGKILL)
 	killed := time.Now()
 	go func() { // drain so that a rank blocked on a full pipe cannot hold the job up
@@ -172,8 +185,8 @@ func TestMPIRankKilled(t *testing.T) {
 	}
 }
 
-// signalAfter starts cmd, sends sig after the line of step after, and returns the last step logged, the
-// exit status and the standard error.
+// signalAfter starts mpirun's cmd, sends sig to every rank after the line of step after, and returns the
+// last step logged, mpirun's exit status and the standard error.
 func signalAfter(t *testing.T, cmd *exec.Cmd, after int, sig syscall.Signal) (last, code int, stderr string) {
 	t.Helper()
 	var errBuf bytes.Buffer
@@ -191,7 +204,9 @@ func signalAfter(t *testing.T, cmd *exec.Cmd, after int, sig syscall.Signal) (la
 		if step, ok := stepOfLine(sc.Text()); ok {
 			last = step
 			if !sent && step >= after {
-				cmd.Process.Signal(sig)
+				for _, pid := range ranks(t, cmd.Process) {
+					syscall.Kill(pid, sig)
+				}
 				sent = true
 			}
 		}
