@@ -74,7 +74,7 @@ func TestRunTwoRanksMatchOne(t *testing.T) {
 		x, _ := w.Float32s()
 		y, _ := cb.Weights[name].Float32s()
 		for i := range x {
-			if d := math.Abs(float64(x[i] - y[i])); d > 1e-4+1e-3*math.Abs(float64(x[i])) {
+			if d := math.Abs(float64(x[i] - y[i])); d > 1e-5+1e-4*math.Abs(float64(x[i])) {
 				t.Fatalf("%s[%d] = %v on 2 ranks, %v on 1", name, i, y[i], x[i])
 			}
 		}

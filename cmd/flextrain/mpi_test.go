@@ -79,15 +79,19 @@ func TestMPITwoRanksMatchOne(t *testing.T) {
 	if err1 != nil || err2 != nil {
 		t.Fatal(err1, err2)
 	}
+	worst := 0.0
 	for name, w := range ca.Weights {
 		x, _ := w.Float32s()
 		y, _ := cb.Weights[name].Float32s()
 		for i := range x {
-			if d := math.Abs(float64(x[i] - y[i])); d > 1e-4+1e-3*math.Abs(float64(x[i])) {
+			d := math.Abs(float64(x[i] - y[i]))
+			worst = max(worst, d)
+			if d > 1e-5+1e-4*math.Abs(float64(x[i])) {
 				t.Fatalf("%s[%d] = %v on 2 ranks, %v on 1", name, i, y[i], x[i])
 			}
 		}
 	}
+	t.Logf("largest weight difference after 20 steps: %.3g", worst)
 }
 
 // TestMPISignalResume: SIGTERM to every rank after the third step line, as a scheduler (SLURM's scancel,
