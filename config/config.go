@@ -78,8 +78,9 @@ type Config struct {
 	SaveTotalLimit int `yaml:"save_total_limit"`
 	Seed           int `yaml:"seed"`
 
-	Flex Flex `yaml:"flex"`
-	Arch Arch `yaml:"model"`
+	Flex  Flex  `yaml:"flex"`
+	Arch  Arch  `yaml:"model"`
+	LLaVA LLaVA `yaml:",inline"` // LLaVA's own training keys (llava.go)
 
 	// TrainablePatterns and FrozenPatterns are path.Match patterns over tensor names (docs/DESIGN.md §9); frozen wins.
 	// Empty trainable patterns become DefaultTrainable when the configuration is loaded.
@@ -119,7 +120,8 @@ func Defaults() Config {
 		LRSchedulerType: "cosine", WarmupRatio: 0.03, NumTrainEpochs: 1, MaxSteps: -1,
 		PerDeviceTrainBatchSize: 8, GradientAccumulationSteps: 1,
 		LoggingSteps: 10, SaveSteps: 500, SaveTotalLimit: 2, Seed: 3407,
-		Flex: Flex{FlexConfig: model.FlexConfig{Zoom: 3, Threshold: 48, Strategy: "attention"}, AlphaWarmupRatio: 0.1, View: "flex"},
+		Flex:  Flex{FlexConfig: model.FlexConfig{Zoom: 3, Threshold: 48, Strategy: "attention"}, AlphaWarmupRatio: 0.1, View: "flex"},
+		LLaVA: llavaDefaults(),
 		Arch: Arch{
 			Vision: model.VisionConfig{LayerNormEps: 1e-5, SelectLayer: -2},
 			Text:   model.TextConfig{RMSNormEps: 1e-5, RopeTheta: 10000},
@@ -210,6 +212,9 @@ func (c *Config) Set(override string) error {
 		return fmt.Errorf("%w: --set %q: want key=value", ErrBadValue, override)
 	}
 	v := reflect.ValueOf(c).Elem()
+	if canon, ok := aliases[key]; ok {
+		key = canon
+	}
 	for _, part := range strings.Split(key, ".") {
 		f, ok := fieldsOf(v)[part]
 		if !ok {
@@ -276,6 +281,9 @@ func apply(node *yaml.Node, v reflect.Value, key, src string) []error {
 		k, val := node.Content[i], node.Content[i+1]
 		full := joinKey(key, k.Value)
 		f, ok := fields[k.Value]
+		if a, canon, isAlias := alias(v, k.Value); key == "" && isAlias {
+			f, ok, full = a, true, canon
+		}
 		switch {
 		case !ok:
 			errs = append(errs, fmt.Errorf("%w: %s%s", ErrUnknownKey, at(k.Line), full))
@@ -447,7 +455,9 @@ var resumeAllowed = map[string]bool{
 	"weight_decay": true, "max_grad_norm": true, "max_steps": true, "num_train_epochs": true,
 	"logging_steps": true, "eval_steps": true, "save_steps": true, "save_total_limit": true,
 	"output_dir": true, "eval_data_path": true, "dataloader_num_workers": true,
-	"bad_sample_policy": true, "max_bad_fraction": true, "image_max_pixels": true, "max_record_bytes": true, "feature_cache": true, "feature_cache_mb": true,
+	"bad_sample_policy": true, "max_bad_fraction": true, "image_max_pixels": true, "max_record_bytes": true,
+	"tf32": true, "lazy_preprocess": true, "report_to": true, "evaluation_strategy": true, "save_strategy": true,
+	"per_device_eval_batch_size": true, "feature_cache": true, "feature_cache_mb": true,
 }
 
 // Diff lists the keys whose values differ between a and b, sorted: shape holds those that define the run (a
@@ -483,6 +493,7 @@ func (c Config) Validate() error {
 	c.validateOptim(bad)
 	c.validateSteps(bad)
 	c.validateData(bad)
+	c.validateLLaVA(bad)
 	return errors.Join(errs...)
 }
 

@@ -23,5 +23,8 @@ func EvalDataOptions(cfg Config, tok *tokenizer.Tokenizer, path, imageFolder str
 	o := DataOptions(cfg, tok)
 	o.DataPath, o.ImageFolder = path, imageFolder
 	o.Shuffle, o.Once, o.GroupByModalityLength, o.ValSize, o.Split = false, true, false, 0, data.SplitAll
+	if cfg.LLaVA.PerDeviceEvalBatchSize > 0 {
+		o.BatchSize = cfg.LLaVA.PerDeviceEvalBatchSize
+	}
 	return o
 }
