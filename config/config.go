@@ -162,6 +162,9 @@ func Load(path string, overrides []string) (Config, error) {
 		}
 	}
 	c.fillDerived()
+	if err := c.AbsPaths(); err != nil {
+		return c, fmt.Errorf("config: config %s: %w", path, err)
+	}
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("config: config %s is invalid:\n%w", path, err)
 	}

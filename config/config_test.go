@@ -427,3 +427,32 @@ func TestLoadConfigSpecialFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestAbsPaths: a loaded configuration names its files by absolute paths, so that the config.yaml a run saves
+// works from any directory; a synth:// URI stays a URI; SamePaths lets a relative spelling of the same file
+// compare equal to the absolute one.
+func TestAbsPaths(t *testing.T) {
+	c := loadValid(t, "data_path=testdata/valid.yaml", "tokenizer_path=../configs/tiny.yaml")
+	for _, p := range []string{c.DataPath, c.TokenizerPath, c.OutputDir} {
+		if !filepath.IsAbs(p) {
+			t.Errorf("path %q is not absolute", p)
+		}
+	}
+	if u := loadValid(t, "data_path=synth://n=4"); u.DataPath != "synth://n=4" {
+		t.Errorf("synth URI became %q", u.DataPath)
+	}
+	prev := c
+	prev.DataPath = "testdata/valid.yaml" // as an earlier build saved it
+	cur := c
+	cur.SamePaths(prev)
+	if shape, _ := Diff(prev, cur); len(shape) != 0 {
+		t.Errorf("Diff of the same file by two paths: %v; want none", shape)
+	}
+	other := c
+	other.DataPath = "testdata/bad_type.yaml"
+	cur = c
+	cur.SamePaths(other)
+	if shape, _ := Diff(other, cur); len(shape) != 1 || shape[0] != "data_path" {
+		t.Errorf("Diff of two files: %v; want [data_path]", shape)
+	}
+}

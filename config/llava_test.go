@@ -12,7 +12,7 @@ func TestLLaVAKeys(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(llava_finetune.yaml): %v", err)
 	}
-	if c.Arch.Vision.SelectLayer != -2 || c.LLaVA.VisionTower != "models/clip-vit-large-patch14-336" || !c.LLaVA.TF32 {
+	if c.Arch.Vision.SelectLayer != -2 || !strings.HasSuffix(c.LLaVA.VisionTower, "/models/clip-vit-large-patch14-336") || !c.LLaVA.TF32 {
 		t.Errorf("select_layer %d, vision_tower %q, tf32 %v; want -2, the tower's folder, true", c.Arch.Vision.SelectLayer, c.LLaVA.VisionTower, c.LLaVA.TF32)
 	}
 	if o := EvalDataOptions(c, nil, "x.json", ""); o.BatchSize != 4 {

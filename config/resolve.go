@@ -23,6 +23,9 @@ func ResolveData(cfg Config) (Config, error) {
 	if o.Dir == "" {
 		o.Dir = filepath.Join(cfg.OutputDir, "data")
 	}
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return cfg, fmt.Errorf("config: data_path: %w", err)
+	}
 	m, err := synth.Generate(o)
 	if err != nil {
 		return cfg, fmt.Errorf("config: data_path %s: %w", cfg.DataPath, err)

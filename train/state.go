@@ -235,7 +235,9 @@ func (t *trainer[T]) checkDrift(path string, saved []byte) error {
 	if err != nil {
 		return fmt.Errorf("train: resume: %w", err)
 	}
-	shape, allowed := config.Diff(prev, t.cfg)
+	cur := t.cfg
+	cur.SamePaths(prev) // the same data reached by another path (an earlier build's relative one) is no change
+	shape, allowed := config.Diff(prev, cur)
 	if len(shape) > 0 {
 		return fmt.Errorf("train: resume %s: %w: these keys changed: %s", path, checkpoints.ErrConfigMismatch, strings.Join(shape, ", "))
 	}
