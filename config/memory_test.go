@@ -8,25 +8,33 @@ import (
 	"github.com/flextrain/flextrain/model"
 )
 
-// TestPlanMemory: the plan counts the elements InitWeights allocates, and three more copies (gradient, m,
-// v) of the trainable ones, four with gradient accumulation.
-func TestPlanMemory(t *testing.T) {
+// TestPlan: the plan counts the elements InitWeights allocates, frozen and trainable apart, a gradient per
+// trainable element (two with gradient accumulation) and AdamW's two moments, and its total adds its parts.
+func TestPlan(t *testing.T) {
 	cfg := loadValid(t)
 	w := model.InitWeights(cfg.Model(), tensor.Float32, 1)
-	var params, trainable int64
+	var frozen, trainable int64
 	for _, name := range w.Names() {
-		n := int64(w.Get(name).Len())
-		params += n
-		if cfg.Trainable(name) {
+		if n := int64(w.Get(name).Len()); cfg.Trainable(name) {
 			trainable += n
+		} else {
+			frozen += n
 		}
 	}
 	for _, acc := range []int{1, 2} {
 		cfg.GradientAccumulationSteps = acc
-		p := cfg.planMemory(4)
-		copies := int64(2 + acc)
-		if p.params != params || p.trainable != trainable || p.bytes != 4*(params+copies*trainable) {
-			t.Errorf("accumulation %d: plan %+v; want %d parameters, %d trainable, %d bytes", acc, p, params, trainable, 4*(params+copies*trainable))
+		p := cfg.Plan(100)
+		want := map[string]int64{"frozen weights": frozen, "trainable weights": trainable,
+			"gradients": int64(acc) * trainable, "AdamW m and v": 2 * trainable}
+		var sum int64
+		for _, part := range p.Parts {
+			if n, ok := want[part.Name]; ok && (part.Elements != n || part.Bytes != 4*n) {
+				t.Errorf("accumulation %d: %s = %d elements, %d bytes; want %d, %d", acc, part.Name, part.Elements, part.Bytes, n, 4*n)
+			}
+			sum += part.Bytes
+		}
+		if sum != p.Total || len(p.Parts) < 5 {
+			t.Errorf("accumulation %d: parts %+v add to %d, total %d", acc, p.Parts, sum, p.Total)
 		}
 	}
 	if total, ok := physicalMemory(); ok && total < 1<<20 {

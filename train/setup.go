@@ -133,7 +133,7 @@ func (t *trainer[T]) loadTokenizer() error {
 // checking that its parameters fit the machine.
 func (t *trainer[T]) loadWeights() error {
 	dt := dtypeOf[T]()
-	if err := t.cfg.CheckMemory(int(dt.Size())); err != nil {
+	if err := t.cfg.CheckMemory(); err != nil {
 		return err
 	}
 	w, err := model.LoadOrInit(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed))

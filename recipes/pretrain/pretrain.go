@@ -96,7 +96,7 @@ func (p *pretrainer) open() error {
 	if err != nil {
 		return fmt.Errorf("pretrain: tokenizer_path: %w", err)
 	}
-	if err := p.cfg.CheckMemory(4); err != nil {
+	if err := p.cfg.CheckMemory(); err != nil {
 		return err
 	}
 	if p.weights, err = model.LoadOrInit(p.cfg.ModelNameOrPath, p.cfg.Model(), tensor.Float32, uint64(p.cfg.Seed)); err != nil {
