@@ -28,7 +28,7 @@ func readSpec(o object) spec {
 	s := spec{file: o.file}
 	switch layout := detectLayout(o); layout {
 	case LayoutCLIP:
-		s = spec{layout: layout, file: o.file, vision: ptr(readCLIP(o))}
+		s = spec{layout: layout, file: o.file, vision: ptr(readCLIP(o)), dtype: o.str("torch_dtype", "")}
 	case LayoutLLaVAHF:
 		s = readHF(o)
 	case LayoutLLaVA, LayoutExport:

@@ -118,7 +118,7 @@ func openCLIP(dir string, s spec) (*Folder, error) {
 		return nil, err
 	}
 	return &Folder{Dir: dir, Layout: LayoutCLIP, Config: cfg, Tensors: tower.tensors, Ignored: tower.ignored,
-		WeightsFile: src, VisionDir: dir, VisionConfigFile: s.file, Tokens: TokenIDs{1, 2, -1}}, nil
+		WeightsFile: src, VisionDir: dir, VisionConfigFile: s.file, Tokens: TokenIDs{1, 2, -1}, DType: s.dtype}, nil
 }
 
 // readTower reads the tower of the CLIP folder dir, and lists the rest as ignored.

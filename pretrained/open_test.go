@@ -52,6 +52,20 @@ func TestOpenLayouts(t *testing.T) {
 	}
 }
 
+// TestCLIPVisionModelConfig: a CLIPVisionModel's flat config, missing keys at CLIPVisionConfig's defaults,
+// describes the same tower as CLIPModel's vision_config.
+func TestCLIPVisionModelConfig(t *testing.T) {
+	dir := copyFolder(t, clipFixture)
+	writeTestJSON(t, filepath.Join(dir, ConfigFile), map[string]any{"model_type": "clip_vision_model", "hidden_size": 12,
+		"intermediate_size": 24, "num_attention_heads": 2, "num_hidden_layers": 2, "image_size": 32, "patch_size": 8})
+	if f := open(t, dir, Options{}); f.Config != (model.Config{Vision: fixtureConfig.Vision}) {
+		t.Errorf("config %+v; want the tower %+v", f.Config, fixtureConfig.Vision)
+	}
+	patchConfig(t, dir, "image_size", nil)
+	_, err := Open(dir, Options{})
+	wantError(t, err, "position_embedding.weight", "shape [17 12]", "gives [785 12]") // image_size 224 (the default) in patches of 8
+}
+
 // TestSameWeightsBothLayouts: liuhaotian's and llava-hf's names of the same weights give the same model
 // tensors, bit for bit, and the same configuration but for llava-hf's padded vocabulary, whose first 144
 // rows are the original ones.
