@@ -161,10 +161,13 @@ func Load(path string, overrides []string) (Config, error) {
 			return c, err
 		}
 	}
-	c.fillDerived()
 	if err := c.AbsPaths(); err != nil {
 		return c, fmt.Errorf("config: config %s: %w", path, err)
 	}
+	if err := c.fromFolder(); err != nil {
+		return c, fmt.Errorf("config: config %s: %w", path, err)
+	}
+	c.fillDerived() // after the folder: the default trainable layers follow its number of layers
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("config: config %s is invalid:\n%w", path, err)
 	}
@@ -367,7 +370,10 @@ func fieldsOf(v reflect.Value) map[string]reflect.Value {
 
 // flatten lists every key of c (nested keys joined with dots) with its value formatted exactly: floats in
 // the shortest form that reads back to the same number, lists as [a, b].
-func (c Config) flatten() map[string]string {
+func (c Config) flatten() map[string]string { return flattenValue(reflect.ValueOf(c)) }
+
+// flattenValue is flatten for any struct of the configuration (the `model:` block, say).
+func flattenValue(v reflect.Value) map[string]string {
 	out := map[string]string{}
 	var walk func(v reflect.Value, prefix string)
 	walk = func(v reflect.Value, prefix string) {
@@ -379,7 +385,7 @@ func (c Config) flatten() map[string]string {
 			}
 		}
 	}
-	walk(reflect.ValueOf(c), "")
+	walk(v, "")
 	return out
 }
 

@@ -77,7 +77,7 @@ func newTrainedFixture(t *testing.T) trainedFixture {
 // TestTrainedModel runs the tests that need a trained checkpoint on one shared run.
 func TestTrainedModel(t *testing.T) {
 	f := newTrainedFixture(t)
-	tr, err := Load(f.ckpt)
+	tr, err := Load(f.ckpt, Options{})
 	if err != nil {
 		t.Fatalf("Load(%s): %v", f.ckpt, err)
 	}
@@ -248,7 +248,7 @@ func testExportRefusesCorrupt(t *testing.T, f trainedFixture) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Load(dir)
+	_, err = Load(dir, Options{})
 	if !errors.Is(err, checkpoints.ErrCorrupt) || !strings.Contains(err.Error(), "weights.st.zst") {
 		t.Errorf("Load of a corrupt checkpoint: err = %v; want ErrCorrupt naming weights.st.zst", err)
 	}

@@ -5,11 +5,13 @@
 package inference
 
 import (
+	"cmp"
 	"fmt"
 
 	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/pretrained"
 
 	"github.com/flextrain/flextrain/checkpoints"
 	"github.com/flextrain/flextrain/data/tokenizer"
@@ -25,12 +27,21 @@ type Trained struct {
 	Tokenizer *tokenizer.Tokenizer
 	Step      int
 	Trained   map[string]safetensors.Tensor // the checkpoint's tensors, by name
+	Folder    *pretrained.Folder            // the published or exported folder it was read from; nil for a checkpoint
 }
 
-// Load reads a checkpoint directory, verifies it, and rebuilds its model in float32 (or the
-// configuration's dtype): base weights from model_name_or_path, or the seeded initialisation the run
-// started from, overlaid with the checkpoint's trained tensors.
-func Load(path string) (*Trained, error) {
+// Options are Load's choices besides the path.
+type Options struct {
+	VisionTower string // a CLIP folder for a LLaVA folder without its tower (pretrained.Options)
+}
+
+// Load reads a model: a checkpoint directory, verified, rebuilt in float32 (or the configuration's dtype)
+// from its base weights (model_name_or_path, or the seeded initialisation the run started from) overlaid
+// with its trained tensors; or a published or exported folder (LoadFolder).
+func Load(path string, opts Options) (*Trained, error) {
+	if pretrained.IsFolder(path) {
+		return LoadFolder(path, opts)
+	}
 	ck, err := LoadCheckpoint(path)
 	if err != nil {
 		return nil, fmt.Errorf("inference: load %s: %w", path, err)
@@ -43,7 +54,7 @@ func Load(path string) (*Trained, error) {
 	if tr.Tokenizer, err = tokenizer.Load(cfg.TokenizerPath); err != nil {
 		return nil, fmt.Errorf("inference: load %s: tokenizer_path: %w", path, err)
 	}
-	if tr.Weights, err = baseWeights(cfg); err != nil {
+	if tr.Weights, err = baseWeights(cfg, opts); err != nil {
 		return nil, fmt.Errorf("inference: load %s: %w", path, err)
 	}
 	for name, ts := range ck.Weights {
@@ -55,17 +66,46 @@ func Load(path string) (*Trained, error) {
 }
 
 // baseWeights are the weights a run of cfg starts from.
-func baseWeights(cfg config.Config) (*model.Weights, error) {
+func baseWeights(cfg config.Config, opts Options) (*model.Weights, error) {
 	dt := tensor.Float32
 	if cfg.DType == "float64" {
 		dt = tensor.Float64
 	}
-	if cfg.ModelNameOrPath != "" {
-		return model.LoadWeights(cfg.ModelNameOrPath, cfg.Model(), dt)
+	tower := cmp.Or(opts.VisionTower, cfg.LLaVA.VisionTower)
+	w, _, err := pretrained.Weights(cfg.ModelNameOrPath, cfg.Model(), dt, uint64(cfg.Seed), pretrained.Options{VisionTower: tower})
+	return w, err
+}
+
+// LoadFolder reads a published LLaVA folder, or one flextrain exported, in float32. A folder with
+// FlexAttention's settings (an export of a FlexAttention run) answers with FlexAttention; a base LLaVA
+// answers as LLaVA-1.5 does, from its LR view (flex.view lr: α = 0, no HR token read).
+func LoadFolder(dir string, opts Options) (*Trained, error) {
+	f, err := pretrained.Open(dir, pretrained.Options{VisionTower: opts.VisionTower})
+	if err != nil {
+		return nil, fmt.Errorf("inference: load %s: %w", dir, err)
 	}
-	w := model.InitWeights(cfg.Model(), dt, uint64(cfg.Seed))
-	if w == nil {
-		return nil, fmt.Errorf("cannot initialise the model of the configuration")
+	w, err := model.FromTensors(f.Config, tensor.Float32, f.Tensors)
+	if err != nil {
+		return nil, fmt.Errorf("inference: load %s: %w", dir, err)
 	}
-	return w, nil
+	tr := &Trained{Config: folderConfig(f), Weights: w, Folder: f}
+	if f.TokenizerDir == "" {
+		return nil, fmt.Errorf("inference: load %s: the folder holds no tokenizer.json or tokenizer.model", dir)
+	}
+	if tr.Tokenizer, err = tokenizer.Load(f.TokenizerDir); err != nil {
+		return nil, fmt.Errorf("inference: load %s: %w", dir, err)
+	}
+	return tr, nil
+}
+
+// folderConfig is the configuration that describes a folder's model as a run's would.
+func folderConfig(f *pretrained.Folder) config.Config {
+	c := config.Defaults()
+	c.ModelNameOrPath, c.TokenizerPath, c.LLaVA.VisionTower = f.Dir, f.TokenizerDir, f.VisionDir
+	c.Arch, c.Flex.FlexConfig = config.Arch{Vision: f.Config.Vision, Text: f.Config.Text}, f.Config.Flex
+	c.ModelMaxLength = f.MaxPositionEmbeddings
+	if !f.FlexFromFile {
+		c.Flex.View = "lr"
+	}
+	return c
 }

@@ -209,3 +209,31 @@ func (t *towerSearch) files() string {
 	}
 	return fmt.Sprintf("%s with %s", t.spec.file, t.configFile)
 }
+
+// ReadModel reads only the configuration of the LLaVA folder dir (config.json, and the tower's
+// configuration from the folder opts or mm_vision_tower names when dir has none): the shapes of the model
+// it holds, for a run whose model_name_or_path is that folder. Its Flex part is provisional: the run's own
+// flex settings apply. A CLIP folder holds no decoder and is refused.
+func ReadModel(dir string, opts Options) (model.Config, error) {
+	o, err := readObject(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return model.Config{}, err
+	}
+	s := readSpec(o)
+	if err := o.err(); err != nil {
+		return model.Config{}, err
+	}
+	if s.layout == LayoutCLIP {
+		return model.Config{}, fmt.Errorf("pretrained: %s is a CLIP folder, a vision tower only: name it as vision_tower, beside a LLaVA folder", dir)
+	}
+	return s.baseConfig(&towerSearch{dir: dir, spec: s, opts: opts})
+}
+
+// IsFolder reports whether path is a folder with a config.json: a published or exported model, which Open
+// reads, rather than a flextrain weights file or folder of model.safetensors alone.
+func IsFolder(path string) bool { return isFile(filepath.Join(path, ConfigFile)) }
+
+// HasTokenizer reports whether the folder dir holds a tokenizer (tokenizer.json or tokenizer.model).
+func HasTokenizer(dir string) bool {
+	return isFile(filepath.Join(dir, "tokenizer.json")) || isFile(filepath.Join(dir, "tokenizer.model"))
+}

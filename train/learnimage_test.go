@@ -80,7 +80,7 @@ func TestLearnsFromTheImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := inference.Load(last.Path)
+	tr, err := inference.Load(last.Path, inference.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

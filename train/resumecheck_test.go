@@ -94,7 +94,7 @@ func TestResumeRefusesSwappedShape(t *testing.T) {
 	if _, _, err := runTiny(t, context.Background(), cfg, RunOptions{}); !errors.Is(err, checkpoints.ErrConfigMismatch) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "lm_head.weight") {
 		t.Errorf("resume: %v; want ErrConfigMismatch with %q", err, want)
 	}
-	if _, err := inference.Load(filepath.Join(cfg.OutputDir, "checkpoint-2")); !errors.Is(err, checkpoints.ErrConfigMismatch) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "lm_head.weight") {
+	if _, err := inference.Load(filepath.Join(cfg.OutputDir, "checkpoint-2"), inference.Options{}); !errors.Is(err, checkpoints.ErrConfigMismatch) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "lm_head.weight") {
 		t.Errorf("inference.Load: %v; want ErrConfigMismatch with %q", err, want)
 	}
 	ck := loadCheckpoint(t, cfg.OutputDir, 2)

@@ -18,6 +18,7 @@ import (
 	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
+	"github.com/flextrain/flextrain/pretrained"
 )
 
 // trainer holds everything one run needs, in parameter type T.
@@ -136,9 +137,13 @@ func (t *trainer[T]) loadWeights() error {
 	if err := t.cfg.CheckMemory(); err != nil {
 		return err
 	}
-	w, err := model.LoadOrInit(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed))
+	w, ignored, err := pretrained.Weights(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed),
+		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower})
 	if err != nil {
 		return fmt.Errorf("train: model_name_or_path: %w", err)
+	}
+	for _, ig := range ignored {
+		t.log.info("not used", "tensor", ig.Name, "folder", ig.Folder, "why", ig.Reason)
 	}
 	t.weights = w
 	return nil

@@ -74,7 +74,7 @@ func loadTrained(path string) (*inference.Trained, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	tr, err := inference.Load(p)
+	tr, err := inference.Load(p, inference.Options{})
 	return tr, p, err
 }
 

@@ -24,7 +24,7 @@ import (
 // testPredict: for every validation record, `predict` with its image file and question prints what greedy
 // decoding gives on the loader's own sample cut before the answer.
 func testPredict(t *testing.T, r run) {
-	tr, err := inference.Load(r.ckpt)
+	tr, err := inference.Load(r.ckpt, inference.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

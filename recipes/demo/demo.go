@@ -161,7 +161,7 @@ func exportBase(base config.Config, dir string) error {
 	if err != nil {
 		return fmt.Errorf("demo: stage 1 checkpoint: %w", err)
 	}
-	tr, err := inference.Load(e.Path)
+	tr, err := inference.Load(e.Path, inference.Options{})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -214,7 +214,7 @@ func evaluateStage(ctx context.Context, cfg config.Config, path, images string, 
 	if err != nil {
 		return eval.Report{}, fmt.Errorf("demo: %w", err)
 	}
-	tr, err := inference.Load(e.Path)
+	tr, err := inference.Load(e.Path, inference.Options{})
 	if err != nil {
 		return eval.Report{}, fmt.Errorf("demo: %w", err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
+	"github.com/flextrain/flextrain/pretrained"
 )
 
 // ModelDir is where Run writes its weights, under output_dir: a base model's model_name_or_path.
@@ -99,7 +100,8 @@ func (p *pretrainer) open() error {
 	if err := p.cfg.CheckMemory(); err != nil {
 		return err
 	}
-	if p.weights, err = model.LoadOrInit(p.cfg.ModelNameOrPath, p.cfg.Model(), tensor.Float32, uint64(p.cfg.Seed)); err != nil {
+	if p.weights, _, err = pretrained.Weights(p.cfg.ModelNameOrPath, p.cfg.Model(), tensor.Float32, uint64(p.cfg.Seed),
+		pretrained.Options{VisionTower: p.cfg.LLaVA.VisionTower}); err != nil {
 		return fmt.Errorf("pretrain: model_name_or_path: %w", err)
 	}
 	if p.data, err = data.Open(config.DataOptions(p.cfg, tok)); err != nil {
