@@ -192,7 +192,9 @@ type pb []byte
 
 func (b pb) tag(num, wire int) pb { return binary.AppendUvarint(b, uint64(num<<3|wire)) }
 
-func (b pb) varint(num int, v int64) pb { return binary.AppendUvarint(b.tag(num, wireVarint), uint64(v)) }
+func (b pb) varint(num int, v int64) pb {
+	return binary.AppendUvarint(b.tag(num, wireVarint), uint64(v))
+}
 
 func (b pb) bytes(num int, data []byte) pb {
 	return append(binary.AppendUvarint(b.tag(num, wireBytes), uint64(len(data))), data...)
