@@ -57,39 +57,46 @@ func nextField(b []byte) (protoField, int, error) {
 func (f *protoField) readValue(b []byte) (int, error) {
 	switch f.wire {
 	case wireVarint:
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			return 0, fmt.Errorf("field %d: truncated or overlong varint", f.num)
-		}
-		f.val = v
-		return n, nil
-	case wireFixed64, wireFixed32:
-		size := 8
-		if f.wire == wireFixed32 {
-			size = 4
-		}
-		if len(b) < size {
-			return 0, fmt.Errorf("field %d: truncated fixed-size value", f.num)
-		}
-		f.val = fixedValue(b[:size])
-		return size, nil
+		return f.readVarint(b)
+	case wireFixed64:
+		return f.readFixed(b, 8)
+	case wireFixed32:
+		return f.readFixed(b, 4)
 	case wireBytes:
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
-			return 0, fmt.Errorf("field %d: length runs past the end of the message", f.num)
-		}
-		f.data = b[n : n+int(l)]
-		return n + int(l), nil
+		return f.readBytes(b)
 	}
 	return 0, fmt.Errorf("field %d: wire type %d", f.num, f.wire)
 }
 
-// fixedValue reads a little-endian fixed32 or fixed64.
-func fixedValue(b []byte) uint64 {
-	if len(b) == 4 {
-		return uint64(binary.LittleEndian.Uint32(b))
+func (f *protoField) readVarint(b []byte) (int, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, fmt.Errorf("field %d: truncated or overlong varint", f.num)
 	}
-	return binary.LittleEndian.Uint64(b)
+	f.val = v
+	return n, nil
+}
+
+// readFixed reads a little-endian fixed32 or fixed64 (size 4 or 8).
+func (f *protoField) readFixed(b []byte, size int) (int, error) {
+	if len(b) < size {
+		return 0, fmt.Errorf("field %d: truncated fixed-size value", f.num)
+	}
+	if size == 4 {
+		f.val = uint64(binary.LittleEndian.Uint32(b))
+	} else {
+		f.val = binary.LittleEndian.Uint64(b)
+	}
+	return size, nil
+}
+
+func (f *protoField) readBytes(b []byte) (int, error) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return 0, fmt.Errorf("field %d: length runs past the end of the message", f.num)
+	}
+	f.data = b[n : n+int(l)]
+	return n + int(l), nil
 }
 
 // want checks that a known field has the wire type its declaration gives it.

@@ -196,6 +196,8 @@ func (b pb) varint(num int, v int64) pb {
 	return binary.AppendUvarint(b.tag(num, wireVarint), uint64(v))
 }
 
+func (b pb) append(more pb) pb { return append(b, more...) }
+
 func (b pb) bytes(num int, data []byte) pb {
 	return append(binary.AppendUvarint(b.tag(num, wireBytes), uint64(len(data))), data...)
 }

@@ -118,31 +118,39 @@ func decodePiece(f protoField) (spmPiece, error) {
 	if err := f.want(wireBytes); err != nil {
 		return spmPiece{}, err
 	}
-	var text []byte
-	var score, typ uint64 = 0, uint64(pieceNormal)
-	err := eachField(f.data, func(g protoField) error {
-		switch g.num {
-		case 1:
-			text = g.data
-			return g.want(wireBytes)
-		case 2:
-			score = g.val
-			return g.want(wireFixed32)
-		case 3:
-			typ = g.val
-			return g.want(wireVarint)
-		}
-		return nil
-	})
-	switch {
-	case err != nil:
+	p := pieceFields{typ: uint64(pieceNormal)}
+	if err := eachField(f.data, p.set); err != nil {
 		return spmPiece{}, err
-	case len(text) == 0:
-		return spmPiece{}, fmt.Errorf("empty piece")
-	case typ < uint64(pieceNormal) || typ > uint64(pieceByte):
-		return spmPiece{}, fmt.Errorf("piece %q has type %d", text, typ)
 	}
-	return spmPiece{text: string(text), score: math.Float32frombits(uint32(score)), typ: pieceType(typ)}, nil
+	if len(p.text) == 0 {
+		return spmPiece{}, fmt.Errorf("empty piece")
+	}
+	if p.typ < uint64(pieceNormal) || p.typ > uint64(pieceByte) {
+		return spmPiece{}, fmt.Errorf("piece %q has type %d", p.text, p.typ)
+	}
+	return spmPiece{text: string(p.text), score: math.Float32frombits(uint32(p.score)), typ: pieceType(p.typ)}, nil
+}
+
+// pieceFields are the fields of a SentencePiece message as read; text aliases the input until the piece is
+// kept, so that a field repeated many times allocates nothing.
+type pieceFields struct {
+	text       []byte
+	score, typ uint64
+}
+
+func (p *pieceFields) set(g protoField) error {
+	switch g.num {
+	case 1:
+		p.text = g.data
+		return g.want(wireBytes)
+	case 2:
+		p.score = g.val
+		return g.want(wireFixed32)
+	case 3:
+		p.typ = g.val
+		return g.want(wireVarint)
+	}
+	return nil
 }
 
 // set reads one TrainerSpec field; those this package does not use are skipped.
