@@ -14,7 +14,7 @@ import (
 func ParseSentencePiece(b []byte) (*Tokenizer, error) {
 	m, err := decodeModelProto(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: SentencePiece model: %v", ErrFormat, err)
 	}
 	if err := m.checkSupported(); err != nil {
 		return nil, err
@@ -25,6 +25,8 @@ func ParseSentencePiece(b []byte) (*Tokenizer, error) {
 // checkSupported refuses the models this package would encode differently from SentencePiece.
 func (m *modelProto) checkSupported() error {
 	switch {
+	case len(m.pieces) == 0: // an empty file, or one that is neither JSON nor a SentencePiece model
+		return fmt.Errorf("%w: SentencePiece model without pieces", ErrFormat)
 	case m.trainer.modelType != modelBPE:
 		name, ok := modelTypeNames[m.trainer.modelType]
 		if !ok {
@@ -37,8 +39,6 @@ func (m *modelProto) checkSupported() error {
 		return fmt.Errorf("%w: SentencePiece normalizer %q with a character map (only identity)", ErrUnsupported, m.norm.name)
 	case m.denorm:
 		return fmt.Errorf("%w: SentencePiece denormalizer with a character map", ErrUnsupported)
-	case len(m.pieces) == 0:
-		return fmt.Errorf("%w: SentencePiece model without pieces", ErrFormat)
 	}
 	return nil
 }

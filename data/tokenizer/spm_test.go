@@ -297,6 +297,7 @@ func TestParseSentencePieceErrors(t *testing.T) {
 		{"no pieces", spmProto(nil, nil, nil), ErrFormat},
 		{"unigram", spmProto(tinySPM(), pb(nil).varint(3, modelUnigram), nil), ErrUnsupported},
 		{"model type absent is unigram", pb(nil).bytes(1, pb(nil).bytes(1, []byte("<unk>")).varint(3, 2)), ErrUnsupported},
+		{"empty file", nil, ErrFormat},
 		{"whitespace as suffix", spmProto(tinySPM(), pb(nil).varint(24, 1), nil), ErrUnsupported},
 		{"character map", spmProto(tinySPM(), nil, pb(nil).bytes(2, []byte{1, 2, 3})), ErrUnsupported},
 		{"denormalizer", append(spmProto(tinySPM(), nil, nil), pb(nil).bytes(5, pb(nil).bytes(2, []byte{1}))...), ErrUnsupported},
