@@ -9,7 +9,8 @@
 //   - the same model as a SentencePiece BPE tokenizer.model (what liuhaotian/llava-v1.5-7b ships), read by
 //     ParseSentencePiece and mapped onto the same BPE: merges ranked by the score of the piece they make,
 //     USER_DEFINED pieces matched whole, SentencePiece's identity normalizer (dummy "▁" prefix,
-//     remove_extra_whitespaces, escape_whitespaces);
+//     remove_extra_whitespaces, escape_whitespaces). Other SentencePiece models (UNIGRAM as T5's, a
+//     normalization rule such as nmt_nfkc, UNUSED pieces, whitespace as a suffix) fail with ErrUnsupported;
 //   - WordLevel with a Whitespace pre-tokenizer, for small synthetic vocabularies.
 //
 // Added tokens (<s>, </s>, <unk>, …) written literally in the text are matched first and become single ids;
