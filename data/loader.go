@@ -36,7 +36,7 @@ var ErrEmpty = errors.New("data: no records")
 type Options struct {
 	DataPath       string               // LLaVA JSON array or JSON Lines
 	ImageFolder    string               // image paths in the records are relative to it
-	TokenizerPath  string               // tokenizer.json; ignored when Tokenizer is set
+	TokenizerPath  string               // tokenizer.json or tokenizer.model; ignored when Tokenizer is set
 	Tokenizer      *tokenizer.Tokenizer // a loaded tokenizer, shared read-only
 	ImageSize      int                  // S, the LR side
 	Zoom           int                  // Z: the HR side is Z·S

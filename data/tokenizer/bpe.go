@@ -65,7 +65,8 @@ type bpe struct {
 	fuseUnk      bool
 	byteFallback bool
 	ignoreMerges bool
-	byteIDs      [256]int // id of "<0xXX>", -1 when missing
+	byteIDs      [256]int      // id of "<0xXX>", -1 when missing
+	frozen       *addedMatcher // SentencePiece's USER_DEFINED pieces, matched whole and never merged; nil: none
 }
 
 func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
@@ -159,30 +160,40 @@ func (b *bpe) tokenize(ids []int, word string) []int {
 	return ids
 }
 
-// symbols spells a word as one id per character: the character's token, else its UTF-8 bytes' tokens with
-// byte fallback, else unk (consecutive unks fused into one with fuse_unk).
+// symbols spells a word as one id per symbol: a user-defined piece, else a character's token, else its UTF-8
+// bytes' tokens with byte fallback, else unk (consecutive unks fused into one with fuse_unk).
 func (b *bpe) symbols(word string) *symbolList {
 	w := &symbolList{id: make([]int32, 0, len(word))}
 	lastUnk := false
 	for i := 0; i < len(word); {
-		r, size := utf8.DecodeRuneInString(word[i:])
-		ch := word[i : i+size]
-		i += size
-		if id, ok := b.vocab[ch]; ok && !(r == utf8.RuneError && size == 1) {
-			w.id, lastUnk = append(w.id, int32(id)), false
-			continue
-		}
-		if b.byteFallback && b.appendBytes(w, ch) {
-			lastUnk = false
-			continue
-		}
-		if b.unk >= 0 && !(b.fuseUnk && lastUnk) {
+		n, known := b.symbolAt(w, word, i)
+		if !known && b.unk >= 0 && !(b.fuseUnk && lastUnk) {
 			w.id = append(w.id, int32(b.unk))
 		}
-		lastUnk = b.unk >= 0
+		lastUnk = !known && b.unk >= 0
+		i += n
 	}
 	w.link()
 	return w
+}
+
+// symbolAt appends the ids of the symbol at byte i of word and returns its length in bytes; known is false
+// when it is a character with neither a token nor byte tokens, for which the caller appends unk. A byte that
+// is not UTF-8 is spelled as its byte token even if the vocabulary has U+FFFD.
+func (b *bpe) symbolAt(w *symbolList, word string, i int) (n int, known bool) {
+	if b.frozen != nil {
+		if t, ok := b.frozen.matchAt(word, i); ok {
+			w.id = append(w.id, int32(t.id))
+			return len(t.content), true
+		}
+	}
+	r, size := utf8.DecodeRuneInString(word[i:])
+	ch := word[i : i+size]
+	if id, ok := b.vocab[ch]; ok && !(r == utf8.RuneError && size == 1) {
+		w.id = append(w.id, int32(id))
+		return size, true
+	}
+	return size, b.byteFallback && b.appendBytes(w, ch)
 }
 
 // appendBytes appends the byte tokens of ch; it appends nothing and reports false if one is missing.

@@ -117,7 +117,8 @@ func build(f *fileJSON) (*Tokenizer, error) {
 	if err = t.buildIDs(f.AddedTokens); err != nil {
 		return nil, err
 	}
-	t.added = newAddedMatcher(f.AddedTokens, t.vocab)
+	t.addedTokens = f.AddedTokens
+	t.added = newAddedMatcher(t.addedTokens, t.vocab)
 	t.setSpecialIDs(&f.Model)
 	return t, nil
 }

@@ -100,8 +100,9 @@ func (w *symbolList) mergeAll(merges map[uint64]merge) {
 	for len(h) > 0 {
 		c := h.pop()
 		left := c.left()
-		// A stale candidate no longer names the pair now at left; ranks are unique per pair, so an equal
-		// rank means the same pair.
+		// A stale candidate no longer names the pair now at left. An equal rank means the same pair, or
+		// (SentencePiece models, whose pairs making pieces of equal score share a rank) a pair of that rank
+		// whose own candidate, offered when it formed, has this very key: merging it now is the same.
 		m, right, ok := w.pairAt(merges, left)
 		if !ok || m.rank != c.rank() {
 			continue

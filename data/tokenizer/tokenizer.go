@@ -1,16 +1,36 @@
-// Package tokenizer encodes text with a Hugging Face tokenizer.json, as LLaVA's LLaMA/Vicuna tokenizer does.
+// Package tokenizer encodes text as LLaVA's LLaMA/Vicuna tokenizer does, from a Hugging Face tokenizer.json
+// or a SentencePiece tokenizer.model.
 //
-// It supports the two model families flextrain needs:
+// It supports the model families flextrain needs:
 //
 //   - BPE with byte_fallback, as LLaMA, Vicuna and LLaVA-1.5 use: normalizer Sequence[Prepend("▁"),
 //     Replace(" ", "▁")] (or the Metaspace pre-tokenizer of other tokenizer.json files), merges applied by rank,
 //     characters outside the vocabulary spelled as <0xXX> byte tokens;
+//   - the same model as a SentencePiece BPE tokenizer.model (what liuhaotian/llava-v1.5-7b ships), read by
+//     ParseSentencePiece and mapped onto the same BPE: merges ranked by the score of the piece they make,
+//     USER_DEFINED pieces matched whole, SentencePiece's identity normalizer (dummy "▁" prefix,
+//     remove_extra_whitespaces, escape_whitespaces). Other SentencePiece models (UNIGRAM as T5's, a
+//     normalization rule such as nmt_nfkc, UNUSED pieces, whitespace as a suffix) fail with ErrUnsupported;
 //   - WordLevel with a Whitespace pre-tokenizer, for small synthetic vocabularies.
 //
 // Added tokens (<s>, </s>, <unk>, …) written literally in the text are matched first and become single ids;
 // the text between them is encoded piece by piece, each piece as a fresh SentencePiece string (with its dummy
 // "▁" prefix). That is what the slow LlamaTokenizer LLaVA trains with does (legacy mode), so "a</s>USER"
-// encodes as tok("a") + [2] + tok("USER").
+// encodes as tok("a") + [2] + tok("USER"). LoadDir reads a model folder: its tokenizer.json or
+// tokenizer.model plus the added and special tokens of its added_tokens.json, tokenizer_config.json and
+// special_tokens_map.json (llava-hf's <image> and <pad>).
+//
+// The tokenizer.model reader is this package's own rather than github.com/eliben/go-sentencepiece (v0.6.0),
+// which was written for Gemma and does not fit: it refuses add_dummy_prefix and remove_extra_whitespaces,
+// so LLaMA's model fails to load; it finds BOS and EOS under Gemma's names ("<bos>"), not LLaMA's; it does
+// not fuse unknown characters without byte fallback, nor split UNUSED pieces back; its Decode indexes the
+// pieces with the id unchecked (LLaVA's image placeholder -200 panics); it reads a file whole with no size
+// bound through the full protobuf runtime; and it knows nothing of added tokens. Reading the few fields
+// needed takes two hundred lines, and SentencePiece's BPE is this package's BPE once the merges are ranked by
+// score.
+//
+// Where the two differ on input Python cannot even hold, this package keeps its own rule for both file kinds:
+// a byte that is not UTF-8 is spelled as its byte token, where SentencePiece reads U+FFFD.
 //
 // Example:
 //
@@ -35,38 +55,43 @@ import (
 	"github.com/flextrain/flextrain/internal/fileio"
 )
 
-// ErrFormat reports a tokenizer.json that is not valid JSON or is inconsistent (a merge of unknown tokens,
-// a duplicate id).
-var ErrFormat = errors.New("tokenizer: malformed tokenizer.json")
+// ErrFormat reports a tokenizer file that cannot be decoded (JSON, protocol buffer) or is inconsistent (a
+// merge of unknown tokens, a duplicate id, an added token whose id another token has).
+var ErrFormat = errors.New("tokenizer: malformed tokenizer file")
 
-// ErrUnsupported reports a tokenizer.json component (model, normalizer, pre-tokenizer, decoder) that this
-// package does not implement; it refuses rather than encode differently from Hugging Face.
-var ErrUnsupported = errors.New("tokenizer: unsupported tokenizer.json component")
+// ErrUnsupported reports a tokenizer.json component (model, normalizer, pre-tokenizer, decoder) or a
+// SentencePiece setting that this package does not implement; it refuses rather than encode differently
+// from Hugging Face or SentencePiece.
+var ErrUnsupported = errors.New("tokenizer: unsupported tokenizer component")
 
-// Tokenizer turns text into token ids and back. The zero value is not usable: build one with Load or Parse.
+// Tokenizer turns text into token ids and back. The zero value is not usable: build one with Load, LoadDir,
+// Parse or ParseSentencePiece.
 type Tokenizer struct {
-	model      model
-	normalizer normalizer    // nil: text is used as is
-	pre        preTokenizer  // nil: each piece of text is one word
-	decoder    decoder       // nil: tokens are joined with spaces, as Hugging Face does
-	added      *addedMatcher // literal added tokens in the text
-	idToToken  []string      // "" where no token has that id
-	vocab      map[string]int
-	bos, eos   int
-	unk, pad   int
+	model       model
+	normalizer  normalizer    // nil: text is used as is
+	pre         preTokenizer  // nil: each piece of text is one word
+	decoder     decoder       // nil: tokens are joined with spaces, as Hugging Face does
+	added       *addedMatcher // literal added tokens in the text
+	addedTokens []addedJSON   // what added was built from (with the vocabulary), for LoadDir to extend
+	idToToken   []string      // "" where no token has that id
+	vocab       map[string]int
+	bos, eos    int
+	unk, pad    int
 }
 
-// MaxFileBytes bounds a tokenizer.json, on disk and once decompressed: 64 MiB, some 30 times LLaMA's
-// (1.8 MB), so that a wrong path or a gzip bomb fails with an error instead of exhausting memory. Errors
-// past it wrap fileio.ErrTooLarge.
+// MaxFileBytes bounds a tokenizer file, on disk and once decompressed: 64 MiB, some 30 times LLaMA's
+// tokenizer.json (1.8 MB) and 128 times its tokenizer.model (500 kB), so that a wrong path or a gzip bomb
+// fails with an error instead of exhausting memory. LoadDir holds the JSON files beside it to the same
+// bound. Errors past it wrap fileio.ErrTooLarge.
 const MaxFileBytes = 64 << 20
 
 // gzipMagic starts every gzip stream.
 var gzipMagic = []byte{0x1f, 0x8b}
 
-// Load reads a tokenizer.json file, plain or gzip-compressed (detected by its magic bytes). Only a regular
-// file of at most MaxFileBytes is read (a FIFO or a device fails at once), and it may decompress to at most
-// MaxFileBytes.
+// Load reads a tokenizer.json or a SentencePiece tokenizer.model, told apart by their content (a JSON object,
+// else a protocol buffer), either of them plain or gzip-compressed (detected by its magic bytes). Only a
+// regular file of at most MaxFileBytes is read (a FIFO or a device fails at once), and it may decompress
+// to at most MaxFileBytes.
 func Load(path string) (*Tokenizer, error) {
 	b, err := fileio.ReadFile(path, MaxFileBytes)
 	if err != nil {
@@ -79,14 +104,25 @@ func Load(path string) (*Tokenizer, error) {
 	return t, nil
 }
 
-// parseFile is Parse of the bytes of a tokenizer.json file, decompressed first (to at most limit bytes)
-// when they are gzip.
+// parseFile is Parse or ParseSentencePiece of the bytes of a tokenizer file, decompressed first (to at
+// most limit bytes) when they are gzip.
 func parseFile(b []byte, limit int64) (*Tokenizer, error) {
 	b, err := inflate(b, limit)
 	if err != nil {
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
-	return Parse(b)
+	if isJSONObject(b) {
+		return Parse(b)
+	}
+	return ParseSentencePiece(b)
+}
+
+// isJSONObject says whether b starts, after JSON white space, with '{'. A SentencePiece model starts with
+// the tag of its first piece (0x0A) and that piece's length, a small number: it would pass for JSON only if
+// a byte after a run of tabs, newlines, carriage returns and spaces were 0x7B.
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
 }
 
 // inflate returns b decompressed when it is gzip, else b itself. It stops past limit bytes of output, so
