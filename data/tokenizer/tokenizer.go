@@ -50,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/flextrain/flextrain/internal/fileio"
@@ -89,10 +90,13 @@ const MaxFileBytes = 64 << 20
 var gzipMagic = []byte{0x1f, 0x8b}
 
 // Load reads a tokenizer.json or a SentencePiece tokenizer.model, told apart by their content (a JSON object,
-// else a protocol buffer), either of them plain or gzip-compressed (detected by its magic bytes). Only a
-// regular file of at most MaxFileBytes is read (a FIFO or a device fails at once), and it may decompress
-// to at most MaxFileBytes.
+// else a protocol buffer), either of them plain or gzip-compressed (detected by its magic bytes); a folder
+// is read by LoadDir (a published model's, with its added tokens). Only a regular file of at most
+// MaxFileBytes is read (a FIFO or a device fails at once), and it may decompress to at most MaxFileBytes.
 func Load(path string) (*Tokenizer, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return LoadDir(path)
+	}
 	b, err := fileio.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: read %s: %w", path, err)
