@@ -200,7 +200,7 @@ func exactMatches(w *model.Weights, b *model.Batch[float32], eos int, alpha floa
 		if prompt == nil || len(answer) > MaxAnswer {
 			continue
 		}
-		got, err := model.Generate(w, prompt, len(answer)+1, eos, alpha)
+		got, err := model.Generate(w, prompt, len(answer)+1, eos, alpha, nil) // nil: an answer holding a non-text id counts as wrong
 		if err != nil {
 			return 0, 0, err
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/pretrained"
 	"github.com/flextrain/flextrain/train"
 
 	"gorgonia.org/tensor"
@@ -84,6 +87,7 @@ func TestTrainedModel(t *testing.T) {
 	t.Run("ExportFull", func(t *testing.T) { testExportFull(t, f, tr) })
 	t.Run("ExportTrainableOnly", func(t *testing.T) { testExportTrainableOnly(t, f, tr) })
 	t.Run("ExportConfig", func(t *testing.T) { testExportConfig(t, tr) })
+	t.Run("ExportRoundTrip", func(t *testing.T) { testExportRoundTrip(t, f, tr) })
 	t.Run("ExportRefusesCorrupt", func(t *testing.T) { testExportRefusesCorrupt(t, f) })
 	t.Run("PromptIsTrainingPrefix", func(t *testing.T) { testPromptIsTrainingPrefix(t, tr, f.manifest.Val) })
 	t.Run("PredictMatchesGenerate", func(t *testing.T) { testPredictMatchesGenerate(t, tr, f.manifest) })
@@ -95,7 +99,7 @@ func TestTrainedModel(t *testing.T) {
 // and every other tensor is the base file's bytes.
 func testExportFull(t *testing.T, f trainedFixture, tr *Trained) {
 	dir := t.TempDir()
-	if err := Export(tr, dir, false); err != nil {
+	if err := Export(tr, dir, ExportOptions{}); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
 	if _, err := model.LoadWeights(dir, f.cfg.Model(), tensor.Float32); err != nil {
@@ -128,13 +132,13 @@ func testExportFull(t *testing.T, f trainedFixture, tr *Trained) {
 	if got := file.Metadata["flextrain_step"]; got != "2" {
 		t.Errorf("metadata flextrain_step = %q; want \"2\"", got)
 	}
-	assertOnlyFiles(t, dir, ExportConfigFile, ExportModelFile)
+	assertOnlyFiles(t, dir, ExportConfigFile, ExportModelFile, "generation_config.json", "tokenizer.json")
 }
 
 // testExportTrainableOnly: the file holds exactly the checkpoint's tensors, byte for byte.
 func testExportTrainableOnly(t *testing.T, f trainedFixture, tr *Trained) {
 	dir := t.TempDir()
-	if err := Export(tr, dir, true); err != nil {
+	if err := Export(tr, dir, ExportOptions{TrainableOnly: true}); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
 	file, err := safetensors.ReadFile(filepath.Join(dir, ExportTrainableFile))
@@ -154,7 +158,7 @@ func testExportTrainableOnly(t *testing.T, f trainedFixture, tr *Trained) {
 		}
 	}
 	assertOnlyFiles(t, dir, ExportConfigFile, ExportTrainableFile)
-	if err := Export(&Trained{Config: tr.Config, Weights: tr.Weights, Tokenizer: tr.Tokenizer}, t.TempDir(), true); !errors.Is(err, ErrNothingTrained) {
+	if err := Export(&Trained{Config: tr.Config, Weights: tr.Weights, Tokenizer: tr.Tokenizer}, t.TempDir(), ExportOptions{TrainableOnly: true}); !errors.Is(err, ErrNothingTrained) {
 		t.Errorf("Export of a model without trained tensors: err = %v; want ErrNothingTrained", err)
 	}
 }
@@ -179,7 +183,7 @@ func assertOnlyFiles(t *testing.T, dir string, names ...string) {
 // testExportConfig: config.json carries the LLaVA fields and the FlexAttention settings of the run.
 func testExportConfig(t *testing.T, tr *Trained) {
 	dir := t.TempDir()
-	if err := Export(tr, dir, false); err != nil {
+	if err := Export(tr, dir, ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, ExportConfigFile))
@@ -206,7 +210,8 @@ func testExportConfig(t *testing.T, tr *Trained) {
 		{"flex.n_sa", float64(c.Flex.NSA)}, {"flex.zoom", Z}, {"flex.select_grid", float64(c.Flex.SelectGrid)},
 		{"flex.lowres_size", S}, {"flex.highres_size", Z * S}, {"flex.threshold", c.Flex.Threshold},
 		{"flex.strategy", c.Flex.Strategy}, {"extra.zoom_ratio", Z}, {"extra.highres_size", Z * S},
-		{"flextrain.step", float64(tr.Step)}, {"flextrain.weights_file", ExportModelFile},
+		{"flextrain.step", float64(tr.Step)}, {"flextrain.format", "llava"}, {"flextrain.dtype", "float32"},
+		{"mm_vision_tower", "openai/clip-vit-large-patch14-336"}, {"bos_token_id", float64(tr.Tokenizer.BOS())},
 	} {
 		if v := lookupPath(got, tt.path); !jsonEqual(v, tt.want) {
 			t.Errorf("config.json %s = %v; want %v", tt.path, v, tt.want)
@@ -251,5 +256,89 @@ func testExportRefusesCorrupt(t *testing.T, f trainedFixture) {
 	_, err = Load(dir, Options{})
 	if !errors.Is(err, checkpoints.ErrCorrupt) || !strings.Contains(err.Error(), "weights.st.zst") {
 		t.Errorf("Load of a corrupt checkpoint: err = %v; want ErrCorrupt naming weights.st.zst", err)
+	}
+}
+
+// valQueries are the validation records as a user asks them: image file and question.
+func valQueries(t *testing.T, m synth.Manifest) []Query {
+	t.Helper()
+	var qs []Query
+	for _, r := range readSynth(t, m.Val) {
+		q := Query{Question: userQuestion(r)}
+		if r.Image != "" {
+			var err error
+			if q.Image, err = data.LoadImage(filepath.Join(m.ImageFolder, r.Image)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		qs = append(qs, q)
+	}
+	return qs
+}
+
+// testExportRoundTrip: a float32 export in either format loads back as the same model, every weight's bits
+// (llava-hf's vocabulary padded with zero rows that decoding never chooses), the same FlexAttention
+// settings and the same answer to every validation question; a float16 export holds each weight rounded
+// to half precision.
+func testExportRoundTrip(t *testing.T, f trainedFixture, tr *Trained) {
+	queries := valQueries(t, f.manifest)
+	want, err := tr.Predict(queries, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		format pretrained.Format
+		dtype  string
+		tol    float64 // relative error of a weight read back
+	}{
+		{pretrained.FormatLLaVA, "float32", 0},
+		{pretrained.FormatLLaVAHF, "float32", 0},
+		{pretrained.FormatLLaVA, "float16", 1.0 / 2048},
+	} {
+		name := string(tt.format) + "/" + tt.dtype
+		dir := t.TempDir()
+		if err := Export(tr, dir, ExportOptions{Format: tt.format, DType: tt.dtype}); err != nil {
+			t.Fatalf("%s: Export: %v", name, err)
+		}
+		back, err := Load(dir, Options{})
+		if err != nil {
+			t.Fatalf("%s: Load(export): %v", name, err)
+		}
+		compareWeights(t, name, tr.Weights, back.Weights, tt.tol)
+		if back.Config.Flex.FlexConfig != tr.Config.Flex.FlexConfig {
+			t.Errorf("%s: flex settings %+v; want the run's %+v", name, back.Config.Flex.FlexConfig, tr.Config.Flex.FlexConfig)
+		}
+		if tt.tol != 0 {
+			continue
+		}
+		got, err := back.Predict(queries, 8)
+		if err != nil {
+			t.Fatalf("%s: Predict: %v", name, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the export answers %q; the checkpoint %q", name, got, want)
+		}
+	}
+}
+
+// compareWeights checks every weight of want against got within relative error tol (0: the same bits);
+// got's rows past want's (a padded vocabulary) must be zero.
+func compareWeights(t *testing.T, name string, want, got *model.Weights, tol float64) {
+	t.Helper()
+	for _, n := range want.Names() {
+		w, g := want.Get(n).Data().([]float32), got.Get(n).Data().([]float32)
+		if len(g) < len(w) {
+			t.Errorf("%s: %s holds %d values; want %d", name, n, len(g), len(w))
+			continue
+		}
+		for i, v := range w {
+			if d := math.Abs(float64(g[i] - v)); (tol == 0 && math.Float32bits(g[i]) != math.Float32bits(v)) || d > tol*math.Abs(float64(v))+1e-7 {
+				t.Errorf("%s: %s[%d] = %g; want %g", name, n, i, g[i], v)
+				break
+			}
+		}
+		if slices.ContainsFunc(g[len(w):], func(v float32) bool { return v != 0 }) {
+			t.Errorf("%s: %s's rows past the model's vocabulary are not zero", name, n)
+		}
 	}
 }

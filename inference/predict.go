@@ -38,7 +38,7 @@ func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := model.Generate(tr.Weights, b, maxNew, tr.Tokenizer.EOS(), alpha)
+	out, err := model.Generate(tr.Weights, b, maxNew, tr.Tokenizer.EOS(), alpha, tr.Suppressed())
 	if err != nil {
 		return nil, fmt.Errorf("inference: predict: %w", err)
 	}
@@ -83,6 +83,19 @@ func PromptIDs(tok *tokenizer.Tokenizer, question string, hasImage bool) ([]int,
 	}
 	ids, _, _, err := data.Preprocess(tok, []data.Turn{{From: "human", Value: question}, {From: "gpt", Value: ""}}, hasImage)
 	return ids, err
+}
+
+// Suppressed are the ids an answer never holds: those past the tokenizer's vocabulary (the rows that pad a
+// model's vocabulary to a multiple of 64) and llava-hf's "<image>" and "<pad>".
+func (tr *Trained) Suppressed() []int {
+	var ids []int
+	for id := tr.Tokenizer.VocabSize(); id < tr.Config.Arch.Text.VocabSize; id++ {
+		ids = append(ids, id)
+	}
+	if f := tr.Folder; f != nil && f.HFTokens != nil {
+		ids = append(ids, f.HFTokens.Image, f.HFTokens.Pad)
+	}
+	return ids
 }
 
 // decodeAnswer decodes generated ids up to (not including) the end-of-sequence token.

@@ -131,7 +131,7 @@ func generateFromSample(t *testing.T, tr *Trained, b *data.Batch, s, tail, maxNe
 	mask, labels := slices.Repeat([]int{1}, len(ids)), slices.Repeat([]int{llava.IgnoreIndex}, len(ids))
 	mb := &model.Batch[float32]{InputIDs: [][]int{ids}, AttentionMask: [][]int{mask}, Labels: [][]int{labels},
 		LRPixels: [][]float32{b.LRPixels[s]}, HRPixels: [][]float32{b.HRPixels[s]}, OriSizes: b.OriSizes[s : s+1]}
-	out, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1)
+	out, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1, tr.Suppressed())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ func (tr *Trained) selectionView(b *model.Batch[float32], s int, hr []float32) (
 	if err != nil {
 		return SelectionView{}, err
 	}
+	d.Suppress(tr.Suppressed())
 	logits := d.Prefill()
 	cells := d.Selected()
 	got, err := d.Greedy(logits, eval.MaxAnswer, eos)

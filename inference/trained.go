@@ -7,6 +7,7 @@ package inference
 import (
 	"cmp"
 	"fmt"
+	"strings"
 
 	"gorgonia.org/tensor"
 
@@ -77,8 +78,9 @@ func baseWeights(cfg config.Config, opts Options) (*model.Weights, error) {
 }
 
 // LoadFolder reads a published LLaVA folder, or one flextrain exported, in float32. A folder with
-// FlexAttention's settings (an export of a FlexAttention run) answers with FlexAttention; a base LLaVA
-// answers as LLaVA-1.5 does, from its LR view (flex.view lr: α = 0, no HR token read).
+// FlexAttention's settings or HR projections (an export of a FlexAttention run, the official FlexAttention
+// checkpoint) answers with FlexAttention; a base LLaVA answers as LLaVA-1.5 does, from its LR view
+// (flex.view lr: α = 0, no HR token read).
 func LoadFolder(dir string, opts Options) (*Trained, error) {
 	f, err := pretrained.Open(dir, pretrained.Options{VisionTower: opts.VisionTower})
 	if err != nil {
@@ -104,8 +106,18 @@ func folderConfig(f *pretrained.Folder) config.Config {
 	c.ModelNameOrPath, c.TokenizerPath, c.LLaVA.VisionTower = f.Dir, f.TokenizerDir, f.VisionDir
 	c.Arch, c.Flex.FlexConfig = config.Arch{Vision: f.Config.Vision, Text: f.Config.Text}, f.Config.Flex
 	c.ModelMaxLength = f.MaxPositionEmbeddings
-	if !f.FlexFromFile {
+	if !f.FlexFromFile && !holdsHR(f.Tensors) {
 		c.Flex.View = "lr"
 	}
 	return c
+}
+
+// holdsHR says whether tensors hold a k_proj_hd or v_proj_hd weight.
+func holdsHR(tensors map[string]safetensors.Tensor) bool {
+	for name := range tensors {
+		if strings.HasSuffix(name, "_proj_hd.weight") {
+			return true
+		}
+	}
+	return false
 }

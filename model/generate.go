@@ -11,10 +11,11 @@ import (
 	"github.com/flextrain/flextrain/model/ops"
 )
 
-// Generate continues every sample of the batch greedily by up to maxNew tokens, stopping after eos. Each new
-// row is the last row, the only one that sees HR tokens (FlexAttention's inference mode, docs/DESIGN.md §7); the
-// plain keys and values of every layer are cached, so each token costs one row of work.
-func Generate[P ops.Float](w *Weights, b *Batch[P], maxNew, eos int, alpha float64) ([][]int, error) {
+// Generate continues every sample of the batch greedily by up to maxNew tokens, stopping after eos, never
+// choosing a suppressed id. Each new row is the last row, the only one that sees HR tokens (FlexAttention's
+// inference mode, docs/DESIGN.md §7); the plain keys and values of every layer are cached, so each token
+// costs one row of work.
+func Generate[P ops.Float](w *Weights, b *Batch[P], maxNew, eos int, alpha float64, suppress []int) ([][]int, error) {
 	if err := b.Validate(w.Config()); err != nil {
 		return nil, err
 	}
@@ -24,6 +25,7 @@ func Generate[P ops.Float](w *Weights, b *Batch[P], maxNew, eos int, alpha float
 		if err != nil {
 			return nil, err
 		}
+		d.Suppress(suppress)
 		if out[s], err = d.Greedy(d.Prefill(), maxNew, eos); err != nil {
 			return nil, err
 		}
@@ -31,18 +33,21 @@ func Generate[P ops.Float](w *Weights, b *Batch[P], maxNew, eos int, alpha float
 	return out, nil
 }
 
-func argmax(x []float64) int {
-	best := 0
+// argmax is the index of x's largest value other than those of skip (the first of equal ones); with
+// every index skipped it is 0.
+func argmax(x []float64, skip map[int]bool) int {
+	best := -1
 	for i, v := range x {
-		if v > x[best] {
+		if !skip[i] && (best < 0 || v > x[best]) {
 			best = i
 		}
 	}
-	return best
+	return max(best, 0)
 }
 
 // Decoder runs one sample row by row with a KV cache. Its element type is the weights' dtype.
 type Decoder struct {
+	suppress map[int]bool // ids Greedy never chooses
 	prefill  func() []float64
 	step     func(token int) ([]float64, error)
 	selected func() [][]bool
@@ -68,12 +73,21 @@ func (d *Decoder) Prefill() []float64 { return d.prefill() }
 // Step appends a token and returns the logits of the new last row.
 func (d *Decoder) Step(token int) ([]float64, error) { return d.step(token) }
 
-// Greedy continues from the last row's logits by up to maxNew tokens, each the argmax of the row before,
-// stopping after eos (which it returns).
+// Suppress keeps Greedy from choosing ids: tokens a vocabulary holds that are not text, such as llava-hf's
+// "<image>" and "<pad>" or the rows that pad a vocabulary to a multiple of 64.
+func (d *Decoder) Suppress(ids []int) {
+	d.suppress = make(map[int]bool, len(ids))
+	for _, id := range ids {
+		d.suppress[id] = true
+	}
+}
+
+// Greedy continues from the last row's logits by up to maxNew tokens, each the argmax of the row before
+// (suppressed ids left out), stopping after eos (which it returns).
 func (d *Decoder) Greedy(logits []float64, maxNew, eos int) ([]int, error) {
 	var out []int
 	for len(out) < maxNew {
-		next := argmax(logits)
+		next := argmax(logits, d.suppress)
 		out = append(out, next)
 		if next == eos {
 			break

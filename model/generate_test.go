@@ -32,7 +32,7 @@ func TestDecoderMatchesGraph(t *testing.T) {
 		logits := d.Prefill()
 		for i := 0; i < steps; i++ {
 			got = append(got, logits)
-			next := argmax(logits)
+			next := argmax(logits, nil)
 			ids = append(ids, next)
 			if logits, err = d.Step(next); err != nil {
 				t.Fatal(err)
@@ -174,5 +174,48 @@ func TestDecoderRandomPerImage(t *testing.T) {
 	}
 	if len(seen) < 2 {
 		t.Errorf("every image selected the same cells %v", seen)
+	}
+}
+
+// TestArgmaxSkips: the largest logit not suppressed wins, the first of equal ones.
+func TestArgmaxSkips(t *testing.T) {
+	for _, tt := range []struct {
+		x    []float64
+		skip []int
+		want int
+	}{
+		{[]float64{1, 3, 2}, nil, 1},
+		{[]float64{1, 3, 2}, []int{1}, 2},
+		{[]float64{-5, -1, 0, 0}, []int{2}, 3},
+		{[]float64{-5, -1, 0}, []int{2}, 1},
+		{[]float64{2, 2}, nil, 0},
+		{[]float64{4, 1}, []int{0, 1}, 0},
+	} {
+		d := &Decoder{}
+		d.Suppress(tt.skip)
+		if got := argmax(tt.x, d.suppress); got != tt.want {
+			t.Errorf("argmax(%v) skipping %v = %d; want %d", tt.x, tt.skip, got, tt.want)
+		}
+	}
+}
+
+// TestGreedySuppresses: a suppressed token is never generated, though it has the largest logit.
+func TestGreedySuppresses(t *testing.T) {
+	gc := loadGolden(t, filepath.Join("..", "testdata", "golden", "tiny_infer.safetensors"))
+	w, err := FromTensors(gc.cfg, tensor.Float64, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free, err := Generate(w, gc.batch, 3, -1, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := free[0][0]
+	got, err := Generate(w, gc.batch, 3, -1, 1, []int{first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(got[0], first) {
+		t.Errorf("generated %v with %d suppressed", got[0], first)
 	}
 }

@@ -237,3 +237,13 @@ func IsFolder(path string) bool { return isFile(filepath.Join(path, ConfigFile))
 func HasTokenizer(dir string) bool {
 	return isFile(filepath.Join(dir, "tokenizer.json")) || isFile(filepath.Join(dir, "tokenizer.model"))
 }
+
+// LayoutOf reads the layout of the folder dir from its config.json alone.
+func LayoutOf(dir string) (Layout, error) {
+	o, err := readObject(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return "", err
+	}
+	s := readSpec(o)
+	return s.layout, o.err()
+}

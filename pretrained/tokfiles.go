@@ -19,16 +19,16 @@ const maxTokenizerBytes = 64 << 20
 
 // writeTokenizer copies the tokenizer files, naming llava-hf's new tokens in them when the plan adds them.
 func (p *writePlan) writeTokenizer(dir string) error {
-	if p.opts.TokenizerDir == "" {
+	if p.opts.Tokenizer == "" {
 		return nil
 	}
-	files, err := readTokenizerFiles(p.opts.TokenizerDir)
+	files, err := readTokenizerFiles(p.opts.Tokenizer)
 	if err != nil {
 		return err
 	}
 	if p.addHF {
 		if err := addHFTokens(files, p.hf); err != nil {
-			return fmt.Errorf("tokenizer %s: %w", p.opts.TokenizerDir, err)
+			return fmt.Errorf("tokenizer %s: %w", p.opts.Tokenizer, err)
 		}
 	}
 	for _, name := range sortedKeys(files) {
@@ -39,8 +39,21 @@ func (p *writePlan) writeTokenizer(dir string) error {
 	return nil
 }
 
-// readTokenizerFiles reads the TokenizerFiles that dir holds.
+// readTokenizerFiles reads the TokenizerFiles that dir holds, or the tokenizer file dir under its kind's name.
 func readTokenizerFiles(dir string) (map[string][]byte, error) {
+	if isFile(dir) {
+		b, err := fileio.ReadFile(dir, maxTokenizerBytes)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+			return nil, fmt.Errorf("tokenizer %s is gzip-compressed: Hugging Face reads tokenizer files plain; decompress it", dir)
+		}
+		if bytes.HasPrefix(bytes.TrimLeft(b, " \t\r\n"), []byte("{")) {
+			return map[string][]byte{"tokenizer.json": b}, nil
+		}
+		return map[string][]byte{"tokenizer.model": b}, nil
+	}
 	files := map[string][]byte{}
 	for _, name := range TokenizerFiles {
 		path := filepath.Join(dir, name)

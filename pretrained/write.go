@@ -35,10 +35,11 @@ type WriteOptions struct {
 	// DType is the dtype of the tensors written: "float32" (the default, which keeps a float32 model's bits),
 	// "float16" or "bfloat16" (rounded to nearest, ties to even).
 	DType string
-	// TokenizerDir is the folder whose tokenizer files (tokenizer.model, tokenizer.json,
-	// tokenizer_config.json, special_tokens_map.json, added_tokens.json: those present) are copied; "" copies
-	// none.
-	TokenizerDir string
+	// Tokenizer is the folder whose tokenizer files (tokenizer.model, tokenizer.json, tokenizer_config.json,
+	// special_tokens_map.json, added_tokens.json: those present) are copied, or one tokenizer file, copied as
+	// tokenizer.json when it holds a JSON object and as tokenizer.model otherwise (a gzip-compressed one is
+	// refused: Hugging Face reads them plain); "" copies none.
+	Tokenizer string
 	// Tokens are the special ids written into config.json and generation_config.json; nil: LLaMA's (bos 1,
 	// eos 2, no pad).
 	Tokens *TokenIDs
@@ -55,6 +56,10 @@ type WriteOptions struct {
 	MaxPositionEmbeddings int
 	// Metadata is added to every shard's metadata, beside format: pt.
 	Metadata map[string]string
+	// Plain writes a plain LLaVA-1.5: no flex or extra block and no k/v_proj_hd tensor, a model that reads
+	// no HR token (a base LLaVA written in another layout or dtype, or a run of the LR view). Open reads it
+	// back with the neutral flex settings.
+	Plain bool
 	// Info, when not nil, is written as config.json's "flextrain" block (what the export holds and where it
 	// came from).
 	Info any
@@ -82,7 +87,7 @@ func (o WriteOptions) withDefaults() WriteOptions {
 
 // Write writes the model of cfg, whose weights are tensors (flextrain's names, model.Shapes; F32, F64, F16 or
 // BF16; k/v_proj_hd may be absent), into dir in format f: the tensors in o.DType as safetensors shards (with
-// model.safetensors.index.json when there are several), the tokenizer files of o.TokenizerDir,
+// model.safetensors.index.json when there are several), the tokenizer files of o.Tokenizer,
 // generation_config.json, and config.json in the format's spelling with FlexAttention's keys (the `flex`
 // block with every setting and the layers that have k/v_proj_hd, and the official checkpoint's `extra`
 // block). FormatLLaVAHF renames the tensors and, unless o.HFTokens says the vocabulary holds them already,
@@ -128,6 +133,9 @@ type outTensor struct {
 
 // plan checks the model and the options for a write into dir, and lays out the files.
 func plan(dir string, f Format, cfg model.Config, tensors map[string]safetensors.Tensor, o WriteOptions) (*writePlan, error) {
+	if o.Plain {
+		tensors = withoutHR(tensors)
+	}
 	p := &writePlan{format: f, cfg: cfg, opts: o, dtype: dtypes[o.DType], hd: hdLayers(tensors)}
 	where := "write " + dir
 	switch {
@@ -144,6 +152,17 @@ func plan(dir string, f Format, cfg model.Config, tensors map[string]safetensors
 	}
 	p.lay(tensors)
 	return p, nil
+}
+
+// withoutHR is tensors without the k/v_proj_hd weights.
+func withoutHR(tensors map[string]safetensors.Tensor) map[string]safetensors.Tensor {
+	out := make(map[string]safetensors.Tensor, len(tensors))
+	for name, t := range tensors {
+		if !hdName.MatchString(name) {
+			out[name] = t
+		}
+	}
+	return out
 }
 
 // checkModel refuses an invalid configuration, and tensors that are not the model's weights: one missing

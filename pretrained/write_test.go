@@ -31,7 +31,7 @@ func initTensors(cfg model.Config) map[string]safetensors.Tensor {
 
 // writeOpts are the options of the round trips: the liuhaotian fixture's tokenizer and ids.
 func writeOpts(dtype string) WriteOptions {
-	return WriteOptions{DType: dtype, TokenizerDir: llavaST, Tokens: &TokenIDs{1, 2, 0}, VisionTower: "openai/clip-vit-tiny"}
+	return WriteOptions{DType: dtype, Tokenizer: llavaST, Tokens: &TokenIDs{1, 2, 0}, VisionTower: "openai/clip-vit-tiny"}
 }
 
 // TestWriteRoundTripFloat32: Write → Open gives the configuration, the FlexAttention settings and every
@@ -194,7 +194,7 @@ func TestWriteLLaVAHF(t *testing.T) {
 	}
 	checkHFTokenizer(t, dir)
 	again := t.TempDir()
-	if err := Write(again, FormatLLaVAHF, f.Config, f.Tensors, WriteOptions{HFTokens: f.HFTokens, TokenizerDir: dir}); err != nil {
+	if err := Write(again, FormatLLaVAHF, f.Config, f.Tensors, WriteOptions{HFTokens: f.HFTokens, Tokenizer: dir}); err != nil {
 		t.Fatalf("Write of the model read back: %v", err)
 	}
 	g := open(t, again, Options{})
@@ -353,5 +353,39 @@ func TestNaturalCompare(t *testing.T) {
 	want := []string{"lm_head.weight", "model.layers.1.x", "model.layers.1.y", "model.layers.2.x", "model.layers.10.x"}
 	if !slices.Equal(names, want) {
 		t.Errorf("sorted %v; want %v", names, want)
+	}
+}
+
+// TestWritePlain: a plain write of a FlexAttention model, in either format, has no flex or extra block and
+// no k/v_proj_hd tensor, and reads back as a base LLaVA (neutral flex settings, not from the file) whose
+// other tensors are the model's.
+func TestWritePlain(t *testing.T) {
+	cfg, ts := flexConfig(), initTensors(flexConfig())
+	for _, f := range []Format{FormatLLaVA, FormatLLaVAHF} {
+		dir := t.TempDir()
+		o := writeOpts("")
+		o.Plain = true
+		if err := Write(dir, f, cfg, ts, o); err != nil {
+			t.Fatalf("%s: Write: %v", f, err)
+		}
+		c := readJSON(t, filepath.Join(dir, ConfigFile))
+		if _, ok := c["flex"]; ok {
+			t.Errorf("%s: config.json has a flex block", f)
+		}
+		if _, ok := c["extra"]; ok {
+			t.Errorf("%s: config.json has an extra block", f)
+		}
+		back := open(t, dir, Options{})
+		if back.FlexFromFile || len(hdLayers(back.Tensors)) != 0 {
+			t.Errorf("%s: read back with flex from file %v, HR projections in layers %v; want neither", f, back.FlexFromFile, hdLayers(back.Tensors))
+		}
+		if back.Config.Text != cfg.Text && f == FormatLLaVA {
+			t.Errorf("%s: decoder %+v; want %+v", f, back.Config.Text, cfg.Text)
+		}
+		for name, x := range withoutHR(ts) {
+			if got, ok := back.Tensors[name]; !ok || (f == FormatLLaVA && !sameTensor(x, got)) {
+				t.Errorf("%s: %s missing or changed", f, name)
+			}
+		}
 	}
 }

@@ -80,8 +80,8 @@ type llavaJSON struct {
 	TuneMMMLPAdapter      bool       `json:"tune_mm_mlp_adapter"`
 	FreezeMMMLPAdapter    bool       `json:"freeze_mm_mlp_adapter"`
 	VisionConfig          visionJSON `json:"vision_config"`
-	Extra                 extraJSON  `json:"extra"`
-	Flex                  flexJSON   `json:"flex"`
+	Extra                 *extraJSON `json:"extra,omitempty"`
+	Flex                  *flexJSON  `json:"flex,omitempty"`
 	Flextrain             any        `json:"flextrain,omitempty"`
 }
 
@@ -109,8 +109,8 @@ type hfJSON struct {
 	TorchDType                  string     `json:"torch_dtype"`
 	TextConfig                  hfTextJSON `json:"text_config"`
 	VisionConfig                visionJSON `json:"vision_config"`
-	Extra                       extraJSON  `json:"extra"`
-	Flex                        flexJSON   `json:"flex"`
+	Extra                       *extraJSON `json:"extra,omitempty"`
+	Flex                        *flexJSON  `json:"flex,omitempty"`
 	Flextrain                   any        `json:"flextrain,omitempty"`
 }
 
@@ -159,16 +159,22 @@ func vision(v model.VisionConfig) visionJSON {
 		LayerNormEps: v.LayerNormEps, HiddenAct: "quick_gelu", NumChannels: 3}
 }
 
-// extra is the official FlexAttention checkpoint's block.
-func (p *writePlan) extra() extraJSON {
+// extra is the official FlexAttention checkpoint's block (nil for a plain LLaVA).
+func (p *writePlan) extra() *extraJSON {
+	if p.opts.Plain {
+		return nil
+	}
 	s, f := p.cfg.Vision.ImageSize, p.cfg.Flex
-	return extraJSON{ZoomRatio: f.Zoom, LowresSize: s, HighresSize: f.Zoom * s, Threshold: f.Threshold}
+	return &extraJSON{ZoomRatio: f.Zoom, LowresSize: s, HighresSize: f.Zoom * s, Threshold: f.Threshold}
 }
 
-// flex is flextrain's block.
-func (p *writePlan) flex() flexJSON {
+// flex is flextrain's block (nil for a plain LLaVA).
+func (p *writePlan) flex() *flexJSON {
+	if p.opts.Plain {
+		return nil
+	}
 	s, f := p.cfg.Vision.ImageSize, p.cfg.Flex
-	return flexJSON{NSA: f.NSA, Zoom: f.Zoom, SelectGrid: f.SelectGrid, LowresSize: s, HighresSize: f.Zoom * s,
+	return &flexJSON{NSA: f.NSA, Zoom: f.Zoom, SelectGrid: f.SelectGrid, LowresSize: s, HighresSize: f.Zoom * s,
 		Threshold: f.Threshold, Strategy: f.Strategy, Ratio: f.Ratio, HDLayers: p.hd}
 }
 

@@ -19,13 +19,12 @@ func evalCommand() *cli.Command {
 		Description: "Reads every record once, in file order. The loss is the mean over supervised tokens (α = 1); the\n" +
 			"accuracy counts greedy answers equal to the reference, over answers of at most 16 tokens. Records with a\n" +
 			"\"kind\" field (the synthetic set's small, large, text) are also reported per kind under by_kind.",
-		Flags: []cli.Flag{
-			checkpointFlag(),
+		Flags: append(modelFlags(),
 			&cli.StringFlag{Name: "data", Required: true, Usage: "LLaVA JSON `FILE` (array or JSON Lines)"},
 			&cli.StringFlag{Name: "image-folder", Usage: "`DIR` the records' image paths are relative to (default: the run's image_folder)"},
-		},
+		),
 		Action: func(cx *cli.Context) error {
-			tr, path, err := loadTrained(cx.String("checkpoint"))
+			tr, path, err := loadTrained(cx)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"github.com/flextrain/flextrain/inference"
+	"github.com/flextrain/flextrain/pretrained"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,22 +25,31 @@ func init() { register(inspectCommand()) }
 func inspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
-		Usage:     "describe a checkpoint, a checkpoint file, an exported safetensors file or export folder, and verify it",
+		Usage:     "describe a checkpoint, a checkpoint file, a safetensors file or a model folder, and verify it",
 		ArgsUsage: "PATH",
 		Description: "Prints the step, the files with their stored and raw sizes, every tensor (group, name, dtype, shape,\n" +
 			"size) and the compression ratio. Every byte is verified as loading would; a corrupt file is named and\n" +
-			"the command exits with an error after printing what it could read.",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object"}},
+			"the command exits with an error after printing what it could read. A model folder (config.json: a\n" +
+			"published LLaVA-1.5, llava-hf or an export) also gets its layout and the model its configuration describes.",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "vision-tower", Usage: "CLIP `DIR` of a LLaVA folder whose tower is elsewhere"}},
 		Action: func(cx *cli.Context) error {
 			args, err := positional(cx, 1)
 			if err != nil {
 				return fmt.Errorf("inspect: %w", err)
 			}
 			infos, verr := inspectPath(args[0])
+			folder, ferr := describeFolder(args[0], cx.String("vision-tower"))
+			verr = errors.Join(verr, ferr)
 			if cx.Bool("json") {
-				err = json.NewEncoder(cx.App.Writer).Encode(inspectJSON(args[0], infos, verr))
+				in := inspectJSON(args[0], infos, verr)
+				in.Folder = folder
+				err = json.NewEncoder(cx.App.Writer).Encode(in)
 			} else {
 				err = writeInspection(cx.App.Writer, args[0], infos, verr)
+				if err == nil && folder != nil {
+					err = writeFolder(cx.App.Writer, folder)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("inspect: write: %w", err)
@@ -56,6 +66,10 @@ func inspectMain(args []string, w io.Writer) error { return runCommand(inspectCo
 // (a directory without MANIFEST). The error joins every file's error.
 func inspectPath(path string) ([]checkpoints.Info, error) {
 	files, err := exportFiles(path)
+	if err == nil && len(files) == 0 && pretrained.IsFolder(path) {
+		return nil, fmt.Errorf("%s holds no *.safetensors file: inspect lists safetensors tensors (PyTorch .bin "+
+			"weights are read by fit, predict and eval)", path)
+	}
 	if err != nil || len(files) == 0 {
 		lim, _ := inference.Limits(path) // a checkpoint's own model bounds it; anything else gets the default
 		info, err := checkpoints.Store{Limits: lim}.Inspect(path)
@@ -116,6 +130,57 @@ type inspection struct {
 	StoredBytes int64            `json:"stored_bytes"`
 	RawBytes    int64            `json:"raw_bytes"`
 	Ratio       float64          `json:"compression_ratio"`
+	Folder      *folderSummary   `json:"folder,omitempty"`
+}
+
+// folderSummary is what a model folder's configuration describes.
+type folderSummary struct {
+	Layout       pretrained.Layout `json:"layout"`
+	Layers       int               `json:"num_layers"`
+	Hidden       int               `json:"hidden_size"`
+	Heads        int               `json:"num_heads"`
+	Vocab        int               `json:"vocab_size"`
+	VisionLayers int               `json:"vision_layers"`
+	ImageSize    int               `json:"image_size"`
+	PatchSize    int               `json:"patch_size"`
+	SelectLayer  int               `json:"select_layer"`
+	Tokenizer    bool              `json:"tokenizer"` // the folder holds tokenizer.json or tokenizer.model
+}
+
+// describeFolder reads the layout and model of a model folder's configuration (nil, nil for any other
+// path). It reads no weight: a 7B folder is described without its 14 GB.
+func describeFolder(path, visionTower string) (*folderSummary, error) {
+	if !pretrained.IsFolder(path) {
+		return nil, nil
+	}
+	layout, err := pretrained.LayoutOf(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &folderSummary{Layout: layout, Tokenizer: pretrained.HasTokenizer(path)}
+	if layout == pretrained.LayoutCLIP {
+		return s, nil
+	}
+	cfg, err := pretrained.ReadModel(path, pretrained.Options{VisionTower: visionTower})
+	if err != nil {
+		return s, err
+	}
+	t, v := cfg.Text, cfg.Vision
+	s.Layers, s.Hidden, s.Heads, s.Vocab = t.NumLayers, t.HiddenSize, t.NumHeads, t.VocabSize
+	s.VisionLayers, s.ImageSize, s.PatchSize, s.SelectLayer = v.NumLayers, v.ImageSize, v.PatchSize, v.SelectLayer
+	return s, nil
+}
+
+// writeFolder prints a folder summary.
+func writeFolder(w io.Writer, s *folderSummary) error {
+	if s.Layout == pretrained.LayoutCLIP {
+		_, err := fmt.Fprintf(w, "\nmodel folder, layout clip: a vision tower only (a LLaVA folder's --vision-tower)\n")
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nmodel folder, layout %s: decoder %d layers × %d wide, %d heads, vocabulary %d; "+
+		"vision tower %d layers, %d px in %d px patches, features of layer %d; tokenizer: %t\n", s.Layout, s.Layers,
+		s.Hidden, s.Heads, s.Vocab, s.VisionLayers, s.ImageSize, s.PatchSize, s.SelectLayer, s.Tokenizer)
+	return err
 }
 
 type inspectFile struct {

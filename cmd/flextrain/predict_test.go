@@ -84,7 +84,7 @@ func greedy(t *testing.T, tr *inference.Trained, b *data.Batch, s, tail, maxNew 
 	mb := &model.Batch[float32]{InputIDs: [][]int{ids}, AttentionMask: [][]int{slices.Repeat([]int{1}, len(ids))},
 		Labels: [][]int{slices.Repeat([]int{llava.IgnoreIndex}, len(ids))}, LRPixels: [][]float32{b.LRPixels[s]},
 		HRPixels: [][]float32{b.HRPixels[s]}, OriSizes: b.OriSizes[s : s+1]}
-	gen, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1)
+	gen, err := model.Generate(tr.Weights, mb, maxNew, tr.Tokenizer.EOS(), 1, tr.Suppressed())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,7 @@ func selectionCommand() *cli.Command {
 			"synthetic set's target), the mean fraction of the box's HR tokens covered and how often any of it was.\n" +
 			"Draws the first --draw of them: the HR view with the selected cells bright and outlined, the others\n" +
 			"dimmed, the box in cyan, under the reference and the greedy answer (green when they agree).",
-		Flags: []cli.Flag{
-			checkpointFlag(),
+		Flags: append(modelFlags(),
 			&cli.StringFlag{Name: "data", Required: true, Usage: "LLaVA JSON `FILE` (array or JSON Lines)"},
 			&cli.StringFlag{Name: "image-folder", Usage: "`DIR` the records' image paths are relative to (default: the run's image_folder)"},
 			&cli.StringFlag{Name: "kind", Usage: "only records whose \"kind\" is `KIND` (the synthetic set's small, large)"},
@@ -35,12 +34,12 @@ func selectionCommand() *cli.Command {
 			&cli.IntFlag{Name: "draw", Value: 4, Usage: "number of them drawn (0: no figure)"},
 			&cli.StringFlag{Name: "out", Usage: "PNG `FILE` to write (default CHECKPOINT/selection.png)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the per-layer summary as one JSON object instead of text"},
-		},
+		),
 		Action: func(cx *cli.Context) error {
 			if cx.Int("n") <= 0 || cx.Int("draw") < 0 {
 				return fmt.Errorf("selection: --n must be positive and --draw not negative, got %d and %d", cx.Int("n"), cx.Int("draw"))
 			}
-			tr, path, err := loadTrained(cx.String("checkpoint"))
+			tr, path, err := loadTrained(cx)
 			if err != nil {
 				return err
 			}
