@@ -42,6 +42,7 @@ type archive struct {
 	storages  map[storageID]*storage
 	claimed   map[string]int64
 	total     int64
+	keyed     map[string][]byte
 	swapped   map[swapID][]byte
 	copied    int64
 	aliased   bool
@@ -80,7 +81,7 @@ func openArchive(b []byte, limit int64) (*archive, error) {
 		return nil, formatErrorf("not a readable ZIP archive: %v", err)
 	}
 	a := &archive{file: b, limit: limit, entries: map[string]*zip.File{}, storages: map[storageID]*storage{},
-		claimed: map[string]int64{}, swapped: map[swapID][]byte{}}
+		claimed: map[string]int64{}, keyed: map[string][]byte{}, swapped: map[swapID][]byte{}}
 	if err := a.list(zr.File); err != nil {
 		return nil, err
 	}
@@ -171,18 +172,21 @@ func (a *archive) entry(name string) ([]byte, error) {
 func (a *archive) persistentLoad(pid any) (any, error) {
 	t, ok := pid.(tuple)
 	if !ok || len(t) != 5 || t[0] != "storage" {
-		return nil, formatErrorf("persistent id %s is not a storage reference", typeName(pid))
+		return nil, formatErrorf("persistent id is %s, not a storage reference", aType(pid))
 	}
 	st, ok := t[1].(storageType)
 	if !ok {
-		return nil, formatErrorf("storage class is a %s", typeName(t[1]))
+		return nil, formatErrorf("storage class is %s", aType(t[1]))
 	}
 	key, ok1 := t[2].(string)
 	_, ok2 := t[3].(string)
 	numel, ok3 := t[4].(int64)
 	if !ok1 || !ok2 || !ok3 || numel < 0 {
 		return nil, formatErrorf("storage reference (%s, %s, %s) is not (key, location, numel)",
-			typeName(t[2]), typeName(t[3]), typeName(t[4]))
+			aType(t[2]), aType(t[3]), aType(t[4]))
+	}
+	if len(key) > maxKey {
+		return nil, formatErrorf("storage key of %d bytes, more than %d", len(key), maxKey)
 	}
 	return a.storage(storageID{key, st.dtype, numel}, st.name)
 }
@@ -201,7 +205,7 @@ func (a *archive) storage(id storageID, class string) (*storage, error) {
 	if err := a.claim(id.key, n); err != nil {
 		return nil, err
 	}
-	data, err := a.entry("data/" + id.key)
+	data, err := a.storageEntry(id.key)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +215,16 @@ func (a *archive) storage(id storageID, class string) (*storage, error) {
 	s := &storage{key: id.key, dtype: id.dtype, data: data[:n:n]}
 	a.storages[id] = s
 	return s, nil
+}
+
+// storageEntry returns the bytes of entry data/<key>, looked up once per key.
+func (a *archive) storageEntry(key string) ([]byte, error) {
+	if b, ok := a.keyed[key]; ok {
+		return b, nil
+	}
+	b, err := a.entry("data/" + key)
+	a.keyed[key] = b
+	return b, err
 }
 
 // claim counts n bytes of storage key against the limit (the largest claim of each key counts).

@@ -106,7 +106,7 @@ func newSize(args tuple) (any, error) {
 	}
 	t, ok := args[0].(tuple)
 	if !ok {
-		return nil, formatErrorf("argument is a %s, want a tuple", typeName(args[0]))
+		return nil, formatErrorf("argument is %s, want a tuple", aType(args[0]))
 	}
 	return t, nil
 }
@@ -146,7 +146,7 @@ func rebuildTensorV3(args tuple) (any, error) {
 	}
 	d, ok := args[6].(dtype)
 	if !ok {
-		return nil, formatErrorf("dtype argument is a %s", typeName(args[6]))
+		return nil, formatErrorf("dtype argument is %s", aType(args[6]))
 	}
 	return newTensorRef(args[:4], d.dtype)
 }
@@ -159,7 +159,7 @@ func rebuildParameter(args tuple) (any, error) {
 	}
 	t, ok := args[0].(*tensorRef)
 	if !ok {
-		return nil, formatErrorf("data is a %s, want a tensor", typeName(args[0]))
+		return nil, formatErrorf("data is %s, want a tensor", aType(args[0]))
 	}
 	return t, nil
 }
@@ -169,16 +169,16 @@ func rebuildParameter(args tuple) (any, error) {
 func newTensorRef(args tuple, dt safetensors.DType) (*tensorRef, error) {
 	st, ok := args[0].(*storage)
 	if !ok {
-		return nil, formatErrorf("storage argument is a %s", typeName(args[0]))
+		return nil, formatErrorf("storage argument is %s", aType(args[0]))
 	}
 	offset, ok := args[1].(int64)
 	if !ok {
-		return nil, formatErrorf("storage_offset argument is a %s", typeName(args[1]))
+		return nil, formatErrorf("storage_offset argument is %s", aType(args[1]))
 	}
 	size, ok1 := args[2].(tuple)
 	stride, ok2 := args[3].(tuple)
 	if !ok1 || !ok2 {
-		return nil, formatErrorf("size and stride arguments are a %s and a %s, want tuples", typeName(args[2]), typeName(args[3]))
+		return nil, formatErrorf("size and stride arguments are %s and %s, want tuples", aType(args[2]), aType(args[3]))
 	}
 	if dt == "" {
 		dt = st.dtype

@@ -272,7 +272,7 @@ func (m *machine) topList() (*list, error) {
 	}
 	l, ok := v.(*list)
 	if !ok {
-		return nil, formatErrorf("append to a %s", typeName(v))
+		return nil, formatErrorf("append to %s", aType(v))
 	}
 	return l, nil
 }
@@ -343,7 +343,7 @@ func (m *machine) topDict() (*dict, error) {
 	}
 	d, ok := v.(*dict)
 	if !ok {
-		return nil, formatErrorf("set an item of a %s", typeName(v))
+		return nil, formatErrorf("set an item of %s", aType(v))
 	}
 	return d, nil
 }
@@ -372,7 +372,7 @@ func (m *machine) stackGlobal() error {
 	module, ok1 := vs[0].(string)
 	name, ok2 := vs[1].(string)
 	if !ok1 || !ok2 {
-		return formatErrorf("STACK_GLOBAL of a %s and a %s, want two str", typeName(vs[0]), typeName(vs[1]))
+		return formatErrorf("STACK_GLOBAL of %s and %s, want two str", aType(vs[0]), aType(vs[1]))
 	}
 	v, err := resolve(module, name)
 	m.push(v)
@@ -405,11 +405,11 @@ func (m *machine) reduce() error {
 	}
 	fn, ok := vs[0].(callable)
 	if !ok {
-		return formatErrorf("REDUCE calls a %s", typeName(vs[0]))
+		return formatErrorf("REDUCE calls %s", aType(vs[0]))
 	}
 	args, ok := vs[1].(tuple)
 	if !ok {
-		return formatErrorf("REDUCE arguments are a %s, want a tuple", typeName(vs[1]))
+		return formatErrorf("REDUCE arguments are %s, want a tuple", aType(vs[1]))
 	}
 	v, err := fn.call(args)
 	m.push(v)
@@ -427,10 +427,10 @@ func (m *machine) build() error {
 		return err
 	}
 	if d, ok := v.(*dict); !ok || !d.ordered {
-		return formatErrorf("BUILD of a %s", typeName(v))
+		return formatErrorf("BUILD of %s", aType(v))
 	}
 	if _, ok := state.(*dict); !ok && state != nil {
-		return formatErrorf("BUILD of an OrderedDict with a %s state", typeName(state))
+		return formatErrorf("BUILD of an OrderedDict with %s state", aType(state))
 	}
 	return nil
 }
@@ -459,7 +459,7 @@ func put(n uint64) func(*machine) error {
 
 // memoize stores the top of the stack in the next memo slot.
 func (m *machine) memoize() error {
-	if len(m.memo) >= math.MaxUint32 {
+	if uint64(len(m.memo)) >= math.MaxUint32 {
 		return formatErrorf("memo full")
 	}
 	return m.store(uint32(len(m.memo)))

@@ -178,16 +178,24 @@ func (m *machine) popMark() ([]any, error) {
 // newDict returns an empty dict or OrderedDict.
 func newDict(ordered bool) *dict { return &dict{ordered: ordered, index: map[any]int{}} }
 
-// set adds a key, refusing a key Python could not hash here and a repeated one (a pickled dict never
-// repeats a key).
+// maxKey caps the length of a dict key or a storage key, so that hashing keys costs time proportional to
+// the pickle (a state_dict's names are a few hundred bytes at most).
+const maxKey = 4 << 10
+
+// set adds a key, refusing a key Python could not hash here, a longer one than maxKey and a repeated one (a
+// pickled dict never repeats a key).
 func (d *dict) set(k, v any) error {
-	switch k.(type) {
-	case string, int64, bool:
+	switch k := k.(type) {
+	case string:
+		if len(k) > maxKey {
+			return formatErrorf("dict key of %d bytes, more than %d", len(k), maxKey)
+		}
+	case int64, bool:
 	default:
-		return formatErrorf("dict key of type %s", typeName(k))
+		return formatErrorf("a dict key that is %s", aType(k))
 	}
 	if _, dup := d.index[k]; dup {
-		return formatErrorf("dict key %s repeated", short(k))
+		return formatErrorf("dict key %s repeated", scalar(k))
 	}
 	d.index[k] = len(d.keys)
 	d.keys = append(d.keys, k)
@@ -195,40 +203,57 @@ func (d *dict) set(k, v any) error {
 	return nil
 }
 
-// typeName names a value's Python type for an error message.
-func typeName(v any) string {
-	switch v.(type) {
+// aType names a value's Python type, with its article, for an error message.
+func aType(v any) string {
+	switch v := v.(type) {
 	case nil:
 		return "None"
 	case bool:
-		return "bool"
+		return "a bool"
 	case int64:
-		return "int"
+		return "an int"
 	case float64:
-		return "float"
+		return "a float"
 	case string:
-		return "str"
+		return "a str"
 	case []byte:
 		return "bytes"
 	case tuple:
-		return "tuple"
+		return "a tuple"
 	case *list:
-		return "list"
+		return "a list"
 	case *dict:
-		return "dict"
+		return "a dict"
 	case *tensorRef:
-		return "tensor"
+		return "a tensor"
 	case *storage:
-		return "storage"
+		return "a storage"
+	case storageType:
+		return "the class " + v.name
+	case dtype:
+		return "a dtype"
+	case function:
+		return "the function " + v.name
 	}
-	return fmt.Sprintf("%T", v)
+	return fmt.Sprintf("a %T", v)
 }
 
-// short quotes a value for an error message, cut to a readable length.
-func short(v any) string {
-	s := fmt.Sprint(v)
+// short quotes a string for an error message, cut to a readable length.
+func short(s string) string {
 	if len(s) > 100 {
 		s = strings.ToValidUTF8(s[:100], "") + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// scalar describes a value for an error message: a scalar's value, only the type of anything else (printing
+// a tuple could take time exponential in the pickle's length, since tuples can nest one shared tuple twice).
+func scalar(v any) string {
+	switch v := v.(type) {
+	case string:
+		return short(v)
+	case int64, bool, float64:
+		return fmt.Sprint(v)
+	}
+	return aType(v)
 }

@@ -185,11 +185,3 @@ func TestReadFileRefusesFormats(t *testing.T) {
 		})
 	}
 }
-
-func TestReadFileSpecialFiles(t *testing.T) {
-	for _, path := range []string{"/dev/zero", t.TempDir()} {
-		if _, err := ReadFile(path, 0); err == nil || !strings.Contains(err.Error(), path) {
-			t.Errorf("%s: got %v; want an error naming it", path, err)
-		}
-	}
-}

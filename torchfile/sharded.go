@@ -129,7 +129,8 @@ func jsonError(err error, ctx, key string) error {
 
 // readShards reads every shard through an os.Root on dir, so no path can leave it, and merges them: first
 // the shards' sizes together against limit (positive), then each shard within the bytes the others left.
-func readShards(dir string, weightMap map[string]string, limit int64) (ts map[string]safetensors.Tensor, err error) {
+// On failure the mappings of the shards already read are released.
+func readShards(dir string, weightMap map[string]string, limit int64) (map[string]safetensors.Tensor, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
@@ -139,24 +140,33 @@ func readShards(dir string, weightMap map[string]string, limit int64) (ts map[st
 	if err := checkShardSizes(root, shards, limit); err != nil {
 		return nil, err
 	}
-	var releases []func()
-	defer func() {
+	ts := map[string]safetensors.Tensor{}
+	releases, err := readEach(root, shards, weightMap, ts, limit)
+	if err == nil {
+		err = checkAllFound(weightMap, ts)
+	}
+	if err != nil {
 		for _, release := range releases {
-			if err != nil {
-				release()
-			}
+			release()
 		}
-	}()
-	ts = map[string]safetensors.Tensor{}
+		return nil, err
+	}
+	return ts, nil
+}
+
+// readEach reads the shards in turn into ts, each within what the ones before left of limit, and returns
+// the releases of their mappings.
+func readEach(root *os.Root, shards []string, weightMap map[string]string, ts map[string]safetensors.Tensor, limit int64) ([]func(), error) {
+	var releases []func()
 	for _, shard := range shards {
 		size, release, err := readShard(root, shard, weightMap, ts, limit)
 		if err != nil {
-			return nil, fmt.Errorf("shard %s: %w", shard, err)
+			return releases, fmt.Errorf("shard %s: %w", shard, err)
 		}
 		releases = append(releases, release)
 		limit -= size
 	}
-	return ts, checkAllFound(weightMap, ts)
+	return releases, nil
 }
 
 // checkShardSizes opens each shard and refuses the lot when their sizes add up to more than limit.

@@ -18,14 +18,14 @@ const maxDims = 64
 func (a *archive) stateDict(v any) (map[string]safetensors.Tensor, error) {
 	d, ok := v.(*dict)
 	if !ok {
-		return nil, formatErrorf("data.pkl holds a %s, want a state_dict (a dict of names to tensors)", typeName(v))
+		return nil, formatErrorf("data.pkl holds %s, want a state_dict (a dict of names to tensors)", aType(v))
 	}
 	out := make(map[string]safetensors.Tensor, len(d.keys))
 	done := map[*tensorRef]safetensors.Tensor{}
 	for i, k := range d.keys {
 		name, ok := k.(string)
 		if !ok {
-			return nil, formatErrorf("state_dict key %s is a %s, want a str", short(k), typeName(k))
+			return nil, formatErrorf("state_dict key %s is %s, want a str", scalar(k), aType(k))
 		}
 		t, err := a.tensor(name, d.vals[i], done)
 		if err != nil {
@@ -40,7 +40,7 @@ func (a *archive) stateDict(v any) (map[string]safetensors.Tensor, error) {
 func (a *archive) tensor(name string, v any, done map[*tensorRef]safetensors.Tensor) (safetensors.Tensor, error) {
 	ref, ok := v.(*tensorRef)
 	if !ok {
-		return safetensors.Tensor{}, formatErrorf("state_dict value %s is a %s, not a tensor", short(name), typeName(v))
+		return safetensors.Tensor{}, formatErrorf("state_dict value %s is %s, not a tensor", short(name), aType(v))
 	}
 	if t, ok := done[ref]; ok {
 		return t, nil
@@ -109,7 +109,7 @@ func dims(what string, t tuple) ([]int, error) {
 	for i, v := range t {
 		n, ok := v.(int64)
 		if !ok || n < 0 || uint64(n) > math.MaxInt {
-			return nil, formatErrorf("%s element %d is %s, want a non-negative int", what, i, short(v))
+			return nil, formatErrorf("%s element %d is %s, want a non-negative int", what, i, scalar(v))
 		}
 		out[i] = int(n)
 	}
