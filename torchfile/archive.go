@@ -34,18 +34,18 @@ type swapID struct {
 // archive is a torch.save ZIP archive held in memory: the file's bytes, the entries under its folder, its
 // byte order, and what its storages claimed and cost so far.
 type archive struct {
-	file      []byte
-	prefix    string
-	entries   map[string]*zip.File
-	bigEndian bool
-	limit     int64
-	storages  map[storageID]*storage
-	claimed   map[string]int64
-	total     int64
-	keyed     map[string][]byte
-	swapped   map[swapID][]byte
-	copied    int64
-	aliased   bool
+	file      []byte                 // the whole file
+	prefix    string                 // the folder of its entries
+	entries   map[string]*zip.File   // the entries in the folder, by full name
+	bigEndian bool                   // storages are big-endian (byteorder "big")
+	limit     int64                  // the caller's limit on the storages' bytes
+	storages  map[storageID]*storage // the storages referenced so far
+	claimed   map[string]int64       // the largest claim on each storage key, in bytes
+	total     int64                  // the sum of claimed
+	keyed     map[string][]byte      // the bytes of entry data/<key>, by key
+	swapped   map[swapID][]byte      // byte-swapped copies of big-endian storages
+	copied    int64                  // the bytes of those copies
+	aliased   bool                   // a returned tensor's Data aliases file
 }
 
 // decode reads the state_dict of a torch.save archive held in b, at most limit bytes (positive), and

@@ -86,6 +86,7 @@ func malformed(t *testing.T) []struct {
 		{"a size of tuples nested 60 deep, each shared twice", torchArchive(t, nestedSize(), storage16), ErrFormat, "size element 0 is a tuple"},
 		{"a dict key longer than 4 KiB", torchArchive(t, dict(newPickle(2).op(opEmptyDict).str(strings.Repeat("k", 5000)).op(opNone)), nil), ErrFormat, "dict key of 5000 bytes"},
 		{"a storage key longer than 4 KiB", torchArchive(t, dict(w().tensor("FloatStorage", strings.Repeat("0", 5000), 1, 0, []int64{1}, []int64{1})), nil), ErrFormat, "storage key of 5000 bytes"},
+		{"int8 storage", torchArchive(t, dict(w().tensor("CharStorage", "0", 4, 0, []int64{4}, []int64{1})), storage16), ErrFormat, "torch.CharStorage: tensors of int8 elements are not supported"},
 		{"an unknown byte order", torchArchive(t, oneTensor(4), storage16, "byteorder", "middle"), ErrFormat, "byteorder"},
 	}
 }

@@ -11,7 +11,10 @@
 // call of torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks) whose
 // storage is a persistent id ("storage", storage class, key, location, numel) naming data/<key>. ReadFile
 // returns those tensors, each made contiguous from its storage, offset and strides. The legacy format (a
-// bare pickle stream, before PyTorch 1.6) and TorchScript archives are refused with ErrFormat.
+// bare pickle stream, before PyTorch 1.6) and TorchScript archives are refused with ErrFormat, and so is an
+// archive whose entries are compressed, which torch.save never writes. Entries' CRC-32 checksums are not
+// verified (that would read every byte of a multi-gigabyte file before its first use); a corrupted storage
+// gives wrong values, as a corrupted safetensors file does.
 //
 // # Safety
 //
@@ -25,8 +28,9 @@
 //     bytes) before reading them, so a 20-byte pickle can make the process panic or die of memory
 //     exhaustion, and no hook lets a caller check the length first;
 //   - its class lookup resolves collections.OrderedDict, __builtin__.object and copy_reg._reconstructor
-//     before consulting the caller's FindClass, and turns any other unknown global into a callable generic
-//     object, so an allow-list cannot be complete;
+//     itself, before the caller's FindClass hook is consulted, so an allow-list installed through that hook
+//     cannot be complete (and without the hook any unknown global is accepted, as a generic class that
+//     NEWOBJ and OBJ instantiate);
 //   - a GET of an unset memo slot pushes nil instead of failing, and its pytorch package reads storages
 //     into freshly allocated []float32 of the claimed size, through os.Open.
 //
@@ -38,7 +42,9 @@
 // torch.float32 … torch.bool. Any other global (os.system, posix.system, builtins.eval, subprocess.Popen, an
 // unknown storage class) is refused with an error wrapping ErrUnsafe that names the file and the global, and
 // the extension registry and the opcodes that build arbitrary objects are refused too. The allowed globals
-// are implemented in Go and only build values; nothing is ever executed.
+// are implemented in Go and only build values; nothing is ever executed. PyTorch's storage classes and
+// dtypes of element types safetensors.Tensor cannot hold (int8, int16, complex, float8, quantized) are
+// harmless but unsupported: they give an ErrFormat error that names them.
 //
 // Nothing a hostile file claims is allocated before it is checked: string and byte lengths against the
 // bytes left in the pickle, storages against their archive entries and, together, against the caller's

@@ -64,10 +64,27 @@ var globals = map[string]any{
 	"torch.bool":                                 dtype{safetensors.BOOL},
 }
 
-// resolve returns the allowed global module.name, or an ErrUnsafe error naming it.
+// unsupported names the element type of the harmless torch globals (storage classes and dtypes) whose
+// tensors safetensors.Tensor cannot hold, so that a file using one gets an ErrFormat error that says so
+// rather than ErrUnsafe.
+var unsupported = map[string]string{
+	"torch.CharStorage": "int8", "torch.ShortStorage": "int16", "torch.ComplexFloatStorage": "complex64",
+	"torch.ComplexDoubleStorage": "complex128", "torch.QInt8Storage": "qint8", "torch.QUInt8Storage": "quint8",
+	"torch.QInt32Storage": "qint32", "torch.QUInt4x2Storage": "quint4x2", "torch.QUInt2x4Storage": "quint2x4",
+	"torch.int8": "int8", "torch.int16": "int16", "torch.uint16": "uint16", "torch.uint32": "uint32",
+	"torch.uint64": "uint64", "torch.complex64": "complex64", "torch.complex128": "complex128",
+	"torch.float8_e4m3fn": "float8_e4m3fn", "torch.float8_e5m2": "float8_e5m2",
+}
+
+// resolve returns the allowed global module.name, or an error naming it: ErrFormat for a known torch type
+// of unsupported elements, ErrUnsafe for anything else.
 func resolve(module, name string) (any, error) {
-	if v, ok := globals[module+"."+name]; ok {
+	full := module + "." + name
+	if v, ok := globals[full]; ok {
 		return v, nil
+	}
+	if elem, ok := unsupported[full]; ok {
+		return nil, formatErrorf("%s: tensors of %s elements are not supported", full, elem)
 	}
 	return nil, unsafeGlobal(module, name)
 }
