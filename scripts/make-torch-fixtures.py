@@ -9,7 +9,9 @@
                                        buffer like CLIP's position_ids, and an nn.Parameter
   torchfile/testdata/proto4.bin        a plain dict saved with pickle protocol 4 (FRAME, STACK_GLOBAL, MEMOIZE)
   torchfile/testdata/noncontig.bin     a transposed (non-contiguous) tensor, which torchfile refuses
-  torchfile/testdata/legacy.bin        the legacy (pre-1.6, non-ZIP) format, which torchfile refuses
+  torchfile/testdata/legacy.bin        the legacy (pre-1.6, non-ZIP) format, which torchfile refuses (it keys
+                                       storages by memory address, so it differs on every run; the others
+                                       come out byte for byte the same)
   torchfile/testdata/sharded/          pytorch_model-0000k-of-00002.bin and pytorch_model.bin.index.json, as
                                        transformers' save_pretrained writes a two-shard checkpoint
   torchfile/testdata/expected.json     every tensor's dtype (as safetensors spells it), shape and values
