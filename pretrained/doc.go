@@ -20,5 +20,6 @@
 //
 // Write is the other way: the llava layout (what LLaVA's load_pretrained_model loads, with FlexAttention's
 // keys and tensors added) or the llava-hf layout, in float32, float16 or bfloat16, sharded, with the
-// tokenizer files, every file written atomically and config.json last.
+// tokenizer files, every file written atomically and config.json last; WriteOptions.Plain leaves
+// FlexAttention out (a base LLaVA converted to another layout or dtype).
 package pretrained

@@ -79,7 +79,7 @@ type Folder struct {
 // the class that reads them, and keys that change the model in a way flextrain does not compute are errors
 // naming the file, the key and the reason. The weights are model.safetensors.index.json with its shards or
 // model.safetensors (read within a bound derived from the model's shapes, as model.LoadWeights does), or
-// PyTorch's .bin files (refused with ErrTorchNotSupported while this build cannot read them). Every tensor is
+// PyTorch's .bin files (package torchfile: an allow-listed pickle reader, no code run). Every tensor is
 // checked against the configuration: a missing weight, an unknown tensor, or one whose shape contradicts
 // config.json is named.
 //

@@ -1,7 +1,6 @@
 package pretrained
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -276,23 +275,9 @@ func TestTowerNotFound(t *testing.T) {
 	wantError(t, err, "Options.VisionTower", "a llava config, not a CLIP one")
 }
 
-// TestTorchNotSupported: a folder of PyTorch .bin shards is refused while readTorch is nil.
-func TestTorchNotSupported(t *testing.T) {
-	if readTorchSharded != nil {
-		t.Skip("PyTorch weights are readable in this build: TestTorchSameAsSafetensors covers them")
-	}
-	_, err := Open(llavaBin, Options{})
-	if !errors.Is(err, ErrTorchNotSupported) {
-		t.Fatalf("Open(%s) = %v; want ErrTorchNotSupported", llavaBin, err)
-	}
-	wantError(t, err, "not supported yet", "convert the folder to safetensors", TorchIndex)
-}
-
-// TestTorchSameAsSafetensors: once .bin files are readable, the .bin folder equals the safetensors one.
+// TestTorchSameAsSafetensors: the folder of PyTorch .bin shards (torch.save by PyTorch itself) holds the
+// tensors of the safetensors folder, bit for bit.
 func TestTorchSameAsSafetensors(t *testing.T) {
-	if readTorchSharded == nil {
-		t.Skip("PyTorch weights are not readable in this build")
-	}
 	a, b := open(t, llavaBin, Options{}), open(t, llavaST, Options{})
 	for name, x := range b.Tensors {
 		if !sameTensor(x, a.Tensors[name]) {

@@ -1,7 +1,6 @@
 package pretrained
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/safetensors"
+	"github.com/flextrain/flextrain/torchfile"
 )
 
 // The names a folder's weights may have, in the order Open looks for them: safetensors before PyTorch.
@@ -22,18 +22,10 @@ const (
 	TorchSingle       = "pytorch_model.bin"
 )
 
-// ErrTorchNotSupported is wrapped by Open's error for a folder whose weights are PyTorch .bin files only,
-// while this build cannot read them.
-var ErrTorchNotSupported = errors.New("PyTorch .bin weights are not supported yet: convert the folder to safetensors " +
-	"(transformers: save_pretrained with safe_serialization=True)")
-
 // readTorch reads a pytorch_model.bin, and readTorchSharded the shards named by a pytorch_model.bin.index.json,
-// within limit bytes, as package safetensors does for its files. They are nil while flextrain cannot read
-// PyTorch's format: Open then refuses such a folder with ErrTorchNotSupported. Wiring package torchfile in
-// is the one line
-//
-//	var readTorch, readTorchSharded = torchfile.ReadFile, torchfile.ReadSharded
-var readTorch, readTorchSharded func(path string, limit int64) (map[string]safetensors.Tensor, error)
+// within limit bytes, as package safetensors does for its files (variables so that a test can watch the
+// limit a folder passes).
+var readTorch, readTorchSharded = torchfile.ReadFile, torchfile.ReadSharded
 
 // readWeights reads every tensor of a folder within limit bytes, and returns them with the file read (the
 // index of the shards, or the single file).
@@ -59,11 +51,8 @@ func readWeights(dir string, limit int64) (map[string]safetensors.Tensor, string
 		SafetensorsIndex, SafetensorsSingle, TorchIndex, TorchSingle)
 }
 
-// readTorchWith reads PyTorch weights with read, or refuses them while read is nil.
+// readTorchWith reads PyTorch weights with read.
 func readTorchWith(read func(string, int64) (map[string]safetensors.Tensor, error), path string, limit int64) (map[string]safetensors.Tensor, error) {
-	if read == nil {
-		return nil, fmt.Errorf("pretrained: %s: %w", path, ErrTorchNotSupported)
-	}
 	ts, err := read(path, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pretrained: %w", err)

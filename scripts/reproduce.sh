@@ -35,9 +35,9 @@ run() {
 		"$BIN" fit --config configs/quickstart.yaml --resume none --set output_dir="$out" --set seed="$seed" "$@" >"$out/fit.log" 2>&1
 	case $arm in
 	*lr-control*) ;; # no FlexAttention, no selection
-	*) "$BIN" selection --checkpoint "$out" --data "$TEST" --kind small --n 1000 --draw 0 --json >"$out/selection.json" ;;
+	*) "$BIN" selection --model "$out" --data "$TEST" --kind small --n 1000 --draw 0 --json >"$out/selection.json" ;;
 	esac
-	"$BIN" eval --checkpoint "$out" --data "$TEST" >"$out/eval.json.tmp" && mv "$out/eval.json.tmp" "$out/eval.json"
+	"$BIN" eval --model "$out" --data "$TEST" >"$out/eval.json.tmp" && mv "$out/eval.json.tmp" "$out/eval.json"
 	echo "$arm seed $seed: $(cat "$out/time.txt")"
 }
 
@@ -96,8 +96,8 @@ timing() {
 figures() {
 	c=runs/reproduce/curves
 	"$BIN" plot "$c-lr-control-s1" "$c-attention-s1" "$c-attention-t192-s1" "$c-full-hr-s1" --subset small --out docs/curves.png
-	"$BIN" selection --checkpoint runs/quickstart/flex --data "$TEST" --kind small --n 3 --draw 3 --out docs/selection-t48.png
-	"$BIN" selection --checkpoint runs/reproduce/attention-t192-s1 --data "$TEST" --kind small --n 3 --draw 3 --out docs/selection-t192.png
+	"$BIN" selection --model runs/quickstart/flex --data "$TEST" --kind small --n 3 --draw 3 --out docs/selection-t48.png
+	"$BIN" selection --model runs/reproduce/attention-t192-s1 --data "$TEST" --kind small --n 3 --draw 3 --out docs/selection-t192.png
 }
 
 first=${SEEDS%% *}

@@ -10,12 +10,13 @@ import (
 )
 
 // Published-layout fixtures (scripts/make-llava-fixtures.py): the same tiny LLaVA-1.5 in liuhaotian's
-// layout (float16 shards, tower in a sibling CLIP folder) and in llava-hf's (renamed tensors, vocabulary
-// padded from 144 to 192).
+// layout (float16 shards, tower in a sibling CLIP folder), as torch.save shards, and in llava-hf's (renamed
+// tensors, vocabulary padded from 144 to 192).
 var (
-	llavaFolder   = filepath.Join("..", "..", "testdata", "llava", "llava-v1.5-tiny")
-	llavaHFFolder = filepath.Join("..", "..", "testdata", "llava", "llava-1.5-tiny-hf")
-	folderImage   = filepath.Join("..", "..", "testdata", "tiny", "images", "train-000000.png")
+	llavaFolder    = filepath.Join("..", "..", "testdata", "llava", "llava-v1.5-tiny")
+	llavaHFFolder  = filepath.Join("..", "..", "testdata", "llava", "llava-1.5-tiny-hf")
+	llavaBinFolder = filepath.Join("..", "..", "testdata", "llava", "llava-v1.5-tiny-bin")
+	folderImage    = filepath.Join("..", "..", "testdata", "tiny", "images", "train-000000.png")
 )
 
 // predictJSON runs `predict --json` on a model and returns its answer.
@@ -36,12 +37,15 @@ func predictJSON(t *testing.T, model string) string {
 	return p.Answer
 }
 
-// TestPredictPublishedFolders: both published layouts of one model give the same answer, and so do its
+// TestPredictPublishedFolders: both published layouts of one model, and its PyTorch .bin shards, give the
+// same answer, and so do its
 // exports in either format and in float16 (the fixtures' own precision, so no value changes).
 func TestPredictPublishedFolders(t *testing.T) {
 	want := predictJSON(t, llavaFolder)
-	if got := predictJSON(t, llavaHFFolder); got != want {
-		t.Errorf("llava-hf folder answers %q; the llava folder %q", got, want)
+	for _, dir := range []string{llavaHFFolder, llavaBinFolder} {
+		if got := predictJSON(t, dir); got != want {
+			t.Errorf("%s answers %q; the llava folder %q", dir, got, want)
+		}
 	}
 	for _, format := range []string{"llava", "llava-hf"} {
 		dir := filepath.Join(t.TempDir(), format)
