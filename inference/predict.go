@@ -19,12 +19,27 @@ type Query struct {
 	Question string
 }
 
-// Predict answers every query greedily with at most maxNew tokens, FlexAttention in inference mode (α = 1;
-// a run trained on the LR view answers from it, α = 0).
-// Each prompt is the vicuna_v1 conversation of one human turn ("<image>\n" + question with an image) that
-// ends with "ASSISTANT:", as LLaVA prompts at inference; the image is preprocessed as the loader does (pad
-// to square, HR view, LR view). The answers are decoded and cut at the end-of-sequence token.
+// Predict answers every query greedily with at most maxNew tokens: Generate's ids, decoded and cut at the
+// end-of-sequence token.
 func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
+	out, err := tr.Generate(queries, maxNew)
+	if err != nil {
+		return nil, err
+	}
+	answers := make([]string, len(out))
+	for i, ids := range out {
+		answers[i] = tr.DecodeAnswer(ids)
+	}
+	return answers, nil
+}
+
+// Generate decodes every query greedily by at most maxNew tokens, FlexAttention in inference mode (α = 1;
+// a run trained on the LR view, or a base LLaVA, answers from it, α = 0), and returns the ids generated
+// (the end-of-sequence token last when it came). Each prompt is the vicuna_v1 conversation of one human turn
+// ("<image>\n" + question with an image) that ends with "ASSISTANT:", as LLaVA prompts at inference; the
+// image is preprocessed as the loader does (pad to square, HR view, LR view). Suppressed ids are never
+// generated.
+func (tr *Trained) Generate(queries []Query, maxNew int) ([][]int, error) {
 	if maxNew <= 0 {
 		return nil, fmt.Errorf("inference: predict: max new tokens must be positive, got %d", maxNew)
 	}
@@ -42,11 +57,7 @@ func (tr *Trained) Predict(queries []Query, maxNew int) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inference: predict: %w", err)
 	}
-	answers := make([]string, len(out))
-	for i, ids := range out {
-		answers[i] = decodeAnswer(tr.Tokenizer, ids)
-	}
-	return answers, nil
+	return out, nil
 }
 
 // addQuery appends one query's prompt and pixels to b.
@@ -97,6 +108,9 @@ func (tr *Trained) Suppressed() []int {
 	}
 	return ids
 }
+
+// DecodeAnswer decodes generated ids up to (not including) the end-of-sequence token.
+func (tr *Trained) DecodeAnswer(ids []int) string { return decodeAnswer(tr.Tokenizer, ids) }
 
 // decodeAnswer decodes generated ids up to (not including) the end-of-sequence token.
 func decodeAnswer(tok *tokenizer.Tokenizer, ids []int) string {

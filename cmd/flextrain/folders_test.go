@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flextrain/flextrain/data/tokenizer"
 )
 
 // Published-layout fixtures (scripts/make-llava-fixtures.py): the same tiny LLaVA-1.5 in liuhaotian's
@@ -31,8 +34,11 @@ func predictJSON(t *testing.T, model string) string {
 	if err := json.Unmarshal(out.Bytes(), &p); err != nil {
 		t.Fatalf("predict --json printed %q: %v", out.String(), err)
 	}
-	if p.Model != model || p.Answer == "" {
-		t.Fatalf("predict --json = %+v; want model %s and an answer", p, model)
+	if p.Model != model || p.Answer == "" || len(p.Tokens) == 0 || len(p.Tokens) > 6 {
+		t.Fatalf("predict --json = %+v; want model %s, an answer and at most 6 token ids", p, model)
+	}
+	if got := strings.Join(strings.Fields(decodeWith(t, model, p.Tokens)), " "); got != p.Answer {
+		t.Errorf("tokens %v decode to %q; the answer is %q", p.Tokens, got, p.Answer)
 	}
 	return p.Answer
 }
@@ -93,4 +99,17 @@ func TestExportRefusesOptions(t *testing.T) {
 			t.Errorf("export %v: err = %v; want one naming %q", args, err, args[1])
 		}
 	}
+}
+
+// decodeWith decodes ids with the tokenizer of the model folder dir, up to its end-of-sequence id.
+func decodeWith(t *testing.T, dir string, ids []int) string {
+	t.Helper()
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.Index(ids, tok.EOS()); i >= 0 {
+		ids = ids[:i]
+	}
+	return tok.Decode(ids)
 }

@@ -28,7 +28,7 @@ func predictCommand() *cli.Command {
 			&cli.StringFlag{Name: "image", Usage: "image `FILE`; without it the question is text-only"},
 			&cli.StringFlag{Name: "question", Required: true, Usage: "the question `TEXT`"},
 			&cli.IntFlag{Name: "max-new-tokens", Value: 64, Usage: "longest answer, in tokens"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object: the model, step, image, question and answer"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object: the model, step, image, question, answer and generated token ids"},
 		),
 		Action: func(cx *cli.Context) error {
 			q, err := query(cx.String("image"), cx.String("question"))
@@ -39,15 +39,16 @@ func predictCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			answers, err := tr.Predict([]inference.Query{q}, cx.Int("max-new-tokens"))
+			ids, err := tr.Generate([]inference.Query{q}, cx.Int("max-new-tokens"))
 			if err != nil {
 				return fmt.Errorf("predict with %s: %w", path, err)
 			}
+			answer := tr.DecodeAnswer(ids[0])
 			if cx.Bool("json") {
 				return json.NewEncoder(cx.App.Writer).Encode(predictOutput{Model: path, Step: tr.Step,
-					Image: cx.String("image"), Question: q.Question, Answer: answers[0]})
+					Image: cx.String("image"), Question: q.Question, Answer: answer, Tokens: ids[0]})
 			}
-			_, err = fmt.Fprintln(cx.App.Writer, answers[0])
+			_, err = fmt.Fprintln(cx.App.Writer, answer)
 			return err
 		},
 	}
@@ -63,6 +64,7 @@ type predictOutput struct {
 	Image    string `json:"image,omitempty"`
 	Question string `json:"question"`
 	Answer   string `json:"answer"`
+	Tokens   []int  `json:"tokens"` // the ids generated, the end-of-sequence id last when it came
 }
 
 // query reads the image file, if any, into a question for Predict.
