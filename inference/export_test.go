@@ -158,6 +158,16 @@ func testExportTrainableOnly(t *testing.T, f trainedFixture, tr *Trained) {
 		}
 	}
 	assertOnlyFiles(t, dir, ExportConfigFile, ExportTrainableFile)
+	var cfg map[string]any
+	if err := json.Unmarshal(readAll(t, filepath.Join(dir, ExportConfigFile)), &cfg); err != nil {
+		t.Fatalf("config.json: %v", err)
+	}
+	for key, want := range map[string]any{"flextrain.trainable_only": true, "flextrain.weights_file": ExportTrainableFile,
+		"flextrain.tensors": float64(len(ck.Weights)), "flex.n_sa": float64(f.cfg.Flex.NSA), "model_type": "llava"} {
+		if got := lookupPath(cfg, key); !jsonEqual(got, want) {
+			t.Errorf("trainable-only config.json %s = %v; want %v", key, got, want)
+		}
+	}
 	if err := Export(&Trained{Config: tr.Config, Weights: tr.Weights, Tokenizer: tr.Tokenizer}, t.TempDir(), ExportOptions{TrainableOnly: true}); !errors.Is(err, ErrNothingTrained) {
 		t.Errorf("Export of a model without trained tensors: err = %v; want ErrNothingTrained", err)
 	}
@@ -341,4 +351,13 @@ func compareWeights(t *testing.T, name string, want, got *model.Weights, tol flo
 			t.Errorf("%s: %s's rows past the model's vocabulary are not zero", name, n)
 		}
 	}
+}
+
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -7,7 +7,8 @@ package inference
 import (
 	"cmp"
 	"fmt"
-	"strings"
+	"maps"
+	"slices"
 
 	"gorgonia.org/tensor"
 
@@ -106,18 +107,8 @@ func folderConfig(f *pretrained.Folder) config.Config {
 	c.ModelNameOrPath, c.TokenizerPath, c.LLaVA.VisionTower = f.Dir, f.TokenizerDir, f.VisionDir
 	c.Arch, c.Flex.FlexConfig = config.Arch{Vision: f.Config.Vision, Text: f.Config.Text}, f.Config.Flex
 	c.ModelMaxLength = f.MaxPositionEmbeddings
-	if !f.FlexFromFile && !holdsHR(f.Tensors) {
+	if !f.FlexFromFile && !slices.ContainsFunc(slices.Collect(maps.Keys(f.Tensors)), model.IsHRProjection) {
 		c.Flex.View = "lr"
 	}
 	return c
-}
-
-// holdsHR says whether tensors hold a k_proj_hd or v_proj_hd weight.
-func holdsHR(tensors map[string]safetensors.Tensor) bool {
-	for name := range tensors {
-		if strings.HasSuffix(name, "_proj_hd.weight") {
-			return true
-		}
-	}
-	return false
 }

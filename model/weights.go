@@ -11,10 +11,12 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/flextrain/flextrain/safetensors"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/safetensors"
 )
 
 // VisionPrefix is the name prefix of every vision-tower weight (docs/DESIGN.md §3), as in the LLaVA-1.5 checkpoints.
@@ -224,11 +226,28 @@ func unexpected(name string, t safetensors.Tensor, nSA int) error {
 		t.DType, t.Shape, unexpectedHint(name, nSA))
 }
 
-var hdLayer = regexp.MustCompile(`^model\.layers\.(\d+)\.self_attn\.[kv]_proj_hd\.weight$`)
+var hrName = regexp.MustCompile(`^model\.layers\.(\d+)\.self_attn\.[kv]_proj_hd\.weight$`)
+
+// IsHRProjection says whether name is an HR projection's weight (k_proj_hd or v_proj_hd of some layer).
+func IsHRProjection(name string) bool { return hrName.MatchString(name) }
+
+// HRLayer reports whether name is an HR projection's weight (model.layers.l.self_attn.k_proj_hd.weight or
+// v_proj_hd), and its layer l (−1 when the number does not fit an int).
+func HRLayer(name string) (int, bool) {
+	m := hrName.FindStringSubmatch(name)
+	if m == nil {
+		return 0, false
+	}
+	l, err := strconv.Atoi(m[1])
+	if err != nil {
+		l = -1
+	}
+	return l, true
+}
 
 // unexpectedHint explains an HR projection found on a plain layer.
 func unexpectedHint(name string, nSA int) string {
-	if hdLayer.MatchString(name) {
+	if IsHRProjection(name) {
 		return fmt.Sprintf(": layers before n_sa = %d are plain and have no HR projections", nSA)
 	}
 	return ""

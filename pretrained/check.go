@@ -17,7 +17,7 @@ import (
 func checkTensors(shapes map[string][]int, nSA int, s sorted, where, cfgFiles string) error {
 	var errs []error
 	for _, name := range sortedKeys(shapes) {
-		if _, ok := s.tensors[name]; !ok && !hdName.MatchString(name) {
+		if _, ok := s.tensors[name]; !ok && !model.IsHRProjection(name) {
 			errs = append(errs, fmt.Errorf("pretrained: %s: tensor %s is missing (%s gives it shape %v)", where, name, cfgFiles, shapes[name]))
 		}
 	}
@@ -51,7 +51,7 @@ func checkOne(name string, s sorted, shapes map[string][]int, nSA int, cfgFiles 
 // unknownHint explains two common unknown tensors.
 func unknownHint(name string, nSA int) string {
 	switch {
-	case hdName.MatchString(name):
+	case model.IsHRProjection(name):
 		return fmt.Sprintf(": layers before n_sa = %d have no HR projections", nSA)
 	case strings.Contains(name, "image_newline"):
 		return ": it belongs to LLaVA-NeXT, not LLaVA-1.5"

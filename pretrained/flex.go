@@ -2,10 +2,7 @@ package pretrained
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 
 	"github.com/flextrain/flextrain/model"
 )
@@ -84,23 +81,16 @@ func (k flexKeys) check(o object, cfg model.Config, hd []int) {
 	}
 }
 
-var hdName = regexp.MustCompile(`^model\.layers\.(\d+)\.self_attn\.[kv]_proj_hd\.weight$`)
-
 // hdLayers lists, sorted, the layers whose k_proj_hd or v_proj_hd is among names.
 func hdLayers[V any](names map[string]V) []int {
-	seen := map[int]bool{}
+	out := []int{}
 	for name := range names {
-		if m := hdName.FindStringSubmatch(name); m != nil {
-			l, _ := strconv.Atoi(m[1])
-			seen[l] = true
+		if l, ok := model.HRLayer(name); ok {
+			out = append(out, l)
 		}
 	}
-	out := make([]int, 0, len(seen))
-	for l := range seen {
-		out = append(out, l)
-	}
-	sort.Ints(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // validate checks the whole configuration, each problem naming the file it was read from.

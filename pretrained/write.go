@@ -110,6 +110,23 @@ func Write(dir string, f Format, cfg model.Config, tensors map[string]safetensor
 	return nil
 }
 
+// WriteConfig writes into dir only the config.json that Write would write in FormatLLaVA for the model of
+// cfg, with the HR layers of tensors (the files the caller writes beside it: a trained adapter's tensors, for
+// one) and torch_dtype o.DType as given (float64 included). It is written atomically.
+func WriteConfig(dir string, cfg model.Config, tensors map[string]safetensors.Tensor, o WriteOptions) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("pretrained: write %s: %w", dir, err)
+	}
+	p := &writePlan{format: FormatLLaVA, cfg: cfg, opts: o.withDefaults(), hd: hdLayers(tensors)}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("pretrained: write %s: %w", dir, err)
+	}
+	if err := writeJSON(filepath.Join(dir, ConfigFile), p.config()); err != nil {
+		return fmt.Errorf("pretrained: write %s: %w", dir, err)
+	}
+	return nil
+}
+
 // writePlan is everything a Write writes, checked before the first byte is.
 type writePlan struct {
 	format  Format
@@ -158,7 +175,7 @@ func plan(dir string, f Format, cfg model.Config, tensors map[string]safetensors
 func withoutHR(tensors map[string]safetensors.Tensor) map[string]safetensors.Tensor {
 	out := make(map[string]safetensors.Tensor, len(tensors))
 	for name, t := range tensors {
-		if !hdName.MatchString(name) {
+		if !model.IsHRProjection(name) {
 			out[name] = t
 		}
 	}

@@ -67,22 +67,28 @@ type llavaJSON struct {
 	Architectures []string `json:"architectures"`
 	ModelType     string   `json:"model_type"`
 	llamaJSON
-	MMHiddenSize          int        `json:"mm_hidden_size"`
-	MMProjectorType       string     `json:"mm_projector_type"`
-	MMVisionSelectLayer   int        `json:"mm_vision_select_layer"`
-	MMVisionSelectFeature string     `json:"mm_vision_select_feature"`
-	MMVisionTower         string     `json:"mm_vision_tower"`
-	MMUseImStartEnd       bool       `json:"mm_use_im_start_end"`
-	MMUseImPatchToken     bool       `json:"mm_use_im_patch_token"`
-	MMPatchMergeType      string     `json:"mm_patch_merge_type"`
-	ImageAspectRatio      string     `json:"image_aspect_ratio"`
-	UseMMProj             bool       `json:"use_mm_proj"`
-	TuneMMMLPAdapter      bool       `json:"tune_mm_mlp_adapter"`
-	FreezeMMMLPAdapter    bool       `json:"freeze_mm_mlp_adapter"`
-	VisionConfig          visionJSON `json:"vision_config"`
-	Extra                 *extraJSON `json:"extra,omitempty"`
-	Flex                  *flexJSON  `json:"flex,omitempty"`
-	Flextrain             any        `json:"flextrain,omitempty"`
+	MMHiddenSize          int    `json:"mm_hidden_size"`
+	MMProjectorType       string `json:"mm_projector_type"`
+	MMVisionSelectLayer   int    `json:"mm_vision_select_layer"`
+	MMVisionSelectFeature string `json:"mm_vision_select_feature"`
+	MMVisionTower         string `json:"mm_vision_tower"`
+	MMUseImStartEnd       bool   `json:"mm_use_im_start_end"`
+	MMUseImPatchToken     bool   `json:"mm_use_im_patch_token"`
+	MMPatchMergeType      string `json:"mm_patch_merge_type"`
+	ImageAspectRatio      string `json:"image_aspect_ratio"`
+	UseMMProj             bool   `json:"use_mm_proj"`
+	TuneMMMLPAdapter      bool   `json:"tune_mm_mlp_adapter"`
+	FreezeMMMLPAdapter    bool   `json:"freeze_mm_mlp_adapter"`
+	blocksJSON
+}
+
+// blocksJSON ends both formats' config.json: the tower, FlexAttention's blocks (nil for a plain LLaVA) and
+// flextrain's description of the folder.
+type blocksJSON struct {
+	VisionConfig visionJSON `json:"vision_config"`
+	Extra        *extraJSON `json:"extra,omitempty"`
+	Flex         *flexJSON  `json:"flex,omitempty"`
+	Flextrain    any        `json:"flextrain,omitempty"`
 }
 
 // hfTextJSON is llava-hf's text_config.
@@ -108,10 +114,7 @@ type hfJSON struct {
 	VocabSize                   int        `json:"vocab_size"`
 	TorchDType                  string     `json:"torch_dtype"`
 	TextConfig                  hfTextJSON `json:"text_config"`
-	VisionConfig                visionJSON `json:"vision_config"`
-	Extra                       *extraJSON `json:"extra,omitempty"`
-	Flex                        *flexJSON  `json:"flex,omitempty"`
-	Flextrain                   any        `json:"flextrain,omitempty"`
+	blocksJSON
 }
 
 // config is the plan's config.json.
@@ -123,8 +126,7 @@ func (p *writePlan) config() any {
 	return llavaJSON{Architectures: []string{"LlavaLlamaForCausalLM"}, ModelType: "llava", llamaJSON: p.llama(p.opts.Tokens.Pad),
 		MMHiddenSize: v.HiddenSize, MMProjectorType: "mlp2x_gelu", MMVisionSelectLayer: v.SelectLayer,
 		MMVisionSelectFeature: "patch", MMVisionTower: p.opts.VisionTower, MMPatchMergeType: "flat",
-		ImageAspectRatio: "pad", UseMMProj: true, VisionConfig: vision(v), Extra: p.extra(), Flex: p.flex(),
-		Flextrain: p.opts.Info}
+		ImageAspectRatio: "pad", UseMMProj: true, blocksJSON: p.blocks()}
 }
 
 // hfConfig is FormatLLaVAHF's config.json.
@@ -134,8 +136,8 @@ func (p *writePlan) hfConfig() hfJSON {
 		ImageTokenIndex: p.hf.Image, PadTokenID: p.hf.Pad, IgnoreIndex: -100, ProjectorHiddenAct: "gelu",
 		MultimodalProjectorBias: true, VisionFeatureLayer: p.cfg.Vision.SelectLayer,
 		VisionFeatureSelectStrategy: "default", ImageSeqLength: n, VocabSize: p.cfg.Text.VocabSize, TorchDType: p.opts.DType,
-		TextConfig:   hfTextJSON{ModelType: "llama", Architectures: []string{"LlamaForCausalLM"}, llamaJSON: p.llama(p.hf.Pad)},
-		VisionConfig: vision(p.cfg.Vision), Extra: p.extra(), Flex: p.flex(), Flextrain: p.opts.Info}
+		TextConfig: hfTextJSON{ModelType: "llama", Architectures: []string{"LlamaForCausalLM"}, llamaJSON: p.llama(p.hf.Pad)},
+		blocksJSON: p.blocks()}
 }
 
 // llama is the decoder's keys; pad < 0 writes no pad_token_id.
@@ -150,6 +152,11 @@ func (p *writePlan) llama(pad int) llamaJSON {
 		j.PadTokenID = &pad
 	}
 	return j
+}
+
+// blocks are the keys that end either format's config.json.
+func (p *writePlan) blocks() blocksJSON {
+	return blocksJSON{VisionConfig: vision(p.cfg.Vision), Extra: p.extra(), Flex: p.flex(), Flextrain: p.opts.Info}
 }
 
 // vision is the tower's keys.
