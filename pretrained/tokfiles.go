@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/internal/atomicfile"
 	"github.com/flextrain/flextrain/internal/fileio"
 )
@@ -134,20 +135,9 @@ func editSpecialMap(m map[string]json.RawMessage, _ []newToken) error {
 	return nil
 }
 
-// addedEntry is one of tokenizer.json's added_tokens, as the tokenizers library writes it.
-type addedEntry struct {
-	ID         int    `json:"id"`
-	Content    string `json:"content"`
-	SingleWord bool   `json:"single_word"`
-	LStrip     bool   `json:"lstrip"`
-	RStrip     bool   `json:"rstrip"`
-	Normalized bool   `json:"normalized"`
-	Special    bool   `json:"special"`
-}
-
 // editTokenizerJSON appends the tokens to tokenizer.json's added_tokens, refusing an id or a content taken.
 func editTokenizerJSON(m map[string]json.RawMessage, toks []newToken) error {
-	var added []addedEntry
+	var added []tokenizer.AddedToken
 	if raw, ok := m["added_tokens"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &added); err != nil {
 			return err
@@ -160,7 +150,7 @@ func editTokenizerJSON(m map[string]json.RawMessage, toks []newToken) error {
 			}
 			continue
 		}
-		added = append(added, addedEntry{ID: t.id, Content: t.content, Special: true})
+		added = append(added, tokenizer.AddedToken{ID: t.id, Content: t.content, Special: true})
 	}
 	raw, err := encodeJSON(added)
 	m["added_tokens"] = raw
@@ -168,7 +158,7 @@ func editTokenizerJSON(m map[string]json.RawMessage, toks []newToken) error {
 }
 
 // checkAdded reports whether t is among added already, refusing its id or content with another partner.
-func checkAdded(added []addedEntry, t newToken) (bool, error) {
+func checkAdded(added []tokenizer.AddedToken, t newToken) (bool, error) {
 	for _, a := range added {
 		switch {
 		case a.Content == t.content && a.ID == t.id:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/flextrain/flextrain/data/tokenizer"
 )
 
 // systemPrompt is LLaVA's vicuna_v1 system prompt (llava/conversation.py), which the template puts before
@@ -57,24 +59,13 @@ func colourNames() []string {
 	return out
 }
 
-// addedToken is one entry of tokenizer.json's added_tokens.
-type addedToken struct {
-	ID         int    `json:"id"`
-	Content    string `json:"content"`
-	SingleWord bool   `json:"single_word"`
-	LStrip     bool   `json:"lstrip"`
-	RStrip     bool   `json:"rstrip"`
-	Normalized bool   `json:"normalized"`
-	Special    bool   `json:"special"`
-}
-
 // tokenizerJSON renders a Hugging Face tokenizer.json: a WordLevel model over vocabulary() with the Whitespace
 // pre-tokenizer, no normalizer (case matters) and no post-processor (the template adds <s> itself). The
 // vocabulary is written in id order, which json.Marshal of a map would not do.
 func tokenizerJSON() ([]byte, error) {
-	added := make([]addedToken, len(specials))
+	added := make([]tokenizer.AddedToken, len(specials))
 	for i, s := range specials {
-		added[i] = addedToken{ID: i, Content: s, Special: true}
+		added[i] = tokenizer.AddedToken{ID: i, Content: s, Special: true}
 	}
 	addedJSON, err := marshal(added, "  ")
 	if err != nil {

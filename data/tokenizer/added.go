@@ -32,7 +32,7 @@ type segment struct {
 
 // newAddedMatcher indexes the added tokens plus <s>, </s>, <unk> when only the vocab has them, so that they are
 // always matched as single ids (the slow LlamaTokenizer splits on its special tokens).
-func newAddedMatcher(added []addedJSON, vocab map[string]int) *addedMatcher {
+func newAddedMatcher(added []AddedToken, vocab map[string]int) *addedMatcher {
 	m := &addedMatcher{ids: map[string]int{}}
 	var toks []addedToken
 	for _, a := range added {

@@ -10,19 +10,23 @@ import (
 // fileJSON is the part of a Hugging Face tokenizer.json this package reads. truncation, padding and
 // post_processor are ignored: callers choose BOS with Encode's addBOS.
 type fileJSON struct {
-	AddedTokens  []addedJSON     `json:"added_tokens"`
+	AddedTokens  []AddedToken    `json:"added_tokens"`
 	Normalizer   json.RawMessage `json:"normalizer"`
 	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
 	Decoder      json.RawMessage `json:"decoder"`
 	Model        modelJSON       `json:"model"`
 }
 
-type addedJSON struct {
+// AddedToken is one entry of tokenizer.json's added_tokens (and, keyed by id, of tokenizer_config.json's
+// added_tokens_decoder), in the order the tokenizers library writes its fields. Reading uses all but
+// Normalized; the packages that write tokenizer files use it whole.
+type AddedToken struct {
 	ID         int    `json:"id"`
 	Content    string `json:"content"`
 	SingleWord bool   `json:"single_word"`
 	LStrip     bool   `json:"lstrip"`
 	RStrip     bool   `json:"rstrip"`
+	Normalized bool   `json:"normalized"`
 	Special    bool   `json:"special"`
 }
 
@@ -132,7 +136,7 @@ const maxID = 1 << 24
 const idSlack = 1024
 
 // buildIDs fills idToToken from the vocabulary and the added tokens, refusing two tokens for one id.
-func (t *Tokenizer) buildIDs(added []addedJSON) error {
+func (t *Tokenizer) buildIDs(added []AddedToken) error {
 	size, err := idTableSize(t.vocab, added)
 	if err != nil {
 		return err
@@ -154,7 +158,7 @@ func (t *Tokenizer) buildIDs(added []addedJSON) error {
 }
 
 // idTableSize is one more than the largest id, checked against maxID and idSlack.
-func idTableSize(vocab map[string]int, added []addedJSON) (int, error) {
+func idTableSize(vocab map[string]int, added []AddedToken) (int, error) {
 	size := 0
 	for tok, id := range vocab {
 		if id < 0 || id >= maxID {

@@ -75,11 +75,11 @@ func loadModelFile(dir string) (*Tokenizer, error) {
 // configJSON is the part of tokenizer_config.json and special_tokens_map.json that LoadDir reads. A special
 // token is a string, an object with its "content", or null.
 type configJSON struct {
-	AddedTokensDecoder map[string]addedJSON `json:"added_tokens_decoder"` // keyed by id
-	BOS                json.RawMessage      `json:"bos_token"`
-	EOS                json.RawMessage      `json:"eos_token"`
-	UNK                json.RawMessage      `json:"unk_token"`
-	PAD                json.RawMessage      `json:"pad_token"`
+	AddedTokensDecoder map[string]AddedToken `json:"added_tokens_decoder"` // keyed by id
+	BOS                json.RawMessage       `json:"bos_token"`
+	EOS                json.RawMessage       `json:"eos_token"`
+	UNK                json.RawMessage       `json:"unk_token"`
+	PAD                json.RawMessage       `json:"pad_token"`
 }
 
 // readSideFile decodes the JSON file dir/name into v; found is false when there is no such file.
@@ -120,18 +120,18 @@ func (t *Tokenizer) readAddedTokens(dir string, cfg *configJSON) error {
 }
 
 // addedFromMap turns added_tokens.json's {"text": id} into added tokens, in id order.
-func addedFromMap(m map[string]int) []addedJSON {
-	toks := make([]addedJSON, 0, len(m))
+func addedFromMap(m map[string]int) []AddedToken {
+	toks := make([]AddedToken, 0, len(m))
 	for content, id := range m {
-		toks = append(toks, addedJSON{ID: id, Content: content})
+		toks = append(toks, AddedToken{ID: id, Content: content})
 	}
 	sortAdded(toks)
 	return toks
 }
 
 // addedFromDecoder turns added_tokens_decoder's {"id": {"content": …}} into added tokens, in id order.
-func addedFromDecoder(m map[string]addedJSON) ([]addedJSON, error) {
-	toks := make([]addedJSON, 0, len(m))
+func addedFromDecoder(m map[string]AddedToken) ([]AddedToken, error) {
+	toks := make([]AddedToken, 0, len(m))
 	for key, a := range m {
 		id, err := strconv.Atoi(key)
 		if err != nil {
@@ -145,15 +145,15 @@ func addedFromDecoder(m map[string]addedJSON) ([]addedJSON, error) {
 }
 
 // sortAdded orders added tokens by id, then text, so that errors do not depend on map order.
-func sortAdded(toks []addedJSON) {
-	slices.SortFunc(toks, func(a, b addedJSON) int {
+func sortAdded(toks []AddedToken) {
+	slices.SortFunc(toks, func(a, b AddedToken) int {
 		return cmp.Or(cmp.Compare(a.ID, b.ID), strings.Compare(a.Content, b.Content))
 	})
 }
 
 // addTokens adds the added tokens of the file at path, refusing any that contradicts the tokens so far. An
 // id may pass the end of the id table by at most the file's tokens plus idSlack, as buildIDs allows.
-func (t *Tokenizer) addTokens(path string, toks []addedJSON) error {
+func (t *Tokenizer) addTokens(path string, toks []AddedToken) error {
 	limit := len(t.idToToken) + len(toks) + idSlack
 	for _, a := range toks {
 		if err := t.checkAdded(a, limit); err != nil {
@@ -173,7 +173,7 @@ func (t *Tokenizer) addTokens(path string, toks []addedJSON) error {
 // checkAdded refuses an added token that is empty, has an id outside [0, limit), has the id of another
 // token, or is already a token with another id. The same token with the same id (llava-hf lists <s> in
 // added_tokens_decoder and in tokenizer.json) is no contradiction.
-func (t *Tokenizer) checkAdded(a addedJSON, limit int) error {
+func (t *Tokenizer) checkAdded(a AddedToken, limit int) error {
 	if a.Content == "" || a.ID < 0 || a.ID >= limit {
 		return fmt.Errorf("%w: added token %q has id %d (want one in [0, %d))", ErrFormat, a.Content, a.ID, limit)
 	}
@@ -206,7 +206,7 @@ func (t *Tokenizer) setSpecialTokens(path string, c *configJSON) error {
 			return fmt.Errorf("tokenizer: %s: %w: %s %q is not a token of the vocabulary or an added token", path, ErrFormat, s.name, content)
 		}
 		*s.dst = id
-		t.addedTokens = append(t.addedTokens, addedJSON{ID: id, Content: content, Special: true})
+		t.addedTokens = append(t.addedTokens, AddedToken{ID: id, Content: content, Special: true})
 	}
 	return nil
 }

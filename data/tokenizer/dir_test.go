@@ -25,14 +25,14 @@ func writeDir(t *testing.T, files map[string][]byte) string {
 
 // llamaJSONWith is the LLaMA fixture's tokenizer.json with more added tokens, as llava-hf's has <image> and
 // <pad>.
-func llamaJSONWith(t *testing.T, extra ...addedJSON) []byte {
+func llamaJSONWith(t *testing.T, extra ...AddedToken) []byte {
 	t.Helper()
 	_, raw := loadLlama(t)
 	var f map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
 	}
-	var added []addedJSON
+	var added []AddedToken
 	if err := json.Unmarshal(f["added_tokens"], &added); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ const (
 // <pad> are single ids where the folder adds them, and the special ids follow the configuration.
 func TestLoadDirLLaVA(t *testing.T) {
 	model := llamaAsSentencePiece(t)
-	hfJSON := llamaJSONWith(t, addedJSON{ID: 32000, Content: "<image>", Special: true}, addedJSON{ID: 32001, Content: "<pad>", Special: true})
+	hfJSON := llamaJSONWith(t, AddedToken{ID: 32000, Content: "<image>", Special: true}, AddedToken{ID: 32001, Content: "<pad>", Special: true})
 	_, plainJSON := loadLlama(t)
 	tests := []struct {
 		name  string

@@ -74,18 +74,18 @@ func (m *modelProto) build() (*Tokenizer, error) {
 // indexPieces fills the vocabulary and the id table, records the unknown and byte pieces, and returns the
 // USER_DEFINED ones. A piece spelled twice is refused: SentencePiece would give the spelling the id of
 // whichever it looks up first.
-func (m *modelProto) indexPieces(t *Tokenizer, b *bpe) ([]addedJSON, error) {
+func (m *modelProto) indexPieces(t *Tokenizer, b *bpe) ([]AddedToken, error) {
 	for i := range b.byteIDs {
 		b.byteIDs[i] = -1
 	}
-	var user []addedJSON
+	var user []AddedToken
 	for id, p := range m.pieces {
 		if old, dup := t.vocab[p.text]; dup {
 			return nil, fmt.Errorf("%w: piece %q is both id %d and id %d", ErrFormat, p.text, old, id)
 		}
 		t.vocab[p.text], t.idToToken[id] = id, p.text
 		if p.typ == pieceUserDefined {
-			user = append(user, addedJSON{ID: id, Content: p.text})
+			user = append(user, AddedToken{ID: id, Content: p.text})
 		} else if err := m.indexSpecial(b, id, p); err != nil {
 			return nil, err
 		}
@@ -177,11 +177,11 @@ func (m *modelProto) controlID(name string, id int32) (int, error) {
 
 // specialTokens lists the unknown, BOS and EOS pieces: the slow LlamaTokenizer matches its unk, bos and eos
 // tokens literally in the text before SentencePiece sees it.
-func specialTokens(t *Tokenizer) []addedJSON {
-	var added []addedJSON
+func specialTokens(t *Tokenizer) []AddedToken {
+	var added []AddedToken
 	for _, id := range []int{t.unk, t.bos, t.eos} {
 		if id >= 0 {
-			added = append(added, addedJSON{ID: id, Content: t.idToToken[id], Special: true})
+			added = append(added, AddedToken{ID: id, Content: t.idToToken[id], Special: true})
 		}
 	}
 	return added

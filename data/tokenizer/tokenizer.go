@@ -73,7 +73,7 @@ type Tokenizer struct {
 	pre         preTokenizer  // nil: each piece of text is one word
 	decoder     decoder       // nil: tokens are joined with spaces, as Hugging Face does
 	added       *addedMatcher // literal added tokens in the text
-	addedTokens []addedJSON   // what added was built from (with the vocabulary), for LoadDir to extend
+	addedTokens []AddedToken  // what added was built from (with the vocabulary), for LoadDir to extend
 	idToToken   []string      // "" where no token has that id
 	vocab       map[string]int
 	bos, eos    int
