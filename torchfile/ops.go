@@ -244,7 +244,7 @@ func (m *machine) append() error {
 	if err != nil {
 		return err
 	}
-	l, err := m.topList()
+	l, err := topAs[*list](m, "append to")
 	if err == nil {
 		l.items = append(l.items, v)
 	}
@@ -257,24 +257,25 @@ func (m *machine) appends() error {
 	if err != nil {
 		return err
 	}
-	l, err := m.topList()
+	l, err := topAs[*list](m, "append to")
 	if err == nil {
 		l.items = append(l.items, vs...)
 	}
 	return err
 }
 
-// topList returns the list on top of the stack.
-func (m *machine) topList() (*list, error) {
+// topAs returns the value on top of the stack as a T, or an error saying that op cannot be done to it.
+func topAs[T any](m *machine, op string) (T, error) {
+	var zero T
 	v, err := m.top()
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	l, ok := v.(*list)
+	t, ok := v.(T)
 	if !ok {
-		return nil, formatErrorf("append to %s", aType(v))
+		return zero, formatErrorf("%s %s", op, aType(v))
 	}
-	return l, nil
+	return t, nil
 }
 
 func (m *machine) emptyDict() error {
@@ -302,7 +303,7 @@ func (m *machine) setItem() error {
 	if err != nil {
 		return err
 	}
-	d, err := m.topDict()
+	d, err := topAs[*dict](m, "set an item of")
 	if err != nil {
 		return err
 	}
@@ -315,7 +316,7 @@ func (m *machine) setItems() error {
 	if err != nil {
 		return err
 	}
-	d, err := m.topDict()
+	d, err := topAs[*dict](m, "set an item of")
 	if err != nil {
 		return err
 	}
@@ -333,19 +334,6 @@ func (d *dict) setPairs(vs []any) error {
 		}
 	}
 	return nil
-}
-
-// topDict returns the dict on top of the stack.
-func (m *machine) topDict() (*dict, error) {
-	v, err := m.top()
-	if err != nil {
-		return nil, err
-	}
-	d, ok := v.(*dict)
-	if !ok {
-		return nil, formatErrorf("set an item of %s", aType(v))
-	}
-	return d, nil
 }
 
 // global pushes the allowed global named by two lines of text, or refuses it.
