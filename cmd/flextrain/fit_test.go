@@ -188,16 +188,7 @@ func interrupt(t *testing.T, dir string, after int, extra []string, sigs ...sysc
 	defer cancel()
 	sets := append(append(slices.Clone(signalSets), extra...), "max_steps=1000000")
 	cmd := fitCmd(t, ctx, dir, sets...)
-	var errBuf bytes.Buffer
-	cmd.Stderr = &errBuf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
+	sc, errBuf := startLogged(t, cmd)
 	for sc.Scan() {
 		step, ok := stepOfLine(sc.Text())
 		if !ok {
@@ -215,6 +206,21 @@ func interrupt(t *testing.T, dir string, after int, extra []string, sigs ...sysc
 	cmd.Wait()
 	t.Logf("signalled after the line of step %d: exit %d, last logged step %d", after, cmd.ProcessState.ExitCode(), last)
 	return last, cmd.ProcessState.ExitCode(), errBuf.String()
+}
+
+// startLogged starts cmd with its standard error collected, and returns a scanner of its standard output.
+func startLogged(t *testing.T, cmd *exec.Cmd) (*bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return bufio.NewScanner(stdout), &errBuf
 }
 
 // stepOfLine reads N from a log line "step N/M | …".

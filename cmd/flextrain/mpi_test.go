@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -153,16 +151,7 @@ func TestMPIRankKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := mpiFit(t, ctx, 2, dir, append(signalSets, "max_steps=1000000", "save_steps=1", "per_device_train_batch_size=2")...)
-	var errBuf bytes.Buffer
-	cmd.Stderr = &errBuf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
+	sc, errBuf := startLogged(t, cmd)
 	for sc.Scan() {
 		if step, ok := stepOfLine(sc.Text()); ok && step >= 2 {
 			break
@@ -176,7 +165,7 @@ func TestMPIRankKilled(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if waited := time.Since(killed); err == nil || waited > 60*time.Second {
 		t.Fatalf("after killing rank process %d: mpirun ended with %v after %v; want a non-zero status within 60 s\n%s", victim, err, waited, errBuf.String())
 	}
@@ -193,17 +182,8 @@ func TestMPIRankKilled(t *testing.T) {
 // last step logged, mpirun's exit status and the standard error.
 func signalAfter(t *testing.T, cmd *exec.Cmd, after int, sig syscall.Signal) (last, code int, stderr string) {
 	t.Helper()
-	var errBuf bytes.Buffer
-	cmd.Stderr = &errBuf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	sc, errBuf := startLogged(t, cmd)
 	sent := false
-	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		if step, ok := stepOfLine(sc.Text()); ok {
 			last = step
