@@ -215,18 +215,29 @@ func (t *towerSearch) files() string {
 // it holds, for a run whose model_name_or_path is that folder. Its Flex part is provisional: the run's own
 // flex settings apply. A CLIP folder holds no decoder and is refused.
 func ReadModel(dir string, opts Options) (model.Config, error) {
+	layout, cfg, err := ReadLayout(dir, opts)
+	if err == nil && layout == LayoutCLIP {
+		err = fmt.Errorf("pretrained: %s is a CLIP folder, a vision tower only: name it as vision_tower, beside a LLaVA folder", dir)
+	}
+	return cfg, err
+}
+
+// ReadLayout reads the layout of the folder dir and, as ReadModel does, the model its configuration
+// describes (none for a CLIP folder), without reading a weight.
+func ReadLayout(dir string, opts Options) (Layout, model.Config, error) {
 	o, err := readObject(filepath.Join(dir, ConfigFile))
 	if err != nil {
-		return model.Config{}, err
+		return "", model.Config{}, err
 	}
 	s := readSpec(o)
 	if err := o.err(); err != nil {
-		return model.Config{}, err
+		return "", model.Config{}, err
 	}
 	if s.layout == LayoutCLIP {
-		return model.Config{}, fmt.Errorf("pretrained: %s is a CLIP folder, a vision tower only: name it as vision_tower, beside a LLaVA folder", dir)
+		return s.layout, model.Config{}, nil
 	}
-	return s.baseConfig(&towerSearch{dir: dir, spec: s, opts: opts})
+	cfg, err := s.baseConfig(&towerSearch{dir: dir, spec: s, opts: opts})
+	return s.layout, cfg, err
 }
 
 // IsFolder reports whether path is a folder with a config.json: a published or exported model, which Open
@@ -236,14 +247,4 @@ func IsFolder(path string) bool { return isFile(filepath.Join(path, ConfigFile))
 // HasTokenizer reports whether the folder dir holds a tokenizer (tokenizer.json or tokenizer.model).
 func HasTokenizer(dir string) bool {
 	return isFile(filepath.Join(dir, "tokenizer.json")) || isFile(filepath.Join(dir, "tokenizer.model"))
-}
-
-// LayoutOf reads the layout of the folder dir from its config.json alone.
-func LayoutOf(dir string) (Layout, error) {
-	o, err := readObject(filepath.Join(dir, ConfigFile))
-	if err != nil {
-		return "", err
-	}
-	s := readSpec(o)
-	return s.layout, o.err()
 }

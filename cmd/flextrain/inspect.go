@@ -153,16 +153,12 @@ func describeFolder(path, visionTower string) (*folderSummary, error) {
 	if !pretrained.IsFolder(path) {
 		return nil, nil
 	}
-	layout, err := pretrained.LayoutOf(path)
-	if err != nil {
+	layout, cfg, err := pretrained.ReadLayout(path, pretrained.Options{VisionTower: visionTower})
+	if layout == "" {
 		return nil, err
 	}
 	s := &folderSummary{Layout: layout, Tokenizer: pretrained.HasTokenizer(path)}
-	if layout == pretrained.LayoutCLIP {
-		return s, nil
-	}
-	cfg, err := pretrained.ReadModel(path, pretrained.Options{VisionTower: visionTower})
-	if err != nil {
+	if layout == pretrained.LayoutCLIP || err != nil {
 		return s, err
 	}
 	t, v := cfg.Text, cfg.Vision
