@@ -22,7 +22,6 @@ import (
 	"github.com/flextrain/flextrain/train"
 
 	"github.com/flextrain/flextrain/checkpoints"
-	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/synth"
 )
 
@@ -176,10 +175,10 @@ func (r *Result) evaluate(ctx context.Context, opts Options) error {
 	if r.TestPath, images, err = testSplit(opts.Flex); err != nil {
 		return err
 	}
-	if r.Base, err = evaluateStage(ctx, opts.Base, r.TestPath, images, 0); err != nil {
+	if r.Base, err = evaluateStage(ctx, opts.Base, r.TestPath, images, "lr"); err != nil {
 		return err
 	}
-	r.Flex, err = evaluateStage(ctx, opts.Flex, r.TestPath, images, 1)
+	r.Flex, err = evaluateStage(ctx, opts.Flex, r.TestPath, images, "flex")
 	return err
 }
 
@@ -208,8 +207,8 @@ func testSplit(cfg config.Config) (path, images string, err error) {
 }
 
 // evaluateStage loads the last checkpoint of cfg's run and evaluates it on path, whose images lie in images,
-// with blend weight alpha.
-func evaluateStage(ctx context.Context, cfg config.Config, path, images string, alpha float64) (eval.Report, error) {
+// on view ("lr": α = 0, "flex": α = 1) whatever view the stage trained on.
+func evaluateStage(ctx context.Context, cfg config.Config, path, images, view string) (eval.Report, error) {
 	e, err := checkpoints.Latest(cfg.OutputDir)
 	if err != nil {
 		return eval.Report{}, fmt.Errorf("demo: %w", err)
@@ -218,16 +217,12 @@ func evaluateStage(ctx context.Context, cfg config.Config, path, images string, 
 	if err != nil {
 		return eval.Report{}, fmt.Errorf("demo: %w", err)
 	}
-	kinds, err := eval.RecordKinds(path)
+	tr.Config.Flex.View = view
+	r, err := tr.EvaluateFile(ctx, path, images)
 	if err != nil {
-		return eval.Report{}, err
+		return eval.Report{}, fmt.Errorf("demo: %w", err)
 	}
-	l, err := data.Open(config.EvalDataOptions(tr.Config, tr.Tokenizer, path, images))
-	if err != nil {
-		return eval.Report{}, fmt.Errorf("demo: evaluate %s: %w", path, err)
-	}
-	defer l.Close()
-	return eval.Evaluate(ctx, tr.Weights, l, tr.Tokenizer.EOS(), kinds, alpha)
+	return r, nil
 }
 
 // demoKinds are the columns of the demo table, in order; other kinds follow sorted.
