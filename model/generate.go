@@ -19,13 +19,13 @@ func Generate[P ops.Float](w *Weights, b *Batch[P], maxNew, eos int, alpha float
 	if err := b.Validate(w.Config()); err != nil {
 		return nil, err
 	}
-	out := make([][]int, b.Len())
+	out, skip := make([][]int, b.Len()), idSet(suppress)
 	for s := range b.InputIDs {
 		d, err := NewDecoder(w, b, s, alpha)
 		if err != nil {
 			return nil, err
 		}
-		d.Suppress(suppress)
+		d.suppress = skip
 		if out[s], err = d.Greedy(d.Prefill(), maxNew, eos); err != nil {
 			return nil, err
 		}
@@ -75,11 +75,15 @@ func (d *Decoder) Step(token int) ([]float64, error) { return d.step(token) }
 
 // Suppress keeps Greedy from choosing ids: tokens a vocabulary holds that are not text, such as llava-hf's
 // "<image>" and "<pad>" or the rows that pad a vocabulary to a multiple of 64.
-func (d *Decoder) Suppress(ids []int) {
-	d.suppress = make(map[int]bool, len(ids))
+func (d *Decoder) Suppress(ids []int) { d.suppress = idSet(ids) }
+
+// idSet is the set of ids.
+func idSet(ids []int) map[int]bool {
+	set := make(map[int]bool, len(ids))
 	for _, id := range ids {
-		d.suppress[id] = true
+		set[id] = true
 	}
+	return set
 }
 
 // Greedy continues from the last row's logits by up to maxNew tokens, each the argmax of the row before
