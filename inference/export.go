@@ -65,7 +65,7 @@ func Export(tr *Trained, dir string, o ExportOptions) error {
 	w.DType = o.DType
 	w.Info = ExportInfo{Step: tr.Step, Format: string(o.Format), DType: o.DType, Tensors: exportedTensors(tr, w.Plain),
 		BaseModel: tr.Config.ModelNameOrPath, Seed: tr.Config.Seed}
-	return pretrained.Write(dir, o.Format, tr.Config.Model(), tr.Weights.Tensors(), w)
+	return pretrained.Write(dir, o.Format, tr.Config.Model(), tr.Weights.StoredTensors(), w) // 16-bit weights are not widened on the way
 }
 
 // writeOptions are the choices of pretrained.Write that describe tr: its tokenizer, special ids, tower, length,

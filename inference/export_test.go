@@ -336,7 +336,7 @@ func testExportRoundTrip(t *testing.T, f trainedFixture, tr *Trained) {
 func compareWeights(t *testing.T, name string, want, got *model.Weights, tol float64) {
 	t.Helper()
 	for _, n := range want.Names() {
-		w, g := want.Get(n).Data().([]float32), got.Get(n).Data().([]float32)
+		w, g := floats(t, want, n), floats(t, got, n)
 		if len(g) < len(w) {
 			t.Errorf("%s: %s holds %d values; want %d", name, n, len(g), len(w))
 			continue
@@ -351,6 +351,16 @@ func compareWeights(t *testing.T, name string, want, got *model.Weights, tol flo
 			t.Errorf("%s: %s's rows past the model's vocabulary are not zero", name, n)
 		}
 	}
+}
+
+// floats are the values of the weight called n, widened if the store keeps it in 16 bits.
+func floats(t *testing.T, w *model.Weights, n string) []float32 {
+	t.Helper()
+	v, err := w.Tensor(n).Float32s()
+	if err != nil {
+		t.Fatalf("%s: %v", n, err)
+	}
+	return v
 }
 
 func readAll(t *testing.T, path string) []byte {

@@ -73,7 +73,7 @@ func TestFineTuneFromPublishedFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.mm_projector.0.weight"} {
-		if !slices.Equal(tr.Weights.Get(name).Data().([]float32), base.Get(name).Data().([]float32)) {
+		if !slices.Equal(floats(t, tr.Weights, name), floats(t, base, name)) {
 			t.Errorf("frozen %s differs from the folder's", name)
 		}
 	}

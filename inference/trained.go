@@ -74,7 +74,8 @@ func baseWeights(cfg config.Config, opts Options) (*model.Weights, error) {
 		dt = tensor.Float64
 	}
 	tower := cmp.Or(opts.VisionTower, cfg.LLaVA.VisionTower)
-	w, _, err := pretrained.Weights(cfg.ModelNameOrPath, cfg.Model(), dt, uint64(cfg.Seed), pretrained.Options{VisionTower: tower})
+	frozen := func(name string) bool { return !cfg.Trainable(name) } // the checkpoint's trained weights are assigned over the rest
+	w, _, err := pretrained.Weights(cfg.ModelNameOrPath, cfg.Model(), dt, uint64(cfg.Seed), pretrained.Options{VisionTower: tower, Frozen: frozen})
 	return w, err
 }
 
@@ -87,7 +88,7 @@ func LoadFolder(dir string, opts Options) (*Trained, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inference: load %s: %w", dir, err)
 	}
-	w, err := model.FromTensors(f.Config, tensor.Float32, f.Tensors)
+	w, err := model.FromTensorsHalf(f.Config, f.Tensors, func(string) bool { return true }) // nothing trains here
 	if err != nil {
 		return nil, fmt.Errorf("inference: load %s: %w", dir, err)
 	}

@@ -42,13 +42,15 @@ func VisionFingerprint(w *Weights) string { return w.fingerprint(isVision) }
 // fingerprint hashes the model configuration, the element type and, in name order, the names and data of
 // the weights keep picks.
 func (w *Weights) fingerprint(keep func(name string) bool) string {
-	parts := [][]byte{fmt.Appendf(nil, "%+v %s", w.Config(), w.Dtype())}
+	f := featcache.NewFingerprinter()
+	f.Add(fmt.Appendf(nil, "%+v %s", w.Config(), w.Dtype()))
 	for _, name := range w.Names() {
 		if keep(name) {
-			parts = append(parts, []byte(name), w.Tensor(name).Data)
+			f.Add([]byte(name))
+			f.Add(w.Tensor(name).Data) // one weight in memory at a time
 		}
 	}
-	return featcache.Fingerprint(parts...)
+	return f.Sum()
 }
 
 // isVision reports whether the weight called name belongs to the vision tower.
@@ -158,8 +160,8 @@ func (b *builder[T]) cachedHRFeatures(dst []T, px []T) {
 	if featcache.GetInto(b.opt.Features, k, viewHD, dst) {
 		return
 	}
-	t := hrTower(b.mem, b.cfg, b.get, p)
-	hrFeatures(b.mem, b.cfg, b.get, t, dst)
+	t := hrTower(b.mem, b.cfg, b.frozen, p)
+	hrFeatures(b.mem, b.cfg, b.frozen, t, dst)
 	ops.Recycle(b.mem, t)
 	// A failed disk write leaves correct features and is counted in the cache's statistics.
 	featcache.Put(b.opt.Features, k, viewHD, dst)

@@ -112,11 +112,11 @@ func (d *Decoder) Selected() [][]bool { return d.selected() }
 // rowDecoder holds one sample's cache in element type T.
 type rowDecoder[T ops.Float] struct {
 	cfg     Config
-	get     lookup[T]
+	w       params[T]
 	alpha   float64
 	rows    [][]T // the prompt's input rows [D] (LR features in place of the image id)
 	kc, vc  [][]T // per layer, cached rotated keys and values [pos, D]
-	cos     []T   // RoPE tables [dh] of the row being run, shared by its layers
+	cos     []T   // RoPE tables [rows, dh] of the rows being run, shared by their layers
 	sin     []T
 	hd      []T // HR features [M, D], nil for text-only samples
 	hcos    []float64
@@ -133,7 +133,7 @@ type rowDecoder[T ops.Float] struct {
 func newDecoder[T, P ops.Float](w *Weights, b *Batch[P], s int, alpha float64) *Decoder {
 	cfg := w.Config()
 	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, ori: b.OriSizes[s],
-		get: func(name string) []T { return w.Get(name).Data().([]T) },
+		w:   params[T]{w},
 		kc:  make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
 	assemble(d, b, s)
 	return &Decoder{prefill: d.prefill, step: d.step, selected: func() [][]bool { return d.used }}
@@ -143,23 +143,22 @@ func newDecoder[T, P ops.Float](w *Weights, b *Batch[P], s int, alpha float64) *
 func assemble[T, P ops.Float](d *rowDecoder[T], b *Batch[P], s int) {
 	D := d.cfg.Text.HiddenSize
 	g, n, zg, M := d.cfg.Grid()
-	emb := d.get("model.embed_tokens.weight")
 	for t, id := range b.InputIDs[s] {
 		if b.AttentionMask[s][t] == 0 {
 			continue
 		}
 		if id != llava.ImageTokenID {
-			d.rows = append(d.rows, emb[id*D:(id+1)*D])
+			d.rows = append(d.rows, d.w.row("model.embed_tokens.weight", id))
 			continue
 		}
 		d.imageAt = len(d.rows)
 		d.imageKey = pixelHash(b.LRPixels[s])
-		lr := project(nil, d.cfg, d.get, visionFeatures(nil, d.cfg, d.get, ops.Convert[T](nil, b.LRPixels[s]), 1), n)
+		lr := project(nil, d.cfg, d.w, visionFeatures(nil, d.cfg, d.w, ops.Convert[T](nil, b.LRPixels[s]), 1), n)
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
 		}
 		d.hd = make([]T, M*D)
-		hrFeatures(nil, d.cfg, d.get, hrTower(nil, d.cfg, d.get, ops.Convert[T](nil, b.HRPixels[s])), d.hd)
+		hrFeatures(nil, d.cfg, d.w, hrTower(nil, d.cfg, d.w, ops.Convert[T](nil, b.HRPixels[s])), d.hd)
 	}
 	if d.imageAt >= 0 {
 		cos, sin := ops.RopeTables(d.imageAt+n, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
@@ -167,39 +166,53 @@ func assemble[T, P ops.Float](d *rowDecoder[T], b *Batch[P], s int) {
 	}
 }
 
+// prefill runs the prompt and returns the logits of its last row: every row but the last together, a layer
+// at a time, so that each weight is read once for all of them; then the last row, the only one that sees
+// HR tokens.
 func (d *rowDecoder[T]) prefill() []float64 {
-	var logits []float64
-	for i, r := range d.rows {
-		logits = d.forward(r, i == len(d.rows)-1)
+	last := len(d.rows) - 1
+	if last > 0 {
+		d.run(d.rows[:last], false)
 	}
-	return logits
+	return d.logits(d.run(d.rows[last:], true))
 }
 
 func (d *rowDecoder[T]) step(token int) ([]float64, error) {
 	if token < 0 || token >= d.cfg.Text.VocabSize {
 		return nil, fmt.Errorf("model: decode: token %d outside the vocabulary of %d", token, d.cfg.Text.VocabSize)
 	}
-	D := d.cfg.Text.HiddenSize
-	return d.forward(d.get("model.embed_tokens.weight")[token*D:(token+1)*D], true), nil
+	return d.logits(d.run([][]T{d.w.row("model.embed_tokens.weight", token)}, true)), nil
 }
 
-// forward runs one row at the next position through every layer and returns its logits. hr says whether
-// the row sees HR tokens (it is the last row, and the sample has an image).
-func (d *rowDecoder[T]) forward(in []T, hr bool) []float64 {
+// run takes rows at the next positions through every layer and returns the last one's output [D]. hr
+// says whether the rows, then one row (the prompt's last, or a new token), see HR tokens (when the sample
+// has an image).
+func (d *rowDecoder[T]) run(rows [][]T, hr bool) []T {
 	hr = hr && d.imageAt >= 0
-	h := append([]T(nil), in...)
-	c, sn := ops.RopeAt(d.pos, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
-	d.cos, d.sin = ops.Convert[T](nil, c), ops.Convert[T](nil, sn)
+	D, dh, R := d.cfg.Text.HiddenSize, d.cfg.HeadDim(), len(rows)
+	h := make([]T, R*D)
+	d.cos, d.sin = make([]T, R*dh), make([]T, R*dh)
+	for i, r := range rows {
+		copy(h[i*D:], r)
+		c, sn := ops.RopeAt(d.pos+i, dh, d.cfg.Text.RopeTheta)
+		copy(d.cos[i*dh:], ops.Convert[T](nil, c))
+		copy(d.sin[i*dh:], ops.Convert[T](nil, sn))
+	}
 	var cells []bool
 	for l := 0; l < d.cfg.Text.NumLayers; l++ {
-		cells = d.layer(l, h, hr, cells)
+		cells = d.layer(l, h, R, hr, cells)
 	}
+	d.pos += R
+	return h[(R-1)*D:]
+}
+
+// logits are lm_head(norm(h)) of one row h [D].
+func (d *rowDecoder[T]) logits(h []T) []float64 {
 	D, V := d.cfg.Text.HiddenSize, d.cfg.Text.VocabSize
 	y := make([]T, D)
-	ops.RMSNormRows(y, h, d.get("model.norm.weight"), d.cfg.Text.RMSNormEps)
+	ops.RMSNormRows(y, h, d.w.vec("model.norm.weight"), d.cfg.Text.RMSNormEps)
 	logits := make([]T, V)
-	ops.MatMulNT(logits, y, d.get("lm_head.weight"), 1, D, V)
-	d.pos++
+	d.w.mulNT(logits, y, "lm_head.weight", 1)
 	out := make([]float64, V)
 	for i, v := range logits {
 		out[i] = float64(v)
@@ -207,31 +220,36 @@ func (d *rowDecoder[T]) forward(in []T, hr bool) []float64 {
 	return out
 }
 
-// layer updates h in place through decoder layer l and returns the cells this row selects for layer l+1.
-func (d *rowDecoder[T]) layer(l int, h []T, hr bool, cells []bool) []bool {
+// layer updates the R rows h [R, D] in place through decoder layer l and returns the cells the last row
+// selects for layer l+1.
+func (d *rowDecoder[T]) layer(l int, h []T, R int, hr bool, cells []bool) []bool {
 	p := fmt.Sprintf("model.layers.%d.", l)
 	D, H, eps := d.cfg.Text.HiddenSize, d.cfg.Text.NumHeads, d.cfg.Text.RMSNormEps
-	x := make([]T, D)
-	ops.RMSNormRows(x, h, d.get(p+"input_layernorm.weight"), eps)
-	q, k, v := d.rotate(x, p+"self_attn.q_proj.weight"), d.rotate(x, p+"self_attn.k_proj.weight"), make([]T, D)
-	ops.MatMulNT(v, x, d.get(p+"self_attn.v_proj.weight"), 1, D, D)
+	x := make([]T, R*D)
+	ops.RMSNormRows(x, h, d.w.vec(p+"input_layernorm.weight"), eps)
+	q, k, v := d.rotate(x, p+"self_attn.q_proj.weight", R), d.rotate(x, p+"self_attn.k_proj.weight", R), make([]T, R*D)
+	d.w.mulNT(v, x, p+"self_attn.v_proj.weight", R)
 	d.kc[l], d.vc[l] = append(d.kc[l], k...), append(d.vc[l], v...)
 	var kHR, vHR []T
 	if hr && l >= d.cfg.Flex.NSA {
 		kHR, vHR = d.hrKeys(p, cells)
 		d.record(l, cells)
 	}
-	o := make([]T, D)
-	probs := make([]T, H*(d.pos+1))
-	ops.AttendRow(o, q, d.kc[l], d.vc[l], H, kHR, vHR, d.alpha, probs)
+	o := make([]T, R*D)
+	var probs []T
+	for i := range R { // row i sees the keys up to its own position; the last row's probabilities stay in probs
+		keys := d.pos + i + 1
+		probs = make([]T, H*keys)
+		ops.AttendRow(o[i*D:(i+1)*D], q[i*D:(i+1)*D], d.kc[l][:keys*D], d.vc[l][:keys*D], H, kHR, vHR, d.alpha, probs)
+	}
 	var next []bool
 	if hr && l >= d.cfg.Flex.NSA-1 && l < d.cfg.Text.NumLayers-1 {
 		next = d.selectCells(l, probs)
 	}
-	y := make([]T, D)
-	ops.MatMulNT(y, o, d.get(p+"self_attn.o_proj.weight"), 1, D, D)
+	y := make([]T, R*D)
+	d.w.mulNT(y, o, p+"self_attn.o_proj.weight", R)
 	ops.AddTo(h, y)
-	d.mlp(p, h)
+	d.mlp(p, h, R)
 	return next
 }
 
@@ -255,13 +273,16 @@ func pixelHash[P ops.Float](px []P) uint64 {
 	return h.Sum64()
 }
 
-// rotate is RoPE(x·Wᵀ) at the current position (the row's tables d.cos, d.sin).
-func (d *rowDecoder[T]) rotate(x []T, name string) []T {
+// rotate is RoPE(x·Wᵀ) for the R rows x [R, D] at their positions (the tables d.cos, d.sin).
+func (d *rowDecoder[T]) rotate(x []T, name string, R int) []T {
 	D, dh := d.cfg.Text.HiddenSize, d.cfg.HeadDim()
-	y, out := make([]T, D), make([]T, D)
-	ops.MatMulNT(y, x, d.get(name), 1, D, D)
-	for h := 0; h < D; h += dh {
-		ops.RopeRow(out[h:h+dh], y[h:h+dh], d.cos, d.sin, false)
+	y, out := make([]T, R*D), make([]T, R*D)
+	d.w.mulNT(y, x, name, R)
+	for i := range R {
+		cos, sin := d.cos[i*dh:(i+1)*dh], d.sin[i*dh:(i+1)*dh]
+		for h := i * D; h < (i+1)*D; h += dh {
+			ops.RopeRow(out[h:h+dh], y[h:h+dh], cos, sin, false)
+		}
 	}
 	return out
 }
@@ -279,8 +300,8 @@ func (d *rowDecoder[T]) hrKeys(p string, cells []bool) ([]T, []T) {
 		copy(hdU[i*D:(i+1)*D], d.hd[t*D:(t+1)*D])
 	}
 	pre, kHR, vHR := make([]T, len(hdU)), make([]T, len(hdU)), make([]T, len(hdU))
-	ops.MatMulNT(pre, hdU, d.get(p+"self_attn.k_proj_hd.weight"), len(toks), D, D)
-	ops.MatMulNT(vHR, hdU, d.get(p+"self_attn.v_proj_hd.weight"), len(toks), D, D)
+	d.w.mulNT(pre, hdU, p+"self_attn.k_proj_hd.weight", len(toks))
+	d.w.mulNT(vHR, hdU, p+"self_attn.v_proj_hd.weight", len(toks))
 	cos, sin := ops.Convert[T](nil, d.hcos), ops.Convert[T](nil, d.hsin)
 	for i, t := range toks {
 		for h := 0; h < D; h += dh {
@@ -312,14 +333,14 @@ func (d *rowDecoder[T]) selectCells(l int, probs []T) []bool {
 	return cells
 }
 
-// mlp is h += down(silu(gate(y)) ⊙ up(y)) with y = post_attention_layernorm(h).
-func (d *rowDecoder[T]) mlp(p string, h []T) {
+// mlp is h += down(silu(gate(y)) ⊙ up(y)) with y = post_attention_layernorm(h), for the R rows h [R, D].
+func (d *rowDecoder[T]) mlp(p string, h []T, R int) {
 	D, F := d.cfg.Text.HiddenSize, d.cfg.Text.IntermediateSize
-	y, gate, up, out := make([]T, D), make([]T, F), make([]T, F), make([]T, D)
-	ops.RMSNormRows(y, h, d.get(p+"post_attention_layernorm.weight"), d.cfg.Text.RMSNormEps)
-	ops.MatMulNT(gate, y, d.get(p+"mlp.gate_proj.weight"), 1, D, F)
-	ops.MatMulNT(up, y, d.get(p+"mlp.up_proj.weight"), 1, D, F)
+	y, gate, up, out := make([]T, R*D), make([]T, R*F), make([]T, R*F), make([]T, R*D)
+	ops.RMSNormRows(y, h, d.w.vec(p+"post_attention_layernorm.weight"), d.cfg.Text.RMSNormEps)
+	d.w.mulNT(gate, y, p+"mlp.gate_proj.weight", R)
+	d.w.mulNT(up, y, p+"mlp.up_proj.weight", R)
 	ops.SwiGLUInPlace(gate, up)
-	ops.MatMulNT(out, gate, d.get(p+"mlp.down_proj.weight"), 1, F, D)
+	d.w.mulNT(out, gate, p+"mlp.down_proj.weight", R)
 	ops.AddTo(h, out)
 }

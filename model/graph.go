@@ -92,8 +92,8 @@ type Graph struct {
 // builder unrolls the model in element type T.
 type builder[T ops.Float] struct {
 	*Graph
-	w   *Weights
-	get lookup[T]
+	w      *Weights
+	frozen params[T] // the weights for the parts run outside the graph (the frozen tower)
 	opt Options
 	// When the frozen front is cached but missed: the samples' keys, and layer n_sa−1's image attention as
 	// its Select computes it.
@@ -144,7 +144,7 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 }
 
 func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {
-	return &builder[T]{Graph: m, w: w, opt: opt, get: func(name string) []T { return w.Get(name).Data().([]T) }}
+	return &builder[T]{Graph: m, w: w, opt: opt, frozen: params[T]{w}}
 }
 
 func (b *builder[T]) build(batch *Batch[T]) error {
@@ -170,12 +170,17 @@ func (b *builder[T]) build(batch *Batch[T]) error {
 	return b.backward()
 }
 
-// param returns the node bound to a weight, creating it on first use.
+// param returns the node bound to a weight, creating it on first use. A weight kept in 16 bits (frozen)
+// enters widened, a copy for this graph: only those that no multiply takes directly (linear does), such as
+// the embeddings that Assemble gathers.
 func (b *builder[T]) param(name string) (*G.Node, error) {
 	if n, ok := b.params[name]; ok {
 		return n, nil
 	}
 	t := b.w.Get(name)
+	if h, ok := b.w.half[name]; ok {
+		t = tensor.New(tensor.WithShape(h.shape...), tensor.WithBacking(b.frozen.vec(name)))
+	}
 	if t == nil {
 		return nil, fmt.Errorf("model: weight %s is missing", name)
 	}
@@ -204,6 +209,10 @@ func (b *builder[T]) track(n *G.Node, err error, in ...*G.Node) (*G.Node, error)
 
 // linear is x·Wᵀ for the weight called name.
 func (b *builder[T]) linear(x *G.Node, name string) (*G.Node, error) {
+	if h, ok := b.w.Half(name); ok {
+		n, err := ops.LinearHalf(x, h, b.needs[x])
+		return b.track(n, err, x)
+	}
 	w, err := b.param(name)
 	if err != nil {
 		return nil, err
@@ -281,7 +290,7 @@ func (b *builder[T]) lrVision(batch *Batch[T]) (*G.Node, error) {
 	ops.Parallel(len(b.lay.imageIdx), func(i int) {
 		if k := b.lay.imageIdx[i]; k >= 0 {
 			f := b.tower(featcache.ViewLR, batch.LRPixels[i], n*Cv, func(px []T) []T {
-				return visionFeatures(b.mem, b.cfg, b.get, px, 1)
+				return visionFeatures(b.mem, b.cfg, b.frozen, px, 1)
 			})
 			copy(feats[k*n*Cv:], f)
 			ops.Recycle(b.mem, f)
@@ -330,7 +339,7 @@ func (b *builder[T]) hrFeaturesInto(dst []T, px []T) {
 		return
 	}
 	t := b.hrTower(px)
-	hrFeatures(b.mem, b.cfg, b.get, t, dst)
+	hrFeatures(b.mem, b.cfg, b.frozen, t, dst)
 	ops.Recycle(b.mem, t)
 }
 
@@ -338,7 +347,7 @@ func (b *builder[T]) hrFeaturesInto(dst []T, px []T) {
 func (b *builder[T]) hrTower(px []T) []T {
 	_, n, _, _ := b.cfg.Grid()
 	Z := b.cfg.Flex.Zoom
-	return b.tower(featcache.ViewHR, px, Z*Z*n*b.cfg.Vision.HiddenSize, func(p []T) []T { return hrTower(b.mem, b.cfg, b.get, p) })
+	return b.tower(featcache.ViewHR, px, Z*Z*n*b.cfg.Vision.HiddenSize, func(p []T) []T { return hrTower(b.mem, b.cfg, b.frozen, p) })
 }
 
 // tower runs the frozen vision tower on an image's pixels, or reads its features from the feature cache

@@ -31,7 +31,7 @@ func InitWeights(cfg Config, dt tensor.Dtype, seed uint64) *Weights {
 			w.tensors[sp.name] = drawDense(rng, sp, dt)
 		}
 	}
-	w.copyInit(specs)
+	w.copyInit(specs, func(string, string) bool { return false })
 	return w
 }
 

@@ -6,14 +6,11 @@ import (
 	"github.com/flextrain/flextrain/model/ops"
 )
 
-// lookup returns the data of a named weight in the element type T.
-type lookup[T ops.Float] func(name string) []T
-
 // visionFeatures runs the frozen CLIP tower (docs/DESIGN.md §3) on images [images, 3, S, S] and returns each
 // one's hs[select_layer] without the CLS row, [images·n, Cv], in a buffer of m's that the caller owns. No
 // gradient flows through it. The images share each layer's products, whose rows are independent: an
 // image's numbers are the same alone or in a stack.
-func visionFeatures[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], px []T, images int) []T {
+func visionFeatures[T ops.Float](m *ops.Arena, cfg Config, w params[T], px []T, images int) []T {
 	vc := cfg.Vision
 	_, n, _, _ := cfg.Grid()
 	Cv, P, tokens := vc.HiddenSize, vc.PatchSize, n+1
@@ -23,10 +20,10 @@ func visionFeatures[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], px []T, 
 		lrPatches(patches[i*n*3*P*P:], cfg, px[i*3*S*S:])
 	}
 	embedded := ops.Scratch[T](m, images*n*Cv)
-	ops.MatMulNT(embedded, patches, w(VisionPrefix+"embeddings.patch_embedding.weight"), images*n, 3*P*P, Cv)
+	w.mulNT(embedded, patches, VisionPrefix+"embeddings.patch_embedding.weight", images*n)
 	ops.Recycle(m, patches)
 	x := ops.Scratch[T](m, images*tokens*Cv)
-	cls, pos := w(VisionPrefix+"embeddings.class_embedding"), w(VisionPrefix+"embeddings.position_embedding.weight")
+	cls, pos := w.vec(VisionPrefix+"embeddings.class_embedding"), w.vec(VisionPrefix+"embeddings.position_embedding.weight")
 	for i := range images {
 		xi := x[i*tokens*Cv : (i+1)*tokens*Cv]
 		copy(xi, cls)
@@ -34,7 +31,7 @@ func visionFeatures[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], px []T, 
 		ops.AddTo(xi, pos)
 	}
 	ops.Recycle(m, embedded)
-	ops.LayerNorm(x, x, w(VisionPrefix+"pre_layrnorm.weight"), w(VisionPrefix+"pre_layrnorm.bias"), Cv, vc.LayerNormEps)
+	ops.LayerNorm(x, x, w.vec(VisionPrefix+"pre_layrnorm.weight"), w.vec(VisionPrefix+"pre_layrnorm.bias"), Cv, vc.LayerNormEps)
 	for l := 0; l < cfg.VisionLayersRun(); l++ {
 		visionLayer(m, cfg, w, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l), x, images, tokens)
 	}
@@ -66,47 +63,47 @@ func lrPatches[T ops.Float](patches []T, cfg Config, px []T) {
 
 // visionLayer applies one pre-norm CLIP encoder layer in place to x [images·tokens, Cv], each image's
 // tokens attending among themselves (the images on all cores).
-func visionLayer[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], p string, x []T, images, tokens int) {
+func visionLayer[T ops.Float](m *ops.Arena, cfg Config, w params[T], p string, x []T, images, tokens int) {
 	vc := cfg.Vision
 	Cv, eps, rows := vc.HiddenSize, vc.LayerNormEps, images*tokens
 	y, o := ops.Scratch[T](m, len(x)), ops.Scratch[T](m, len(x))
-	ops.LayerNorm(y, x, w(p+"layer_norm1.weight"), w(p+"layer_norm1.bias"), Cv, eps)
-	q, k, v := affine(m, w, p+"self_attn.q_proj", y, rows, Cv), affine(m, w, p+"self_attn.k_proj", y, rows, Cv), affine(m, w, p+"self_attn.v_proj", y, rows, Cv)
+	ops.LayerNorm(y, x, w.vec(p+"layer_norm1.weight"), w.vec(p+"layer_norm1.bias"), Cv, eps)
+	q, k, v := affine(m, w, p+"self_attn.q_proj", y, rows), affine(m, w, p+"self_attn.k_proj", y, rows), affine(m, w, p+"self_attn.v_proj", y, rows)
 	ops.Parallel(images, func(i int) {
 		at := func(s []T) []T { return s[i*tokens*Cv : (i+1)*tokens*Cv] }
 		ops.FullAttention(m, at(o), at(q), at(k), at(v), tokens, vc.NumHeads, Cv/vc.NumHeads)
 	})
-	a := affine(m, w, p+"self_attn.out_proj", o, rows, Cv)
+	a := affine(m, w, p+"self_attn.out_proj", o, rows)
 	ops.AddTo(x, a)
-	ops.LayerNorm(y, x, w(p+"layer_norm2.weight"), w(p+"layer_norm2.bias"), Cv, eps)
-	h := affine(m, w, p+"mlp.fc1", y, rows, Cv)
+	ops.LayerNorm(y, x, w.vec(p+"layer_norm2.weight"), w.vec(p+"layer_norm2.bias"), Cv, eps)
+	h := affine(m, w, p+"mlp.fc1", y, rows)
 	ops.QuickGELU(h)
-	f := affine(m, w, p+"mlp.fc2", h, rows, vc.IntermediateSize)
+	f := affine(m, w, p+"mlp.fc2", h, rows)
 	ops.AddTo(x, f)
 	ops.Recycle(m, y, o, q, k, v, a, h, f)
 }
 
 // affine is x·Wᵀ + b for the torch Linear named p, with x [rows, in], in a buffer of m's that the caller owns.
-func affine[T ops.Float](m *ops.Arena, w lookup[T], p string, x []T, rows, in int) []T {
-	wt, b := w(p+".weight"), w(p+".bias")
+func affine[T ops.Float](m *ops.Arena, w params[T], p string, x []T, rows int) []T {
+	b := w.vec(p + ".bias")
 	out := len(b)
 	y := ops.Scratch[T](m, rows*out)
-	ops.MatMulNT(y, x, wt, rows, in, out)
+	w.mulNT(y, x, p+".weight", rows)
 	ops.AddRowBias(y, b)
 	return y
 }
 
 // project is the mlp2x_gelu projector (docs/DESIGN.md §4) without gradient: [rows, Cv] → [rows, D].
-func project[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], x []T, rows int) []T {
-	h := affine(m, w, "model.mm_projector.0", x, rows, cfg.Vision.HiddenSize)
+func project[T ops.Float](m *ops.Arena, cfg Config, w params[T], x []T, rows int) []T {
+	h := affine(m, w, "model.mm_projector.0", x, rows)
 	ops.GELUInPlace(h)
 	defer ops.Recycle(m, h)
-	return affine(m, w, "model.mm_projector.2", h, rows, cfg.Text.HiddenSize)
+	return affine(m, w, "model.mm_projector.2", h, rows)
 }
 
 // hrTower runs the tower on the Z×Z crops of S×S of an image's HR pixels [3, Z·S, Z·S], all at once in
 // row-major crop order, and returns their features before the projector, [Z²·n, Cv].
-func hrTower[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], hr []T) []T {
+func hrTower[T ops.Float](m *ops.Arena, cfg Config, w params[T], hr []T) []T {
 	S, Z := cfg.Vision.ImageSize, cfg.Flex.Zoom
 	crops := ops.Scratch[T](m, Z*Z*3*S*S)
 	defer ops.Recycle(m, crops)
@@ -125,7 +122,7 @@ func hrTower[T ops.Float](m *ops.Arena, cfg Config, w lookup[T], hr []T) []T {
 // hrFeatures writes the HR features hd [M, D] of one image, computed from its tower features [Z²·n, Cv]
 // (hrTower): the projector over every crop, then token (i, j) of crop (a, b) to HR grid cell
 // (a·g + i, b·g + j) (docs/DESIGN.md §4). They are constants: no gradient.
-func hrFeatures[T ops.Float](mem *ops.Arena, cfg Config, w lookup[T], tower, hd []T) {
+func hrFeatures[T ops.Float](mem *ops.Arena, cfg Config, w params[T], tower, hd []T) {
 	Z, D := cfg.Flex.Zoom, cfg.Text.HiddenSize
 	g, n, zg, _ := cfg.Grid()
 	f := project(mem, cfg, w, tower, Z*Z*n)

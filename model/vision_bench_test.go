@@ -23,7 +23,7 @@ func benchConfig() Config {
 func BenchmarkFrozenTower(b *testing.B) {
 	cfg := benchConfig()
 	w := InitWeights(cfg, tensor.Float32, 1)
-	get := func(name string) []float32 { return w.Get(name).Data().([]float32) }
+	get := params[float32]{w}
 	S, Z, D := cfg.Vision.ImageSize, cfg.Flex.Zoom, cfg.Text.HiddenSize
 	_, n, _, M := cfg.Grid()
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -131,12 +131,14 @@ func Shapes(cfg Config) map[string][]int {
 }
 
 // Weights is the named weight store of one model: every weight of Shapes(cfg) as a *tensor.Dense of one
-// dtype (Float32 or Float64). Get returns the stored tensor itself, so the training loop updates it in
-// place; Clone gives an independent copy. A Weights is not safe for concurrent mutation.
+// dtype (Float32 or Float64), or, for frozen matrices loaded by FromTensorsHalf, as the file's 16-bit values
+// (Half). Get returns the stored tensor itself, so the training loop updates it in place; Clone gives an
+// independent copy. A Weights is not safe for concurrent mutation.
 type Weights struct {
 	cfg     Config
 	dtype   tensor.Dtype
 	tensors map[string]*tensor.Dense
+	half    map[string]halfWeight // frozen weights kept in 16 bits; never in tensors too
 	derived []string
 }
 
@@ -157,10 +159,18 @@ func checkStore(cfg Config, dt tensor.Dtype) error {
 // or Inf. An absent k_proj_hd/v_proj_hd of a FlexAttention layer is not a problem: it is initialised as a
 // copy of that layer's k_proj/v_proj (docs/DESIGN.md §7) and listed by Derived.
 func FromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor) (*Weights, error) {
+	return fromTensors(cfg, dt, ts, func(string, safetensors.Tensor) bool { return false })
+}
+
+// F32 is the element type of float32 stores.
+var F32 = tensor.Float32
+
+// fromTensors is FromTensors keeping in 16 bits the tensors that keep16 picks.
+func fromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor, keep16 func(string, safetensors.Tensor) bool) (*Weights, error) {
 	if err := checkStore(cfg, dt); err != nil {
 		return nil, err
 	}
-	w := &Weights{cfg: cfg, dtype: dt, tensors: map[string]*tensor.Dense{}}
+	w := &Weights{cfg: cfg, dtype: dt, tensors: map[string]*tensor.Dense{}, half: map[string]halfWeight{}}
 	var probs problems
 	specs := weightSpecs(cfg)
 	known := make(map[string]bool, len(specs))
@@ -170,6 +180,12 @@ func FromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor) 
 		switch {
 		case !ok && sp.init != initCopy:
 			probs.add(sp.name, "missing, want shape %v", sp.shape)
+		case ok && dt == F32 && keep16(sp.name, t):
+			h, err := keepHalf(sp.shape, t)
+			probs.addErr(sp.name, err)
+			if err == nil {
+				w.half[sp.name] = h
+			}
 		case ok:
 			d, err := denseFrom(sp.shape, t, dt)
 			probs.addErr(sp.name, err)
@@ -186,7 +202,7 @@ func FromTensors(cfg Config, dt tensor.Dtype, ts map[string]safetensors.Tensor) 
 	if err := probs.err(); err != nil {
 		return nil, err
 	}
-	w.copyInit(specs)
+	w.copyInit(specs, func(name, from string) bool { return keep16(name, ts[from]) })
 	return w, nil
 }
 
@@ -253,17 +269,33 @@ func unexpectedHint(name string, nSA int) string {
 	return ""
 }
 
-// copyInit fills every absent initCopy weight with a copy of its source.
-func (w *Weights) copyInit(specs []weightSpec) {
+// copyInit fills every absent initCopy weight with a copy of its source: the source's 16 bits themselves
+// (shared: neither changes) when the source is kept in 16 bits and keep16 picks the copy too (given its
+// name and the source's), else a float32 copy.
+func (w *Weights) copyInit(specs []weightSpec, keep16 func(name, from string) bool) {
 	for _, sp := range specs {
-		src, ok := w.tensors[sp.from]
-		if sp.init != initCopy || w.tensors[sp.name] != nil || !ok {
+		if sp.init != initCopy || w.has(sp.name) || !w.has(sp.from) {
 			continue
 		}
-		w.tensors[sp.name] = src.Clone().(*tensor.Dense)
+		h, isHalf := w.half[sp.from]
+		switch {
+		case isHalf && keep16(sp.name, sp.from):
+			w.half[sp.name] = h
+		case isHalf:
+			v, _ := h.widenedTensor().Float32s()
+			w.tensors[sp.name] = tensor.New(tensor.WithShape(h.shape...), tensor.WithBacking(v))
+		default:
+			w.tensors[sp.name] = w.tensors[sp.from].Clone().(*tensor.Dense)
+		}
 		w.derived = append(w.derived, sp.name)
 	}
 	sort.Strings(w.derived)
+}
+
+// has reports whether the store holds the weight called name, in either precision.
+func (w *Weights) has(name string) bool {
+	_, isHalf := w.half[name]
+	return isHalf || w.tensors[name] != nil
 }
 
 // denseFrom converts a file tensor of the wanted shape to a dense tensor of dtype dt, refusing non-floats,
@@ -409,12 +441,25 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// Get returns the weight called name (the stored tensor, not a copy), or nil if the model has none.
+// Get returns the weight called name (the stored tensor, not a copy), or nil if the model has none or
+// keeps it in 16 bits (Half).
 func (w *Weights) Get(name string) *tensor.Dense { return w.tensors[name] }
 
-// Names returns every weight name, sorted.
+// Names returns every weight name, sorted, those kept in 16 bits included.
 func (w *Weights) Names() []string {
-	return slices.Sorted(maps.Keys(w.tensors))
+	return slices.Sorted(maps.Keys(w.shapes()))
+}
+
+// shapes maps every weight the store holds to its shape.
+func (w *Weights) shapes() map[string][]int {
+	out := make(map[string][]int, len(w.tensors)+len(w.half))
+	for name, d := range w.tensors {
+		out[name] = d.Shape()
+	}
+	for name, h := range w.half {
+		out[name] = h.shape
+	}
+	return out
 }
 
 // Config returns the configuration the store was built for.
@@ -430,7 +475,7 @@ func (w *Weights) Derived() []string { return append([]string(nil), w.derived...
 // Clone returns a deep copy: changing one store's tensors never changes the other's.
 func (w *Weights) Clone() *Weights {
 	c := &Weights{cfg: w.cfg, dtype: w.dtype, tensors: make(map[string]*tensor.Dense, len(w.tensors)),
-		derived: w.Derived()}
+		half: maps.Clone(w.half), derived: w.Derived()} // 16-bit weights never change: shared
 	for name, d := range w.tensors {
 		c.tensors[name] = d.Clone().(*tensor.Dense)
 	}
@@ -438,17 +483,21 @@ func (w *Weights) Clone() *Weights {
 }
 
 // Tensors converts the store to safetensors tensors of the store's dtype (F32 or F64), for writing out.
-// The data is copied.
+// The data is copied, 16-bit weights widened.
 func (w *Weights) Tensors() map[string]safetensors.Tensor {
-	out := make(map[string]safetensors.Tensor, len(w.tensors))
-	for name := range w.tensors {
+	out := make(map[string]safetensors.Tensor, len(w.tensors)+len(w.half))
+	for _, name := range w.Names() {
 		out[name] = w.Tensor(name)
 	}
 	return out
 }
 
-// Tensor converts one weight as Tensors does (the data copied); a name the store lacks gives the zero Tensor.
+// Tensor converts one weight as Tensors does (the data copied; a 16-bit weight widened to the store's F32);
+// a name the store lacks gives the zero Tensor.
 func (w *Weights) Tensor(name string) safetensors.Tensor {
+	if h, ok := w.half[name]; ok {
+		return h.widenedTensor()
+	}
 	d := w.tensors[name]
 	if d == nil {
 		return safetensors.Tensor{}
@@ -467,6 +516,9 @@ func (w *Weights) Tensor(name string) safetensors.Tensor {
 // trained tensors enter a model this way.
 func (w *Weights) Assign(name string, t safetensors.Tensor) error {
 	d := w.tensors[name]
+	if _, ok := w.half[name]; ok {
+		return fmt.Errorf("model: assign %s: the weight is frozen, kept in 16 bits", name)
+	}
 	if d == nil {
 		return fmt.Errorf("model: assign %s: the model has no such weight", name)
 	}

@@ -27,6 +27,9 @@ type Options struct {
 	// VisionTower is a CLIP folder whose tower (configuration and weights) replaces any other; a tower
 	// inside the LLaVA folder is then listed as ignored. Empty: Open finds the tower itself.
 	VisionTower string
+	// Frozen picks the weights that never change (nil: none). Weights keeps those of them that the files
+	// store in float16 or bfloat16 in 16 bits (model.FromTensorsHalf) when it builds a float32 store.
+	Frozen func(name string) bool
 }
 
 // TokenIDs are the special token ids a config.json names (LLaMA's bos 1 and eos 2 when it names none); Pad

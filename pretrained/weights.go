@@ -6,11 +6,12 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/safetensors"
 )
 
 // Weights are the base weights of a run of the model cfg: a published or exported folder (IsFolder) read by
 // Open, its tensors given to model.FromTensors (which widens float16 and bfloat16 to dt and derives missing
-// k/v_proj_hd); else model.LoadOrInit's (a flextrain weights file or folder, or the seeded initialisation
+// k/v_proj_hd), or to model.FromTensorsHalf when opts.Frozen picks weights and dt is float32; else model.LoadOrInit's (a flextrain weights file or folder, or the seeded initialisation
 // when path is empty). The tensors the folder holds but the model does not use are returned for the caller
 // to log once.
 func Weights(path string, cfg model.Config, dt tensor.Dtype, seed uint64, opts Options) (*model.Weights, []Ignored, error) {
@@ -22,9 +23,17 @@ func Weights(path string, cfg model.Config, dt tensor.Dtype, seed uint64, opts O
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := model.FromTensors(cfg, dt, f.Tensors)
+	w, err := fromTensors(cfg, dt, f.Tensors, opts.Frozen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pretrained: %s: %w", path, err)
 	}
 	return w, f.Ignored, nil
+}
+
+// fromTensors builds the store, keeping in 16 bits the frozen weights stored so when the store is float32.
+func fromTensors(cfg model.Config, dt tensor.Dtype, ts map[string]safetensors.Tensor, frozen func(string) bool) (*model.Weights, error) {
+	if frozen == nil || dt != tensor.Float32 {
+		return model.FromTensors(cfg, dt, ts)
+	}
+	return model.FromTensorsHalf(cfg, ts, frozen)
 }

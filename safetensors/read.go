@@ -50,8 +50,9 @@ func normLimit(limit int64) int64 {
 	return limit
 }
 
-// readOpen reads a regular file opened by fileio (stat, check the size and the header length, then read it
-// all and parse it) and returns it with its size. limit is positive.
+// readOpen reads a regular file opened by fileio (stat, check the size and the header length, then map it
+// (fileio.Map) and parse its header) and returns it with its size. limit is positive. The tensors alias the
+// mapping, which lives as long as the process: only the pages a caller touches are read.
 func readOpen(fh *os.File, limit int64) (*File, int64, error) {
 	size, err := statSize(fh, limit)
 	if err != nil {
@@ -64,12 +65,14 @@ func readOpen(fh *os.File, limit int64) (*File, int64, error) {
 	if err := checkHeaderLen(binary.LittleEndian.Uint64(head[:]), size); err != nil {
 		return nil, 0, err
 	}
-	b := make([]byte, size)
-	copy(b, head[:])
-	if _, err := io.ReadFull(fh, b[8:]); err != nil {
-		return nil, 0, fmt.Errorf("file shrank while reading: %w", err)
+	b, release, err := fileio.Map(fh, size)
+	if err != nil {
+		return nil, 0, err
 	}
 	f, err := parse(b)
+	if err != nil {
+		release()
+	}
 	return f, size, err
 }
 

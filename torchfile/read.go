@@ -2,7 +2,6 @@ package torchfile
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"runtime/debug"
@@ -48,7 +47,7 @@ func readOpen(fh *os.File, limit int64) (map[string]safetensors.Tensor, int64, f
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	b, release, err := load(fh, size)
+	b, release, err := fileio.Map(fh, size)
 	if err != nil {
 		return nil, 0, nil, err
 	}
@@ -76,15 +75,6 @@ func statSize(fh *os.File, limit int64) (int64, error) {
 		return 0, fmt.Errorf("file of %d bytes is too large to address", size)
 	}
 	return st.Size(), nil
-}
-
-// readAll reads the whole file of size bytes into memory, where it cannot be mapped.
-func readAll(fh *os.File, size int64) ([]byte, func(), error) {
-	b := make([]byte, size)
-	if _, err := io.ReadFull(fh, b); err != nil {
-		return nil, nil, fmt.Errorf("file shrank while being read: %w", err)
-	}
-	return b, func() {}, nil
 }
 
 // decodeMapped is decode for a mapped file: should the file be truncated meanwhile, touching a page past

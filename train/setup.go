@@ -138,7 +138,7 @@ func (t *trainer[T]) loadWeights() error {
 		return err
 	}
 	w, ignored, err := pretrained.Weights(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed),
-		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower})
+		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower, Frozen: func(name string) bool { return !t.cfg.Trainable(name) }})
 	if err != nil {
 		return fmt.Errorf("train: model_name_or_path: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -133,13 +132,13 @@ func tensorOf[T optim.Float](shape []int, v []T) safetensors.Tensor {
 // frozenHash is the SHA-256 over the names and bytes of every frozen weight, in name order.
 func (t *trainer[T]) frozenHash() string {
 	h := sha256.New()
-	ts := t.weights.Tensors()
-	for _, name := range slices.Sorted(maps.Keys(ts)) {
+	for _, name := range t.weights.Names() {
 		if t.cfg.Trainable(name) {
 			continue
 		}
-		fmt.Fprintf(h, "%s %v %s\n", name, ts[name].Shape, ts[name].DType)
-		h.Write(ts[name].Data)
+		ts := t.weights.Tensor(name) // one at a time, widened: the same hash whatever precision keeps it
+		fmt.Fprintf(h, "%s %v %s\n", name, ts.Shape, ts.DType)
+		h.Write(ts.Data)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

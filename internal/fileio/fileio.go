@@ -128,3 +128,13 @@ func readBounded(r io.Reader, path string, size, limit int64) ([]byte, error) {
 		}
 	}
 }
+
+// readPrefix reads the first size bytes of the open file into memory, as Map does where it cannot map;
+// release does nothing.
+func readPrefix(fh *os.File, size int64) ([]byte, func(), error) {
+	b := make([]byte, size)
+	if _, err := fh.ReadAt(b, 0); err != nil {
+		return nil, nil, fmt.Errorf("file shrank while being read: %w", err)
+	}
+	return b, func() {}, nil
+}

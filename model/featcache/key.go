@@ -50,15 +50,33 @@ func PixelKey[T Float](views ...[]T) Key {
 // The dtype need not be part of it: entries of each dtype are kept apart. Hashing the 1.2 GB of a
 // CLIP ViT-L/14 tower takes about a second, once per run.
 func Fingerprint(parts ...[]byte) string {
+	f := NewFingerprinter()
+	for _, p := range parts {
+		f.Add(p)
+	}
+	return f.Sum()
+}
+
+// Fingerprinter computes a Fingerprint a part at a time, so that the parts (the weights of a 7B model's
+// front, widened) need not be in memory together.
+type Fingerprinter struct{ h hash.Hash }
+
+// NewFingerprinter starts a Fingerprint with no part.
+func NewFingerprinter() *Fingerprinter {
 	h := sha256.New()
 	h.Write([]byte("flextrain featcache fingerprint v1\x00"))
-	var word [8]byte
-	for _, p := range parts {
-		writeUint(h, word[:], uint64(len(p)))
-		h.Write(p)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return &Fingerprinter{h}
 }
+
+// Add appends one part.
+func (f *Fingerprinter) Add(p []byte) {
+	var word [8]byte
+	writeUint(f.h, word[:], uint64(len(p)))
+	f.h.Write(p)
+}
+
+// Sum is the Fingerprint of the parts added.
+func (f *Fingerprinter) Sum() string { return hex.EncodeToString(f.h.Sum(nil)) }
 
 // KeyOf names a value derived from several inputs (a fingerprint, token ids, a PixelKey…) rather than from
 // pixels alone: the first 128 bits of their Fingerprint.

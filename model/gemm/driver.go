@@ -3,6 +3,8 @@ package gemm
 import (
 	"runtime"
 	"sync"
+
+	"github.com/flextrain/flextrain/internal/half"
 )
 
 // float is the element type of a multiply.
@@ -42,11 +44,26 @@ func run[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda i
 		scale(m, n, beta, c, ldc)
 		return
 	}
+	runB(kr, tA, m, n, k, alpha, a, lda, matB[T]{t: tB, b: b, ld: ldb}, beta, c, ldc)
+}
+
+// matB is where op(B) comes from: the matrix b, or the 16-bit values h of kind (float32 multiplies only),
+// stored with row stride ld, transposed when t.
+type matB[T float] struct {
+	t    bool
+	b    []T
+	h    []uint16
+	kind half.Kind
+	ld   int
+}
+
+// runB is run with op(B) from src; alpha is not zero, k and the sizes are positive.
+func runB[T float](kr *kernel[T], tA bool, m, n, k int, alpha T, a []T, lda int, src matB[T], beta T, c []T, ldc int) {
 	if w := workers(m, n, k, kr.mr); w > 1 {
-		runParallel(kr, w, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		runParallel(kr, w, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
 		return
 	}
-	runSerial(kr, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	runSerial(kr, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
 }
 
 // parallelWork is the least m·n·k worth splitting over goroutines: below, starting them costs more than
@@ -63,7 +80,7 @@ func workers(m, n, k, mr int) int {
 
 // runParallel splits the rows of C into w bands that start on tile boundaries, so that every element is
 // computed by the same tile, in the same order, as by one goroutine: the bits do not depend on w.
-func runParallel[T float](kr *kernel[T], w int, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+func runParallel[T float](kr *kernel[T], w int, tA bool, m, n, k int, alpha T, a []T, lda int, src matB[T], beta T, c []T, ldc int) {
 	band := roundUp((m+w-1)/w, kr.mr)
 	var wg sync.WaitGroup
 	for r0 := band; r0 < m; r0 += band {
@@ -74,15 +91,15 @@ func runParallel[T float](kr *kernel[T], w int, tA, tB bool, m, n, k int, alpha 
 			if !tA {
 				ar = a[r0*lda:]
 			}
-			runSerial(kr, tA, tB, min(band, m-r0), n, k, alpha, ar, lda, b, ldb, beta, c[r0*ldc:], ldc)
+			runSerial(kr, tA, min(band, m-r0), n, k, alpha, ar, lda, src, beta, c[r0*ldc:], ldc)
 		}()
 	}
-	runSerial(kr, tA, tB, min(band, m), n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	runSerial(kr, tA, min(band, m), n, k, alpha, a, lda, src, beta, c, ldc)
 	wg.Wait()
 }
 
 // runSerial is run on the calling goroutine.
-func runSerial[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+func runSerial[T float](kr *kernel[T], tA bool, m, n, k int, alpha T, a []T, lda int, src matB[T], beta T, c []T, ldc int) {
 	kc := split(k, kr.kc)
 	ws := kr.workspace(min(roundUp(m, kr.mr), kr.mc)*kc, kc*min(roundUp(n, kr.nr), kr.nc))
 	defer kr.pool.Put(ws)
@@ -90,7 +107,7 @@ func runSerial[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T,
 		nb := min(kr.nc, n-jc)
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
-			packB(ws.b, tB, b, ldb, pc, jc, kb, nb, kr.nr, kr.rows, kr.cols)
+			packB(ws.b, src, pc, jc, kb, nb, kr.nr, kr.rows, kr.cols)
 			bet := beta
 			if pc > 0 {
 				bet = 1 // later k blocks add to what the first one stored

@@ -213,10 +213,10 @@ func TestParallelMatchesSerial(t *testing.T) {
 			a, b, c := toF32(p.a), toF32(p.b), toF32(p.c)
 			for _, kr := range sKernels {
 				want := append([]float32(nil), c...)
-				runSerial(kr, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, b, p.ldb, 0.5, want, p.ldc)
+				runSerial(kr, p.tA, p.m, p.n, p.k, 1, a, p.lda, matB[float32]{t: p.tB, b: b, ld: p.ldb}, 0.5, want, p.ldc)
 				for w := 2; w <= 3; w++ {
 					got := append([]float32(nil), c...)
-					runParallel(kr, w, p.tA, p.tB, p.m, p.n, p.k, 1, a, p.lda, b, p.ldb, 0.5, got, p.ldc)
+					runParallel(kr, w, p.tA, p.m, p.n, p.k, 1, a, p.lda, matB[float32]{t: p.tB, b: b, ld: p.ldb}, 0.5, got, p.ldc)
 					for i := range want {
 						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 							t.Fatalf("%s, %s, %d bands: C[%d] = %v; one goroutine gives %v", kr.name, p, w, i, got[i], want[i])
@@ -226,9 +226,9 @@ func TestParallelMatchesSerial(t *testing.T) {
 			}
 			da, db, dc := p.a, p.b, p.c
 			want := append([]float64(nil), dc...)
-			runSerial(dKernel, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, db, p.ldb, 0.5, want, p.ldc)
+			runSerial(dKernel, p.tA, p.m, p.n, p.k, 1, da, p.lda, matB[float64]{t: p.tB, b: db, ld: p.ldb}, 0.5, want, p.ldc)
 			got := append([]float64(nil), dc...)
-			runParallel(dKernel, 2, p.tA, p.tB, p.m, p.n, p.k, 1, da, p.lda, db, p.ldb, 0.5, got, p.ldc)
+			runParallel(dKernel, 2, p.tA, p.m, p.n, p.k, 1, da, p.lda, matB[float64]{t: p.tB, b: db, ld: p.ldb}, 0.5, got, p.ldc)
 			for i := range want {
 				if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
 					t.Fatalf("float64 %s: C[%d] = %v; one goroutine gives %v", p, i, got[i], want[i])

@@ -20,14 +20,17 @@ func packA[T float](dst []T, tA bool, a []T, lda, ic, pc, mb, kb, mr int, contig
 
 // packB copies rows pc… (kb of them) and columns jc… (nb of them) of op(B) into dst as
 // panels of nr columns: panel j starts at j·nr·kb and holds, for each p, the nr values of
-// row p. Columns past nb are zero.
-func packB[T float](dst []T, tB bool, b []T, ldb, pc, jc, kb, nb, nr int, contiguous, strided packFunc[T]) {
-	if !tB {
-		packContiguous(dst, b[pc*ldb+jc:], ldb, nb, kb, nr, contiguous)
-		return
-	}
-	for jr := 0; jr < nb; jr += nr {
-		strided(dst[jr*kb:][:nr*kb], b[(jc+jr)*ldb+pc:], ldb, min(nr, nb-jr), kb, nr)
+// row p. Columns past nb are zero. 16-bit values are widened as they are packed.
+func packB[T float](dst []T, src matB[T], pc, jc, kb, nb, nr int, contiguous, strided packFunc[T]) {
+	switch {
+	case src.h != nil:
+		packHalf(any(dst).([]float32), src.h, src.kind, src.t, src.ld, pc, jc, kb, nb, nr)
+	case !src.t:
+		packContiguous(dst, src.b[pc*src.ld+jc:], src.ld, nb, kb, nr, contiguous)
+	default:
+		for jr := 0; jr < nb; jr += nr {
+			strided(dst[jr*kb:][:nr*kb], src.b[(jc+jr)*src.ld+pc:], src.ld, min(nr, nb-jr), kb, nr)
+		}
 	}
 }
 

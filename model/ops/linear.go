@@ -5,6 +5,9 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/half"
+	"github.com/flextrain/flextrain/model/gemm"
 )
 
 // Linear is y = x·wᵀ for x [R, in] and w [out, in], the layout of a torch Linear weight. needX and needW say
@@ -75,4 +78,46 @@ func matDims(s tensor.Shape, t bool) (int, int) {
 		return s[1], s[0]
 	}
 	return s[0], s[1]
+}
+
+// LinearHalf is Linear for a frozen weight held in 16 bits, w [out, in] (float32 graphs only): y = x·wᵀ,
+// and, when needX, the gradient of x is g·w. Both products widen w a panel at a time (gemm.SgemmHalf), so
+// the weight is never widened whole and the numbers are bitwise Linear's on the widened weight.
+func LinearHalf(x *G.Node, w half.Matrix, needX bool) (*G.Node, error) {
+	op := &fnOp{name: "LinearHalf", diff: []bool{needX}}
+	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
+		if len(in[0]) != 2 || in[0][1] != w.Cols {
+			return nil, fmt.Errorf("ops: LinearHalf: x %v and w [%d %d] do not fit", in[0], w.Rows, w.Cols)
+		}
+		return tensor.Shape{in[0][0], w.Rows}, nil
+	}
+	op.do = halfProduct(w, true)
+	op.grad = func(_ G.Nodes, _, g *G.Node) (G.Nodes, error) {
+		if !needX {
+			return G.Nodes{nil}, nil
+		}
+		gx := &fnOp{name: "LinearHalfGradX", do: halfProduct(w, false)}
+		gx.shape = func(in []tensor.Shape) (tensor.Shape, error) { return tensor.Shape{in[0][0], w.Cols}, nil }
+		n, err := apply(gx, 2, g)
+		return G.Nodes{n}, err
+	}
+	return apply(op, 2, x)
+}
+
+// halfProduct is x·wᵀ (t) or x·w (!t) for x [rows, ·], in float32.
+func halfProduct(w half.Matrix, t bool) doFunc {
+	return func(m *Arena, v []G.Value) (G.Value, error) {
+		if _, ok := v[0].Data().([]float32); !ok {
+			return nil, fmt.Errorf("ops: LinearHalf: x is %v, a 16-bit weight multiplies float32 only", v[0].Dtype())
+		}
+		rows, k, n := shapeOf(v[0])[0], w.Cols, w.Rows
+		if !t {
+			k, n = n, k
+		}
+		out, y := allocFull[float32](m, rows, n)
+		if rows > 0 {
+			gemm.SgemmHalf(false, t, rows, n, k, 1, slice[float32](v[0]), k, w.Bits, w.Kind, w.Cols, 0, y, n)
+		}
+		return out, nil
+	}
 }

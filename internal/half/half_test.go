@@ -1,0 +1,51 @@
+package half
+
+import (
+	"math"
+	"testing"
+
+	"github.com/x448/float16"
+)
+
+// TestWidenEveryValue widens all 65536 patterns of both formats and checks each against an independent
+// conversion: x448/float16's for float16, the float32 whose upper half the pattern is for bfloat16 (NaNs
+// compared as NaNs).
+func TestWidenEveryValue(t *testing.T) {
+	src := make([]uint16, 1<<16)
+	for i := range src {
+		src[i] = uint16(i)
+	}
+	for _, k := range []Kind{Float16, BFloat16} {
+		dst := make([]float32, len(src))
+		k.Widen(dst, src)
+		col := make([]float32, 3*len(src))
+		k.WidenStrided(col, 3, src)
+		for i, b := range src {
+			want := math.Float32frombits(uint32(b) << 16)
+			if k == Float16 {
+				want = float16.Frombits(b).Float32()
+			}
+			for _, got := range []float32{dst[i], col[3*i], k.Float32(b)} {
+				if !same(got, want) {
+					t.Fatalf("%v %#04x: widened to %v, want %v", k, b, got, want)
+				}
+			}
+		}
+	}
+}
+
+func same(a, b float32) bool {
+	if a != a || b != b {
+		return a != a && b != b
+	}
+	return math.Float32bits(a) == math.Float32bits(b)
+}
+
+// TestMatrixRow widens one row of a matrix.
+func TestMatrixRow(t *testing.T) {
+	m := Matrix{Kind: BFloat16, Rows: 2, Cols: 3, Bits: []uint16{0x3f80, 0x4000, 0x4040, 0x4080, 0x40a0, 0x40c0}}
+	got := m.Row(make([]float32, 5), 1)
+	if want := []float32{4, 5, 6}; len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("row 1 = %v, want %v", got, want)
+	}
+}

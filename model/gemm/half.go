@@ -1,0 +1,45 @@
+package gemm
+
+import "github.com/flextrain/flextrain/internal/half"
+
+// SgemmHalf is Sgemm with B held as 16-bit values of kind (float16 or bfloat16): C = alpha·op(A)·op(B) +
+// beta·C, each value of B widened to float32 (exactly) as its panel is packed. The result is bitwise
+// Sgemm's on the widened B, and B takes half the memory of float32 and is never widened whole. This is how
+// frozen weights published in 16 bits are multiplied: y = x·Wᵀ is SgemmHalf(false, true, …).
+func SgemmHalf(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []uint16, kind half.Kind, ldb int, beta float32, c []float32, ldc int) {
+	mustCheck(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if kind != half.Float16 && kind != half.BFloat16 {
+		panic("gemm: SgemmHalf: " + kind.String() + " is not a 16-bit format")
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scale(m, n, beta, c, ldc)
+		return
+	}
+	if b == nil {
+		b = []uint16{} // an empty B (n or k zero) was handled above; nil marks a float B in matB
+	}
+	runB(sKernel, tA, m, n, k, alpha, a, lda, matB[float32]{t: tB, h: b, kind: kind, ld: ldb}, beta, c, ldc)
+}
+
+// packHalf is packB for 16-bit values: rows pc… (kb) and columns jc… (nb) of op(B) widened into panels of
+// nr columns, zero past nb.
+func packHalf(dst []float32, b []uint16, kind half.Kind, t bool, ld, pc, jc, kb, nb, nr int) {
+	for jr := 0; jr < nb; jr += nr {
+		panel, width := dst[jr*kb:][:nr*kb], min(nr, nb-jr)
+		if t { // op(B) = Bᵀ: column q of the panel is row jc+jr+q of B, contiguous
+			for q := range width {
+				kind.WidenStrided(panel[q:], nr, b[(jc+jr+q)*ld+pc:][:kb])
+			}
+		} else { // row p of the panel is row pc+p of B, contiguous
+			for p := range kb {
+				kind.Widen(panel[p*nr:], b[(pc+p)*ld+jc+jr:][:width])
+			}
+		}
+		for p := range kb {
+			clear(panel[p*nr+width : (p+1)*nr])
+		}
+	}
+}

@@ -1,0 +1,172 @@
+package model
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/flextrain/flextrain/internal/half"
+	"github.com/flextrain/flextrain/model/gemm"
+	"github.com/flextrain/flextrain/model/ops"
+	"github.com/flextrain/flextrain/safetensors"
+)
+
+// halfWeight is a frozen weight kept in its file's 16 bits: its values as a matrix of shape[0] rows (a
+// convolution's filters flattened into columns), and its shape.
+type halfWeight struct {
+	m     half.Matrix
+	shape []int
+}
+
+// halfKinds maps the file dtypes that can stay 16-bit to their formats.
+var halfKinds = map[safetensors.DType]half.Kind{safetensors.F16: half.Float16, safetensors.BF16: half.BFloat16}
+
+// FromTensorsHalf is FromTensors into a float32 store, except that the weights frozen picks stay in their
+// file's float16 or bfloat16 when they are matrices (two dimensions or more): half the memory of float32,
+// widened only where they are used (the multiplies pack them a panel at a time, gemm.SgemmHalf; embeddings
+// widen the rows they look up). Such weights alias ts's bytes when those are 2-byte aligned, so a mapped
+// file (safetensors.ReadFile, torchfile) costs memory only for the pages read. What trains, the vectors
+// (norms, biases) and weights stored in float32 are float32 as in FromTensors. The values are the same
+// either way: widening is exact, and the products are bitwise those of the widened weights.
+func FromTensorsHalf(cfg Config, ts map[string]safetensors.Tensor, frozen func(name string) bool) (*Weights, error) {
+	return fromTensors(cfg, F32, ts, func(name string, t safetensors.Tensor) bool {
+		_, ok := halfKinds[t.DType]
+		return ok && len(t.Shape) >= 2 && frozen(name)
+	})
+}
+
+// keepHalf validates a 16-bit tensor of the wanted shape and keeps it as its bits.
+func keepHalf(shape []int, t safetensors.Tensor) (halfWeight, error) {
+	if err := checkShape(t.Shape, shape); err != nil {
+		return halfWeight{}, err
+	}
+	kind := halfKinds[t.DType]
+	bits := halfBits(t.Data)
+	if i := firstNonFinite(kind, bits); i >= 0 {
+		return halfWeight{}, fmt.Errorf("element %d is %v (as %s): weights must be finite", i, kind.Float32(bits[i]), t.DType)
+	}
+	cols := 1
+	for _, d := range shape[1:] {
+		cols *= d
+	}
+	return halfWeight{m: half.Matrix{Kind: kind, Rows: shape[0], Cols: cols, Bits: bits}, shape: append([]int(nil), shape...)}, nil
+}
+
+// halfBits views little-endian 16-bit data as uint16s, without a copy when it is 2-byte aligned (this
+// package builds for little-endian machines only, as gemm's kernels and the safetensors format assume).
+func halfBits(data []byte) []uint16 {
+	n := len(data) / 2
+	if n == 0 {
+		return []uint16{}
+	}
+	if uintptr(unsafe.Pointer(&data[0]))%2 == 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(&data[0])), n)
+	}
+	out := make([]uint16, n)
+	for i := range out {
+		out[i] = uint16(data[2*i]) | uint16(data[2*i+1])<<8
+	}
+	return out
+}
+
+// firstNonFinite is the index of the first NaN or Inf among bits, or −1: the exponent bits all set.
+func firstNonFinite(kind half.Kind, bits []uint16) int {
+	exp := uint16(0x7c00)
+	if kind == half.BFloat16 {
+		exp = 0x7f80
+	}
+	for i, b := range bits {
+		if b&exp == exp {
+			return i
+		}
+	}
+	return -1
+}
+
+// Half returns the weight called name as a 16-bit matrix when the store keeps it so (FromTensorsHalf).
+func (w *Weights) Half(name string) (half.Matrix, bool) {
+	h, ok := w.half[name]
+	return h.m, ok
+}
+
+// HalfBytes is the memory of the weights kept in 16 bits.
+func (w *Weights) HalfBytes() int64 {
+	var n int64
+	for _, h := range w.half {
+		n += 2 * int64(len(h.m.Bits))
+	}
+	return n
+}
+
+// Stored is the weight called name as the store holds it: a 16-bit weight as its F16 or BF16 bits (aliased,
+// not copied: do not modify them), any other as Tensor gives it. Writers that narrow to 16 bits anyway
+// (exports) take it, so that no weight is widened on the way out.
+func (w *Weights) Stored(name string) safetensors.Tensor {
+	h, ok := w.half[name]
+	if !ok {
+		return w.Tensor(name)
+	}
+	dt := safetensors.F16
+	if h.m.Kind == half.BFloat16 {
+		dt = safetensors.BF16
+	}
+	data := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(h.m.Bits))), 2*len(h.m.Bits))
+	return safetensors.Tensor{DType: dt, Shape: append([]int(nil), h.shape...), Data: data}
+}
+
+// StoredTensors is Stored for every weight: Tensors without widening what is kept in 16 bits.
+func (w *Weights) StoredTensors() map[string]safetensors.Tensor {
+	out := map[string]safetensors.Tensor{}
+	for _, name := range w.Names() {
+		out[name] = w.Stored(name)
+	}
+	return out
+}
+
+// widenedTensor is a 16-bit weight widened to a float32 tensor (a copy).
+func (h halfWeight) widenedTensor() safetensors.Tensor {
+	v := make([]float32, len(h.m.Bits))
+	h.m.Kind.Widen(v, h.m.Bits)
+	return safetensors.FromFloat32(h.shape, v)
+}
+
+// params gives the code that runs the frozen parts directly (the tower, the projector, the decoder's row
+// runs) the weights of w in element type T, whatever precision each is kept in.
+type params[T ops.Float] struct{ w *Weights }
+
+// vec is the weight called name as a slice: the store's own (do not modify it), or a widened copy of a
+// 16-bit one. Used for vectors and small tables; matrices go through mulNT and row.
+func (p params[T]) vec(name string) []T {
+	if h, ok := p.w.half[name]; ok {
+		v := make([]float32, len(h.m.Bits))
+		h.m.Kind.Widen(v, h.m.Bits)
+		return any(v).([]T)
+	}
+	return p.w.Get(name).Data().([]T)
+}
+
+// mulNT sets y = x·Wᵀ for x [rows, in] and the weight W [out, in] called name (gemm.SgemmHalf when W is
+// 16-bit: the same bits as on the widened W).
+func (p params[T]) mulNT(y, x []T, name string, rows int) {
+	h, ok := p.w.half[name]
+	if !ok {
+		d := p.w.Get(name)
+		out, in := d.Shape()[0], d.Shape().TotalSize()/d.Shape()[0]
+		ops.MatMulNT(y, x, d.Data().([]T), rows, in, out)
+		return
+	}
+	if rows == 0 {
+		return
+	}
+	gemm.SgemmHalf(false, true, rows, h.m.Rows, h.m.Cols, 1, any(x).([]float32), h.m.Cols, h.m.Bits, h.m.Kind, h.m.Cols, 0, any(y).([]float32), h.m.Rows)
+}
+
+// row is row i of the matrix called name (an embedding), widened into a new slice when it is 16-bit, else
+// the store's own (do not modify it).
+func (p params[T]) row(name string, i int) []T {
+	if h, ok := p.w.half[name]; ok {
+		return any(h.m.Row(make([]float32, h.m.Cols), i)).([]T)
+	}
+	d := p.w.Get(name)
+	cols := d.Shape()[1]
+	return d.Data().([]T)[i*cols : (i+1)*cols]
+}
