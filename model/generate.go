@@ -133,8 +133,8 @@ type rowDecoder[T ops.Float] struct {
 func newDecoder[T, P ops.Float](w *Weights, b *Batch[P], s int, alpha float64) *Decoder {
 	cfg := w.Config()
 	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, ori: b.OriSizes[s],
-		w:   params[T]{w},
-		kc:  make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
+		w:  params[T]{w},
+		kc: make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
 	assemble(d, b, s)
 	return &Decoder{prefill: d.prefill, step: d.step, selected: func() [][]bool { return d.used }}
 }

@@ -94,7 +94,7 @@ type builder[T ops.Float] struct {
 	*Graph
 	w      *Weights
 	frozen params[T] // the weights for the parts run outside the graph (the frozen tower)
-	opt Options
+	opt    Options
 	// When the frozen front is cached but missed: the samples' keys, and layer n_sa−1's image attention as
 	// its Select computes it.
 	frontKeys  []featcache.Key
