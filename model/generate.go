@@ -118,7 +118,7 @@ type rowDecoder[T ops.Float] struct {
 	kc, vc  [][]T // per layer, cached rotated keys and values [pos, D]
 	cos     []T   // RoPE tables [rows, dh] of the rows being run, shared by their layers
 	sin     []T
-	hd      []T // HR features [M, D], nil for text-only samples
+	hd      []T // HR features [M, D], nil for text-only samples and for α = 0 (the LR view)
 	hcos    []float64
 	hsin    []float64
 	imageAt int
@@ -157,10 +157,13 @@ func assemble[T, P ops.Float](d *rowDecoder[T], b *Batch[P], s int) {
 		for i := 0; i < n; i++ {
 			d.rows = append(d.rows, lr[i*D:(i+1)*D])
 		}
+		if d.alpha == 0 { // the LR view, LLaVA-1.5's: HR tokens would enter with weight 0, so none is computed
+			continue
+		}
 		d.hd = make([]T, M*D)
 		hrFeatures(nil, d.cfg, d.w, hrTower(nil, d.cfg, d.w, ops.Convert[T](nil, b.HRPixels[s])), d.hd)
 	}
-	if d.imageAt >= 0 {
+	if d.hd != nil {
 		cos, sin := ops.RopeTables(d.imageAt+n, d.cfg.HeadDim(), d.cfg.Text.RopeTheta)
 		d.hcos, d.hsin = hrRopeTables(nil, cos, sin, d.imageAt, g, zg, d.cfg.HeadDim())
 	}
@@ -186,9 +189,9 @@ func (d *rowDecoder[T]) step(token int) ([]float64, error) {
 
 // run takes rows at the next positions through every layer and returns the last one's output [D]. hr
 // says whether the rows, then one row (the prompt's last, or a new token), see HR tokens (when the sample
-// has an image).
+// has an image and α is not 0).
 func (d *rowDecoder[T]) run(rows [][]T, hr bool) []T {
-	hr = hr && d.imageAt >= 0
+	hr = hr && d.hd != nil
 	D, dh, R := d.cfg.Text.HiddenSize, d.cfg.HeadDim(), len(rows)
 	h := make([]T, R*D)
 	d.cos, d.sin = make([]T, R*dh), make([]T, R*dh)

@@ -12,7 +12,6 @@ package half
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/x448/float16"
 )
@@ -42,7 +41,17 @@ func (k Kind) Float32(bits uint16) float32 {
 	if k == BFloat16 {
 		return math.Float32frombits(uint32(bits) << 16)
 	}
-	return f16Table()[bits]
+	return f16(bits)
+}
+
+// f16 widens a float16. A normal number (almost every weight) moves its exponent and mantissa into place
+// and rebiases the exponent (127 − 15 = 112), a few integer operations; zeros, subnormals, infinities and
+// NaNs go through x448/float16.
+func f16(h uint16) float32 {
+	if e := h & 0x7c00; e == 0 || e == 0x7c00 {
+		return float16.Frombits(h).Float32()
+	}
+	return math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 112<<23))
 }
 
 // Widen sets dst[i] to src[i] widened, for i < len(src); dst must be at least as long.
@@ -54,23 +63,14 @@ func (k Kind) Widen(dst []float32, src []uint16) {
 		}
 		return
 	}
-	t := f16Table()
-	for i, b := range src {
-		dst[i] = t[b]
-	}
-}
-
-// WidenStrided sets dst[i·stride] to src[i] widened, for i < len(src): a column of a packed panel.
-func (k Kind) WidenStrided(dst []float32, stride int, src []uint16) {
-	if k == BFloat16 {
-		for i, b := range src {
-			dst[i*stride] = math.Float32frombits(uint32(b) << 16)
+	done := widenF16Fast(dst, src)
+	dst, src = dst[done:], src[done:]
+	for i, h := range src {
+		if e := h & 0x7c00; e != 0 && e != 0x7c00 { // f16's normal case, written out: the loop stays call-free
+			dst[i] = math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 112<<23))
+		} else {
+			dst[i] = float16.Frombits(h).Float32()
 		}
-		return
-	}
-	t := f16Table()
-	for i, b := range src {
-		dst[i*stride] = t[b]
 	}
 }
 
@@ -86,11 +86,3 @@ func (m Matrix) Row(dst []float32, i int) []float32 {
 	m.Kind.Widen(dst, m.Bits[i*m.Cols:(i+1)*m.Cols])
 	return dst[:m.Cols]
 }
-
-var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
-	t := new([1 << 16]float32)
-	for i := range t {
-		t[i] = float16.Frombits(uint16(i)).Float32()
-	}
-	return t
-})

@@ -1,6 +1,10 @@
 package gemm
 
-import "github.com/flextrain/flextrain/internal/half"
+import (
+	"sync"
+
+	"github.com/flextrain/flextrain/internal/half"
+)
 
 // SgemmHalf is Sgemm with B held as 16-bit values of kind (float16 or bfloat16): C = alpha·op(A)·op(B) +
 // beta·C, each value of B widened to float32 (exactly) as its panel is packed. The result is bitwise
@@ -26,13 +30,11 @@ func SgemmHalf(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b 
 
 // packHalf is packB for 16-bit values: rows pc… (kb) and columns jc… (nb) of op(B) widened into panels of
 // nr columns, zero past nb.
-func packHalf(dst []float32, b []uint16, kind half.Kind, t bool, ld, pc, jc, kb, nb, nr int) {
+func packHalf(dst []float32, b []uint16, kind half.Kind, t bool, ld, pc, jc, kb, nb, nr int, strided packFunc[float32]) {
 	for jr := 0; jr < nb; jr += nr {
 		panel, width := dst[jr*kb:][:nr*kb], min(nr, nb-jr)
 		if t { // op(B) = Bᵀ: column q of the panel is row jc+jr+q of B, contiguous
-			for q := range width {
-				kind.WidenStrided(panel[q:], nr, b[(jc+jr+q)*ld+pc:][:kb])
-			}
+			packHalfT(panel, b[(jc+jr)*ld+pc:], kind, ld, width, kb, nr, strided)
 		} else { // row p of the panel is row pc+p of B, contiguous
 			for p := range kb {
 				kind.Widen(panel[p*nr:], b[(pc+p)*ld+jc+jr:][:width])
@@ -43,3 +45,27 @@ func packHalf(dst []float32, b []uint16, kind half.Kind, t bool, ld, pc, jc, kb,
 		}
 	}
 }
+
+// packHalfT fills a panel of kb rows of nr values whose column q (q < width) is row q of b (stride ld). It
+// works in chunks of each row: widened along the row into a float32 tile (sequential reads), then packed
+// from the tile by the kernel's own strided packer, as a float32 B would be.
+func packHalfT(panel []float32, b []uint16, kind half.Kind, ld, width, kb, nr int, strided packFunc[float32]) {
+	tile := tiles.Get().(*[64 * tileChunk]float32) // nr ≤ 64 for every kernel (TestKernelsFitHalfTile)
+	defer tiles.Put(tile)
+	const chunk = tileChunk
+	for p0 := 0; p0 < kb; p0 += chunk {
+		np := min(chunk, kb-p0)
+		for q := range width {
+			kind.Widen(tile[q*chunk:], b[q*ld+p0:][:np])
+		}
+		strided(panel[p0*nr:], tile[:], chunk, width, np, nr)
+	}
+}
+
+// tileChunk is how many values of each row packHalfT widens at a time: a whole k block (kc = 256) of the
+// kernels, so that each row of B is read in one run.
+const tileChunk = 256
+
+// tiles recycles packHalfT's tiles (64 KiB: too large for the stack, and a tile handed to the packer
+// function would escape there anyway).
+var tiles = sync.Pool{New: func() any { return new([64 * tileChunk]float32) }}

@@ -1,7 +1,9 @@
 package gemm
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"math/rand/v2"
 	"testing"
 
@@ -43,13 +45,34 @@ func TestSgemmHalfIsSgemmOnWidenedB(t *testing.T) {
 					}
 					Sgemm(tA, tB, s.m, s.n, s.k, 0.75, a, lda, wide, ldb, 0.5, want, ldc)
 					SgemmHalf(tA, tB, s.m, s.n, s.k, 0.75, a, lda, bits, kind, ldb, 0.5, got, ldc)
-					for i := range want {
-						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-							t.Fatalf("%v %+v tA=%v tB=%v: c[%d] = %v, Sgemm on the widened B gives %v", kind, s, tA, tB, i, got[i], want[i])
-						}
+					sameBits(t, fmt.Sprintf("%v %+v tA=%v tB=%v", kind, s, tA, tB), got, want)
+					for _, kr := range sKernels[1:] { // the other kernels this CPU runs, each against itself
+						want, got := slices.Clone(want), slices.Clone(want)
+						run(kr, tA, tB, s.m, s.n, s.k, 0.75, a, lda, wide, ldb, 0.5, want, ldc)
+						runB(kr, tA, s.m, s.n, s.k, 0.75, a, lda, matB[float32]{t: tB, h: bits, kind: kind, ld: ldb}, 0.5, got, ldc)
+						sameBits(t, fmt.Sprintf("%s: %v %+v tA=%v tB=%v", kr.name, kind, s, tA, tB), got, want)
 					}
 				}
 			}
+		}
+	}
+}
+
+// sameBits fails unless got and want hold the same bits.
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: c[%d] = %v, Sgemm on the widened B gives %v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// TestKernelsFitHalfTile: packHalfT's tile holds a chunk of every kernel's panel width.
+func TestKernelsFitHalfTile(t *testing.T) {
+	for _, kr := range sKernels {
+		if kr.nr > 64 {
+			t.Errorf("kernel %s: nr %d > 64, packHalfT's tile width", kr.name, kr.nr)
 		}
 	}
 }
@@ -80,5 +103,30 @@ func TestSgemmHalfChecks(t *testing.T) {
 			}()
 			call()
 		}()
+	}
+}
+
+// BenchmarkSgemmHalf times y = x·Wᵀ for a 4096×4096 weight, float32 against float16, for one row (a decoding
+// step: the widening dominates) and 512 rows (a prompt: the products dominate).
+func BenchmarkSgemmHalf(b *testing.B) {
+	const n, k = 4096, 4096
+	rng := rand.New(rand.NewPCG(1, 2))
+	w32, w16 := make([]float32, n*k), make([]uint16, n*k)
+	for i := range w32 {
+		w16[i] = roundHalf(half.Float16, float32(rng.NormFloat64()))
+		w32[i] = half.Float16.Float32(w16[i])
+	}
+	for _, m := range []int{1, 512} {
+		x, y := make([]float32, m*k), make([]float32, m*n)
+		b.Run(fmt.Sprintf("rows=%d/float32", m), func(b *testing.B) {
+			for range b.N {
+				Sgemm(false, true, m, n, k, 1, x, k, w32, k, 0, y, n)
+			}
+		})
+		b.Run(fmt.Sprintf("rows=%d/float16", m), func(b *testing.B) {
+			for range b.N {
+				SgemmHalf(false, true, m, n, k, 1, x, k, w16, half.Float16, k, 0, y, n)
+			}
+		})
 	}
 }

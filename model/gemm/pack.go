@@ -24,7 +24,7 @@ func packA[T float](dst []T, tA bool, a []T, lda, ic, pc, mb, kb, mr int, contig
 func packB[T float](dst []T, src matB[T], pc, jc, kb, nb, nr int, contiguous, strided packFunc[T]) {
 	switch {
 	case src.h != nil:
-		packHalf(any(dst).([]float32), src.h, src.kind, src.t, src.ld, pc, jc, kb, nb, nr)
+		packHalf(any(dst).([]float32), src.h, src.kind, src.t, src.ld, pc, jc, kb, nb, nr, any(strided).(packFunc[float32]))
 	case !src.t:
 		packContiguous(dst, src.b[pc*src.ld+jc:], src.ld, nb, kb, nr, contiguous)
 	default:
