@@ -9,6 +9,7 @@ import (
 
 	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/pretrained"
 )
 
 // Plan is the memory a run needs, part by part, before it starts: the weights (frozen and trainable),
@@ -35,7 +36,7 @@ func (cfg Config) Plan(n int) Plan {
 	if cfg.DType == "float64" {
 		elem = 8
 	}
-	frozen, trainable := cfg.parameters()
+	frozen, frozen16, trainable := cfg.parameters()
 	copies := int64(1) // the gradient; the accumulator too with several micro-batches a step
 	if cfg.GradientAccumulationSteps > 1 {
 		copies++
@@ -46,7 +47,11 @@ func (cfg Config) Plan(n int) Plan {
 		p.Parts = append(p.Parts, PlanPart{name, elems, bytes})
 		p.Total += bytes
 	}
-	add("frozen weights", frozen, frozen*elem)
+	if elem == 4 && cfg.frozenIn16Bits() {
+		add("frozen weights (matrices in 16 bits)", frozen, (frozen-frozen16)*elem+2*frozen16)
+	} else {
+		add("frozen weights", frozen, frozen*elem)
+	}
 	add("trainable weights", trainable, trainable*elem)
 	add("gradients", copies*trainable, copies*trainable*elem)
 	add("AdamW m and v", 2*trainable, 2*trainable*elem)
@@ -58,20 +63,35 @@ func (cfg Config) Plan(n int) Plan {
 	return p
 }
 
-// parameters counts the elements of the frozen and the trainable weights, from the shapes alone.
-func (cfg Config) parameters() (frozen, trainable int64) {
+// parameters counts the elements of the frozen weights (and of the frozen matrices among them) and of the
+// trainable weights, from the shapes alone.
+func (cfg Config) parameters() (frozen, frozenMatrices, trainable int64) {
 	for name, shape := range model.Shapes(cfg.Model()) {
 		n := int64(1)
 		for _, d := range shape {
 			n *= int64(d)
 		}
-		if cfg.Trainable(name) {
+		switch {
+		case cfg.Trainable(name):
 			trainable += n
-		} else {
+		case len(shape) >= 2:
+			frozenMatrices += n
+			fallthrough
+		default:
 			frozen += n
 		}
 	}
-	return frozen, trainable
+	return frozen, frozenMatrices, trainable
+}
+
+// frozenIn16Bits reports whether the run starts from a folder whose config.json stores the weights in
+// float16 or bfloat16: a float32 run then keeps its frozen matrices so (model.FromTensorsHalf).
+func (cfg Config) frozenIn16Bits() bool {
+	if cfg.ModelNameOrPath == "" || !pretrained.IsFolder(cfg.ModelNameOrPath) {
+		return false
+	}
+	dt := pretrained.StoredDType(cfg.ModelNameOrPath)
+	return dt == "float16" || dt == "bfloat16"
 }
 
 // activations estimates the values one sample of n rows keeps alive at the peak of a step: what each
@@ -160,3 +180,49 @@ func physicalMemory() (int64, bool) {
 	}
 	return 0, false
 }
+
+// PredictPlan is the memory of `flextrain predict` on one image and question, part by part: the model's
+// weights as held (weightBytes for weightElems values: frozen 16-bit matrices at 2 bytes, mapped from the
+// files, the rest float32; model.StoredBytes counts them), and the float32 values of decoding a prompt of
+// rows rows (image tokens and text) and newTokens more: the cache of keys and values, one decoder layer's
+// values over the prompt (the prompt runs a layer at a time), the vision tower on one image (LR view) or
+// on the 1 + Z² of the FlexAttention view (hr), the HR features, the logits, and the heap the garbage
+// collector lets grow beyond them (flextrain runs at GOGC 25). The mapped weights count in the process's
+// resident memory once read, as the heap does.
+func PredictPlan(m model.Config, weightElems, weightBytes int64, rows, newTokens int, hr bool) Plan {
+	t, v := m.Text, m.Vision
+	N, D, F, L, V := int64(rows+newTokens), int64(t.HiddenSize), int64(t.IntermediateSize), int64(t.NumLayers), int64(t.VocabSize)
+	_, n, _, mm := m.Grid()
+	tokens, images, M := int64(n+1), int64(1), int64(0)
+	if hr {
+		images, M = 1+int64(m.Flex.Zoom*m.Flex.Zoom), int64(mm)
+	}
+	var p Plan
+	add := func(name string, elems, bytes int64) {
+		p.Parts = append(p.Parts, PlanPart{name, elems, bytes})
+		p.Total += bytes
+	}
+	add("weights (16-bit ones mapped)", weightElems, weightBytes)
+	parts := []PlanPart{
+		{"key and value cache", 2 * L * N * D, 0},
+		{"one layer over the prompt (estimate)", int64(rows) * (9*D + 2*F), 0},
+		{fmt.Sprintf("vision tower on %d image(s)", images), images*tokens*(5*int64(v.HiddenSize)+int64(v.IntermediateSize)) + int64(v.NumHeads)*tokens*tokens, 0},
+		{"HR features", M * D, 0},
+		{"logits", 3 * V, 0}, // float32, and the float64 copy Greedy reads
+	}
+	var heap int64
+	for _, part := range parts {
+		if part.Elements > 0 {
+			add(part.Name, part.Elements, 4*part.Elements)
+			heap += 4 * part.Elements
+		}
+	}
+	add("heap growth before collection (GOGC 25)", 0, heap/4)
+	add("program and runtime", 0, programBytes)
+	p.Machine, _ = physicalMemory()
+	return p
+}
+
+// programBytes is the resident memory of flextrain before it reads a model: its code, the runtime and the
+// tokenizer, measured: `flextrain predict` on testdata/llava/llava-v1.5-tiny peaks at 24 MiB.
+const programBytes = 24 << 20

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -39,5 +42,75 @@ func TestPlan(t *testing.T) {
 	}
 	if total, ok := physicalMemory(); ok && total < 1<<20 {
 		t.Errorf("physicalMemory = %d bytes; want the machine's memory", total)
+	}
+}
+
+// TestPlanFrozenIn16Bits: a float32 run from a folder stored in float16 counts its frozen matrices at 2 bytes
+// (the store keeps them so) and its frozen vectors at 4; a folder in float32 counts all at 4.
+func TestPlanFrozenIn16Bits(t *testing.T) {
+	cfg := loadValid(t)
+	var matrices, vectors int64
+	for name, shape := range model.Shapes(cfg.Model()) {
+		n := int64(1)
+		for _, d := range shape {
+			n *= int64(d)
+		}
+		switch {
+		case cfg.Trainable(name):
+		case len(shape) >= 2:
+			matrices += n
+		default:
+			vectors += n
+		}
+	}
+	for _, tt := range []struct {
+		dtype, part string
+		bytes       int64
+	}{
+		{"float16", "frozen weights (matrices in 16 bits)", 2*matrices + 4*vectors},
+		{"bfloat16", "frozen weights (matrices in 16 bits)", 2*matrices + 4*vectors},
+		{"float32", "frozen weights", 4 * (matrices + vectors)},
+	} {
+		dir := t.TempDir()
+		conf := fmt.Sprintf(`{"architectures": ["LlavaLlamaForCausalLM"], "model_type": "llava", "torch_dtype": %q}`, tt.dtype)
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := cfg
+		c.ModelNameOrPath = dir
+		p := c.Plan(100)
+		if p.Parts[0].Name != tt.part || p.Parts[0].Bytes != tt.bytes || p.Parts[0].Elements != matrices+vectors {
+			t.Errorf("%s: first part %+v; want %q, %d elements in %d bytes", tt.dtype, p.Parts[0], tt.part, matrices+vectors, tt.bytes)
+		}
+	}
+}
+
+// TestPredictPlan: the cache holds a key and a value per layer for every row, prompt and answer; the FlexAttention
+// view adds the HR features and runs the tower on 1 + Z² images; the total adds the parts.
+func TestPredictPlan(t *testing.T) {
+	m := loadValid(t).Model()
+	L, D := int64(m.Text.NumLayers), int64(m.Text.HiddenSize)
+	_, _, _, M := m.Grid()
+	for _, hr := range []bool{false, true} {
+		p := PredictPlan(m, 1000, 2000, 30, 5, hr)
+		parts := map[string]int64{}
+		var sum int64
+		for _, part := range p.Parts {
+			parts[part.Name] = part.Bytes
+			sum += part.Bytes
+		}
+		if sum != p.Total || parts["weights (16-bit ones mapped)"] != 2000 || parts["key and value cache"] != 4*2*L*35*D {
+			t.Errorf("hr %v: parts %+v (total %d)", hr, p.Parts, p.Total)
+		}
+		towerPart := "vision tower on 1 image(s)"
+		if hr {
+			towerPart = fmt.Sprintf("vision tower on %d image(s)", 1+m.Flex.Zoom*m.Flex.Zoom)
+		}
+		if _, ok := parts[towerPart]; !ok {
+			t.Errorf("hr %v: no part %q in %+v", hr, towerPart, p.Parts)
+		}
+		if got, want := parts["HR features"], map[bool]int64{false: 0, true: 4 * int64(M) * D}[hr]; got != want {
+			t.Errorf("hr %v: HR features %d bytes; want %d", hr, got, want)
+		}
 	}
 }

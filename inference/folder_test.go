@@ -105,3 +105,42 @@ func TestPublishedFolderContradiction(t *testing.T) {
 		t.Errorf("a model block against the folder: err = %v; want one naming text.hidden_size", err)
 	}
 }
+
+// TestPredictPlanOfFolder: the plan of predict on the published float16 folder counts the weights as
+// LoadFolder holds them (its frozen matrices in 16 bits) and, for this base LLaVA (LR view), no HR features;
+// the prompt defaults to the image's tokens and 64 more.
+func TestPredictPlanOfFolder(t *testing.T) {
+	tr, err := LoadFolder(publishedLLaVA, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := tr.Weights.HalfBytes()
+	for _, name := range tr.Weights.Names() {
+		if d := tr.Weights.Get(name); d != nil {
+			held += 4 * int64(d.Len())
+		}
+	}
+	if held == tr.Weights.HalfBytes() || tr.Weights.HalfBytes() == 0 {
+		t.Fatalf("the folder's store holds %d bytes, %d of them 16-bit: want both kinds", held, tr.Weights.HalfBytes())
+	}
+	p, err := PredictPlan(publishedLLaVA, Options{}, 0, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tr.Config.Model()
+	_, n, _, _ := m.Grid()
+	cache := int64(4 * 2 * m.Text.NumLayers * (n + 64 + 8) * m.Text.HiddenSize)
+	got := map[string]int64{}
+	for _, part := range p.Parts {
+		got[part.Name] = part.Bytes
+	}
+	if got["weights (16-bit ones mapped)"] != held || got["key and value cache"] != cache {
+		t.Errorf("plan %+v; want weights of %d bytes and a cache of %d", p.Parts, held, cache)
+	}
+	if _, ok := got["HR features"]; ok {
+		t.Errorf("a base LLaVA answers from its LR view, but the plan counts HR features: %+v", p.Parts)
+	}
+	if _, err := PredictPlan(filepath.Join(t.TempDir(), "none"), Options{}, 0, 8); err == nil {
+		t.Error("the plan of a missing folder: no error")
+	}
+}

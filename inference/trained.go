@@ -113,3 +113,19 @@ func folderConfig(f *pretrained.Folder) config.Config {
 	}
 	return c
 }
+
+// PredictPlan is config.PredictPlan for the published or exported folder dir (read as LoadFolder reads it,
+// its tensors' headers only): a prompt of rows rows (≤ 0: the image's tokens and 64 of text) and newTokens
+// generated ones.
+func PredictPlan(dir string, opts Options, rows, newTokens int) (config.Plan, error) {
+	f, err := pretrained.Open(dir, pretrained.Options{VisionTower: opts.VisionTower})
+	if err != nil {
+		return config.Plan{}, fmt.Errorf("inference: plan %s: %w", dir, err)
+	}
+	c := folderConfig(f)
+	elems, bytes := model.StoredBytes(f.Config, f.Tensors, func(string) bool { return true })
+	if _, n, _, _ := f.Config.Grid(); rows <= 0 {
+		rows = n + 64
+	}
+	return config.PredictPlan(f.Config, elems, bytes, rows, newTokens, c.Flex.View != "lr"), nil
+}

@@ -4,8 +4,9 @@ import (
 	"math"
 	"testing"
 
-	"github.com/flextrain/flextrain/model/ops"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // TestArenaMatchesPlainAllocation runs the golden training case with and without an arena, in both dtypes

@@ -3,8 +3,9 @@ package model
 import (
 	"fmt"
 
-	"github.com/flextrain/flextrain/model/ops"
 	G "gorgonia.org/gorgonia"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // layer adds decoder layer l (docs/DESIGN.md §6, and §7 for l ≥ n_sa) on top of h [B·N, D]. cells are the

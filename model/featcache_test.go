@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flextrain/flextrain/model/featcache"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/featcache"
 )
 
 // TestFeatureCache runs the golden training case three times: without a cache, with an empty one (misses,

@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	G "gorgonia.org/gorgonia"
+
 	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
-	G "gorgonia.org/gorgonia"
 )
 
 // The frozen front of the model is everything before the first FlexAttention layer: the vision tower, the

@@ -3,10 +3,11 @@ package model
 import (
 	"fmt"
 
-	"github.com/flextrain/flextrain/model/featcache"
-	"github.com/flextrain/flextrain/model/ops"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/featcache"
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // Mode says which rows see HR tokens: Train (rows that predict a supervised token) or Infer (the last row).

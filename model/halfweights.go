@@ -28,10 +28,15 @@ var halfKinds = map[safetensors.DType]half.Kind{safetensors.F16: half.Float16, s
 // (norms, biases) and weights stored in float32 are float32 as in FromTensors. The values are the same
 // either way: widening is exact, and the products are bitwise those of the widened weights.
 func FromTensorsHalf(cfg Config, ts map[string]safetensors.Tensor, frozen func(name string) bool) (*Weights, error) {
-	return fromTensors(cfg, F32, ts, func(name string, t safetensors.Tensor) bool {
+	return fromTensors(cfg, F32, ts, keeps16(frozen))
+}
+
+// keeps16 is FromTensorsHalf's rule: a frozen matrix stored in float16 or bfloat16 stays so.
+func keeps16(frozen func(string) bool) func(string, safetensors.Tensor) bool {
+	return func(name string, t safetensors.Tensor) bool {
 		_, ok := halfKinds[t.DType]
 		return ok && len(t.Shape) >= 2 && frozen(name)
-	})
+	}
 }
 
 // keepHalf validates a 16-bit tensor of the wanted shape and keeps it as its bits.
@@ -88,11 +93,15 @@ func (w *Weights) Half(name string) (half.Matrix, bool) {
 	return h.m, ok
 }
 
-// HalfBytes is the memory of the weights kept in 16 bits.
+// HalfBytes is the memory of the weights kept in 16 bits (bits that two weights share counted once).
 func (w *Weights) HalfBytes() int64 {
 	var n int64
+	seen := map[*uint16]bool{}
 	for _, h := range w.half {
-		n += 2 * int64(len(h.m.Bits))
+		if p := unsafe.SliceData(h.m.Bits); !seen[p] {
+			seen[p] = true
+			n += 2 * int64(len(h.m.Bits))
+		}
 	}
 	return n
 }
@@ -169,4 +178,28 @@ func (p params[T]) row(name string, i int) []T {
 	d := p.w.Get(name)
 	cols := d.Shape()[1]
 	return d.Data().([]T)[i*cols : (i+1)*cols]
+}
+
+// StoredBytes is what FromTensorsHalf(cfg, ts, frozen) would hold, without building it: every weight's
+// element count, and its bytes (2 a value for the frozen matrices it keeps in 16 bits, none for a derived
+// k/v_proj_hd that shares its source's 16 bits, 4 for the rest).
+func StoredBytes(cfg Config, ts map[string]safetensors.Tensor, frozen func(name string) bool) (elems, bytes int64) {
+	keep16 := keeps16(frozen)
+	for _, sp := range weightSpecs(cfg) {
+		n := int64(1)
+		for _, d := range sp.shape {
+			n *= int64(d)
+		}
+		elems += n
+		t, ok := ts[sp.name]
+		switch {
+		case ok && keep16(sp.name, t):
+			bytes += 2 * n
+		case !ok && keep16(sp.name, ts[sp.from]) && keep16(sp.from, ts[sp.from]):
+			// shares its source's bits
+		default:
+			bytes += 4 * n
+		}
+	}
+	return elems, bytes
 }

@@ -157,3 +157,32 @@ func TestHalfWeightsRefuseNonFinite(t *testing.T) {
 		t.Fatalf("err = %v, want one naming %s and element 3", err, name)
 	}
 }
+
+// TestStoredBytes: StoredBytes counts what FromTensorsHalf holds (16-bit values at 2 bytes, float32 ones at 4,
+// derived k/v_proj_hd sharing their source's bits when frozen), for every weight frozen and for LLaVA-1.5's
+// trainable set.
+func TestStoredBytes(t *testing.T) {
+	gc := goldenTrainCase(t)
+	ts := narrowed(t, gc.tensor, safetensors.F16)
+	for name, frozen := range map[string]func(string) bool{
+		"all frozen": func(string) bool { return true },
+		"llava":      func(n string) bool { return !defaultTrainable(gc.cfg)(n) },
+	} {
+		w, err := FromTensorsHalf(gc.cfg, ts, frozen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, elems := w.HalfBytes(), int64(0)
+		for _, n := range w.Names() {
+			if h, ok := w.Half(n); ok {
+				elems += int64(len(h.Bits))
+				continue
+			}
+			elems += int64(w.Get(n).Len())
+			want += 4 * int64(w.Get(n).Len())
+		}
+		if gotElems, got := StoredBytes(gc.cfg, ts, frozen); got != want || gotElems != elems {
+			t.Errorf("%s: StoredBytes = %d elements, %d bytes; the store holds %d, %d", name, gotElems, got, elems, want)
+		}
+	}
+}

@@ -3,9 +3,10 @@ package model
 import (
 	"fmt"
 
-	"github.com/flextrain/flextrain/model/ops"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // Run executes the graph: forward, and backward when weights are trainable.

@@ -4,8 +4,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/flextrain/flextrain/model/ops"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // benchConfig is the model of configs/bench.yaml.

@@ -5,8 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/flextrain/flextrain/model/ops"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // TestVisionStackMatchesAlone checks that the tower gives each image of a stack the bits it gives the image

@@ -3,8 +3,9 @@ package model
 import (
 	"fmt"
 
-	"github.com/flextrain/flextrain/model/ops"
 	G "gorgonia.org/gorgonia"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // The CLIP tower (docs/DESIGN.md §3) as graph nodes, for runs that train it (a base model trained from scratch):

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"gorgonia.org/tensor"
+
 	"github.com/flextrain/flextrain/internal/fileio"
 	"github.com/flextrain/flextrain/safetensors"
-	"gorgonia.org/tensor"
 )
 
 // makeSpecial replaces path by a FIFO ("fifo") or a symbolic link to /dev/zero ("zero").

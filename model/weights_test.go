@@ -13,8 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flextrain/flextrain/safetensors"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/safetensors"
 )
 
 const goldenTrain = "../testdata/golden/tiny_train.safetensors"

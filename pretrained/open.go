@@ -243,6 +243,16 @@ func ReadLayout(dir string, opts Options) (Layout, model.Config, error) {
 	return s.layout, cfg, err
 }
 
+// StoredDType is the torch_dtype that the folder's config.json gives its weights ("float16", "bfloat16",
+// "float32"; "" when it gives none or cannot be read).
+func StoredDType(dir string) string {
+	o, err := readObject(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return ""
+	}
+	return readSpec(o).dtype
+}
+
 // IsFolder reports whether path is a folder with a config.json: a published or exported model, which Open
 // reads, rather than a flextrain weights file or folder of model.safetensors alone.
 func IsFolder(path string) bool { return isFile(filepath.Join(path, ConfigFile)) }

@@ -292,3 +292,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestReadFileMapsPrivately: a file read is mapped copy-on-write, so writing to a tensor's data changes the
+// tensor, never the file.
+func TestReadFileMapsPrivately(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.safetensors")
+	if err := WriteFile(path, &File{Tensors: map[string]Tensor{"w": FromFloat32([]int{2}, []float32{1, 2})}}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Tensors["w"].Data[0] ^= 0xff
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("writing to a tensor read from the file changed the file")
+	}
+}

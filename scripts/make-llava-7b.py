@@ -3,8 +3,8 @@
 the memory test of `flextrain predict` on a 7B model (scripts/measure-7b-memory.sh) runs on it, without a 14 GB
 download.
 
-  OUT/llava-v1.5-7b/                   config.json (LlavaLlamaForCausalLM, the mm_* keys), 15 safetensors shards of
-                                       float16 tensors with model.safetensors.index.json: LLaMA-7B (32 layers of
+  OUT/llava-v1.5-7b/                   config.json (LlavaLlamaForCausalLM, the mm_* keys), safetensors shards of about
+                                       1 GiB of float16 tensors with model.safetensors.index.json: LLaMA-7B (32 layers of
                                        width 4096, MLP 11008, vocabulary 32000), the mlp2x_gelu projector and the
                                        CLIP ViT-L/14-336 tower inside, post_layernorm and position_ids included;
                                        the tiny test tokenizer (its ids are a subset of the vocabulary)

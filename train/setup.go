@@ -145,6 +145,9 @@ func (t *trainer[T]) loadWeights() error {
 	for _, ig := range ignored {
 		t.log.info("not used", "tensor", ig.Name, "folder", ig.Folder, "why", ig.Reason)
 	}
+	if b := w.HalfBytes(); b > 0 {
+		t.log.info("frozen matrices kept in 16 bits, as stored", "GiB", fmt.Sprintf("%.2f", float64(b)/(1<<30)))
+	}
 	t.weights = w
 	return nil
 }

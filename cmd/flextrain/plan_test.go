@@ -37,3 +37,23 @@ func TestPlanCommand(t *testing.T) {
 		t.Errorf("JSON plan: parts add to %d, total %d", sum, p.Total)
 	}
 }
+
+// TestPlanModel: `plan --model DIR` prints predict's memory on a published folder; --config and --model are
+// one or the other.
+func TestPlanModel(t *testing.T) {
+	var out bytes.Buffer
+	dir := "../../testdata/llava/llava-v1.5-tiny"
+	if err := planMain([]string{"--model", dir, "--max-new-tokens", "8"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"weights (16-bit ones mapped)", "key and value cache", "vision tower on 1 image(s)", "total"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan --model output lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, args := range [][]string{{}, {"--model", dir, "--config", "../../configs/tiny.yaml"}} {
+		if err := planMain(args, &out); err == nil || !strings.Contains(err.Error(), "--config FILE") {
+			t.Errorf("plan %v: err = %v; want one naming --config and --model", args, err)
+		}
+	}
+}

@@ -20,6 +20,9 @@
 // outputs on the same kernel, whatever GOMAXPROCS is. Different kernels (AVX-512, AVX2, Go)
 // may differ in the last bits.
 //
+// SgemmHalf takes B as float16 or bfloat16 values and widens them as it packs them: frozen weights published
+// in 16 bits are multiplied without a float32 copy, with Sgemm's bits on the widened B.
+//
 // Example: y = x·wᵀ for x [rows, in] and a torch-layout weight w [out, in]:
 //
 //	gemm.Sgemm(false, true, rows, out, in, 1, x, in, w, in, 0, y, out)

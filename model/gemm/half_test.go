@@ -3,8 +3,8 @@ package gemm
 import (
 	"fmt"
 	"math"
-	"slices"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/x448/float16"
