@@ -1,0 +1,130 @@
+//go:build gpu
+
+package gpu
+
+/*
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stdlib.h>
+
+// The few cuBLAS entry points flextrain calls, by address: the library is opened at run time, so that one
+// binary works with the CUDA of the machine it runs on (cuBLAS 11, 12 or 13 keep these signatures).
+typedef int (*create_fn)(void **handle);
+typedef int (*destroy_fn)(void *handle);
+typedef int (*set_stream_fn)(void *handle, void *stream);
+typedef int (*set_math_fn)(void *handle, int mode);
+typedef int (*sgemm_strided_fn)(void *handle, int ta, int tb, int m, int n, int k, const float *alpha,
+	const void *a, int lda, long long sa, const void *b, int ldb, long long sb, const float *beta,
+	void *c, int ldc, long long sc, int batch);
+
+typedef struct {
+	void *lib, *handle;
+	create_fn create;
+	destroy_fn destroy;
+	set_stream_fn set_stream;
+	set_math_fn set_math;
+	sgemm_strided_fn sgemm_strided;
+} blas_lib;
+
+static void *blas_open(const char *name) { return dlopen(name, RTLD_NOW | RTLD_LOCAL); }
+
+// blas_bind looks up every entry point of lib->lib; it returns the name of the first one missing, or NULL.
+static const char *blas_bind(blas_lib *l) {
+	if (!(l->create = (create_fn)dlsym(l->lib, "cublasCreate_v2"))) return "cublasCreate_v2";
+	if (!(l->destroy = (destroy_fn)dlsym(l->lib, "cublasDestroy_v2"))) return "cublasDestroy_v2";
+	if (!(l->set_stream = (set_stream_fn)dlsym(l->lib, "cublasSetStream_v2"))) return "cublasSetStream_v2";
+	if (!(l->set_math = (set_math_fn)dlsym(l->lib, "cublasSetMathMode"))) return "cublasSetMathMode";
+	if (!(l->sgemm_strided = (sgemm_strided_fn)dlsym(l->lib, "cublasSgemmStridedBatched"))) return "cublasSgemmStridedBatched";
+	return NULL;
+}
+
+static int blas_create(blas_lib *l) { return l->create(&l->handle); }
+static int blas_destroy(blas_lib *l) { return l->destroy(l->handle); }
+static int blas_set_stream(blas_lib *l, void *stream) { return l->set_stream(l->handle, stream); }
+static int blas_set_math(blas_lib *l, int mode) { return l->set_math(l->handle, mode); }
+// a, b and c are device addresses (CUdeviceptr), not host pointers.
+static int blas_sgemm_strided(blas_lib *l, int ta, int tb, int m, int n, int k, float alpha, unsigned long long a,
+	int lda, long long sa, unsigned long long b, int ldb, long long sb, float beta, unsigned long long c, int ldc,
+	long long sc, int batch) {
+	return l->sgemm_strided(l->handle, ta, tb, m, n, k, &alpha, (const void *)a, lda, sa, (const void *)b, ldb, sb,
+		&beta, (void *)c, ldc, sc, batch);
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+)
+
+// blasLibraries are the cuBLAS sonames tried, newest first.
+var blasLibraries = []string{"libcublas.so.13", "libcublas.so.12", "libcublas.so.11"}
+
+// cuBLAS's constants (cublas_api.h).
+const (
+	blasOpN         = 0 // CUBLAS_OP_N
+	blasOpT         = 1 // CUBLAS_OP_T
+	blasDefaultMath = 0 // CUBLAS_DEFAULT_MATH: float32 products in float32
+	blasTF32Math    = 3 // CUBLAS_TF32_TENSOR_OP_MATH
+)
+
+// blas is one cuBLAS handle bound to the device's stream. Its calls run on the device's thread.
+type blas struct{ l *C.blas_lib }
+
+// newBLAS opens the first cuBLAS of blasLibraries that loads, or names every one tried and why.
+func newBLAS(stream unsafe.Pointer, tf32 bool) (*blas, error) {
+	l := (*C.blas_lib)(C.calloc(1, C.sizeof_blas_lib))
+	var tried []string
+	for _, name := range blasLibraries {
+		cname := C.CString(name)
+		l.lib = C.blas_open(cname)
+		C.free(unsafe.Pointer(cname))
+		if l.lib != nil {
+			break
+		}
+		tried = append(tried, fmt.Sprintf("%s (%s)", name, C.GoString(C.dlerror())))
+	}
+	if l.lib == nil {
+		C.free(unsafe.Pointer(l))
+		return nil, fmt.Errorf("gpu: no cuBLAS could be loaded; tried %s (set LD_LIBRARY_PATH to the folder that holds it)", strings.Join(tried, ", "))
+	}
+	if missing := C.blas_bind(l); missing != nil {
+		return nil, fmt.Errorf("gpu: cuBLAS lacks %s", C.GoString(missing))
+	}
+	b := &blas{l}
+	mode := blasDefaultMath
+	if tf32 {
+		mode = blasTF32Math
+	}
+	if err := b.check("cublasCreate", C.blas_create(l)); err != nil {
+		return nil, err
+	}
+	if err := b.check("cublasSetStream", C.blas_set_stream(l, stream)); err != nil {
+		return nil, err
+	}
+	return b, b.check("cublasSetMathMode", C.blas_set_math(l, C.int(mode)))
+}
+
+// check turns a cuBLAS status into an error naming the call.
+func (b *blas) check(call string, status C.int) error {
+	if status != 0 {
+		return fmt.Errorf("gpu: %s: cuBLAS status %d", call, int(status))
+	}
+	return nil
+}
+
+func (b *blas) close() { C.blas_destroy(b.l) }
+
+// MatMulNT sets y = x·wᵀ for row-major x [rows, in] and w [out, in] (a torch Linear's weight): cuBLAS is
+// column-major, so it computes yᵀ = w·xᵀ, with w read transposed.
+func (d *Device) MatMulNT(y, x, w Buffer, rows, in, out int) error {
+	if x.n != rows*in || w.n != out*in || y.n != rows*out {
+		return fmt.Errorf("gpu: MatMulNT: x %d, w %d, y %d values for [%d, %d]·[%d, %d]ᵀ", x.n, w.n, y.n, rows, in, out, in)
+	}
+	return d.do(func() error {
+		return d.blas.check("cublasSgemmStridedBatched", C.blas_sgemm_strided(d.blas.l, blasOpT, blasOpN,
+			C.int(out), C.int(rows), C.int(in), 1, C.ulonglong(w.ptr), C.int(in), 0,
+			C.ulonglong(x.ptr), C.int(in), 0, 0, C.ulonglong(y.ptr), C.int(out), 0, 1))
+	})
+}

@@ -1,0 +1,182 @@
+//go:build gpu
+
+package gpu
+
+import (
+	_ "embed"
+	"fmt"
+	"math"
+	"runtime"
+	"unsafe"
+
+	"gorgonia.org/cu"
+)
+
+//go:embed kernels.fatbin
+var fatbin string
+
+// kernelNames are the kernels of kernels.fatbin that a Device loads.
+var kernelNames = []string{"adamw", "scale", "sum_squares", "rmsnorm", "swiglu"}
+
+// Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every
+// driver call, the kernels, a stream and cuBLAS. Its methods are safe for concurrent use (the thread runs
+// one call at a time); Close releases it.
+type Device struct {
+	Ordinal int
+	Name    string
+	work    chan func()
+	fns     map[string]cu.Function
+	stream  cu.Stream
+	blas    *blas
+}
+
+// Buffer is n float32 values in the device's memory.
+type Buffer struct {
+	ptr cu.DevicePtr
+	n   int
+}
+
+// Len is the buffer's length in values.
+func (b Buffer) Len() int { return b.n }
+
+// Open starts the GPU of that ordinal (cuda:N): its primary context, the embedded kernels, a stream, and
+// cuBLAS with TF32 off unless tf32.
+func Open(ordinal int, tf32 bool) (*Device, error) {
+	n, err := cu.NumDevices()
+	if err != nil {
+		return nil, fmt.Errorf("gpu: %w", err)
+	}
+	if ordinal < 0 || ordinal >= n {
+		return nil, fmt.Errorf("gpu: device cuda:%d: this machine has %d CUDA device(s)", ordinal, n)
+	}
+	d := &Device{Ordinal: ordinal, work: make(chan func()), fns: map[string]cu.Function{}}
+	dev := cu.Device(ordinal)
+	ready := make(chan error)
+	go d.run(dev, ready)
+	if err := <-ready; err != nil {
+		return nil, fmt.Errorf("gpu: device cuda:%d: %w", ordinal, err)
+	}
+	if err := d.do(func() error { return d.setUp(dev, tf32) }); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("gpu: device cuda:%d: %w", ordinal, err)
+	}
+	return d, nil
+}
+
+// run is the device's thread: the primary context made current, then each call in turn until Close.
+func (d *Device) run(dev cu.Device, ready chan<- error) {
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+	ctx, err := dev.RetainPrimaryCtx()
+	if err == nil {
+		err = cu.SetCurrentContext(ctx)
+	}
+	ready <- err
+	if err != nil {
+		return
+	}
+	for fn := range d.work {
+		fn()
+	}
+	dev.ReleasePrimaryCtx()
+}
+
+// do runs fn on the device's thread and returns its error.
+func (d *Device) do(fn func() error) error {
+	errc := make(chan error, 1)
+	d.work <- func() { errc <- fn() }
+	return <-errc
+}
+
+// setUp loads the kernels, makes the stream and loads cuBLAS (on the device's thread).
+func (d *Device) setUp(dev cu.Device, tf32 bool) (err error) {
+	if d.Name, err = dev.Name(); err != nil {
+		return err
+	}
+	mod, err := cu.LoadData(fatbin)
+	if err != nil {
+		return fmt.Errorf("load the kernels: %w", err)
+	}
+	for _, name := range kernelNames {
+		if d.fns[name], err = mod.Function(name); err != nil {
+			return fmt.Errorf("kernel %s: %w", name, err)
+		}
+	}
+	if d.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
+		return err
+	}
+	d.blas, err = newBLAS(unsafe.Pointer(d.stream.C()), tf32)
+	return err
+}
+
+// Close releases the device: cuBLAS, the stream and the context.
+func (d *Device) Close() error {
+	err := d.do(func() error {
+		if d.blas != nil {
+			d.blas.close()
+		}
+		return d.stream.Destroy()
+	})
+	close(d.work)
+	return err
+}
+
+// Alloc returns a buffer of n float32 values (n > 0), not initialised.
+func (d *Device) Alloc(n int) (Buffer, error) {
+	var b Buffer
+	err := d.do(func() (err error) {
+		b.ptr, err = cu.MemAlloc(int64(4 * n))
+		return err
+	})
+	b.n = n
+	return b, err
+}
+
+// Free returns the buffer's memory.
+func (d *Device) Free(b Buffer) error { return d.do(func() error { return cu.MemFree(b.ptr) }) }
+
+// Upload copies host into b (as long as b).
+func (d *Device) Upload(b Buffer, host []float32) error {
+	if len(host) != b.n {
+		return fmt.Errorf("gpu: upload %d values into a buffer of %d", len(host), b.n)
+	}
+	return d.do(func() error { return cu.MemcpyHtoD(b.ptr, unsafe.Pointer(&host[0]), int64(4*b.n)) })
+}
+
+// Download copies b into host (as long as b), after every launch before it has finished.
+func (d *Device) Download(host []float32, b Buffer) error {
+	if len(host) != b.n {
+		return fmt.Errorf("gpu: download a buffer of %d values into %d", b.n, len(host))
+	}
+	return d.do(func() error {
+		if err := d.stream.Synchronize(); err != nil {
+			return err
+		}
+		return cu.MemcpyDtoH(unsafe.Pointer(&host[0]), b.ptr, int64(4*b.n))
+	})
+}
+
+// launch starts kernel name on the device's stream with grid g and the kernel's arguments, each 8 bytes
+// (cu's Launch copies 8 bytes per argument): device pointers, int64s and float64s.
+func (d *Device) launch(name string, g Grid, args ...any) error {
+	vals := make([]uint64, len(args))
+	ptrs := make([]unsafe.Pointer, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case cu.DevicePtr:
+			vals[i] = uint64(v)
+		case int64:
+			vals[i] = uint64(v)
+		case float64:
+			vals[i] = math.Float64bits(v)
+		default:
+			return fmt.Errorf("gpu: kernel %s: argument %d is a %T, not 8 bytes", name, i, a)
+		}
+		ptrs[i] = unsafe.Pointer(&vals[i])
+	}
+	return d.do(func() error {
+		if err := d.fns[name].Launch(g.Blocks, 1, 1, g.Threads, 1, 1, 0, d.stream, ptrs); err != nil {
+			return fmt.Errorf("gpu: kernel %s: %w", name, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,32 @@
+// Package gpu runs flextrain's numerical work on an NVIDIA GPU, through the CUDA driver API
+// (gorgonia.org/cu), the project's own kernels and cuBLAS.
+//
+// Everything that touches the driver is behind the gpu build tag (`go build -tags gpu`): package cu
+// initialises CUDA when it is loaded and exits the process where that fails, so a binary that imports it
+// cannot fall back to the CPU. The default build stays pure Go, and its Open returns ErrNoCUDA. The tag is
+// not cuda because that one is Gorgonia's own: with it, Gorgonia compiles its CUDA machine, which needs
+// cuDNN and would not run flextrain's custom ops anyway.
+//
+// The kernels are CUDA C (kernels/kernels.cu), compiled by `go generate` (scripts/gen-kernels.sh, the CUDA
+// SDK's nvcc) into kernels.fatbin, which is committed and embedded: sm_80 and sm_90 code, and compute_80 PTX
+// that newer chips compile when the module loads. CI regenerates it and checks, with ptxas, that no kernel
+// spills registers (scripts/check-kernels.sh). Nothing here runs a kernel without a GPU, so each kernel's
+// launch geometry and index arithmetic also live in plain Go (geometry.go), and the tests run those twins
+// against the CPU ops on odd sizes; the kernels themselves are checked on a device against the same ops
+// (device_test.go, built with the tag and run by scripts/gpu-check.sh).
+//
+// A Device holds the GPU's primary context, current on one goroutine locked to its OS thread (CUDA's
+// current context is per thread, and Go moves goroutines between threads): every driver call goes through
+// that goroutine. Matrix products go to cuBLAS, which is loaded with dlopen (libcublas.so.13, .12 or .11,
+// whichever the machine has), so that one binary runs with the CUDA of the machine it lands on; float32
+// products keep TF32 off unless asked (parity with the CPU's golden cases).
+//
+// What runs on a device so far: AdamW's update, the gradient's squared norm and its scaling (clipping),
+// RMSNorm's and SwiGLU's forward passes, and float32 matrix products. The training step does not run on it
+// yet.
+package gpu
+
+import "errors"
+
+// ErrNoCUDA reports a build without the gpu tag.
+var ErrNoCUDA = errors.New("gpu: this flextrain has no CUDA: build it with -tags gpu, for a machine with an NVIDIA driver")
