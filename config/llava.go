@@ -13,14 +13,17 @@ import (
 // would change what trains (freeze_backbone, tune_mm_mlp_adapter, …) are expressed with the trainable and
 // frozen patterns instead.
 type LLaVA struct {
-	VisionTower            string `yaml:"vision_tower"` // the CLIP folder, when model_name_or_path holds no tower
-	Version                string `yaml:"version"`      // the conversation template: v1 (vicuna_v1)
-	MMProjectorType        string `yaml:"mm_projector_type"`
-	MMVisionSelectFeature  string `yaml:"mm_vision_select_feature"`
-	MMUseImStartEnd        bool   `yaml:"mm_use_im_start_end"`
-	MMUseImPatchToken      bool   `yaml:"mm_use_im_patch_token"`
-	MMPatchMergeType       string `yaml:"mm_patch_merge_type"`
-	ImageAspectRatio       string `yaml:"image_aspect_ratio"`
+	VisionTower           string `yaml:"vision_tower"` // the CLIP folder, when model_name_or_path holds no tower
+	Version               string `yaml:"version"`      // the conversation template: v1 (vicuna_v1)
+	MMProjectorType       string `yaml:"mm_projector_type"`
+	MMVisionSelectFeature string `yaml:"mm_vision_select_feature"`
+	MMUseImStartEnd       bool   `yaml:"mm_use_im_start_end"`
+	MMUseImPatchToken     bool   `yaml:"mm_use_im_patch_token"`
+	MMPatchMergeType      string `yaml:"mm_patch_merge_type"`
+	ImageAspectRatio      string `yaml:"image_aspect_ratio"`
+	// BF16 keeps the frozen weights in bfloat16 (rounded to nearest once, at load; widened where used), half
+	// their float32 memory; what trains stays float32 (the optimizer's master weights), and so do the
+	// activations on a CPU, which has no bfloat16 arithmetic to gain from. Needs dtype float32.
 	BF16                   bool   `yaml:"bf16"`
 	TF32                   bool   `yaml:"tf32"`
 	GradientCheckpointing  bool   `yaml:"gradient_checkpointing"`
@@ -57,7 +60,6 @@ var fixed = []struct {
 	{"mm_use_im_patch_token", "false", "LLaVA-1.5 trains with false", func(l LLaVA) string { return fmt.Sprint(l.MMUseImPatchToken) }},
 	{"mm_patch_merge_type", "flat", "LLaVA-1.5 feeds the image tokens as one flat sequence", func(l LLaVA) string { return l.MMPatchMergeType }},
 	{"image_aspect_ratio", "pad", "images are padded to a square with the CLIP mean colour, as LLaVA-1.5 does", func(l LLaVA) string { return l.ImageAspectRatio }},
-	{"bf16", "false", "this build trains in float32 (dtype) on a CPU; bfloat16 is not supported yet", func(l LLaVA) string { return fmt.Sprint(l.BF16) }},
 	{"gradient_checkpointing", "false", "recomputation is not supported yet; the frozen front stores nothing for the backward pass already", func(l LLaVA) string { return fmt.Sprint(l.GradientCheckpointing) }},
 	{"report_to", "none", "metrics go to output_dir/metrics.jsonl (flextrain plot draws them)", func(l LLaVA) string { return l.ReportTo }},
 	{"save_strategy", "steps", "checkpoints are taken every save_steps and at the end", func(l LLaVA) string { return l.SaveStrategy }},
@@ -83,6 +85,9 @@ func (c Config) validateLLaVA(bad badFunc) {
 		}
 	default:
 		bad("evaluation_strategy", "%q is not supported: evaluation runs every eval_steps (steps), or never (no)", c.LLaVA.EvaluationStrategy)
+	}
+	if c.LLaVA.BF16 && c.DType != "float32" {
+		bad("bf16", "true needs dtype float32 (the master weights), got dtype %s", c.DType)
 	}
 	if c.LLaVA.PerDeviceEvalBatchSize < 0 {
 		bad("per_device_eval_batch_size", "must be ≥ 0, got %d", c.LLaVA.PerDeviceEvalBatchSize)

@@ -26,7 +26,7 @@ func TestLLaVAKeys(t *testing.T) {
 		{"mm_projector_type=linear", "mm_projector_type: linear is not supported"},
 		{"mm_vision_select_feature=cls_patch", "mm_vision_select_feature: cls_patch is not supported"},
 		{"image_aspect_ratio=anyres", "image_aspect_ratio: anyres is not supported"},
-		{"bf16=true", "bf16: true is not supported"},
+		{"bf16=true,dtype=float64", "bf16: true needs dtype float32"},
 		{"gradient_checkpointing=true", "gradient_checkpointing: true is not supported"},
 		{"report_to=wandb", "report_to: wandb is not supported: metrics go to output_dir/metrics.jsonl"},
 		{"deepspeed=./scripts/zero3.json", "deepspeed: ./scripts/zero3.json is not supported"},
@@ -35,7 +35,7 @@ func TestLLaVAKeys(t *testing.T) {
 		{"evaluation_strategy=epoch", "evaluation_strategy"},
 		{"eval_steps=10", `evaluation_strategy: "no" contradicts eval_steps 10`},
 	} {
-		if _, err := Load("testdata/llava_finetune.yaml", []string{tc.set}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Load("testdata/llava_finetune.yaml", strings.Split(tc.set, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("--set %s: %v; want an error with %q", tc.set, err, tc.want)
 		}
 	}

@@ -84,9 +84,12 @@ func (cfg Config) parameters() (frozen, frozenMatrices, trainable int64) {
 	return frozen, frozenMatrices, trainable
 }
 
-// frozenIn16Bits reports whether the run starts from a folder whose config.json stores the weights in
-// float16 or bfloat16: a float32 run then keeps its frozen matrices so (model.FromTensorsHalf).
+// frozenIn16Bits reports whether a float32 run keeps its frozen matrices in 16 bits: with bf16, or when it
+// starts from a folder whose config.json stores the weights in float16 or bfloat16 (model.FromTensorsHalf).
 func (cfg Config) frozenIn16Bits() bool {
+	if cfg.LLaVA.BF16 {
+		return true
+	}
 	if cfg.ModelNameOrPath == "" || !pretrained.IsFolder(cfg.ModelNameOrPath) {
 		return false
 	}

@@ -203,3 +203,61 @@ func StoredBytes(cfg Config, ts map[string]safetensors.Tensor, frozen func(name 
 	}
 	return elems, bytes
 }
+
+// Narrow keeps every frozen matrix (two dimensions or more) that frozen picks in 16 bits of kind, rounded to
+// nearest (ties to even): float32 weights are rounded, 16-bit weights of the other kind widened and rounded,
+// those already of kind left as they are. It is bfloat16 training's storage of the frozen weights (`bf16:
+// true`): half their memory, widened where used, as FromTensorsHalf keeps a file's. A value beyond kind's
+// range (float16's 65504) is an error naming the weight, and the store is then unchanged.
+func (w *Weights) Narrow(kind half.Kind, frozen func(name string) bool) error {
+	if w.dtype != F32 {
+		return fmt.Errorf("model: narrow to %v: the store is %v, not float32", kind, w.dtype)
+	}
+	out := map[string]halfWeight{}
+	for _, name := range w.Names() {
+		if !frozen(name) {
+			continue
+		}
+		h, isHalf := w.half[name]
+		d := w.tensors[name]
+		switch {
+		case isHalf && h.m.Kind == kind:
+			continue
+		case isHalf:
+			v := make([]float32, len(h.m.Bits))
+			h.m.Kind.Widen(v, h.m.Bits)
+			nh, err := roundTo(kind, h.shape, v)
+			if err != nil {
+				return fmt.Errorf("model: narrow %s to %v: %w", name, kind, err)
+			}
+			out[name] = nh
+		case len(d.Shape()) >= 2:
+			nh, err := roundTo(kind, d.Shape(), d.Data().([]float32))
+			if err != nil {
+				return fmt.Errorf("model: narrow %s to %v: %w", name, kind, err)
+			}
+			out[name] = nh
+		}
+	}
+	if w.half == nil {
+		w.half = map[string]halfWeight{}
+	}
+	for name, h := range out {
+		delete(w.tensors, name)
+		w.half[name] = h
+	}
+	return nil
+}
+
+// roundTo rounds values of the given shape to kind, refusing one that overflows it.
+func roundTo(kind half.Kind, shape []int, v []float32) (halfWeight, error) {
+	bits := make([]uint16, len(v))
+	for i, x := range v {
+		bits[i] = kind.Round(x)
+	}
+	if i := firstNonFinite(kind, bits); i >= 0 {
+		return halfWeight{}, fmt.Errorf("element %d (%v) is beyond the range of %v", i, v[i], kind)
+	}
+	cols := len(v) / max(shape[0], 1)
+	return halfWeight{m: half.Matrix{Kind: kind, Rows: shape[0], Cols: cols, Bits: bits}, shape: append([]int(nil), shape...)}, nil
+}

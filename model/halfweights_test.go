@@ -10,6 +10,7 @@ import (
 	"github.com/x448/float16"
 	"gorgonia.org/tensor"
 
+	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/safetensors"
 )
 
@@ -184,5 +185,54 @@ func TestStoredBytes(t *testing.T) {
 		if gotElems, got := StoredBytes(gc.cfg, ts, frozen); got != want || gotElems != elems {
 			t.Errorf("%s: StoredBytes = %d elements, %d bytes; the store holds %d, %d", name, gotElems, got, elems, want)
 		}
+	}
+}
+
+// TestNarrow: Narrow rounds the frozen float32 matrices to bfloat16 (each value as half.Round gives it),
+// converts a float16 one, leaves vectors and what trains in float32, and refuses a value beyond float16's
+// range, leaving the store as it was.
+func TestNarrow(t *testing.T) {
+	gc := goldenTrainCase(t)
+	trainable := defaultTrainable(gc.cfg)
+	frozen := func(n string) bool { return !trainable(n) }
+	w, err := FromTensorsHalf(gc.cfg, narrowed(t, gc.tensor, safetensors.F16), func(n string) bool {
+		return frozen(n) && strings.HasPrefix(n, VisionPrefix) // the tower in float16, the rest float32
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := w.Clone()
+	if err := w.Narrow(half.BFloat16, frozen); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range w.Names() {
+		h, isHalf := w.Half(name)
+		src, _ := before.Tensor(name).Float32s()
+		switch want := frozen(name) && len(before.shapes()[name]) >= 2; {
+		case isHalf != want:
+			t.Fatalf("%s: 16-bit %v, want %v", name, isHalf, want)
+		case !isHalf:
+			if got, _ := w.Tensor(name).Float32s(); !slices.Equal(got, src) {
+				t.Fatalf("%s changed", name)
+			}
+		case h.Kind != half.BFloat16:
+			t.Fatalf("%s: %v, want BF16", name, h.Kind)
+		default:
+			for i, x := range src {
+				if h.Bits[i] != half.BFloat16.Round(x) {
+					t.Fatalf("%s[%d]: %#04x, want %v rounded, %#04x", name, i, h.Bits[i], x, half.BFloat16.Round(x))
+				}
+			}
+		}
+	}
+	big := before.Clone()
+	name := "model.layers.0.mlp.up_proj.weight"
+	big.Get(name).Data().([]float32)[5] = 1e6
+	err = big.Narrow(half.Float16, frozen)
+	if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "element 5") {
+		t.Fatalf("err = %v; want one naming %s's element 5", err, name)
+	}
+	if _, isHalf := big.Half("model.mm_projector.0.weight"); isHalf || big.Get(name) == nil {
+		t.Error("a refused Narrow changed the store")
 	}
 }

@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/x448/float16"
-
+	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/safetensors"
 )
 
@@ -46,9 +45,9 @@ func put(out []byte, i int, x float32, dt safetensors.DType) error {
 		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
 		return nil
 	case safetensors.F16:
-		bits = float16.Fromfloat32(x).Bits()
+		bits = half.Float16.Round(x)
 	case safetensors.BF16:
-		bits = toBF16(x)
+		bits = half.BFloat16.Round(x)
 	}
 	if bits&0x7fff == inf(dt) {
 		return fmt.Errorf("%v is beyond the range of %s", x, dt)
@@ -63,13 +62,4 @@ func inf(dt safetensors.DType) uint16 {
 		return 0x7c00
 	}
 	return 0x7f80
-}
-
-// toBF16 rounds a finite float32 to bfloat16, to nearest with ties to even: bfloat16 is the upper half of a
-// float32, so adding 0x7fff plus the lowest kept bit carries exactly when the dropped half is above one half,
-// or equal to it with an odd kept half.
-func toBF16(x float32) uint16 {
-	b := math.Float32bits(x)
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
 }

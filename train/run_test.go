@@ -122,8 +122,19 @@ func checkEval(t *testing.T, dir string, step int, trainLoss float64) {
 // losses, gradient norms, learning rates and α equal A's bit for bit, and so do the final weights, the AdamW
 // moments and the trainer state.
 func TestRunResumeIsBitExact(t *testing.T) {
+	for _, precision := range []string{"float32", "bf16"} { // bf16: frozen matrices held in bfloat16
+		t.Run(precision, func(t *testing.T) {
+			sets := []string{"max_steps=14", "gradient_accumulation_steps=2"}
+			if precision == "bf16" {
+				sets = append(sets, "bf16=true")
+			}
+			testResumeIsBitExact(t, tinyConfig(t, sets...))
+		})
+	}
+}
+
+func testResumeIsBitExact(t *testing.T, a config.Config) {
 	const k = 7
-	a := tinyConfig(t, "max_steps=14", "gradient_accumulation_steps=2")
 	mustRun(t, a, RunOptions{})
 
 	b := a

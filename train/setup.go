@@ -14,6 +14,7 @@ import (
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/dist"
+	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
@@ -137,16 +138,22 @@ func (t *trainer[T]) loadWeights() error {
 	if err := t.cfg.CheckMemory(); err != nil {
 		return err
 	}
+	frozen := func(name string) bool { return !t.cfg.Trainable(name) }
 	w, ignored, err := pretrained.Weights(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed),
-		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower, Frozen: func(name string) bool { return !t.cfg.Trainable(name) }})
+		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower, Frozen: frozen})
 	if err != nil {
 		return fmt.Errorf("train: model_name_or_path: %w", err)
+	}
+	if t.cfg.LLaVA.BF16 {
+		if err := w.Narrow(half.BFloat16, frozen); err != nil {
+			return fmt.Errorf("train: bf16: %w", err)
+		}
 	}
 	for _, ig := range ignored {
 		t.log.info("not used", "tensor", ig.Name, "folder", ig.Folder, "why", ig.Reason)
 	}
 	if b := w.HalfBytes(); b > 0 {
-		t.log.info("frozen matrices kept in 16 bits, as stored", "GiB", fmt.Sprintf("%.2f", float64(b)/(1<<30)))
+		t.log.info("frozen matrices kept in 16 bits", "GiB", fmt.Sprintf("%.2f", float64(b)/(1<<30)))
 	}
 	t.weights = w
 	return nil

@@ -74,6 +74,18 @@ func (k Kind) Widen(dst []float32, src []uint16) {
 	}
 }
 
+// Round narrows a finite x to kind k, to nearest with ties to even. bfloat16 has float32's range, so only
+// float16 can overflow: a value beyond it becomes ±Inf (whose exponent bits callers check).
+func (k Kind) Round(x float32) uint16 {
+	if k == BFloat16 {
+		// bfloat16 is the upper half of a float32: adding 0x7fff plus the lowest kept bit carries exactly
+		// when the dropped half is above one half, or equal to it with an odd kept half.
+		b := math.Float32bits(x)
+		return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+	}
+	return float16.Fromfloat32(x).Bits()
+}
+
 // Matrix is a row-major matrix of 16-bit values: Rows×Cols values in Bits, each of format Kind.
 type Matrix struct {
 	Kind       Kind

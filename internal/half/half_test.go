@@ -47,3 +47,26 @@ func TestMatrixRow(t *testing.T) {
 		t.Fatalf("row 1 = %v, want %v", got, want)
 	}
 }
+
+// TestRoundBFloat16: rounding to nearest, ties to even, against the exhaustive search over the neighbours;
+// every bfloat16 value rounds to itself.
+func TestRoundBFloat16(t *testing.T) {
+	for _, x := range []float32{1, -1, 3.14159, 1e-30, 6.5e4, 3.3e38, -2.5e-3, 1.00390625, 1.01171875} {
+		b := math.Float32bits(x)
+		lo, hi := uint16(b>>16), uint16(b>>16)+1
+		dlo := math.Abs(float64(x) - float64(BFloat16.Float32(lo)))
+		dhi := math.Abs(float64(BFloat16.Float32(hi)) - float64(x))
+		want := lo
+		if dhi < dlo || dhi == dlo && lo&1 == 1 {
+			want = hi
+		}
+		if got := BFloat16.Round(x); got != want {
+			t.Errorf("Round(%v) = %#04x, want %#04x", x, got, want)
+		}
+	}
+	for b := range 1 << 16 {
+		if x := BFloat16.Float32(uint16(b)); x == x && BFloat16.Round(x) != uint16(b) {
+			t.Fatalf("Round(%v) = %#04x, want its own bits %#04x", x, BFloat16.Round(x), b)
+		}
+	}
+}
