@@ -16,7 +16,8 @@ import (
 var fatbin string
 
 // kernelNames are the kernels of kernels.fatbin that a Device loads.
-var kernelNames = []string{"adamw", "scale", "sum_squares", "rmsnorm", "swiglu"}
+var kernelNames = []string{"adamw", "scale", "sum_squares", "rmsnorm", "swiglu", "swiglu_grad", "rms_rows",
+	"rmsnorm_grad_x", "rmsnorm_grad_w", "rope", "xent_lse", "xent_grad"}
 
 // Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every
 // driver call, the kernels, a stream and cuBLAS. Its methods are safe for concurrent use (the thread runs
@@ -153,6 +154,28 @@ func (d *Device) Download(host []float32, b Buffer) error {
 		}
 		return cu.MemcpyDtoH(unsafe.Pointer(&host[0]), b.ptr, int64(4*b.n))
 	})
+}
+
+// uploadInt64s puts int64 values in a new buffer (two 4-byte words each).
+func (d *Device) uploadInt64s(v []int64) (Buffer, error) {
+	b, err := d.Alloc(2 * len(v))
+	if err != nil {
+		return b, err
+	}
+	err = d.do(func() error { return cu.MemcpyHtoD(b.ptr, unsafe.Pointer(&v[0]), int64(8*len(v))) })
+	return b, err
+}
+
+// downloadFloat64s reads a buffer of float64 values (two 4-byte words each), after every launch before it.
+func (d *Device) downloadFloat64s(b Buffer) ([]float64, error) {
+	v := make([]float64, b.n/2)
+	err := d.do(func() error {
+		if err := d.stream.Synchronize(); err != nil {
+			return err
+		}
+		return cu.MemcpyDtoH(unsafe.Pointer(&v[0]), b.ptr, int64(8*len(v)))
+	})
+	return v, err
 }
 
 // launch starts kernel name on the device's stream with grid g and the kernel's arguments, each 8 bytes

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	G "gorgonia.org/gorgonia"
+
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -153,5 +156,137 @@ func TestDeviceMatMulNT(t *testing.T) {
 func TestDeviceOpenErrors(t *testing.T) {
 	if _, err := Open(99, false); err == nil || !strings.Contains(err.Error(), "cuda:99") {
 		t.Errorf("Open(99): %v; want an error naming cuda:99", err)
+	}
+}
+
+// TestDeviceBackwardKernels: SwiGLU's and RMSNorm's backward passes, RoPE both ways and the cross-entropy
+// (loss and gradient) on the device match the CPU ops (RMSNorm's weight gradient and RoPE to the bit).
+func TestDeviceBackwardKernels(t *testing.T) {
+	d := openDevice(t)
+	rng := rand.New(rand.NewPCG(5, 5))
+	const rows, cols = 7, 1000
+	a, b, up := randoms(rng, rows*cols), randoms(rng, rows*cols), randoms(rng, rows*cols)
+	_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.SwiGLU(in[0], in[1]) },
+		[][]float32{a, b}, [][]int{{rows, cols}, {rows, cols}}, up)
+	dg, du := upload(t, d, make([]float32, rows*cols)), upload(t, d, make([]float32, rows*cols))
+	if err := d.SwiGLUGrad(dg, du, upload(t, d, a), upload(t, d, b), upload(t, d, up)); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "swiglu dgate", cols, download(t, d, dg), want[0], 2e-6)
+	closeTo(t, "swiglu dup", cols, download(t, d, du), want[1], 2e-6)
+
+	w := randoms(rng, cols)
+	_, want = cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.RMSNorm(in[0], in[1], 1e-5, true, true) },
+		[][]float32{a, w}, [][]int{{rows, cols}, {cols}}, up)
+	dx, dw := upload(t, d, make([]float32, rows*cols)), upload(t, d, make([]float32, cols))
+	if err := d.RMSNormGrad(dx, dw, upload(t, d, a), upload(t, d, w), upload(t, d, up), rows, cols, 1e-5); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "rmsnorm dx", cols, download(t, d, dx), want[0], 1e-6)
+	closeTo(t, "rmsnorm dw", cols, download(t, d, dw), want[1], 0)
+
+	const heads, dh, period = 10, 100, 3
+	cos, sin := ops.RopeTables(period, dh, 10000)
+	wantY, wantG := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Rope(in[0], cos, sin, dh) },
+		[][]float32{a}, [][]int{{rows, heads * dh}}, up)
+	c, s := upload(t, d, toFloat32(cos)), upload(t, d, toFloat32(sin))
+	y := upload(t, d, make([]float32, rows*cols))
+	for _, tc := range []struct {
+		transpose bool
+		in, want  []float32
+	}{{false, a, wantY}, {true, up, wantG[0]}} {
+		if err := d.Rope(y, upload(t, d, tc.in), c, s, rows, heads*dh, dh, tc.transpose); err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, "rope", cols, download(t, d, y), tc.want, 0)
+	}
+
+	const V = 32000
+	targets := []int{3, -100, 31999}
+	logits := randoms(rng, len(targets)*V)
+	wantLoss, wantD := cpuOp(t, func(in []*G.Node) (*G.Node, error) {
+		return ops.CrossEntropy(in[0], []int{3, llava.IgnoreIndex, 31999})
+	}, [][]float32{logits}, [][]int{{len(targets), V}}, nil)
+	lb := upload(t, d, logits)
+	loss, st, err := d.CrossEntropy(lb, targets, V)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Free(d)
+	if math.Abs(loss-float64(wantLoss[0])) > 1e-6*loss {
+		t.Errorf("cross-entropy %v on the device, %v on the CPU", loss, wantLoss[0])
+	}
+	dl := upload(t, d, make([]float32, len(logits)))
+	if err := d.CrossEntropyGrad(dl, lb, st, 1); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "xent grad", V, download(t, d, dl), wantD[0], 1e-6)
+}
+
+func toFloat32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// TestDeviceAdamWStep: three optimizer steps over two parameters (a matrix, which decays, and a vector)
+// give optim's weights and moments bit for bit when the norm stays under max_grad_norm, and within float32
+// rounding when clipping scales the gradients (the norm is summed in another order).
+func TestDeviceAdamWStep(t *testing.T) {
+	d := openDevice(t)
+	for _, maxNorm := range []float64{1e9, 1} {
+		rng := rand.New(rand.NewPCG(6, 6))
+		shapes := map[string][]int{"w": {300, 7}, "b": {300}}
+		cpu := optim.NewAdamW[float32](0.9, 0.999, 1e-8, 0.1)
+		dev := optim.NewAdamW[float32](0.9, 0.999, 1e-8, 0.1)
+		var cp []optim.Param[float32]
+		var gp []Param
+		for _, name := range []string{"b", "w"} {
+			n := 1
+			for _, s := range shapes[name] {
+				n *= s
+			}
+			v := randoms(rng, n)
+			cp = append(cp, optim.Param[float32]{Name: name, Shape: shapes[name], Value: append([]float32(nil), v...), Grad: make([]float32, n)})
+			gp = append(gp, Param{Name: name, Shape: shapes[name], Value: upload(t, d, v), Grad: upload(t, d, make([]float32, n)),
+				M: upload(t, d, make([]float32, n)), V: upload(t, d, make([]float32, n))})
+		}
+		for step := 1; step <= 3; step++ {
+			for i := range cp {
+				g := randoms(rng, len(cp[i].Grad))
+				copy(cp[i].Grad, g)
+				if err := d.Upload(gp[i].Grad, g); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := optim.ClipGradNorm(cp, maxNorm)
+			if err == nil {
+				err = cpu.Update(cp, 1e-3)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := d.AdamWStep(dev, gp, 1e-3, maxNorm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(got-want) > 1e-12*want {
+				t.Errorf("max %g step %d: norm %v on the device, %v on the CPU", maxNorm, step, got, want)
+			}
+		}
+		if err := d.Moments(dev, gp); err != nil {
+			t.Fatal(err)
+		}
+		tol := 0.0
+		if maxNorm < 1e9 {
+			tol = 1e-5
+		}
+		for i, p := range cp {
+			closeTo(t, "adamw "+p.Name, len(p.Value), download(t, d, gp[i].Value), p.Value, tol)
+			closeTo(t, "adamw m "+p.Name, len(p.Value), dev.M[p.Name], cpu.M[p.Name], tol)
+			closeTo(t, "adamw v "+p.Name, len(p.Value), dev.V[p.Name], cpu.V[p.Name], tol)
+		}
 	}
 }

@@ -21,9 +21,11 @@
 // whichever the machine has), so that one binary runs with the CUDA of the machine it lands on; float32
 // products keep TF32 off unless asked (parity with the CPU's golden cases).
 //
-// What runs on a device so far: AdamW's update, the gradient's squared norm and its scaling (clipping),
-// RMSNorm's and SwiGLU's forward passes, and float32 matrix products. The training step does not run on it
-// yet.
+// What runs on a device so far: the optimizer step (the gradient norm, clipping and AdamW, with the moments
+// on the device and copied back for checkpoints: AdamWStep, Moments), RMSNorm, SwiGLU and RoPE forward and
+// backward, the cross-entropy's loss and gradient, and float32 matrix products. Attention, the
+// FlexAttention layer, selection, assembly and the vision tower's ops do not yet, nor does the training
+// step.
 package gpu
 
 import "errors"

@@ -1,10 +1,14 @@
 package gpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 
+	G "gorgonia.org/gorgonia"
+
+	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -183,4 +187,152 @@ func closeTo(t *testing.T, what string, n int, got, want []float32, tol float64)
 			t.Fatalf("%s n=%d: [%d] = %v; the CPU op gives %v", what, n, i, got[i], want[i])
 		}
 	}
+}
+
+// TestSwiGLUGradTwin: swiglu_grad's loop matches ops.SwiGLU's backward to float32 rounding.
+func TestSwiGLUGradTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const rows, cols = 3, 257
+	a, b, up := randoms(rng, rows*cols), randoms(rng, rows*cols), randoms(rng, rows*cols)
+	_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.SwiGLU(in[0], in[1]) },
+		[][]float32{a, b}, [][]int{{rows, cols}, {rows, cols}}, up)
+	dg, du := make([]float32, rows*cols), make([]float32, rows*cols)
+	Elementwise(rows*cols).forEach(rows*cols, func(_, _, i int) {
+		x := a[i]
+		s := float32(1 / (1 + math.Exp(-float64(x))))
+		dg[i] = up[i] * b[i] * s * (1 + x*(1-s))
+		du[i] = up[i] * x * s
+	})
+	closeTo(t, "swiglu dgate", rows*cols, dg, want[0], 1e-6)
+	closeTo(t, "swiglu dup", rows*cols, du, want[1], 1e-6)
+}
+
+// TestRMSNormGradTwin: rms_rows, rmsnorm_grad_x (a block per row, two halving sums) and rmsnorm_grad_w (a
+// thread per column over the rows in order) match ops.RMSNorm's backward; the weight's gradient bit for bit.
+func TestRMSNormGradTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, cols := range []int{1, 7, 257, 1000} {
+		const rows, eps = 5, 1e-5
+		x, w, up := randoms(rng, rows*cols), randoms(rng, cols), randoms(rng, rows*cols)
+		_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.RMSNorm(in[0], in[1], eps, true, true) },
+			[][]float32{x, w}, [][]int{{rows, cols}, {cols}}, up)
+		s := make([]float64, rows)
+		dx, dw := make([]float32, rows*cols), make([]float32, cols)
+		g := Rows(rows)
+		for r := range g.Blocks {
+			q, dot := make([]float64, g.Threads), make([]float64, g.Threads)
+			for th := range g.Threads {
+				for j := th; j < cols; j += g.Threads {
+					xj := float64(x[r*cols+j])
+					q[th] += xj * xj
+					dot[th] += float64(up[r*cols+j]) * float64(w[j]) * xj
+				}
+			}
+			s[r] = 1 / math.Sqrt(blockSum(q)/float64(cols)+eps)
+			c := s[r] * s[r] * s[r] / float64(cols) * blockSum(dot)
+			for j := range cols {
+				dx[r*cols+j] = float32(s[r]*float64(up[r*cols+j])*float64(w[j]) - c*float64(x[r*cols+j]))
+			}
+		}
+		Elementwise(cols).forEach(cols, func(_, _, j int) {
+			var acc float64
+			for r := range rows {
+				acc += float64(up[r*cols+j]) * float64(x[r*cols+j]) * s[r]
+			}
+			dw[j] = float32(acc)
+		})
+		closeTo(t, "rmsnorm dx", cols, dx, want[0], 1e-6)
+		closeTo(t, "rmsnorm dw", cols, dw, want[1], 1e-6)
+	}
+}
+
+// TestRopeTwin: the rope kernel's thread per pair (row, head, i) gives ops.Rope's forward and backward bit
+// for bit, the tables' period shorter than the rows.
+func TestRopeTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	const rows, heads, dh, period = 6, 3, 8, 3
+	cos, sin := ops.RopeTables(period, dh, 10000)
+	c32, s32 := make([]float32, len(cos)), make([]float32, len(sin))
+	for i := range cos {
+		c32[i], s32[i] = float32(cos[i]), float32(sin[i])
+	}
+	x, up := randoms(rng, rows*heads*dh), randoms(rng, rows*heads*dh)
+	wantY, wantG := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Rope(in[0], cos, sin, dh) },
+		[][]float32{x}, [][]int{{rows, heads * dh}}, up)
+	for _, tc := range []struct {
+		transpose bool
+		in, want  []float32
+	}{{false, x, wantY}, {true, up, wantG[0]}} {
+		y := make([]float32, len(x))
+		width, half := heads*dh, dh/2
+		Elementwise(rows*width/2).forEach(rows*width/2, func(_, _, p int) {
+			r, q := p/(width/2), p%(width/2)
+			i, at, tb := q%half, r*width+(q/half)*dh, (r%period)*dh
+			a, b := tc.in[at+i], tc.in[at+half+i]
+			if tc.transpose {
+				y[at+i] = a*c32[tb+i] + b*s32[tb+half+i]
+				y[at+half+i] = b*c32[tb+half+i] - a*s32[tb+i]
+			} else {
+				y[at+i] = a*c32[tb+i] - b*s32[tb+i]
+				y[at+half+i] = b*c32[tb+half+i] + a*s32[tb+half+i]
+			}
+		})
+		closeTo(t, fmt.Sprintf("rope transpose=%v", tc.transpose), len(y), y, tc.want, 0)
+	}
+}
+
+// TestCrossEntropyTwin: xent_lse (a block per row: halving maximum, then halving sum) and xent_grad give
+// ops.CrossEntropy's loss and gradient, rows without a target left out.
+func TestCrossEntropyTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	const V = 301
+	targets := []int{5, llava.IgnoreIndex, 300, 0}
+	rows := len(targets)
+	x := randoms(rng, rows*V)
+	wantLoss, wantG := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.CrossEntropy(in[0], targets) },
+		[][]float32{x}, [][]int{{rows, V}}, nil)
+	g := Rows(rows)
+	var loss float64
+	n := 3 // supervised rows
+	d := make([]float32, rows*V)
+	for r := range g.Blocks {
+		if targets[r] < 0 {
+			continue
+		}
+		m, s := make([]float64, g.Threads), make([]float64, g.Threads)
+		for th := range g.Threads {
+			m[th] = math.Inf(-1)
+			for j := th; j < V; j += g.Threads {
+				m[th] = math.Max(m[th], float64(x[r*V+j]))
+			}
+		}
+		mx := blockMax(m)
+		for th := range g.Threads {
+			for j := th; j < V; j += g.Threads {
+				s[th] += math.Exp(float64(x[r*V+j]) - mx)
+			}
+		}
+		lse := mx + math.Log(blockSum(s))
+		loss += lse - float64(x[r*V+targets[r]])
+		for j := range V {
+			d[r*V+j] = float32(math.Exp(float64(x[r*V+j])-lse) / float64(n) * 1) // upstream g = 1
+		}
+		d[r*V+targets[r]] -= float32(1.0 / float64(n))
+	}
+	loss /= float64(n)
+	if math.Abs(loss-float64(wantLoss[0])) > 1e-6*loss {
+		t.Errorf("loss %v; ops.CrossEntropy gives %v", loss, wantLoss[0])
+	}
+	closeTo(t, "xent grad", rows*V, d, wantG[0], 1e-6)
+}
+
+// blockMax is block_max: the threads' values reduced by halving.
+func blockMax(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	for half := len(s) / 2; half > 0; half /= 2 {
+		for t := range half {
+			s[t] = math.Max(s[t], s[t+half])
+		}
+	}
+	return s[0]
 }

@@ -85,3 +85,116 @@ extern "C" __global__ void swiglu(float *y, const float *a, const float *b, long
 		y[i] = ai * (1.0f / (1.0f + expf(-ai))) * b[i];
 	}
 }
+
+// swiglu_grad sets the gradients of SwiGLU's inputs from the output's g: dgate = g·b·σ(a)·(1 + a·(1 − σ(a))),
+// dup = g·a·σ(a) (ops.SwiGLU's backward).
+extern "C" __global__ void swiglu_grad(float *dgate, float *dup, const float *a, const float *b, const float *g, long long n) {
+	FOR_EACH(i, n) {
+		float x = a[i], s = 1.0f / (1.0f + expf(-x));
+		dgate[i] = g[i] * b[i] * s * (1 + x * (1 - s));
+		dup[i] = g[i] * x * s;
+	}
+}
+
+// rms_rows sets s[r] = 1/√(mean(x_r²) + eps) for each row r (a block per row), in double: what the RMSNorm
+// weight's gradient scales each row by.
+extern "C" __global__ void rms_rows(double *s, const float *x, long long cols, double eps) {
+	__shared__ double shared[ROW_THREADS];
+	const float *xr = x + (long long)blockIdx.x * cols;
+	double q = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) q += (double)xr[j] * (double)xr[j];
+	double total = block_sum(q, shared);
+	if (threadIdx.x == 0) s[blockIdx.x] = 1 / sqrt(total / cols + eps);
+}
+
+// rmsnorm_grad_x sets dx = s·g·w − (s³/D)·(Σ g·w·x)·x for each row (a block per row), in double and rounded
+// once, as ops.RMSNorm's backward does.
+extern "C" __global__ void rmsnorm_grad_x(float *dx, const float *x, const float *w, const float *g, long long cols, double eps) {
+	__shared__ double shared[ROW_THREADS];
+	long long off = (long long)blockIdx.x * cols;
+	double q = 0, dot = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+		double xj = x[off + j];
+		q += xj * xj;
+		dot += (double)g[off + j] * (double)w[j] * xj;
+	}
+	double s = 1 / sqrt(block_sum(q, shared) / cols + eps);
+	double c = s * s * s / cols * block_sum(dot, shared);
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x)
+		dx[off + j] = (float)(s * (double)g[off + j] * (double)w[j] - c * (double)x[off + j]);
+}
+
+// rmsnorm_grad_w sets dw[j] = Σ_r g[r][j]·x[r][j]·s[r], a thread per column adding the rows in order, in
+// double: the CPU's order, and so its bits.
+extern "C" __global__ void rmsnorm_grad_w(float *dw, const float *x, const float *g, const double *s, long long rows, long long cols) {
+	FOR_EACH(j, cols) {
+		double acc = 0;
+		for (long long r = 0; r < rows; r++) acc += (double)g[r * cols + j] * (double)x[r * cols + j] * s[r];
+		dw[j] = (float)acc;
+	}
+}
+
+// rope rotates every head of x [rows, width] (heads of dh values): y = x·cos + rot(x)·sin with
+// rot(x) = cat(−x₂, x₁), or with transpose the adjoint (the backward pass); row r reads row r mod period of
+// the tables [period, dh]. A thread per pair (x₁[i], x₂[i]), as ops.RopeRow computes it.
+extern "C" __global__ void rope(float *y, const float *x, const float *cos, const float *sin, long long rows,
+		long long width, long long dh, long long period, long long transpose) {
+	long long half = dh / 2, perRow = width / 2;
+	FOR_EACH(p, rows * perRow) {
+		long long r = p / perRow, q = p % perRow, i = q % half;
+		long long at = r * width + (q / half) * dh, t = (r % period) * dh;
+		float a = x[at + i], b = x[at + half + i];
+		if (transpose) {
+			y[at + i] = a * cos[t + i] + b * sin[t + half + i];
+			y[at + half + i] = b * cos[t + half + i] - a * sin[t + i];
+		} else {
+			y[at + i] = a * cos[t + i] - b * sin[t + i];
+			y[at + half + i] = b * cos[t + half + i] + a * sin[t + half + i];
+		}
+	}
+}
+
+// block_max is block_sum's maximum.
+__device__ double block_max(double v, double *shared) {
+	shared[threadIdx.x] = v;
+	__syncthreads();
+	for (int half = ROW_THREADS / 2; half > 0; half /= 2) {
+		if (threadIdx.x < half) shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + half]);
+		__syncthreads();
+	}
+	double m = shared[0];
+	__syncthreads();
+	return m;
+}
+
+// xent_lse sets lse[r] = m + log Σ exp(x − m), m the row's maximum, and picked[r] = x[r][target], for each
+// row of logits [rows, V] with a target (a block per row, in double); rows without one (target < 0) are left
+// alone. The loss is then Σ (lse − picked)/n, added on the host in row order as the CPU adds it.
+extern "C" __global__ void xent_lse(double *lse, double *picked, const float *x, const long long *targets, long long V) {
+	__shared__ double shared[ROW_THREADS];
+	if (targets[blockIdx.x] < 0) return; // the whole block returns: no thread waits at a barrier
+	const float *row = x + (long long)blockIdx.x * V;
+	double m = -INFINITY;
+	for (long long j = threadIdx.x; j < V; j += blockDim.x) m = fmax(m, (double)row[j]);
+	m = block_max(m, shared);
+	double s = 0;
+	for (long long j = threadIdx.x; j < V; j += blockDim.x) s += exp((double)row[j] - m);
+	s = block_sum(s, shared);
+	if (threadIdx.x == 0) {
+		lse[blockIdx.x] = m + log(s);
+		picked[blockIdx.x] = row[targets[blockIdx.x]];
+	}
+}
+
+// xent_grad sets the logits' gradient of the mean cross-entropy over n supervised rows, times the upstream
+// g: (softmax − onehot(target))·g/n, each value rounded once; rows without a target get zeros.
+extern "C" __global__ void xent_grad(float *d, const float *x, const double *lse, const long long *targets, long long V,
+		long long n, double g) {
+	long long r = blockIdx.x, t = targets[r];
+	for (long long j = threadIdx.x; j < V; j += blockDim.x) {
+		float v = 0;
+		if (t >= 0) v = (float)(exp((double)x[r * V + j] - lse[r]) / n * g);
+		if (j == t) v -= (float)(g / n);
+		d[r * V + j] = v;
+	}
+}
