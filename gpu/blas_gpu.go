@@ -116,15 +116,37 @@ func (b *blas) check(call string, status C.int) error {
 
 func (b *blas) close() { C.blas_destroy(b.l) }
 
-// MatMulNT sets y = x·wᵀ for row-major x [rows, in] and w [out, in] (a torch Linear's weight): cuBLAS is
-// column-major, so it computes yᵀ = w·xᵀ, with w read transposed.
+// MatMulNT sets y = x·wᵀ for row-major x [rows, in] and w [out, in] (a torch Linear's weight).
 func (d *Device) MatMulNT(y, x, w Buffer, rows, in, out int) error {
 	if x.n != rows*in || w.n != out*in || y.n != rows*out {
 		return fmt.Errorf("gpu: MatMulNT: x %d, w %d, y %d values for [%d, %d]·[%d, %d]ᵀ", x.n, w.n, y.n, rows, in, out, in)
 	}
+	return d.gemm(mat{b: x, ld: in}, mat{b: w, ld: in, t: true}, mat{b: y, ld: out}, rows, out, in, 1, 0, 1)
+}
+
+// mat is a row-major matrix operand: the buffer and the offset of its first value, its row stride, whether
+// it enters transposed, and the offset between the matrices of a batch.
+type mat struct {
+	b          Buffer
+	off, ld    int
+	t          bool
+	batchShift int
+}
+
+// gemm computes batch products C = alpha·op(A)·op(B) + beta·C of row-major matrices, op(A) m×k and op(B)
+// k×n. cuBLAS is column-major, and a row-major matrix read column-major is its transpose, so it computes
+// Cᵀ = op(B)ᵀ·op(A)ᵀ: B's operand first.
+func (d *Device) gemm(a, b, c mat, m, n, k int, alpha, beta float32, batch int) error {
+	op := func(t bool) C.int {
+		if t {
+			return blasOpT
+		}
+		return blasOpN
+	}
 	return d.do(func() error {
-		return d.blas.check("cublasSgemmStridedBatched", C.blas_sgemm_strided(d.blas.l, blasOpT, blasOpN,
-			C.int(out), C.int(rows), C.int(in), 1, C.ulonglong(w.ptr), C.int(in), 0,
-			C.ulonglong(x.ptr), C.int(in), 0, 0, C.ulonglong(y.ptr), C.int(out), 0, 1))
+		return d.blas.check("cublasSgemmStridedBatched", C.blas_sgemm_strided(d.blas.l, op(b.t), op(a.t),
+			C.int(n), C.int(m), C.int(k), C.float(alpha), C.ulonglong(b.b.at(b.off)), C.int(b.ld), C.longlong(b.batchShift),
+			C.ulonglong(a.b.at(a.off)), C.int(a.ld), C.longlong(a.batchShift), C.float(beta), C.ulonglong(c.b.at(c.off)),
+			C.int(c.ld), C.longlong(c.batchShift), C.int(batch)))
 	})
 }

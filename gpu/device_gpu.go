@@ -17,7 +17,7 @@ var fatbin string
 
 // kernelNames are the kernels of kernels.fatbin that a Device loads.
 var kernelNames = []string{"adamw", "scale", "sum_squares", "rmsnorm", "swiglu", "swiglu_grad", "rms_rows",
-	"rmsnorm_grad_x", "rmsnorm_grad_w", "rope", "xent_lse", "xent_grad"}
+	"rmsnorm_grad_x", "rmsnorm_grad_w", "rope", "xent_lse", "xent_grad", "attn_softmax", "attn_softmax_back"}
 
 // Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every
 // driver call, the kernels, a stream and cuBLAS. Its methods are safe for concurrent use (the thread runs
@@ -155,6 +155,14 @@ func (d *Device) Download(host []float32, b Buffer) error {
 		return cu.MemcpyDtoH(unsafe.Pointer(&host[0]), b.ptr, int64(4*b.n))
 	})
 }
+
+// Zero sets every value of b to 0.
+func (d *Device) Zero(b Buffer) error {
+	return d.do(func() error { return cu.MemsetD32Async(b.ptr, 0, int64(b.n), d.stream) })
+}
+
+// at is the device address of value off of b.
+func (b Buffer) at(off int) cu.DevicePtr { return b.ptr + cu.DevicePtr(4*off) }
 
 // uploadInt64s puts int64 values in a new buffer (two 4-byte words each).
 func (d *Device) uploadInt64s(v []int64) (Buffer, error) {

@@ -290,3 +290,32 @@ func TestDeviceAdamWStep(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceAttention: attention on the device (cuBLAS products, the softmax kernels) matches ops.Attention
+// forward and backward, causal and full, with a padded sample and an empty one.
+func TestDeviceAttention(t *testing.T) {
+	d := openDevice(t)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, full := range []bool{false, true} {
+		lay := ops.Layout{B: 3, N: 150, Lens: []int{150, 97, 0}, Heads: 4, HeadDim: 32, Full: full}
+		n := lay.B * lay.N * lay.Heads * lay.HeadDim
+		q, k, v, g := randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)
+		shape := []int{lay.B * lay.N, lay.Heads * lay.HeadDim}
+		want, wantG := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Attention(in[0], in[1], in[2], lay) },
+			[][]float32{q, k, v}, [][]int{shape, shape, shape}, g)
+		qb, kb, vb, gb := upload(t, d, q), upload(t, d, k), upload(t, d, v), upload(t, d, g)
+		o, dq, dk, dv := upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n))
+		p, err := d.Attention(o, qb, kb, vb, lay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.AttentionGrad(dq, dk, dv, qb, kb, vb, gb, p, lay); err != nil {
+			t.Fatal(err)
+		}
+		d.Free(p)
+		closeTo(t, "attention o", n, download(t, d, o), want, 1e-5)
+		closeTo(t, "attention dq", n, download(t, d, dq), wantG[0], 1e-5)
+		closeTo(t, "attention dk", n, download(t, d, dk), wantG[1], 1e-5)
+		closeTo(t, "attention dv", n, download(t, d, dv), wantG[2], 1e-5)
+	}
+}

@@ -336,3 +336,112 @@ func blockMax(v []float64) float64 {
 	}
 	return s[0]
 }
+
+// attnTwin is the device's attention, forward and backward, in Go: the products as plain loops (cuBLAS's
+// part), attn_softmax and attn_softmax_back as their kernels walk a sample's rows (a block per row of
+// H·N). It returns o, and dq, dk, dv for the upstream g.
+func attnTwin(lay ops.Layout, q, k, v, g []float32) (o, dq, dk, dv []float32) {
+	N, H, dh, W := lay.N, lay.Heads, lay.HeadDim, lay.Heads*lay.HeadDim
+	o, dq, dk, dv = make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(q))
+	scale := float32(1 / math.Sqrt(float64(dh)))
+	at := func(x []float32, b, r, h int) []float32 { return x[(b*N+r)*W+h*dh:][:dh] }
+	dot := func(a, b []float32) float32 {
+		var s float32
+		for i := range a {
+			s += a[i] * b[i]
+		}
+		return s
+	}
+	for b := range lay.B {
+		L := lay.Lens[b]
+		if L == 0 {
+			continue
+		}
+		p, ds := make([]float32, H*N*N), make([]float32, H*N*N)
+		for h := range H {
+			for r := range N {
+				for j := range L {
+					p[(h*N+r)*N+j] = scale * dot(at(q, b, r, h), at(k, b, j, h))
+					ds[(h*N+r)*N+j] = dot(at(g, b, r, h), at(v, b, j, h))
+				}
+			}
+		}
+		rows := Rows(H * N)
+		for blk := range rows.Blocks { // attn_softmax
+			r, row := blk%N, p[blk*N:(blk+1)*N]
+			keys := min(r+1, L)
+			if lay.Full {
+				keys = L
+			}
+			m, s := make([]float64, rows.Threads), make([]float64, rows.Threads)
+			for th := range rows.Threads {
+				m[th] = math.Inf(-1)
+				for j := th; j < keys; j += rows.Threads {
+					m[th] = math.Max(m[th], float64(row[j]))
+				}
+			}
+			mx := float32(blockMax(m))
+			for th := range rows.Threads {
+				for j := th; j < keys; j += rows.Threads {
+					row[j] = float32(math.Exp(float64(row[j] - mx)))
+					s[th] += float64(row[j])
+				}
+			}
+			inv := float32(1 / blockSum(s))
+			for j := range N {
+				if j < keys {
+					row[j] *= inv
+				} else {
+					row[j] = 0
+				}
+			}
+		}
+		for blk := range rows.Blocks { // attn_softmax_back
+			pr, dr := p[blk*N:][:L], ds[blk*N:][:L]
+			part := make([]float64, rows.Threads)
+			for th := range rows.Threads {
+				for j := th; j < L; j += rows.Threads {
+					part[th] += float64(pr[j]) * float64(dr[j])
+				}
+			}
+			rho := float32(blockSum(part))
+			for j := range L {
+				dr[j] = pr[j] * (dr[j] - rho)
+			}
+		}
+		for h := range H {
+			for r := range N {
+				for j := range L {
+					pv, sv := p[(h*N+r)*N+j], ds[(h*N+r)*N+j]
+					for c := range dh {
+						at(o, b, r, h)[c] += pv * at(v, b, j, h)[c]
+						at(dv, b, j, h)[c] += pv * at(g, b, r, h)[c]
+						at(dq, b, r, h)[c] += scale * sv * at(k, b, j, h)[c]
+						at(dk, b, j, h)[c] += scale * sv * at(q, b, r, h)[c]
+					}
+				}
+			}
+		}
+	}
+	return o, dq, dk, dv
+}
+
+// TestAttentionTwin: the device's attention, as attnTwin walks it, matches ops.Attention forward and
+// backward, causal and full, with a padded sample and an empty one.
+func TestAttentionTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, full := range []bool{false, true} {
+		lay := ops.Layout{B: 3, N: 7, Lens: []int{7, 4, 0}, Heads: 2, HeadDim: 4, Full: full}
+		n := lay.B * lay.N * lay.Heads * lay.HeadDim
+		q, k, v, g := randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)
+		shape := []int{lay.B * lay.N, lay.Heads * lay.HeadDim}
+		want, wantG := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Attention(in[0], in[1], in[2], lay) },
+			[][]float32{q, k, v}, [][]int{shape, shape, shape}, g)
+		o, dq, dk, dv := attnTwin(lay, q, k, v, g)
+		name := fmt.Sprintf("attention full=%v", full)
+		closeTo(t, name+" o", n, o, want, 1e-5)
+		closeTo(t, name+" dq", n, dq, wantG[0], 1e-5)
+		closeTo(t, name+" dk", n, dk, wantG[1], 1e-5)
+		closeTo(t, name+" dv", n, dv, wantG[2], 1e-5)
+	}
+}

@@ -94,11 +94,7 @@ func (d *Device) Rope(y, x, cos, sin Buffer, rows, width, dh int, transpose bool
 	if x.n != rows*width || y.n != x.n || cos.n != sin.n || dh <= 0 || dh%2 != 0 || width%dh != 0 || cos.n%dh != 0 || cos.n == 0 {
 		return fmt.Errorf("gpu: Rope: y %d, x %d, tables %d and %d values for [%d, %d] with heads of %d", y.n, x.n, cos.n, sin.n, rows, width, dh)
 	}
-	t := int64(0)
-	if transpose {
-		t = 1
-	}
-	return d.launch("rope", Elementwise(rows*width/2), y.ptr, x.ptr, cos.ptr, sin.ptr, int64(rows), int64(width), int64(dh), int64(cos.n/dh), t)
+	return d.launch("rope", Elementwise(rows*width/2), y.ptr, x.ptr, cos.ptr, sin.ptr, int64(rows), int64(width), int64(dh), int64(cos.n/dh), boolArg(transpose))
 }
 
 // Xent is a cross-entropy's forward state on the device, for its backward pass: the targets and each row's

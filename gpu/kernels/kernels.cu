@@ -198,3 +198,35 @@ extern "C" __global__ void xent_grad(float *d, const float *x, const double *lse
 		d[r * V + j] = v;
 	}
 }
+
+// attn_softmax turns the scores of one sample's heads, S [H, N, N] (row r of head h at (h·N + r)·N, its
+// first keys columns set), into the probabilities P = softmax over the keys each row sees: the first
+// min(r+1, L) (causal) or L (full), zeros past them; a block per row. As the CPU's softmax: e = exp(s − max)
+// in float32, their sum in double, each e times the float32 of its inverse.
+extern "C" __global__ void attn_softmax(float *p, long long n, long long l, long long full) {
+	__shared__ double shared[ROW_THREADS];
+	long long r = blockIdx.x % n, keys = full ? l : min(r + 1, l);
+	float *row = p + (long long)blockIdx.x * n;
+	double m = -INFINITY;
+	for (long long j = threadIdx.x; j < keys; j += blockDim.x) m = fmax(m, (double)row[j]);
+	m = block_max(m, shared);
+	double s = 0;
+	for (long long j = threadIdx.x; j < keys; j += blockDim.x) {
+		float e = expf(row[j] - (float)m);
+		row[j] = e;
+		s += e;
+	}
+	float inv = (float)(1 / block_sum(s, shared));
+	for (long long j = threadIdx.x; j < n; j += blockDim.x) row[j] = j < keys ? row[j] * inv : 0;
+}
+
+// attn_softmax_back turns dP [H, N, N] (row stride N, first l columns) into dS = P ⊙ (dP − Σ_j P·dP) in place,
+// the row's sum in double and rounded once (the CPU's softmaxBackward); a block per row.
+extern "C" __global__ void attn_softmax_back(float *dp, const float *p, long long n, long long l) {
+	__shared__ double shared[ROW_THREADS];
+	long long off = (long long)blockIdx.x * n;
+	double dot = 0;
+	for (long long j = threadIdx.x; j < l; j += blockDim.x) dot += (double)p[off + j] * (double)dp[off + j];
+	float rho = (float)block_sum(dot, shared);
+	for (long long j = threadIdx.x; j < l; j += blockDim.x) dp[off + j] = p[off + j] * (dp[off + j] - rho);
+}
