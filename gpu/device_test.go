@@ -319,3 +319,54 @@ func TestDeviceAttention(t *testing.T) {
 		closeTo(t, "attention dv", n, download(t, d, dv), wantG[2], 1e-5)
 	}
 }
+
+// TestDeviceTowerOps: LayerNorm, QuickGELU, GELU, the row bias, the residual add and a linear layer's
+// backward on the device against the CPU ops.
+func TestDeviceTowerOps(t *testing.T) {
+	d := openDevice(t)
+	rng := rand.New(rand.NewPCG(8, 8))
+	const rows, cols, out = 577, 1024, 257
+	x, w, b := randoms(rng, rows*cols), randoms(rng, cols), randoms(rng, cols)
+	want := make([]float32, rows*cols)
+	ops.LayerNorm(want, x, w, b, cols, 1e-5)
+	y := upload(t, d, make([]float32, rows*cols))
+	if err := d.LayerNorm(y, upload(t, d, x), upload(t, d, w), upload(t, d, b), rows, cols, 1e-5); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "layernorm", cols, download(t, d, y), want, 1e-6)
+	for _, tc := range []struct {
+		name string
+		dev  func(Buffer) error
+		cpu  func([]float32)
+		tol  float64
+	}{
+		{"quick_gelu", d.QuickGELU, ops.QuickGELU[float32], 2e-6},
+		{"gelu", d.GELU, ops.GELUInPlace[float32], 1e-6},
+		{"bias", func(x Buffer) error { return d.AddRowBias(x, upload(t, d, b)) }, func(x []float32) { ops.AddRowBias(x, b) }, 0},
+	} {
+		xb := upload(t, d, x)
+		if err := tc.dev(xb); err != nil {
+			t.Fatal(err)
+		}
+		want := append([]float32(nil), x...)
+		tc.cpu(want)
+		closeTo(t, tc.name, len(x), download(t, d, xb), want, tc.tol)
+	}
+	xb, yb := upload(t, d, x), upload(t, d, want)
+	if err := d.AddTo(xb, yb); err != nil {
+		t.Fatal(err)
+	}
+	sum := append([]float32(nil), x...)
+	ops.AddTo(sum, want)
+	closeTo(t, "add", len(x), download(t, d, xb), sum, 0)
+
+	lw, up := randoms(rng, out*cols), randoms(rng, rows*out)
+	_, grads := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Linear(in[0], in[1], true, true) },
+		[][]float32{x, lw}, [][]int{{rows, cols}, {out, cols}}, up)
+	dx, dw := upload(t, d, make([]float32, rows*cols)), upload(t, d, make([]float32, out*cols))
+	if err := d.LinearGrad(dx, dw, upload(t, d, x), upload(t, d, lw), upload(t, d, up), rows, cols, out); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "linear dx", cols, download(t, d, dx), grads[0], 1e-5*math.Sqrt(out))
+	closeTo(t, "linear dw", cols, download(t, d, dw), grads[1], 1e-5*math.Sqrt(rows))
+}

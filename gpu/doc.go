@@ -24,8 +24,9 @@
 // What runs on a device so far: the optimizer step (the gradient norm, clipping and AdamW, with the moments
 // on the device and copied back for checkpoints: AdamWStep, Moments), RMSNorm, SwiGLU and RoPE forward and
 // backward, plain attention (causal or full) forward and backward, the cross-entropy's loss and gradient,
-// and float32 matrix products. The FlexAttention layer, selection, assembly and the vision tower's ops do
-// not yet, nor does the training step.
+// float32 matrix products and a linear layer's backward pass, and the frozen vision tower's ops (LayerNorm,
+// QuickGELU, the projector's GELU, row bias, residual add). The FlexAttention layer, selection and assembly
+// do not yet, nor does the training step.
 package gpu
 
 import "errors"

@@ -445,3 +445,60 @@ func TestAttentionTwin(t *testing.T) {
 		closeTo(t, name+" dv", n, dv, wantG[2], 1e-5)
 	}
 }
+
+// TestLayerNormTwin: the layernorm kernel's block per row (two halving sums: the mean, then the variance)
+// matches ops.LayerNorm on odd widths.
+func TestLayerNormTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, cols := range []int{1, 7, 257, 1024} {
+		const rows, eps = 3, 1e-5
+		x, w, b := randoms(rng, rows*cols), randoms(rng, cols), randoms(rng, cols)
+		want, got := make([]float32, rows*cols), make([]float32, rows*cols)
+		ops.LayerNorm(want, x, w, b, cols, eps)
+		g := Rows(rows)
+		for r := range g.Blocks {
+			xr := x[r*cols : (r+1)*cols]
+			s, q := make([]float64, g.Threads), make([]float64, g.Threads)
+			for th := range g.Threads {
+				for j := th; j < cols; j += g.Threads {
+					s[th] += float64(xr[j])
+				}
+			}
+			mean := blockSum(s) / float64(cols)
+			for th := range g.Threads {
+				for j := th; j < cols; j += g.Threads {
+					d := float64(xr[j]) - mean
+					q[th] += d * d
+				}
+			}
+			inv := 1 / math.Sqrt(blockSum(q)/float64(cols)+eps)
+			for j := range cols {
+				got[r*cols+j] = float32((float64(xr[j])-mean)*inv)*w[j] + b[j]
+			}
+		}
+		closeTo(t, "layernorm", cols, got, want, 1e-6)
+	}
+}
+
+// TestActivationTwins: quick_gelu, gelu and add_bias element for element against ops' QuickGELU,
+// GELUInPlace and AddRowBias.
+func TestActivationTwins(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	const n, cols = 1001, 143
+	x, b := randoms(rng, n), randoms(rng, cols)
+	want, got := append([]float32(nil), x...), make([]float32, n)
+	ops.QuickGELU(want)
+	Elementwise(n).forEach(n, func(_, _, i int) { got[i] = x[i] * float32(1/(1+math.Exp(-float64(1.702*x[i])))) })
+	closeTo(t, "quick_gelu", n, got, want, 1e-6)
+	want = append(want[:0], x...)
+	ops.GELUInPlace(want)
+	Elementwise(n).forEach(n, func(_, _, i int) {
+		v := float64(x[i])
+		got[i] = float32(0.5 * v * (1 + math.Erf(v/math.Sqrt2)))
+	})
+	closeTo(t, "gelu", n, got, want, 0)
+	want, got = append(want[:0], x...), append(got[:0], x...)
+	ops.AddRowBias(want, b)
+	Elementwise(n).forEach(n, func(_, _, i int) { got[i] += b[i%cols] })
+	closeTo(t, "add_bias", n, got, want, 0)
+}

@@ -230,3 +230,46 @@ extern "C" __global__ void attn_softmax_back(float *dp, const float *p, long lon
 	float rho = (float)block_sum(dot, shared);
 	for (long long j = threadIdx.x; j < l; j += blockDim.x) dp[off + j] = p[off + j] * (dp[off + j] - rho);
 }
+
+// layernorm sets each row of y to (x − mean)/√(var + eps)·w + b, CLIP's LayerNorm (a block per row), the
+// mean and variance in double as the CPU takes them, the normalised value rounded to float32 before w and b.
+extern "C" __global__ void layernorm(float *y, const float *x, const float *w, const float *b, long long cols, double eps) {
+	__shared__ double shared[ROW_THREADS];
+	long long off = (long long)blockIdx.x * cols;
+	double s = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += (double)x[off + j];
+	double mean = block_sum(s, shared) / cols, q = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+		double d = (double)x[off + j] - mean;
+		q += d * d;
+	}
+	double inv = 1 / sqrt(block_sum(q, shared) / cols + eps);
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x)
+		y[off + j] = (float)(((double)x[off + j] - mean) * inv) * w[j] + b[j];
+}
+
+// quick_gelu sets x = x·σ(1.702·x) in place, CLIP's activation.
+extern "C" __global__ void quick_gelu(float *x, long long n) {
+	FOR_EACH(i, n) {
+		float v = x[i];
+		x[i] = v * (1.0f / (1.0f + expf(-(1.702f * v))));
+	}
+}
+
+// gelu sets x = x·Φ(x) in place, the exact (erf) GELU of the projector, in double and rounded once.
+extern "C" __global__ void gelu(float *x, long long n) {
+	FOR_EACH(i, n) {
+		double v = x[i];
+		x[i] = (float)(0.5 * v * (1 + erf(v / 1.4142135623730951)));
+	}
+}
+
+// add_bias adds b [cols] to every row of x [n/cols, cols].
+extern "C" __global__ void add_bias(float *x, const float *b, long long n, long long cols) {
+	FOR_EACH(i, n) { x[i] += b[i % cols]; }
+}
+
+// add sets x += y element-wise (residual connections).
+extern "C" __global__ void add(float *x, const float *y, long long n) {
+	FOR_EACH(i, n) { x[i] += y[i]; }
+}
