@@ -63,7 +63,51 @@ func runB[T float](kr *kernel[T], tA bool, m, n, k int, alpha T, a []T, lda int,
 		runParallel(kr, w, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
 		return
 	}
+	if w := columnWorkers(m, n, k, kr.nr); w > 1 {
+		runColumns(kr, w, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
+		return
+	}
 	runSerial(kr, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
+}
+
+// columns is op(B) from its column c0 on.
+func (s matB[T]) columns(c0 int) matB[T] {
+	off := c0 // op(B) = B: columns of the stored rows
+	if s.t {
+		off = c0 * s.ld // op(B) = Bᵀ: rows of the stored matrix
+	}
+	if s.h != nil {
+		s.h = s.h[off:]
+	} else {
+		s.b = s.b[off:]
+	}
+	return s
+}
+
+// columnWorkers is how many goroutines share, by columns of C, a product too short to share by rows (a
+// decoding step's one row against a weight matrix) but large enough to be worth it: each gets at least two
+// tiles of columns.
+func columnWorkers(m, n, k, nr int) int {
+	if m*n*k < parallelWork {
+		return 1
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), n/(2*nr)))
+}
+
+// runColumns splits the columns of C into w bands that start on tile boundaries: every element is computed
+// by the same tile, in the same order, as by one goroutine, and each band packs only its own part of B.
+func runColumns[T float](kr *kernel[T], w int, tA bool, m, n, k int, alpha T, a []T, lda int, src matB[T], beta T, c []T, ldc int) {
+	band := roundUp((n+w-1)/w, kr.nr)
+	var wg sync.WaitGroup
+	for c0 := band; c0 < n; c0 += band {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runSerial(kr, tA, m, min(band, n-c0), k, alpha, a, lda, src.columns(c0), beta, c[c0:], ldc)
+		}()
+	}
+	runSerial(kr, tA, m, min(band, n), k, alpha, a, lda, src, beta, c, ldc)
+	wg.Wait()
 }
 
 // parallelWork is the least m·n·k worth splitting over goroutines: below, starting them costs more than

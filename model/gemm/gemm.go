@@ -13,10 +13,11 @@
 // model's multiplies at 150–190 GFLOP/s on one core, about ten times gonum's Sgemm. A multiply
 // of at least 2²² multiply-adds is split by rows of C over up to GOMAXPROCS goroutines (two
 // such multiplies side by side each kept ~90% of their speed there, so the cores do not share
-// an FPU), which brings those shapes to 265–305 GFLOP/s.
+// an FPU), which brings those shapes to 265–305 GFLOP/s. A product of too few rows to split that way (a
+// decoding step's one row against a weight matrix) is split by columns of C instead.
 //
 // Results are deterministic: every element of C is summed in an order fixed by the shape
-// alone, and row bands start on tile boundaries, so the same inputs give bitwise the same
+// alone, and row and column bands start on tile boundaries, so the same inputs give bitwise the same
 // outputs on the same kernel, whatever GOMAXPROCS is. Different kernels (AVX-512, AVX2, Go)
 // may differ in the last bits.
 //

@@ -215,11 +215,14 @@ func TestParallelMatchesSerial(t *testing.T) {
 				want := append([]float32(nil), c...)
 				runSerial(kr, p.tA, p.m, p.n, p.k, 1, a, p.lda, matB[float32]{t: p.tB, b: b, ld: p.ldb}, 0.5, want, p.ldc)
 				for w := 2; w <= 3; w++ {
-					got := append([]float32(nil), c...)
-					runParallel(kr, w, p.tA, p.m, p.n, p.k, 1, a, p.lda, matB[float32]{t: p.tB, b: b, ld: p.ldb}, 0.5, got, p.ldc)
-					for i := range want {
-						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-							t.Fatalf("%s, %s, %d bands: C[%d] = %v; one goroutine gives %v", kr.name, p, w, i, got[i], want[i])
+					for split, run := range map[string]func(kr *kernel[float32], w int, tA bool, m, n, k int, alpha float32, a []float32, lda int, src matB[float32], beta float32, c []float32, ldc int){
+						"rows": runParallel[float32], "columns": runColumns[float32]} {
+						got := append([]float32(nil), c...)
+						run(kr, w, p.tA, p.m, p.n, p.k, 1, a, p.lda, matB[float32]{t: p.tB, b: b, ld: p.ldb}, 0.5, got, p.ldc)
+						for i := range want {
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+								t.Fatalf("%s, %s, %d bands of %s: C[%d] = %v; one goroutine gives %v", kr.name, p, w, split, i, got[i], want[i])
+							}
 						}
 					}
 				}
@@ -227,11 +230,14 @@ func TestParallelMatchesSerial(t *testing.T) {
 			da, db, dc := p.a, p.b, p.c
 			want := append([]float64(nil), dc...)
 			runSerial(dKernel, p.tA, p.m, p.n, p.k, 1, da, p.lda, matB[float64]{t: p.tB, b: db, ld: p.ldb}, 0.5, want, p.ldc)
-			got := append([]float64(nil), dc...)
-			runParallel(dKernel, 2, p.tA, p.m, p.n, p.k, 1, da, p.lda, matB[float64]{t: p.tB, b: db, ld: p.ldb}, 0.5, got, p.ldc)
-			for i := range want {
-				if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
-					t.Fatalf("float64 %s: C[%d] = %v; one goroutine gives %v", p, i, got[i], want[i])
+			for _, run := range []func(kr *kernel[float64], w int, tA bool, m, n, k int, alpha float64, a []float64, lda int, src matB[float64], beta float64, c []float64, ldc int){
+				runParallel[float64], runColumns[float64]} {
+				got := append([]float64(nil), dc...)
+				run(dKernel, 2, p.tA, p.m, p.n, p.k, 1, da, p.lda, matB[float64]{t: p.tB, b: db, ld: p.ldb}, 0.5, got, p.ldc)
+				for i := range want {
+					if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+						t.Fatalf("float64 %s: C[%d] = %v; one goroutine gives %v", p, i, got[i], want[i])
+					}
 				}
 			}
 		}

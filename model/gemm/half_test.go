@@ -130,3 +130,26 @@ func BenchmarkSgemmHalf(b *testing.B) {
 		})
 	}
 }
+
+// TestSgemmHalfColumnsMatchSerial: a 16-bit B split by columns (a decoding step's one row) gives one
+// goroutine's bits, both layouts of B.
+func TestSgemmHalfColumnsMatchSerial(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const m, n, k = 3, 1000, 300
+	for _, tB := range []bool{false, true} {
+		br, bc := rowsCols(tB, k, n)
+		bits := make([]uint16, br*bc)
+		for i := range bits {
+			bits[i] = roundHalf(half.Float16, float32(rng.NormFloat64()))
+		}
+		a := make([]float32, m*k)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		src := matB[float32]{t: tB, h: bits, kind: half.Float16, ld: bc}
+		want, got := make([]float32, m*n), make([]float32, m*n)
+		runSerial(sKernel, false, m, n, k, 1, a, k, src, 0, want, n)
+		runColumns(sKernel, 3, false, m, n, k, 1, a, k, src, 0, got, n)
+		sameBits(t, fmt.Sprintf("tB=%v", tB), got, want)
+	}
+}
