@@ -6,7 +6,8 @@
 #   scripts/gpu-check.sh run       # on the GPU machine, from the repository root (.device carried there)
 #
 # run finds cuBLAS (the CUDA toolkit's lib64, or the nvidia-cublas wheel that PyTorch installs), prints
-# nvidia-smi's view of the GPU, and runs every test: each kernel against the CPU op it stands for.
+# nvidia-smi's view of the GPU, runs every test (each kernel against the CPU op it stands for), then times
+# the pieces at LLaVA-1.5-7B's sizes (BenchmarkDevice).
 set -eu
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -27,6 +28,7 @@ run)
 	done
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 	.device/gpu.test -test.v -test.count=1
+	.device/gpu.test -test.run XX -test.bench Device -test.benchtime 20x
 	;;
 *)
 	echo "usage: scripts/gpu-check.sh build|run" >&2
