@@ -174,6 +174,9 @@ func assemble[T, P ops.Float](d *rowDecoder[T], b *Batch[P], s int) {
 // HR tokens.
 func (d *rowDecoder[T]) prefill() []float64 {
 	last := len(d.rows) - 1
+	if last < 0 {
+		return nil // no row to run (the batch's checks keep a prompt from being empty)
+	}
 	if last > 0 {
 		d.run(d.rows[:last], false)
 	}
