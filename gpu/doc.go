@@ -25,8 +25,10 @@
 // on the device and copied back for checkpoints: AdamWStep, Moments), RMSNorm, SwiGLU and RoPE forward and
 // backward, plain attention (causal or full) forward and backward, the cross-entropy's loss and gradient,
 // float32 matrix products and a linear layer's backward pass, and the frozen vision tower's ops (LayerNorm,
-// QuickGELU, the projector's GELU, row bias, residual add). The FlexAttention layer, selection and assembly
-// do not yet, nor does the training step.
+// QuickGELU, the projector's GELU, row bias, residual add), and the FlexAttention layer forward and backward
+// in its dense form (every HR token projected, each row's second softmax masked to its selection: the
+// official implementation's cost; flex_gpu.go). Selection and assembly do not yet, nor does the training
+// step.
 package gpu
 
 import "errors"

@@ -273,3 +273,46 @@ extern "C" __global__ void add_bias(float *x, const float *b, long long n, long 
 extern "C" __global__ void add(float *x, const float *y, long long n) {
 	FOR_EACH(i, n) { x[i] += y[i]; }
 }
+
+// flex_softmax turns one sample's second-softmax scores S [H, L, L + M] (FlexAttention's dense form: each
+// row's plain keys, then the sample's M HR keys) into probabilities, a block per row: row i sees its first
+// min(i + 1, L) plain keys (all L when full) and, when it is an HR row with a selection (rowsel[i] ≠ 0),
+// the HR keys u whose cell cell_of[u] it selected (cells[i·G² + cell]); the others get 0, as the CPU's
+// maskedSoftmax gives them. e = exp(s − max) in float32, their sum in double.
+extern "C" __global__ void flex_softmax(float *s, const float *cells, const float *rowsel, const long long *cell_of,
+		long long l, long long m, long long g2, long long full) {
+	__shared__ double shared[ROW_THREADS];
+	long long i = blockIdx.x % l, width = l + m, keys = full ? l : min(i + 1, l);
+	float *row = s + (long long)blockIdx.x * width;
+	const float *sel = cells + i * g2;
+	bool hr = rowsel[i] != 0;
+	double mx = -INFINITY;
+	for (long long j = threadIdx.x; j < width; j += blockDim.x) {
+		bool seen = j < keys || (j >= l && hr && sel[cell_of[j - l]] != 0);
+		if (seen) mx = fmax(mx, (double)row[j]);
+	}
+	mx = block_max(mx, shared);
+	double sum = 0;
+	for (long long j = threadIdx.x; j < width; j += blockDim.x) {
+		bool seen = j < keys || (j >= l && hr && sel[cell_of[j - l]] != 0);
+		float e = seen ? expf(row[j] - (float)mx) : 0;
+		row[j] = e;
+		sum += e;
+	}
+	float inv = (float)(1 / block_sum(sum, shared));
+	for (long long j = threadIdx.x; j < width; j += blockDim.x) row[j] *= inv;
+}
+
+// scale_rows sets dst[r][j] = w[r]·src[r][j] for rows of width values (a row weight: a plain output's share
+// in a FlexAttention row, α on the rows that blend).
+extern "C" __global__ void scale_rows(float *dst, const float *src, const float *w, long long n, long long width) {
+	FOR_EACH(i, n) { dst[i] = w[i / width] * src[i]; }
+}
+
+// flex_blend sets o = (1 − α)·o + α·mix on the rows i with rowsel[i] ≠ 0 of one sample's o and mix [L, W].
+extern "C" __global__ void flex_blend(float *o, const float *mix, const float *rowsel, long long n, long long width, double alpha_) {
+	const float alpha = alpha_;
+	FOR_EACH(i, n) {
+		if (rowsel[i / width] != 0) o[i] = (1 - alpha) * o[i] + alpha * mix[i];
+	}
+}

@@ -1,0 +1,298 @@
+//go:build gpu
+
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/flextrain/flextrain/model/ops"
+)
+
+// Flex is a FlexAttention forward pass's state on the device, for its backward pass: the plain
+// probabilities, and per sample with HR rows the dense form's second-softmax probabilities, HR keys and
+// values, row flags and RoPE tables. Free releases it.
+type Flex struct {
+	plan    *ops.FlexPlan
+	p       Buffer        // plain P [B, H, N, N]
+	samples []*flexSample // per sample; nil where no row selected an HR token
+	cells   Buffer        // the selection [B·N, G²]
+	cellOf  Buffer        // int64 [M]: the cell of each HR token
+}
+
+// flexSample is one sample's HR part: the dense form over its L real rows and the M HR tokens.
+type flexSample struct {
+	rows             []float32 // [L] 1 on the HR rows with a selection, 0 on the others
+	rowsel, cos, sin Buffer    // rows on the device; the HR RoPE tables [M, dh]
+	pSel, kHR, vHR   Buffer // [H, L, L+M]; [M, W]; [M, W]
+}
+
+// FlexAttention is ops.FlexAttention's forward pass on the device, in the dense form (FlexPlan.Dense, the
+// official implementation's cost, the union form's numbers up to the order of the sums): plain attention
+// for every row, then per image sample the keys and values of all M HR tokens (k_hr = rope_hr(hd·W'_Kᵀ),
+// v_hr = hd·W'_Vᵀ), every real row's second softmax over its plain keys and the HR keys it selected, and
+// o = (1 − α)·o + α·P_sel·[v; v_hr] on the HR rows with a selection. cells [B·N, G²] is the selection (the
+// host's copy: it decides which rows and tokens take part).
+func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, plan *ops.FlexPlan) (*Flex, error) {
+	lay, W := plan.Layout, plan.Heads*plan.HeadDim
+	G2 := plan.Cells.G * plan.Cells.G
+	if wk.n != W*W || wv.n != W*W || hd.n != plan.B*plan.M*W || len(cells) != plan.B*plan.N*G2 {
+		return nil, fmt.Errorf("gpu: FlexAttention: w %d and %d, hd %d, cells %d values do not fit the plan", wk.n, wv.n, hd.n, len(cells))
+	}
+	p, err := d.Attention(o, q, k, v, lay)
+	if err != nil {
+		return nil, err
+	}
+	f := &Flex{plan: plan, p: p, samples: make([]*flexSample, lay.B)}
+	if f.cells, err = d.upload(cells); err == nil {
+		f.cellOf, err = d.uploadInt64s(cellsOf(plan))
+	}
+	for b := 0; b < lay.B && err == nil; b++ {
+		rowsel := selectingRows(plan, b, cells)
+		if rowsel == nil {
+			continue
+		}
+		f.samples[b], err = d.flexForward(f, b, rowsel, o, q, k, v, wk, wv, hd)
+	}
+	if err != nil {
+		f.Free(d)
+		return nil, err
+	}
+	return f, nil
+}
+
+// flexForward is sample b's HR part (rowsel: its HR rows with a selection, among its L real rows).
+func (d *Device) flexForward(f *Flex, b int, rowsel []float32, o, q, k, v, wk, wv, hd Buffer) (*flexSample, error) {
+	plan := f.plan
+	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, plan.M, plan.Lens[b], plan.Heads*plan.HeadDim
+	s := &flexSample{rows: rowsel}
+	var err error
+	for _, up := range []struct {
+		dst *Buffer
+		src []float32
+	}{{&s.rowsel, rowsel}, {&s.cos, narrow(plan.RopeCos[b])}, {&s.sin, narrow(plan.RopeSin[b])}} {
+		if err == nil {
+			*up.dst, err = d.upload(up.src)
+		}
+	}
+	for _, a := range []struct {
+		dst *Buffer
+		n   int
+	}{{&s.pSel, H * L * (L + M)}, {&s.kHR, M * W}, {&s.vHR, M * W}} {
+		if err == nil {
+			*a.dst, err = d.Alloc(a.n)
+		}
+	}
+	if err != nil {
+		s.free(d)
+		return nil, err
+	}
+	row, hdb := b*N*W, mat{b: hd, off: b * M * W, ld: W}
+	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
+	sm := func(off int) mat { return mat{b: s.pSel, off: off, ld: L + M, batchShift: L * (L + M)} }
+	mix, err := d.Alloc(L * W)
+	if err != nil {
+		s.free(d)
+		return nil, err
+	}
+	defer d.Free(mix)
+	scale := float32(1 / math.Sqrt(float64(dh)))
+	steps := []func() error{
+		func() error { return d.gemm(hdb, mat{b: wk, ld: W, t: true}, mat{b: s.vHR, ld: W}, M, W, W, 1, 0, 1) }, // k_hr before RoPE, in vHR for now
+		func() error { return d.Rope(s.kHR, s.vHR, s.cos, s.sin, M, W, dh, false) },
+		func() error { return d.gemm(hdb, mat{b: wv, ld: W, t: true}, mat{b: s.vHR, ld: W}, M, W, W, 1, 0, 1) },
+		func() error { return d.gemm(heads(q, row, false), heads(k, row, true), sm(0), L, L, dh, scale, 0, H) },
+		func() error { return d.gemm(heads(q, row, false), heads(s.kHR, 0, true), sm(L), L, M, dh, scale, 0, H) },
+		func() error {
+			return d.launch("flex_softmax", Rows(H*L), s.pSel.ptr, f.cells.at(b*N*plan.Cells.G*plan.Cells.G), s.rowsel.ptr,
+				f.cellOf.ptr, int64(L), int64(M), int64(plan.Cells.G*plan.Cells.G), boolArg(plan.Full))
+		},
+		func() error { return d.gemm(sm(0), heads(v, row, false), heads(mix, 0, false), L, dh, L, 1, 0, H) },
+		func() error { return d.gemm(sm(L), heads(s.vHR, 0, false), heads(mix, 0, false), L, dh, M, 1, 1, H) },
+		func() error {
+			return d.launch("flex_blend", Elementwise(L*W), o.at(row), mix.ptr, s.rowsel.ptr, int64(L*W), int64(W), plan.Alpha)
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			s.free(d)
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// FlexAttentionGrad is the backward pass of FlexAttention: from the upstream gradient g, it sets dq, dk,
+// dv, and dwk, dwv (the HR projections' gradients, each sample's added in sample order; empty buffers when
+// they are frozen). The plain softmax goes back with each blended row's output weight 1 − α, the second
+// softmax of every real row of the image samples on its own, as the CPU's dense form does.
+func (d *Device) FlexAttentionGrad(dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer, f *Flex) error {
+	plan, lay := f.plan, f.plan.Layout
+	N, W := plan.N, plan.Heads*plan.HeadDim
+	weights := make([]float32, lay.B*N) // each row's plain output weight: 1 − α where it blends, else 1
+	for i := range weights {
+		weights[i] = 1
+	}
+	for b, s := range f.samples {
+		for i, r := range rowsOf(s) {
+			if r != 0 {
+				weights[b*N+i] = float32(1 - plan.Alpha)
+			}
+		}
+	}
+	gw, err := d.scaleRows(g, weights, W)
+	if err != nil {
+		return err
+	}
+	defer d.Free(gw)
+	if err := d.AttentionGrad(dq, dk, dv, q, k, v, gw, f.p, lay); err != nil {
+		return err
+	}
+	for _, x := range []Buffer{dwk, dwv} {
+		if x.n != 0 {
+			if err := d.Zero(x); err != nil {
+				return err
+			}
+		}
+	}
+	for b, s := range f.samples {
+		if s == nil {
+			continue
+		}
+		if err := d.flexBackward(f, b, s, dq, dk, dv, dwk, dwv, q, k, v, hd, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flexBackward adds sample b's HR part into dq, dk, dv and its HR weights' gradients into dwk, dwv.
+func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer) error {
+	plan := f.plan
+	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, plan.M, plan.Lens[b], plan.Heads*plan.HeadDim
+	row, hdb := b*N*W, mat{b: hd, off: b * M * W, ld: W}
+	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
+	sm := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: L + M, t: t, batchShift: L * (L + M)} }
+	var bufs []Buffer
+	defer func() {
+		for _, x := range bufs {
+			d.Free(x)
+		}
+	}()
+	alloc := func(n int) (Buffer, error) {
+		x, err := d.Alloc(n)
+		if err == nil {
+			bufs = append(bufs, x)
+		}
+		return x, err
+	}
+	gr, err := alloc(L * W) // α·g on the blended rows, 0 on the others
+	var ds, dkHR, dvHR, alphaRows Buffer
+	if err == nil {
+		alphaRows, err = d.upload(scaled(s.rows, float32(plan.Alpha)))
+		bufs = append(bufs, alphaRows)
+	}
+	if err == nil {
+		ds, err = alloc(H * L * (L + M))
+	}
+	if err == nil {
+		dkHR, err = alloc(M * W)
+	}
+	if err == nil {
+		dvHR, err = alloc(M * W)
+	}
+	if err != nil {
+		return err
+	}
+	scale := float32(1 / math.Sqrt(float64(dh)))
+	steps := []func() error{
+		func() error {
+			return d.launch("scale_rows", Elementwise(L*W), gr.ptr, g.at(row), alphaRows.ptr, int64(L*W), int64(W))
+		},
+		func() error { return d.gemm(heads(gr, 0, false), heads(v, row, true), sm(ds, 0, false), L, L, dh, 1, 0, H) },
+		func() error { return d.gemm(heads(gr, 0, false), heads(s.vHR, 0, true), sm(ds, L, false), L, M, dh, 1, 0, H) },
+		func() error { return d.gemm(sm(s.pSel, 0, true), heads(gr, 0, false), heads(dv, row, false), L, dh, L, 1, 1, H) },
+		func() error { return d.gemm(sm(s.pSel, L, true), heads(gr, 0, false), heads(dvHR, 0, false), M, dh, L, 1, 0, H) },
+		func() error {
+			return d.launch("attn_softmax_back", Rows(H*L), ds.ptr, s.pSel.ptr, int64(L+M), int64(L+M))
+		},
+		func() error { return d.gemm(sm(ds, 0, false), heads(k, row, false), heads(dq, row, false), L, dh, L, scale, 1, H) },
+		func() error { return d.gemm(sm(ds, L, false), heads(s.kHR, 0, false), heads(dq, row, false), L, dh, M, scale, 1, H) },
+		func() error { return d.gemm(sm(ds, 0, true), heads(q, row, false), heads(dk, row, false), L, dh, L, scale, 1, H) },
+		func() error { return d.gemm(sm(ds, L, true), heads(q, row, false), heads(dkHR, 0, false), M, dh, L, scale, 0, H) },
+	}
+	if dwk.n != 0 { // dW'_K += rope_hrᵀ(dk_hr)ᵀ·hd, dW'_V += dv_hrᵀ·hd
+		steps = append(steps,
+			func() error { return d.Rope(dkHR, dkHR, s.cos, s.sin, M, W, dh, true) },
+			func() error { return d.gemm(mat{b: dkHR, ld: W, t: true}, hdb, mat{b: dwk, ld: W}, W, W, M, 1, 1, 1) },
+			func() error { return d.gemm(mat{b: dvHR, ld: W, t: true}, hdb, mat{b: dwv, ld: W}, W, W, M, 1, 1, 1) })
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Free releases the state.
+func (f *Flex) Free(d *Device) {
+	for _, s := range f.samples {
+		if s != nil {
+			s.free(d)
+		}
+	}
+	freeAll(d, f.p, f.cells, f.cellOf)
+}
+
+func (s *flexSample) free(d *Device) { freeAll(d, s.rowsel, s.cos, s.sin, s.pSel, s.kHR, s.vHR) }
+
+// freeAll frees the buffers that were allocated.
+func freeAll(d *Device, bufs ...Buffer) {
+	for _, b := range bufs {
+		if b.n > 0 {
+			d.Free(b)
+		}
+	}
+}
+
+// rowsOf is a sample's row flags, none for a sample without HR part.
+func rowsOf(s *flexSample) []float32 {
+	if s == nil {
+		return nil
+	}
+	return s.rows
+}
+
+// upload puts host values in a new buffer.
+func (d *Device) upload(host []float32) (Buffer, error) {
+	if len(host) == 0 {
+		return Buffer{}, errors.New("gpu: upload of no values")
+	}
+	b, err := d.Alloc(len(host))
+	if err == nil {
+		if err = d.Upload(b, host); err != nil {
+			d.Free(b)
+		}
+	}
+	return b, err
+}
+
+// scaleRows is a new buffer of src's rows of width values, row r times w[r].
+func (d *Device) scaleRows(src Buffer, w []float32, width int) (Buffer, error) {
+	wb, err := d.upload(w)
+	if err != nil {
+		return Buffer{}, err
+	}
+	defer d.Free(wb)
+	dst, err := d.Alloc(src.n)
+	if err != nil {
+		return Buffer{}, err
+	}
+	if err := d.launch("scale_rows", Elementwise(src.n), dst.ptr, src.ptr, wb.ptr, int64(src.n), int64(width)); err != nil {
+		d.Free(dst)
+		return Buffer{}, err
+	}
+	return dst, nil
+}
