@@ -25,7 +25,7 @@ type Flex struct {
 type flexSample struct {
 	rows             []float32 // [L] 1 on the HR rows with a selection, 0 on the others
 	rowsel, cos, sin Buffer    // rows on the device; the HR RoPE tables [M, dh]
-	pSel, kHR, vHR   Buffer // [H, L, L+M]; [M, W]; [M, W]
+	pSel, kHR, vHR   Buffer    // [H, L, L+M]; [M, W]; [M, W]
 }
 
 // FlexAttention is ops.FlexAttention's forward pass on the device, in the dense form (FlexPlan.Dense, the
@@ -173,7 +173,9 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, plan.M, plan.Lens[b], plan.Heads*plan.HeadDim
 	row, hdb := b*N*W, mat{b: hd, off: b * M * W, ld: W}
 	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
-	sm := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: L + M, t: t, batchShift: L * (L + M)} }
+	sm := func(x Buffer, off int, t bool) mat {
+		return mat{b: x, off: off, ld: L + M, t: t, batchShift: L * (L + M)}
+	}
 	var bufs []Buffer
 	defer func() {
 		for _, x := range bufs {
@@ -210,17 +212,33 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 		func() error {
 			return d.launch("scale_rows", Elementwise(L*W), gr.ptr, g.at(row), alphaRows.ptr, int64(L*W), int64(W))
 		},
-		func() error { return d.gemm(heads(gr, 0, false), heads(v, row, true), sm(ds, 0, false), L, L, dh, 1, 0, H) },
-		func() error { return d.gemm(heads(gr, 0, false), heads(s.vHR, 0, true), sm(ds, L, false), L, M, dh, 1, 0, H) },
-		func() error { return d.gemm(sm(s.pSel, 0, true), heads(gr, 0, false), heads(dv, row, false), L, dh, L, 1, 1, H) },
-		func() error { return d.gemm(sm(s.pSel, L, true), heads(gr, 0, false), heads(dvHR, 0, false), M, dh, L, 1, 0, H) },
+		func() error {
+			return d.gemm(heads(gr, 0, false), heads(v, row, true), sm(ds, 0, false), L, L, dh, 1, 0, H)
+		},
+		func() error {
+			return d.gemm(heads(gr, 0, false), heads(s.vHR, 0, true), sm(ds, L, false), L, M, dh, 1, 0, H)
+		},
+		func() error {
+			return d.gemm(sm(s.pSel, 0, true), heads(gr, 0, false), heads(dv, row, false), L, dh, L, 1, 1, H)
+		},
+		func() error {
+			return d.gemm(sm(s.pSel, L, true), heads(gr, 0, false), heads(dvHR, 0, false), M, dh, L, 1, 0, H)
+		},
 		func() error {
 			return d.launch("attn_softmax_back", Rows(H*L), ds.ptr, s.pSel.ptr, int64(L+M), int64(L+M))
 		},
-		func() error { return d.gemm(sm(ds, 0, false), heads(k, row, false), heads(dq, row, false), L, dh, L, scale, 1, H) },
-		func() error { return d.gemm(sm(ds, L, false), heads(s.kHR, 0, false), heads(dq, row, false), L, dh, M, scale, 1, H) },
-		func() error { return d.gemm(sm(ds, 0, true), heads(q, row, false), heads(dk, row, false), L, dh, L, scale, 1, H) },
-		func() error { return d.gemm(sm(ds, L, true), heads(q, row, false), heads(dkHR, 0, false), M, dh, L, scale, 0, H) },
+		func() error {
+			return d.gemm(sm(ds, 0, false), heads(k, row, false), heads(dq, row, false), L, dh, L, scale, 1, H)
+		},
+		func() error {
+			return d.gemm(sm(ds, L, false), heads(s.kHR, 0, false), heads(dq, row, false), L, dh, M, scale, 1, H)
+		},
+		func() error {
+			return d.gemm(sm(ds, 0, true), heads(q, row, false), heads(dk, row, false), L, dh, L, scale, 1, H)
+		},
+		func() error {
+			return d.gemm(sm(ds, L, true), heads(q, row, false), heads(dkHR, 0, false), M, dh, L, scale, 0, H)
+		},
 	}
 	if dwk.n != 0 { // dW'_K += rope_hrᵀ(dk_hr)ᵀ·hd, dW'_V += dv_hrᵀ·hd
 		steps = append(steps,

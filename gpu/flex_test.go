@@ -239,4 +239,3 @@ func ropeRows(x, cos, sin []float32, rows, width, dh int, transpose bool) []floa
 	}
 	return y
 }
-
