@@ -484,3 +484,58 @@ func TestDeviceFlexAttention(t *testing.T) {
 		closeTo(t, "flex "+name, grads[i].Len(), download(t, d, grads[i]), wantG[i], 1e-5)
 	}
 }
+
+// TestDeviceAssembly: the assembled rows and the embeddings' and image features' gradients on the device
+// are ops.Assemble's, bit for bit; the patch embedding is the product of im2col's patches.
+func TestDeviceAssembly(t *testing.T) {
+	d := openDevice(t)
+	rng := rand.New(rand.NewPCG(10, 10))
+	const V, K, Mh, D = 1000, 576, 64, 256
+	var src []ops.Source
+	for r := range 700 {
+		switch {
+		case r < 576:
+			src = append(src, ops.Source{Kind: ops.FromImage, Index: r})
+		case r%50 == 0:
+			src = append(src, ops.Pad)
+		default:
+			src = append(src, ops.Source{Kind: ops.FromToken, Index: rng.IntN(V)})
+		}
+	}
+	emb, img, hr, up := randoms(rng, V*D), randoms(rng, K*D), randoms(rng, Mh*D), randoms(rng, len(src)*D)
+	want, wantG := cpuOpN(t, 2, func(in []*G.Node) (*G.Node, error) { return ops.Assemble(in[0], in[1], in[2], src, true, true) },
+		[][]float32{emb, img, hr}, [][]int{{V, D}, {K, D}, {Mh, D}}, up)
+	out := upload(t, d, make([]float32, len(src)*D))
+	if err := d.Assemble(out, upload(t, d, emb), upload(t, d, img), upload(t, d, hr), src, D); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "assemble", len(src), download(t, d, out), want, 0)
+	gb := upload(t, d, up)
+	for i, tc := range []struct {
+		kind ops.SourceKind
+		rows int
+	}{{ops.FromToken, V}, {ops.FromImage, K}} {
+		dt := upload(t, d, make([]float32, tc.rows*D))
+		if err := d.AssembleGrad(dt, gb, src, tc.kind, D); err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, "assemble grad", tc.rows, download(t, d, dt), wantG[i], 0)
+	}
+
+	const images, S, P, C = 2, 336, 14, 64
+	px, w := randoms(rng, images*3*S*S), randoms(rng, C*3*P*P)
+	g := S / P
+	patches := make([]float32, images*g*g*3*P*P)
+	for i := range patches {
+		patch, e := i/(3*P*P), i%(3*P*P)
+		img, cell := patch/(g*g), patch%(g*g)
+		patches[i] = px[((img*3+e/(P*P))*S+cell/g*P+(e/P)%P)*S+cell%g*P+e%P]
+	}
+	wantY := make([]float32, images*g*g*C)
+	ops.MatMulNT(wantY, patches, w, images*g*g, 3*P*P, C)
+	y := upload(t, d, make([]float32, len(wantY)))
+	if err := d.PatchEmbed(y, upload(t, d, px), upload(t, d, w), images, S, P, C); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "patch embedding", len(wantY), download(t, d, y), wantY, 1e-4)
+}

@@ -27,8 +27,9 @@
 // float32 matrix products and a linear layer's backward pass, and the frozen vision tower's ops (LayerNorm,
 // QuickGELU, the projector's GELU, row bias, residual add), and the FlexAttention layer forward and backward
 // in its dense form (every HR token projected, each row's second softmax masked to its selection: the
-// official implementation's cost; flex_gpu.go). Selection and assembly do not yet, nor does the training
-// step.
+// official implementation's cost; flex_gpu.go), the assembly of the decoder's input and its gradients
+// (bitwise the CPU's: each table row sums the rows it fed, in order, one thread per value) and the patch
+// embedding. The training step does not run on it yet.
 package gpu
 
 import "errors"

@@ -502,3 +502,66 @@ func TestActivationTwins(t *testing.T) {
 	Elementwise(n).forEach(n, func(_, _, i int) { got[i] += b[i%cols] })
 	closeTo(t, "add_bias", n, got, want, 0)
 }
+
+// TestAssembleTwin: gather_rows over sourceArrays and scatter_rows over feeders match ops.Assemble forward
+// and its gradients (embeddings and image features, a token used twice, padding, HR rows), bit for bit.
+func TestAssembleTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	const V, K, Mh, D = 11, 6, 4, 5
+	src := []ops.Source{{Kind: ops.FromToken, Index: 3}, {Kind: ops.FromImage, Index: 0}, {Kind: ops.FromImage, Index: 5},
+		ops.Pad, {Kind: ops.FromToken, Index: 3}, {Kind: ops.FromHR, Index: 2}, {Kind: ops.FromToken, Index: 10}}
+	emb, img, hr, up := randoms(rng, V*D), randoms(rng, K*D), randoms(rng, Mh*D), randoms(rng, len(src)*D)
+	want, wantG := cpuOpN(t, 2, func(in []*G.Node) (*G.Node, error) { return ops.Assemble(in[0], in[1], in[2], src, true, true) },
+		[][]float32{emb, img, hr}, [][]int{{V, D}, {K, D}, {Mh, D}}, up)
+	kind, index := sourceArrays(src)
+	out := make([]float32, len(src)*D)
+	Elementwise(len(out)).forEach(len(out), func(_, _, i int) {
+		r, j := i/D, i%D
+		table := map[int64][]float32{1: emb, 2: img, 3: hr}[kind[r]]
+		if kind[r] != 0 {
+			out[i] = table[int(index[r])*D+j]
+		}
+	})
+	closeTo(t, "gather", len(out), out, want, 0)
+	for i, tc := range []struct {
+		kind ops.SourceKind
+		rows int
+	}{{ops.FromToken, V}, {ops.FromImage, K}} {
+		start, from := feeders(src, tc.kind, tc.rows)
+		dt := make([]float32, tc.rows*D)
+		Elementwise(len(dt)).forEach(len(dt), func(_, _, e int) {
+			row, j := e/D, e%D
+			var s float32
+			for p := start[row]; p < start[row+1]; p++ {
+				s += up[int(from[p])*D+j]
+			}
+			dt[e] = s
+		})
+		closeTo(t, fmt.Sprintf("scatter %v", tc.kind), len(dt), dt, wantG[i], 0)
+	}
+}
+
+// TestIm2colTwin: im2col's index arithmetic lays patch (gy, gx) of each image out channel by channel, row by
+// row, as the tower reads it: every value of the patches names its own pixel.
+func TestIm2colTwin(t *testing.T) {
+	const images, S, P = 2, 12, 4
+	g, width := S/P, 3*P*P
+	px := make([]float32, images*3*S*S)
+	for i := range px {
+		px[i] = float32(i) // the pixel's own flat index
+	}
+	patches := make([]float32, images*g*g*width)
+	Elementwise(len(patches)).forEach(len(patches), func(_, _, i int) {
+		patch, e := i/width, i%width
+		img, cell := patch/(g*g), patch%(g*g)
+		gy, gx, c, py, x := cell/g, cell%g, e/(P*P), (e/P)%P, e%P
+		patches[i] = px[((img*3+c)*S+gy*P+py)*S+gx*P+x]
+	})
+	for i, v := range patches {
+		img, cell, e := i/(g*g*width), (i/width)%(g*g), i%width
+		c, y, x := e/(P*P), cell/g*P+(e/P)%P, cell%g*P+e%P
+		if want := float32(((img*3+c)*S+y)*S + x); v != want {
+			t.Fatalf("patches[%d] = pixel %v, want %v (image %d, channel %d, y %d, x %d)", i, v, want, img, c, y, x)
+		}
+	}
+}

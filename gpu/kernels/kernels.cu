@@ -316,3 +316,39 @@ extern "C" __global__ void flex_blend(float *o, const float *mix, const float *r
 		if (rowsel[i / width] != 0) o[i] = (1 - alpha) * o[i] + alpha * mix[i];
 	}
 }
+
+// gather_rows sets each row r of out [rows, D] to row index[r] of the table that kind[r] names (1: tokens,
+// 2: image features, 3: HR features; 0: a padding row, zeros), as ops.Assemble does.
+extern "C" __global__ void gather_rows(float *out, const long long *kind, const long long *index, const float *tokens,
+		const float *image, const float *hr, long long rows, long long d) {
+	FOR_EACH(i, rows * d) {
+		long long r = i / d, j = i % d, k = kind[r];
+		const float *t = k == 1 ? tokens : k == 2 ? image : hr;
+		out[i] = k == 0 ? 0 : t[index[r] * d + j];
+	}
+}
+
+// scatter_rows sets each row t of a table's gradient [T, D] to the sum, in increasing order of r, of the
+// rows r of g [rows, D] that it fed: those listed in from[start[t] : start[t+1]] (CSR, increasing). One
+// thread per value, so no two threads add into one value and the order is the CPU's.
+extern "C" __global__ void scatter_rows(float *dt, const float *g, const long long *start, const long long *from,
+		long long tableRows, long long d) {
+	FOR_EACH(i, tableRows * d) {
+		long long t = i / d, j = i % d;
+		float s = 0;
+		for (long long p = start[t]; p < start[t + 1]; p++) s += g[from[p] * d + j];
+		dt[i] = s;
+	}
+}
+
+// im2col sets patches [images·g², 3·P·P] from images [images, 3, S, S]: patch (gy, gx) of an image, channel by
+// channel and row by row, as the tower's patch embedding reads it (model/vision.go lrPatches).
+extern "C" __global__ void im2col(float *patches, const float *px, long long images, long long s, long long p) {
+	long long g = s / p, width = 3 * p * p;
+	FOR_EACH(i, images * g * g * width) {
+		long long patch = i / width, e = i % width;
+		long long img = patch / (g * g), cell = patch % (g * g), gy = cell / g, gx = cell % g;
+		long long c = e / (p * p), py = (e / p) % p, pxl = e % p;
+		patches[i] = px[((img * 3 + c) * s + gy * p + py) * s + gx * p + pxl];
+	}
+}
