@@ -97,16 +97,24 @@ func columnWorkers(m, n, k, nr int) int {
 // runColumns splits the columns of C into w bands that start on tile boundaries: every element is computed
 // by the same tile, in the same order, as by one goroutine, and each band packs only its own part of B.
 func runColumns[T float](kr *kernel[T], w int, tA bool, m, n, k int, alpha T, a []T, lda int, src matB[T], beta T, c []T, ldc int) {
-	band := roundUp((n+w-1)/w, kr.nr)
+	inBands(w, n, kr.nr, func(c0, cols int) {
+		runSerial(kr, tA, m, cols, k, alpha, a, lda, src.columns(c0), beta, c[c0:], ldc)
+	})
+}
+
+// inBands cuts total into w bands of whole tiles and runs part(start, size) on each, the first on the
+// calling goroutine, and returns when all are done.
+func inBands(w, total, tile int, part func(start, size int)) {
+	band := roundUp((total+w-1)/w, tile)
 	var wg sync.WaitGroup
-	for c0 := band; c0 < n; c0 += band {
+	for start := band; start < total; start += band {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runSerial(kr, tA, m, min(band, n-c0), k, alpha, a, lda, src.columns(c0), beta, c[c0:], ldc)
+			part(start, min(band, total-start))
 		}()
 	}
-	runSerial(kr, tA, m, min(band, n), k, alpha, a, lda, src, beta, c, ldc)
+	part(0, min(band, total))
 	wg.Wait()
 }
 
@@ -125,21 +133,13 @@ func workers(m, n, k, mr int) int {
 // runParallel splits the rows of C into w bands that start on tile boundaries, so that every element is
 // computed by the same tile, in the same order, as by one goroutine: the bits do not depend on w.
 func runParallel[T float](kr *kernel[T], w int, tA bool, m, n, k int, alpha T, a []T, lda int, src matB[T], beta T, c []T, ldc int) {
-	band := roundUp((m+w-1)/w, kr.mr)
-	var wg sync.WaitGroup
-	for r0 := band; r0 < m; r0 += band {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ar := a[r0:] // op(A) = Aᵀ: row r0 of op(A) is column r0 of A
-			if !tA {
-				ar = a[r0*lda:]
-			}
-			runSerial(kr, tA, min(band, m-r0), n, k, alpha, ar, lda, src, beta, c[r0*ldc:], ldc)
-		}()
-	}
-	runSerial(kr, tA, min(band, m), n, k, alpha, a, lda, src, beta, c, ldc)
-	wg.Wait()
+	inBands(w, m, kr.mr, func(r0, rows int) {
+		ar := a[r0:] // op(A) = Aᵀ: row r0 of op(A) is column r0 of A
+		if !tA {
+			ar = a[r0*lda:]
+		}
+		runSerial(kr, tA, rows, n, k, alpha, ar, lda, src, beta, c[r0*ldc:], ldc)
+	})
 }
 
 // runSerial is run on the calling goroutine.
