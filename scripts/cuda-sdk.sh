@@ -9,18 +9,22 @@
 #   go build -tags gpu ./...        # compiles and links; running needs a GPU and its driver
 #   go generate ./gpu               # scripts/gen-kernels.sh: kernels.fatbin and kernels.ptx
 #
-# The first call downloads about 1 GB of packages (a minute); later calls only print. Needs root for apt.
+# The first call downloads about 1 GB of packages (half a minute here); later calls only print. Adding
+# Debian's non-free component to apt's sources needs root (sudo is used when not root).
 set -eu
 DIR=$(realpath -m "${1:-$HOME/.cache/flextrain-cuda-sdk}")
 if [ ! -f "$DIR/.complete" ]; then
 	mkdir -p "$DIR"
+	sudo=""
+	[ "$(id -u)" = 0 ] || sudo=sudo
 	if ! apt-cache policy nvidia-cuda-dev 2>/dev/null | grep -q 'Candidate: [0-9]'; then
 		# Debian keeps the CUDA packages in its contrib and non-free components: add them for this release.
 		. /etc/os-release
 		mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
 		printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-			"${mirror:-http://deb.debian.org/debian}" "$VERSION_CODENAME" "$VERSION_CODENAME" >/etc/apt/sources.list.d/flextrain-cuda.sources
-		apt-get update -qq
+			"${mirror:-http://deb.debian.org/debian}" "$VERSION_CODENAME" "$VERSION_CODENAME" |
+			$sudo tee /etc/apt/sources.list.d/flextrain-cuda.sources >/dev/null
+		$sudo apt-get update -qq
 	fi
 	debs=$(mktemp -d)
 	chmod 777 "$debs" # apt downloads as its own user where it can
