@@ -59,11 +59,11 @@ type matB[T float] struct {
 
 // runB is run with op(B) from src; alpha is not zero, k and the sizes are positive.
 func runB[T float](kr *kernel[T], tA bool, m, n, k int, alpha T, a []T, lda int, src matB[T], beta T, c []T, ldc int) {
-	if w := workers(m, n, k, kr.mr); w > 1 {
+	if w := workers(m*n*k, m, kr.mr); w > 1 {
 		runParallel(kr, w, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
 		return
 	}
-	if w := columnWorkers(m, n, k, kr.nr); w > 1 {
+	if w := workers(m*n*k, n, kr.nr); w > 1 { // too few rows to share (a decoding step's one row): columns
 		runColumns(kr, w, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
 		return
 	}
@@ -82,16 +82,6 @@ func (s matB[T]) columns(c0 int) matB[T] {
 		s.b = s.b[off:]
 	}
 	return s
-}
-
-// columnWorkers is how many goroutines share, by columns of C, a product too short to share by rows (a
-// decoding step's one row against a weight matrix) but large enough to be worth it: each gets at least two
-// tiles of columns.
-func columnWorkers(m, n, k, nr int) int {
-	if m*n*k < parallelWork {
-		return 1
-	}
-	return max(1, min(runtime.GOMAXPROCS(0), n/(2*nr)))
 }
 
 // runColumns splits the columns of C into w bands that start on tile boundaries: every element is computed
@@ -122,12 +112,13 @@ func inBands(w, total, tile int, part func(start, size int)) {
 // the second core gives back (and the attention's small per-head products already run a sample per core).
 const parallelWork = 1 << 22
 
-// workers is how many goroutines share a multiply: up to GOMAXPROCS, each with at least two row tiles.
-func workers(m, n, k, mr int) int {
-	if m*n*k < parallelWork {
+// workers is how many goroutines share a multiply of work multiply-adds by bands of its size rows (or
+// columns) of C: up to GOMAXPROCS, each with at least two tiles of tile rows (or columns).
+func workers(work, size, tile int) int {
+	if work < parallelWork {
 		return 1
 	}
-	return max(1, min(runtime.GOMAXPROCS(0), m/(2*mr)))
+	return max(1, min(runtime.GOMAXPROCS(0), size/(2*tile)))
 }
 
 // runParallel splits the rows of C into w bands that start on tile boundaries, so that every element is

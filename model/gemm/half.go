@@ -33,14 +33,12 @@ func SgemmHalf(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b 
 func packHalf(dst []float32, b []uint16, kind half.Kind, t bool, ld, pc, jc, kb, nb, nr int, strided packFunc[float32]) {
 	for jr := 0; jr < nb; jr += nr {
 		panel, width := dst[jr*kb:][:nr*kb], min(nr, nb-jr)
-		if t { // op(B) = Bᵀ: column q of the panel is row jc+jr+q of B, contiguous
+		if t { // op(B) = Bᵀ: column q of the panel is row jc+jr+q of B, contiguous; the packer pads
 			packHalfT(panel, b[(jc+jr)*ld+pc:], kind, ld, width, kb, nr, strided)
-		} else { // row p of the panel is row pc+p of B, contiguous
-			for p := range kb {
-				kind.Widen(panel[p*nr:], b[(pc+p)*ld+jc+jr:][:width])
-			}
+			continue
 		}
-		for p := range kb {
+		for p := range kb { // row p of the panel is row pc+p of B, contiguous
+			kind.Widen(panel[p*nr:], b[(pc+p)*ld+jc+jr:][:width])
 			clear(panel[p*nr+width : (p+1)*nr])
 		}
 	}
