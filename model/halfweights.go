@@ -73,14 +73,10 @@ func halfBits(data []byte) []uint16 {
 	return out
 }
 
-// firstNonFinite is the index of the first NaN or Inf among bits, or −1: the exponent bits all set.
+// firstNonFinite is the index of the first NaN or Inf among bits, or −1.
 func firstNonFinite(kind half.Kind, bits []uint16) int {
-	exp := uint16(0x7c00)
-	if kind == half.BFloat16 {
-		exp = 0x7f80
-	}
 	for i, b := range bits {
-		if b&exp == exp {
+		if !kind.Finite(b) {
 			return i
 		}
 	}

@@ -39,27 +39,18 @@ func put(out []byte, i int, x float32, dt safetensors.DType) error {
 	if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 		return fmt.Errorf("%v is not finite", x)
 	}
-	var bits uint16
+	kind := half.Float16
 	switch dt {
 	case safetensors.F32:
 		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
 		return nil
-	case safetensors.F16:
-		bits = half.Float16.Round(x)
 	case safetensors.BF16:
-		bits = half.BFloat16.Round(x)
+		kind = half.BFloat16
 	}
-	if bits&0x7fff == inf(dt) {
+	bits := kind.Round(x)
+	if !kind.Finite(bits) {
 		return fmt.Errorf("%v is beyond the range of %s", x, dt)
 	}
 	binary.LittleEndian.PutUint16(out[2*i:], bits)
 	return nil
-}
-
-// inf is the bit pattern of +Inf in a 16-bit dtype.
-func inf(dt safetensors.DType) uint16 {
-	if dt == safetensors.F16 {
-		return 0x7c00
-	}
-	return 0x7f80
 }

@@ -39,18 +39,29 @@ func (k Kind) String() string {
 // Float32 widens one value of kind k.
 func (k Kind) Float32(bits uint16) float32 {
 	if k == BFloat16 {
-		return math.Float32frombits(uint32(bits) << 16)
+		return bf16(bits)
 	}
 	return f16(bits)
 }
 
-// f16 widens a float16. A normal number (almost every weight) moves its exponent and mantissa into place
-// and rebiases the exponent (127 − 15 = 112), a few integer operations; zeros, subnormals, infinities and
-// NaNs go through x448/float16.
+// bf16 widens a bfloat16: the upper half of a float32.
+func bf16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// f16 widens a float16: a normal number (almost every weight) by moving its bits into place (f16Normal),
+// zeros, subnormals, infinities and NaNs through x448/float16.
 func f16(h uint16) float32 {
-	if e := h & 0x7c00; e == 0 || e == 0x7c00 {
-		return float16.Frombits(h).Float32()
+	if normal16(h) {
+		return f16Normal(h)
 	}
+	return float16.Frombits(h).Float32()
+}
+
+// normal16 reports whether the float16 h is a normal number: its exponent neither all zeros nor all ones.
+func normal16(h uint16) bool { e := h & 0x7c00; return e != 0 && e != 0x7c00 }
+
+// f16Normal widens a normal float16: its exponent and mantissa moved into place and the exponent rebiased
+// (127 − 15 = 112), a few integer operations that inline into the loops.
+func f16Normal(h uint16) float32 {
 	return math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 112<<23))
 }
 
@@ -59,23 +70,33 @@ func (k Kind) Widen(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
 	if k == BFloat16 {
 		for i, b := range src {
-			dst[i] = math.Float32frombits(uint32(b) << 16)
+			dst[i] = bf16(b)
 		}
 		return
 	}
 	done := widenF16Fast(dst, src)
 	dst, src = dst[done:], src[done:]
 	for i, h := range src {
-		if e := h & 0x7c00; e != 0 && e != 0x7c00 { // f16's normal case, written out: the loop stays call-free
-			dst[i] = math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 112<<23))
+		if normal16(h) { // f16, spelt out: it does not inline, and the loop stays call-free
+			dst[i] = f16Normal(h)
 		} else {
-			dst[i] = float16.Frombits(h).Float32()
+			dst[i] = f16(h)
 		}
 	}
 }
 
+// Finite reports whether the value of kind k with these bits is finite: its exponent bits not all set
+// (which is Inf or NaN).
+func (k Kind) Finite(bits uint16) bool {
+	exp := uint16(0x7c00)
+	if k == BFloat16 {
+		exp = 0x7f80
+	}
+	return bits&exp != exp
+}
+
 // Round narrows a finite x to kind k, to nearest with ties to even. bfloat16 has float32's range, so only
-// float16 can overflow: a value beyond it becomes ±Inf (whose exponent bits callers check).
+// float16 can overflow: a value beyond it becomes ±Inf, which Finite reports.
 func (k Kind) Round(x float32) uint16 {
 	if k == BFloat16 {
 		// bfloat16 is the upper half of a float32: adding 0x7fff plus the lowest kept bit carries exactly

@@ -23,6 +23,9 @@ func TestWidenEveryValue(t *testing.T) {
 			if k == Float16 {
 				want = float16.Frombits(b).Float32()
 			}
+			if f := float64(want); k.Finite(b) != !(math.IsNaN(f) || math.IsInf(f, 0)) {
+				t.Fatalf("%v %#04x (%v): Finite = %v", k, b, want, k.Finite(b))
+			}
 			for _, got := range []float32{dst[i], k.Float32(b)} {
 				if !same(got, want) {
 					t.Fatalf("%v %#04x: widened to %v, want %v", k, b, got, want)
