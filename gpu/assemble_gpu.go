@@ -21,12 +21,12 @@ func (d *Device) Assemble(out, tokens, image, hr Buffer, src []ops.Source, D int
 		}
 	}
 	kind, index := sourceArrays(src)
-	kb, err := d.uploadInt64s(kind)
+	kb, err := newBuffer(d, kind)
 	if err != nil {
 		return err
 	}
 	defer d.Free(kb)
-	ib, err := d.uploadInt64s(index)
+	ib, err := newBuffer(d, index)
 	if err != nil {
 		return err
 	}
@@ -42,14 +42,14 @@ func (d *Device) AssembleGrad(dtable, g Buffer, src []ops.Source, kind ops.Sourc
 		return fmt.Errorf("gpu: AssembleGrad: g %d and table %d values for %d rows of %d", g.n, dtable.n, len(src), D)
 	}
 	start, from := feeders(src, kind, rows)
-	sb, err := d.uploadInt64s(start)
+	sb, err := newBuffer(d, start)
 	if err != nil {
 		return err
 	}
 	defer d.Free(sb)
 	fb := Buffer{}
 	if len(from) > 0 {
-		if fb, err = d.uploadInt64s(from); err != nil {
+		if fb, err = newBuffer(d, from); err != nil {
 			return err
 		}
 		defer d.Free(fb)

@@ -4,6 +4,7 @@ package gpu
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -140,7 +141,7 @@ func (d *Device) Upload(b Buffer, host []float32) error {
 	if len(host) != b.n {
 		return fmt.Errorf("gpu: upload %d values into a buffer of %d", len(host), b.n)
 	}
-	return d.do(func() error { return cu.MemcpyHtoD(b.ptr, unsafe.Pointer(&host[0]), int64(4*b.n)) })
+	return d.copyUp(b, unsafe.Pointer(&host[0]), 4*b.n)
 }
 
 // Download copies b into host (as long as b), after every launch before it has finished.
@@ -148,12 +149,46 @@ func (d *Device) Download(host []float32, b Buffer) error {
 	if len(host) != b.n {
 		return fmt.Errorf("gpu: download a buffer of %d values into %d", b.n, len(host))
 	}
+	return d.copyDown(unsafe.Pointer(&host[0]), b, 4*b.n)
+}
+
+// copyUp copies bytes from host to the start of b.
+func (d *Device) copyUp(b Buffer, host unsafe.Pointer, bytes int) error {
+	return d.do(func() error { return cu.MemcpyHtoD(b.ptr, host, int64(bytes)) })
+}
+
+// copyDown copies bytes from the start of b to host, after every launch before it has finished.
+func (d *Device) copyDown(host unsafe.Pointer, b Buffer, bytes int) error {
 	return d.do(func() error {
 		if err := d.stream.Synchronize(); err != nil {
 			return err
 		}
-		return cu.MemcpyDtoH(unsafe.Pointer(&host[0]), b.ptr, int64(4*b.n))
+		return cu.MemcpyDtoH(host, b.ptr, int64(bytes))
 	})
+}
+
+// newBuffer puts host values (of 4 or 8 bytes each) in a new buffer.
+func newBuffer[T float32 | int64](d *Device, host []T) (Buffer, error) {
+	if len(host) == 0 {
+		return Buffer{}, errors.New("gpu: upload of no values")
+	}
+	size := int(unsafe.Sizeof(host[0]))
+	b, err := d.Alloc(len(host) * size / 4)
+	if err != nil {
+		return b, err
+	}
+	if err := d.copyUp(b, unsafe.Pointer(&host[0]), len(host)*size); err != nil {
+		d.Free(b)
+		return Buffer{}, err
+	}
+	return b, nil
+}
+
+// readBuffer reads b's words as values of T (4 or 8 bytes each), after every launch before it.
+func readBuffer[T float32 | float64](d *Device, b Buffer) ([]T, error) {
+	var zero T
+	v := make([]T, b.n*4/int(unsafe.Sizeof(zero)))
+	return v, d.copyDown(unsafe.Pointer(&v[0]), b, b.n*4)
 }
 
 // Zero sets every value of b to 0.
@@ -163,28 +198,6 @@ func (d *Device) Zero(b Buffer) error {
 
 // at is the device address of value off of b.
 func (b Buffer) at(off int) cu.DevicePtr { return b.ptr + cu.DevicePtr(4*off) }
-
-// uploadInt64s puts int64 values in a new buffer (two 4-byte words each).
-func (d *Device) uploadInt64s(v []int64) (Buffer, error) {
-	b, err := d.Alloc(2 * len(v))
-	if err != nil {
-		return b, err
-	}
-	err = d.do(func() error { return cu.MemcpyHtoD(b.ptr, unsafe.Pointer(&v[0]), int64(8*len(v))) })
-	return b, err
-}
-
-// downloadFloat64s reads a buffer of float64 values (two 4-byte words each), after every launch before it.
-func (d *Device) downloadFloat64s(b Buffer) ([]float64, error) {
-	v := make([]float64, b.n/2)
-	err := d.do(func() error {
-		if err := d.stream.Synchronize(); err != nil {
-			return err
-		}
-		return cu.MemcpyDtoH(unsafe.Pointer(&v[0]), b.ptr, int64(8*len(v)))
-	})
-	return v, err
-}
 
 // launch starts kernel name on the device's stream with grid g and the kernel's arguments, each 8 bytes
 // (cu's Launch copies 8 bytes per argument): device pointers, int64s and float64s.

@@ -3,7 +3,6 @@
 package gpu
 
 import (
-	"errors"
 	"fmt"
 	"math"
 
@@ -45,8 +44,8 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 		return nil, err
 	}
 	f := &Flex{plan: plan, p: p, samples: make([]*flexSample, lay.B)}
-	if f.cells, err = d.upload(cells); err == nil {
-		f.cellOf, err = d.uploadInt64s(cellsOf(plan))
+	if f.cells, err = newBuffer(d, cells); err == nil {
+		f.cellOf, err = newBuffer(d, cellsOf(plan))
 	}
 	for b := 0; b < lay.B && err == nil; b++ {
 		rowsel := selectingRows(plan, b, cells)
@@ -73,7 +72,7 @@ func (d *Device) flexForward(f *Flex, b int, rowsel []float32, o, q, k, v, wk, w
 		src []float32
 	}{{&s.rowsel, rowsel}, {&s.cos, narrow(plan.RopeCos[b])}, {&s.sin, narrow(plan.RopeSin[b])}} {
 		if err == nil {
-			*up.dst, err = d.upload(up.src)
+			*up.dst, err = newBuffer(d, up.src)
 		}
 	}
 	for _, a := range []struct {
@@ -192,7 +191,7 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 	gr, err := alloc(L * W) // α·g on the blended rows, 0 on the others
 	var ds, dkHR, dvHR, alphaRows Buffer
 	if err == nil {
-		alphaRows, err = d.upload(scaled(s.rows, float32(plan.Alpha)))
+		alphaRows, err = newBuffer(d, scaled(s.rows, float32(plan.Alpha)))
 		bufs = append(bufs, alphaRows)
 	}
 	if err == nil {
@@ -283,23 +282,9 @@ func rowsOf(s *flexSample) []float32 {
 	return s.rows
 }
 
-// upload puts host values in a new buffer.
-func (d *Device) upload(host []float32) (Buffer, error) {
-	if len(host) == 0 {
-		return Buffer{}, errors.New("gpu: upload of no values")
-	}
-	b, err := d.Alloc(len(host))
-	if err == nil {
-		if err = d.Upload(b, host); err != nil {
-			d.Free(b)
-		}
-	}
-	return b, err
-}
-
 // scaleRows is a new buffer of src's rows of width values, row r times w[r].
 func (d *Device) scaleRows(src Buffer, w []float32, width int) (Buffer, error) {
-	wb, err := d.upload(w)
+	wb, err := newBuffer(d, w)
 	if err != nil {
 		return Buffer{}, err
 	}

@@ -252,10 +252,7 @@ func TestRopeTwin(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	const rows, heads, dh, period = 6, 3, 8, 3
 	cos, sin := ops.RopeTables(period, dh, 10000)
-	c32, s32 := make([]float32, len(cos)), make([]float32, len(sin))
-	for i := range cos {
-		c32[i], s32[i] = float32(cos[i]), float32(sin[i])
-	}
+	c32, s32 := narrow(cos), narrow(sin)
 	x, up := randoms(rng, rows*heads*dh), randoms(rng, rows*heads*dh)
 	wantY, wantG := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Rope(in[0], cos, sin, dh) },
 		[][]float32{x}, [][]int{{rows, heads * dh}}, up)

@@ -33,7 +33,7 @@ func (d *Device) SumSquares(x Buffer) (float64, error) {
 	if err := d.launch("sum_squares", g, partial.ptr, x.ptr, int64(x.n)); err != nil {
 		return 0, err
 	}
-	parts, err := d.downloadFloat64s(partial)
+	parts, err := readBuffer[float64](d, partial)
 	if err != nil {
 		return 0, err
 	}
@@ -125,7 +125,7 @@ func (d *Device) CrossEntropy(logits Buffer, targets []int, V int) (float64, *Xe
 		}
 	}
 	var err error
-	if x.targets, err = d.uploadInt64s(t); err != nil {
+	if x.targets, err = newBuffer(d, t); err != nil {
 		return 0, nil, err
 	}
 	picked, err := d.Alloc(2 * rows)
@@ -141,10 +141,10 @@ func (d *Device) CrossEntropy(logits Buffer, targets []int, V int) (float64, *Xe
 		x.Free(d)
 		return 0, nil, err
 	}
-	lse, err := d.downloadFloat64s(x.lse)
+	lse, err := readBuffer[float64](d, x.lse)
 	var pk []float64
 	if err == nil {
-		pk, err = d.downloadFloat64s(picked)
+		pk, err = readBuffer[float64](d, picked)
 	}
 	if err != nil {
 		x.Free(d)
