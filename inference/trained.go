@@ -13,7 +13,6 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/config"
-	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/pretrained"
 
 	"github.com/flextrain/flextrain/checkpoints"
@@ -76,10 +75,8 @@ func baseWeights(cfg config.Config, opts Options) (*model.Weights, error) {
 	}
 	tower := cmp.Or(opts.VisionTower, cfg.LLaVA.VisionTower)
 	frozen := func(name string) bool { return !cfg.Trainable(name) } // the checkpoint's trained weights are assigned over the rest
-	w, _, err := pretrained.Weights(cfg.ModelNameOrPath, cfg.Model(), dt, uint64(cfg.Seed), pretrained.Options{VisionTower: tower, Frozen: frozen})
-	if err == nil && cfg.LLaVA.BF16 { // as the run held them
-		err = w.Narrow(half.BFloat16, frozen)
-	}
+	w, _, err := pretrained.Weights(cfg.ModelNameOrPath, cfg.Model(), dt, uint64(cfg.Seed),
+		pretrained.Options{VisionTower: tower, Frozen: frozen, BF16: cfg.LLaVA.BF16}) // as the run held them
 	return w, err
 }
 

@@ -30,6 +30,9 @@ type Options struct {
 	// Frozen picks the weights that never change (nil: none). Weights keeps those of them that the files
 	// store in float16 or bfloat16 in 16 bits (model.FromTensorsHalf) when it builds a float32 store.
 	Frozen func(name string) bool
+	// BF16 keeps every frozen matrix in bfloat16, rounded once (model.Weights.Narrow), whatever the files
+	// store: bfloat16 training's storage (`bf16: true`). It needs Frozen and a float32 store.
+	BF16 bool
 }
 
 // TokenIDs are the special token ids a config.json names (LLaMA's bos 1 and eos 2 when it names none); Pad

@@ -14,7 +14,6 @@ import (
 	"github.com/flextrain/flextrain/data"
 	"github.com/flextrain/flextrain/data/tokenizer"
 	"github.com/flextrain/flextrain/dist"
-	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/featcache"
 	"github.com/flextrain/flextrain/model/ops"
@@ -140,14 +139,9 @@ func (t *trainer[T]) loadWeights() error {
 	}
 	frozen := func(name string) bool { return !t.cfg.Trainable(name) }
 	w, ignored, err := pretrained.Weights(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed),
-		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower, Frozen: frozen})
+		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower, Frozen: frozen, BF16: t.cfg.LLaVA.BF16})
 	if err != nil {
 		return fmt.Errorf("train: model_name_or_path: %w", err)
-	}
-	if t.cfg.LLaVA.BF16 {
-		if err := w.Narrow(half.BFloat16, frozen); err != nil {
-			return fmt.Errorf("train: bf16: %w", err)
-		}
 	}
 	for _, ig := range ignored {
 		t.log.info("not used", "tensor", ig.Name, "folder", ig.Folder, "why", ig.Reason)
