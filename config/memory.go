@@ -43,21 +43,17 @@ func (cfg Config) Plan(n int) Plan {
 	}
 	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
-	add := func(name string, elems, bytes int64) {
-		p.Parts = append(p.Parts, PlanPart{name, elems, bytes})
-		p.Total += bytes
-	}
 	if elem == 4 && cfg.frozenIn16Bits() {
-		add("frozen weights (matrices in 16 bits)", frozen, (frozen-frozen16)*elem+2*frozen16)
+		p.add("frozen weights (matrices in 16 bits)", frozen, (frozen-frozen16)*elem+2*frozen16)
 	} else {
-		add("frozen weights", frozen, frozen*elem)
+		p.add("frozen weights", frozen, frozen*elem)
 	}
-	add("trainable weights", trainable, trainable*elem)
-	add("gradients", copies*trainable, copies*trainable*elem)
-	add("AdamW m and v", 2*trainable, 2*trainable*elem)
-	add(fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize), acts, acts*elem)
+	p.add("trainable weights", trainable, trainable*elem)
+	p.add("gradients", copies*trainable, copies*trainable*elem)
+	p.add("AdamW m and v", 2*trainable, 2*trainable*elem)
+	p.add(fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize), acts, acts*elem)
 	if cfg.FeatureCache == "memory" || cfg.FeatureCache == "disk" {
-		add("feature cache (bound)", 0, int64(cfg.FeatureCacheMB)<<20)
+		p.add("feature cache (bound)", 0, int64(cfg.FeatureCacheMB)<<20)
 	}
 	p.Machine, _ = physicalMemory()
 	return p
@@ -162,6 +158,12 @@ func (cfg Config) CheckMemory() error {
 		gib(p.Total), gib(p.Machine), p.Table())
 }
 
+// add appends a part and counts its bytes in the total.
+func (p *Plan) add(name string, elems, bytes int64) {
+	p.Parts = append(p.Parts, PlanPart{name, elems, bytes})
+	p.Total += bytes
+}
+
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
 
 // physicalMemory reads MemTotal from /proc/meminfo; false where there is none.
@@ -201,11 +203,7 @@ func PredictPlan(m model.Config, weightElems, weightBytes int64, rows, newTokens
 		images, M = 1+int64(m.Flex.Zoom*m.Flex.Zoom), int64(mm)
 	}
 	var p Plan
-	add := func(name string, elems, bytes int64) {
-		p.Parts = append(p.Parts, PlanPart{name, elems, bytes})
-		p.Total += bytes
-	}
-	add("weights (16-bit ones mapped)", weightElems, weightBytes)
+	p.add("weights (16-bit ones mapped)", weightElems, weightBytes)
 	parts := []PlanPart{
 		{"key and value cache", 2 * L * N * D, 0},
 		{"one layer over the prompt (estimate)", int64(rows) * (9*D + 2*F), 0},
@@ -216,12 +214,12 @@ func PredictPlan(m model.Config, weightElems, weightBytes int64, rows, newTokens
 	var heap int64
 	for _, part := range parts {
 		if part.Elements > 0 {
-			add(part.Name, part.Elements, 4*part.Elements)
+			p.add(part.Name, part.Elements, 4*part.Elements)
 			heap += 4 * part.Elements
 		}
 	}
-	add("heap growth before collection (GOGC 25)", 0, heap/4)
-	add("program and runtime", 0, programBytes)
+	p.add("heap growth before collection (GOGC 25)", 0, heap/4)
+	p.add("program and runtime", 0, programBytes)
 	p.Machine, _ = physicalMemory()
 	return p
 }
