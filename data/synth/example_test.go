@@ -19,7 +19,7 @@ func ExampleParseURI() {
 	fmt.Println(err)
 	// Output:
 	// 500 200 3 96 32 0.2
-	// synth: malformed synth:// URI: unknown key "size" (known: asks, center, clutter, dir, hr, min_aspect, n, others, seed, small, snap, test, text, val, zoom)
+	// synth: malformed synth:// URI: unknown key "size" (known: asks, center, clutter, dir, hr, min_aspect, n, others, seed, signs, small, snap, test, text, val, zoom)
 }
 
 func ExampleGenerate() {

@@ -146,7 +146,7 @@ func write(o Options, jobs []job, stamp []byte) error {
 	if err := writeSplits(o, jobs, recs); err != nil {
 		return err
 	}
-	tok, err := tokenizerJSON()
+	tok, err := tokenizerJSON(o.Signs > 0)
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,11 @@ type Options struct {
 	// shape placed at random, and reached 77% on randomly placed test shapes with half the training
 	// shapes centred. 0 leaves every image byte-identical.
 	Center float64 `json:"center,omitempty"`
+	// Signs, when not 0, makes every image a board (board.go): two large signs and ⌈Signs/2⌉…Signs small
+	// ones (at least 2), each of its own colour, the question naming one by its colour. Records then carry
+	// every other sign's box ("others"), and follow-ups ask for a sign's row, column and the signs' count.
+	// 0 draws the usual scenes.
+	Signs int `json:"signs,omitempty"`
 }
 
 // DefaultOptions returns the demo dataset: 2000/200/200 samples of 192-pixel images (S = 64, Z = 3), half of
@@ -82,6 +87,7 @@ const (
 	maxOthers  = 8
 	maxSnap    = 64
 	maxAsks    = 16
+	maxSigns   = 10 // the palette's 11 colours, one for the large sign
 )
 
 // Validate returns every problem with o, one per line, each wrapping ErrOptions, or nil.
@@ -128,6 +134,9 @@ func (o Options) Validate() error {
 	if o.Snap < 0 || o.Snap > maxSnap {
 		bad("snap", "%d is outside 0…%d", o.Snap, maxSnap)
 	}
+	if o.Signs != 0 && (o.Signs < minSigns || o.Signs > maxSigns) {
+		bad("signs", "%d is outside %d…%d (or 0: no boards)", o.Signs, minSigns, maxSigns)
+	}
 	if o.Asks < 0 || o.Asks > maxAsks {
 		bad("asks", "%d is outside 0…%d", o.Asks, maxAsks)
 	}
@@ -151,6 +160,7 @@ var uriKeys = map[string]func(o *Options, v string) error{
 	"others":     intKey(func(o *Options) *int { return &o.Others }),
 	"snap":       intKey(func(o *Options) *int { return &o.Snap }),
 	"asks":       intKey(func(o *Options) *int { return &o.Asks }),
+	"signs":      intKey(func(o *Options) *int { return &o.Signs }),
 	"small":      floatKey(func(o *Options) *float64 { return &o.SmallFrac }),
 	"text":       floatKey(func(o *Options) *float64 { return &o.TextFrac }),
 	"min_aspect": floatKey(func(o *Options) *float64 { return &o.MinAspect }),
@@ -181,7 +191,7 @@ func floatKey(field func(*Options) *float64) func(*Options, string) error {
 
 // ParseURI reads a synth:// data path into Options: comma-separated key=value pairs over DefaultOptions.
 // Keys: n, val, test (split sizes), seed, hr (HR side), zoom, small (SmallFrac), text (TextFrac),
-// min_aspect, clutter, others, snap, asks, center and dir (output folder; otherwise the caller sets Dir). An unknown
+// min_aspect, clutter, others, snap, asks, center, signs and dir (output folder; otherwise the caller sets Dir). An unknown
 // or repeated key, a value that does not parse and options that fail Validate are errors naming the key.
 //
 //	opts, err := synth.ParseURI("synth://n=2000,seed=1,hr=192")

@@ -18,6 +18,8 @@ type Record struct {
 	// Box is the target object's bounding box in original image pixels, [x0, y0, x1, y1] with x1 and y1
 	// exclusive (as image.Rectangle); absent for text-only records.
 	Box []int `json:"box,omitempty"`
+	// Others are the boxes of the image's other signs, as Box, on a board (Options.Signs); absent otherwise.
+	Others [][]int `json:"others,omitempty"`
 	// Tags describe the target object for the vision tower's tag pretraining (data.Record.Tags): its
 	// "color", its "object" (a shape's name or "sign") and, for a large sign, its "text". A small sign's
 	// text is left out: the LR view the pretraining sees cannot show it.
@@ -41,7 +43,8 @@ func (r Record) Answer() string {
 // content is what a sample asks and answers, before it gets an id and a file name.
 type content struct {
 	kind, task, question, answer string
-	box                          []int // nil for text-only samples
+	box                          []int   // nil for text-only samples
+	others                       [][]int // the other signs' boxes on a board
 	tags                         map[string]string
 	more                         [][2]string // follow-up questions and answers, in order
 }
@@ -57,7 +60,8 @@ func (c content) record(id, image string) Record {
 	for _, qa := range c.more {
 		turns = append(turns, Turn{From: "human", Value: qa[0] + suffix}, Turn{From: "gpt", Value: qa[1]})
 	}
-	return Record{ID: id, Image: image, Kind: c.kind, Task: c.task, Box: c.box, Tags: c.tags, Conversations: turns}
+	return Record{ID: id, Image: image, Kind: c.kind, Task: c.task, Box: c.box, Others: c.others, Tags: c.tags,
+		Conversations: turns}
 }
 
 // renderImage draws one image sample of the given kind: background, target, other objects. asks is the
@@ -68,15 +72,20 @@ func renderImage(o Options, r *rng, kind string, asks int, centred bool) (*image
 	background(img, r, o.Clutter)
 	s := &scene{w: w, h: h, zoom: o.Zoom, snap: o.Snap, pad: data.SquareOffset(w, h), centre: centred,
 		colours: map[int]bool{}, shapes: map[int]bool{}}
+	if o.Signs > 0 {
+		c, err := renderBoard(o, r, s, kind, asks)
+		if err == nil {
+			s.drawObjects(img)
+		}
+		return img, c, err
+	}
 	q, err := s.target(r, kind)
 	if err != nil {
 		return nil, content{}, err
 	}
 	s.others(r, o.Others)
 	s.drawObjects(img)
-	b := q.target.box
-	c := content{kind: kind, task: q.task, question: q.text, answer: q.answer, box: []int{b.Min.X, b.Min.Y, b.Max.X, b.Max.Y},
-		tags: q.target.tags()}
+	c := content{kind: kind, task: q.task, question: q.text, answer: q.answer, box: boxOf(q.target), tags: q.target.tags()}
 	if asks > 1 {
 		for _, f := range s.followUps(r, q, asks-1, o.SmallFrac > 0) {
 			c.more = append(c.more, [2]string{f.text, f.answer})
@@ -84,6 +93,25 @@ func renderImage(o Options, r *rng, kind string, asks int, centred bool) (*image
 	}
 	return img, c, nil
 }
+
+// renderBoard places a board's signs (Options.Signs) and writes its questions.
+func renderBoard(o Options, r *rng, s *scene, kind string, asks int) (content, error) {
+	q, err := s.board(r, kind, o.Signs)
+	if err != nil {
+		return content{}, err
+	}
+	c := content{kind: kind, task: q.task, question: q.text, answer: q.answer, box: boxOf(q.target),
+		others: s.boxes(q.target), tags: q.target.tags()}
+	if asks > 1 {
+		for _, f := range s.boardFollowUps(r, q, asks-1, o.SmallFrac > 0) {
+			c.more = append(c.more, [2]string{f.text, f.answer})
+		}
+	}
+	return c, nil
+}
+
+// boxOf is o's box as records write it: [x0, y0, x1, y1].
+func boxOf(o *object) []int { return []int{o.box.Min.X, o.box.Min.Y, o.box.Max.X, o.box.Max.Y} }
 
 // renderText draws one text-only sample.
 func renderText(r *rng) content {

@@ -113,20 +113,24 @@ func (o *object) withSign(text string, scale int) *object {
 
 // place puts o at a random free spot (a 2-pixel gap from every other object, 1 pixel from the edge) and
 // reports whether it found one.
-func (s *scene) place(r *rng, o *object) bool {
+func (s *scene) place(r *rng, o *object) bool { return s.placeIn(r, o, image.Rect(0, 0, s.w, s.h)) }
+
+// placeIn puts o at a random free spot inside area (1 pixel from its edges, on the snap grid for a sign when
+// Snap is set), as place does for the whole image, and reports whether it found one in a few tries.
+func (s *scene) placeIn(r *rng, o *object, area image.Rectangle) bool {
 	if o.colour < 0 || (!o.sign && o.shape < 0) {
 		return false
 	}
 	for range 50 {
-		x, y := r.between(1, s.w-o.size.X-1), r.between(1, s.h-o.size.Y-1)
+		x, y := r.between(area.Min.X+1, area.Max.X-o.size.X-1), r.between(area.Min.Y+1, area.Max.Y-o.size.Y-1)
 		if o.sign && s.snap > 0 {
-			x, y = s.snapped(r, o)
+			x, y = s.snapped(r, o, area)
 		}
 		if s.centre && len(s.objects) == 0 {
 			x, y = s.centred(o)
 		}
 		box := image.Rect(x, y, x+o.size.X, y+o.size.Y)
-		if x >= 1 && y >= 1 && box.Max.X < s.w && box.Max.Y < s.h && s.free(box) {
+		if box.In(area.Inset(1)) && s.free(box) {
 			o.box = box
 			s.objects = append(s.objects, o)
 			return true
@@ -135,21 +139,21 @@ func (s *scene) place(r *rng, o *object) bool {
 	return false
 }
 
-// snapped draws a top-left corner for sign o that puts its ink's top-left corner on the grid of
+// snapped draws a top-left corner in area for sign o that puts its ink's top-left corner on the grid of
 // snap·scale pixels of the padded square: a large sign's ink then starts on an LR patch boundary and a
 // small one's on an HR patch boundary (snap = the patch size), so that the tower sees both glyphs in the
-// same place within a patch. A sign with no grid position inside the image gets -1 (no room).
-func (s *scene) snapped(r *rng, o *object) (x, y int) {
+// same place within a patch. A sign with no grid position inside area gets -1 (no room).
+func (s *scene) snapped(r *rng, o *object, area image.Rectangle) (x, y int) {
 	unit, ink := s.snap*o.scale, signPad*o.scale
-	axis := func(pad, side, size int) int {
-		lo := ceilDiv(1+ink+pad, unit)            // x ≥ 1
-		hi := floorDiv(side-size-1+ink+pad, unit) // x + size ≤ side − 1
-		if hi < lo {
+	axis := func(pad, lo, hi, size int) int {
+		first := ceilDiv(lo+1+ink+pad, unit)      // x ≥ lo + 1
+		last := floorDiv(hi-size-1+ink+pad, unit) // x + size ≤ hi − 1
+		if last < first {
 			return -1
 		}
-		return r.between(lo, hi)*unit - ink - pad
+		return r.between(first, last)*unit - ink - pad
 	}
-	return axis(s.pad.X, s.w, o.size.X), axis(s.pad.Y, s.h, o.size.Y)
+	return axis(s.pad.X, area.Min.X, area.Max.X, o.size.X), axis(s.pad.Y, area.Min.Y, area.Max.Y, o.size.Y)
 }
 
 // centred is the top-left corner that puts o in the middle of the image; a sign on the snap grid takes the

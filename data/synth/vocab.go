@@ -28,14 +28,18 @@ var wordPattern = regexp.MustCompile(`\w+|[^\w\s]+`)
 
 // vocabulary returns every token the generated text can contain, specials first, then in order of first
 // appearance, without repeats: the system prompt, the roles, the question templates and every slot value and
-// answer.
-func vocabulary() []string {
+// answer. A dataset of boards (boards set) adds the board questions' words after all others, so that every
+// other word keeps its id.
+func vocabulary(boards bool) []string {
 	texts := []string{systemPrompt, roleText, suffix, askColour, askShape, askRead, askPlus, askMinus, askAfter, askFact}
 	for _, list := range [][]string{shapes, colourNames(), numbers(), letters, smallWords} {
 		texts = append(texts, list...)
 	}
 	for _, f := range facts {
 		texts = append(texts, f.thing, f.colour)
+	}
+	if boards {
+		texts = append(append(texts, askRow, askColumn, askCount), append(rowNames, columnNames...)...)
 	}
 	seen := map[string]bool{}
 	out := append([]string(nil), specials...)
@@ -59,10 +63,10 @@ func colourNames() []string {
 	return out
 }
 
-// tokenizerJSON renders a Hugging Face tokenizer.json: a WordLevel model over vocabulary() with the Whitespace
+// tokenizerJSON renders a Hugging Face tokenizer.json: a WordLevel model over vocabulary(boards) with the Whitespace
 // pre-tokenizer, no normalizer (case matters) and no post-processor (the template adds <s> itself). The
 // vocabulary is written in id order, which json.Marshal of a map would not do.
-func tokenizerJSON() ([]byte, error) {
+func tokenizerJSON(boards bool) ([]byte, error) {
 	added := make([]tokenizer.AddedToken, len(specials))
 	for i, s := range specials {
 		added[i] = tokenizer.AddedToken{ID: i, Content: s, Special: true}
@@ -77,7 +81,7 @@ func tokenizerJSON() ([]byte, error) {
 	b.WriteString("  \"normalizer\": null,\n  \"pre_tokenizer\": {\"type\": \"Whitespace\"},\n")
 	b.WriteString("  \"post_processor\": null,\n  \"decoder\": null,\n")
 	b.WriteString("  \"model\": {\n    \"type\": \"WordLevel\",\n    \"vocab\": {")
-	for id, w := range vocabulary() {
+	for id, w := range vocabulary(boards) {
 		key, err := marshal(w, "")
 		if err != nil {
 			return nil, fmt.Errorf("synth: tokenizer.json: %w", err)
