@@ -13,6 +13,7 @@ type Batch struct {
 	HRPixels      [][]float32         // per sample [3*ZS*ZS], nil for text-only
 	OriSizes      [][2]int            // (w, h), (0, 0) for text-only
 	Tags          []map[string]string // per sample, the record's tags (nil without)
+	Boxes         [][]int             // per sample, the record's box (nil without)
 }
 
 // Len is the number of samples B.
@@ -37,7 +38,7 @@ func collate(samples []*Sample, pad int) *Batch {
 			}
 			ids[j], labels[j] = pad, llava.IgnoreIndex
 		}
-		b.IDs, b.Tags = append(b.IDs, s.ID), append(b.Tags, s.Tags)
+		b.IDs, b.Tags, b.Boxes = append(b.IDs, s.ID), append(b.Tags, s.Tags), append(b.Boxes, s.Box)
 		b.InputIDs, b.AttentionMask, b.Labels = append(b.InputIDs, ids), append(b.AttentionMask, mask), append(b.Labels, labels)
 		var lr, hr []float32
 		var size [2]int

@@ -25,6 +25,10 @@ type Record struct {
 	// the labels of the vision tower's tag pretraining (`flextrain pretrain-vision`). A flextrain extension
 	// of the LLaVA format, which other tools ignore; absent in ordinary LLaVA data.
 	Tags map[string]string `json:"tags,omitempty"`
+	// Box is the image region the question is about, [x0, y0, x1, y1] in the image's pixels (x1 and y1
+	// exclusive), as the synthetic set writes it: the `oracle` selection strategy selects the HR cells it
+	// covers. A flextrain extension, ignored by other tools; anything but four numbers selects nothing.
+	Box []int `json:"box,omitempty"`
 }
 
 // flexString accepts a JSON string or number, because some LLaVA-format files write numeric ids.

@@ -22,6 +22,7 @@ type Sample struct {
 	Truncated bool              // cut to model_max_length
 	Mismatch  bool              // LLaVA's tokenization mismatch: kept, fully masked
 	Tags      map[string]string // the record's tags (Record.Tags), nil without
+	Box       []int             // the record's box (Record.Box), nil without
 }
 
 // SeqLen is the length the model sees: the image marker expands to n image tokens.
@@ -71,7 +72,7 @@ func (p *processor) load(i int) (*Sample, *BadSample, error) {
 	if reason != "" {
 		return bad(reason, p.ix.path, cause)
 	}
-	s.Record, s.ID, s.Tags = i, string(rec.ID), rec.Tags
+	s.Record, s.ID, s.Tags, s.Box = i, string(rec.ID), rec.Tags, rec.Box
 	if rec.Image != "" {
 		if reason, file, cause := p.image(s, rec.Image); reason != "" {
 			return bad(reason, file, cause)

@@ -95,6 +95,9 @@ func subBatch(b *model.Batch[float32], idx []int) *model.Batch[float32] {
 	for _, i := range idx {
 		out.InputIDs, out.AttentionMask = append(out.InputIDs, b.InputIDs[i]), append(out.AttentionMask, b.AttentionMask[i])
 		out.Labels, out.OriSizes = append(out.Labels, b.Labels[i]), append(out.OriSizes, b.OriSizes[i])
+		if b.Boxes != nil {
+			out.Boxes = append(out.Boxes, b.Boxes[i])
+		}
 		out.LRPixels, out.HRPixels = append(out.LRPixels, b.LRPixels[i]), append(out.HRPixels, b.HRPixels[i])
 	}
 	return out
@@ -234,8 +237,12 @@ func SplitAnswer(b *model.Batch[float32], s, eos int) (*model.Batch[float32], []
 	for i := range mask {
 		mask[i], lab[i] = 1, llava.IgnoreIndex
 	}
-	return &model.Batch[float32]{InputIDs: [][]int{ids[:start]}, AttentionMask: [][]int{mask}, Labels: [][]int{lab},
-		LRPixels: b.LRPixels[s : s+1], HRPixels: b.HRPixels[s : s+1], OriSizes: b.OriSizes[s : s+1]}, answer
+	out := &model.Batch[float32]{InputIDs: [][]int{ids[:start]}, AttentionMask: [][]int{mask}, Labels: [][]int{lab},
+		LRPixels: b.LRPixels[s : s+1], HRPixels: b.HRPixels[s : s+1], OriSizes: b.OriSizes[s : s+1]}
+	if b.Boxes != nil {
+		out.Boxes = b.Boxes[s : s+1]
+	}
+	return out, answer
 }
 
 // equalAnswer compares a generated sequence, cut at eos, with the reference answer.

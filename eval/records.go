@@ -48,6 +48,9 @@ type Record struct {
 	ID   json.RawMessage `json:"id"`
 	Kind string          `json:"kind"`
 	Box  []int           `json:"box"`
+	// Others are the boxes of the image's other objects (the synthetic boards' distractor signs), for the
+	// selection diagnostics.
+	Others [][]int `json:"others"`
 }
 
 // IDString is the record id as the loader reports it: a string as is, a number as its literal text.

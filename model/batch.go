@@ -20,6 +20,9 @@ type Batch[P ops.Float] struct {
 	LRPixels      [][]P
 	HRPixels      [][]P
 	OriSizes      [][2]int
+	// Boxes, when not nil, holds per sample the region its question is about ([x0, y0, x1, y1] in original
+	// pixels, nil for none): what the `oracle` selection strategy selects. Other strategies ignore it.
+	Boxes [][]int
 }
 
 // asType is b with its pixels in T: b itself when they already are, else a copy with converted pixels.
@@ -27,7 +30,7 @@ func asType[T, P ops.Float](b *Batch[P]) *Batch[T] {
 	if same, ok := any(b).(*Batch[T]); ok {
 		return same
 	}
-	out := &Batch[T]{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels, OriSizes: b.OriSizes}
+	out := &Batch[T]{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels, OriSizes: b.OriSizes, Boxes: b.Boxes}
 	for i := range b.LRPixels {
 		out.LRPixels = append(out.LRPixels, convert[T](b.LRPixels[i]))
 		out.HRPixels = append(out.HRPixels, convert[T](b.HRPixels[i]))
@@ -67,6 +70,9 @@ func (b *Batch[P]) Validate(cfg Config) error {
 		len(b.HRPixels) != b.Len() || len(b.OriSizes) != b.Len() {
 		return fmt.Errorf("model: batch: %d samples but %d masks, %d labels, %d LR, %d HR images, %d sizes", b.Len(),
 			len(b.AttentionMask), len(b.Labels), len(b.LRPixels), len(b.HRPixels), len(b.OriSizes))
+	}
+	if b.Boxes != nil && len(b.Boxes) != b.Len() {
+		return fmt.Errorf("model: batch: %d samples but %d boxes", b.Len(), len(b.Boxes))
 	}
 	for i := range b.InputIDs {
 		if err := b.validateSample(cfg, i); err != nil {

@@ -48,12 +48,13 @@ type FlexConfig struct {
 	Zoom       int     `json:"zoom" yaml:"zoom"`               // Z: HR side = Z·S
 	SelectGrid int     `json:"select_grid" yaml:"select_grid"` // G: selection cells per side
 	Threshold  float64 `json:"threshold" yaml:"threshold"`     // on the 0…255 scale
-	Strategy   string  `json:"strategy" yaml:"strategy"`       // attention, topk, random, center
+	Strategy   string  `json:"strategy" yaml:"strategy"`       // attention, topk, random, center, oracle
 	Ratio      float64 `json:"ratio,omitempty" yaml:"ratio,omitempty"`
 }
 
-// Strategies are the selection strategies of docs/DESIGN.md §8.
-var Strategies = []string{"attention", "topk", "random", "center"}
+// Strategies are the selection strategies of docs/DESIGN.md §8, and the oracle: the cells of each record's
+// "box" (the synthetic set's target), an upper bound for experiments; it needs data that carries boxes.
+var Strategies = []string{"attention", "topk", "random", "center", "oracle"}
 
 // ParseConfig decodes a JSON configuration (the golden cases' config), refusing unknown keys and anything
 // after the object, and validates it.
@@ -160,7 +161,7 @@ func (c Config) Validate() error {
 	if !slices.Contains(Strategies, f.Strategy) {
 		bad("flex.strategy", "%q is not one of %s", f.Strategy, strings.Join(Strategies, ", "))
 	}
-	if f.Strategy != "attention" && f.Strategy != "" && (f.Ratio <= 0 || f.Ratio > 1) {
+	if slices.Contains([]string{"topk", "random", "center"}, f.Strategy) && (f.Ratio <= 0 || f.Ratio > 1) {
 		bad("flex.ratio", "must be in (0, 1] for strategy %s, got %g", f.Strategy, f.Ratio)
 	}
 	if g := c.gridOrZero(); g > 0 && f.Zoom > 0 && f.Zoom <= MaxZoom && g*f.Zoom*g*f.Zoom > MaxHRTokens {

@@ -35,6 +35,7 @@ func TestConfigValidate(t *testing.T) {
 		{"threshold past 255", func(c *Config) { c.Flex.Threshold = 300 }, "flex.threshold"},
 		{"unknown strategy", func(c *Config) { c.Flex.Strategy = "nearest" }, "flex.strategy"},
 		{"topk without a ratio", func(c *Config) { c.Flex.Strategy = "topk" }, "flex.ratio"},
+		{"oracle needs no ratio", func(c *Config) { c.Flex.Strategy = "oracle" }, ""},
 		{"grid finer than the HR grid", func(c *Config) { c.Flex.SelectGrid = 13 }, "flex.select_grid"},
 		{"zero eps", func(c *Config) { c.Text.RMSNormEps = 0 }, "text.rms_norm_eps"},
 		{"a million layers", func(c *Config) { c.Text.NumLayers = 1000000 }, "text.num_layers: 1000000 is past"},

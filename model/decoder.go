@@ -250,7 +250,7 @@ func (b *builder[T]) ropeTables() (cos, sin []float64) {
 func (b *builder[T]) selectPlan(l int) *ops.SelectPlan {
 	g, _, _, _ := b.cfg.Grid()
 	f := b.cfg.Flex
-	plan := &ops.SelectPlan{Layout: b.attnLayout(), Rows: b.rows, ImageAt: b.lay.imageAt, OriSizes: b.oriSizes,
+	plan := &ops.SelectPlan{Layout: b.attnLayout(), Rows: b.rows, ImageAt: b.lay.imageAt, OriSizes: b.oriSizes, Boxes: b.boxes,
 		Grid: g, Cells: f.SelectGrid, Threshold: f.Threshold, Strategy: f.Strategy, Ratio: f.Ratio,
 		Seed: b.opt.Seed, Step: b.opt.Step, Layer: l}
 	if l == f.NSA-1 {

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
@@ -51,6 +52,7 @@ type Decoder struct {
 	prefill  func() []float64
 	step     func(token int) ([]float64, error)
 	selected func() [][]bool
+	maps     func() [][]float64
 }
 
 // NewDecoder prepares sample s of the batch for decoding with blend weight alpha.
@@ -109,6 +111,11 @@ func (d *Decoder) Greedy(logits []float64, maxNew, eos int) ([]int, error) {
 // nil for a text-only sample.
 func (d *Decoder) Selected() [][]bool { return d.selected() }
 
+// AttentionMaps returns, per FlexAttention layer n_sa…L−1, the image attention its selection ranked: the
+// previous layer's attention of the last HR row over the LR image tokens, summed over heads, [g·g]
+// row-major (the margin of a padded image included); nil before Prefill or without an image.
+func (d *Decoder) AttentionMaps() [][]float64 { return d.maps() }
+
 // rowDecoder holds one sample's cache in element type T.
 type rowDecoder[T ops.Float] struct {
 	cfg     Config
@@ -122,21 +129,26 @@ type rowDecoder[T ops.Float] struct {
 	hcos    []float64
 	hsin    []float64
 	imageAt int
-	ori     [2]int
+	image   ops.Image // the original size and the oracle's box
 	pos     int
 	// imageKey seeds the random strategy's generator: a hash of the image's LR pixels, so that each image
 	// draws its own cells however it is batched (a prompt decoded alone is always sample 0).
 	imageKey uint64
-	used     [][]bool // per FlexAttention layer, the cells the last HR row attended to
+	used     [][]bool    // per FlexAttention layer, the cells the last HR row attended to
+	maps     [][]float64 // per FlexAttention layer, the image attention its cells were chosen from
 }
 
 func newDecoder[T, P ops.Float](w *Weights, b *Batch[P], s int, alpha float64) *Decoder {
 	cfg := w.Config()
-	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, ori: b.OriSizes[s],
+	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, image: ops.Image{Size: b.OriSizes[s]},
 		w:  params[T]{w},
 		kc: make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
+	if b.Boxes != nil {
+		d.image.Box = b.Boxes[s]
+	}
 	assemble(d, b, s)
-	return &Decoder{prefill: d.prefill, step: d.step, selected: func() [][]bool { return d.used }}
+	return &Decoder{prefill: d.prefill, step: d.step, selected: func() [][]bool { return d.used },
+		maps: func() [][]float64 { return d.maps }}
 }
 
 // assemble lays out the prompt's input rows (docs/DESIGN.md §5) and, with an image, its HR features and tables.
@@ -328,11 +340,15 @@ func (d *rowDecoder[T]) selectCells(l int, probs []T) []bool {
 		}
 	}
 	f := d.cfg.Flex
+	if d.maps == nil {
+		d.maps = make([][]float64, d.cfg.Text.NumLayers-f.NSA)
+	}
+	d.maps[l+1-f.NSA] = slices.Clone(a)
 	var rng *rand.Rand
 	if f.Strategy == "random" {
 		rng = rand.New(rand.NewPCG(d.imageKey, ops.RandomStream(0, 0, l)))
 	}
-	cells, err := ops.SelectCells(a, g, f.SelectGrid, d.ori, f.Threshold, f.Strategy, f.Ratio, rng)
+	cells, err := ops.SelectCells(a, g, f.SelectGrid, d.image, f.Threshold, f.Strategy, f.Ratio, rng)
 	if err != nil { // the configuration was validated: the strategy is known
 		return make([]bool, f.SelectGrid*f.SelectGrid)
 	}

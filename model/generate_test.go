@@ -219,3 +219,60 @@ func TestGreedySuppresses(t *testing.T) {
 		t.Errorf("generated %v with %d suppressed", got[0], first)
 	}
 }
+
+// TestOracleSelectsTheBox checks the oracle strategy end to end: with a box per image sample, every HR row
+// of the graph and the decoder's answer row select exactly the cells the box covers (ops.BoxCells), in
+// every FlexAttention layer, whatever the attention says.
+func TestOracleSelectsTheBox(t *testing.T) {
+	gc := loadGolden(t, filepath.Join("..", "testdata", "golden", "tiny_infer.safetensors"))
+	cfg := gc.cfg
+	cfg.Flex.Strategy = "oracle"
+	w, err := FromTensors(cfg, tensor.Float64, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := *gc.batch
+	b.Boxes = make([][]int, b.Len())
+	for s, ori := range b.OriSizes {
+		b.Boxes[s] = []int{ori[0] / 3, 0, ori[0] / 2, ori[1] / 4} // a box off the centre, touching the top
+	}
+	m, _ := runLoss(t, w, &b, Options{Mode: Infer, Alpha: 1})
+	_, _, zg, _ := cfg.Grid()
+	grid := ops.CellGrid{G: cfg.Flex.SelectGrid, Zg: zg}
+	images := 0
+	for s := range b.Len() {
+		if b.HRPixels[s] == nil {
+			continue
+		}
+		images++
+		want := ops.BoxCells(b.Boxes[s], b.OriSizes[s], grid.G)
+		tokens := grid.Tokens(func(i int) bool { return want[i] })
+		for l := cfg.Flex.NSA; l < cfg.Text.NumLayers; l++ {
+			sel, err := m.Selection(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, got := range sel[s] {
+				if !slices.Equal(got, tokens) {
+					t.Errorf("graph: sample %d layer %d HR row %d selected %v; want the box's %v", s, l, i, got, tokens)
+				}
+			}
+		}
+		d, err := NewDecoder(w, &b, s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Prefill()
+		for l, got := range d.Selected() {
+			if !slices.Equal(got, want) {
+				t.Errorf("decoder: sample %d FlexAttention layer %d selected %v; want %v", s, l, got, want)
+			}
+		}
+		if maps := d.AttentionMaps(); len(maps) != len(d.Selected()) {
+			t.Errorf("decoder: sample %d: %d attention maps for %d FlexAttention layers", s, len(maps), len(d.Selected()))
+		}
+	}
+	if images == 0 {
+		t.Fatal("the golden batch has no image sample")
+	}
+}

@@ -75,6 +75,7 @@ type Graph struct {
 	lay      layout
 	rows     [][]int  // HR rows per sample
 	oriSizes [][2]int // per sample (w, h)
+	boxes    [][]int  // per sample, the oracle's box (Batch.Boxes)
 	hd       *G.Node  // HR features [B·M, D], constants
 	lr       *G.Node  // projected LR features [K·n, D], nil without images
 	logits   *G.Node  // [B·N, V], or [len(lossRows), V] in training
@@ -119,7 +120,7 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 		grads: map[string]*G.Node{}, cells: map[int]*G.Node{}, plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{},
 		mem: opt.Arena}
 	ops.Attach(m.g, m.mem)
-	m.rows, m.oriSizes = m.lay.hrRows(opt.Mode == Train), batch.OriSizes
+	m.rows, m.oriSizes, m.boxes = m.lay.hrRows(opt.Mode == Train), batch.OriSizes, batch.Boxes
 	if opt.HRRows != nil {
 		m.rows = opt.HRRows
 	}

@@ -13,7 +13,7 @@ import (
 // copied (the model reads them).
 func Batch(b *data.Batch) *model.Batch[float32] {
 	return &model.Batch[float32]{InputIDs: b.InputIDs, AttentionMask: b.AttentionMask, Labels: b.Labels,
-		LRPixels: b.LRPixels, HRPixels: b.HRPixels, OriSizes: b.OriSizes}
+		LRPixels: b.LRPixels, HRPixels: b.HRPixels, OriSizes: b.OriSizes, Boxes: b.Boxes}
 }
 
 // Supervised counts the labels other than the ignore index that a loss reads: every position but the first

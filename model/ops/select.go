@@ -18,6 +18,7 @@ type SelectPlan struct {
 	Rows      [][]int  // per sample, the HR rows; nil for text-only samples
 	ImageAt   []int    // per sample, i0: the first LR image row (ignored for text-only samples)
 	OriSizes  [][2]int // per sample, the original (w, h) of the image
+	Boxes     [][]int  // per sample, the oracle strategy's box in original pixels (nil: none)
 	Grid      int      // g: LR grid side (n = g² image tokens)
 	Cells     int      // G: selection grid side
 	Threshold float64  // on the 0…255 scale
@@ -89,7 +90,7 @@ func chooseCells[T Float](plan *SelectPlan, b int, att [][]float64, cells []T) e
 		rng = rand.New(rand.NewPCG(plan.Seed, RandomStream(plan.Step, b, plan.Layer)))
 	}
 	for i, r := range plan.Rows[b] {
-		sel, err := SelectCells(slices.Clone(att[i]), plan.Grid, plan.Cells, plan.OriSizes[b], plan.Threshold, plan.Strategy, plan.Ratio, rng)
+		sel, err := SelectCells(slices.Clone(att[i]), plan.Grid, plan.Cells, plan.image(b), plan.Threshold, plan.Strategy, plan.Ratio, rng)
 		if err != nil {
 			return err
 		}
@@ -101,6 +102,15 @@ func chooseCells[T Float](plan *SelectPlan, b int, att [][]float64, cells []T) e
 		}
 	}
 	return nil
+}
+
+// image is sample b's original size and box.
+func (plan *SelectPlan) image(b int) Image {
+	im := Image{Size: plan.OriSizes[b]}
+	if plan.Boxes != nil {
+		im.Box = plan.Boxes[b]
+	}
+	return im
 }
 
 // RandomStream is the stream of the random strategy's generator for (step, sample, layer), as docs/DESIGN.md §8's
@@ -155,12 +165,22 @@ func PadMargin(w, h, g int) int {
 	return int(math.Floor(float64(d/2) / float64(max(w, h)) * float64(g)))
 }
 
+// Image is what the selection knows of a sample's image: its original size (w, h) and, for the oracle
+// strategy, the box [x0, y0, x1, y1] (original pixels) its question is about.
+type Image struct {
+	Size [2]int
+	Box  []int
+}
+
 // SelectCells runs docs/DESIGN.md §8 steps 2–5 (or an ablation strategy) on one row's image attention a [g·g]
-// and returns the G² selected cells, row-major.
-func SelectCells(a []float64, g, G int, ori [2]int, threshold float64, strategy string, ratio float64, rng *rand.Rand) ([]bool, error) {
-	zeroMargin(a, g, ori)
+// and returns the G² selected cells, row-major. The oracle strategy ignores a and selects the cells that
+// img.Box covers: the upper bound of a selection that knows where the answer lies.
+func SelectCells(a []float64, g, G int, img Image, threshold float64, strategy string, ratio float64, rng *rand.Rand) ([]bool, error) {
+	zeroMargin(a, g, img.Size)
 	k := int(math.Ceil(ratio * float64(G*G)))
 	switch strategy {
+	case "oracle":
+		return BoxCells(img.Box, img.Size, G), nil
 	case "attention":
 		return pool(thresholded(a, threshold), g, G), nil
 	case "topk":
@@ -175,6 +195,30 @@ func SelectCells(a []float64, g, G int, ori [2]int, threshold float64, strategy 
 		return out, nil
 	}
 	return nil, fmt.Errorf("ops: unknown selection strategy %q", strategy)
+}
+
+// BoxCells returns the G×G cells (row-major) of the padded square that box [x0, y0, x1, y1] of a w×h image
+// overlaps (ori = (w, h)); nothing for a box that is not four numbers or an image without size. The image
+// is padded to a square of side max(w, h), centred, as the loader pads it; cell (i, j) covers
+// [j·side/G, (j+1)·side/G) × [i·side/G, (i+1)·side/G) of it.
+func BoxCells(box []int, ori [2]int, G int) []bool {
+	out := make([]bool, G*G)
+	side := max(ori[0], ori[1])
+	if len(box) != 4 || side <= 0 || G <= 0 {
+		return out
+	}
+	x0, y0 := box[0]+(side-ori[0])/2, box[1]+(side-ori[1])/2
+	x1, y1 := box[2]+(side-ori[0])/2, box[3]+(side-ori[1])/2
+	cell := func(v int) int { return min(max(v*G/side, 0), G-1) } // the cell holding pixel v, clamped
+	if x1 <= x0 || y1 <= y0 {
+		return out
+	}
+	for i := cell(y0); i <= cell(y1-1); i++ {
+		for j := cell(x0); j <= cell(x1-1); j++ {
+			out[i*G+j] = true
+		}
+	}
+	return out
 }
 
 // zeroMargin zeroes the pad-to-square margin of a [g, g].

@@ -3,6 +3,7 @@ package ops
 import (
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -67,7 +68,7 @@ func TestSelectCells(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			a := append([]float64(nil), c.a...)
-			got, err := SelectCells(a, c.g, c.G, c.ori, c.threshold, c.strategy, c.ratio, nil)
+			got, err := SelectCells(a, c.g, c.G, Image{Size: c.ori}, c.threshold, c.strategy, c.ratio, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,7 +102,7 @@ func TestSelectRandomIsSeeded(t *testing.T) {
 	a := make([]float64, 16)
 	pickCells := func(seed uint64, step int) []bool {
 		rng := rand.New(rand.NewPCG(seed, RandomStream(step, 0, 2)))
-		got, err := SelectCells(a, 4, 6, [2]int{1, 1}, 0, "random", 0.3, rng)
+		got, err := SelectCells(a, 4, 6, Image{Size: [2]int{1, 1}}, 0, "random", 0.3, rng)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +114,7 @@ func TestSelectRandomIsSeeded(t *testing.T) {
 	if reflect.DeepEqual(pickCells(1, 5), pickCells(1, 6)) {
 		t.Error("another step gave the same 36 cells")
 	}
-	if _, err := SelectCells(a, 4, 2, [2]int{1, 1}, 0, "nearest", 0.3, nil); err == nil {
+	if _, err := SelectCells(a, 4, 2, Image{Size: [2]int{1, 1}}, 0, "nearest", 0.3, nil); err == nil {
 		t.Error("an unknown strategy was accepted")
 	}
 }
@@ -150,5 +151,41 @@ func TestCellGridTokensEveryToken(t *testing.T) {
 				t.Errorf("%+v, cells %v: tokens %v; want %v", g, sel, got, want)
 			}
 		}
+	}
+}
+
+// TestBoxCells checks the oracle's cells: the cells of the padded square that a box overlaps.
+func TestBoxCells(t *testing.T) {
+	cases := []struct {
+		name string
+		box  []int
+		ori  [2]int
+		G    int
+		want []bool
+	}{
+		{"one cell", []int{0, 0, 10, 10}, [2]int{60, 60}, 3, grid("#..", "...", "...")},
+		{"ends exclusive", []int{20, 20, 40, 40}, [2]int{60, 60}, 3, grid("...", ".#.", "...")},
+		{"across a border", []int{19, 19, 21, 21}, [2]int{60, 60}, 3, grid("##.", "##.", "...")},
+		// 60×30 is padded to 60×60 with 15 rows above: box rows 0…9 become 15…24, cell rows 0 and 1.
+		{"wide image padded", []int{40, 0, 50, 10}, [2]int{60, 30}, 3, grid("..#", "..#", "...")},
+		// 30×60: 15 columns on the left.
+		{"tall image padded", []int{0, 50, 5, 60}, [2]int{30, 60}, 3, grid("...", "...", "#..")},
+		{"clamped to the square", []int{-100, -100, 1000, 5}, [2]int{60, 60}, 3, grid("###", "...", "...")},
+		{"no box", nil, [2]int{60, 60}, 3, grid("...", "...", "...")},
+		{"not four numbers", []int{1, 2, 3}, [2]int{60, 60}, 3, grid("...", "...", "...")},
+		{"empty box", []int{10, 10, 10, 20}, [2]int{60, 60}, 3, grid("...", "...", "...")},
+		{"no image", []int{0, 0, 10, 10}, [2]int{0, 0}, 3, grid("...", "...", "...")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := BoxCells(c.box, c.ori, c.G)
+			if !slices.Equal(got, c.want) {
+				t.Errorf("BoxCells(%v, %v, %d) = %v; want %v", c.box, c.ori, c.G, got, c.want)
+			}
+			sel, err := SelectCells(make([]float64, 16), 4, c.G, Image{Size: c.ori, Box: c.box}, 0, "oracle", 0, nil)
+			if err != nil || !slices.Equal(sel, c.want) {
+				t.Errorf("SelectCells(oracle) = %v, %v; want BoxCells' %v", sel, err, c.want)
+			}
+		})
 	}
 }
