@@ -7,6 +7,7 @@ import (
 	"image"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/eval"
@@ -24,6 +25,7 @@ type SelectionView struct {
 	Answer    string      // the reference answer
 	Predicted string      // the greedy answer
 	HR        *image.RGBA // the HR view the model read: padded to square, Z·S pixels a side
+	Size      [2]int      // the original image's (w, h)
 	Cells     [][]bool    // per FlexAttention layer n_sa…L−1, the G×G cells, row-major
 	// Box is the record's target in HR pixels (its "box" mapped through the padding and resize, rounded
 	// outwards), empty when the record has none; Coverage is, per layer, the fraction of the HR tokens
@@ -33,6 +35,18 @@ type SelectionView struct {
 	Box      image.Rectangle
 	Coverage []float64
 	InCrop   []bool
+	// Others are the record's other objects ("others": a board's distractor signs) in HR pixels, and
+	// OthersCoverage per layer the fraction of their HR tokens the layer attended to (NaN without others).
+	Others         []image.Rectangle
+	OthersCoverage []float64
+	// Maps are, per layer, the image attention its selection ranked (model.Decoder.AttentionMaps: the
+	// previous layer's last row over the g×g LR tokens, summed over heads). Mass is, per layer, the share of
+	// that attention on the LR tokens under the box and, after it, under each of the others; Lift is the
+	// same per token, over the whole map's mean per token (1: no more than a token's fair share), so that a
+	// large sign's many tokens do not outweigh a small sign's few.
+	Maps [][]float64
+	Mass [][]float64
+	Lift [][]float64
 }
 
 // Selections decodes the first n image records of the data file whose kind is kind (every image record when
@@ -75,8 +89,9 @@ func (tr *Trained) Selections(ctx context.Context, path, imageFolder, kind strin
 			if err != nil {
 				return nil, fmt.Errorf("inference: selections %s: record %s: %w", path, id, err)
 			}
-			v.ID = id
+			v.ID, v.Size = id, b.OriSizes[s]
 			tr.cover(&v, meta[id].Box, b.OriSizes[s])
+			tr.coverOthers(&v, meta[id], b.OriSizes[s])
 			views = append(views, v)
 		}
 	}
@@ -97,14 +112,14 @@ func (tr *Trained) selectionView(b *model.Batch[float32], s int, hr []float32) (
 	}
 	d.Suppress(tr.Suppressed())
 	logits := d.Prefill()
-	cells := d.Selected()
+	cells, maps := d.Selected(), d.AttentionMaps()
 	got, err := d.Greedy(logits, eval.MaxAnswer, eos)
 	if err != nil {
 		return SelectionView{}, err
 	}
 	side := tr.Config.Flex.Zoom * tr.Config.Arch.Vision.ImageSize
 	return SelectionView{Answer: decodeAnswer(tr.Tokenizer, answer), Predicted: decodeAnswer(tr.Tokenizer, got),
-		HR: data.Denormalize(hr, side), Cells: cells}, nil
+		HR: data.Denormalize(hr, side), Cells: cells, Maps: maps}, nil
 }
 
 // cover sets the view's Box from the record's box (original pixels of an image of size ori) and the
@@ -124,6 +139,82 @@ func (tr *Trained) cover(v *SelectionView, box []int, ori [2]int) {
 		v.Coverage[i] = coverage(v.Box, cells, grid, side)
 		v.InCrop[i] = inCrop(v.Box, cells, grid, side, tr.Config.Flex.Zoom)
 	}
+}
+
+// coverOthers sets the view's Others, their coverage per layer, and the attention mass per layer on the
+// target and on each of the others.
+func (tr *Trained) coverOthers(v *SelectionView, rec eval.Record, ori [2]int) {
+	side, grid := v.HR.Bounds().Dx(), tr.CellGrid()
+	for _, o := range rec.Others {
+		if len(o) == 4 {
+			v.Others = append(v.Others, hrBox(o, ori, side))
+		}
+	}
+	v.OthersCoverage = make([]float64, len(v.Cells))
+	for i, cells := range v.Cells {
+		v.OthersCoverage[i] = math.NaN()
+		if len(v.Others) > 0 {
+			v.OthersCoverage[i] = coverageAll(v.Others, cells, grid, side)
+		}
+	}
+	g, _, _, _ := tr.Weights.Config().Grid()
+	if len(rec.Box) != 4 {
+		return
+	}
+	boxes := append([][]int{rec.Box}, rec.Others...)
+	for _, m := range v.Maps {
+		var mass, lift []float64
+		if len(m) == g*g {
+			mass, lift = massUnder(m, boxes, ori, g)
+		}
+		v.Mass, v.Lift = append(v.Mass, mass), append(v.Lift, lift)
+	}
+}
+
+// massUnder is, per box (original pixels of a w×h image), the share of the attention map m [g·g] on the LR
+// tokens the box overlaps, and that share per token over the map's mean share per token, 1/g² (0 for a box
+// under no token).
+func massUnder(m []float64, boxes [][]int, ori [2]int, g int) (mass, lift []float64) {
+	total := 0.0
+	for _, x := range m {
+		total += x
+	}
+	mass, lift = make([]float64, len(boxes)), make([]float64, len(boxes))
+	for i, b := range boxes {
+		if len(b) != 4 || total <= 0 {
+			continue
+		}
+		r := hrBox(b, ori, g) // in tokens: a view g pixels wide
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				mass[i] += m[y*g+x] / total
+			}
+		}
+		if n := r.Dx() * r.Dy(); n > 0 {
+			lift[i] = mass[i] / float64(n) * float64(g*g)
+		}
+	}
+	return mass, lift
+}
+
+// coverageAll is the fraction of the HR tokens overlapping any of boxes whose cell is selected.
+func coverageAll(boxes []image.Rectangle, cells []bool, grid ops.CellGrid, side int) float64 {
+	p := side / grid.Zg
+	tokens := map[image.Point]bool{}
+	for _, box := range boxes {
+		for r := box.Min.Y / p; r*p < box.Max.Y; r++ {
+			for c := box.Min.X / p; c*p < box.Max.X; c++ {
+				tokens[image.Pt(c, r)] = true
+			}
+		}
+	}
+	covered := 0
+	for t := range tokens {
+		if cells[grid.Cell(t.Y, t.X)] {
+			covered++
+		}
+	}
+	return float64(covered) / float64(max(len(tokens), 1))
 }
 
 // inCrop says whether a selected cell covers some HR token of the crop (one of the zoom×zoom that the
@@ -180,6 +271,20 @@ type LayerSelection struct {
 	Hit      float64 `json:"hit"`      // fraction of the views with a box where some of the box was attended to
 	Crop     float64 `json:"crop"`     // fraction of the views with a box where some of its crop was attended to
 	Boxes    int     `json:"boxes"`    // views with a box
+	// Over the views with other objects (a board's distractors): the mean fraction of their HR tokens
+	// attended to, and their number.
+	OthersCovered float64 `json:"others_covered"`
+	WithOthers    int     `json:"with_others"`
+	// Over the views with a box and others, from the attention map the layer's selection ranked: the mean
+	// share of its mass on the target's LR tokens and on one other object's; the same per token over the
+	// map's mean per token (SelectionView.Lift); and how often the target's lift is above every other
+	// object's.
+	TargetMass  float64 `json:"target_mass"`
+	OtherMass   float64 `json:"other_mass"`
+	TargetLift  float64 `json:"target_lift"`
+	OtherLift   float64 `json:"other_lift"`
+	TargetFirst float64 `json:"target_first"`
+	Massed      int     `json:"massed"`
 }
 
 // SummarizeSelections averages the views' selections per FlexAttention layer.
@@ -206,8 +311,70 @@ func SummarizeSelections(views []SelectionView) []LayerSelection {
 			n := float64(s.Boxes)
 			s.Covered, s.Hit, s.Crop = s.Covered/n, s.Hit/n, s.Crop/n
 		}
+		summarizeOthers(s, views, i)
 	}
 	return out
+}
+
+// summarizeOthers fills s's distractor coverage and attention mass from layer i of the views.
+func summarizeOthers(s *LayerSelection, views []SelectionView, i int) {
+	for _, v := range views {
+		if i < len(v.OthersCoverage) && !math.IsNaN(v.OthersCoverage[i]) {
+			s.OthersCovered, s.WithOthers = s.OthersCovered+v.OthersCoverage[i], s.WithOthers+1
+		}
+		if i >= len(v.Mass) || len(v.Mass[i]) < 2 || len(v.Lift[i]) != len(v.Mass[i]) {
+			continue
+		}
+		others := len(v.Mass[i]) - 1
+		s.Massed++
+		s.TargetMass, s.TargetLift = s.TargetMass+v.Mass[i][0], s.TargetLift+v.Lift[i][0]
+		first := true
+		for k := 1; k <= others; k++ {
+			s.OtherMass += v.Mass[i][k] / float64(others)
+			s.OtherLift += v.Lift[i][k] / float64(others)
+			first = first && v.Lift[i][0] > v.Lift[i][k]
+		}
+		if first {
+			s.TargetFirst++
+		}
+	}
+	if s.WithOthers > 0 {
+		s.OthersCovered /= float64(s.WithOthers)
+	}
+	if s.Massed > 0 {
+		n := float64(s.Massed)
+		s.TargetMass, s.OtherMass, s.TargetFirst = s.TargetMass/n, s.OtherMass/n, s.TargetFirst/n
+		s.TargetLift, s.OtherLift = s.TargetLift/n, s.OtherLift/n
+	}
+}
+
+// Calibration is the share of cells the attention strategy would select at one threshold.
+type Calibration struct {
+	Threshold float64 `json:"threshold"`
+	Selected  float64 `json:"selected"` // mean fraction of the cells, over the views
+}
+
+// Calibrate returns, for each threshold, the mean share of the cells that the attention strategy selects
+// from the views' attention maps of the first FlexAttention layer (ranked from the frozen layer n_sa − 1's
+// map, so the same at every training step): the threshold that gives an attention arm a chosen HR budget.
+func (tr *Trained) Calibrate(views []SelectionView, thresholds []float64) ([]Calibration, error) {
+	g, _, _, _ := tr.Weights.Config().Grid()
+	G := tr.Config.Flex.SelectGrid
+	out := make([]Calibration, len(thresholds))
+	for i, th := range thresholds {
+		out[i].Threshold = th
+		for _, v := range views {
+			if len(v.Maps) == 0 || len(v.Maps[0]) != g*g {
+				return nil, fmt.Errorf("inference: calibrate: record %s has no attention map", v.ID)
+			}
+			cells, err := ops.SelectCells(slices.Clone(v.Maps[0]), g, G, ops.Image{Size: v.Size}, th, "attention", 0, nil)
+			if err != nil {
+				return nil, err
+			}
+			out[i].Selected += fraction(cells) / float64(len(views))
+		}
+	}
+	return out, nil
 }
 
 // fraction is the share of true values.

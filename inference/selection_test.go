@@ -107,3 +107,49 @@ func TestInCrop(t *testing.T) {
 		}
 	}
 }
+
+// TestMassUnder: the share of an attention map under each box, the boxes mapped to LR tokens through the
+// padding and rounded outwards, a token under two boxes counted for both.
+func TestMassUnder(t *testing.T) {
+	m := []float64{ // 4×4 tokens of a 40×40 image (10 pixels a token), total 16
+		4, 0, 0, 0,
+		0, 2, 2, 0,
+		0, 0, 0, 0,
+		0, 0, 0, 8,
+	}
+	got, lift := massUnder(m, [][]int{{0, 0, 5, 5}, {12, 12, 28, 18}, {35, 35, 40, 40}, {15, 0, 25, 10}, {1, 2}}, [2]int{40, 40}, 4)
+	want := []float64{4.0 / 16, 4.0 / 16, 8.0 / 16, 0, 0}
+	// per token over the mean 1/16: the first box has one token, the second two (2 × 1 of row 1), the third one.
+	wantLift := []float64{4, 2, 8, 0, 0}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-12 || math.Abs(lift[i]-wantLift[i]) > 1e-12 {
+			t.Errorf("box %d: mass %g, lift %g; want %g, %g", i, got[i], lift[i], want[i], wantLift[i])
+		}
+	}
+	// A 40×20 image is padded with 10 rows above: its box (0, 0, 5, 5) lies in token row 1.
+	if got, _ := massUnder(m, [][]int{{0, 0, 5, 5}}, [2]int{40, 20}, 4); got[0] != 0 {
+		t.Errorf("padded image: mass %g; want 0 (token (1, 0))", got[0])
+	}
+}
+
+// TestSummarizeOthers: distractor coverage over the views with others, attention mass over the views with a
+// box and others, and how often the target holds more of it than each other object.
+func TestSummarizeOthers(t *testing.T) {
+	views := []SelectionView{
+		{Cells: [][]bool{{true}}, Coverage: []float64{1}, InCrop: []bool{true}, OthersCoverage: []float64{0.5},
+			Mass: [][]float64{{0.6, 0.1, 0.3}}, Lift: [][]float64{{2, 1, 1}}},
+		{Cells: [][]bool{{false}}, Coverage: []float64{0}, InCrop: []bool{false}, OthersCoverage: []float64{0},
+			Mass: [][]float64{{0.2, 0.4}}, Lift: [][]float64{{3, 1}}}, // first by lift though not by mass
+		{Cells: [][]bool{{false}}, Coverage: []float64{math.NaN()}, OthersCoverage: []float64{math.NaN()}},
+	}
+	got := SummarizeSelections(views)[0]
+	if got.WithOthers != 2 || got.OthersCovered != 0.25 {
+		t.Errorf("others: %d views, covered %g; want 2 and 0.25", got.WithOthers, got.OthersCovered)
+	}
+	if got.Massed != 2 || math.Abs(got.TargetMass-0.4) > 1e-12 || math.Abs(got.OtherMass-0.3) > 1e-12 || got.TargetFirst != 1 {
+		t.Errorf("mass: %d views, target %g, other %g, first %g; want 2, 0.4, 0.3, 1", got.Massed, got.TargetMass, got.OtherMass, got.TargetFirst)
+	}
+	if got.TargetLift != 2.5 || got.OtherLift != 1 {
+		t.Errorf("lift: target %g, other %g; want 2.5 and 1", got.TargetLift, got.OtherLift)
+	}
+}

@@ -34,6 +34,7 @@ func selectionCommand() *cli.Command {
 			&cli.IntFlag{Name: "draw", Value: 4, Usage: "number of them drawn (0: no figure)"},
 			&cli.StringFlag{Name: "out", Usage: "PNG `FILE` to write (default CHECKPOINT/selection.png)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the per-layer summary as one JSON object instead of text"},
+			&cli.Float64SliceFlag{Name: "thresholds", Usage: "with --json, also the share of cells the attention strategy selects in the first FlexAttention layer at each threshold `T,T,...` (calibration)"},
 		),
 		Action: func(cx *cli.Context) error {
 			if cx.Int("n") <= 0 || cx.Int("draw") < 0 {
@@ -61,8 +62,12 @@ func selectionCommand() *cli.Command {
 				}
 			}
 			if cx.Bool("json") {
+				cal, err := tr.Calibrate(views, cx.Float64Slice("thresholds"))
+				if err != nil {
+					return err
+				}
 				return json.NewEncoder(cx.App.Writer).Encode(selectionOutput{path, cx.String("data"), cx.String("kind"),
-					len(views), inference.SummarizeSelections(views)})
+					len(views), inference.SummarizeSelections(views), cal})
 			}
 			return printSelections(cx.App.Writer, out, views, drawn)
 		},
@@ -76,6 +81,7 @@ type selectionOutput struct {
 	Kind       string                     `json:"kind,omitempty"`
 	Images     int                        `json:"images"`
 	Layers     []inference.LayerSelection `json:"layers"`
+	Thresholds []inference.Calibration    `json:"thresholds,omitempty"`
 }
 
 // printSelections prints the figure written to out and its views one per line, then the summary of all

@@ -44,6 +44,19 @@ func testSelection(t *testing.T, r run) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil || got.Images != 3 || len(got.Layers) != layers || got.Layers[0].Boxes != 3 {
 		t.Errorf("selection --json printed %s (%v); want 3 images with boxes, %d layers", buf.String(), err, layers)
 	}
+	buf.Reset()
+	if err := selectionMain([]string{"--checkpoint", r.ckpt, "--data", r.data.Val, "--n", "3", "--draw", "0", "--json",
+		"--thresholds", "0,128,254.9"}, &buf); err != nil {
+		t.Fatalf("selection --thresholds: %v", err)
+	}
+	got = selectionOutput{}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil || len(got.Thresholds) != 3 {
+		t.Fatalf("selection --thresholds printed %s (%v); want 3 thresholds", buf.String(), err)
+	}
+	// A higher threshold never selects more; 254.9 keeps only the maximum's cells.
+	if th := got.Thresholds; th[0].Selected < th[1].Selected || th[1].Selected < th[2].Selected || th[2].Selected <= 0 {
+		t.Errorf("calibration %+v; want shares falling with the threshold, the last above 0", th)
+	}
 	for _, bad := range []struct {
 		name string
 		args []string
