@@ -40,6 +40,9 @@ func selectionCommand() *cli.Command {
 			if cx.Int("n") <= 0 || cx.Int("draw") < 0 {
 				return fmt.Errorf("selection: --n must be positive and --draw not negative, got %d and %d", cx.Int("n"), cx.Int("draw"))
 			}
+			if len(cx.Float64Slice("thresholds")) > 0 && !cx.Bool("json") {
+				return fmt.Errorf("selection: --thresholds is reported in the JSON summary only: add --json")
+			}
 			tr, path, err := loadTrained(cx)
 			if err != nil {
 				return err

@@ -64,6 +64,7 @@ func testSelection(t *testing.T, r run) {
 	}{
 		{"unknown kind", []string{"--kind", "nosuch"}, `no image record of kind "nosuch"`},
 		{"no image", []string{"--n", "0"}, "--n must be positive"},
+		{"thresholds without json", []string{"--thresholds", "48"}, "add --json"},
 	} {
 		args := append([]string{"--checkpoint", r.ckpt, "--data", r.data.Val, "--out", out}, bad.args...)
 		if err := selectionMain(args, &buf); err == nil || !strings.Contains(err.Error(), bad.text) {

@@ -185,3 +185,30 @@ func TestBoardVocabulary(t *testing.T) {
 		t.Errorf("tokenizer.json with boards: %d words (%v); want %d", len(tok.Model.Vocab), err, len(boards))
 	}
 }
+
+// TestBoardTargetsSpread checks that a board's target lies anywhere with about equal chance: over many
+// boards, each ninth of the image (its thirds across and down) holds about a ninth of the targets' centres,
+// so that the centre is no better a guess than an edge.
+func TestBoardTargetsSpread(t *testing.T) {
+	const n = 3000
+	var count [3][3]int
+	for i := range n {
+		r := newRNG(11, uint64(i))
+		w, h := imageSize(r, 192, 0.6)
+		s := &scene{w: w, h: h, zoom: 3, snap: 8, pad: image.Pt((max(w, h)-w)/2, (max(w, h)-h)/2), colours: map[int]bool{}, shapes: map[int]bool{}}
+		q, err := s.board(r, KindSmall, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := q.target.box
+		count[third(b.Min.Y, b.Max.Y, h)][third(b.Min.X, b.Max.X, w)]++
+	}
+	t.Logf("targets per ninth of the image, of %d: %v", n, count)
+	for row := range count {
+		for col, c := range count[row] {
+			if share := float64(c) / n; share < 0.07 || share > 0.16 {
+				t.Errorf("ninth (%d, %d) holds %.3f of the targets; want about 1/9", row, col, share)
+			}
+		}
+	}
+}
