@@ -197,7 +197,8 @@ func massUnder(m []float64, boxes [][]int, ori [2]int, g int) (mass, lift []floa
 	return mass, lift
 }
 
-// coverageAll is the fraction of the HR tokens overlapping any of boxes whose cell is selected.
+// coverageAll is the fraction of the HR tokens overlapping any of boxes (a token under two counted once)
+// whose cell is selected; 0 when no token is.
 func coverageAll(boxes []image.Rectangle, cells []bool, grid ops.CellGrid, side int) float64 {
 	p := side / grid.Zg
 	tokens := map[image.Point]bool{}
@@ -235,17 +236,7 @@ func inCrop(box image.Rectangle, cells []bool, grid ops.CellGrid, side, zoom int
 // coverage is the fraction of the HR tokens overlapping box (HR pixels of a view side pixels wide) whose
 // cell is selected; 0 for an empty box.
 func coverage(box image.Rectangle, cells []bool, grid ops.CellGrid, side int) float64 {
-	p := side / grid.Zg // HR pixels per token
-	covered, all := 0, 0
-	for r := box.Min.Y / p; r*p < box.Max.Y; r++ {
-		for c := box.Min.X / p; c*p < box.Max.X; c++ {
-			all++
-			if cells[grid.Cell(r, c)] {
-				covered++
-			}
-		}
-	}
-	return float64(covered) / float64(max(all, 1))
+	return coverageAll([]image.Rectangle{box}, cells, grid, side)
 }
 
 // hrBox maps a box [x0, y0, x1, y1] of an original w×h image into the HR view of side pixels: shifted by the

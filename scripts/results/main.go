@@ -7,8 +7,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -18,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/flextrain/flextrain/scripts/internal/runlog"
 )
 
 // arm is the measurements of one arm, one entry per seed.
@@ -161,7 +161,7 @@ func printBench(dir string) error {
 	lr := math.NaN()
 	for _, f := range files {
 		var b bench
-		if err := readJSON(f, &b); err != nil {
+		if err := runlog.ReadJSON(f, &b); err != nil {
 			return err
 		}
 		if b.Mode == "lr" {
@@ -224,16 +224,16 @@ func (a *arm) add(dir string) error {
 			Accuracy float64 `json:"accuracy"`
 		} `json:"by_kind"`
 	}
-	if err := readJSON(filepath.Join(dir, "eval.json"), &ev); err != nil {
+	if err := runlog.ReadJSON(filepath.Join(dir, "eval.json"), &ev); err != nil {
 		return err
 	}
 	a.small, a.large = append(a.small, 100*ev.ByKind["small"].Accuracy), append(a.large, 100*ev.ByKind["large"].Accuracy)
 	a.text, a.all = append(a.text, 100*ev.ByKind["text"].Accuracy), append(a.all, 100*ev.Accuracy)
-	sel, ms, err := metrics(filepath.Join(dir, "metrics.jsonl"))
+	m, err := runlog.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		return err
 	}
-	a.selected, a.msPerStep = append(a.selected, sel), append(a.msPerStep, ms)
+	a.selected, a.msPerStep = append(a.selected, m.HR), append(a.msPerStep, m.MsPerStep)
 	rss, err := peakRSS(filepath.Join(dir, "time.txt"))
 	if err != nil {
 		return err
@@ -242,7 +242,7 @@ func (a *arm) add(dir string) error {
 	var s struct {
 		Layers []struct{ Selected, Covered, Crop float64 } `json:"layers"`
 	}
-	if err := readJSON(filepath.Join(dir, "selection.json"), &s); err == nil && len(s.Layers) > 0 {
+	if err := runlog.ReadJSON(filepath.Join(dir, "selection.json"), &s); err == nil && len(s.Layers) > 0 {
 		var cells, covered, crop float64
 		for _, l := range s.Layers {
 			n := float64(len(s.Layers))
@@ -251,39 +251,6 @@ func (a *arm) add(dir string) error {
 		a.answerCells, a.covered, a.crop = append(a.answerCells, 100*cells), append(a.covered, 100*covered), append(a.crop, 100*crop)
 	}
 	return nil
-}
-
-// minSteps is the shortest run whose step time is reported: a shorter one is mostly start-up.
-const minSteps = 10
-
-// metrics returns a run's mean logged hr_selected_frac and its ms per step (train_runtime / global_step;
-// NaN for a run of fewer than minSteps steps).
-func metrics(path string) (selected, ms float64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	var sum float64
-	n := 0
-	ms = math.NaN()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var rec map[string]float64
-		if json.Unmarshal(sc.Bytes(), &rec) != nil {
-			continue // a line with non-numeric fields, or torn
-		}
-		if v, ok := rec["hr_selected_frac"]; ok && rec["step"] > 0 {
-			sum, n = sum+v, n+1
-		}
-		if rt, ok := rec["train_runtime"]; ok && rec["global_step"] >= minSteps {
-			ms = 1000 * rt / rec["global_step"]
-		}
-	}
-	if n > 0 {
-		selected = sum / float64(n)
-	}
-	return selected, ms, sc.Err()
 }
 
 // peakRSS reads GNU time's "N KiB peak RSS" line, in MiB.
@@ -297,17 +264,6 @@ func peakRSS(path string) (float64, error) {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return kib / 1024, nil
-}
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
 }
 
 // spread is "mean ± population spread", or the one value.

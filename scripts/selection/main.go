@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -31,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flextrain/flextrain/scripts/internal/runlog"
 )
 
 // Where the experiment reads and writes.
@@ -162,7 +163,7 @@ func calibrate(bin string) (map[float64]float64, error) {
 	var cal struct {
 		Thresholds []struct{ Threshold, Selected float64 } `json:"thresholds"`
 	}
-	if err := readJSON(path, &cal); err != nil {
+	if err := runlog.ReadJSON(path, &cal); err != nil {
 		return nil, err
 	}
 	if len(cal.Thresholds) == 0 {
@@ -258,17 +259,6 @@ func toFile(path, bin string, args ...string) error {
 	return os.Rename(path+".tmp", path)
 }
 
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
 // Record is one measurement of docs/results/selection.json.
 type Record struct {
 	Arm      string  `json:"arm"`
@@ -313,7 +303,7 @@ func readRun(dir string) ([]Record, error) {
 		Seed       int     `json:"seed"`
 		FitSeconds float64 `json:"fit_seconds"`
 	}
-	if err := readJSON(filepath.Join(dir, "arm.json"), &info); err != nil {
+	if err := runlog.ReadJSON(filepath.Join(dir, "arm.json"), &info); err != nil {
 		return nil, err
 	}
 	var out []Record
@@ -326,7 +316,7 @@ func readRun(dir string) ([]Record, error) {
 		Accuracy float64                               `json:"eval_accuracy"`
 		ByKind   map[string]struct{ Accuracy float64 } `json:"by_kind"`
 	}
-	if err := readJSON(filepath.Join(dir, "eval.json"), &ev); err != nil {
+	if err := runlog.ReadJSON(filepath.Join(dir, "eval.json"), &ev); err != nil {
 		return nil, err
 	}
 	for _, k := range []string{"small", "large", "text"} {
@@ -334,11 +324,13 @@ func readRun(dir string) ([]Record, error) {
 	}
 	add("exact_match", ev.Accuracy)
 	add("fit_seconds", info.FitSeconds)
-	hr, err := meanHR(filepath.Join(dir, "metrics.jsonl"))
+	m, err := runlog.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		return nil, err
 	}
-	add("train_hr_selected", hr)
+	if m.HRLogged > 0 {
+		add("train_hr_selected", m.HR)
+	}
 	var sel struct {
 		Layers []struct {
 			Selected      float64 `json:"selected"`
@@ -352,7 +344,7 @@ func readRun(dir string) ([]Record, error) {
 			TargetFirst   float64 `json:"target_first"`
 		} `json:"layers"`
 	}
-	if err := readJSON(filepath.Join(dir, "selection.json"), &sel); err == nil && len(sel.Layers) > 0 {
+	if err := runlog.ReadJSON(filepath.Join(dir, "selection.json"), &sel); err == nil && len(sel.Layers) > 0 {
 		n := float64(len(sel.Layers))
 		var cells, covered, others, crop float64
 		for _, l := range sel.Layers {
@@ -372,29 +364,6 @@ func readRun(dir string) ([]Record, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// meanHR is the mean of a run's logged hr_selected_frac (NaN when none is logged).
-func meanHR(path string) (float64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sum, n := 0.0, 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var rec struct {
-			HR *float64 `json:"hr_selected_frac"`
-		}
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.HR != nil {
-			sum, n = sum+*rec.HR, n+1
-		}
-	}
-	if n == 0 {
-		return math.NaN(), sc.Err()
-	}
-	return sum / float64(n), sc.Err()
 }
 
 // writeResults writes the records as a JSON array, one record per line.
