@@ -32,6 +32,9 @@ type Options struct {
 	// Front, with Features, keeps the whole frozen front in the cache too (front.go): FrontFingerprint of
 	// the weights. "" caches the tower's features only.
 	Front string
+	// Device, when set, runs the graph there (device.go): a float32 training graph whose values live in the
+	// device's memory. nil: the CPU.
+	Device Device
 	// Arena, when set, lends the buffers of the graph's values (operations, the frozen tower) and gets them
 	// all back at Close, after which no value of the graph may be read: a training loop's next step reuses
 	// them. nil allocates plainly.
@@ -87,6 +90,7 @@ type Graph struct {
 	plans    map[int]*ops.FlexPlan // per FlexAttention layer
 	needs    map[*G.Node]bool      // nodes a gradient flows through
 	mem      *ops.Arena            // Options.Arena
+	dev      Device                // Options.Device
 	keep     func()                // after Run: stores the front in the feature cache (keepFront); nil: nothing to store
 	vm       G.VM
 }
@@ -99,6 +103,7 @@ type builder[T ops.Float] struct {
 	opt    Options
 	// When the frozen front is cached but missed: the samples' keys, and layer n_sa−1's image attention as
 	// its Select computes it.
+	err        error // a value that could not go to the device (bind)
 	frontKeys  []featcache.Key
 	frontAttn  [][][]float64
 	cacheFront bool // cachesFront's answer
@@ -111,6 +116,9 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 	if err := batch.Validate(cfg); err != nil {
 		return nil, err
 	}
+	if opt.Device != nil && (opt.Mode != Train || w.Dtype() != tensor.Float32) {
+		return nil, errDeviceInfer
+	}
 	_, n, _, M := cfg.Grid()
 	hrSeq := 0
 	if opt.View == ViewHDSeq {
@@ -118,8 +126,9 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 	}
 	m := &Graph{cfg: cfg, g: G.NewGraph(), lay: batch.assemble(n, hrSeq), view: opt.View, params: map[string]*G.Node{},
 		grads: map[string]*G.Node{}, cells: map[int]*G.Node{}, plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{},
-		mem: opt.Arena}
+		mem: opt.Arena, dev: opt.Device}
 	ops.Attach(m.g, m.mem)
+	ops.AttachDevice(m.g, m.dev)
 	m.rows, m.oriSizes, m.boxes = m.lay.hrRows(opt.Mode == Train), batch.OriSizes, batch.Boxes
 	if opt.HRRows != nil {
 		m.rows = opt.HRRows
@@ -141,7 +150,11 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 		m.release()
 		return nil, err
 	}
-	m.vm = G.NewTapeMachine(m.g)
+	var vmOpts []G.VMOpt
+	if m.dev != nil {
+		vmOpts = append(vmOpts, G.WithEngine(m.dev.Engine()))
+	}
+	m.vm = G.NewTapeMachine(m.g, vmOpts...)
 	return m, nil
 }
 
@@ -169,7 +182,10 @@ func (b *builder[T]) build(batch *Batch[T]) error {
 	if err = b.head(h); err != nil {
 		return err
 	}
-	return b.backward()
+	if err = b.backward(); err != nil {
+		return err
+	}
+	return b.err
 }
 
 // param returns the node bound to a weight, creating it on first use. A weight kept in 16 bits (frozen)
@@ -186,7 +202,7 @@ func (b *builder[T]) param(name string) (*G.Node, error) {
 	if t == nil {
 		return nil, fmt.Errorf("model: weight %s is missing", name)
 	}
-	n := G.NodeFromAny(b.g, t, G.WithName(name))
+	n := b.bind(name, t, true)
 	b.params[name] = n
 	b.needs[n] = b.opt.Trainable != nil && b.opt.Trainable(name)
 	return n, nil
@@ -195,7 +211,7 @@ func (b *builder[T]) param(name string) (*G.Node, error) {
 // constant adds a tensor without gradient.
 func (b *builder[T]) constant(name string, data []T, shape ...int) *G.Node {
 	t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
-	return G.NodeFromAny(b.g, t, G.WithName(name))
+	return b.bind(name, t, false)
 }
 
 // track records that n needs a gradient when any of its inputs does.

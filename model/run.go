@@ -28,10 +28,14 @@ func (m *Graph) Close() error {
 	return err
 }
 
-// release detaches the graph from its arena and returns every buffer lent to it.
+// release detaches the graph from its arena and device and returns every buffer lent to it.
 func (m *Graph) release() {
 	ops.Detach(m.g)
 	m.mem.Release()
+	if m.dev != nil {
+		ops.DetachDevice(m.g)
+		m.dev.Release()
+	}
 }
 
 // Loss is the training loss of the last Run (0 in Infer mode).
@@ -56,7 +60,8 @@ func scalar(v G.Value) float64 {
 	return 0
 }
 
-// Grads returns the gradient of every trainable weight after a Run, by name.
+// Grads returns the gradient of every trainable weight after a Run, by name: on a device, the device's
+// values (an optimizer there reads them where they are).
 func (m *Graph) Grads() map[string]*tensor.Dense {
 	out := make(map[string]*tensor.Dense, len(m.grads))
 	for name, n := range m.grads {
@@ -69,7 +74,8 @@ func (m *Graph) Grads() map[string]*tensor.Dense {
 
 // Logits returns the logits of the last Run: [B·N, V] (rows past a sample's length are padding), or in
 // training [len(LogitRows()), V], the rows the loss reads only.
-func (m *Graph) Logits() *tensor.Dense { return m.logits.Value().(*tensor.Dense) }
+// On a device they are downloaded (nil if that fails), as are the features below.
+func (m *Graph) Logits() *tensor.Dense { return m.hostDense(m.logits.Value()) }
 
 // LogitRows returns, when Logits holds some rows only, the row of [B·N] each of its rows is; nil when it
 // holds them all.
@@ -90,11 +96,11 @@ func (m *Graph) LRFeatures() *tensor.Dense {
 	if m.lr == nil {
 		return nil
 	}
-	return m.lr.Value().(*tensor.Dense)
+	return m.hostDense(m.lr.Value())
 }
 
 // HRFeatures returns the HR features [B·M, D] (zeros for samples without HR rows).
-func (m *Graph) HRFeatures() *tensor.Dense { return m.hd.Value().(*tensor.Dense) }
+func (m *Graph) HRFeatures() *tensor.Dense { return m.hostDense(m.hd.Value()) }
 
 // ImageIndex returns, per sample, its index among the image samples, or -1.
 func (m *Graph) ImageIndex() []int { return m.lay.imageIdx }
@@ -109,7 +115,11 @@ func (m *Graph) Selection(l int) ([][][]int, error) {
 	_, _, zg, _ := m.cfg.Grid()
 	grid := ops.CellGrid{G: m.cfg.Flex.SelectGrid, Zg: zg}
 	nc := grid.G * grid.G
-	cells := c.Value().Data()
+	v, err := m.host(c.Value())
+	if err != nil {
+		return nil, fmt.Errorf("model: layer %d's selection: %w", l, err)
+	}
+	cells := v.Data()
 	flag := func(i int) bool {
 		switch x := cells.(type) {
 		case []float32:

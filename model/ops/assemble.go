@@ -37,7 +37,8 @@ func Assemble(embed, image, hr *G.Node, src []Source, needEmbed, needImage bool)
 	if hr != nil {
 		children = append(children, hr)
 	}
-	op := &fnOp{name: "Assemble", diff: []bool{needEmbed, needImage && image != nil, false}[:len(children)]}
+	op := &fnOp{name: "Assemble", diff: []bool{needEmbed, needImage && image != nil, false}[:len(children)],
+		args: AssembleArgs{Sources: src, Image: image != nil, HR: hr != nil}}
 	tables := func(in []tensor.Shape) map[SourceKind]int {
 		rows := map[SourceKind]int{FromToken: in[0][0]}
 		if image != nil {
@@ -94,7 +95,11 @@ func assembleDo[T Float](src []Source, hasImage bool) doFunc {
 
 // scatterRows adds each row of g into the table row its source names (image rows or embedding rows).
 func scatterRows(g *G.Node, src []Source, table tensor.Shape, image bool) (*G.Node, error) {
-	op := &fnOp{name: "AssembleGrad"}
+	kind := FromToken
+	if image {
+		kind = FromImage
+	}
+	op := &fnOp{name: "AssembleGrad", args: AssembleArgs{Sources: src, Kind: kind, Table: table.Clone()}}
 	op.shape = func([]tensor.Shape) (tensor.Shape, error) { return table.Clone(), nil }
 	op.do = pick(scatterDo[float32](src, table, image), scatterDo[float64](src, table, image))
 	return apply(op, 2, g)

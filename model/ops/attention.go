@@ -38,8 +38,9 @@ func (l Layout) keys(b, r int) int {
 // non-causal when lay.Full is set.
 func Attention(q, k, v *G.Node, lay Layout) (*G.Node, error) {
 	c32, c64 := &plainCache[float32]{lay: lay}, &plainCache[float64]{lay: lay}
-	op := &fnOp{name: "Attention", diff: []bool{true, true, true}, shape: sameShape, do: pick(c32.forward, c64.forward)}
-	op.grad = packedGrad("AttentionGrad", pick(c32.backward, c64.backward), []bool{true, true, true})
+	op := &fnOp{name: "Attention", diff: []bool{true, true, true}, shape: sameShape, do: pick(c32.forward, c64.forward),
+		args: &AttentionArgs{Layout: lay}}
+	op.grad = packedGrad("AttentionGrad", op.args, pick(c32.backward, c64.backward), []bool{true, true, true})
 	return apply(op, 2, q, k, v)
 }
 
@@ -217,14 +218,14 @@ func shiftAt(shift []float64, r int) float64 {
 
 // packedGrad is the symbolic backward of an attention op: one op (do) over the inputs and the upstream
 // gradient computes the gradients of the first len(want) inputs packed in one tensor, and they are unpacked,
-// nil where want is false and for the inputs beyond.
-func packedGrad(name string, do doFunc, want []bool) func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
+// nil where want is false and for the inputs beyond. args are the forward operation's.
+func packedGrad(name string, args any, do doFunc, want []bool) func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 	return func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		sizes := make([]tensor.Shape, len(want))
 		for i := range sizes {
 			sizes[i] = in[i].Shape()
 		}
-		back := &fnOp{name: name, shape: packedShape(sizes), do: do}
+		back := &fnOp{name: name, args: args, shape: packedShape(sizes), do: do}
 		packed, err := apply(back, 1, append(in[:len(in):len(in)], g)...)
 		if err != nil {
 			return nil, err
@@ -267,7 +268,7 @@ func unpackAll(packed *G.Node, sizes []tensor.Shape, want []bool) (G.Nodes, erro
 
 // unpack copies the elements [off, off+|shape|) of a packed 1-D tensor into a tensor of the given shape.
 func unpack(packed *G.Node, off int, shape tensor.Shape) (*G.Node, error) {
-	op := &fnOp{name: fmt.Sprintf("Unpack%d", off)}
+	op := &fnOp{name: fmt.Sprintf("Unpack%d", off), args: UnpackArgs{off, shape.Clone()}}
 	op.shape = func([]tensor.Shape) (tensor.Shape, error) { return shape.Clone(), nil }
 	op.do = pick(unpackDo[float32](off, shape), unpackDo[float64](off, shape))
 	return apply(op, len(shape), packed)

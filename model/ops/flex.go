@@ -127,8 +127,8 @@ func blendRow[T Float](o, p, v, vHR []T, width, at int, alpha T) {
 func FlexAttention(q, k, v, wk, wv, hd, cells *G.Node, plan *FlexPlan, needW bool) (*G.Node, error) {
 	c32, c64 := newFlexCache[float32](plan), newFlexCache[float64](plan)
 	op := &fnOp{name: "FlexAttention", diff: []bool{true, true, true, needW, needW, false, false}, shape: sameShape,
-		do: pick(c32.forward, c64.forward)}
-	op.grad = packedGrad("FlexAttentionGrad", pick(c32.backward, c64.backward), []bool{true, true, true, needW, needW})
+		do: pick(c32.forward, c64.forward), args: &FlexArgs{Plan: plan}}
+	op.grad = packedGrad("FlexAttentionGrad", op.args, pick(c32.backward, c64.backward), []bool{true, true, true, needW, needW})
 	return apply(op, 2, q, k, v, wk, wv, hd, cells)
 }
 

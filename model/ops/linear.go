@@ -41,7 +41,7 @@ func Linear(x, w *G.Node, needX, needW bool) (*G.Node, error) {
 
 // matmulNode is op(a)·op(b) with no gradient of its own (it only appears in backward passes).
 func matmulNode(name string, a, b *G.Node, tA, tB bool) (*G.Node, error) {
-	op := &fnOp{name: name}
+	op := &fnOp{name: name, args: MatMulArgs{tA, tB}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		m, k := matDims(in[0], tA)
 		k2, n := matDims(in[1], tB)

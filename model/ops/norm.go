@@ -10,7 +10,7 @@ import (
 
 // RMSNorm is y = x / sqrt(mean(x²) + eps) · w over the last axis of x [R, D], with w [D] (docs/DESIGN.md §6).
 func RMSNorm(x, w *G.Node, eps float64, needX, needW bool) (*G.Node, error) {
-	op := &fnOp{name: "RMSNorm", diff: []bool{needX, needW}}
+	op := &fnOp{name: "RMSNorm", diff: []bool{needX, needW}, args: NormArgs{eps}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if len(in[0]) != 2 || len(in[1]) != 1 || in[0][1] != in[1][0] {
 			return nil, fmt.Errorf("ops: RMSNorm: x %v and w %v do not fit", in[0], in[1])
@@ -22,13 +22,13 @@ func RMSNorm(x, w *G.Node, eps float64, needX, needW bool) (*G.Node, error) {
 		res := G.Nodes{nil, nil}
 		var err error
 		if needX {
-			gx := &fnOp{name: "RMSNormGradX", shape: sameShape, do: pick(rmsGradXDo[float32](eps), rmsGradXDo[float64](eps))}
+			gx := &fnOp{name: "RMSNormGradX", args: op.args, shape: sameShape, do: pick(rmsGradXDo[float32](eps), rmsGradXDo[float64](eps))}
 			if res[0], err = apply(gx, 2, in[0], in[1], g); err != nil {
 				return nil, err
 			}
 		}
 		if needW {
-			gw := &fnOp{name: "RMSNormGradW", do: pick(rmsGradWDo[float32](eps), rmsGradWDo[float64](eps))}
+			gw := &fnOp{name: "RMSNormGradW", args: op.args, do: pick(rmsGradWDo[float32](eps), rmsGradWDo[float64](eps))}
 			gw.shape = func(in []tensor.Shape) (tensor.Shape, error) { return tensor.Shape{in[0][1]}, nil }
 			if res[1], err = apply(gw, 1, in[0], g); err != nil {
 				return nil, err

@@ -32,6 +32,8 @@ type fnOp struct {
 	outType hm.Type
 	shape   func(in []tensor.Shape) (tensor.Shape, error)
 	do      doFunc
+	args    any                                                  // the parameters a Device reads (Kernel.Args)
+	dev     Device                                               // the graph's device when the operation was built, or nil
 	mem     *Arena                                               // the graph's arena when the operation was built (outputs and scratch), or nil
 	diff    []bool                                               // which inputs carry a gradient
 	grad    func(in G.Nodes, out, grad *G.Node) (G.Nodes, error) // nil entries for inputs without one
@@ -49,11 +51,16 @@ func (o *fnOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	}
 	return o.shape(shapes)
 }
-func (o *fnOp) Do(in ...G.Value) (G.Value, error) { return o.do(o.mem, in) }
-func (o *fnOp) ReturnsPtr() bool                  { return false }
-func (o *fnOp) CallsExtern() bool                 { return false }
-func (o *fnOp) OverwritesInput() int              { return -1 }
-func (o *fnOp) WriteHash(h hash.Hash)             { fmt.Fprintf(h, "flextrain.%s#%d", o.name, o.id) }
+func (o *fnOp) Do(in ...G.Value) (G.Value, error) {
+	if o.dev != nil {
+		return o.dev.Run(Kernel{Name: o.name, Args: o.args, cpu: o.do}, in)
+	}
+	return o.do(o.mem, in)
+}
+func (o *fnOp) ReturnsPtr() bool      { return false }
+func (o *fnOp) CallsExtern() bool     { return false }
+func (o *fnOp) OverwritesInput() int  { return -1 }
+func (o *fnOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "flextrain.%s#%d", o.name, o.id) }
 func (o *fnOp) Hashcode() uint32 {
 	h := fnv.New32a()
 	o.WriteHash(h)
@@ -77,6 +84,7 @@ func (o *fnOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 func apply(op *fnOp, outDims int, children ...*G.Node) (*G.Node, error) {
 	op.id = nextID.Add(1)
 	op.mem = arenaOf(children[0].Graph())
+	op.dev = deviceOf(children[0].Graph())
 	dt := children[0].Dtype()
 	for _, c := range children {
 		op.inTypes = append(op.inTypes, nodeType(c.Dims(), c.Dtype()))

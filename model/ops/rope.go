@@ -30,7 +30,7 @@ func RopeTables(n, dh int, theta float64) (cos, sin []float64) {
 // restart in every sample).
 func Rope(x *G.Node, cos, sin []float64, dh int) (*G.Node, error) {
 	period := len(cos) / dh
-	op := &fnOp{name: "Rope", diff: []bool{true}}
+	op := &fnOp{name: "Rope", diff: []bool{true}, args: RopeArgs{Cos: cos, Sin: sin, HeadDim: dh}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if len(in[0]) != 2 || in[0][1]%dh != 0 || in[0][0]%period != 0 {
 			return nil, fmt.Errorf("ops: Rope: x %v does not fit head dim %d and period %d", in[0], dh, period)
@@ -39,7 +39,7 @@ func Rope(x *G.Node, cos, sin []float64, dh int) (*G.Node, error) {
 	}
 	op.do = pick(ropeDo[float32](cos, sin, dh, false), ropeDo[float64](cos, sin, dh, false))
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
-		back := &fnOp{name: "RopeGrad", shape: sameShape, do: pick(ropeDo[float32](cos, sin, dh, true), ropeDo[float64](cos, sin, dh, true))}
+		back := &fnOp{name: "RopeGrad", args: RopeArgs{Cos: cos, Sin: sin, HeadDim: dh, Inverse: true}, shape: sameShape, do: pick(ropeDo[float32](cos, sin, dh, true), ropeDo[float64](cos, sin, dh, true))}
 		d, err := apply(back, 2, g)
 		return G.Nodes{d}, err
 	}

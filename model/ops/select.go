@@ -37,7 +37,7 @@ type SelectPlan struct {
 // plain attention of this layer recomputed from q and k [B·N, H·dh]. The result [B·N, G²] holds 1 for a
 // selected cell; it carries no gradient.
 func Select(q, k *G.Node, plan *SelectPlan) (*G.Node, error) {
-	op := &fnOp{name: "Select"}
+	op := &fnOp{name: "Select", args: plan}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		return tensor.Shape{plan.B * plan.N, plan.Cells * plan.Cells}, nil
 	}

@@ -121,7 +121,7 @@ type NormSpec struct{ X, W, B bool }
 // LayerNormOp is CLIP's LayerNorm over the last axis of x [R, C] with weight w and bias b [C], with
 // gradients: y = (x − mean)/sqrt(var + eps)·w + b, the statistics accumulated in float64 as LayerNorm does.
 func LayerNormOp(x, w, b *G.Node, eps float64, need NormSpec) (*G.Node, error) {
-	op := &fnOp{name: "LayerNorm", diff: []bool{need.X, need.W, need.B}}
+	op := &fnOp{name: "LayerNorm", diff: []bool{need.X, need.W, need.B}, args: NormArgs{eps}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if len(in[0]) != 2 || len(in[1]) != 1 || !in[1].Eq(in[2]) || in[0][1] != in[1][0] {
 			return nil, fmt.Errorf("ops: LayerNorm: x %v, w %v and b %v do not fit", in[0], in[1], in[2])
@@ -133,13 +133,13 @@ func LayerNormOp(x, w, b *G.Node, eps float64, need NormSpec) (*G.Node, error) {
 		res := G.Nodes{nil, nil, nil}
 		var err error
 		if need.X {
-			gx := &fnOp{name: "LayerNormGradX", shape: sameShape, do: pick(lnGradXDo[float32](eps), lnGradXDo[float64](eps))}
+			gx := &fnOp{name: "LayerNormGradX", args: op.args, shape: sameShape, do: pick(lnGradXDo[float32](eps), lnGradXDo[float64](eps))}
 			if res[0], err = apply(gx, 2, in[0], in[1], g); err != nil {
 				return nil, err
 			}
 		}
 		if need.W {
-			gw := &fnOp{name: "LayerNormGradW", do: pick(lnGradWDo[float32](eps), lnGradWDo[float64](eps))}
+			gw := &fnOp{name: "LayerNormGradW", args: op.args, do: pick(lnGradWDo[float32](eps), lnGradWDo[float64](eps))}
 			gw.shape = func(in []tensor.Shape) (tensor.Shape, error) { return tensor.Shape{in[0][1]}, nil }
 			if res[1], err = apply(gw, 1, in[0], g); err != nil {
 				return nil, err
@@ -256,7 +256,7 @@ func quickGELUGradDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
 // GatherRows returns the rows idx of x [R, C] as [len(idx), C] (the tower's patch rows without the CLS
 // rows). need says whether x needs a gradient: the upstream rows are added back into their source rows.
 func GatherRows(x *G.Node, idx []int, need bool) (*G.Node, error) {
-	op := &fnOp{name: "GatherRows", diff: []bool{need}}
+	op := &fnOp{name: "GatherRows", diff: []bool{need}, args: RowsArgs{Index: idx}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if len(in[0]) != 2 {
 			return nil, fmt.Errorf("ops: GatherRows: x %v is not a matrix", in[0])
@@ -271,7 +271,7 @@ func GatherRows(x *G.Node, idx []int, need bool) (*G.Node, error) {
 	op.do = pick(gatherDo[float32](idx), gatherDo[float64](idx))
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		shape := in[0].Shape().Clone()
-		back := &fnOp{name: "GatherRowsGrad", do: pick(scatterRowsDo[float32](idx, shape), scatterRowsDo[float64](idx, shape))}
+		back := &fnOp{name: "GatherRowsGrad", args: RowsArgs{Index: idx, Shape: shape.Clone()}, do: pick(scatterRowsDo[float32](idx, shape), scatterRowsDo[float64](idx, shape))}
 		back.shape = func([]tensor.Shape) (tensor.Shape, error) { return shape.Clone(), nil }
 		d, err := apply(back, 2, g)
 		return G.Nodes{d}, err

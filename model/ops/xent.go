@@ -13,7 +13,7 @@ import (
 // CrossEntropy is the mean over rows with a target of −log softmax(logits[r])[target[r]], for logits [R, V]
 // and targets [R] (llava.IgnoreIndex where there is none). It is a scalar; with no target at all it is 0.
 func CrossEntropy(logits *G.Node, targets []int) (*G.Node, error) {
-	op := &fnOp{name: "CrossEntropy", diff: []bool{true}}
+	op := &fnOp{name: "CrossEntropy", diff: []bool{true}, args: &XentArgs{Targets: targets}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if len(in[0]) != 2 || in[0][0] != len(targets) {
 			return nil, fmt.Errorf("ops: CrossEntropy: logits %v for %d targets", in[0], len(targets))
@@ -28,7 +28,7 @@ func CrossEntropy(logits *G.Node, targets []int) (*G.Node, error) {
 	lse := make([]float64, len(targets)) // per row, its log-sum-exp: the forward pass leaves it for the backward
 	op.do = pick(xentDo[float32](targets, lse), xentDo[float64](targets, lse))
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
-		back := &fnOp{name: "CrossEntropyGrad", shape: sameShape, do: pick(xentGradDo[float32](targets, lse), xentGradDo[float64](targets, lse))}
+		back := &fnOp{name: "CrossEntropyGrad", args: op.args, shape: sameShape, do: pick(xentGradDo[float32](targets, lse), xentGradDo[float64](targets, lse))}
 		d, err := apply(back, 2, in[0], g)
 		return G.Nodes{d}, err
 	}
