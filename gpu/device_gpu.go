@@ -152,9 +152,23 @@ func (d *Device) Download(host []float32, b Buffer) error {
 	return d.copyDown(unsafe.Pointer(&host[0]), b, 4*b.n)
 }
 
-// copyUp copies bytes from host to the start of b.
+// copyUp copies bytes from host to the start of b, on the stream (after every launch before it, which may
+// still read b's memory when an arena lent it again) and waits for it.
 func (d *Device) copyUp(b Buffer, host unsafe.Pointer, bytes int) error {
-	return d.do(func() error { return cu.MemcpyHtoD(b.ptr, host, int64(bytes)) })
+	return d.do(func() error {
+		if err := cu.MemcpyHtoDAsync(b.ptr, host, int64(bytes), d.stream); err != nil {
+			return err
+		}
+		return d.stream.Synchronize()
+	})
+}
+
+// copyWithin copies src into dst (as long as src) on the stream.
+func (d *Device) copyWithin(dst, src Buffer) error {
+	if dst.n < src.n {
+		return fmt.Errorf("gpu: copy of %d values into %d", src.n, dst.n)
+	}
+	return d.do(func() error { return cu.MemcpyDtoDAsync(dst.ptr, src.ptr, int64(4*src.n), d.stream) })
 }
 
 // copyDown copies bytes from the start of b to host, after every launch before it has finished.

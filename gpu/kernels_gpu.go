@@ -70,8 +70,9 @@ func (d *Device) SwiGLUGrad(dgate, dup, a, b, g Buffer) error {
 
 // RMSNormGrad sets the gradients of RMSNorm's input (dx [rows, cols]) and weight (dw [cols]) from the
 // output's gradient g, as ops.RMSNorm's backward does; dw's columns add the rows in order, as the CPU does.
+// Either is skipped when its buffer is empty (w is read for dx only).
 func (d *Device) RMSNormGrad(dx, dw, x, w, g Buffer, rows, cols int, eps float64) error {
-	if x.n != rows*cols || dx.n != x.n || g.n != x.n || w.n != cols || dw.n != cols {
+	if x.n != rows*cols || g.n != x.n || (dx.n != 0 && (dx.n != x.n || w.n != cols)) || (dw.n != 0 && dw.n != cols) {
 		return fmt.Errorf("gpu: RMSNormGrad: dx %d, dw %d, x %d, w %d, g %d values for [%d, %d]", dx.n, dw.n, x.n, w.n, g.n, rows, cols)
 	}
 	s, err := d.Alloc(2 * rows) // a float64 per row
@@ -82,8 +83,13 @@ func (d *Device) RMSNormGrad(dx, dw, x, w, g Buffer, rows, cols int, eps float64
 	if err := d.launch("rms_rows", Rows(rows), s.ptr, x.ptr, int64(cols), eps); err != nil {
 		return err
 	}
-	if err := d.launch("rmsnorm_grad_w", Elementwise(cols), dw.ptr, x.ptr, g.ptr, s.ptr, int64(rows), int64(cols)); err != nil {
-		return err
+	if dw.n != 0 {
+		if err := d.launch("rmsnorm_grad_w", Elementwise(cols), dw.ptr, x.ptr, g.ptr, s.ptr, int64(rows), int64(cols)); err != nil {
+			return err
+		}
+	}
+	if dx.n == 0 {
+		return nil
 	}
 	return d.launch("rmsnorm_grad_x", Rows(rows), dx.ptr, x.ptr, w.ptr, g.ptr, int64(cols), eps)
 }

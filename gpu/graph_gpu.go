@@ -1,0 +1,314 @@
+//go:build gpu
+
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"gorgonia.org/cu"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
+)
+
+// Graphs runs model graphs on a Device (it is a model.Device): the weights stay in the device's memory
+// across graphs, every other value is lent from an arena for one graph, and each operation runs as the
+// device's kernel (graphops_gpu.go) or, for those without one, on the CPU over copies of its inputs
+// (counted in Fallbacks: the selection, whose attention map is small, and the operations of a trainable
+// vision tower). Not safe for concurrent use: one graph runs at a time.
+type Graphs struct {
+	d         *Device
+	weights   map[string]Buffer
+	free      map[int][]Buffer // idle buffers of the arena, by length
+	lent      []Buffer         // lent since the last Release
+	saved     []func()         // frees what forward passes saved for their backward passes
+	tables    map[*float64]Buffer
+	Fallbacks map[string]int // operations run on the CPU over copies, by kernel name
+}
+
+// Graphs returns a new runner of graphs on d.
+func (d *Device) Graphs() *Graphs {
+	return &Graphs{d: d, weights: map[string]Buffer{}, free: map[int][]Buffer{}, tables: map[*float64]Buffer{},
+		Fallbacks: map[string]int{}}
+}
+
+// Run computes one operation of a graph (ops.Device).
+func (g *Graphs) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
+	name := k.Name
+	if strings.HasPrefix(name, "Unpack") {
+		name = "Unpack"
+	}
+	run, ok := graphOps[name]
+	if !ok {
+		g.Fallbacks[k.Name]++
+		return g.onCPU(k, in)
+	}
+	v, err := run(g, k, in)
+	if err != nil {
+		return nil, fmt.Errorf("gpu: %s: %w", k.Name, err)
+	}
+	return v, nil
+}
+
+// onCPU runs k with the CPU's arithmetic over host copies of in, and puts its output on the device.
+func (g *Graphs) onCPU(k ops.Kernel, in []G.Value) (G.Value, error) {
+	host := make([]G.Value, len(in))
+	for i, v := range in {
+		host[i] = v
+		if _, ok := v.(tensor.Tensor); ok {
+			t, err := g.Download(v)
+			if err != nil {
+				return nil, fmt.Errorf("gpu: %s on the CPU: input %d: %w", k.Name, i, err)
+			}
+			host[i] = t
+		}
+	}
+	out, err := k.RunOnCPU(host)
+	if err != nil {
+		return nil, err
+	}
+	if t, ok := out.(*tensor.Dense); ok {
+		return g.Upload(t)
+	}
+	return out, nil
+}
+
+// Weight returns the device's copy of a weight, made from t the first time (model.Device). From then on the
+// device's copy is the weight: an optimizer on the device updates it, and ReadWeight brings it back.
+func (g *Graphs) Weight(name string, t *tensor.Dense) (G.Value, error) {
+	b, ok := g.weights[name]
+	if !ok {
+		host, ok := t.Data().([]float32)
+		if !ok {
+			return nil, fmt.Errorf("gpu: weight %s is %v, not float32", name, t.Dtype())
+		}
+		var err error
+		if b, err = newBuffer(g.d, host); err != nil {
+			return nil, fmt.Errorf("gpu: weight %s: %w", name, err)
+		}
+		g.weights[name] = b
+	}
+	if b.n != t.Shape().TotalSize() {
+		return nil, fmt.Errorf("gpu: weight %s holds %d values on the device, %v asked", name, b.n, t.Shape())
+	}
+	return g.value(b, t.Shape()...), nil
+}
+
+// ReadWeight copies the device's copy of weight name into host.
+func (g *Graphs) ReadWeight(name string, host []float32) error {
+	b, ok := g.weights[name]
+	if !ok {
+		return fmt.Errorf("gpu: weight %s is not on the device", name)
+	}
+	return g.d.Download(host, b)
+}
+
+// Upload returns a device copy of t, lent until Release (model.Device).
+func (g *Graphs) Upload(t *tensor.Dense) (G.Value, error) {
+	host, ok := t.Data().([]float32)
+	if !ok {
+		return nil, fmt.Errorf("gpu: upload of %v values: float32 only", t.Dtype())
+	}
+	b, err := g.lend(len(host))
+	if err == nil && len(host) > 0 {
+		err = g.d.Upload(b, host)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g.value(b, t.Shape()...), nil
+}
+
+// Download returns a host copy of a device value (model.Device).
+func (g *Graphs) Download(v G.Value) (*tensor.Dense, error) {
+	b, err := buffer(v)
+	if err != nil {
+		return nil, err
+	}
+	host := make([]float32, b.n)
+	if b.n > 0 {
+		if err := g.d.Download(host, b); err != nil {
+			return nil, err
+		}
+	}
+	return tensor.New(tensor.WithShape(v.Shape().Clone()...), tensor.WithBacking(host)), nil
+}
+
+// Engine is the tensor engine of the graphs' values (model.Device).
+func (g *Graphs) Engine() tensor.Engine { return engine{g} }
+
+// Release takes back every value lent since the last Release and frees what forward passes saved
+// (model.Device). The stream runs in order, so a buffer lent again is written only after every kernel that
+// read it before.
+func (g *Graphs) Release() {
+	for _, free := range g.saved {
+		free()
+	}
+	for _, b := range g.lent {
+		g.free[b.n] = append(g.free[b.n], b)
+	}
+	g.saved, g.lent, g.tables = nil, nil, map[*float64]Buffer{}
+}
+
+// Close frees the arena and the weights; the device stays open.
+func (g *Graphs) Close() error {
+	g.Release()
+	var errs []error
+	for _, bufs := range g.free {
+		for _, b := range bufs {
+			errs = append(errs, g.d.Free(b))
+		}
+	}
+	for _, b := range g.weights {
+		errs = append(errs, g.d.Free(b))
+	}
+	g.free, g.weights = map[int][]Buffer{}, map[string]Buffer{}
+	return errors.Join(errs...)
+}
+
+// lend returns a buffer of n values (not initialised) until Release.
+func (g *Graphs) lend(n int) (Buffer, error) {
+	if n == 0 {
+		return Buffer{}, nil
+	}
+	var b Buffer
+	if idle := g.free[n]; len(idle) > 0 {
+		b, g.free[n] = idle[len(idle)-1], idle[:len(idle)-1]
+	} else {
+		var err error
+		if b, err = g.d.Alloc(n); err != nil {
+			return Buffer{}, err
+		}
+	}
+	g.lent = append(g.lent, b)
+	return b, nil
+}
+
+// output lends a buffer for a value of the given shape and wraps it.
+func (g *Graphs) output(shape ...int) (Buffer, *tensor.Dense, error) {
+	n := tensor.Shape(shape).TotalSize()
+	b, err := g.lend(n)
+	if err != nil {
+		return Buffer{}, nil, err
+	}
+	return b, g.value(b, shape...), nil
+}
+
+// value wraps b as a graph value of the given shape.
+func (g *Graphs) value(b Buffer, shape ...int) *tensor.Dense {
+	return tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(shape...), tensor.WithEngine(engine{g}),
+		tensor.FromMemory(uintptr(b.ptr), uintptr(4*b.n)))
+}
+
+// Uintptr and MemSize make a Buffer a tensor.Memory.
+func (b Buffer) Uintptr() uintptr { return uintptr(b.ptr) }
+func (b Buffer) MemSize() uintptr { return uintptr(4 * b.n) }
+
+// buffer is the device buffer of a graph value.
+func buffer(v G.Value) (Buffer, error) {
+	t, ok := v.(*tensor.Dense)
+	if !ok || t.Dtype() != tensor.Float32 {
+		return Buffer{}, fmt.Errorf("gpu: a %T of %v is not a float32 tensor", v, v.Dtype())
+	}
+	if _, ok := t.Engine().(engine); !ok {
+		return Buffer{}, errors.New("gpu: a tensor in host memory where the device's was expected")
+	}
+	n := t.Shape().TotalSize()
+	if n == 0 {
+		return Buffer{}, nil
+	}
+	return Buffer{ptr: cu.DevicePtr(t.Uintptr()), n: n}, nil
+}
+
+// buffers are the device buffers of graph values.
+func buffers(in []G.Value) ([]Buffer, error) {
+	out := make([]Buffer, len(in))
+	for i, v := range in {
+		var err error
+		if out[i], err = buffer(v); err != nil {
+			return nil, fmt.Errorf("input %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// copyOf lends a copy of b.
+func (g *Graphs) copyOf(b Buffer) (Buffer, error) {
+	c, err := g.lend(b.n)
+	if err == nil && b.n > 0 {
+		err = g.d.copyWithin(c, b)
+	}
+	return c, err
+}
+
+// engine is the tensor engine of device values: Gorgonia's own operations in a graph reach the device
+// through it. Of those, the model's graphs hold only the sum of a node's gradient contributions (Add).
+type engine struct{ g *Graphs }
+
+func (engine) AllocAccessible() bool { return false }
+func (e engine) Alloc(size int64) (tensor.Memory, error) {
+	return e.g.lend(int(size / 4))
+}
+func (engine) Free(tensor.Memory, int64) error { return nil } // the arena takes everything back at Release
+func (engine) Memset(tensor.Memory, any) error { return errors.New("gpu: Memset of a device value") }
+func (engine) Memclr(tensor.Memory)            {}
+func (engine) Memcpy(_, _ tensor.Memory) error { return errors.New("gpu: Memcpy of a device value") }
+func (engine) Accessible(tensor.Memory) (tensor.Memory, error) {
+	return nil, errors.New("gpu: a device value is not accessible from the host")
+}
+func (engine) WorksWith(tensor.DataOrder) bool { return true }
+
+// Add is a + b into a new value, into the reused one, or into a when unsafe (the opts of tensor.Add).
+func (e engine) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, error) {
+	x, err := buffer(a)
+	var y Buffer
+	if err == nil {
+		y, err = buffer(b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if x.n != y.n {
+		return nil, fmt.Errorf("gpu: Add of %v and %v", a.Shape(), b.Shape())
+	}
+	fo := tensor.ParseFuncOpts(opts...)
+	if fo.Incr() != nil {
+		return nil, errors.New("gpu: Add with an increment is not supported")
+	}
+	out, err := e.into(a, fo.Reuse(), !fo.Safe())
+	if err != nil {
+		return nil, err
+	}
+	z, _ := buffer(out)
+	if z.ptr != x.ptr {
+		if err := e.g.d.copyWithin(z, x); err != nil {
+			return nil, err
+		}
+	}
+	return out, e.g.d.AddTo(z, y)
+}
+
+// into is where Add writes: reuse when given, a when unsafe, else a new value of a's shape.
+func (e engine) into(a, reuse tensor.Tensor, unsafe bool) (tensor.Tensor, error) {
+	switch {
+	case reuse != nil:
+		if !reuse.Shape().Eq(a.Shape()) {
+			return nil, fmt.Errorf("gpu: Add into %v of %v", reuse.Shape(), a.Shape())
+		}
+		if _, err := buffer(reuse); err != nil {
+			return nil, err
+		}
+		return reuse, nil
+	case unsafe:
+		return a, nil
+	}
+	_, t, err := e.g.output(a.Shape()...)
+	return t, err
+}
+
+func (engine) AddScalar(tensor.Tensor, any, bool, ...tensor.FuncOpt) (tensor.Tensor, error) {
+	return nil, errors.New("gpu: AddScalar of a device value")
+}

@@ -1,0 +1,466 @@
+//go:build gpu
+
+package gpu
+
+import (
+	"fmt"
+	"unsafe"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
+)
+
+// graphOp runs one kernel of a graph on the device: its inputs' buffers in, a lent output out.
+type graphOp func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error)
+
+// graphOps are the kernels the device runs itself, by name (the Unpack kernels under "Unpack"): the whole
+// of a decoder's training step but the selection.
+var graphOps = map[string]graphOp{
+	"Add":               elementwise(func(d *Device, y, a, b Buffer) error { return d.AddTo(y, b) }, true),
+	"AddBias":           elementwise(func(d *Device, y, a, b Buffer) error { return d.AddRowBias(y, b) }, true),
+	"GELU":              elementwise(func(d *Device, y, a, _ Buffer) error { return d.GELU(y) }, true),
+	"SwiGLU":            elementwise(func(d *Device, y, a, b Buffer) error { return d.SwiGLU(y, a, b) }, false),
+	"SwiGLUGradGate":    swigluGrad(true),
+	"SwiGLUGradUp":      swigluGrad(false),
+	"Linear":            linear,
+	"LinearGradX":       matmul,
+	"LinearGradW":       matmul,
+	"RMSNorm":           rmsNorm,
+	"RMSNormGradX":      rmsNormGrad(true),
+	"RMSNormGradW":      rmsNormGrad(false),
+	"Rope":              rope,
+	"RopeGrad":          rope,
+	"Attention":         attention,
+	"AttentionGrad":     attentionGrad,
+	"FlexAttention":     flexAttention,
+	"FlexAttentionGrad": flexAttentionGrad,
+	"Unpack":            unpack,
+	"CrossEntropy":      crossEntropy,
+	"CrossEntropyGrad":  crossEntropyGrad,
+	"Assemble":          assemble,
+	"AssembleGrad":      assembleGrad,
+	"GatherRows":        gatherRows,
+	"GatherRowsGrad":    gatherRowsGrad,
+}
+
+// elementwise is an operation whose output has its first input's shape: f writes y from the inputs a and b
+// (b empty for one input); when inPlace, y starts as a copy of a.
+func elementwise(f func(d *Device, y, a, b Buffer) error, inPlace bool) graphOp {
+	return func(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
+		bufs, err := buffers(in)
+		if err != nil {
+			return nil, err
+		}
+		bufs = append(bufs, Buffer{})
+		y, out, err := g.output(in[0].Shape()...)
+		if err == nil && inPlace {
+			err = g.d.copyWithin(y, bufs[0])
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out, f(g.d, y, bufs[0], bufs[1])
+	}
+}
+
+// swigluGrad is SwiGLU's gradient of the gate or of up, over in = gate, up, g (the kernel computes both:
+// the other goes to scratch).
+func swigluGrad(gate bool) graphOp {
+	return func(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
+		b, err := buffers(in)
+		if err != nil {
+			return nil, err
+		}
+		y, out, err := g.output(in[0].Shape()...)
+		var other Buffer
+		if err == nil {
+			other, err = g.lend(y.n)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if gate {
+			return out, g.d.SwiGLUGrad(y, other, b[0], b[1], b[2])
+		}
+		return out, g.d.SwiGLUGrad(other, y, b[0], b[1], b[2])
+	}
+}
+
+// linear is y = x·wᵀ over in = x [rows, in], w [out, in].
+func linear(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
+	b, err := buffers(in)
+	if err != nil {
+		return nil, err
+	}
+	xs, ws := in[0].Shape(), in[1].Shape()
+	y, out, err := g.output(xs[0], ws[0])
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.MatMulNT(y, b[0], b[1], xs[0], xs[1], ws[0])
+}
+
+// matmul is op(a)·op(b) (ops.MatMulArgs): a linear layer's gradients.
+func matmul(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.MatMulArgs)
+	if !ok {
+		return nil, fmt.Errorf("arguments %T", k.Args)
+	}
+	b, err := buffers(in)
+	if err != nil {
+		return nil, err
+	}
+	as, bs := in[0].Shape(), in[1].Shape()
+	m, kk := dims(as, args.TA)
+	_, n := dims(bs, args.TB)
+	y, out, err := g.output(m, n)
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.gemm(mat{b: b[0], ld: as[1], t: args.TA}, mat{b: b[1], ld: bs[1], t: args.TB}, mat{b: y, ld: n}, m, n, kk, 1, 0, 1)
+}
+
+// dims are the (rows, columns) of a matrix of shape s, transposed when t.
+func dims(s tensor.Shape, t bool) (int, int) {
+	if t {
+		return s[1], s[0]
+	}
+	return s[0], s[1]
+}
+
+// rmsNorm is RMSNorm over in = x [rows, cols], w [cols].
+func rmsNorm(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.NormArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	s := in[0].Shape()
+	y, out, err := g.output(s...)
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.RMSNorm(y, b[0], b[1], s[0], s[1], args.Eps)
+}
+
+// rmsNormGrad is RMSNorm's gradient of x (in = x, w, g) or of w (in = x, g).
+func rmsNormGrad(ofX bool) graphOp {
+	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+		args, ok := k.Args.(ops.NormArgs)
+		b, err := buffers(in)
+		if err != nil || !ok {
+			return nil, argsErr(err, k)
+		}
+		s := in[0].Shape()
+		if ofX {
+			dx, out, err := g.output(s...)
+			if err != nil {
+				return nil, err
+			}
+			return out, g.d.RMSNormGrad(dx, Buffer{}, b[0], b[1], b[2], s[0], s[1], args.Eps)
+		}
+		dw, out, err := g.output(s[1])
+		if err != nil {
+			return nil, err
+		}
+		return out, g.d.RMSNormGrad(Buffer{}, dw, b[0], Buffer{}, b[1], s[0], s[1], args.Eps)
+	}
+}
+
+// rope is Rope or its adjoint over in = x [rows, width], with the tables put on the device once per graph.
+func rope(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.RopeArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	cos, err := g.table(args.Cos)
+	var sin Buffer
+	if err == nil {
+		sin, err = g.table(args.Sin)
+	}
+	s := in[0].Shape()
+	var y Buffer
+	var out *tensor.Dense
+	if err == nil {
+		y, out, err = g.output(s...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.Rope(y, b[0], cos, sin, s[0], s[1], args.HeadDim, args.Inverse)
+}
+
+// table is a RoPE table on the device, narrowed to float32 as the CPU's kernel narrows it, uploaded once per
+// graph (the layers share their tables).
+func (g *Graphs) table(t []float64) (Buffer, error) {
+	if len(t) == 0 {
+		return Buffer{}, fmt.Errorf("an empty RoPE table")
+	}
+	key := unsafe.SliceData(t)
+	if b, ok := g.tables[key]; ok {
+		return b, nil
+	}
+	b, err := g.lend(len(t))
+	if err == nil {
+		err = g.d.Upload(b, ops.Convert[float32](nil, t))
+	}
+	if err != nil {
+		return Buffer{}, err
+	}
+	g.tables[key] = b
+	return b, nil
+}
+
+// attention is plain attention over in = q, k, v; the probabilities stay on the device for the backward pass.
+func attention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(*ops.AttentionArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	o, out, err := g.output(in[0].Shape()...)
+	if err != nil {
+		return nil, err
+	}
+	p, err := g.d.Attention(o, b[0], b[1], b[2], args.Layout)
+	if err != nil {
+		return nil, err
+	}
+	args.Saved.Value = p
+	g.saved = append(g.saved, func() { g.d.Free(p); args.Saved.Value = nil })
+	return out, nil
+}
+
+// attentionGrad is plain attention's backward pass over in = q, k, v, g: dq, dk, dv packed.
+func attentionGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(*ops.AttentionArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	p, ok := args.Saved.Value.(Buffer)
+	if !ok {
+		return nil, fmt.Errorf("the forward pass left no probabilities")
+	}
+	parts, out, err := g.packed(b[:3])
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.AttentionGrad(parts[0], parts[1], parts[2], b[0], b[1], b[2], b[3], p, args.Layout)
+}
+
+// packed lends one 1-D value holding a gradient of each buffer's size, one after the other, and returns its
+// parts.
+func (g *Graphs) packed(like []Buffer) ([]Buffer, *tensor.Dense, error) {
+	n := 0
+	for _, b := range like {
+		n += b.n
+	}
+	all, out, err := g.output(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	parts := make([]Buffer, len(like))
+	off := 0
+	for i, b := range like {
+		parts[i] = Buffer{ptr: all.at(off), n: b.n}
+		off += b.n
+	}
+	return parts, out, nil
+}
+
+// unpack is one gradient of a packed value: a view of its part (no copy).
+func unpack(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.UnpackArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	n := args.Shape.TotalSize()
+	if args.Off < 0 || args.Off+n > b[0].n {
+		return nil, fmt.Errorf("values [%d, %d) of %d", args.Off, args.Off+n, b[0].n)
+	}
+	return g.value(Buffer{ptr: b[0].at(args.Off), n: n}, args.Shape...), nil
+}
+
+// flexAttention is FlexAttention over in = q, k, v, wk, wv, hd, cells, in the dense form; the selection cells
+// come down (the device reads which rows and tokens take part from them).
+func flexAttention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(*ops.FlexArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	cells := make([]float32, b[6].n)
+	if err := g.d.Download(cells, b[6]); err != nil {
+		return nil, err
+	}
+	o, out, err := g.output(in[0].Shape()...)
+	if err != nil {
+		return nil, err
+	}
+	f, err := g.d.FlexAttention(o, b[0], b[1], b[2], b[3], b[4], b[5], cells, args.Plan)
+	if err != nil {
+		return nil, err
+	}
+	args.Saved.Value = f
+	g.saved = append(g.saved, func() { f.Free(g.d); args.Saved.Value = nil })
+	return out, nil
+}
+
+// flexAttentionGrad is FlexAttention's backward pass over in = q, k, v, wk, wv, hd, cells, g: dq, dk, dv,
+// dwk, dwv packed.
+func flexAttentionGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(*ops.FlexArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	f, ok := args.Saved.Value.(*Flex)
+	if !ok {
+		return nil, fmt.Errorf("the forward pass left no state")
+	}
+	parts, out, err := g.packed(b[:5])
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.FlexAttentionGrad(parts[0], parts[1], parts[2], parts[3], parts[4], b[0], b[1], b[2], b[5], b[7], f)
+}
+
+// crossEntropy is the mean cross-entropy over in = logits [rows, V]: a host scalar, the one value of a
+// training step that comes down.
+func crossEntropy(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(*ops.XentArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	loss, x, err := g.d.CrossEntropy(b[0], args.Targets, in[0].Shape()[1])
+	if err != nil {
+		return nil, err
+	}
+	args.Saved.Value = x
+	g.saved = append(g.saved, func() { x.Free(g.d); args.Saved.Value = nil })
+	return G.NewF32(float32(loss)), nil
+}
+
+// crossEntropyGrad is the cross-entropy's gradient over in = logits, and the upstream scalar.
+func crossEntropyGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(*ops.XentArgs)
+	b, err := buffer(in[0])
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	x, ok := args.Saved.Value.(*Xent)
+	if !ok {
+		return nil, fmt.Errorf("the forward pass left no state")
+	}
+	up, err := hostScalar(in[1])
+	if err != nil {
+		return nil, err
+	}
+	d, out, err := g.output(in[0].Shape()...)
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.CrossEntropyGrad(d, b, x, up)
+}
+
+// hostScalar reads a scalar graph value held by the host.
+func hostScalar(v G.Value) (float64, error) {
+	switch x := v.(type) {
+	case *G.F32:
+		return float64(*x), nil
+	case *G.F64:
+		return float64(*x), nil
+	}
+	return 0, fmt.Errorf("the upstream gradient is a %T, not a host scalar", v)
+}
+
+// assemble is the decoder's input over in = embeddings, [image features], [HR features].
+func assemble(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.AssembleArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	var image, hr Buffer
+	if args.Image {
+		image = b[1]
+	}
+	if args.HR {
+		hr = b[len(b)-1]
+	}
+	D := in[0].Shape()[1]
+	y, out, err := g.output(len(args.Sources), D)
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.Assemble(y, b[0], image, hr, args.Sources, D)
+}
+
+// assembleGrad is the gradient of one of the assembly's tables over in = the rows' gradient.
+func assembleGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.AssembleArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	d, out, err := g.output(args.Table...)
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.AssembleGrad(d, b[0], args.Sources, args.Kind, args.Table[1])
+}
+
+// gatherRows is rows Index of in = x [rows, C]: the assembly's gather over x as the one table.
+func gatherRows(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.RowsArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	C := in[0].Shape()[1]
+	y, out, err := g.output(len(args.Index), C)
+	if err != nil || len(args.Index) == 0 {
+		return out, err
+	}
+	return out, g.d.Assemble(y, b[0], Buffer{}, Buffer{}, rowSources(args.Index), C)
+}
+
+// gatherRowsGrad adds each row of in = g back into its source row of a zero [Shape].
+func gatherRowsGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.RowsArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	d, out, err := g.output(args.Shape...)
+	if err != nil {
+		return nil, err
+	}
+	if len(args.Index) == 0 {
+		return out, g.d.Zero(d)
+	}
+	return out, g.d.AssembleGrad(d, b[0], rowSources(args.Index), ops.FromToken, args.Shape[1])
+}
+
+// rowSources names rows idx of one table as the assembly's sources.
+func rowSources(idx []int) []ops.Source {
+	src := make([]ops.Source, len(idx))
+	for i, r := range idx {
+		src[i] = ops.Source{Kind: ops.FromToken, Index: r}
+	}
+	return src
+}
+
+// argsErr is the error of a kernel whose inputs are not the device's, or whose arguments are not its own.
+func argsErr(err error, k ops.Kernel) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("arguments %T", k.Args)
+}

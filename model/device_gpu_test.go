@@ -1,0 +1,104 @@
+//go:build gpu
+
+package model
+
+import (
+	"maps"
+	"math"
+	"slices"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/gpu"
+)
+
+var _ Device = (*gpu.Graphs)(nil)
+
+// TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32: the loss and
+// every gradient agree to float32's tolerance (cuBLAS sums in its own order; FlexAttention runs in the dense
+// form there), the selection is the one operation that ran on the CPU, and a second run on the same
+// device (the arena's buffers lent again, the weights kept) gives the first run's bits.
+func TestGraphOnGPU(t *testing.T) {
+	d, err := gpu.Open(0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	graphs := d.Graphs()
+	defer graphs.Close()
+	gc := goldenTrainCase(t)
+	w, err := FromTensors(gc.cfg, tensor.Float32, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{Mode: Train, Alpha: 0.5, Trainable: defaultTrainable(gc.cfg)}
+	cpu, err := Build(w, gc.batch, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpu.Close()
+	if err := cpu.Run(); err != nil {
+		t.Fatal(err)
+	}
+	opt.Device = graphs
+	run := func() (float64, map[string][]float32) {
+		g, err := Build(w, gc.batch, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		if err := g.Run(); err != nil {
+			t.Fatal(err)
+		}
+		grads := map[string][]float32{}
+		for name, v := range g.Grads() {
+			h, err := graphs.Download(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grads[name] = h.Data().([]float32)
+		}
+		return g.Loss(), grads
+	}
+	loss, grads := run()
+	if e := math.Abs(loss-cpu.Loss()) / math.Abs(cpu.Loss()); e > 1e-5 {
+		t.Errorf("loss %v on the GPU, %v on the CPU (relative error %.2g)", loss, cpu.Loss(), e)
+	}
+	want := cpu.Grads()
+	if !slices.Equal(slices.Sorted(maps.Keys(grads)), slices.Sorted(maps.Keys(want))) {
+		t.Fatalf("gradients of %v on the GPU, of %v on the CPU", slices.Sorted(maps.Keys(grads)), slices.Sorted(maps.Keys(want)))
+	}
+	for name, g := range want {
+		if e := relErr32(grads[name], g.Data().([]float32)); e > 1e-4 {
+			t.Errorf("%s: relative error %.2g", name, e)
+		} else {
+			t.Logf("%s: relative error %.2g", name, e)
+		}
+	}
+	if len(graphs.Fallbacks) != 1 || graphs.Fallbacks["Select"] == 0 {
+		t.Errorf("operations run on the CPU: %v (the selection only expected)", graphs.Fallbacks)
+	}
+	again, grads2 := run()
+	if again != loss {
+		t.Errorf("a second run gives loss %v, the first %v", again, loss)
+	}
+	for name, g := range grads {
+		if !slices.Equal(g, grads2[name]) {
+			t.Errorf("%s: a second run gives other bits", name)
+		}
+	}
+}
+
+// relErr32 is ‖got − want‖ / ‖want‖.
+func relErr32(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num, den = num+d*d, den+float64(want[i])*float64(want[i])
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
