@@ -57,6 +57,9 @@ type Config struct {
 	FeatureCache   string `yaml:"feature_cache"`
 	FeatureCacheMB int    `yaml:"feature_cache_mb"` // the in-memory part's bound
 	DType          string `yaml:"dtype"`            // float32 for training, float64 for numerical checks
+	// Device is where the steps run: cpu, or cuda (cuda:N for the GPU of ordinal N) in a build with
+	// -tags gpu. On a GPU the graphs, gradients and AdamW run in its memory (tf32 opts in to TF32 products).
+	Device string `yaml:"device"`
 
 	LearningRate              float64 `yaml:"learning_rate"`
 	WeightDecay               float64 `yaml:"weight_decay"`
@@ -113,7 +116,7 @@ var (
 // paths have no default.
 func Defaults() Config {
 	return Config{
-		ModelMaxLength: 2048, BadSamplePolicy: "skip", MaxBadFraction: 0.01, DType: "float32",
+		ModelMaxLength: 2048, BadSamplePolicy: "skip", MaxBadFraction: 0.01, DType: "float32", Device: "cpu",
 		ImageMaxPixels: data.DefaultImageMaxPixels, MaxRecordBytes: data.DefaultMaxRecordBytes,
 		FeatureCache: "memory", FeatureCacheMB: 1024,
 		LearningRate: 2e-5, AdamBeta1: 0.9, AdamBeta2: 0.999, AdamEpsilon: 1e-8, MaxGradNorm: 1,
@@ -456,8 +459,8 @@ func matchAny(patterns []string, name string) bool {
 	return false
 }
 
-// resumeAllowed are the keys that may change when a run resumes: schedule, length, logging, evaluation and
-// saving. Every other key defines the run (model shape, flex, what trains, seed, data and its order, batch,
+// resumeAllowed are the keys that may change when a run resumes: schedule, length, logging, evaluation,
+// saving and the device. Every other key defines the run (model shape, flex, what trains, seed, data and its order, batch,
 // dtype, optimizer state meaning) and must not drift.
 var resumeAllowed = map[string]bool{
 	"learning_rate": true, "lr_scheduler_type": true, "warmup_ratio": true, "warmup_steps": true,
@@ -466,7 +469,7 @@ var resumeAllowed = map[string]bool{
 	"output_dir": true, "eval_data_path": true, "dataloader_num_workers": true,
 	"bad_sample_policy": true, "max_bad_fraction": true, "image_max_pixels": true, "max_record_bytes": true,
 	"tf32": true, "lazy_preprocess": true, "report_to": true, "evaluation_strategy": true, "save_strategy": true,
-	"per_device_eval_batch_size": true, "feature_cache": true, "feature_cache_mb": true,
+	"per_device_eval_batch_size": true, "feature_cache": true, "feature_cache_mb": true, "device": true,
 }
 
 // Diff lists the keys whose values differ between a and b, sorted: shape holds those that define the run (a
@@ -563,6 +566,44 @@ func (c Config) validateOptim(bad badFunc) {
 	if c.DType != "float32" && c.DType != "float64" {
 		bad("dtype", "%q is not float32 or float64", c.DType)
 	}
+	c.validateDevice(bad)
+}
+
+// validateDevice refuses a device that is not cpu, cuda or cuda:N, and what a GPU does not run yet.
+func (c Config) validateDevice(bad badFunc) {
+	d, err := ParseDevice(c.Device)
+	switch {
+	case err != nil:
+		bad("device", "%v", err)
+	case !d.CUDA:
+	case c.DType != "float32":
+		bad("device", "%s trains in float32, got dtype %s", c.Device, c.DType)
+	case c.LLaVA.BF16:
+		bad("device", "%s with bf16: true is not supported yet (the GPU holds the frozen weights in float32)", c.Device)
+	}
+}
+
+// Device is where a run's steps run: the CPU, or the CUDA GPU of ordinal Ordinal.
+type Device struct {
+	CUDA    bool
+	Ordinal int
+}
+
+// ParseDevice reads cpu, cuda (the GPU of ordinal 0) or cuda:N.
+func ParseDevice(s string) (Device, error) {
+	switch {
+	case s == "cpu":
+		return Device{}, nil
+	case s == "cuda":
+		return Device{CUDA: true}, nil
+	case strings.HasPrefix(s, "cuda:"):
+		n, err := strconv.Atoi(s[len("cuda:"):])
+		if err != nil || n < 0 || n > 1<<10 {
+			return Device{}, fmt.Errorf("%q: the GPU's ordinal after cuda: is a number ≥ 0", s)
+		}
+		return Device{CUDA: true, Ordinal: n}, nil
+	}
+	return Device{}, fmt.Errorf("%q is not cpu, cuda or cuda:N", s)
 }
 
 // inRange reports v outside [lo, hi] (NaN included).

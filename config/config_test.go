@@ -199,6 +199,30 @@ func TestSetOverridesFile(t *testing.T) {
 	}
 }
 
+func TestParseDevice(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Device
+		ok   bool
+	}{
+		{"cpu", Device{}, true},
+		{"cuda", Device{CUDA: true}, true},
+		{"cuda:0", Device{CUDA: true}, true},
+		{"cuda:3", Device{CUDA: true, Ordinal: 3}, true},
+		{"", Device{}, false},
+		{"CUDA", Device{}, false},
+		{"cuda:", Device{}, false},
+		{"cuda:x", Device{}, false},
+		{"cuda:-2", Device{}, false},
+		{"cuda:1:2", Device{}, false},
+	} {
+		got, err := ParseDevice(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseDevice(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -219,6 +243,11 @@ func TestValidate(t *testing.T) {
 		{"warmup ratio 2", func(c *Config) { c.WarmupRatio = 2 }, "warmup_ratio"},
 		{"alpha warm-up ratio -1", func(c *Config) { c.Flex.AlphaWarmupRatio = -1 }, "flex.alpha_warmup_ratio"},
 		{"dtype", func(c *Config) { c.DType = "bfloat16" }, "dtype"},
+		{"unknown device", func(c *Config) { c.Device = "gpu" }, "device"},
+		{"device ordinal", func(c *Config) { c.Device = "cuda:one" }, "device"},
+		{"negative ordinal", func(c *Config) { c.Device = "cuda:-1" }, "device"},
+		{"float64 on a GPU", func(c *Config) { c.Device, c.DType = "cuda", "float64" }, "device"},
+		{"bf16 on a GPU", func(c *Config) { c.Device, c.LLaVA.BF16 = "cuda:1", true }, "device"},
 		{"unknown view", func(c *Config) { c.Flex.View = "hr" }, "flex.view"},
 		{"empty view", func(c *Config) { c.Flex.View = "" }, "flex.view"},
 		{"evaluation of hd-seq", func(c *Config) { c.Flex.View, c.EvalSteps, c.ValSize = "hd-seq", 10, 0.1 }, "eval_steps"},

@@ -2,7 +2,7 @@
 
 package gpu
 
-// Device is a GPU; without the cuda tag there is none.
+// Device is a GPU; without the gpu tag there is none.
 type Device struct{}
 
 // Open reports ErrNoCUDA: this build has no CUDA.

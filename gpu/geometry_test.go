@@ -92,6 +92,39 @@ func TestAdamWTwin(t *testing.T) {
 	}
 }
 
+// TestAccumulateTwin: three micro-batches through the accumulate kernel (zeroed sums, then s += w·g with
+// each micro-batch's tokens) and the divide kernel give optim.Accumulator's bits.
+func TestAccumulateTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 3*BlockSize*maxBlocks/2 + 5 // past the block cap: the grid-stride loop's second lap
+	var acc optim.Accumulator[float32]
+	value, want := make([]float32, n), make([]float32, n)
+	sums := make([]float32, n)
+	total := 0
+	for _, tokens := range []int{7, 0, 19} {
+		g := randoms(rng, n)
+		if err := acc.Add([]optim.Param[float32]{{Name: "w", Shape: []int{n}, Value: value, Grad: g}}, tokens); err != nil {
+			t.Fatal(err)
+		}
+		if tokens == 0 {
+			continue // the trainer does not read the gradients of a micro-batch without tokens
+		}
+		w := float32(float64(tokens))
+		Elementwise(n).forEach(n, func(_, _, i int) { sums[i] += float32(w * g[i]) })
+		total += tokens
+	}
+	if _, err := acc.Finish([]optim.Param[float32]{{Name: "w", Shape: []int{n}, Value: value, Grad: want}}); err != nil {
+		t.Fatal(err)
+	}
+	d := float32(float64(total))
+	Elementwise(n).forEach(n, func(_, _, i int) { sums[i] = sums[i] / d })
+	for i := range want {
+		if math.Float32bits(sums[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("gradient[%d] = %v through the kernels, %v through optim", i, sums[i], want[i])
+		}
+	}
+}
+
 // adamwElement is the adamw kernel's body. Each product is rounded on its own (the conversions forbid
 // fusing, as -fmad=false does for nvcc).
 func adamwElement(w *float32, g float32, m, v *float32, k AdamWConsts) {

@@ -69,3 +69,94 @@ func (m *Graph) hostDense(v G.Value) *tensor.Dense {
 	}
 	return h.(*tensor.Dense)
 }
+
+// hrOnDevice is the HR features for a graph on a device, [B·M, D] (hrFeatures: sample i's block from its
+// image when it has HR rows, zeros otherwise) or, for seq, [K·M, D] in image order (hrSequence). The
+// frozen tower runs on the host as it does for the CPU; the projector runs in the graph, on the device
+// with the device's copy of its weights (which the optimizer updates there when it trains), and without
+// gradient, as the CPU computes it.
+func (b *builder[T]) hrOnDevice(batch *Batch[T], seq bool) (*G.Node, error) {
+	_, n, _, M := b.cfg.Grid()
+	Z, Cv := b.cfg.Flex.Zoom, b.cfg.Vision.HiddenSize
+	rows := b.lay.B // output blocks of M rows
+	if seq {
+		rows = b.lay.images
+	}
+	var from, block []int // the samples whose image goes in, and the output block of each
+	for i := range b.lay.B {
+		switch {
+		case seq && b.lay.imageIdx[i] >= 0:
+			from, block = append(from, i), append(block, b.lay.imageIdx[i])
+		case !seq && len(b.rows[i]) > 0:
+			from, block = append(from, i), append(block, i)
+		}
+	}
+	per := Z * Z * n // tower rows of one image
+	feats := ops.Buffer[T](b.mem, max(1, len(from))*per*Cv)
+	ops.Parallel(len(from), func(j int) {
+		t := b.hrTower(batch.HRPixels[from[j]])
+		copy(feats[j*per*Cv:], t)
+		ops.Recycle(b.mem, t)
+	})
+	x := b.constant("hd_tower_features", feats, max(1, len(from))*per, Cv)
+	proj, err := b.frozenProjector(x)
+	if err != nil {
+		return nil, err
+	}
+	src := make([]ops.Source, rows*M)
+	for r := range src {
+		src[r] = ops.Pad
+	}
+	for j, blk := range block {
+		for cell, s := range hrCellSources(b.cfg) {
+			src[blk*M+cell] = ops.Source{Kind: ops.FromToken, Index: j*per + s}
+		}
+	}
+	return ops.Assemble(proj, nil, nil, src, false, false)
+}
+
+// frozenProjector is the projector over x with no gradient to x or to its weights.
+func (b *builder[T]) frozenProjector(x *G.Node) (*G.Node, error) {
+	h, err := b.noGradAffine(x, "model.mm_projector.0")
+	if err == nil {
+		h, err = ops.GELU(h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.noGradAffine(h, "model.mm_projector.2")
+}
+
+// noGradAffine is x·Wᵀ + bias of the torch Linear called prefix, with no gradient to anything.
+func (b *builder[T]) noGradAffine(x *G.Node, prefix string) (*G.Node, error) {
+	w, err := b.param(prefix + ".weight")
+	if err != nil {
+		return nil, err
+	}
+	bias, err := b.param(prefix + ".bias")
+	if err != nil {
+		return nil, err
+	}
+	y, err := ops.Linear(x, w, false, false)
+	if err != nil {
+		return nil, err
+	}
+	return ops.AddBias(y, bias, false, false)
+}
+
+// hrCellSources maps each HR token (cell of the zg×zg grid) to its row among one image's tower rows [Z²·n]
+// (crop-major, as hrTower lays them out): hrFeatures' permutation.
+func hrCellSources(cfg Config) []int {
+	Z := cfg.Flex.Zoom
+	g, n, zg, M := cfg.Grid()
+	src := make([]int, M)
+	for j := range Z * Z {
+		a, c := j/Z, j%Z
+		for i := range g {
+			for k := range g {
+				src[(a*g+i)*zg+c*g+k] = j*n + i*g + k
+			}
+		}
+	}
+	return src
+}

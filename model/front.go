@@ -174,7 +174,11 @@ func (b *builder[T]) keepFront(h *G.Node) {
 	D := b.cfg.Text.HiddenSize
 	keys, att := b.frontKeys, b.frontAttn
 	b.keep = func() {
-		state := h.Value().Data().([]T)
+		v, err := b.host(h.Value())
+		if err != nil {
+			return // a cache: a state that cannot come down from the device is computed again next time
+		}
+		state := v.Data().([]T)
 		for i, k := range keys {
 			var flat []float64
 			for _, a := range att[i] {

@@ -169,7 +169,9 @@ func (b *builder[T]) build(batch *Batch[T]) error {
 		return err
 	}
 	if b.view == ViewFlex {
-		b.hd = b.hrFeatures(batch)
+		if b.hd, err = b.hrFeatures(batch); err != nil {
+			return err
+		}
 	}
 	for l := first; l < b.cfg.Text.NumLayers; l++ {
 		if h, cells, err = b.layer(l, h, cells); err != nil {
@@ -268,7 +270,9 @@ func (b *builder[T]) embed(batch *Batch[T]) (*G.Node, error) {
 	}
 	var hr *G.Node
 	if b.view == ViewHDSeq && b.lay.images > 0 {
-		hr = b.hrSequence(batch)
+		if hr, err = b.hrSequence(batch); err != nil {
+			return nil, err
+		}
 	}
 	n, err := ops.Assemble(emb, img, hr, b.lay.src, b.needs[emb], img != nil && b.needs[img])
 	if img != nil {
@@ -319,7 +323,10 @@ func (b *builder[T]) lrVision(batch *Batch[T]) (*G.Node, error) {
 
 // hrFeatures computes the HR features of every image sample as one constant [B·M, D] (zeros for text-only
 // samples and for samples without HR rows, which never read them), the images shared among the cores.
-func (b *builder[T]) hrFeatures(batch *Batch[T]) *G.Node {
+func (b *builder[T]) hrFeatures(batch *Batch[T]) (*G.Node, error) {
+	if b.opt.Device != nil && !b.cacheFront {
+		return b.hrOnDevice(batch, false)
+	}
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
 	hd := ops.Buffer[T](b.mem, b.lay.B*M*D)
@@ -333,11 +340,14 @@ func (b *builder[T]) hrFeatures(batch *Batch[T]) *G.Node {
 		i := with[j]
 		b.hrFeaturesInto(hd[i*M*D:(i+1)*M*D], batch.HRPixels[i])
 	})
-	return b.constant("hd_features", hd, b.lay.B*M, D)
+	return b.constant("hd_features", hd, b.lay.B*M, D), nil
 }
 
 // hrSequence computes the HR features of every image sample, in image order, as one constant [K·M, D].
-func (b *builder[T]) hrSequence(batch *Batch[T]) *G.Node {
+func (b *builder[T]) hrSequence(batch *Batch[T]) (*G.Node, error) {
+	if b.opt.Device != nil && !b.cacheFront {
+		return b.hrOnDevice(batch, true)
+	}
 	_, _, _, M := b.cfg.Grid()
 	D := b.cfg.Text.HiddenSize
 	hd := ops.Buffer[T](b.mem, b.lay.images*M*D)
@@ -346,7 +356,7 @@ func (b *builder[T]) hrSequence(batch *Batch[T]) *G.Node {
 			b.hrFeaturesInto(hd[k*M*D:(k+1)*M*D], batch.HRPixels[i])
 		}
 	})
-	return b.constant("hd_sequence", hd, b.lay.images*M, D)
+	return b.constant("hd_sequence", hd, b.lay.images*M, D), nil
 }
 
 // hrFeaturesInto writes the HR features [M, D] of an image's pixels to dst: from the feature cache when it

@@ -19,6 +19,9 @@ func (t *trainer[T]) evaluate(ctx context.Context) error {
 	if t.multi() {
 		ctx = context.WithoutCancel(ctx)
 	}
+	if err := t.syncHost(); err != nil { // the evaluation reads the host's weights
+		return err
+	}
 	l, err := t.evalLoader()
 	if errors.Is(err, data.ErrEmpty) {
 		return nil // no held-out split configured

@@ -55,6 +55,8 @@ type RunOptions struct {
 	Reshard bool
 	// inspect, when set, sees the weights at the end of a successful run (tests compare their bytes).
 	inspect func(*model.Weights)
+	// openDevice, when set, opens the run's GPU instead of package gpu (tests give a stand-in).
+	openDevice func(d config.Device, tf32 bool, params []optim.Param[float32]) (accelerator, error)
 }
 
 // Summary is what a finished run reports, with Hugging Face's names.

@@ -31,6 +31,7 @@ type trainer[T optim.Float] struct {
 	params  []optim.Param[T] // the trainable weights, in name order, with their gradients
 	opt     *optim.AdamW[T]
 	acc     optim.Accumulator[T] // the step's gradient over its micro-batches
+	dev     accelerator          // the GPU that runs the steps (device: cuda), or nil: the CPU
 	train   *data.Loader
 	source  batchSource   // where steps read batches: the training loader, or a benchmark's fixed batch
 	graph   model.Options // how every step's graph is built, but for its α and step
@@ -106,7 +107,10 @@ func (t *trainer[T]) prepare() error {
 	if err := t.bindParams(); err != nil {
 		return err
 	}
-	return t.plan()
+	if err := t.plan(); err != nil {
+		return err
+	}
+	return t.openDevice()
 }
 
 func (t *trainer[T]) close() {
@@ -115,6 +119,9 @@ func (t *trainer[T]) close() {
 	}
 	if t.log != nil {
 		t.log.close()
+	}
+	if t.dev != nil {
+		t.dev.Close()
 	}
 }
 
@@ -138,6 +145,9 @@ func (t *trainer[T]) loadWeights() error {
 		return err
 	}
 	frozen := func(name string) bool { return !t.cfg.Trainable(name) }
+	if t.cfg.Device != "cpu" {
+		frozen = nil // a GPU holds every weight in float32: 16-bit frozen matrices are widened at load
+	}
 	w, ignored, err := pretrained.Weights(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed),
 		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower, Frozen: frozen, BF16: t.cfg.LLaVA.BF16})
 	if err != nil {

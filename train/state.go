@@ -51,6 +51,9 @@ type State struct {
 // the best. On several ranks every rank calls it: their data positions are gathered and their weights
 // compared, rank 0 writes, and all learn whether that worked.
 func (t *trainer[T]) save() error {
+	if err := t.syncHost(); err != nil {
+		return err
+	}
 	if t.state.FrozenHash == "" {
 		t.state.FrozenHash = t.frozenHash()
 	}

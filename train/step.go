@@ -29,8 +29,8 @@ type stepResult struct {
 
 // step takes one optimizer step, top to bottom: for each of gradient_accumulation_steps micro-batches the
 // next batch, its graph, the forward and backward pass, its gradients taken out of the graph and
-// accumulated (weighted by supervised tokens); then the clipped gradient, the learning rate of the schedule
-// and AdamW. A step whose loss or gradient is not finite changes no weight and no optimizer state
+// accumulated (weighted by supervised tokens); then the learning rate of the schedule, and the update: the
+// clipped gradient and AdamW (on the GPU when the run has one). A step whose loss or gradient is not finite changes no weight and no optimizer state
 // (res.skipped), and one whose batches supervise nothing changes nothing either. Cancellation does not
 // interrupt a step: once begun it is finished, so checkpoints fall on step boundaries.
 func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
@@ -48,11 +48,6 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 		if n > 0 { // a micro-batch with nothing supervised has no (finite) loss and adds no gradient
 			lossSum, tokens = lossSum+loss*float64(n), tokens+n
 		}
-		if t.accumulates() { // one micro-batch's gradients alone already are the step's
-			if err = t.acc.Add(t.params, n); err != nil {
-				break
-			}
-		}
 	}
 	if t.multi() { // every rank's loss and gradient sums, and whether some rank failed
 		lossSum, tokens, err = t.allReduce(lossSum, tokens, err, &res)
@@ -65,24 +60,46 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 		res.loss = t.opts.Fault(t.state.Step+1, res.loss)
 	}
 	if tokens == 0 || math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
-		t.acc.Reset()
+		t.discard()
 		res.skipped = tokens > 0
-		return res, nil
-	}
-	if t.accumulates() {
-		if _, err := t.acc.Finish(t.params); err != nil {
-			return res, err
-		}
-	}
-	if res.gradNorm, err = optim.ClipGradNorm(t.params, t.cfg.MaxGradNorm); errors.Is(err, optim.ErrNonFinite) {
-		res.skipped = true
 		return res, nil
 	}
 	if res.lr, err = optim.LR(t.cfg.LRSchedulerType, t.cfg.LearningRate, t.state.Step, t.warmup, t.total); err != nil {
 		return res, err
 	}
+	if res.gradNorm, err = t.update(tokens, res.lr); errors.Is(err, optim.ErrNonFinite) {
+		res.skipped = true
+		return res, nil
+	}
 	t.state.Alpha, t.state.LearningRate = res.alpha, res.lr
-	return res, t.opt.Update(t.params, res.lr)
+	return res, err
+}
+
+// update is the step's optimizer update over its tokens: the micro-batches' token-weighted mean gradient,
+// clipped to max_grad_norm, then AdamW at lr. It returns the norm before clipping; a norm that is not finite
+// changes nothing (optim.ErrNonFinite).
+func (t *trainer[T]) update(tokens int, lr float64) (float64, error) {
+	if t.dev != nil {
+		return t.dev.Update(any(t.opt).(*optim.AdamW[float32]), lr, t.cfg.MaxGradNorm, tokens, !t.accumulates())
+	}
+	if t.accumulates() {
+		if _, err := t.acc.Finish(t.params); err != nil {
+			return 0, err
+		}
+	}
+	norm, err := optim.ClipGradNorm(t.params, t.cfg.MaxGradNorm)
+	if err != nil {
+		return norm, err
+	}
+	return norm, t.opt.Update(t.params, lr)
+}
+
+// discard forgets the step's gradient sums (a skipped step).
+func (t *trainer[T]) discard() {
+	t.acc.Reset()
+	if t.dev != nil {
+		t.dev.Discard()
+	}
 }
 
 // accumulates reports whether the step's gradient is summed in the accumulator: over several micro-batches,
@@ -115,16 +132,24 @@ func (t *trainer[T]) forwardBackward(b *data.Batch, res *stepResult) (float64, i
 	if err := g.Run(); err != nil {
 		return 0, 0, err
 	}
-	t.takeGrads(g.Grads())
+	n := feed.Supervised(b.Labels)
+	if err := t.takeGrads(g.Grads(), n); err != nil {
+		return 0, 0, err
+	}
 	res.tokens, res.samples = res.tokens+realTokens(g), res.samples+b.Len()
 	res.hrSelectedFrac, res.featureHitRate = g.SelectedFraction(), t.graph.Features.Stats().HitRate()
 	_, res.seqLen = g.Shape()
-	return g.Loss(), feed.Supervised(b.Labels), nil
+	return g.Loss(), n, nil
 }
 
-// takeGrads copies a graph's gradients into the bound parameters; a parameter the loss did not reach (a
-// weight of this batch's unused path, a tower layer after select_layer) gets zeros.
-func (t *trainer[T]) takeGrads(grads map[string]*tensor.Dense) {
+// takeGrads takes a graph's gradients, over tokens supervised tokens, before the graph closes: into the
+// bound parameters, where a parameter the loss did not reach (a weight of this batch's unused path, a tower
+// layer after select_layer) gets zeros, and then into the step's sums when it has several micro-batches or
+// ranks; on a GPU, the GPU takes them where they are.
+func (t *trainer[T]) takeGrads(grads map[string]*tensor.Dense, tokens int) error {
+	if t.dev != nil {
+		return t.dev.Accumulate(grads, tokens, !t.accumulates())
+	}
 	ops.Parallel(len(t.params), func(i int) {
 		p := &t.params[i]
 		if d, ok := grads[p.Name]; ok {
@@ -133,6 +158,10 @@ func (t *trainer[T]) takeGrads(grads map[string]*tensor.Dense) {
 			clear(p.Grad)
 		}
 	})
+	if t.accumulates() { // one micro-batch's gradients alone already are the step's
+		return t.acc.Add(t.params, tokens)
+	}
+	return nil
 }
 
 // realTokens counts the assembled sequence rows that are not padding.

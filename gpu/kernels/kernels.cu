@@ -274,6 +274,19 @@ extern "C" __global__ void add(float *x, const float *y, long long n) {
 	FOR_EACH(i, n) { x[i] += y[i]; }
 }
 
+// accumulate adds w·g to the sums s, the product rounded to float32 first (optim.Accumulator.Add: a
+// micro-batch's gradient weighted by its supervised tokens).
+extern "C" __global__ void accumulate(float *s, const float *g, long long n, double w_) {
+	const float w = w_;
+	FOR_EACH(i, n) { s[i] += w * g[i]; }
+}
+
+// divide sets x = x / d element-wise (optim.Accumulator.Finish: the token-weighted mean of the sums).
+extern "C" __global__ void divide(float *x, long long n, double d_) {
+	const float d = d_;
+	FOR_EACH(i, n) { x[i] = x[i] / d; }
+}
+
 // flex_softmax turns one sample's second-softmax scores S [H, L, L + M] (FlexAttention's dense form: each
 // row's plain keys, then the sample's M HR keys) into probabilities, a block per row: row i sees its first
 // min(i + 1, L) plain keys (all L when full) and, when it is an HR row with a selection (rowsel[i] ≠ 0),

@@ -1,0 +1,186 @@
+//go:build gpu
+
+package gpu
+
+import (
+	"errors"
+	"fmt"
+
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/optim"
+)
+
+// Training is a training run on the device: its graphs (Graphs), and beside each trainable weight, which
+// Graphs keeps, the step's gradient (or the sums of its micro-batches) and the AdamW moments. The host's
+// params and optimizer are brought up to date by Sync, for a checkpoint or an evaluation.
+type Training struct {
+	*Graphs
+	host    []optim.Param[float32] // the trainable weights as the host holds them, in the run's order
+	params  []Param                // the same on the device, made at the first Update
+	grads   map[string]Buffer      // per trainable weight: the step's gradient, or its micro-batches' sums
+	started bool                   // the step's sums are zeroed and hold its micro-batches so far
+}
+
+// Training returns a run over the trainable weights params (their values are read when a graph or the
+// first Update needs them on the device).
+func (d *Device) Training(params []optim.Param[float32]) *Training {
+	return &Training{Graphs: d.Graphs(), host: params, grads: map[string]Buffer{}}
+}
+
+// Accumulate takes a graph's gradients (the device's values) before the graph closes: alone, as the
+// step's gradient (one micro-batch on one rank, as the host takes it: a weight the loss did not reach gets
+// zeros); otherwise tokens·gradient is added to the step's sums (optim.Accumulator.Add), and a micro-batch
+// without tokens adds nothing.
+func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone bool) error {
+	if !alone && tokens == 0 {
+		return nil
+	}
+	for _, p := range t.host {
+		dst, err := t.grad(p.Name, len(p.Value))
+		if err != nil {
+			return err
+		}
+		if err := t.take(dst, grads[p.Name], tokens, alone); err != nil {
+			return fmt.Errorf("gpu: gradient of %s: %w", p.Name, err)
+		}
+	}
+	t.started = !alone
+	return nil
+}
+
+// take puts one gradient into dst: a copy (alone), or added with weight tokens to the sums, zeroed first
+// at the step's first micro-batch; a nil gradient is zeros.
+func (t *Training) take(dst Buffer, g *tensor.Dense, tokens int, alone bool) error {
+	if alone || !t.started {
+		if err := t.d.Zero(dst); err != nil {
+			return err
+		}
+	}
+	if g == nil {
+		return nil
+	}
+	src, err := buffer(g)
+	if err != nil {
+		return err
+	}
+	if src.n != dst.n {
+		return fmt.Errorf("%d values for a weight of %d", src.n, dst.n)
+	}
+	if alone {
+		return t.d.copyWithin(dst, src)
+	}
+	return t.d.launch("accumulate", Elementwise(dst.n), dst.ptr, src.ptr, int64(dst.n), float64(float32(tokens)))
+}
+
+// grad is the gradient buffer of a trainable weight, made on first use.
+func (t *Training) grad(name string, n int) (Buffer, error) {
+	if b, ok := t.grads[name]; ok {
+		return b, nil
+	}
+	b, err := t.d.Alloc(n)
+	if err != nil {
+		return Buffer{}, fmt.Errorf("gpu: gradient of %s: %w", name, err)
+	}
+	t.grads[name] = b
+	return b, nil
+}
+
+// Update ends the step: the sums' token-weighted mean over tokens (unless the gradient came alone), then
+// AdamWStep (clipping to maxNorm, AdamW with lr at o's next step). It returns the norm before clipping; one
+// that is not finite changes no weight and no moment and is an error wrapping optim.ErrNonFinite.
+func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error) {
+	defer t.Discard()
+	if err := t.prepare(o); err != nil {
+		return 0, err
+	}
+	if !alone {
+		if tokens <= 0 {
+			return 0, errors.New("gpu: update: no supervised tokens in any micro-batch")
+		}
+		for _, p := range t.params {
+			if err := t.d.launch("divide", Elementwise(p.Grad.n), p.Grad.ptr, int64(p.Grad.n), float64(float32(tokens))); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return t.d.AdamWStep(o, t.params, lr, maxNorm)
+}
+
+// Discard forgets the step's sums (a skipped step).
+func (t *Training) Discard() { t.started = false }
+
+// prepare makes the device's params at the first update: each weight (as Graphs holds it, or uploaded
+// now if no graph has used it), its gradient, and its moments, zeros or the host optimizer's (a resumed
+// run's).
+func (t *Training) prepare(o *optim.AdamW[float32]) error {
+	if t.params != nil {
+		return nil
+	}
+	for _, p := range t.host {
+		v, err := t.Weight(p.Name, tensor.New(tensor.WithShape(p.Shape...), tensor.WithBacking(p.Value)))
+		if err != nil {
+			return err
+		}
+		value, _ := buffer(v)
+		grad, err := t.grad(p.Name, len(p.Value))
+		if err != nil {
+			return err
+		}
+		m, err := t.moment(o.M[p.Name], len(p.Value))
+		if err != nil {
+			return err
+		}
+		vv, err := t.moment(o.V[p.Name], len(p.Value))
+		if err != nil {
+			return err
+		}
+		t.params = append(t.params, Param{Name: p.Name, Shape: p.Shape, Value: value, Grad: grad, M: m, V: vv})
+	}
+	return nil
+}
+
+// moment puts an AdamW moment on the device: host's values, or zeros when there are none yet.
+func (t *Training) moment(host []float32, n int) (Buffer, error) {
+	if host != nil {
+		if len(host) != n {
+			return Buffer{}, fmt.Errorf("gpu: a moment of %d values for a weight of %d", len(host), n)
+		}
+		return newBuffer(t.d, host)
+	}
+	b, err := t.d.Alloc(n)
+	if err == nil {
+		err = t.d.Zero(b)
+	}
+	return b, err
+}
+
+// Sync copies the trainable weights into the host's params and, once AdamW has run, the moments into o
+// (Moments): the host then holds the run's state, as a CPU run would.
+func (t *Training) Sync(o *optim.AdamW[float32]) error {
+	for _, p := range t.host {
+		if _, ok := t.weights[p.Name]; !ok {
+			continue // never on the device: the host's is current
+		}
+		if err := t.ReadWeight(p.Name, p.Value); err != nil {
+			return err
+		}
+	}
+	if t.params == nil {
+		return nil
+	}
+	return t.d.Moments(o, t.params)
+}
+
+// Close frees the gradients, the moments, the arena and the weights; the device stays open.
+func (t *Training) Close() error {
+	var errs []error
+	for _, b := range t.grads {
+		errs = append(errs, t.d.Free(b))
+	}
+	for _, p := range t.params {
+		errs = append(errs, t.d.Free(p.M), t.d.Free(p.V))
+	}
+	t.grads, t.params = map[string]Buffer{}, nil
+	return errors.Join(append(errs, t.Graphs.Close())...)
+}

@@ -1,0 +1,260 @@
+// Package devicetest is a stand-in for a GPU in tests: a model.Device, and a training run on it, whose
+// arithmetic is the CPU's and whose memory is apart from its values. Each value it hands out wraps NaNs,
+// and the numbers it stands for are kept aside by the value's address, so that code that reads a device
+// value as host memory reads NaNs and fails its test, as it would crash on a GPU. A graph or a run on it
+// must give the CPU's bits.
+//
+// It is written here rather than taken from a library because what it stands in for is flextrain's own
+// device interfaces (model.Device, train's accelerator).
+package devicetest
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"unsafe"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
+	"github.com/flextrain/flextrain/optim"
+)
+
+// Device is the stand-in model.Device. It counts what it runs.
+type Device struct {
+	Ran     map[string]int // kernels run, by name
+	Adds    int            // sums of gradient contributions run through its engine
+	Lent    int            // values lent since the last Release
+	mem     map[uintptr][]float32
+	weights map[string]*tensor.Dense
+}
+
+// New returns an empty device.
+func New() *Device {
+	return &Device{Ran: map[string]int{}, mem: map[uintptr][]float32{}, weights: map[string]*tensor.Dense{}}
+}
+
+// Run computes k with the CPU's arithmetic over host copies of in.
+func (d *Device) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
+	d.Ran[k.Name]++
+	host := make([]G.Value, len(in))
+	for i, v := range in {
+		host[i] = v // a scalar
+		if t, ok := v.(*tensor.Dense); ok {
+			var err error
+			if host[i], err = d.Download(t); err != nil {
+				return nil, fmt.Errorf("%s: input %d: %w", k.Name, i, err)
+			}
+		}
+	}
+	out, err := k.RunOnCPU(host)
+	if err != nil {
+		return nil, err
+	}
+	if t, ok := out.(*tensor.Dense); ok {
+		return d.lend(t), nil
+	}
+	return out, nil
+}
+
+// lend makes a device value holding a copy of t.
+func (d *Device) lend(t *tensor.Dense) *tensor.Dense {
+	d.Lent++
+	poison := make([]float32, max(1, t.Shape().TotalSize()))
+	for i := range poison {
+		poison[i] = float32(math.NaN())
+	}
+	ptr := uintptr(unsafe.Pointer(unsafe.SliceData(poison)))
+	d.mem[ptr] = slices.Clone(t.Data().([]float32))
+	return tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(t.Shape().Clone()...), tensor.WithEngine(engine{d}),
+		tensor.FromMemory(ptr, uintptr(4*len(poison))))
+}
+
+// numbers are the numbers a device value stands for (the device's memory).
+func (d *Device) numbers(v G.Value) ([]float32, error) {
+	t, ok := v.(*tensor.Dense)
+	if !ok || t.Engine() != (engine{d}) {
+		return nil, fmt.Errorf("devicetest: a %T that is not the device's", v)
+	}
+	data, ok := d.mem[t.Uintptr()]
+	if !ok {
+		return nil, errors.New("devicetest: a value the device never lent")
+	}
+	return data, nil
+}
+
+// Weight returns the device's copy of a weight, made the first time.
+func (d *Device) Weight(name string, t *tensor.Dense) (G.Value, error) {
+	if w, ok := d.weights[name]; ok {
+		return w, nil
+	}
+	w := d.lend(t)
+	d.Lent--
+	d.weights[name] = w
+	return w, nil
+}
+
+// Upload returns a device copy of t.
+func (d *Device) Upload(t *tensor.Dense) (G.Value, error) { return d.lend(t), nil }
+
+// Download returns a host copy of a device value.
+func (d *Device) Download(v G.Value) (*tensor.Dense, error) {
+	data, err := d.numbers(v)
+	if err != nil {
+		return nil, err
+	}
+	return tensor.New(tensor.WithShape(v.Shape().Clone()...), tensor.WithBacking(slices.Clone(data))), nil
+}
+
+// Engine is the tensor engine of the device's values.
+func (d *Device) Engine() tensor.Engine { return engine{d} }
+
+// Release takes every lent value back.
+func (d *Device) Release() { d.Lent = 0 }
+
+// engine is the tensor engine of the device's values: Gorgonia's sums of gradient contributions.
+type engine struct{ d *Device }
+
+func (engine) AllocAccessible() bool                           { return false }
+func (engine) Alloc(int64) (tensor.Memory, error)              { return nil, errors.New("devicetest: Alloc") }
+func (engine) Free(tensor.Memory, int64) error                 { return nil }
+func (engine) Memset(tensor.Memory, any) error                 { return errors.New("devicetest: Memset") }
+func (engine) Memclr(tensor.Memory)                            {}
+func (engine) Memcpy(_, _ tensor.Memory) error                 { return errors.New("devicetest: Memcpy") }
+func (engine) Accessible(tensor.Memory) (tensor.Memory, error) { return nil, errors.New("devicetest") }
+func (engine) WorksWith(tensor.DataOrder) bool                 { return true }
+
+// Add is a + b, in a new value.
+func (e engine) Add(a, b tensor.Tensor, _ ...tensor.FuncOpt) (tensor.Tensor, error) {
+	e.d.Adds++
+	x, err := e.d.Download(a)
+	if err != nil {
+		return nil, err
+	}
+	y, err := e.d.numbers(b)
+	if err != nil {
+		return nil, err
+	}
+	sum := x.Data().([]float32)
+	for i, v := range y {
+		sum[i] += v
+	}
+	return e.d.lend(x), nil
+}
+
+func (engine) AddScalar(tensor.Tensor, any, bool, ...tensor.FuncOpt) (tensor.Tensor, error) {
+	return nil, errors.New("devicetest: AddScalar")
+}
+
+// Training is a training run on the stand-in device, as gpu.Training is on a GPU: the step's gradient and
+// AdamW run on the device's copies of the weights (optim's arithmetic), and Sync brings them and the
+// moments to the host.
+type Training struct {
+	*Device
+	host   []optim.Param[float32]
+	params []optim.Param[float32] // the device's: values in its memory, its own gradients
+	acc    optim.Accumulator[float32]
+	opt    *optim.AdamW[float32] // the device's moments
+	Closed bool
+}
+
+// NewTraining returns a run over the host's trainable weights params.
+func NewTraining(params []optim.Param[float32]) *Training {
+	return &Training{Device: New(), host: params}
+}
+
+// Accumulate takes a graph's gradients: alone as the step's, or tokens·gradient into the step's sums.
+func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone bool) error {
+	if err := t.prepare(); err != nil {
+		return err
+	}
+	for i := range t.params {
+		p := &t.params[i]
+		clear(p.Grad)
+		if g, ok := grads[p.Name]; ok {
+			data, err := t.numbers(g)
+			if err != nil {
+				return err
+			}
+			copy(p.Grad, data)
+		}
+	}
+	if alone {
+		return nil
+	}
+	return t.acc.Add(t.params, tokens)
+}
+
+// Update ends the step as the host does: the mean of the sums, clipping, AdamW.
+func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, _ int, alone bool) (float64, error) {
+	if t.opt == nil {
+		t.opt = &optim.AdamW[float32]{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, Step: o.Step,
+			M: clone(o.M), V: clone(o.V)}
+	}
+	if !alone {
+		if _, err := t.acc.Finish(t.params); err != nil {
+			return 0, err
+		}
+	}
+	norm, err := optim.ClipGradNorm(t.params, maxNorm)
+	if err != nil {
+		return norm, err
+	}
+	err = t.opt.Update(t.params, lr)
+	o.Step = t.opt.Step
+	return norm, err
+}
+
+// Discard forgets the step's sums.
+func (t *Training) Discard() { t.acc.Reset() }
+
+// Sync copies the device's weights and moments to the host.
+func (t *Training) Sync(o *optim.AdamW[float32]) error {
+	for i, p := range t.params {
+		copy(t.host[i].Value, p.Value)
+	}
+	if t.opt != nil {
+		o.M, o.V = clone(t.opt.M), clone(t.opt.V)
+	}
+	return nil
+}
+
+// Close marks the run closed.
+func (t *Training) Close() error {
+	t.Closed = true
+	return nil
+}
+
+// prepare makes the device's params: each weight's numbers in the device's memory (uploaded now if no
+// graph used it), a gradient of its own.
+func (t *Training) prepare() error {
+	if t.params != nil {
+		return nil
+	}
+	for _, p := range t.host {
+		w, err := t.Weight(p.Name, tensor.New(tensor.WithShape(p.Shape...), tensor.WithBacking(p.Value)))
+		if err != nil {
+			return err
+		}
+		value, err := t.numbers(w)
+		if err != nil {
+			return err
+		}
+		t.params = append(t.params, optim.Param[float32]{Name: p.Name, Shape: p.Shape, Value: value, Grad: make([]float32, len(value))})
+	}
+	return nil
+}
+
+func clone(m map[string][]float32) map[string][]float32 {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string][]float32, len(m))
+	for k, v := range maps.All(m) {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}

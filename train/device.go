@@ -1,0 +1,79 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/model"
+	"github.com/flextrain/flextrain/optim"
+)
+
+// accelerator is a GPU that runs a run's steps (package gpu, in a build with -tags gpu): every graph
+// (model.Device), then the step's gradient and AdamW over the trainable weights, which stay in its memory.
+// The host's weights and moments are brought up to date by Sync before anything reads them: a checkpoint,
+// an evaluation.
+type accelerator interface {
+	model.Device
+	// Accumulate takes a graph's gradients: alone as the step's, or tokens·gradient into the step's sums.
+	Accumulate(grads map[string]*tensor.Dense, tokens int, alone bool) error
+	// Update ends the step: the sums' token-weighted mean (unless alone), clipped to maxNorm, then AdamW with
+	// lr. It returns the norm before clipping; one not finite changes nothing (optim.ErrNonFinite).
+	Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error)
+	// Discard forgets the step's sums (a skipped step).
+	Discard()
+	// Sync copies the trainable weights into the host's params and the moments into o.
+	Sync(o *optim.AdamW[float32]) error
+	Close() error
+}
+
+// errDeviceRanks refuses a GPU run on several ranks: their gradients would meet through NCCL, which this
+// build does not have.
+var errDeviceRanks = errors.New("train: device cuda on several ranks is not supported yet (NCCL); train on one rank, or on CPUs with mpirun")
+
+// errDeviceTower refuses a GPU run whose vision tower trains: the tower's HR crops run on the host, which
+// would read weights the GPU has moved on from.
+var errDeviceTower = errors.New("train: a vision tower that trains is not supported on a GPU yet; freeze it (frozen: [model.vision_tower.*])")
+
+// openDevice starts the run's GPU when the config names one: its steps then run there (t.graph.Device).
+func (t *trainer[T]) openDevice() error {
+	d, err := config.ParseDevice(t.cfg.Device)
+	if err != nil || !d.CUDA {
+		return err // validated: never an error here
+	}
+	params, ok := any(t.params).([]optim.Param[float32])
+	switch {
+	case !ok:
+		return fmt.Errorf("train: device %s trains in float32", t.cfg.Device)
+	case t.multi():
+		return errDeviceRanks
+	}
+	for _, p := range params {
+		if strings.HasPrefix(p.Name, model.VisionPrefix) {
+			return fmt.Errorf("%w (%s trains)", errDeviceTower, p.Name)
+		}
+	}
+	open := openAccelerator
+	if t.opts.openDevice != nil {
+		open = t.opts.openDevice
+	}
+	if t.dev, err = open(d, t.cfg.LLaVA.TF32, params); err != nil {
+		return fmt.Errorf("train: device %s: %w", t.cfg.Device, err)
+	}
+	t.graph.Device = t.dev
+	return nil
+}
+
+// syncHost brings the host's weights and optimizer state up to date with the GPU's (a no-op on the CPU).
+func (t *trainer[T]) syncHost() error {
+	if t.dev == nil {
+		return nil
+	}
+	if err := t.dev.Sync(any(t.opt).(*optim.AdamW[float32])); err != nil {
+		return fmt.Errorf("train: device %s: copy the weights back: %w", t.cfg.Device, err)
+	}
+	return nil
+}

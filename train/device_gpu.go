@@ -1,0 +1,32 @@
+//go:build gpu
+
+package train
+
+import (
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/gpu"
+	"github.com/flextrain/flextrain/optim"
+)
+
+// openAccelerator opens the GPU of d and a training run on it over params.
+func openAccelerator(d config.Device, tf32 bool, params []optim.Param[float32]) (accelerator, error) {
+	dev, err := gpu.Open(d.Ordinal, tf32)
+	if err != nil {
+		return nil, err
+	}
+	return &gpuRun{Training: dev.Training(params), dev: dev}, nil
+}
+
+// gpuRun is a training run on a device it owns: Close closes both.
+type gpuRun struct {
+	*gpu.Training
+	dev *gpu.Device
+}
+
+func (r *gpuRun) Close() error {
+	err := r.Training.Close()
+	if cerr := r.dev.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

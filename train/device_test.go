@@ -1,0 +1,76 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/gpu"
+	"github.com/flextrain/flextrain/internal/devicetest"
+	"github.com/flextrain/flextrain/optim"
+)
+
+// onStandIn returns run options whose GPU is a devicetest.Training, kept in *run.
+func onStandIn(run **devicetest.Training) RunOptions {
+	return RunOptions{openDevice: func(_ config.Device, _ bool, params []optim.Param[float32]) (accelerator, error) {
+		*run = devicetest.NewTraining(params)
+		return *run, nil
+	}}
+}
+
+// TestRunOnDeviceIsTheCPURun trains the tiny model on a stand-in GPU (the CPU's arithmetic, memory apart
+// from its values), with micro-batches and without, interrupted and resumed: every step's log and the last
+// checkpoint are the CPU run's bits. So the trainer takes the gradients, updates and brings the weights
+// and moments back for its checkpoints through the device, and reads nothing of it as host memory.
+func TestRunOnDeviceIsTheCPURun(t *testing.T) {
+	for _, accumulation := range []string{"1", "2"} {
+		t.Run("gradient_accumulation_steps="+accumulation, func(t *testing.T) {
+			const steps, k = 8, 5
+			sets := []string{"max_steps=8", "gradient_accumulation_steps=" + accumulation, "save_steps=4",
+				"eval_steps=3"}
+			cpu := tinyConfig(t, sets...)
+			mustRun(t, cpu, RunOptions{})
+
+			dev := tinyConfig(t, append(sets, "device=cuda")...)
+			var run *devicetest.Training
+			opts := onStandIn(&run)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			opts.Fault = func(step int, loss float64) float64 {
+				if step == k {
+					cancel()
+				}
+				return loss
+			}
+			if s, _, err := runTiny(t, ctx, dev, opts); !errors.Is(err, ErrInterrupted) || s.Steps != k {
+				t.Fatalf("interrupted run: %d steps, %v", s.Steps, err)
+			}
+			if !run.Closed || run.Ran["FlexAttention"] == 0 || run.Ran["Select"] == 0 {
+				t.Fatalf("the stand-in ran %v, closed %v", run.Ran, run.Closed)
+			}
+			if _, out := mustRun(t, dev, onStandIn(&run)); !strings.Contains(out, "resumed") {
+				t.Errorf("the second run did not resume:\n%s", out)
+			}
+			compareLogs(t, stepRecords(t, cpu.OutputDir), stepRecords(t, dev.OutputDir), steps)
+			compareCheckpoints(t, loadCheckpoint(t, cpu.OutputDir, steps), loadCheckpoint(t, dev.OutputDir, steps))
+		})
+	}
+}
+
+// TestRunDeviceRefusals: a GPU run in a build without CUDA names the device and the build; one whose vision
+// tower trains is refused before the GPU opens.
+func TestRunDeviceRefusals(t *testing.T) {
+	cfg := tinyConfig(t, "device=cuda:1", "max_steps=1", "frozen=[model.vision_tower.*]")
+	_, _, err := runTiny(t, context.Background(), cfg, RunOptions{})
+	if !errors.Is(err, gpu.ErrNoCUDA) || !strings.Contains(err.Error(), "cuda:1") {
+		t.Errorf("device cuda:1 without CUDA: %v", err)
+	}
+	var run *devicetest.Training
+	cfg = tinyConfig(t, "device=cuda", "max_steps=1", "frozen=[]")
+	_, _, err = runTiny(t, context.Background(), cfg, onStandIn(&run))
+	if !errors.Is(err, errDeviceTower) || run != nil {
+		t.Errorf("a trainable tower on a GPU: %v (device opened: %v)", err, run != nil)
+	}
+}
