@@ -181,6 +181,9 @@ func (d *Device) copyDown(host unsafe.Pointer, b Buffer, bytes int) error {
 	})
 }
 
+// Synchronize waits for every launch so far to finish.
+func (d *Device) Synchronize() error { return d.do(d.stream.Synchronize) }
+
 // newBuffer puts host values (of 4 or 8 bytes each) in a new buffer.
 func newBuffer[T float32 | int64](d *Device, host []T) (Buffer, error) {
 	if len(host) == 0 {

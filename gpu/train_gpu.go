@@ -87,8 +87,9 @@ func (t *Training) grad(name string, n int) (Buffer, error) {
 }
 
 // Update ends the step: the sums' token-weighted mean over tokens (unless the gradient came alone), then
-// AdamWStep (clipping to maxNorm, AdamW with lr at o's next step). It returns the norm before clipping; one
-// that is not finite changes no weight and no moment and is an error wrapping optim.ErrNonFinite.
+// AdamWStep (clipping to maxNorm, AdamW with lr at o's next step), and waits for the device, so that a
+// step's time on the host's clock is its time on the device. It returns the norm before clipping; one that
+// is not finite changes no weight and no moment and is an error wrapping optim.ErrNonFinite.
 func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error) {
 	defer t.Discard()
 	if err := t.prepare(o); err != nil {
@@ -104,7 +105,11 @@ func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens i
 			}
 		}
 	}
-	return t.d.AdamWStep(o, t.params, lr, maxNorm)
+	norm, err := t.d.AdamWStep(o, t.params, lr, maxNorm)
+	if err == nil {
+		err = t.d.Synchronize()
+	}
+	return norm, err
 }
 
 // Discard forgets the step's sums (a skipped step).

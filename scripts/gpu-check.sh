@@ -1,23 +1,34 @@
 #!/bin/sh
-# gpu-check.sh build|run: the GPU kernels checked on a device. The lent GPU machines have a driver, CUDA and
-# Python but no Go, so the test binary is built here and run there:
+# gpu-check.sh build|run: the GPU path checked on a device. The lent GPU machines have a driver, CUDA and
+# Python with PyTorch but no Go, so everything is built here and run there:
 #
-#   scripts/gpu-check.sh build     # here: .device/gpu.test and model.test, the tests built with -tags gpu
+#   scripts/gpu-check.sh build     # here: .device/ (git-ignored): the gpu and model tests and flextrain,
+#                                  # built with -tags gpu, and the PyTorch reference's bench.py and flexref.py
 #   scripts/gpu-check.sh run       # on the GPU machine, from the repository root (.device carried there)
 #
 # run finds cuBLAS (the CUDA toolkit's lib64, or the nvidia-cublas wheel that PyTorch installs), prints
-# nvidia-smi's view of the GPU, runs every test (each kernel against the CPU op it stands for, then the
-# golden training graph on the GPU against the CPU's), then times the pieces at LLaVA-1.5-7B's sizes
-# (BenchmarkDevice).
+# nvidia-smi's view of the GPU, then, each part under its own time limit so that one hang costs only itself:
+#   1. every kernel against the CPU op it stands for (gpu.test), and the golden training graph on the GPU
+#      against the CPU's (model.test -run OnGPU);
+#   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU: the two loss curves side by side;
+#   3. flextrain bench of configs/bench.yaml on the CPU and the GPU, and of configs/bench-gpu.yaml on the GPU
+#      (flex-union, flex-dense, lr at batch 4; flex-union and hd-seq at batch 1, where hd-seq fits);
+#   4. the PyTorch reference's bench.py on the same GPU, the same sizes;
+#   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
+# The bench lines are JSON; the last part prints them as one table.
 set -eu
 cd "$(dirname "$0")/.."
 case "${1:-}" in
 build)
+	ref=${FLEXTRAIN_REF:-../shared/ref}
 	eval "$(scripts/cuda-sdk.sh)"
-	mkdir -p .device
-	go test -c -tags gpu -o .device/gpu.test ./gpu
-	go test -c -tags gpu -o .device/model.test ./model
-	echo "built .device/gpu.test .device/model.test"
+	rm -rf .device && mkdir -p .device/bin .device/ref
+	go test -c -tags gpu -ldflags "-s -w" -o .device/bin/gpu.test ./gpu
+	go test -c -tags gpu -ldflags "-s -w" -o .device/bin/model.test ./model
+	go build -tags gpu -ldflags "-s -w" -o .device/bin/flextrain ./cmd/flextrain
+	tar -czf .device/bin.tar.gz -C .device bin && rm -r .device/bin # the carry's 64 MiB: compressed
+	cp "$ref/bench.py" "$ref/flexref.py" .device/ref/
+	ls -l .device .device/ref
 	;;
 run)
 	for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
@@ -28,10 +39,82 @@ run)
 			break
 		fi
 	done
+	tar -xzf .device/bin.tar.gz -C .device
+	bin=.device/bin
+	out=${OUT:-.device/out}
+	mkdir -p "$out"
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
-	.device/gpu.test -test.v -test.count=1
-	(cd model && ../.device/model.test -test.v -test.count=1 -test.run 'OnGPU')
-	.device/gpu.test -test.run XX -test.bench Device -test.benchtime 20x
+
+	echo "== 1. kernels and the golden graph"
+	timeout 150 $bin/gpu.test -test.v -test.count=1 2>&1 | tee "$out/gpu-test.txt" | grep -E '^(--- |FAIL|ok|PASS)|_test.go' || true
+	(cd model && timeout 60 ../$bin/model.test -test.v -test.count=1 -test.run 'OnGPU') 2>&1 | tee "$out/model-test.txt" | tail -n 40 || true
+
+	echo "== 2. configs/tiny.yaml, 20 steps on each device"
+	for dev in cpu cuda; do
+		timeout 120 $bin/flextrain fit --config configs/tiny.yaml --device $dev --set output_dir="$out/tiny-$dev" \
+			--set max_steps=20 --set eval_steps=0 --set save_steps=0 >"$out/tiny-$dev.txt" 2>&1 || tail -n 5 "$out/tiny-$dev.txt"
+	done
+	python3 - "$out" <<'EOF' || true
+import json, sys
+out = sys.argv[1]
+def losses(dev):
+    try:
+        return {r["step"]: r["loss"] for r in map(json.loads, open(f"{out}/tiny-{dev}/metrics.jsonl")) if "loss" in r and "step" in r}
+    except OSError as e:
+        return {}
+c, g = losses("cpu"), losses("cuda")
+print("step  loss cpu   loss cuda  rel diff")
+for s in sorted(c):
+    if s in g:
+        print(f"{s:4d}  {c[s]:.6f}  {g[s]:.6f}  {abs(g[s] - c[s]) / abs(c[s]):.2e}")
+EOF
+
+	echo "== 3. flextrain bench"
+	bench() { # name, then flextrain bench's arguments
+		name=$1
+		shift
+		timeout 240 $bin/flextrain bench --json "$@" >"$out/bench-$name.json" 2>"$out/bench-$name.err" ||
+			{ echo "bench $name failed:"; tail -n 5 "$out/bench-$name.err"; }
+	}
+	bench small-cpu --config configs/bench.yaml --device cpu --mode flex-union --versus lr --steps 10
+	bench small-cuda --config configs/bench.yaml --device cuda --mode flex-union --versus lr --steps 10
+	bench gpu-b4 --config configs/bench-gpu.yaml --device cuda --cached --mode flex-union --versus flex-dense \
+		--strategy topk --ratio 0.1 --steps 10 --warmup 2
+	bench gpu-b4-lr --config configs/bench-gpu.yaml --device cuda --cached --mode lr --steps 10 --warmup 2
+	bench gpu-b1 --config configs/bench-gpu.yaml --device cuda --cached --set per_device_train_batch_size=1 \
+		--mode flex-union --versus hd-seq --strategy topk --ratio 0.1 --steps 5 --warmup 1
+
+	echo "== 4. the PyTorch reference on the same GPU"
+	(cd .device/ref && timeout 240 python3 bench.py --device cuda --size gpu --batch 4 --strategy topk --ratio 0.1 \
+		--repeats 1 --steps 10 --warmup 2 flex-union flex-dense lr) >"$out/torch-b4.txt" 2>&1 || tail -n 5 "$out/torch-b4.txt"
+	(cd .device/ref && timeout 180 python3 bench.py --device cuda --size gpu --batch 1 --strategy topk --ratio 0.1 \
+		--repeats 1 --steps 5 --warmup 1 flex-union hd-seq) >"$out/torch-b1.txt" 2>&1 || tail -n 5 "$out/torch-b1.txt"
+
+	echo "== 5. the kernels at 7B's sizes"
+	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
+
+	echo "== the table (median ms per step)"
+	python3 - "$out" <<'EOF' || true
+import glob, json, os, sys
+out = sys.argv[1]
+rows = []
+for f in sorted(glob.glob(f"{out}/bench-*.json")):
+    try:
+        d = json.load(open(f))
+    except ValueError:
+        continue
+    for m in d.get("modes", [d]):
+        rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?"), m["mode"], m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0)))
+for f in sorted(glob.glob(f"{out}/torch-*.txt")):
+    for line in open(f):
+        if line.startswith("{"):
+            m = json.loads(line)
+            gf = (m["gflop_decoder"] + m["gflop_vision"]) / (m["median_ms"] / 1e3)
+            rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"]))
+print(f'{"impl":10s} {"run":12s} {"device":7s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s}')
+for r in rows:
+    print(f"{r[0]:10s} {r[1]:12s} {r[2]:7s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f}")
+EOF
 	;;
 *)
 	echo "usage: scripts/gpu-check.sh build|run" >&2

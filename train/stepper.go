@@ -41,7 +41,7 @@ type StepStats struct {
 }
 
 // NewStepper binds the trainable weights of w (cfg's trainable patterns) to an AdamW optimizer of cfg's
-// settings, over src, with the graph of cfg's flex.view.
+// settings, over src, with the graph of cfg's flex.view, on cfg's device. Close releases the device.
 func NewStepper(cfg config.Config, w *model.Weights, src BatchSource, opts StepperOptions) (*Stepper, error) {
 	view, err := model.ParseView(cfg.Flex.View)
 	if err != nil {
@@ -53,14 +53,21 @@ func NewStepper(cfg config.Config, w *model.Weights, src BatchSource, opts Stepp
 		return nil, err
 	}
 	t.graph = model.Options{Mode: model.Train, Trainable: cfg.Trainable, Seed: uint64(cfg.Seed), View: view, Dense: opts.Dense, Arena: t.mem}
+	if err := t.openDevice(); err != nil {
+		return nil, err
+	}
 	if opts.Cached {
 		t.cfg.FeatureCache = "memory"
 		if err := t.openFeatureCache(); err != nil {
+			t.close()
 			return nil, err
 		}
 	}
 	return &Stepper{t: t}, nil
 }
+
+// Close releases the Stepper's device (a no-op on the CPU).
+func (s *Stepper) Close() { s.t.close() }
 
 // Step takes one optimizer step.
 func (s *Stepper) Step(ctx context.Context) (StepStats, error) {

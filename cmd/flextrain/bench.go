@@ -24,7 +24,7 @@ func benchCommand() *cli.Command {
 			"sequence, every layer plain). FLOPs are forward FLOPs of the batch as docs/DESIGN.md §14 counts them.\n" +
 			"With --versus, a second mode runs in the same process, a step of each in turn, and the ratio of the\n" +
 			"medians is printed: on a shared machine it is steadier than one taken from two separate runs.",
-		Flags: append(configFlags(),
+		Flags: append(configFlags(), deviceFlag,
 			&cli.StringFlag{Name: "mode", Value: "flex-union", Usage: "flex-union, flex-dense, lr or hd-seq"},
 			&cli.StringFlag{Name: "versus", Usage: "a second mode timed step for step beside --mode"},
 			&cli.IntFlag{Name: "steps", Value: 20, Usage: "timed steps"},

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -49,5 +51,29 @@ func TestBenchVersus(t *testing.T) {
 	if err := benchMain([]string{"--config", "../../configs/tiny.yaml", "--versus", "sparse", "--steps", "1"}, &out); err == nil ||
 		!strings.Contains(err.Error(), "sparse") {
 		t.Errorf("unknown --versus mode: error %v; want one naming it", err)
+	}
+}
+
+// TestDeviceFlag: --device reaches the config of bench and fit (this build has no CUDA, and says so, naming
+// the device), and a device that is no device is refused as a config value.
+func TestDeviceFlag(t *testing.T) {
+	var out bytes.Buffer
+	for _, tc := range []struct{ device, want string }{
+		{"cuda:1", "device cuda:1: gpu: this flextrain has no CUDA"},
+		{"tpu", `device: "tpu" is not cpu, cuda or cuda:N`},
+	} {
+		err := benchMain([]string{"--config", "../../configs/tiny.yaml", "--device", tc.device, "--steps", "1"}, &out)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bench --device %s: %v; want an error with %q", tc.device, err, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	cmd := fitCmd(t, context.Background(), dir)
+	cmd.Args = append(cmd.Args, "--device", "cuda")
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "device cuda: gpu: this flextrain has no CUDA") {
+		t.Errorf("fit --device cuda: %v\n%s", err, b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused fit left %d entries in output_dir", len(entries))
 	}
 }

@@ -14,7 +14,14 @@ func configFlags() []cli.Flag {
 	}
 }
 
-// loadConfig reads --config with every --set applied.
+// deviceFlag is --device, for the commands that train: the config's device key.
+var deviceFlag = &cli.StringFlag{Name: "device", Usage: "where the steps run: cpu, cuda or cuda:`N` (the config's device key; cuda needs a build with -tags gpu)"}
+
+// loadConfig reads --config with every --set applied, then --device where the command has it.
 func loadConfig(cx *cli.Context) (config.Config, error) {
-	return config.Load(cx.String("config"), cx.Generic("set").(*setFlag).values)
+	sets := cx.Generic("set").(*setFlag).values
+	if cx.IsSet("device") {
+		sets = append(sets[:len(sets):len(sets)], "device="+cx.String("device"))
+	}
+	return config.Load(cx.String("config"), sets)
 }

@@ -27,7 +27,7 @@ func fitCommand() *cli.Command {
 			"A fresh run refuses an output_dir that holds another run unless --overwrite_output_dir is given;\n" +
 			"resuming an older checkpoint moves the newer ones to output_dir/abandoned-after-step-N-TIME.\n" +
 			"Built with -tags mpi, `mpirun -np N flextrain fit …` trains one model on N ranks (data parallel).",
-		Flags: append(configFlags(),
+		Flags: append(configFlags(), deviceFlag,
 			&cli.StringFlag{Name: "resume", Value: "auto", Usage: "`auto` (newest verified checkpoint), none, or a checkpoint path"},
 			&cli.BoolFlag{Name: "overwrite_output_dir", Usage: "start over in an output_dir that holds another run, removing its checkpoints and metrics"},
 			&cli.BoolFlag{Name: "allow-data-change", Usage: "resume although data_path's content differs from the file the checkpoint was trained on"},

@@ -44,6 +44,7 @@ var Modes = []string{"flex-union", "flex-dense", "lr", "hd-seq"}
 // AdamW.
 type Result struct {
 	Mode          string  `json:"mode"`
+	Device        string  `json:"device"` // cpu, or cuda:N (the config's device key)
 	Strategy      string  `json:"strategy"`
 	Steps         int     `json:"steps"`
 	MedianMS      float64 `json:"median_ms"`
@@ -95,13 +96,19 @@ func Interleaved(cfg config.Config, opts Options, modes []string) ([]Result, err
 	if err := cfg.Model().Validate(); err != nil {
 		return nil, err
 	}
-	runs := make([]*modeRun, len(modes))
-	for i, mode := range modes {
+	runs := make([]*modeRun, 0, len(modes))
+	defer func() {
+		for _, r := range runs {
+			r.st.Close()
+		}
+	}()
+	for _, mode := range modes {
 		st, err := newStepper(cfg, opts, mode)
 		if err != nil {
 			return nil, err
 		}
-		runs[i] = &modeRun{st: st, cfg: cfg, r: Result{Mode: mode, Strategy: cfg.Flex.Strategy, Steps: opts.Steps, Cached: opts.Cached}}
+		runs = append(runs, &modeRun{st: st, cfg: cfg, r: Result{Mode: mode, Device: cfg.Device, Strategy: cfg.Flex.Strategy,
+			Steps: opts.Steps, Cached: opts.Cached}})
 	}
 	for i := 0; i < opts.Warmup+opts.Steps; i++ {
 		for k := range runs {
