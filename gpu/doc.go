@@ -21,15 +21,24 @@
 // whichever the machine has), so that one binary runs with the CUDA of the machine it lands on; float32
 // products keep TF32 off unless asked (parity with the CPU's golden cases).
 //
-// What runs on a device so far: the optimizer step (the gradient norm, clipping and AdamW, with the moments
-// on the device and copied back for checkpoints: AdamWStep, Moments), RMSNorm, SwiGLU and RoPE forward and
-// backward, plain attention (causal or full) forward and backward, the cross-entropy's loss and gradient,
-// float32 matrix products and a linear layer's backward pass, and the frozen vision tower's ops (LayerNorm,
-// QuickGELU, the projector's GELU, row bias, residual add), and the FlexAttention layer forward and backward
-// in its dense form (every HR token projected, each row's second softmax masked to its selection: the
-// official implementation's cost; flex_gpu.go), the assembly of the decoder's input and its gradients
-// (bitwise the CPU's: each table row sums the rows it fed, in order, one thread per value) and the patch
-// embedding. The training step does not run on it yet.
+// The kernels, as Device methods: the optimizer step (the gradient norm, clipping and AdamW, with the
+// moments on the device and copied back for checkpoints: AdamWStep, Moments), the gradient's sums over
+// micro-batches, RMSNorm, SwiGLU and RoPE forward and backward, plain attention (causal or full) forward and
+// backward, the cross-entropy's loss and gradient, float32 matrix products and a linear layer's backward
+// pass, the vision tower's ops (LayerNorm, QuickGELU, the projector's GELU, row bias, residual add), the
+// FlexAttention layer forward and backward in its dense form (every HR token projected, each row's second
+// softmax masked to its selection: the official implementation's cost; flex_gpu.go), the assembly of the
+// decoder's input and its gradients (bitwise the CPU's: each table row sums the rows it fed, in order, one
+// thread per value) and the patch embedding.
+//
+// Graphs runs the model's graphs on a Device (model.Device): each operation of the graph hands its
+// ops.Kernel to Graphs.Run, which runs the matching kernels over the values' device memory (graphops_gpu.go);
+// the weights stay on the device across graphs, the other values come from an arena that takes them back
+// when the graph closes, and Gorgonia's sums of gradient contributions reach the device through the
+// values' tensor engine. An operation without kernels (the selection, whose attention map is small; a
+// trainable tower's) runs on the CPU over copies, counted in Fallbacks. Training adds a run's gradients and
+// AdamW moments beside its weights: the whole step stays on the device, and only the loss comes down until
+// Sync copies the weights and moments back for a checkpoint.
 package gpu
 
 import "errors"
