@@ -129,11 +129,7 @@ func (b *builder[T]) frozenProjector(x *G.Node) (*G.Node, error) {
 
 // noGradAffine is x·Wᵀ + bias of the torch Linear called prefix, with no gradient to anything.
 func (b *builder[T]) noGradAffine(x *G.Node, prefix string) (*G.Node, error) {
-	w, err := b.param(prefix + ".weight")
-	if err != nil {
-		return nil, err
-	}
-	bias, err := b.param(prefix + ".bias")
+	w, bias, err := b.weightAndBias(prefix)
 	if err != nil {
 		return nil, err
 	}

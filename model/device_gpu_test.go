@@ -8,8 +8,6 @@ import (
 	"slices"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/flextrain/flextrain/gpu"
 )
 
@@ -27,20 +25,7 @@ func TestGraphOnGPU(t *testing.T) {
 	defer d.Close()
 	graphs := d.Graphs()
 	defer graphs.Close()
-	gc := goldenTrainCase(t)
-	w, err := FromTensors(gc.cfg, tensor.Float32, gc.tensor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := Options{Mode: Train, Alpha: 0.5, Trainable: defaultTrainable(gc.cfg)}
-	cpu, err := Build(w, gc.batch, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpu.Close()
-	if err := cpu.Run(); err != nil {
-		t.Fatal(err)
-	}
+	gc, w, opt, cpu := goldenTrainOnCPU(t)
 	opt.Device = graphs
 	run := func() (float64, map[string][]float32) {
 		g, err := Build(w, gc.batch, opt)

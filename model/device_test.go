@@ -17,20 +17,7 @@ import (
 // every gradient and every selection are the CPU graph's bits, every operation ran on the device and
 // every gradient sum went through its engine.
 func TestGraphOnDevice(t *testing.T) {
-	gc := goldenTrainCase(t)
-	w, err := FromTensors(gc.cfg, tensor.Float32, gc.tensor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := Options{Mode: Train, Alpha: 0.5, Trainable: defaultTrainable(gc.cfg)}
-	cpu, err := Build(w, gc.batch, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpu.Close()
-	if err := cpu.Run(); err != nil {
-		t.Fatal(err)
-	}
+	gc, w, opt, cpu := goldenTrainOnCPU(t)
 	dev := devicetest.New()
 	opt.Device = dev
 	on, err := Build(w, gc.batch, opt)
@@ -81,6 +68,27 @@ func TestGraphOnDevice(t *testing.T) {
 	if err := on.Close(); err != nil || dev.Lent != 0 {
 		t.Errorf("close: %v, %d values still lent", err, dev.Lent)
 	}
+}
+
+// goldenTrainOnCPU runs the tiny golden training case in float32 on the CPU: the case, its weights, the
+// graph's options and the graph run (closed with the test).
+func goldenTrainOnCPU(t *testing.T) (*goldenCase, *Weights, Options, *Graph) {
+	t.Helper()
+	gc := goldenTrainCase(t)
+	w, err := FromTensors(gc.cfg, tensor.Float32, gc.tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{Mode: Train, Alpha: 0.5, Trainable: defaultTrainable(gc.cfg)}
+	cpu, err := Build(w, gc.batch, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cpu.Close() })
+	if err := cpu.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return gc, w, opt, cpu
 }
 
 func TestDeviceGraphTrainsOnly(t *testing.T) {

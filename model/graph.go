@@ -210,6 +210,14 @@ func (b *builder[T]) param(name string) (*G.Node, error) {
 	return n, nil
 }
 
+// weightAndBias are the nodes of prefix.weight and prefix.bias.
+func (b *builder[T]) weightAndBias(prefix string) (w, bias *G.Node, err error) {
+	if w, err = b.param(prefix + ".weight"); err == nil {
+		bias, err = b.param(prefix + ".bias")
+	}
+	return w, bias, err
+}
+
 // constant adds a tensor without gradient.
 func (b *builder[T]) constant(name string, data []T, shape ...int) *G.Node {
 	t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))

@@ -90,11 +90,7 @@ func (b *builder[T]) visionEmbed(batch *Batch[T]) (*G.Node, error) {
 
 // layerNorm is the CLIP LayerNorm called prefix.
 func (b *builder[T]) layerNorm(x *G.Node, prefix string) (*G.Node, error) {
-	w, err := b.param(prefix + ".weight")
-	if err != nil {
-		return nil, err
-	}
-	bias, err := b.param(prefix + ".bias")
+	w, bias, err := b.weightAndBias(prefix)
 	if err != nil {
 		return nil, err
 	}
