@@ -385,35 +385,39 @@ func sync(b *testing.B, d *Device, buf Buffer) {
 	}
 }
 
-// TestDeviceFlexAttention: FlexAttention's dense form on the device matches ops.FlexAttention forward and
-// backward (q, k, v and both HR projections) on flexCase's samples.
+// TestDeviceFlexAttention: FlexAttention on the device, in the dense form and the union form, matches
+// ops.FlexAttention forward and backward (q, k, v and both HR projections) on flexCase's samples.
 func TestDeviceFlexAttention(t *testing.T) {
 	d := openDevice(t)
-	rng := rand.New(rand.NewPCG(9, 9))
-	plan, vals, shapes := flexCase(rng)
-	up := randoms(rng, len(vals[0]))
-	want, wantG := cpuOpN(t, 5, func(in []*G.Node) (*G.Node, error) {
-		return ops.FlexAttention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], plan, true)
-	}, vals, shapes, up)
-	in := make([]Buffer, 6)
-	for i := range in {
-		in[i] = upload(t, d, vals[i])
-	}
-	n := len(vals[0])
-	o := upload(t, d, make([]float32, n))
-	f, err := d.FlexAttention(o, in[0], in[1], in[2], in[3], in[4], in[5], vals[6], plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Free(d)
-	closeTo(t, "flex o", n, download(t, d, o), want, 1e-5)
-	grads := []Buffer{upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n)),
-		upload(t, d, make([]float32, len(vals[3]))), upload(t, d, make([]float32, len(vals[4])))}
-	if err := d.FlexAttentionGrad(grads[0], grads[1], grads[2], grads[3], grads[4], in[0], in[1], in[2], in[5], upload(t, d, up), f); err != nil {
-		t.Fatal(err)
-	}
-	for i, name := range []string{"dq", "dk", "dv", "dwk", "dwv"} {
-		closeTo(t, "flex "+name, grads[i].Len(), download(t, d, grads[i]), wantG[i], 1e-5)
+	for _, dense := range []bool{true, false} {
+		rng := rand.New(rand.NewPCG(9, 9))
+		plan, vals, shapes := flexCase(rng)
+		plan.Dense = dense
+		form := map[bool]string{true: "dense", false: "union"}[dense]
+		up := randoms(rng, len(vals[0]))
+		want, wantG := cpuOpN(t, 5, func(in []*G.Node) (*G.Node, error) {
+			return ops.FlexAttention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], plan, true)
+		}, vals, shapes, up)
+		in := make([]Buffer, 6)
+		for i := range in {
+			in[i] = upload(t, d, vals[i])
+		}
+		n := len(vals[0])
+		o := upload(t, d, make([]float32, n))
+		f, err := d.FlexAttention(o, in[0], in[1], in[2], in[3], in[4], in[5], vals[6], plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Free(d)
+		closeTo(t, form+" o", n, download(t, d, o), want, 1e-5)
+		grads := []Buffer{upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n)),
+			upload(t, d, make([]float32, len(vals[3]))), upload(t, d, make([]float32, len(vals[4])))}
+		if err := d.FlexAttentionGrad(grads[0], grads[1], grads[2], grads[3], grads[4], in[0], in[1], in[2], in[5], upload(t, d, up), f); err != nil {
+			t.Fatal(err)
+		}
+		for i, name := range []string{"dq", "dk", "dv", "dwk", "dwv"} {
+			closeTo(t, form+" "+name, grads[i].Len(), download(t, d, grads[i]), wantG[i], 1e-5)
+		}
 	}
 }
 

@@ -26,8 +26,9 @@
 // micro-batches, RMSNorm, SwiGLU and RoPE forward and backward, plain attention (causal or full) forward and
 // backward, the cross-entropy's loss and gradient, float32 matrix products and a linear layer's backward
 // pass, the vision tower's ops (LayerNorm, QuickGELU, the projector's GELU, row bias, residual add), the
-// FlexAttention layer forward and backward in its dense form (every HR token projected, each row's second
-// softmax masked to its selection: the official implementation's cost; flex_gpu.go), the assembly of the
+// FlexAttention layer forward and backward in the union form (the HR tokens some row selected projected)
+// or the dense form (every HR token projected: the official implementation's cost), each row's second
+// softmax masked to its selection (flex_gpu.go), the assembly of the
 // decoder's input and its gradients (bitwise the CPU's: each table row sums the rows it fed, in order, one
 // thread per value) and the patch embedding.
 //

@@ -10,29 +10,32 @@ import (
 )
 
 // Flex is a FlexAttention forward pass's state on the device, for its backward pass: the plain
-// probabilities, and per sample with HR rows the dense form's second-softmax probabilities, HR keys and
-// values, row flags and RoPE tables. Free releases it.
+// probabilities, and per sample with HR rows the second-softmax probabilities, HR features, keys and
+// values, row flags and RoPE tables of its HR tokens. Free releases it.
 type Flex struct {
 	plan    *ops.FlexPlan
 	p       Buffer        // plain P [B, H, N, N]
 	samples []*flexSample // per sample; nil where no row selected an HR token
 	cells   Buffer        // the selection [B·N, G²]
-	cellOf  Buffer        // int64 [M]: the cell of each HR token
 }
 
-// flexSample is one sample's HR part: the dense form over its L real rows and the M HR tokens.
+// flexSample is one sample's HR part over its L real rows and the U HR tokens of its hrSet (all M in the
+// dense form, the selected ones' union in the union form).
 type flexSample struct {
 	rows             []float32 // [L] 1 on the HR rows with a selection, 0 on the others
-	rowsel, cos, sin Buffer    // rows on the device; the HR RoPE tables [M, dh]
-	pSel, kHR, vHR   Buffer    // [H, L, L+M]; [M, W]; [M, W]
+	u                int       // U
+	rowsel, cos, sin Buffer    // rows on the device; the tokens' RoPE tables [U, dh]
+	cellOf, hd       Buffer    // int64 [U]: each token's selection cell; its HR features [U, W]
+	pSel, kHR, vHR   Buffer    // [H, L, L+U]; [U, W]; [U, W]
 }
 
-// FlexAttention is ops.FlexAttention's forward pass on the device, in the dense form (FlexPlan.Dense, the
-// official implementation's cost, the union form's numbers up to the order of the sums): plain attention
-// for every row, then per image sample the keys and values of all M HR tokens (k_hr = rope_hr(hd·W'_Kᵀ),
-// v_hr = hd·W'_Vᵀ), every real row's second softmax over its plain keys and the HR keys it selected, and
-// o = (1 − α)·o + α·P_sel·[v; v_hr] on the HR rows with a selection. cells [B·N, G²] is the selection (the
-// host's copy: it decides which rows and tokens take part).
+// FlexAttention is ops.FlexAttention's forward pass on the device: plain attention for every row, then per
+// image sample the keys and values of its HR tokens (k_hr = rope_hr(hd·W'_Kᵀ), v_hr = hd·W'_Vᵀ; all M in the
+// dense form, FlexPlan.Dense, the official implementation's cost; in the union form only those some row
+// selected), every real row's second softmax over its plain keys and the HR keys it selected, and
+// o = (1 − α)·o + α·P_sel·[v; v_hr] on the HR rows with a selection. Both forms give the CPU's numbers up
+// to the order of the sums. cells [B·N, G²] is the selection (the host's copy: it decides which rows and
+// tokens take part).
 func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, plan *ops.FlexPlan) (*Flex, error) {
 	lay, W := plan.Layout, plan.Heads*plan.HeadDim
 	G2 := plan.Cells.G * plan.Cells.G
@@ -44,15 +47,13 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 		return nil, err
 	}
 	f := &Flex{plan: plan, p: p, samples: make([]*flexSample, lay.B)}
-	if f.cells, err = newBuffer(d, cells); err == nil {
-		f.cellOf, err = newBuffer(d, cellsOf(plan))
-	}
+	f.cells, err = newBuffer(d, cells)
 	for b := 0; b < lay.B && err == nil; b++ {
 		rowsel := selectingRows(plan, b, cells)
 		if rowsel == nil {
 			continue
 		}
-		f.samples[b], err = d.flexForward(f, b, rowsel, o, q, k, v, wk, wv, hd)
+		f.samples[b], err = d.flexForward(f, b, rowsel, hrSetOf(plan, b, cells), o, q, k, v, wk, wv, hd)
 	}
 	if err != nil {
 		f.Free(d)
@@ -61,33 +62,40 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 	return f, nil
 }
 
-// flexForward is sample b's HR part (rowsel: its HR rows with a selection, among its L real rows).
-func (d *Device) flexForward(f *Flex, b int, rowsel []float32, o, q, k, v, wk, wv, hd Buffer) (*flexSample, error) {
+// flexForward is sample b's HR part (rowsel: its HR rows with a selection, among its L real rows) over the
+// HR tokens of set.
+func (d *Device) flexForward(f *Flex, b int, rowsel []float32, set hrSet, o, q, k, v, wk, wv, hd Buffer) (*flexSample, error) {
 	plan := f.plan
-	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, plan.M, plan.Lens[b], plan.Heads*plan.HeadDim
-	s := &flexSample{rows: rowsel}
+	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, len(set.tokens), plan.Lens[b], plan.Heads*plan.HeadDim
+	s := &flexSample{rows: rowsel, u: M}
 	var err error
 	for _, up := range []struct {
 		dst *Buffer
 		src []float32
-	}{{&s.rowsel, rowsel}, {&s.cos, narrow(plan.RopeCos[b])}, {&s.sin, narrow(plan.RopeSin[b])}} {
+	}{{&s.rowsel, rowsel}, {&s.cos, set.cos}, {&s.sin, set.sin}} {
 		if err == nil {
 			*up.dst, err = newBuffer(d, up.src)
 		}
 	}
+	if err == nil {
+		s.cellOf, err = newBuffer(d, set.cellOf)
+	}
 	for _, a := range []struct {
 		dst *Buffer
 		n   int
-	}{{&s.pSel, H * L * (L + M)}, {&s.kHR, M * W}, {&s.vHR, M * W}} {
+	}{{&s.pSel, H * L * (L + M)}, {&s.kHR, M * W}, {&s.vHR, M * W}, {&s.hd, M * W}} {
 		if err == nil {
 			*a.dst, err = d.Alloc(a.n)
 		}
+	}
+	if err == nil { // the set's rows of the sample's HR features
+		err = d.Assemble(s.hd, hd, Buffer{}, Buffer{}, hrSources(plan, b, set.tokens), W)
 	}
 	if err != nil {
 		s.free(d)
 		return nil, err
 	}
-	row, hdb := b*N*W, mat{b: hd, off: b * M * W, ld: W}
+	row, hdb := b*N*W, mat{b: s.hd, ld: W}
 	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
 	sm := func(off int) mat { return mat{b: s.pSel, off: off, ld: L + M, batchShift: L * (L + M)} }
 	mix, err := d.Alloc(L * W)
@@ -105,7 +113,7 @@ func (d *Device) flexForward(f *Flex, b int, rowsel []float32, o, q, k, v, wk, w
 		func() error { return d.gemm(heads(q, row, false), heads(s.kHR, 0, true), sm(L), L, M, dh, scale, 0, H) },
 		func() error {
 			return d.launch("flex_softmax", Rows(H*L), s.pSel.ptr, f.cells.at(b*N*plan.Cells.G*plan.Cells.G), s.rowsel.ptr,
-				f.cellOf.ptr, int64(L), int64(M), int64(plan.Cells.G*plan.Cells.G), boolArg(plan.Full))
+				s.cellOf.ptr, int64(L), int64(M), int64(plan.Cells.G*plan.Cells.G), boolArg(plan.Full))
 		},
 		func() error { return d.gemm(sm(0), heads(v, row, false), heads(mix, 0, false), L, dh, L, 1, 0, H) },
 		func() error { return d.gemm(sm(L), heads(s.vHR, 0, false), heads(mix, 0, false), L, dh, M, 1, 1, H) },
@@ -159,7 +167,7 @@ func (d *Device) FlexAttentionGrad(dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer, 
 		if s == nil {
 			continue
 		}
-		if err := d.flexBackward(f, b, s, dq, dk, dv, dwk, dwv, q, k, v, hd, g); err != nil {
+		if err := d.flexBackward(f, b, s, dq, dk, dv, dwk, dwv, q, k, v, g); err != nil {
 			return err
 		}
 	}
@@ -167,10 +175,10 @@ func (d *Device) FlexAttentionGrad(dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer, 
 }
 
 // flexBackward adds sample b's HR part into dq, dk, dv and its HR weights' gradients into dwk, dwv.
-func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer) error {
+func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dwv, q, k, v, g Buffer) error {
 	plan := f.plan
-	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, plan.M, plan.Lens[b], plan.Heads*plan.HeadDim
-	row, hdb := b*N*W, mat{b: hd, off: b * M * W, ld: W}
+	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, s.u, plan.Lens[b], plan.Heads*plan.HeadDim
+	row, hdb := b*N*W, mat{b: s.hd, ld: W}
 	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
 	sm := func(x Buffer, off int, t bool) mat {
 		return mat{b: x, off: off, ld: L + M, t: t, batchShift: L * (L + M)}
@@ -260,10 +268,12 @@ func (f *Flex) Free(d *Device) {
 			s.free(d)
 		}
 	}
-	freeAll(d, f.p, f.cells, f.cellOf)
+	freeAll(d, f.p, f.cells)
 }
 
-func (s *flexSample) free(d *Device) { freeAll(d, s.rowsel, s.cos, s.sin, s.pSel, s.kHR, s.vHR) }
+func (s *flexSample) free(d *Device) {
+	freeAll(d, s.rowsel, s.cos, s.sin, s.cellOf, s.hd, s.pSel, s.kHR, s.vHR)
+}
 
 // freeAll frees the buffers that were allocated.
 func freeAll(d *Device, bufs ...Buffer) {

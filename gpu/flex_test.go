@@ -42,28 +42,36 @@ func flexCase(rng *rand.Rand) (*ops.FlexPlan, [][]float32, [][]int) {
 	return plan, vals, shapes
 }
 
-// TestFlexAttentionTwin: the device's dense FlexAttention, walked in Go as its kernels and products do
-// (flexTwin), matches ops.FlexAttention forward and backward (q, k, v and both HR projections).
+// TestFlexAttentionTwin: the device's FlexAttention, walked in Go as its kernels and products do (flexTwin),
+// matches ops.FlexAttention forward and backward (q, k, v and both HR projections), in the dense form (all
+// M HR tokens) and in the union form (the union of the tokens some row selected).
 func TestFlexAttentionTwin(t *testing.T) {
-	rng := rand.New(rand.NewPCG(25, 26))
-	plan, vals, shapes := flexCase(rng)
-	up := randoms(rng, len(vals[0]))
-	want, wantG := cpuOpN(t, 5, func(in []*G.Node) (*G.Node, error) {
-		return ops.FlexAttention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], plan, true)
-	}, vals, shapes, up)
-	o, grads := flexTwin(plan, vals, up)
-	closeTo(t, "flex o", len(o), o, want, 1e-5)
-	for i, name := range []string{"dq", "dk", "dv", "dwk", "dwv"} {
-		closeTo(t, "flex "+name, len(grads[i]), grads[i], wantG[i], 1e-5)
+	for _, dense := range []bool{true, false} {
+		rng := rand.New(rand.NewPCG(25, 26))
+		plan, vals, shapes := flexCase(rng)
+		plan.Dense = dense
+		up := randoms(rng, len(vals[0]))
+		want, wantG := cpuOpN(t, 5, func(in []*G.Node) (*G.Node, error) {
+			return ops.FlexAttention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], plan, true)
+		}, vals, shapes, up)
+		o, grads := flexTwin(plan, vals, up)
+		form := map[bool]string{true: "dense", false: "union"}[dense]
+		closeTo(t, form+" o", len(o), o, want, 1e-5)
+		for i, name := range []string{"dq", "dk", "dv", "dwk", "dwv"} {
+			closeTo(t, form+" "+name, len(grads[i]), grads[i], wantG[i], 1e-5)
+		}
+		if set := hrSetOf(plan, 0, vals[6]); dense != (len(set.tokens) == plan.M) {
+			t.Errorf("%s form: sample 0 computes with %d of %d HR tokens", form, len(set.tokens), plan.M)
+		}
 	}
 }
 
 // flexTwin is Device.FlexAttention and FlexAttentionGrad in Go: plain attention (attnTwin), then per
-// sample the HR keys and values of all M tokens, flex_softmax's masked rows, the blend, and the backward
-// pass in the order of flexBackward.
+// sample the HR keys and values of its hrSet's U tokens (gathered from hd), flex_softmax's masked rows, the
+// blend, and the backward pass in the order of flexBackward.
 func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5][]float32) {
 	q, k, v, wk, wv, hd, cells := vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]
-	lay, H, dh, N, M := plan.Layout, plan.Heads, plan.HeadDim, plan.N, plan.M
+	lay, H, dh, N := plan.Layout, plan.Heads, plan.HeadDim, plan.N
 	W, G2, alpha := H*dh, plan.Cells.G*plan.Cells.G, float32(plan.Alpha)
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	weights := make([]float32, lay.B*N)
@@ -84,13 +92,16 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 	o, _, _, _ := attnTwin(lay, q, k, v, up)
 	_, dq, dk, dv := attnTwin(lay, q, k, v, gw)
 	dwk, dwv := make([]float32, W*W), make([]float32, W*W)
-	cellOf := cellsOf(plan)
 	for b := range lay.B {
 		if sel[b] == nil {
 			continue
 		}
-		L, hdb := plan.Lens[b], hd[b*M*W:(b+1)*M*W]
-		cos, sin := narrow(plan.RopeCos[b]), narrow(plan.RopeSin[b])
+		set := hrSetOf(plan, b, cells)
+		L, M, cellOf, cos, sin := plan.Lens[b], len(set.tokens), set.cellOf, set.cos, set.sin
+		hdb := make([]float32, M*W) // the set's rows of the sample's HR features
+		for i, u := range set.tokens {
+			copy(hdb[i*W:(i+1)*W], hd[(b*plan.M+u)*W:])
+		}
 		kHR, vHR := ropeRows(mulNT(hdb, wk, M, W, W), cos, sin, M, W, dh, false), mulNT(hdb, wv, M, W, W)
 		qb, kb, vb := q[b*N*W:], k[b*N*W:], v[b*N*W:]
 		keys := func(h, j int) []float32 { // column j of [K; K_hr] at head h

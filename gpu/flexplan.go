@@ -48,3 +48,43 @@ func scaled(v []float32, a float32) []float32 {
 	}
 	return out
 }
+
+// hrSet is the HR tokens that sample b's FlexAttention computes with: all M in the dense form, else the
+// union of the tokens its selecting rows chose (the union form: the others' keys and values are never
+// needed), increasing; with each token's selection cell and its rows of the sample's RoPE tables [M, dh].
+type hrSet struct {
+	tokens   []int
+	cellOf   []int64
+	cos, sin []float32
+}
+
+// hrSetOf reads sample b's hrSet from the plan and the selection cells [B·N, G²].
+func hrSetOf(plan *ops.FlexPlan, b int, cells []float32) hrSet {
+	G2, dh := plan.Cells.G*plan.Cells.G, plan.HeadDim
+	in := make([]bool, plan.M)
+	for _, r := range plan.Rows[b] {
+		c := cells[(b*plan.N+r)*G2:][:G2]
+		for _, u := range plan.Cells.Tokens(func(i int) bool { return c[i] != 0 }) {
+			in[u] = true
+		}
+	}
+	var s hrSet
+	all := cellsOf(plan)
+	cos, sin := plan.RopeCos[b], plan.RopeSin[b]
+	for u := range plan.M {
+		if plan.Dense || in[u] {
+			s.tokens, s.cellOf = append(s.tokens, u), append(s.cellOf, all[u])
+			s.cos, s.sin = append(s.cos, narrow(cos[u*dh:(u+1)*dh])...), append(s.sin, narrow(sin[u*dh:(u+1)*dh])...)
+		}
+	}
+	return s
+}
+
+// hrSources names the rows of sample b's HR features [B·M, W] at tokens, for the assembly's gather.
+func hrSources(plan *ops.FlexPlan, b int, tokens []int) []ops.Source {
+	src := make([]ops.Source, len(tokens))
+	for i, u := range tokens {
+		src[i] = ops.Source{Kind: ops.FromToken, Index: b*plan.M + u}
+	}
+	return src
+}

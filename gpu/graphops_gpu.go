@@ -286,7 +286,7 @@ func unpack(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	return g.value(Buffer{ptr: b[0].at(args.Off), n: n}, args.Shape...), nil
 }
 
-// flexAttention is FlexAttention over in = q, k, v, wk, wv, hd, cells, in the dense form; the selection cells
+// flexAttention is FlexAttention over in = q, k, v, wk, wv, hd, cells, in the plan's form; the selection cells
 // come down (the device reads which rows and tokens take part from them).
 func flexAttention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	args, ok := k.Args.(*ops.FlexArgs)

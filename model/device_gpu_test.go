@@ -14,8 +14,8 @@ import (
 var _ Device = (*gpu.Graphs)(nil)
 
 // TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32: the loss and
-// every gradient agree to float32's tolerance (cuBLAS sums in its own order; FlexAttention runs in the dense
-// form there), the selection is the one operation that ran on the CPU, and a second run on the same
+// every gradient agree to float32's tolerance (cuBLAS sums in its own order), the selection is the one
+// operation that ran on the CPU, and a second run on the same
 // device (the arena's buffers lent again, the weights kept) gives the first run's bits.
 func TestGraphOnGPU(t *testing.T) {
 	d, err := gpu.Open(0, false)
