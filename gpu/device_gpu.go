@@ -23,6 +23,12 @@ var kernelNames = []string{"adamw", "scale", "sum_squares", "rmsnorm", "swiglu",
 // Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every
 // driver call, the kernels, a stream and cuBLAS. Its methods are safe for concurrent use (the thread runs
 // one call at a time); Close releases it.
+//
+// Memory is cached, as PyTorch's allocator caches it: Free keeps a block for the next Alloc of its size
+// class instead of returning it to the driver (cuMemFree waits for the whole device, which would stall the
+// stream at every temporary). Every launch and copy goes on the one stream, in order, so a block handed out
+// again is written only after every kernel that used it before. An Alloc that finds the device full gives
+// the cached blocks back and tries once more; Close frees them all.
 type Device struct {
 	Ordinal int
 	Name    string
@@ -30,6 +36,7 @@ type Device struct {
 	fns     map[string]cu.Function
 	stream  cu.Stream
 	blas    *blas
+	cache   map[int][]cu.DevicePtr // idle blocks by size class, in values (touched on the device's thread only)
 }
 
 // Buffer is n float32 values in the device's memory.
@@ -51,7 +58,7 @@ func Open(ordinal int, tf32 bool) (*Device, error) {
 	if ordinal < 0 || ordinal >= n {
 		return nil, fmt.Errorf("gpu: device cuda:%d: this machine has %d CUDA device(s)", ordinal, n)
 	}
-	d := &Device{Ordinal: ordinal, work: make(chan func()), fns: map[string]cu.Function{}}
+	d := &Device{Ordinal: ordinal, work: make(chan func()), fns: map[string]cu.Function{}, cache: map[int][]cu.DevicePtr{}}
 	dev := cu.Device(ordinal)
 	ready := make(chan error)
 	go d.run(dev, ready)
@@ -110,31 +117,68 @@ func (d *Device) setUp(dev cu.Device, tf32 bool) (err error) {
 	return err
 }
 
-// Close releases the device: cuBLAS, the stream and the context.
+// Close releases the device: the cached memory, cuBLAS, the stream and the context.
 func (d *Device) Close() error {
 	err := d.do(func() error {
+		err := d.emptyCache()
 		if d.blas != nil {
 			d.blas.close()
 		}
-		return d.stream.Destroy()
+		return errors.Join(err, d.stream.Destroy())
 	})
 	close(d.work)
 	return err
 }
 
-// Alloc returns a buffer of n float32 values (n > 0), not initialised.
+// Alloc returns a buffer of n float32 values (n > 0), not initialised: a cached block of its size class, or
+// a new one.
 func (d *Device) Alloc(n int) (Buffer, error) {
-	var b Buffer
+	if n <= 0 {
+		return Buffer{}, fmt.Errorf("gpu: an allocation of %d values", n)
+	}
+	b := Buffer{n: n}
 	err := d.do(func() (err error) {
-		b.ptr, err = cu.MemAlloc(int64(4 * n))
-		return err
+		c := sizeClass(n)
+		if idle := d.cache[c]; len(idle) > 0 {
+			b.ptr, d.cache[c] = idle[len(idle)-1], idle[:len(idle)-1]
+			return nil
+		}
+		if b.ptr, err = cu.MemAlloc(int64(4 * c)); err != nil { // full, perhaps of cached blocks: give them back once
+			if ferr := d.emptyCache(); ferr == nil {
+				b.ptr, err = cu.MemAlloc(int64(4 * c))
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("gpu: allocate %d MiB: %w", (4*c)>>20, err)
+		}
+		return nil
 	})
-	b.n = n
 	return b, err
 }
 
-// Free returns the buffer's memory.
-func (d *Device) Free(b Buffer) error { return d.do(func() error { return cu.MemFree(b.ptr) }) }
+// Free keeps the buffer's block for a later Alloc of its size class.
+func (d *Device) Free(b Buffer) error {
+	if b.n == 0 {
+		return nil
+	}
+	return d.do(func() error {
+		c := sizeClass(b.n)
+		d.cache[c] = append(d.cache[c], b.ptr)
+		return nil
+	})
+}
+
+// emptyCache returns every cached block to the driver (on the device's thread).
+func (d *Device) emptyCache() error {
+	var errs []error
+	for c, idle := range d.cache {
+		for _, p := range idle {
+			errs = append(errs, cu.MemFree(p))
+		}
+		delete(d.cache, c)
+	}
+	return errors.Join(errs...)
+}
 
 // Upload copies host into b (as long as b).
 func (d *Device) Upload(b Buffer, host []float32) error {

@@ -53,6 +53,41 @@ func download(t *testing.T, d *Device, b Buffer) []float32 {
 	return host
 }
 
+// TestDeviceCache: a freed block serves the next allocation of its size class, and a cached block comes
+// back as the device left it (nothing on the stream is lost or reordered by the cache).
+func TestDeviceCache(t *testing.T) {
+	d := openDevice(t)
+	a, err := d.Alloc(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float32, 1000)
+	for i := range want {
+		want[i] = float32(i)
+	}
+	if err := d.Upload(a, want); err != nil {
+		t.Fatal(err)
+	}
+	d.Free(a)
+	b, err := d.Alloc(1010) // the same class as 1000
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Free(b)
+	if b.ptr != a.ptr || b.Len() != 1010 {
+		t.Fatalf("Alloc(1010) after Free of 1000 values gave %v (%d), not the cached %v", b.ptr, b.Len(), a.ptr)
+	}
+	got := make([]float32, 1010)
+	if err := d.Download(got, b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("value %d of the cached block: %v, %v before", i, got[i], want[i])
+		}
+	}
+}
+
 // TestDeviceAdamW: three AdamW steps on the device give optim.AdamW's bits.
 func TestDeviceAdamW(t *testing.T) {
 	d := openDevice(t)

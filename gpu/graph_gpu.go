@@ -15,24 +15,23 @@ import (
 )
 
 // Graphs runs model graphs on a Device (it is a model.Device): the weights stay in the device's memory
-// across graphs, every other value is lent from an arena for one graph, and each operation runs as the
-// device's kernel (graphops_gpu.go) or, for those without one, on the CPU over copies of its inputs
-// (counted in Fallbacks: the selection, whose attention map is small, and the operations of a trainable
-// vision tower). Not safe for concurrent use: one graph runs at a time.
+// across graphs, every other value is lent for one graph (from the device's cache: the next graph finds
+// the same blocks), and each operation runs as the device's kernel (graphops_gpu.go) or, for those without
+// one, on the CPU over copies of its inputs (counted in Fallbacks: the selection, whose attention map is
+// small, and the operations of a trainable vision tower). Not safe for concurrent use: one graph runs at a
+// time.
 type Graphs struct {
 	d         *Device
 	weights   map[string]Buffer
-	free      map[int][]Buffer // idle buffers of the arena, by length
-	lent      []Buffer         // lent since the last Release
-	saved     []func()         // frees what forward passes saved for their backward passes
+	lent      []Buffer // lent since the last Release
+	saved     []func() // frees what forward passes saved for their backward passes
 	tables    map[*float64]Buffer
 	Fallbacks map[string]int // operations run on the CPU over copies, by kernel name
 }
 
 // Graphs returns a new runner of graphs on d.
 func (d *Device) Graphs() *Graphs {
-	return &Graphs{d: d, weights: map[string]Buffer{}, free: map[int][]Buffer{}, tables: map[*float64]Buffer{},
-		Fallbacks: map[string]int{}}
+	return &Graphs{d: d, weights: map[string]Buffer{}, tables: map[*float64]Buffer{}, Fallbacks: map[string]int{}}
 }
 
 // Run computes one operation of a graph (ops.Device).
@@ -141,31 +140,25 @@ func (g *Graphs) Download(v G.Value) (*tensor.Dense, error) {
 func (g *Graphs) Engine() tensor.Engine { return engine{g} }
 
 // Release takes back every value lent since the last Release and frees what forward passes saved
-// (model.Device). The stream runs in order, so a buffer lent again is written only after every kernel that
-// read it before.
+// (model.Device).
 func (g *Graphs) Release() {
 	for _, free := range g.saved {
 		free()
 	}
 	for _, b := range g.lent {
-		g.free[b.n] = append(g.free[b.n], b)
+		g.d.Free(b)
 	}
 	g.saved, g.lent, g.tables = nil, nil, map[*float64]Buffer{}
 }
 
-// Close frees the arena and the weights; the device stays open.
+// Close frees the graphs' values and the weights; the device stays open.
 func (g *Graphs) Close() error {
 	g.Release()
 	var errs []error
-	for _, bufs := range g.free {
-		for _, b := range bufs {
-			errs = append(errs, g.d.Free(b))
-		}
-	}
 	for _, b := range g.weights {
 		errs = append(errs, g.d.Free(b))
 	}
-	g.free, g.weights = map[int][]Buffer{}, map[string]Buffer{}
+	g.weights = map[string]Buffer{}
 	return errors.Join(errs...)
 }
 
@@ -174,14 +167,9 @@ func (g *Graphs) lend(n int) (Buffer, error) {
 	if n == 0 {
 		return Buffer{}, nil
 	}
-	var b Buffer
-	if idle := g.free[n]; len(idle) > 0 {
-		b, g.free[n] = idle[len(idle)-1], idle[:len(idle)-1]
-	} else {
-		var err error
-		if b, err = g.d.Alloc(n); err != nil {
-			return Buffer{}, err
-		}
+	b, err := g.d.Alloc(n)
+	if err != nil {
+		return Buffer{}, err
 	}
 	g.lent = append(g.lent, b)
 	return b, nil
