@@ -271,10 +271,14 @@ func (e engine) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, 
 		return nil, err
 	}
 	z, _ := buffer(out)
-	if z.ptr != x.ptr {
-		if err := e.g.d.copyWithin(z, x); err != nil {
-			return nil, err
-		}
+	switch z.ptr { // the output may be either input (addition commutes, bit for bit)
+	case x.ptr:
+		return out, e.g.d.AddTo(z, y)
+	case y.ptr:
+		return out, e.g.d.AddTo(z, x)
+	}
+	if err := e.g.d.copyWithin(z, x); err != nil {
+		return nil, err
 	}
 	return out, e.g.d.AddTo(z, y)
 }
