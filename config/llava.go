@@ -60,7 +60,6 @@ var fixed = []struct {
 	{"mm_use_im_patch_token", "false", "LLaVA-1.5 trains with false", func(l LLaVA) string { return fmt.Sprint(l.MMUseImPatchToken) }},
 	{"mm_patch_merge_type", "flat", "LLaVA-1.5 feeds the image tokens as one flat sequence", func(l LLaVA) string { return l.MMPatchMergeType }},
 	{"image_aspect_ratio", "pad", "images are padded to a square with the CLIP mean colour, as LLaVA-1.5 does", func(l LLaVA) string { return l.ImageAspectRatio }},
-	{"gradient_checkpointing", "false", "recomputation is not supported yet; the frozen front stores nothing for the backward pass already", func(l LLaVA) string { return fmt.Sprint(l.GradientCheckpointing) }},
 	{"report_to", "none", "metrics go to output_dir/metrics.jsonl (flextrain plot draws them)", func(l LLaVA) string { return l.ReportTo }},
 	{"save_strategy", "steps", "checkpoints are taken every save_steps and at the end", func(l LLaVA) string { return l.SaveStrategy }},
 	{"deepspeed", "", "memory and data parallelism are flextrain's own (flextrain plan, docs/DISTRIBUTED.md)", func(l LLaVA) string { return l.DeepSpeed }},

@@ -99,7 +99,8 @@ func (cfg Config) frozenIn16Bits() bool {
 // FlexAttention layer's projected HR keys and values 2·M·D), the HR features M·D, the logits n·V, one frozen
 // layer's transient values and one image's tower, all doubled for the gradients the backward pass holds
 // beside them. On the bench model (`configs/bench.yaml`, 160 rows, batch 8) it gives 460 MB where the step's
-// buffers measure 435 MB.
+// buffers measure 435 MB. With gradient_checkpointing a trainable layer keeps its input n·D only, and one
+// layer at a time holds its values while it is computed again.
 func (cfg Config) activations(n int) int64 {
 	if n <= 0 {
 		n = cfg.ModelMaxLength
@@ -111,7 +112,11 @@ func (cfg Config) activations(n int) int64 {
 	perLayer := 8*N*D + 3*N*F + H*N*N + 2*M*D
 	tower := (1 + Z*Z) * (int64(lr) + 1) * (4*int64(v.HiddenSize) + int64(v.IntermediateSize))
 	front := 4*N*D + 2*N*F
-	return 2 * (cfg.trainableLayers()*perLayer + M*D + N*V + front + tower)
+	layers := cfg.trainableLayers() * perLayer
+	if cfg.LLaVA.GradientCheckpointing {
+		layers = cfg.trainableLayers()*N*D + perLayer
+	}
+	return 2 * (layers + M*D + N*V + front + tower)
 }
 
 // trainableLayers counts the decoder layers with a trainable weight.

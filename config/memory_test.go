@@ -40,6 +40,15 @@ func TestPlan(t *testing.T) {
 			t.Errorf("accumulation %d: parts %+v add to %d, total %d", acc, p.Parts, sum, p.Total)
 		}
 	}
+	cfg.GradientAccumulationSteps = 1
+	plain := cfg.activations(100)
+	cfg.LLaVA.GradientCheckpointing = true
+	re := cfg.activations(100)
+	D, F := int64(cfg.Arch.Text.HiddenSize), int64(cfg.Arch.Text.IntermediateSize)
+	perLayer := 8*100*D + 3*100*F + int64(cfg.Arch.Text.NumHeads)*100*100 + 2*activationsM(cfg)*D
+	if k := cfg.trainableLayers(); k < 2 || plain-re != 2*((k-1)*perLayer-k*100*D) {
+		t.Errorf("activations %d with gradient_checkpointing, %d without: want all but one trainable layer's values fewer, the %d inputs kept", re, plain, k)
+	}
 	if total, ok := physicalMemory(); ok && total < 1<<20 {
 		t.Errorf("physicalMemory = %d bytes; want the machine's memory", total)
 	}
@@ -113,4 +122,10 @@ func TestPredictPlan(t *testing.T) {
 			t.Errorf("hr %v: HR features %d bytes; want %d", hr, got, want)
 		}
 	}
+}
+
+// activationsM is the model's HR token count M.
+func activationsM(cfg Config) int64 {
+	_, _, _, m := cfg.Model().Grid()
+	return int64(m)
 }

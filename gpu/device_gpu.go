@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"gorgonia.org/cu"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 //go:embed kernels.fatbin
@@ -138,7 +140,7 @@ func (d *Device) Alloc(n int) (Buffer, error) {
 	}
 	b := Buffer{n: n}
 	err := d.do(func() (err error) {
-		c := sizeClass(n)
+		c := ops.SizeClass(n)
 		if idle := d.cache[c]; len(idle) > 0 {
 			b.ptr, d.cache[c] = idle[len(idle)-1], idle[:len(idle)-1]
 			return nil
@@ -162,7 +164,7 @@ func (d *Device) Free(b Buffer) error {
 		return nil
 	}
 	return d.do(func() error {
-		c := sizeClass(b.n)
+		c := ops.SizeClass(b.n)
 		d.cache[c] = append(d.cache[c], b.ptr)
 		return nil
 	})

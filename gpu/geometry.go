@@ -1,7 +1,5 @@
 package gpu
 
-import "math/bits"
-
 // The launch constants of kernels/kernels.cu (BLOCK and ROW_THREADS there).
 const (
 	BlockSize  = 256 // threads of an element-wise block
@@ -26,13 +24,3 @@ func Rows(rows int) Grid { return Grid{Blocks: rows, Threads: RowThreads} }
 // adamw_consts: β1, 1−β1, β2, 1−β2, the bias corrections 1−β1^t and 1−β2^t, ε, the learning rate and the
 // weight decay (0 for vectors).
 type AdamWConsts struct{ B1, C1, B2, C2, D1, D2, Eps, LR, WD float32 }
-
-// sizeClass rounds an allocation of n values up to the next of eight steps per power of two (at most 12.5%
-// more; exact below 16): the device's cache keeps its blocks by class, so that nearby sizes reuse them.
-func sizeClass(n int) int {
-	if n < 16 {
-		return n
-	}
-	step := 1 << (bits.Len(uint(n)) - 4)
-	return (n + step - 1) / step * step
-}

@@ -92,20 +92,6 @@ func TestAdamWTwin(t *testing.T) {
 	}
 }
 
-func TestSizeClass(t *testing.T) {
-	for _, tc := range []struct{ n, want int }{{1, 1}, {15, 15}, {16, 16}, {17, 18}, {31, 32}, {32, 32}, {33, 36},
-		{1000, 1024}, {1024, 1024}, {1025, 1152}, {5 << 20, 5 << 20}, {5<<20 + 1, 5<<20 + 1<<19}} {
-		if got := sizeClass(tc.n); got != tc.want {
-			t.Errorf("sizeClass(%d) = %d; want %d", tc.n, got, tc.want)
-		}
-	}
-	for n := 1; n < 1<<12; n++ { // at most 12.5% more, and a class is its own class
-		if c := sizeClass(n); c < n || 8*c > 9*n || sizeClass(c) != c {
-			t.Fatalf("sizeClass(%d) = %d", n, c)
-		}
-	}
-}
-
 // TestAccumulateTwin: three micro-batches through the accumulate kernel (zeroed sums, then s += w·g with
 // each micro-batch's tokens) and the divide kernel give optim.Accumulator's bits.
 func TestAccumulateTwin(t *testing.T) {

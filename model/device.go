@@ -31,6 +31,9 @@ type Device interface {
 // errDeviceInfer refuses an inference graph on a device: decoding reads the graph's values on the host.
 var errDeviceInfer = errors.New("model: a graph on a device trains only, in float32; inference runs on the CPU")
 
+// errDeviceRecompute refuses recomputation on a device: a recomputed layer's own graph runs on the host.
+var errDeviceRecompute = errors.New("model: recomputation (gradient_checkpointing) on a device is not supported yet")
+
 // bind adds t to the graph under name: as it is, or as the device's copy (a weight is kept on the device
 // across graphs, any other value is lent for this graph). A failed copy is kept in b.err.
 func (b *builder[T]) bind(name string, t *tensor.Dense, weight bool) *G.Node {

@@ -32,6 +32,9 @@ type Options struct {
 	// Front, with Features, keeps the whole frozen front in the cache too (front.go): FrontFingerprint of
 	// the weights. "" caches the tower's features only.
 	Front string
+	// Recompute keeps only the input of each decoder layer with a trainable weight and computes the layer
+	// again in the backward pass (gradient checkpointing, checkpoint.go): the same numbers in less memory.
+	Recompute bool
 	// Device, when set, runs the graph there (device.go): a float32 training graph whose values live in the
 	// device's memory. nil: the CPU.
 	Device Device
@@ -91,6 +94,7 @@ type Graph struct {
 	needs    map[*G.Node]bool      // nodes a gradient flows through
 	mem      *ops.Arena            // Options.Arena
 	dev      Device                // Options.Device
+	scratch  *ops.Arena            // the values of a recomputed layer's own graph, given back after each
 	keep     func()                // after Run: stores the front in the feature cache (keepFront); nil: nothing to store
 	vm       G.VM
 }
@@ -118,6 +122,9 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 	}
 	if opt.Device != nil && (opt.Mode != Train || w.Dtype() != tensor.Float32) {
 		return nil, errDeviceInfer
+	}
+	if opt.Device != nil && opt.Recompute {
+		return nil, errDeviceRecompute
 	}
 	_, n, _, M := cfg.Grid()
 	hrSeq := 0
@@ -174,7 +181,11 @@ func (b *builder[T]) build(batch *Batch[T]) error {
 		}
 	}
 	for l := first; l < b.cfg.Text.NumLayers; l++ {
-		if h, cells, err = b.layer(l, h, cells); err != nil {
+		layer := b.layer
+		if b.recomputes(l) {
+			layer = b.recomputed
+		}
+		if h, cells, err = layer(l, h, cells); err != nil {
 			return fmt.Errorf("model: layer %d: %w", l, err)
 		}
 		if l == b.cfg.Flex.NSA-1 && b.frontKeys != nil {

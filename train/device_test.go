@@ -2,6 +2,9 @@ package train
 
 import (
 	"context"
+
+	"gorgonia.org/tensor"
+
 	"errors"
 	"strings"
 	"testing"
@@ -9,6 +12,7 @@ import (
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/gpu"
 	"github.com/flextrain/flextrain/internal/devicetest"
+	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/optim"
 )
 
@@ -72,5 +76,21 @@ func TestRunDeviceRefusals(t *testing.T) {
 	_, _, err = runTiny(t, context.Background(), cfg, onStandIn(&run))
 	if !errors.Is(err, errDeviceTower) || run != nil {
 		t.Errorf("a trainable tower on a GPU: %v (device opened: %v)", err, run != nil)
+	}
+}
+
+// TestRunRecomputeIsTheSameRun: gradient_checkpointing recomputes each trainable layer in the backward pass
+// and logs and checkpoints the bits of the run without it.
+func TestRunRecomputeIsTheSameRun(t *testing.T) {
+	sets := []string{"max_steps=6", "save_steps=6"}
+	plain := tinyConfig(t, sets...)
+	mustRun(t, plain, RunOptions{})
+	re := tinyConfig(t, append(sets, "gradient_checkpointing=true")...)
+	mustRun(t, re, RunOptions{})
+	compareLogs(t, stepRecords(t, plain.OutputDir), stepRecords(t, re.OutputDir), 6)
+	compareCheckpoints(t, loadCheckpoint(t, plain.OutputDir, 6), loadCheckpoint(t, re.OutputDir, 6))
+	st, err := NewStepper(re, model.InitWeights(re.Model(), tensor.Float32, 1), nil, StepperOptions{Steps: 1})
+	if err != nil || !st.t.graph.Recompute {
+		t.Errorf("a Stepper of gradient_checkpointing: true builds graphs without recomputation (%v)", err)
 	}
 }

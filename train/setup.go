@@ -218,7 +218,8 @@ func (t *trainer[T]) plan() error {
 	t.warmup = optim.WarmupSteps(c.WarmupRatio, c.WarmupSteps, t.total)
 	t.state.Seed = c.Seed
 	view, err := model.ParseView(c.Flex.View) // validated: never an error here
-	t.graph = model.Options{Mode: model.Train, Trainable: c.Trainable, Seed: uint64(c.Seed), View: view, Arena: t.mem}
+	t.graph = model.Options{Mode: model.Train, Trainable: c.Trainable, Seed: uint64(c.Seed), View: view, Arena: t.mem,
+		Recompute: c.LLaVA.GradientCheckpointing}
 	return err
 }
 

@@ -52,7 +52,8 @@ func NewStepper(cfg config.Config, w *model.Weights, src BatchSource, opts Stepp
 	if err := t.bindParams(); err != nil {
 		return nil, err
 	}
-	t.graph = model.Options{Mode: model.Train, Trainable: cfg.Trainable, Seed: uint64(cfg.Seed), View: view, Dense: opts.Dense, Arena: t.mem}
+	t.graph = model.Options{Mode: model.Train, Trainable: cfg.Trainable, Seed: uint64(cfg.Seed), View: view, Dense: opts.Dense, Arena: t.mem,
+		Recompute: cfg.LLaVA.GradientCheckpointing}
 	if err := t.openDevice(); err != nil {
 		return nil, err
 	}

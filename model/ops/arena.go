@@ -23,6 +23,7 @@ type Arena struct {
 	lent  []lentBuf // lent since the last Release
 	runs  int       // releases so far: the age of idle buffers
 	stats ArenaStats
+	child *Arena // Child's, made on first use
 }
 
 // ArenaStats count an arena's traffic since it was made.
@@ -82,7 +83,7 @@ func get[T Float](a *Arena, n int, zero bool) []T {
 	if a == nil || n == 0 {
 		return make([]T, n)
 	}
-	slot := arenaSlot{dtypeOf[T](), sizeClass(n)}
+	slot := arenaSlot{dtypeOf[T](), SizeClass(n)}
 	a.mu.Lock()
 	b, ok := a.take(slot)
 	if !ok {
@@ -109,7 +110,7 @@ func Recycle[T Float](a *Arena, bufs ...[]T) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, b := range bufs {
-		if c := cap(b); c > 0 && sizeClass(c) == c {
+		if c := cap(b); c > 0 && SizeClass(c) == c {
 			slot := arenaSlot{dtypeOf[T](), c}
 			a.free[slot] = append(a.free[slot], idleBuf{b[:c], a.runs})
 		}
@@ -182,14 +183,34 @@ func (a *Arena) Poison() {
 	}
 }
 
-// Stats returns the arena's counters (zero for a nil arena).
+// Child returns an arena that a's owner releases on its own schedule, kept with a (the same one on every
+// call): the scratch of work done several times within one run of a graph, such as a recomputed layer's.
+// Its traffic counts in a's Stats. A nil a gives a new arena each time.
+func (a *Arena) Child() *Arena {
+	if a == nil {
+		return NewArena()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.child == nil {
+		a.child = NewArena()
+	}
+	return a.child
+}
+
+// Stats returns the arena's counters, its Child's included (zero for a nil arena).
 func (a *Arena) Stats() ArenaStats {
 	if a == nil {
 		return ArenaStats{}
 	}
 	a.mu.Lock()
+	child := a.child
+	a.mu.Unlock()
+	c := child.Stats()
+	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.stats
+	st.Lent, st.Fresh, st.Held = st.Lent+c.Lent, st.Fresh+c.Fresh, st.Held+c.Held
 	for _, b := range a.lent {
 		st.Held += b.slot.bytes()
 	}
@@ -199,8 +220,9 @@ func (a *Arena) Stats() ArenaStats {
 	return st
 }
 
-// sizeClass rounds n up to the next of eight steps per power of two (at most 12.5% more), exact below 16.
-func sizeClass(n int) int {
+// SizeClass rounds n up to the next of eight steps per power of two (at most 12.5% more), exact below 16:
+// the arena's classes of buffers, and the GPU's classes of its cached blocks (package gpu).
+func SizeClass(n int) int {
 	if n < 16 {
 		return n
 	}

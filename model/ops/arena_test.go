@@ -6,15 +6,38 @@ func TestSizeClass(t *testing.T) {
 	for _, tt := range []struct{ n, want int }{
 		{0, 0}, {1, 1}, {15, 15}, {16, 16}, {17, 18}, {31, 32}, {100, 104}, {1000, 1024}, {1025, 1152}, {4096, 4096},
 	} {
-		if got := sizeClass(tt.n); got != tt.want {
-			t.Errorf("sizeClass(%d) = %d; want %d", tt.n, got, tt.want)
+		if got := SizeClass(tt.n); got != tt.want {
+			t.Errorf("SizeClass(%d) = %d; want %d", tt.n, got, tt.want)
 		}
 	}
 	for n := 1; n < 1<<16; n += 7 {
-		c := sizeClass(n)
-		if c < n || float64(c) > 1.125*float64(n)+1 || sizeClass(c) != c {
-			t.Fatalf("sizeClass(%d) = %d: want a fixed point in [n, 1.125·n]", n, c)
+		c := SizeClass(n)
+		if c < n || float64(c) > 1.125*float64(n)+1 || SizeClass(c) != c {
+			t.Fatalf("SizeClass(%d) = %d: want a fixed point in [n, 1.125·n]", n, c)
 		}
+	}
+}
+
+// TestArenaChild: a Child is the same arena on every call, released on its own, and counted in its
+// parent's Stats.
+func TestArenaChild(t *testing.T) {
+	a := NewArena()
+	c := a.Child()
+	if a.Child() != c || (*Arena)(nil).Child() == nil {
+		t.Fatal("Child is not kept, or a nil arena has none")
+	}
+	b := Buffer[float32](c, 1000)
+	if st := a.Stats(); st.Held < 4*int64(len(b)) || st.Lent < 4*int64(len(b)) {
+		t.Errorf("parent stats %+v do not count the child's %d values", st, len(b))
+	}
+	a.Release() // the parent's: the child's buffer stays lent
+	other := Buffer[float32](c, 1000)
+	if &other[0] == &b[0] {
+		t.Error("the parent's Release took back the child's buffer")
+	}
+	c.Release()
+	if again := Buffer[float32](c, 1000); &again[0] != &b[0] && &again[0] != &other[0] {
+		t.Error("the child's Release did not take its buffers back")
 	}
 }
 
@@ -22,7 +45,7 @@ func TestSizeClass(t *testing.T) {
 func TestArenaLifecycle(t *testing.T) {
 	a := NewArena()
 	b := Buffer[float32](a, 100)
-	if len(b) != 100 || cap(b) != sizeClass(100) {
+	if len(b) != 100 || cap(b) != SizeClass(100) {
 		t.Fatalf("Buffer(100): len %d cap %d", len(b), cap(b))
 	}
 	for i := range b {

@@ -1,0 +1,40 @@
+package ops
+
+import (
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// FuncSpec describes an operation whose arithmetic its caller writes: the model's recomputed layers
+// (gradient checkpointing), which run a whole layer as one operation of the step's graph.
+type FuncSpec struct {
+	Name  string
+	Shape tensor.Shape // of the output
+	// Do computes the output from the inputs' values; m is the graph's arena, which lends the output.
+	Do func(m *Arena, in []G.Value) (G.Value, error)
+	// Diff says which inputs carry a gradient; Grad builds the gradients of those (nil for the others)
+	// from the output's gradient g. Both nil: no gradient.
+	Diff []bool
+	Grad func(in G.Nodes, g *G.Node) (G.Nodes, error)
+}
+
+// Func adds the operation of spec over children. Its kernel has no device arithmetic of its own (Args nil):
+// a device runs it on the CPU, if at all.
+func Func(spec FuncSpec, children ...*G.Node) (*G.Node, error) {
+	op := &fnOp{name: spec.Name, diff: spec.Diff, do: spec.Do}
+	op.shape = func([]tensor.Shape) (tensor.Shape, error) { return spec.Shape.Clone(), nil }
+	if spec.Grad != nil {
+		op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) { return spec.Grad(in, g) }
+	}
+	return apply(op, len(spec.Shape), children...)
+}
+
+// Alloc returns a zeroed tensor of T and the given shape, lent by m (plain when m is nil): an output for
+// a FuncSpec's Do.
+func Alloc[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) { return alloc[T](m, shape...) }
+
+// UnpackAll splits a packed 1-D tensor of gradients, one of each shape after the other, into one node per
+// shape: nil where want is false.
+func UnpackAll(packed *G.Node, sizes []tensor.Shape, want []bool) (G.Nodes, error) {
+	return unpackAll(packed, sizes, want)
+}
