@@ -25,6 +25,7 @@ type Graphs struct {
 	weights   map[string]Buffer
 	lent      []Buffer // lent since the last Release
 	saved     []func() // frees what forward passes saved for their backward passes
+	marks     [][2]int // Mark's: the lengths of lent and saved
 	tables    map[*float64]Buffer
 	Fallbacks map[string]int // operations run on the CPU over copies, by kernel name
 }
@@ -36,6 +37,9 @@ func (d *Device) Graphs() *Graphs {
 
 // Run computes one operation of a graph (ops.Device).
 func (g *Graphs) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
+	if f, ok := k.Args.(ops.FuncArgs); ok { // it runs a graph of its own, on this device
+		return f.Run(in)
+	}
 	name := k.Name
 	if strings.HasPrefix(name, "Unpack") {
 		name = "Unpack"
@@ -148,7 +152,46 @@ func (g *Graphs) Release() {
 	for _, b := range g.lent {
 		g.d.Free(b)
 	}
-	g.saved, g.lent, g.tables = nil, nil, map[*float64]Buffer{}
+	g.saved, g.lent, g.marks, g.tables = nil, nil, nil, map[*float64]Buffer{}
+}
+
+// Mark notes what is lent now, for ReleaseAfter (model.Device).
+func (g *Graphs) Mark() int {
+	g.marks = append(g.marks, [2]int{len(g.lent), len(g.saved)})
+	return len(g.marks) - 1
+}
+
+// ReleaseAfter frees every value lent since Mark gave mark, and what forward passes saved since, but keep,
+// which stays lent (model.Device).
+func (g *Graphs) ReleaseAfter(mark int, keep G.Value) {
+	if mark < 0 || mark >= len(g.marks) {
+		return
+	}
+	at := g.marks[mark]
+	g.marks = g.marks[:mark]
+	for _, free := range g.saved[at[1]:] {
+		free()
+	}
+	var kept Buffer
+	if keep != nil {
+		kept, _ = buffer(keep)
+	}
+	lent := g.lent[at[0]:]
+	g.lent, g.saved = g.lent[:at[0]], g.saved[:at[1]]
+	freed := map[cu.DevicePtr]bool{}
+	for _, b := range lent {
+		if b.n > 0 && b.ptr == kept.ptr && kept.n > 0 {
+			g.lent = append(g.lent, b)
+			continue
+		}
+		g.d.Free(b)
+		freed[b.ptr] = true
+	}
+	for key, b := range g.tables { // a RoPE table uploaded since the mark went too
+		if freed[b.ptr] {
+			delete(g.tables, key)
+		}
+	}
 }
 
 // Close frees the graphs' values and the weights; the device stays open.

@@ -16,8 +16,12 @@ import (
 type graphOp func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error)
 
 // graphOps are the kernels the device runs itself, by name (the Unpack kernels under "Unpack"): the whole
-// of a decoder's training step but the selection.
+// of a training step with a frozen tower, but the selection.
 var graphOps = map[string]graphOp{
+	"Reshape":           elementwise(func(*Device, Buffer, Buffer, Buffer) error { return nil }, true),
+	"ClassPosEmbed":     classPosEmbed,
+	"LayerNorm":         layerNorm,
+	"QuickGELU":         elementwise(func(d *Device, y, _, _ Buffer) error { return d.QuickGELU(y) }, true),
 	"Add":               elementwise(func(d *Device, y, a, b Buffer) error { return d.AddTo(y, b) }, true),
 	"AddBias":           elementwise(func(d *Device, y, a, b Buffer) error { return d.AddRowBias(y, b) }, true),
 	"GELU":              elementwise(func(d *Device, y, a, _ Buffer) error { return d.GELU(y) }, true),
@@ -45,16 +49,20 @@ var graphOps = map[string]graphOp{
 	"GatherRowsGrad":    gatherRowsGrad,
 }
 
-// elementwise is an operation whose output has its first input's shape: f writes y from the inputs a and b
-// (b empty for one input); when inPlace, y starts as a copy of a.
+// elementwise is an operation whose output has its first input's shape (Reshape: the shape it was built
+// with): f writes y from the inputs a and b (b empty for one input); when inPlace, y starts as a copy of a.
 func elementwise(f func(d *Device, y, a, b Buffer) error, inPlace bool) graphOp {
-	return func(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
+	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 		bufs, err := buffers(in)
 		if err != nil {
 			return nil, err
 		}
 		bufs = append(bufs, Buffer{})
-		y, out, err := g.output(in[0].Shape()...)
+		shape := in[0].Shape()
+		if to, ok := k.Args.(ops.ReshapeArgs); ok {
+			shape = to.Shape
+		}
+		y, out, err := g.output(shape...)
 		if err == nil && inPlace {
 			err = g.d.copyWithin(y, bufs[0])
 		}
@@ -128,6 +136,48 @@ func dims(s tensor.Shape, t bool) (int, int) {
 		return s[1], s[0]
 	}
 	return s[0], s[1]
+}
+
+// classPosEmbed is the tower's embeddings over in = patch [images·n, C], cls [C], pos [n+1, C]: each image's
+// CLS row and patch rows gathered (the assembly's gather), then pos added to every image's rows.
+func classPosEmbed(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
+	b, err := buffers(in)
+	if err != nil {
+		return nil, err
+	}
+	ps, ts := in[0].Shape(), in[2].Shape()
+	n, C := ts[0]-1, ts[1]
+	images := ps[0] / max(n, 1)
+	src := make([]ops.Source, 0, images*(n+1))
+	for k := range images {
+		src = append(src, ops.Source{Kind: ops.FromImage})
+		for i := range n {
+			src = append(src, ops.Source{Kind: ops.FromToken, Index: k*n + i})
+		}
+	}
+	y, out, err := g.output(images*(n+1), C)
+	if err == nil {
+		err = g.d.Assemble(y, b[0], b[1], Buffer{}, src, C)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.AddRowBias(y, b[2])
+}
+
+// layerNorm is the tower's LayerNorm over in = x [rows, cols], w, b [cols].
+func layerNorm(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.NormArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	s := in[0].Shape()
+	y, out, err := g.output(s...)
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.LayerNorm(y, b[0], b[1], b[2], s[0], s[1], args.Eps)
 }
 
 // rmsNorm is RMSNorm over in = x [rows, cols], w [cols].
@@ -228,6 +278,9 @@ func attention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	p, err := g.d.Attention(o, b[0], b[1], b[2], args.Layout)
 	if err != nil {
 		return nil, err
+	}
+	if args.Layout.Frozen { // no backward pass will read it
+		return out, g.d.Free(p)
 	}
 	args.Saved.Value = p
 	g.saved = append(g.saved, func() { g.d.Free(p); args.Saved.Value = nil })

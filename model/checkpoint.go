@@ -185,6 +185,37 @@ type layerGraph[T ops.Float] struct {
 	input *G.Node
 }
 
+// sub is a builder of a graph of its own for a part of b's graph (a recomputed layer, a part of the tower
+// on a device): b's batch, layout and tables, its own nodes, values from mem, and opt.
+func (b *builder[T]) sub(mem *ops.Arena, opt Options) *builder[T] {
+	m := &Graph{cfg: b.cfg, view: b.view, dense: b.dense, ropeCos: b.ropeCos, ropeSin: b.ropeSin, textCos: b.textCos,
+		textSin: b.textSin, g: G.NewGraph(), lay: b.lay, rows: b.rows, oriSizes: b.oriSizes, boxes: b.boxes,
+		lossRows: b.lossRows, params: map[string]*G.Node{}, grads: map[string]*G.Node{}, cells: map[int]*G.Node{},
+		plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{}, mem: mem, dev: opt.Device}
+	ops.Attach(m.g, mem)
+	ops.AttachDevice(m.g, opt.Device)
+	return &builder[T]{Graph: m, w: b.w, frozen: b.frozen, opt: opt}
+}
+
+// runAlone runs a sub builder's graph to its end.
+func (s *builder[T]) runAlone() error {
+	var vmOpts []G.VMOpt
+	if s.dev != nil {
+		vmOpts = append(vmOpts, G.WithEngine(s.dev.Engine()))
+	}
+	s.vm = G.NewTapeMachine(s.g, vmOpts...)
+	return s.vm.RunAll()
+}
+
+// detach closes a sub builder's machine and detaches its graph (its values stay where they were lent).
+func (s *builder[T]) detach() {
+	if s.vm != nil {
+		s.vm.Close()
+	}
+	ops.Detach(s.g)
+	ops.DetachDevice(s.g)
+}
+
 // build makes the layer's graph over the values in: h, the trainable weights, the cells. With grad, h and
 // the weights need gradients as in the step's graph.
 func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.Node, *G.Node, error) {
@@ -192,16 +223,12 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 	if b.scratch == nil {
 		b.scratch = b.mem.Child() // kept with the step's arena: the next step finds its buffers
 	}
-	m := &Graph{cfg: b.cfg, view: b.view, dense: b.dense, ropeCos: b.ropeCos, ropeSin: b.ropeSin, textCos: b.textCos,
-		textSin: b.textSin, g: G.NewGraph(), lay: b.lay, rows: b.rows, oriSizes: b.oriSizes, boxes: b.boxes,
-		lossRows: b.lossRows, params: map[string]*G.Node{}, grads: map[string]*G.Node{}, cells: map[int]*G.Node{},
-		plans: map[int]*ops.FlexPlan{}, needs: map[*G.Node]bool{}, mem: b.scratch}
-	ops.Attach(m.g, m.mem)
 	opt := b.opt
 	if !grad {
 		opt.Trainable = func(string) bool { return false }
 	}
-	sub := &layerGraph[T]{builder: &builder[T]{Graph: m, w: b.w, frozen: b.frozen, opt: opt}}
+	sub := &layerGraph[T]{builder: b.sub(b.scratch, opt)}
+	m := sub.Graph
 	sub.input = G.NodeFromAny(m.g, in[0], G.WithName("layer_input"))
 	sub.needs[sub.input] = grad && r.needH
 	for i, name := range r.names { // the step's own weights, bound as they are
@@ -225,8 +252,7 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 
 // run runs the layer's graph.
 func (s *layerGraph[T]) run() error {
-	s.vm = G.NewTapeMachine(s.g)
-	if err := s.vm.RunAll(); err != nil {
+	if err := s.runAlone(); err != nil {
 		return fmt.Errorf("model: recomputed layer: %w", err)
 	}
 	return nil
@@ -234,10 +260,7 @@ func (s *layerGraph[T]) run() error {
 
 // close gives every value of the layer's graph back to the scratch arena.
 func (s *layerGraph[T]) close() {
-	if s.vm != nil {
-		s.vm.Close()
-	}
-	ops.Detach(s.g)
+	s.detach()
 	s.mem.Release()
 }
 

@@ -25,7 +25,9 @@ func (b *builder[T]) layer(l int, h, cells *G.Node) (*G.Node, *G.Node, error) {
 	if flex && l >= b.cfg.Flex.NSA {
 		o, err = b.flex(l, q, k, v, cells)
 	} else {
-		o, err = b.track2(ops.Attention(q, k, v, b.attnLayout()))(q, k, v)
+		lay := b.attnLayout()
+		lay.Frozen = !b.needs[q] && !b.needs[k] && !b.needs[v]
+		o, err = b.track2(ops.Attention(q, k, v, lay))(q, k, v)
 	}
 	if err != nil {
 		return nil, nil, err

@@ -26,6 +26,11 @@ type Device interface {
 	Engine() tensor.Engine
 	// Release frees every value lent since the last Release (the graph's values and what its operations saved).
 	Release()
+	// Mark and ReleaseAfter free early what a part of a graph lent: ReleaseAfter(Mark(), keep) frees every
+	// value lent since the Mark but keep (nil: none), which stays lent until Release. A layer of the
+	// frozen tower runs so, as a graph of its own within the step's.
+	Mark() int
+	ReleaseAfter(mark int, keep G.Value)
 }
 
 // errDeviceInfer refuses an inference graph on a device: decoding reads the graph's values on the host.
@@ -75,12 +80,12 @@ func (m *Graph) hostDense(v G.Value) *tensor.Dense {
 
 // hrOnDevice is the HR features for a graph on a device, [B·M, D] (hrFeatures: sample i's block from its
 // image when it has HR rows, zeros otherwise) or, for seq, [K·M, D] in image order (hrSequence). The
-// frozen tower runs on the host as it does for the CPU; the projector runs in the graph, on the device
-// with the device's copy of its weights (which the optimizer updates there when it trains), and without
-// gradient, as the CPU computes it.
+// frozen tower and the projector run in the graph, on the device with the device's copy of their weights
+// (the projector's, which the optimizer updates there when it trains), without gradient, as the CPU
+// computes them: only the crops' pixels go up.
 func (b *builder[T]) hrOnDevice(batch *Batch[T], seq bool) (*G.Node, error) {
 	_, n, _, M := b.cfg.Grid()
-	Z, Cv := b.cfg.Flex.Zoom, b.cfg.Vision.HiddenSize
+	Z := b.cfg.Flex.Zoom
 	rows := b.lay.B // output blocks of M rows
 	if seq {
 		rows = b.lay.images
@@ -95,13 +100,13 @@ func (b *builder[T]) hrOnDevice(batch *Batch[T], seq bool) (*G.Node, error) {
 		}
 	}
 	per := Z * Z * n // tower rows of one image
-	feats := ops.Buffer[T](b.mem, max(1, len(from))*per*Cv)
-	ops.Parallel(len(from), func(j int) {
-		t := b.hrTower(batch.HRPixels[from[j]])
-		copy(feats[j*per*Cv:], t)
-		ops.Recycle(b.mem, t)
-	})
-	x := b.constant("hd_tower_features", feats, max(1, len(from))*per, Cv)
+	if len(from) == 0 {
+		return b.constant("hd_features", ops.Buffer[T](b.mem, rows*M*b.cfg.Text.HiddenSize), rows*M, b.cfg.Text.HiddenSize), nil
+	}
+	x, err := b.towerGraph(b.cropPatches(batch, from), len(from)*Z*Z)
+	if err != nil {
+		return nil, err
+	}
 	proj, err := b.frozenProjector(x)
 	if err != nil {
 		return nil, err
@@ -116,6 +121,25 @@ func (b *builder[T]) hrOnDevice(batch *Batch[T], seq bool) (*G.Node, error) {
 		}
 	}
 	return ops.Assemble(proj, nil, nil, src, false, false)
+}
+
+// cropPatches are the patches [J·Z²·n, 3·P·P] of the HR crops of the images of samples from, in order.
+func (b *builder[T]) cropPatches(batch *Batch[T], from []int) []T {
+	vc := b.cfg.Vision
+	_, n, _, _ := b.cfg.Grid()
+	S, Z, pp := vc.ImageSize, b.cfg.Flex.Zoom, 3*vc.PatchSize*vc.PatchSize
+	patches := ops.Buffer[T](b.mem, len(from)*Z*Z*n*pp)
+	ops.Parallel(len(from), func(j int) {
+		px := ops.Convert[T](b.mem, batch.HRPixels[from[j]])
+		crops := ops.Scratch[T](b.mem, Z*Z*3*S*S)
+		hrCrops(crops, b.cfg, px)
+		for c := range Z * Z {
+			lrPatches(patches[(j*Z*Z+c)*n*pp:], b.cfg, crops[c*3*S*S:])
+		}
+		ops.Recycle(b.mem, crops)
+		ops.Recycle(b.mem, px)
+	})
+	return patches
 }
 
 // frozenProjector is the projector over x with no gradient to x or to its weights.
@@ -158,4 +182,30 @@ func hrCellSources(cfg Config) []int {
 		}
 	}
 	return src
+}
+
+// towerPart adds one part of the frozen tower (f: the embeddings, or a layer) over x as one operation of a
+// graph on a device: it runs the part as a graph of its own on the same device and gives that graph's
+// values back as soon as it is done (Device.Mark, ReleaseAfter), keeping its output [rows, Cv] only. The
+// tower has no gradient, so nothing of a part is needed later: the step holds one part's activations at a
+// time, where the whole tower in the step's graph would hold them all.
+func (b *builder[T]) towerPart(name string, x *G.Node, rows int, f func(*builder[T], *G.Node) (*G.Node, error)) (*G.Node, error) {
+	dev := b.opt.Device
+	do := func(_ *ops.Arena, in []G.Value) (G.Value, error) {
+		mark := dev.Mark()
+		sub := b.sub(b.mem, Options{Mode: Train, Device: dev})
+		defer sub.detach()
+		out, err := f(sub, G.NodeFromAny(sub.g, in[0], G.WithName("input")))
+		if err == nil {
+			err = sub.runAlone()
+		}
+		if err != nil {
+			dev.ReleaseAfter(mark, nil)
+			return nil, fmt.Errorf("model: %s: %w", name, err)
+		}
+		v := out.Value()
+		dev.ReleaseAfter(mark, v)
+		return v, nil
+	}
+	return ops.Func(ops.FuncSpec{Name: name, Shape: tensor.Shape{rows, b.cfg.Vision.HiddenSize}, Do: do, Anywhere: true}, x)
 }

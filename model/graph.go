@@ -322,7 +322,7 @@ func (b *builder[T]) projectLR(batch *Batch[T]) (*G.Node, error) {
 // lrVision returns the tower's LR features [K·n, Cv] of the image samples, in batch order, the images
 // shared among the cores.
 func (b *builder[T]) lrVision(batch *Batch[T]) (*G.Node, error) {
-	if b.trainsVision() {
+	if b.trainsVision() || b.opt.Device != nil { // on a device, the tower runs there
 		return b.visionGraph(batch)
 	}
 	_, n, _, _ := b.cfg.Grid()

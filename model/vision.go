@@ -107,6 +107,14 @@ func hrTower[T ops.Float](m *ops.Arena, cfg Config, w params[T], hr []T) []T {
 	S, Z := cfg.Vision.ImageSize, cfg.Flex.Zoom
 	crops := ops.Scratch[T](m, Z*Z*3*S*S)
 	defer ops.Recycle(m, crops)
+	hrCrops(crops, cfg, hr)
+	return visionFeatures(m, cfg, w, crops, Z*Z)
+}
+
+// hrCrops writes the Z×Z crops of S×S of an image's HR pixels [3, Z·S, Z·S] to crops [Z², 3, S, S], in
+// row-major crop order.
+func hrCrops[T ops.Float](crops []T, cfg Config, hr []T) {
+	S, Z := cfg.Vision.ImageSize, cfg.Flex.Zoom
 	for j := 0; j < Z*Z; j++ {
 		a, b, crop := j/Z, j%Z, crops[j*3*S*S:]
 		for c := 0; c < 3; c++ {
@@ -116,7 +124,6 @@ func hrTower[T ops.Float](m *ops.Arena, cfg Config, w params[T], hr []T) []T {
 			}
 		}
 	}
-	return visionFeatures(m, cfg, w, crops, Z*Z)
 }
 
 // hrFeatures writes the HR features hd [M, D] of one image, computed from its tower features [Z²·n, Cv]

@@ -27,31 +27,6 @@ func (b *builder[T]) trainsVision() bool {
 
 // visionGraph returns hs[select_layer] without the CLS rows, [K·n, Cv], for the K image samples' LR views.
 func (b *builder[T]) visionGraph(batch *Batch[T]) (*G.Node, error) {
-	x, err := b.visionEmbed(batch)
-	if err != nil {
-		return nil, err
-	}
-	if x, err = b.layerNorm(x, VisionPrefix+"pre_layrnorm"); err != nil {
-		return nil, err
-	}
-	for l := 0; l < b.cfg.VisionLayersRun(); l++ {
-		if x, err = b.visionLayer(x, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l)); err != nil {
-			return nil, fmt.Errorf("model: vision layer %d: %w", l, err)
-		}
-	}
-	_, n, _, _ := b.cfg.Grid()
-	rows := make([]int, 0, b.lay.images*n)
-	for k := 0; k < b.lay.images; k++ {
-		for i := 1; i <= n; i++ {
-			rows = append(rows, k*(n+1)+i)
-		}
-	}
-	return b.track2(ops.GatherRows(x, rows, b.needs[x]))(x)
-}
-
-// visionEmbed is the patch embedding (a Linear over the constant patches) with class and position
-// embeddings: [K·(n+1), Cv].
-func (b *builder[T]) visionEmbed(batch *Batch[T]) (*G.Node, error) {
 	vc := b.cfg.Vision
 	_, n, _, _ := b.cfg.Grid()
 	pp := 3 * vc.PatchSize * vc.PatchSize
@@ -63,7 +38,58 @@ func (b *builder[T]) visionEmbed(batch *Batch[T]) (*G.Node, error) {
 			ops.Recycle(b.mem, px)
 		}
 	}
-	x := b.constant("lr_patches", patches, b.lay.images*n, pp)
+	return b.towerGraph(patches, b.lay.images)
+}
+
+// towerGraph runs the tower in the graph on the patches [images·n, 3·P·P] of images S×S views (LR views, or
+// HR crops) and returns hs[select_layer] without the CLS rows, [images·n, Cv]. On a device the frozen tower
+// runs a part at a time (towerPart): its activations go back layer by layer.
+func (b *builder[T]) towerGraph(patches []T, images int) (*G.Node, error) {
+	vc := b.cfg.Vision
+	_, n, _, _ := b.cfg.Grid()
+	x := b.constant("patches", patches, images*n, 3*vc.PatchSize*vc.PatchSize)
+	part := func(name string, f func(*builder[T], *G.Node) (*G.Node, error)) error {
+		var err error
+		if b.opt.Device != nil && !b.trainsVision() {
+			x, err = b.towerPart(name, x, images*(n+1), f)
+		} else {
+			x, err = f(b, x)
+		}
+		return err
+	}
+	err := part("TowerEmbed", func(s *builder[T], x *G.Node) (*G.Node, error) {
+		x, err := s.visionEmbed(x, images)
+		if err != nil {
+			return nil, err
+		}
+		return s.layerNorm(x, VisionPrefix+"pre_layrnorm")
+	})
+	for l := 0; l < b.cfg.VisionLayersRun() && err == nil; l++ {
+		err = part(fmt.Sprintf("TowerLayer%d", l), func(s *builder[T], x *G.Node) (*G.Node, error) {
+			y, err := s.visionLayer(x, fmt.Sprintf("%sencoder.layers.%d.", VisionPrefix, l), images)
+			if err != nil {
+				return nil, fmt.Errorf("model: vision layer %d: %w", l, err)
+			}
+			return y, nil
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]int, 0, images*n)
+	for k := 0; k < images; k++ {
+		for i := 1; i <= n; i++ {
+			rows = append(rows, k*(n+1)+i)
+		}
+	}
+	return b.track2(ops.GatherRows(x, rows, b.needs[x]))(x)
+}
+
+// visionEmbed is the patch embedding (a Linear over the patches x [images·n, 3·P·P]) with class and
+// position embeddings: [images·(n+1), Cv].
+func (b *builder[T]) visionEmbed(x *G.Node, images int) (*G.Node, error) {
+	vc := b.cfg.Vision
+	pp := 3 * vc.PatchSize * vc.PatchSize
 	w, err := b.param(VisionPrefix + "embeddings.patch_embedding.weight")
 	if err != nil {
 		return nil, err
@@ -85,7 +111,7 @@ func (b *builder[T]) visionEmbed(batch *Batch[T]) (*G.Node, error) {
 		return nil, err
 	}
 	need := ops.EmbedSpec{Patch: b.needs[pe], Class: b.needs[cls], Pos: b.needs[pos]}
-	return b.track2(ops.ClassPosEmbed(pe, cls, pos, b.lay.images, need))(pe, cls, pos)
+	return b.track2(ops.ClassPosEmbed(pe, cls, pos, images, need))(pe, cls, pos)
 }
 
 // layerNorm is the CLIP LayerNorm called prefix.
@@ -99,7 +125,7 @@ func (b *builder[T]) layerNorm(x *G.Node, prefix string) (*G.Node, error) {
 }
 
 // visionLayer is one pre-norm CLIP encoder layer: x + attn(ln1(x)), then + fc2(quick_gelu(fc1(ln2(x)))).
-func (b *builder[T]) visionLayer(x *G.Node, p string) (*G.Node, error) {
+func (b *builder[T]) visionLayer(x *G.Node, p string, images int) (*G.Node, error) {
 	y, err := b.layerNorm(x, p+"layer_norm1")
 	if err != nil {
 		return nil, err
@@ -110,7 +136,9 @@ func (b *builder[T]) visionLayer(x *G.Node, p string) (*G.Node, error) {
 			return nil, err
 		}
 	}
-	o, err := b.track2(ops.Attention(qkv[0], qkv[1], qkv[2], b.visionLayout()))(qkv[:]...)
+	lay := b.visionLayout(images)
+	lay.Frozen = !b.needs[qkv[0]] && !b.needs[qkv[1]] && !b.needs[qkv[2]]
+	o, err := b.track2(ops.Attention(qkv[0], qkv[1], qkv[2], lay))(qkv[:]...)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +168,12 @@ func (b *builder[T]) addAffine(x, h *G.Node, prefix string) (*G.Node, error) {
 }
 
 // visionLayout is the image samples as the attention op sees them: K sequences of n+1 tokens, non-causal.
-func (b *builder[T]) visionLayout() ops.Layout {
+func (b *builder[T]) visionLayout(images int) ops.Layout {
 	_, n, _, _ := b.cfg.Grid()
-	lens := make([]int, b.lay.images)
+	lens := make([]int, images)
 	for i := range lens {
 		lens[i] = n + 1
 	}
 	vc := b.cfg.Vision
-	return ops.Layout{B: b.lay.images, N: n + 1, Lens: lens, Heads: vc.NumHeads, HeadDim: vc.HiddenSize / vc.NumHeads, Full: true}
+	return ops.Layout{B: images, N: n + 1, Lens: lens, Heads: vc.NumHeads, HeadDim: vc.HiddenSize / vc.NumHeads, Full: true}
 }

@@ -23,12 +23,15 @@ import (
 	"github.com/flextrain/flextrain/optim"
 )
 
-// Device is the stand-in model.Device. It counts what it runs.
+// Device is the stand-in model.Device. It counts what it runs. A value it takes back (Release,
+// ReleaseAfter) is gone from its memory: reading it later is an error, as a use after free would be.
 type Device struct {
 	Ran     map[string]int // kernels run, by name
 	Adds    int            // sums of gradient contributions run through its engine
 	Lent    int            // values lent since the last Release
 	mem     map[uintptr][]float32
+	lent    []uintptr // the values lent since the last Release, in order
+	marks   []int
 	weights map[string]*tensor.Dense
 }
 
@@ -40,6 +43,9 @@ func New() *Device {
 // Run computes k with the CPU's arithmetic over host copies of in.
 func (d *Device) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
 	d.Ran[k.Name]++
+	if f, ok := k.Args.(ops.FuncArgs); ok { // a graph of its own, on this device
+		return f.Run(in)
+	}
 	host := make([]G.Value, len(in))
 	for i, v := range in {
 		host[i] = v // a scalar
@@ -69,6 +75,7 @@ func (d *Device) lend(t *tensor.Dense) *tensor.Dense {
 	}
 	ptr := uintptr(unsafe.Pointer(unsafe.SliceData(poison)))
 	d.mem[ptr] = slices.Clone(t.Data().([]float32))
+	d.lent = append(d.lent, ptr)
 	return tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(t.Shape().Clone()...), tensor.WithEngine(engine{d}),
 		tensor.FromMemory(ptr, uintptr(4*len(poison))))
 }
@@ -92,7 +99,7 @@ func (d *Device) Weight(name string, t *tensor.Dense) (G.Value, error) {
 		return w, nil
 	}
 	w := d.lend(t)
-	d.Lent--
+	d.Lent, d.lent = d.Lent-1, d.lent[:len(d.lent)-1] // a weight stays
 	d.weights[name] = w
 	return w, nil
 }
@@ -113,7 +120,38 @@ func (d *Device) Download(v G.Value) (*tensor.Dense, error) {
 func (d *Device) Engine() tensor.Engine { return engine{d} }
 
 // Release takes every lent value back.
-func (d *Device) Release() { d.Lent = 0 }
+func (d *Device) Release() {
+	for _, p := range d.lent {
+		delete(d.mem, p)
+	}
+	d.Lent, d.lent, d.marks = 0, nil, nil
+}
+
+// Mark notes what is lent now.
+func (d *Device) Mark() int {
+	d.marks = append(d.marks, len(d.lent))
+	return len(d.marks) - 1
+}
+
+// ReleaseAfter takes back every value lent since the mark but keep.
+func (d *Device) ReleaseAfter(mark int, keep G.Value) {
+	at := d.marks[mark]
+	d.marks = d.marks[:mark]
+	var kept uintptr
+	if t, ok := keep.(*tensor.Dense); ok {
+		kept = t.Uintptr()
+	}
+	lent := d.lent[at:]
+	d.lent = d.lent[:at]
+	for _, p := range lent {
+		if p == kept {
+			d.lent = append(d.lent, p)
+			continue
+		}
+		delete(d.mem, p)
+	}
+	d.Lent = len(d.lent)
+}
 
 // engine is the tensor engine of the device's values: Gorgonia's sums of gradient contributions.
 type engine struct{ d *Device }

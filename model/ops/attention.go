@@ -24,6 +24,9 @@ type Layout struct {
 	Heads   int
 	HeadDim int
 	Full    bool
+	// Frozen says that no gradient will pass back through the attention (no input of it needs one): a
+	// device then keeps nothing of the forward pass for a backward one.
+	Frozen bool
 }
 
 // keys is the number of keys row r of sample b sees.

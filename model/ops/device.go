@@ -78,6 +78,8 @@ type (
 		Index []int
 		Shape tensor.Shape
 	}
+	// ReshapeArgs: Reshape's output shape.
+	ReshapeArgs struct{ Shape tensor.Shape }
 	// UnpackArgs: the elements [Off, Off+|Shape|) of a packed gradient.
 	UnpackArgs struct {
 		Off   int

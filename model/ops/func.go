@@ -16,12 +16,22 @@ type FuncSpec struct {
 	// from the output's gradient g. Both nil: no gradient.
 	Diff []bool
 	Grad func(in G.Nodes, g *G.Node) (G.Nodes, error)
+	// Anywhere says that Do works on the values wherever they are (it builds a graph of its own on the
+	// same device): a device calls it as it is (FuncArgs). Otherwise a device runs it on the CPU, if at all.
+	Anywhere bool
 }
 
-// Func adds the operation of spec over children. Its kernel has no device arithmetic of its own (Args nil):
-// a device runs it on the CPU, if at all.
+// FuncArgs are the Args of a Func that runs anywhere: Run is its Do, for a device to call on its values.
+type FuncArgs struct {
+	Run func(in []G.Value) (G.Value, error)
+}
+
+// Func adds the operation of spec over children.
 func Func(spec FuncSpec, children ...*G.Node) (*G.Node, error) {
 	op := &fnOp{name: spec.Name, diff: spec.Diff, do: spec.Do}
+	if spec.Anywhere {
+		op.args = FuncArgs{Run: func(in []G.Value) (G.Value, error) { return spec.Do(nil, in) }}
+	}
 	op.shape = func([]tensor.Shape) (tensor.Shape, error) { return spec.Shape.Clone(), nil }
 	if spec.Grad != nil {
 		op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) { return spec.Grad(in, g) }

@@ -15,7 +15,7 @@ import (
 // patch weight [Cv, 3, P, P] seen as the matrix [Cv, 3·P·P] of its Linear. The gradient is reshaped back.
 func Reshape(x *G.Node, shape ...int) (*G.Node, error) {
 	to := tensor.Shape(append([]int(nil), shape...))
-	op := &fnOp{name: "Reshape", diff: []bool{true}}
+	op := &fnOp{name: "Reshape", diff: []bool{true}, args: ReshapeArgs{to.Clone()}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if in[0].TotalSize() != to.TotalSize() {
 			return nil, fmt.Errorf("ops: Reshape: %v has %d elements, %v wants %d", in[0], in[0].TotalSize(), to, to.TotalSize())
