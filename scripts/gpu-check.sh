@@ -12,7 +12,8 @@
 #      against the CPU's (model.test -run OnGPU);
 #   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU: the two loss curves side by side;
 #   3. flextrain bench of configs/bench.yaml on the CPU and the GPU, and of configs/bench-gpu.yaml on the GPU
-#      (flex-union, flex-dense, lr at batch 4; flex-union and hd-seq at batch 1, where hd-seq fits);
+#      (the whole step with the tower at batch 4; then from the feature cache flex-union, flex-dense, lr at
+#      batch 4, flex-union and hd-seq at batch 1, where hd-seq fits);
 #   4. the PyTorch reference's bench.py on the same GPU, the same sizes;
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
 # The bench lines are JSON; the last part prints them as one table.
@@ -78,6 +79,8 @@ EOF
 	}
 	bench small-cpu --config configs/bench.yaml --device cpu --mode flex-union --versus lr --steps 10
 	bench small-cuda --config configs/bench.yaml --device cuda --mode flex-union --versus lr --steps 10
+	bench gpu-b4-full --config configs/bench-gpu.yaml --device cuda --mode flex-union --strategy topk --ratio 0.1 \
+		--steps 5 --warmup 1
 	bench gpu-b4 --config configs/bench-gpu.yaml --device cuda --cached --mode flex-union --versus flex-dense \
 		--strategy topk --ratio 0.1 --steps 10 --warmup 2
 	bench gpu-b4-lr --config configs/bench-gpu.yaml --device cuda --cached --mode lr --steps 10 --warmup 2
