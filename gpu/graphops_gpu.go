@@ -18,20 +18,24 @@ type graphOp func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error)
 // graphOps are the kernels the device runs itself, by name (the Unpack kernels under "Unpack"): the whole
 // of a training step with a frozen tower, but the selection.
 var graphOps = map[string]graphOp{
-	"Reshape":           elementwise(func(*Device, Buffer, Buffer, Buffer) error { return nil }, true),
-	"ClassPosEmbed":     classPosEmbed,
-	"LayerNorm":         layerNorm,
-	"QuickGELU":         elementwise(func(d *Device, y, _, _ Buffer) error { return d.QuickGELU(y) }, true),
-	"Add":               elementwise(func(d *Device, y, a, b Buffer) error { return d.AddTo(y, b) }, true),
-	"AddBias":           elementwise(func(d *Device, y, a, b Buffer) error { return d.AddRowBias(y, b) }, true),
-	"GELU":              elementwise(func(d *Device, y, a, _ Buffer) error { return d.GELU(y) }, true),
-	"SwiGLU":            elementwise(func(d *Device, y, a, b Buffer) error { return d.SwiGLU(y, a, b) }, false),
-	"SwiGLUGradGate":    swigluGrad(true),
-	"SwiGLUGradUp":      swigluGrad(false),
-	"Linear":            linear,
-	"LinearGradX":       matmul,
-	"LinearGradW":       matmul,
-	"RMSNorm":           rmsNorm,
+	"Reshape":       elementwise(func(*Device, Buffer, Buffer, Buffer) error { return nil }, true),
+	"ClassPosEmbed": classPosEmbed,
+	"LayerNorm": norm(func(d *Device, y Buffer, b []Buffer, rows, cols int, eps float64) error {
+		return d.LayerNorm(y, b[0], b[1], b[2], rows, cols, eps)
+	}),
+	"QuickGELU":      elementwise(func(d *Device, y, _, _ Buffer) error { return d.QuickGELU(y) }, true),
+	"Add":            elementwise(func(d *Device, y, a, b Buffer) error { return d.AddTo(y, b) }, true),
+	"AddBias":        elementwise(func(d *Device, y, a, b Buffer) error { return d.AddRowBias(y, b) }, true),
+	"GELU":           elementwise(func(d *Device, y, a, _ Buffer) error { return d.GELU(y) }, true),
+	"SwiGLU":         elementwise(func(d *Device, y, a, b Buffer) error { return d.SwiGLU(y, a, b) }, false),
+	"SwiGLUGradGate": swigluGrad(true),
+	"SwiGLUGradUp":   swigluGrad(false),
+	"Linear":         linear,
+	"LinearGradX":    matmul,
+	"LinearGradW":    matmul,
+	"RMSNorm": norm(func(d *Device, y Buffer, b []Buffer, rows, cols int, eps float64) error {
+		return d.RMSNorm(y, b[0], b[1], rows, cols, eps)
+	}),
 	"RMSNormGradX":      rmsNormGrad(true),
 	"RMSNormGradW":      rmsNormGrad(false),
 	"Rope":              rope,
@@ -165,34 +169,22 @@ func classPosEmbed(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
 	return out, g.d.AddRowBias(y, b[2])
 }
 
-// layerNorm is the tower's LayerNorm over in = x [rows, cols], w, b [cols].
-func layerNorm(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.NormArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+// norm is a row normalisation over in = x [rows, cols] and its parameters (RMSNorm: w; LayerNorm: w, b): f
+// writes y.
+func norm(f func(d *Device, y Buffer, in []Buffer, rows, cols int, eps float64) error) graphOp {
+	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+		args, ok := k.Args.(ops.NormArgs)
+		b, err := buffers(in)
+		if err != nil || !ok {
+			return nil, argsErr(err, k)
+		}
+		s := in[0].Shape()
+		y, out, err := g.output(s...)
+		if err != nil {
+			return nil, err
+		}
+		return out, f(g.d, y, b, s[0], s[1], args.Eps)
 	}
-	s := in[0].Shape()
-	y, out, err := g.output(s...)
-	if err != nil {
-		return nil, err
-	}
-	return out, g.d.LayerNorm(y, b[0], b[1], b[2], s[0], s[1], args.Eps)
-}
-
-// rmsNorm is RMSNorm over in = x [rows, cols], w [cols].
-func rmsNorm(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.NormArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
-	}
-	s := in[0].Shape()
-	y, out, err := g.output(s...)
-	if err != nil {
-		return nil, err
-	}
-	return out, g.d.RMSNorm(y, b[0], b[1], s[0], s[1], args.Eps)
 }
 
 // rmsNormGrad is RMSNorm's gradient of x (in = x, w, g) or of w (in = x, g).
