@@ -98,19 +98,25 @@ func goldenTrainOnCPU(t *testing.T) (*goldenCase, *Weights, Options, *Graph) {
 	return gc, w, opt, cpu
 }
 
-func TestDeviceGraphTrainsOnly(t *testing.T) {
+// TestDeviceGraphRefusals: a graph on a device trains, in float32, without recomputation; anything else is
+// refused before a value goes to the device.
+func TestDeviceGraphRefusals(t *testing.T) {
 	gc := goldenTrainCase(t)
 	for _, c := range []struct {
-		dt   tensor.Dtype
-		mode Mode
-	}{{tensor.Float32, Infer}, {tensor.Float64, Train}} {
+		dt        tensor.Dtype
+		mode      Mode
+		recompute bool
+		want      error
+	}{{tensor.Float32, Infer, false, errDeviceInfer}, {tensor.Float64, Train, false, errDeviceInfer},
+		{tensor.Float32, Train, true, errDeviceRecompute}} {
 		w, err := FromTensors(gc.cfg, c.dt, gc.tensor)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Build(w, gc.batch, Options{Mode: c.mode, Device: devicetest.New(), Trainable: defaultTrainable(gc.cfg)})
-		if !errors.Is(err, errDeviceInfer) {
-			t.Errorf("%v, mode %d: %v", c.dt, c.mode, err)
+		dev := devicetest.New()
+		_, err = Build(w, gc.batch, Options{Mode: c.mode, Device: dev, Trainable: defaultTrainable(gc.cfg), Recompute: c.recompute})
+		if !errors.Is(err, c.want) || dev.Lent != 0 {
+			t.Errorf("%v, mode %d, recompute %v: %v (%d values lent); want %v", c.dt, c.mode, c.recompute, err, dev.Lent, c.want)
 		}
 	}
 }
