@@ -3,7 +3,7 @@
 //
 // Everything that touches the driver is behind the gpu build tag (`go build -tags gpu`): package cu
 // initialises CUDA when it is loaded and exits the process where that fails, so a binary that imports it
-// cannot fall back to the CPU. The default build stays pure Go, and its Open returns ErrNoCUDA. The tag is
+// cannot fall back to the CPU. The default build stays pure Go; asked for a GPU, it answers ErrNoCUDA. The tag is
 // not cuda because that one is Gorgonia's own: with it, Gorgonia compiles its CUDA machine, which needs
 // cuDNN and would not run flextrain's custom ops anyway.
 //

@@ -309,3 +309,12 @@ func (d *Device) scaleRows(src Buffer, w []float32, width int) (Buffer, error) {
 	}
 	return dst, nil
 }
+
+// hrSources names the rows of sample b's HR features [B·M, W] at tokens, for the assembly's gather.
+func hrSources(plan *ops.FlexPlan, b int, tokens []int) []ops.Source {
+	src := make([]ops.Source, len(tokens))
+	for i, u := range tokens {
+		src[i] = ops.Source{Kind: ops.FromToken, Index: b*plan.M + u}
+	}
+	return src
+}

@@ -79,12 +79,3 @@ func hrSetOf(plan *ops.FlexPlan, b int, cells []float32) hrSet {
 	}
 	return s
 }
-
-// hrSources names the rows of sample b's HR features [B·M, W] at tokens, for the assembly's gather.
-func hrSources(plan *ops.FlexPlan, b int, tokens []int) []ops.Source {
-	src := make([]ops.Source, len(tokens))
-	for i, u := range tokens {
-		src[i] = ops.Source{Kind: ops.FromToken, Index: b*plan.M + u}
-	}
-	return src
-}

@@ -266,15 +266,6 @@ func buffers(in []G.Value) ([]Buffer, error) {
 	return out, nil
 }
 
-// copyOf lends a copy of b.
-func (g *Graphs) copyOf(b Buffer) (Buffer, error) {
-	c, err := g.lend(b.n)
-	if err == nil && b.n > 0 {
-		err = g.d.copyWithin(c, b)
-	}
-	return c, err
-}
-
 // engine is the tensor engine of device values: Gorgonia's own operations in a graph reach the device
 // through it. Of those, the model's graphs hold only the sum of a node's gradient contributions (Add).
 type engine struct{ g *Graphs }

@@ -120,16 +120,6 @@ func stepRecords(t *testing.T, dir string) map[int]record {
 	return out
 }
 
-// steps lists the keys of recs in order.
-func steps(recs map[int]record) []int {
-	var s []int
-	for k := range recs {
-		s = append(s, k)
-	}
-	sort.Ints(s)
-	return s
-}
-
 // bits is the exact bit pattern of a logged number (JSON's shortest form reads back to the same float64).
 func bits(r record, key string) uint64 { return math.Float64bits(r[key].(float64)) }
 
