@@ -460,8 +460,8 @@ func matchAny(patterns []string, name string) bool {
 }
 
 // resumeAllowed are the keys that may change when a run resumes: schedule, length, logging, evaluation,
-// saving and the device. Every other key defines the run (model shape, flex, what trains, seed, data and its order, batch,
-// dtype, optimizer state meaning) and must not drift.
+// saving and the device. Every other key defines the run (model shape, flex, what trains, seed, data and
+// its order, batch, dtype, optimizer state meaning) and must not drift.
 var resumeAllowed = map[string]bool{
 	"learning_rate": true, "lr_scheduler_type": true, "warmup_ratio": true, "warmup_steps": true,
 	"weight_decay": true, "max_grad_norm": true, "max_steps": true, "num_train_epochs": true,

@@ -3,9 +3,9 @@
 //
 // Everything that touches the driver is behind the gpu build tag (`go build -tags gpu`): package cu
 // initialises CUDA when it is loaded and exits the process where that fails, so a binary that imports it
-// cannot fall back to the CPU. The default build stays pure Go; asked for a GPU, it answers ErrNoCUDA. The tag is
-// not cuda because that one is Gorgonia's own: with it, Gorgonia compiles its CUDA machine, which needs
-// cuDNN and would not run flextrain's custom ops anyway.
+// cannot fall back to the CPU. The default build stays pure Go; asked for a GPU, it answers ErrNoCUDA. The
+// tag is not cuda because that one is Gorgonia's own: with it, Gorgonia compiles its CUDA machine, which
+// needs cuDNN and would not run flextrain's custom ops anyway.
 //
 // The kernels are CUDA C (kernels/kernels.cu), compiled by `go generate` (scripts/gen-kernels.sh, the CUDA
 // SDK's nvcc) into kernels.fatbin, which is committed and embedded: sm_80 and sm_90 code, and compute_80 PTX
