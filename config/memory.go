@@ -163,6 +163,34 @@ func (cfg Config) CheckMemory() error {
 		gib(p.Total), gib(p.Machine), p.Table())
 }
 
+// DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: every weight in
+// float32 (the GPU widens 16-bit ones), the graph's gradients and the step's (which sums micro-batches in
+// place), AdamW's two moments and the activations (the frozen tower takes one layer's at a time and is
+// left out). Machine is left for the caller: the GPU's memory.
+func (cfg Config) DevicePlan(n int) Plan {
+	frozen, _, trainable := cfg.parameters()
+	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
+	var p Plan
+	p.add("frozen weights (float32)", frozen, 4*frozen)
+	p.add("trainable weights", trainable, 4*trainable)
+	p.add("gradients (the graph's, the step's)", 2*trainable, 8*trainable)
+	p.add("AdamW m and v", 2*trainable, 8*trainable)
+	p.add(fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize), acts, 4*acts)
+	return p
+}
+
+// CheckDeviceMemory refuses a GPU run whose DevicePlan (at model_max_length) exceeds the GPU's memory, total
+// bytes, naming device.
+func (cfg Config) CheckDeviceMemory(device string, total int64) error {
+	p := cfg.DevicePlan(0)
+	p.Machine = total
+	if p.Total <= total {
+		return nil
+	}
+	return fmt.Errorf("config: the run needs %.1f GiB on %s, which has %.1f GiB (a shorter model_max_length or batch, or fewer trainable weights, need less):\n%s",
+		gib(p.Total), device, gib(total), p.Table())
+}
+
 // add appends a part and counts its bytes in the total.
 func (p *Plan) add(name string, elems, bytes int64) {
 	p.Parts = append(p.Parts, PlanPart{name, elems, bytes})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -128,4 +129,33 @@ func TestPredictPlan(t *testing.T) {
 func activationsM(cfg Config) int64 {
 	_, _, _, m := cfg.Model().Grid()
 	return int64(m)
+}
+
+// TestDevicePlan: on a GPU every weight counts at 4 bytes (a 16-bit frozen matrix is widened there), the
+// gradients twice (the graph's and the step's), no feature cache; a GPU smaller than the plan is refused with
+// it, naming the device.
+func TestDevicePlan(t *testing.T) {
+	cfg := loadValid(t, "bf16=true")
+	frozen, _, trainable := cfg.parameters()
+	p := cfg.DevicePlan(100)
+	want := map[string]int64{"frozen weights (float32)": 4 * frozen, "trainable weights": 4 * trainable,
+		"gradients (the graph's, the step's)": 8 * trainable, "AdamW m and v": 8 * trainable}
+	var sum int64
+	for _, part := range p.Parts {
+		if b, ok := want[part.Name]; ok && part.Bytes != b {
+			t.Errorf("%s: %d bytes; want %d", part.Name, part.Bytes, b)
+		}
+		delete(want, part.Name)
+		sum += part.Bytes
+	}
+	if len(want) > 0 || sum != p.Total || sum != 4*(frozen+5*trainable+cfg.activations(100)*int64(cfg.PerDeviceTrainBatchSize)) {
+		t.Errorf("plan %+v: missing %v, total %d", p.Parts, want, p.Total)
+	}
+	full := cfg.DevicePlan(0).Total
+	if err := cfg.CheckDeviceMemory("cuda:1", full); err != nil {
+		t.Errorf("a GPU of exactly the plan: %v", err)
+	}
+	if err := cfg.CheckDeviceMemory("cuda:1", full-1); err == nil || !strings.Contains(err.Error(), "on cuda:1") {
+		t.Errorf("a GPU a byte short: %v", err)
+	}
 }

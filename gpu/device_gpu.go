@@ -227,6 +227,16 @@ func (d *Device) copyDown(host unsafe.Pointer, b Buffer, bytes int) error {
 	})
 }
 
+// Memory is the GPU's memory in bytes.
+func (d *Device) Memory() (int64, error) {
+	var total int64
+	err := d.do(func() (err error) {
+		_, total, err = cu.MemInfo()
+		return err
+	})
+	return total, err
+}
+
 // Synchronize waits for every launch so far to finish.
 func (d *Device) Synchronize() error { return d.do(d.stream.Synchronize) }
 

@@ -25,6 +25,8 @@ type accelerator interface {
 	Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error)
 	// Discard forgets the step's sums (a skipped step).
 	Discard()
+	// Memory is the GPU's memory in bytes.
+	Memory() (int64, error)
 	// Sync copies the trainable weights into the host's params and the moments into o.
 	Sync(o *optim.AdamW[float32]) error
 	Close() error
@@ -61,6 +63,15 @@ func (t *trainer[T]) openDevice() error {
 		open = t.opts.openDevice
 	}
 	if t.dev, err = open(d, t.cfg.LLaVA.TF32, params); err != nil {
+		return fmt.Errorf("train: device %s: %w", t.cfg.Device, err)
+	}
+	total, err := t.dev.Memory()
+	if err == nil {
+		err = t.cfg.CheckDeviceMemory(t.cfg.Device, total)
+	}
+	if err != nil { // refused before a weight goes up
+		t.dev.Close()
+		t.dev = nil
 		return fmt.Errorf("train: device %s: %w", t.cfg.Device, err)
 	}
 	t.graph.Device = t.dev

@@ -30,3 +30,6 @@ func (r *gpuRun) Close() error {
 	}
 	return err
 }
+
+// Memory is the GPU's memory in bytes.
+func (r *gpuRun) Memory() (int64, error) { return r.dev.Memory() }

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"os"
 
 	"gorgonia.org/tensor"
 
@@ -17,9 +18,13 @@ import (
 )
 
 // onStandIn returns run options whose GPU is a devicetest.Training, kept in *run.
-func onStandIn(run **devicetest.Training) RunOptions {
+func onStandIn(run **devicetest.Training) RunOptions { return onStandInOf(run, 0) }
+
+// onStandInOf is onStandIn with a GPU of memory bytes (0: a large one).
+func onStandInOf(run **devicetest.Training, memory int64) RunOptions {
 	return RunOptions{openDevice: func(_ config.Device, _ bool, params []optim.Param[float32]) (accelerator, error) {
 		*run = devicetest.NewTraining(params)
+		(*run).MemoryBytes = memory
 		return *run, nil
 	}}
 }
@@ -64,7 +69,8 @@ func TestRunOnDeviceIsTheCPURun(t *testing.T) {
 }
 
 // TestRunDeviceRefusals: a GPU run in a build without CUDA names the device and the build; one whose vision
-// tower trains is refused before the GPU opens.
+// tower trains is refused before the GPU opens; one that does not fit its GPU (DevicePlan) is refused with
+// the plan before anything runs or output_dir is touched.
 func TestRunDeviceRefusals(t *testing.T) {
 	cfg := tinyConfig(t, "device=cuda:1", "max_steps=1", "frozen=[model.vision_tower.*]")
 	_, _, err := runTiny(t, context.Background(), cfg, RunOptions{})
@@ -76,6 +82,14 @@ func TestRunDeviceRefusals(t *testing.T) {
 	_, _, err = runTiny(t, context.Background(), cfg, onStandIn(&run))
 	if !errors.Is(err, errDeviceTower) || run != nil {
 		t.Errorf("a trainable tower on a GPU: %v (device opened: %v)", err, run != nil)
+	}
+	cfg = tinyConfig(t, "device=cuda", "max_steps=1")
+	_, _, err = runTiny(t, context.Background(), cfg, onStandInOf(&run, 1<<20))
+	if err == nil || !strings.Contains(err.Error(), "GiB on cuda, which has 0.0 GiB") || !run.Closed || len(run.Ran) > 0 {
+		t.Errorf("a run larger than its GPU: %v", err)
+	}
+	if entries, _ := os.ReadDir(cfg.OutputDir); len(entries) != 0 {
+		t.Errorf("a refused run left %d entries in output_dir", len(entries))
 	}
 }
 

@@ -21,10 +21,12 @@ func planCommand() *cli.Command {
 		Usage: "the memory a run needs: weights, gradients, AdamW state, activations of a batch, the feature cache; or predict's, with --model",
 		Description: "Counted from the model's shapes in the run's dtype, before anything is loaded. Activations are an\n" +
 			"estimate for sequences of --rows rows (model_max_length by default, the longest a sample can be).\n" +
-			"fit refuses a run whose plan at model_max_length exceeds the machine's memory, with this table.",
+			"fit refuses a run whose plan at model_max_length exceeds the machine's memory, with this table.\n" +
+			"With --device cuda (or device: cuda), the plan is the GPU's, which fit checks against the GPU.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "run configuration `FILE` (YAML): the memory of fit"},
 			&cli.GenericFlag{Name: "set", Value: &setFlag{}, Usage: "override a config key, `key=value` (repeatable)"},
+			deviceFlag,
 			&cli.StringFlag{Name: "model", Usage: "a published or exported `DIR` instead of --config: the memory of predict on it"},
 			&cli.StringFlag{Name: "vision-tower", Usage: "with --model: a CLIP `DIR` for the tower"},
 			&cli.IntFlag{Name: "max-new-tokens", Value: 64, Usage: "with --model: longest answer, in tokens"},
@@ -56,6 +58,9 @@ func planOf(cx *cli.Context) (config.Plan, error) {
 	cfg, err := loadConfig(cx)
 	if err != nil {
 		return config.Plan{}, err
+	}
+	if d, _ := config.ParseDevice(cfg.Device); d.CUDA { // validated
+		return cfg.DevicePlan(cx.Int("rows")), nil
 	}
 	return cfg.Plan(cx.Int("rows")), nil
 }

@@ -36,6 +36,11 @@ func TestPlanCommand(t *testing.T) {
 	if sum != p.Total || p.Total == 0 {
 		t.Errorf("JSON plan: parts add to %d, total %d", sum, p.Total)
 	}
+	out.Reset()
+	if err := planMain([]string{"--config", "../../configs/tiny.yaml", "--device", "cuda", "--rows", "40"}, &out); err != nil ||
+		!strings.Contains(out.String(), "gradients (the graph's, the step's)") || strings.Contains(out.String(), "feature cache") {
+		t.Errorf("plan --device cuda: %v; want the GPU's plan:\n%s", err, out.String())
+	}
 }
 
 // TestPlanModel: `plan --model DIR` prints predict's memory on a published folder; --config and --model are

@@ -192,6 +192,7 @@ func (engine) AddScalar(tensor.Tensor, any, bool, ...tensor.FuncOpt) (tensor.Ten
 // moments to the host.
 type Training struct {
 	*Device
+	MemoryBytes int64 // what Memory reports: 1 TiB unless set
 	host   []optim.Param[float32]
 	params []optim.Param[float32] // the device's: values in its memory, its own gradients
 	acc    optim.Accumulator[float32]
@@ -244,6 +245,14 @@ func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, _ int, a
 	err = t.opt.Update(t.params, lr)
 	o.Step = t.opt.Step
 	return norm, err
+}
+
+// Memory reports MemoryBytes, 1 TiB unless set.
+func (t *Training) Memory() (int64, error) {
+	if t.MemoryBytes == 0 {
+		return 1 << 40, nil
+	}
+	return t.MemoryBytes, nil
 }
 
 // Discard forgets the step's sums.
