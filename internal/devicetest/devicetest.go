@@ -193,11 +193,11 @@ func (engine) AddScalar(tensor.Tensor, any, bool, ...tensor.FuncOpt) (tensor.Ten
 type Training struct {
 	*Device
 	MemoryBytes int64 // what Memory reports: 1 TiB unless set
-	host   []optim.Param[float32]
-	params []optim.Param[float32] // the device's: values in its memory, its own gradients
-	acc    optim.Accumulator[float32]
-	opt    *optim.AdamW[float32] // the device's moments
-	Closed bool
+	host        []optim.Param[float32]
+	params      []optim.Param[float32] // the device's: values in its memory, its own gradients
+	acc         optim.Accumulator[float32]
+	opt         *optim.AdamW[float32] // the device's moments
+	Closed      bool
 }
 
 // NewTraining returns a run over the host's trainable weights params.
