@@ -36,8 +36,8 @@ type accelerator interface {
 // build does not have.
 var errDeviceRanks = errors.New("train: device cuda on several ranks is not supported yet (NCCL); train on one rank, or on CPUs with mpirun")
 
-// errDeviceTower refuses a GPU run whose vision tower trains: the tower's HR crops run on the host, which
-// would read weights the GPU has moved on from.
+// errDeviceTower refuses a GPU run whose vision tower trains: the tower's backward operations have no GPU
+// kernels yet (they would run on the host over copies).
 var errDeviceTower = errors.New("train: a vision tower that trains is not supported on a GPU yet; freeze it (frozen: [model.vision_tower.*])")
 
 // openDevice starts the run's GPU when the config names one: its steps then run there (t.graph.Device).
