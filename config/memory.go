@@ -163,15 +163,20 @@ func (cfg Config) CheckMemory() error {
 		gib(p.Total), gib(p.Machine), p.Table())
 }
 
-// DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: every weight in
-// float32 (the GPU widens 16-bit ones), the graph's gradients and the step's (which sums micro-batches in
-// place), AdamW's two moments and the activations (the frozen tower takes one layer's at a time and is
-// left out). Machine is left for the caller: the GPU's memory.
+// DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: the weights (the
+// frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the graph's
+// gradients and the step's (which sums micro-batches in place), AdamW's two moments and the activations
+// (the frozen tower takes one layer's at a time and is left out). Machine is left for the caller: the
+// GPU's memory.
 func (cfg Config) DevicePlan(n int) Plan {
-	frozen, _, trainable := cfg.parameters()
+	frozen, frozen16, trainable := cfg.parameters()
 	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
-	p.add("frozen weights (float32)", frozen, 4*frozen)
+	if cfg.frozenIn16Bits() {
+		p.add("frozen weights (matrices in 16 bits)", frozen, 4*(frozen-frozen16)+2*frozen16)
+	} else {
+		p.add("frozen weights", frozen, 4*frozen)
+	}
 	p.add("trainable weights", trainable, 4*trainable)
 	p.add("gradients (the graph's, the step's)", 2*trainable, 8*trainable)
 	p.add("AdamW m and v", 2*trainable, 8*trainable)

@@ -20,7 +20,7 @@ var fatbin string
 
 // kernelNames are the kernels of kernels.fatbin that a Device loads.
 var kernelNames = []string{"adamw", "scale", "sum_squares", "rmsnorm", "swiglu", "swiglu_grad", "rms_rows",
-	"rmsnorm_grad_x", "rmsnorm_grad_w", "rope", "xent_lse", "xent_grad", "attn_softmax", "attn_softmax_back", "layernorm", "quick_gelu", "gelu", "add_bias", "add", "flex_softmax", "scale_rows", "flex_blend", "gather_rows", "scatter_rows", "im2col", "accumulate", "divide"}
+	"rmsnorm_grad_x", "rmsnorm_grad_w", "rope", "xent_lse", "xent_grad", "attn_softmax", "attn_softmax_back", "layernorm", "quick_gelu", "gelu", "add_bias", "add", "flex_softmax", "scale_rows", "flex_blend", "gather_rows", "scatter_rows", "im2col", "accumulate", "divide", "widen16"}
 
 // Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every
 // driver call, the kernels, a stream and cuBLAS. Its methods are safe for concurrent use (the thread runs
@@ -240,13 +240,14 @@ func (d *Device) Memory() (int64, error) {
 // Synchronize waits for every launch so far to finish.
 func (d *Device) Synchronize() error { return d.do(d.stream.Synchronize) }
 
-// newBuffer puts host values (of 4 or 8 bytes each) in a new buffer.
-func newBuffer[T float32 | int64](d *Device, host []T) (Buffer, error) {
+// newBuffer puts host values (of 2, 4 or 8 bytes each) in a new buffer (of float32 words: 16-bit values
+// two to a word, the last word half used for an odd count).
+func newBuffer[T uint16 | float32 | int64](d *Device, host []T) (Buffer, error) {
 	if len(host) == 0 {
 		return Buffer{}, errors.New("gpu: upload of no values")
 	}
 	size := int(unsafe.Sizeof(host[0]))
-	b, err := d.Alloc(len(host) * size / 4)
+	b, err := d.Alloc((len(host)*size + 3) / 4)
 	if err != nil {
 		return b, err
 	}

@@ -23,16 +23,18 @@ import (
 type Graphs struct {
 	d         *Device
 	weights   map[string]Buffer
-	lent      []Buffer // lent since the last Release
-	saved     []func() // frees what forward passes saved for their backward passes
-	marks     [][2]int // Mark's: the lengths of lent and saved
+	halves    map[*uint16]Buffer // frozen 16-bit weights, as their bits
+	lent      []Buffer           // lent since the last Release
+	saved     []func()           // frees what forward passes saved for their backward passes
+	marks     [][2]int           // Mark's: the lengths of lent and saved
 	tables    map[*float64]Buffer
 	Fallbacks map[string]int // operations run on the CPU over copies, by kernel name
 }
 
 // Graphs returns a new runner of graphs on d.
 func (d *Device) Graphs() *Graphs {
-	return &Graphs{d: d, weights: map[string]Buffer{}, tables: map[*float64]Buffer{}, Fallbacks: map[string]int{}}
+	return &Graphs{d: d, weights: map[string]Buffer{}, halves: map[*uint16]Buffer{}, tables: map[*float64]Buffer{},
+		Fallbacks: map[string]int{}}
 }
 
 // Run computes one operation of a graph (ops.Device).
@@ -201,7 +203,10 @@ func (g *Graphs) Close() error {
 	for _, b := range g.weights {
 		errs = append(errs, g.d.Free(b))
 	}
-	g.weights = map[string]Buffer{}
+	for _, b := range g.halves {
+		errs = append(errs, g.d.Free(b))
+	}
+	g.weights, g.halves = map[string]Buffer{}, map[*uint16]Buffer{}
 	return errors.Join(errs...)
 }
 

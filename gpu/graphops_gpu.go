@@ -9,6 +9,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/model/ops"
 )
 
@@ -23,16 +24,18 @@ var graphOps = map[string]graphOp{
 	"LayerNorm": norm(func(d *Device, y Buffer, b []Buffer, rows, cols int, eps float64) error {
 		return d.LayerNorm(y, b[0], b[1], b[2], rows, cols, eps)
 	}),
-	"QuickGELU":      elementwise(func(d *Device, y, _, _ Buffer) error { return d.QuickGELU(y) }, true),
-	"Add":            elementwise(func(d *Device, y, a, b Buffer) error { return d.AddTo(y, b) }, true),
-	"AddBias":        elementwise(func(d *Device, y, a, b Buffer) error { return d.AddRowBias(y, b) }, true),
-	"GELU":           elementwise(func(d *Device, y, a, _ Buffer) error { return d.GELU(y) }, true),
-	"SwiGLU":         elementwise(func(d *Device, y, a, b Buffer) error { return d.SwiGLU(y, a, b) }, false),
-	"SwiGLUGradGate": swigluGrad(true),
-	"SwiGLUGradUp":   swigluGrad(false),
-	"Linear":         linear,
-	"LinearGradX":    matmul,
-	"LinearGradW":    matmul,
+	"QuickGELU":       elementwise(func(d *Device, y, _, _ Buffer) error { return d.QuickGELU(y) }, true),
+	"Add":             elementwise(func(d *Device, y, a, b Buffer) error { return d.AddTo(y, b) }, true),
+	"AddBias":         elementwise(func(d *Device, y, a, b Buffer) error { return d.AddRowBias(y, b) }, true),
+	"GELU":            elementwise(func(d *Device, y, a, _ Buffer) error { return d.GELU(y) }, true),
+	"SwiGLU":          elementwise(func(d *Device, y, a, b Buffer) error { return d.SwiGLU(y, a, b) }, false),
+	"SwiGLUGradGate":  swigluGrad(true),
+	"SwiGLUGradUp":    swigluGrad(false),
+	"Linear":          linear,
+	"LinearHalf":      linearHalf,
+	"LinearHalfGradX": linearHalf,
+	"LinearGradX":     matmul,
+	"LinearGradW":     matmul,
 	"RMSNorm": norm(func(d *Device, y Buffer, b []Buffer, rows, cols int, eps float64) error {
 		return d.RMSNorm(y, b[0], b[1], rows, cols, eps)
 	}),
@@ -112,6 +115,62 @@ func linear(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
 		return nil, err
 	}
 	return out, g.d.MatMulNT(y, b[0], b[1], xs[0], xs[1], ws[0])
+}
+
+// linearHalf is x·Wᵀ (LinearHalf) or g·W (LinearHalfGradX) over in = x or g, W a frozen 16-bit weight: its
+// bits stay on the device (put there at first use), and each product widens them into a temporary float32
+// copy, freed as soon as the product is queued. So the weight takes 2 bytes a value on the device and the
+// numbers are those of its float32 value, as on the CPU (gemm.SgemmHalf).
+func linearHalf(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+	args, ok := k.Args.(ops.HalfArgs)
+	b, err := buffers(in)
+	if err != nil || !ok {
+		return nil, argsErr(err, k)
+	}
+	w, rows := args.W, in[0].Shape()[0]
+	wide, err := g.widened(w)
+	if err != nil {
+		return nil, err
+	}
+	defer g.d.Free(wide)
+	if args.Transposed { // [rows, Cols]·[Rows, Cols]ᵀ
+		y, out, err := g.output(rows, w.Rows)
+		if err != nil {
+			return nil, err
+		}
+		return out, g.d.MatMulNT(y, b[0], wide, rows, w.Cols, w.Rows)
+	}
+	y, out, err := g.output(rows, w.Cols) // [rows, Rows]·[Rows, Cols]
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.gemm(mat{b: b[0], ld: w.Rows}, mat{b: wide, ld: w.Cols}, mat{b: y, ld: w.Cols}, rows, w.Cols, w.Rows, 1, 0, 1)
+}
+
+// widened is a temporary float32 copy of the 16-bit weight w (Free it), from its bits on the device.
+func (g *Graphs) widened(w half.Matrix) (Buffer, error) {
+	n := w.Rows * w.Cols
+	if len(w.Bits) != n || n == 0 {
+		return Buffer{}, fmt.Errorf("a 16-bit weight of %d values for [%d, %d]", len(w.Bits), w.Rows, w.Cols)
+	}
+	key := unsafe.SliceData(w.Bits)
+	bits, ok := g.halves[key]
+	if !ok {
+		var err error
+		if bits, err = newBuffer(g.d, w.Bits); err != nil {
+			return Buffer{}, err
+		}
+		g.halves[key] = bits
+	}
+	wide, err := g.d.Alloc(n)
+	if err != nil {
+		return Buffer{}, err
+	}
+	if err := g.d.launch("widen16", Elementwise(n), wide.ptr, bits.ptr, int64(n), boolArg(w.Kind == half.BFloat16)); err != nil {
+		g.d.Free(wide)
+		return Buffer{}, err
+	}
+	return wide, nil
 }
 
 // matmul is op(a)·op(b) (ops.MatMulArgs): a linear layer's gradients.

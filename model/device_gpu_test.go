@@ -13,19 +13,25 @@ import (
 
 var _ Device = (*gpu.Graphs)(nil)
 
-// TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32: the loss and
-// every gradient agree to float32's tolerance (cuBLAS sums in its own order), the selection is the one
-// operation that ran on the CPU, and a second run on the same
-// device (the arena's buffers lent again, the weights kept) gives the first run's bits.
+// TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32 and with the
+// frozen matrices in bfloat16: the loss and every gradient agree to float32's tolerance (cuBLAS sums in its
+// own order), the selection is the one operation that ran on the CPU, and a second run on the same device
+// (the arena's buffers lent again, the weights kept) gives the first run's bits.
 func TestGraphOnGPU(t *testing.T) {
 	d, err := gpu.Open(0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	for _, bf16 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "float32", true: "bf16"}[bf16], func(t *testing.T) { testGraphOnGPU(t, d, bf16) })
+	}
+}
+
+func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16 bool) {
 	graphs := d.Graphs()
 	defer graphs.Close()
-	gc, w, opt, cpu := goldenTrainOnCPU(t)
+	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16)
 	opt.Device = graphs
 	run := func() (float64, map[string][]float32) {
 		g, err := Build(w, gc.batch, opt)

@@ -11,6 +11,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/internal/devicetest"
+	"github.com/flextrain/flextrain/internal/half"
 )
 
 // TestGraphOnDevice runs the tiny golden training case on a device whose arithmetic is the CPU's: the loss,
@@ -18,7 +19,13 @@ import (
 // host here), every operation ran on the device, the towers' too, and every gradient sum went through its
 // engine.
 func TestGraphOnDevice(t *testing.T) {
-	gc, w, opt, cpu := goldenTrainOnCPU(t)
+	for _, bf16 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "float32", true: "bf16"}[bf16], func(t *testing.T) { testGraphOnDevice(t, bf16) })
+	}
+}
+
+func testGraphOnDevice(t *testing.T, bf16 bool) {
+	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16)
 	dev := devicetest.New()
 	opt.Device = dev
 	on, err := Build(w, gc.batch, opt)
@@ -67,7 +74,11 @@ func TestGraphOnDevice(t *testing.T) {
 	if dev.Adds != adds || adds == 0 {
 		t.Errorf("the device ran %d sums; the graph has %d", dev.Adds, adds)
 	}
-	for _, name := range []string{"TowerEmbed", "TowerLayer0", "ClassPosEmbed", "LayerNorm", "QuickGELU", "FlexAttention", "Select"} {
+	towers := []string{"TowerEmbed", "TowerLayer0", "ClassPosEmbed", "LayerNorm", "QuickGELU", "FlexAttention", "Select"}
+	if bf16 {
+		towers = append(towers, "LinearHalf")
+	}
+	for _, name := range towers {
 		if dev.Ran[name] == 0 {
 			t.Errorf("the device ran no %s: %v", name, dev.Ran)
 		}
@@ -77,9 +88,9 @@ func TestGraphOnDevice(t *testing.T) {
 	}
 }
 
-// goldenTrainOnCPU runs the tiny golden training case in float32 on the CPU: the case, its weights, the
-// graph's options and the graph run (closed with the test).
-func goldenTrainOnCPU(t *testing.T) (*goldenCase, *Weights, Options, *Graph) {
+// goldenTrainOnCPU runs the tiny golden training case in float32 on the CPU: the case, its weights (the
+// frozen matrices held in bfloat16 when bf16), the graph's options and the graph run (closed with the test).
+func goldenTrainOnCPU(t *testing.T, bf16 bool) (*goldenCase, *Weights, Options, *Graph) {
 	t.Helper()
 	gc := goldenTrainCase(t)
 	w, err := FromTensors(gc.cfg, tensor.Float32, gc.tensor)
@@ -87,6 +98,11 @@ func goldenTrainOnCPU(t *testing.T) (*goldenCase, *Weights, Options, *Graph) {
 		t.Fatal(err)
 	}
 	opt := Options{Mode: Train, Alpha: 0.5, Trainable: defaultTrainable(gc.cfg)}
+	if bf16 {
+		if err := w.Narrow(half.BFloat16, func(name string) bool { return !opt.Trainable(name) }); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cpu, err := Build(w, gc.batch, opt)
 	if err != nil {
 		t.Fatal(err)

@@ -30,15 +30,15 @@ func onStandInOf(run **devicetest.Training, memory int64) RunOptions {
 }
 
 // TestRunOnDeviceIsTheCPURun trains the tiny model on a stand-in GPU (the CPU's arithmetic, memory apart
-// from its values), with micro-batches and without, interrupted and resumed: every step's log and the last
+// from its values), with micro-batches and without, and with bf16's 16-bit frozen matrices, interrupted and
+// resumed: every step's log and the last
 // checkpoint are the CPU run's bits. So the trainer takes the gradients, updates and brings the weights
 // and moments back for its checkpoints through the device, and reads nothing of it as host memory.
 func TestRunOnDeviceIsTheCPURun(t *testing.T) {
-	for _, accumulation := range []string{"1", "2"} {
-		t.Run("gradient_accumulation_steps="+accumulation, func(t *testing.T) {
+	for _, set := range []string{"gradient_accumulation_steps=1", "gradient_accumulation_steps=2", "bf16=true"} {
+		t.Run(set, func(t *testing.T) {
 			const steps, k = 8, 5
-			sets := []string{"max_steps=8", "gradient_accumulation_steps=" + accumulation, "save_steps=4",
-				"eval_steps=3"}
+			sets := []string{"max_steps=8", set, "save_steps=4", "eval_steps=3"}
 			cpu := tinyConfig(t, sets...)
 			mustRun(t, cpu, RunOptions{})
 
@@ -56,7 +56,7 @@ func TestRunOnDeviceIsTheCPURun(t *testing.T) {
 			if s, _, err := runTiny(t, ctx, dev, opts); !errors.Is(err, ErrInterrupted) || s.Steps != k {
 				t.Fatalf("interrupted run: %d steps, %v", s.Steps, err)
 			}
-			if !run.Closed || run.Ran["FlexAttention"] == 0 || run.Ran["Select"] == 0 {
+			if !run.Closed || run.Ran["FlexAttention"] == 0 || run.Ran["Select"] == 0 || (set == "bf16=true") != (run.Ran["LinearHalf"] > 0) {
 				t.Fatalf("the stand-in ran %v, closed %v", run.Ran, run.Closed)
 			}
 			if _, out := mustRun(t, dev, onStandIn(&run)); !strings.Contains(out, "resumed") {

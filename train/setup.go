@@ -145,9 +145,6 @@ func (t *trainer[T]) loadWeights() error {
 		return err
 	}
 	frozen := func(name string) bool { return !t.cfg.Trainable(name) }
-	if t.cfg.Device != "cpu" {
-		frozen = nil // a GPU holds every weight in float32: 16-bit frozen matrices are widened at load
-	}
 	w, ignored, err := pretrained.Weights(t.cfg.ModelNameOrPath, t.cfg.Model(), dt, uint64(t.cfg.Seed),
 		pretrained.Options{VisionTower: t.cfg.LLaVA.VisionTower, Frozen: frozen, BF16: t.cfg.LLaVA.BF16})
 	if err != nil {

@@ -7,6 +7,8 @@
 // Launch passes them: a float32 constant comes as the double of the same value and is narrowed back
 // exactly.
 
+#include <cuda_fp16.h>
+
 #define BLOCK 256       // threads of an element-wise block (geometry.go: BlockSize)
 #define ROW_THREADS 256 // threads of a row block, a power of two (geometry.go: RowThreads)
 static_assert(BLOCK == ROW_THREADS, "sum_squares reduces an element-wise block with block_sum");
@@ -279,6 +281,15 @@ extern "C" __global__ void add(float *x, const float *y, long long n) {
 extern "C" __global__ void accumulate(float *s, const float *g, long long n, double w_) {
 	const float w = w_;
 	FOR_EACH(i, n) { s[i] += w * g[i]; }
+}
+
+// widen16 sets dst to the 16-bit values src widened to float32, exactly: bfloat16 is a float32's upper half,
+// float16 converts (normal numbers, subnormals, infinities and NaNs), as internal/half widens them.
+extern "C" __global__ void widen16(float *dst, const unsigned short *src, long long n, long long bf16) {
+	FOR_EACH(i, n) {
+		unsigned short h = src[i];
+		dst[i] = bf16 ? __uint_as_float((unsigned int)h << 16) : __half2float(__ushort_as_half(h));
+	}
 }
 
 // divide sets x = x / d element-wise (optim.Accumulator.Finish: the token-weighted mean of the sums).

@@ -5,6 +5,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/half"
 )
 
 // Device runs a graph's operations where the graph's values live: an accelerator's memory. A graph with a
@@ -77,6 +79,11 @@ type (
 	RowsArgs struct {
 		Index []int
 		Shape tensor.Shape
+	}
+	// HalfArgs: LinearHalf (x·Wᵀ, Transposed) and LinearHalfGradX (g·W), W a frozen weight in 16 bits.
+	HalfArgs struct {
+		W          half.Matrix
+		Transposed bool
 	}
 	// ReshapeArgs: Reshape's output shape.
 	ReshapeArgs struct{ Shape tensor.Shape }

@@ -84,7 +84,7 @@ func matDims(s tensor.Shape, t bool) (int, int) {
 // and, when needX, the gradient of x is g·w. Both products widen w a panel at a time (gemm.SgemmHalf), so
 // the weight is never widened whole and the numbers are bitwise Linear's on the widened weight.
 func LinearHalf(x *G.Node, w half.Matrix, needX bool) (*G.Node, error) {
-	op := &fnOp{name: "LinearHalf", diff: []bool{needX}}
+	op := &fnOp{name: "LinearHalf", diff: []bool{needX}, args: HalfArgs{W: w, Transposed: true}}
 	op.shape = func(in []tensor.Shape) (tensor.Shape, error) {
 		if len(in[0]) != 2 || in[0][1] != w.Cols {
 			return nil, fmt.Errorf("ops: LinearHalf: x %v and w [%d %d] do not fit", in[0], w.Rows, w.Cols)
@@ -96,7 +96,7 @@ func LinearHalf(x *G.Node, w half.Matrix, needX bool) (*G.Node, error) {
 		if !needX {
 			return G.Nodes{nil}, nil
 		}
-		gx := &fnOp{name: "LinearHalfGradX", do: halfProduct(w, false)}
+		gx := &fnOp{name: "LinearHalfGradX", args: HalfArgs{W: w}, do: halfProduct(w, false)}
 		gx.shape = func(in []tensor.Shape) (tensor.Shape, error) { return tensor.Shape{in[0][0], w.Cols}, nil }
 		n, err := apply(gx, 2, g)
 		return G.Nodes{n}, err
