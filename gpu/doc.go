@@ -21,8 +21,9 @@
 // whichever the machine has), so that one binary runs with the CUDA of the machine it lands on; float32
 // products keep TF32 off unless asked (parity with the CPU's golden cases).
 //
-// The kernels, as Device methods: the optimizer step (the gradient norm, clipping and AdamW, with the
-// moments on the device and copied back for checkpoints: AdamWStep, Moments), the gradient's sums over
+// The kernels: the optimizer step (the gradient norm, clipping and AdamW, with the moments on the device and
+// copied back for checkpoints: AdamWStep, Moments), the widening of frozen 16-bit weights for their
+// products, the gradient's sums over
 // micro-batches, RMSNorm, SwiGLU and RoPE forward and backward, plain attention (causal or full) forward and
 // backward, the cross-entropy's loss and gradient, float32 matrix products and a linear layer's backward
 // pass, the vision tower's ops (LayerNorm, QuickGELU, the projector's GELU, row bias, residual add), the
