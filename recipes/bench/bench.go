@@ -21,6 +21,7 @@ import (
 	"github.com/flextrain/flextrain/train"
 
 	"github.com/flextrain/flextrain/data"
+	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/model"
 )
 
@@ -132,6 +133,11 @@ func newStepper(cfg config.Config, opts Options, mode string) (*train.Stepper, e
 	}
 	cfg.Flex.View = view
 	w := model.InitWeights(cfg.Model(), tensor.Float32, uint64(cfg.Seed))
+	if cfg.LLaVA.BF16 { // the frozen matrices in bfloat16, as fit holds them
+		if err := w.Narrow(half.BFloat16, func(name string) bool { return !cfg.Trainable(name) }); err != nil {
+			return nil, err
+		}
+	}
 	return train.NewStepper(cfg, w, fixedBatch{benchBatch(cfg)}, train.StepperOptions{Steps: opts.Warmup + opts.Steps, Dense: dense, Cached: opts.Cached})
 }
 

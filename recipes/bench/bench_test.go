@@ -79,3 +79,25 @@ func TestInterleaved(t *testing.T) {
 		t.Error("unknown second mode: no error")
 	}
 }
+
+// TestBF16: with bf16 the frozen matrices are held in bfloat16, as fit holds them: the loss moves by their
+// rounding only.
+func TestBF16(t *testing.T) {
+	cfg, err := config.Load("../../configs/tiny.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Mode: "flex-union", Steps: 1, Strategy: "topk", Ratio: 0.25}
+	plain, err := Run(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LLaVA.BF16 = true
+	bf16, err := Run(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(bf16.Loss-plain.Loss) / plain.Loss; bf16.Loss == plain.Loss || d > 0.01 {
+		t.Errorf("loss %v with bf16, %v without: want a difference of bfloat16's rounding (under 1%%)", bf16.Loss, plain.Loss)
+	}
+}
