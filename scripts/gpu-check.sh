@@ -12,11 +12,13 @@
 #      against the CPU's (model.test -run OnGPU);
 #   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU: the two loss curves side by side;
 #   3. flextrain bench of configs/bench.yaml on the CPU and the GPU, and of configs/bench-gpu.yaml on the GPU
-#      (the whole step with the tower at batch 4; then from the feature cache flex-union, flex-dense, lr at
-#      batch 4, flex-union and hd-seq at batch 1, where hd-seq fits);
-#   4. the PyTorch reference's bench.py on the same GPU, the same sizes;
+#      (the whole step, tower included, at batch 4; from the feature cache flex-union and flex-dense at batch
+#      4, flex-union and hd-seq at batch 1, where hd-seq fits), each beside the PyTorch reference's bench.py
+#      on the same GPU at the same size;
+#   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes with bf16 frozen matrices;
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
-# The bench lines are JSON; the last part prints them as one table.
+# The parts run in that order, most needed first, so that a run cut short still brings back the first ones
+# (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table.
 set -eu
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -70,28 +72,32 @@ for s in sorted(c):
         print(f"{s:4d}  {c[s]:.6f}  {g[s]:.6f}  {abs(g[s] - c[s]) / abs(c[s]):.2e}")
 EOF
 
-	echo "== 3. flextrain bench"
-	bench() { # name, then flextrain bench's arguments
-		name=$1
-		shift
-		timeout 240 $bin/flextrain bench --json "$@" >"$out/bench-$name.json" 2>"$out/bench-$name.err" ||
+	echo "== 3. flextrain bench, and the PyTorch reference on the same GPU"
+	bench() { # name, time limit, then flextrain bench's arguments
+		name=$1 limit=$2
+		shift 2
+		timeout "$limit" $bin/flextrain bench --json "$@" >"$out/bench-$name.json" 2>"$out/bench-$name.err" ||
 			{ echo "bench $name failed:"; tail -n 5 "$out/bench-$name.err"; }
 	}
-	bench small-cpu --config configs/bench.yaml --device cpu --mode flex-union --versus lr --steps 10
-	bench small-cuda --config configs/bench.yaml --device cuda --mode flex-union --versus lr --steps 10
-	bench gpu-b4-full --config configs/bench-gpu.yaml --device cuda --mode flex-union --strategy topk --ratio 0.1 \
-		--steps 5 --warmup 1
-	bench gpu-b4 --config configs/bench-gpu.yaml --device cuda --cached --mode flex-union --versus flex-dense \
-		--strategy topk --ratio 0.1 --steps 10 --warmup 2
-	bench gpu-b4-lr --config configs/bench-gpu.yaml --device cuda --cached --mode lr --steps 10 --warmup 2
-	bench gpu-b1 --config configs/bench-gpu.yaml --device cuda --cached --set per_device_train_batch_size=1 \
-		--mode flex-union --versus hd-seq --strategy topk --ratio 0.1 --steps 5 --warmup 1
+	torch() { # name, time limit, then bench.py's arguments
+		name=$1 limit=$2
+		shift 2
+		(cd .device/ref && timeout "$limit" python3 bench.py --device cuda --size gpu --strategy topk --ratio 0.1 \
+			--repeats 1 "$@") >"$out/torch-$name.txt" 2>&1 || tail -n 5 "$out/torch-$name.txt"
+	}
+	bench small-cpu 120 --config configs/bench.yaml --device cpu --mode flex-union --versus lr --steps 10
+	bench small-cuda 120 --config configs/bench.yaml --device cuda --mode flex-union --versus lr --steps 10
+	topk="--strategy topk --ratio 0.1"
+	bench gpu-b4-full 180 --config configs/bench-gpu.yaml --device cuda --mode flex-union $topk --steps 5 --warmup 1
+	torch b4 240 --batch 4 --steps 5 --warmup 1 flex-union flex-dense lr
+	bench gpu-b4 180 --config configs/bench-gpu.yaml --device cuda --cached --mode flex-union --versus flex-dense \
+		$topk --steps 5 --warmup 1
+	bench gpu-b1 180 --config configs/bench-gpu.yaml --device cuda --cached --set per_device_train_batch_size=1 \
+		--mode flex-union --versus hd-seq $topk --steps 3 --warmup 1
+	torch b1 180 --batch 1 --steps 3 --warmup 1 flex-union hd-seq
 
-	echo "== 4. the PyTorch reference on the same GPU"
-	(cd .device/ref && timeout 240 python3 bench.py --device cuda --size gpu --batch 4 --strategy topk --ratio 0.1 \
-		--repeats 1 --steps 10 --warmup 2 flex-union flex-dense lr) >"$out/torch-b4.txt" 2>&1 || tail -n 5 "$out/torch-b4.txt"
-	(cd .device/ref && timeout 180 python3 bench.py --device cuda --size gpu --batch 1 --strategy topk --ratio 0.1 \
-		--repeats 1 --steps 5 --warmup 1 flex-union hd-seq) >"$out/torch-b1.txt" 2>&1 || tail -n 5 "$out/torch-b1.txt"
+	echo "== 4. LLaVA-1.5-7B's shapes, bf16 frozen matrices, one sample"
+	bench 7b 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1
 
 	echo "== 5. the kernels at 7B's sizes"
 	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
