@@ -185,7 +185,7 @@ func TestGolden(t *testing.T) {
 // bfloat16's unit roundoff u = 2⁻⁹ ≈ 1.95·10⁻³ of itself, and a value is off by about u for each rounded
 // matrix on its path, the errors partly cancelling: measured at most 8.2·10⁻³ (4.2u: the inference case's
 // logits, every matrix of the tiny model rounded) and 5.4·10⁻³ for a gradient. 2·10⁻² (10u) leaves room for
-// other inputs and still fails an error of float32's ulp scale in the wrong place, or a weight left wide.
+// other inputs; a wrong operation moves the values by far more.
 func tolerances(dt tensor.Dtype, bf16 bool) (float64, float64) {
 	switch {
 	case bf16:
