@@ -18,13 +18,15 @@ import (
 // trainable weights packed. So the step keeps each such layer's input, not its activations, and computes
 // its forward pass twice; the layer's graph is the one the step would hold, so the numbers are the same.
 
-// recomputes reports whether layer l runs recomputed: in a training graph with Options.Recompute, when one
-// of its weights trains.
-func (b *builder[T]) recomputes(l int) bool {
+// recomputes reports whether layer l runs as one operation in a training graph with Options.Recompute:
+// when one of its weights trains (it is computed again in the backward pass), and when nothing of it
+// needs a gradient (a frozen layer before them, h without gradient: its values go as soon as it is done,
+// and it has no backward pass).
+func (b *builder[T]) recomputes(l int, h *G.Node) bool {
 	if !b.opt.Recompute || b.opt.Mode != Train || b.opt.Trainable == nil {
 		return false
 	}
-	return len(b.layerParams(l)) > 0
+	return len(b.layerParams(l)) > 0 || !b.needs[h]
 }
 
 // layerParams are the trainable weights layer l uses, in name order: the HR projections only where it is a
@@ -76,7 +78,7 @@ func (b *builder[T]) recomputed(l int, h, cells *G.Node) (*G.Node, *G.Node, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	b.needs[out] = true
+	b.needs[out] = r.needH || len(names) > 0
 	if !b.choosesCells(l) {
 		return out, nil, nil
 	}
@@ -228,6 +230,7 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 		opt.Trainable = func(string) bool { return false }
 	}
 	sub := &layerGraph[T]{builder: b.sub(b.scratch, opt)}
+	sub.frontAttn = b.frontAttn // layer n_sa − 1's selection writes its image attention there for the front cache
 	m := sub.Graph
 	sub.input = G.NodeFromAny(m.g, in[0], G.WithName("layer_input"))
 	sub.needs[sub.input] = grad && r.needH

@@ -182,7 +182,7 @@ func (b *builder[T]) build(batch *Batch[T]) error {
 	}
 	for l := first; l < b.cfg.Text.NumLayers; l++ {
 		layer := b.layer
-		if b.recomputes(l) {
+		if b.recomputes(l, h) {
 			layer = b.recomputed
 		}
 		if h, cells, err = layer(l, h, cells); err != nil {
