@@ -456,6 +456,28 @@ func TestDeviceFlexAttention(t *testing.T) {
 	}
 }
 
+// TestDeviceImageAttention: the selection's map on the device is the CPU's (selectCase).
+func TestDeviceImageAttention(t *testing.T) {
+	d := openDevice(t)
+	plan, q, k := selectCase(t)
+	att, err := d.ImageAttention(upload(t, d, q), upload(t, d, k), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b, rows := range plan.Attention {
+		if len(att[b]) != len(rows) {
+			t.Fatalf("sample %d: %d rows on the device, %d on the CPU", b, len(att[b]), len(rows))
+		}
+		for i, row := range rows {
+			for u, want := range row {
+				if got := att[b][i][u]; math.Abs(got-want) > 1e-5*math.Max(1, math.Abs(want)) {
+					t.Errorf("sample %d row %d token %d: %v on the device, %v on the CPU", b, i, u, got, want)
+				}
+			}
+		}
+	}
+}
+
 // TestDeviceAssembly: the assembled rows and the embeddings' and image features' gradients on the device
 // are ops.Assemble's, bit for bit; the patch embedding is the product of im2col's patches.
 func TestDeviceAssembly(t *testing.T) {

@@ -37,10 +37,11 @@
 // ops.Kernel to Graphs.Run, which runs the matching kernels over the values' device memory (graphops_gpu.go);
 // the weights stay on the device across graphs, the other values come from an arena that takes them back
 // when the graph closes, and Gorgonia's sums of gradient contributions reach the device through the
-// values' tensor engine. An operation without kernels (the selection, whose attention map is small; a
-// trainable tower's) runs on the CPU over copies, counted in Fallbacks; one that runs a graph of its own
-// (ops.FuncArgs: a part of the frozen tower) runs it here, and Mark and ReleaseAfter give that graph's
-// values back as soon as it ends. Training adds a run's gradients and
+// values' tensor engine. The selection's map is computed here and only it comes down; the cells are chosen
+// on the host and go back up. An operation without kernels (a trainable tower's) runs on the CPU over
+// copies, counted in Fallbacks; one that runs a graph of its own (ops.FuncArgs: a part of the frozen
+// tower) runs it here, and Mark and ReleaseAfter give that graph's values back as soon as it ends.
+// Training adds a run's gradients and
 // AdamW moments beside its weights: the whole step stays on the device, and only the loss comes down until
 // Sync copies the weights and moments back for a checkpoint.
 package gpu

@@ -79,3 +79,16 @@ func hrSetOf(plan *ops.FlexPlan, b int, cells []float32) hrSet {
 	}
 	return s
 }
+
+// selectKeys is the number of keys each HR row of sample b sees (the selection's causal rows).
+func selectKeys(plan *ops.SelectPlan, b int) []int64 {
+	L := plan.Lens[b]
+	keys := make([]int64, len(plan.Rows[b]))
+	for i, r := range plan.Rows[b] {
+		keys[i] = int64(L)
+		if !plan.Full {
+			keys[i] = int64(min(r+1, L))
+		}
+	}
+	return keys
+}

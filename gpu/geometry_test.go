@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
@@ -594,4 +595,78 @@ func TestIm2colTwin(t *testing.T) {
 			t.Fatalf("patches[%d] = pixel %v, want %v (image %d, channel %d, y %d, x %d)", i, v, want, img, c, y, x)
 		}
 	}
+}
+
+// TestImageAttentionTwin: the selection's map on the device, walked in Go as its gather, batched product,
+// rows_softmax and image_attention do, matches the CPU's (ops.Select's map, as SelectPlan.Attention
+// receives it), on two image samples of different lengths with causal HR rows and a text-only sample.
+func TestImageAttentionTwin(t *testing.T) {
+	plan, q, k := selectCase(t)
+	B, N, H, dh := plan.B, plan.N, plan.Heads, plan.HeadDim
+	W, n := H*dh, plan.Grid*plan.Grid
+	scale := float32(1 / math.Sqrt(float64(dh)))
+	for b := range B {
+		R, L := len(plan.Rows[b]), plan.Lens[b]
+		if R == 0 {
+			if plan.Attention[b] != nil {
+				t.Errorf("sample %d has no HR row but a map", b)
+			}
+			continue
+		}
+		keys := selectKeys(plan, b)
+		s := make([]float32, H*R*L) // the batched product: head h's rows at h·R
+		for h := range H {
+			for i, r := range plan.Rows[b] {
+				for j := range L {
+					s[(h*R+i)*L+j] = scale * dot32(q[(b*N+r)*W+h*dh:][:dh], k[(b*N+j)*W+h*dh:][:dh])
+				}
+			}
+		}
+		for row := range Rows(H * R).Blocks { // rows_softmax: a block per row of S
+			nk := int(keys[row%R])
+			twinMaskedSoftmax(s[row*L:(row+1)*L], func(j int) bool { return j < nk })
+		}
+		att := make([]float64, R*n)
+		Elementwise(R*n).forEach(R*n, func(_, _, e int) {
+			i, u := e/n, e%n
+			if int64(plan.ImageAt[b]+u) < keys[i] {
+				for h := range H {
+					att[e] += float64(s[(h*R+i)*L+plan.ImageAt[b]+u])
+				}
+			}
+		})
+		for i := range R {
+			for u := range n {
+				got, want := att[i*n+u], plan.Attention[b][i][u]
+				if math.Abs(got-want) > 1e-6*math.Max(1, math.Abs(want)) {
+					t.Errorf("sample %d row %d token %d: %v in the twin, %v on the CPU", b, i, u, got, want)
+				}
+			}
+		}
+	}
+}
+
+// selectCase is a selection problem (two image samples of different lengths with causal HR rows, and a
+// text-only sample) with its queries and keys, run through ops.Select on the CPU: plan.Attention holds the
+// CPU's map.
+func selectCase(t *testing.T) (*ops.SelectPlan, []float32, []float32) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	const B, N, H, dh, g = 3, 14, 2, 4, 2
+	W := H * dh
+	plan := &ops.SelectPlan{Layout: ops.Layout{B: B, N: N, Lens: []int{14, 11, 6}, Heads: H, HeadDim: dh},
+		Rows: [][]int{{8, 11, 13}, {7, 10}, nil}, ImageAt: []int{2, 3, -1}, OriSizes: [][2]int{{64, 48}, {40, 40}, {}},
+		Grid: g, Cells: 3, Threshold: 48, Strategy: "attention", Attention: make([][][]float64, B)}
+	q, k := randoms(rng, B*N*W), randoms(rng, B*N*W)
+	gr := G.NewGraph()
+	qn := G.NodeFromAny(gr, tensor.New(tensor.WithShape(B*N, W), tensor.WithBacking(q)), G.WithName("q"))
+	kn := G.NodeFromAny(gr, tensor.New(tensor.WithShape(B*N, W), tensor.WithBacking(k)), G.WithName("k"))
+	if _, err := ops.Select(qn, kn, plan); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(gr)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	return plan, q, k
 }

@@ -17,7 +17,7 @@ import (
 type graphOp func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error)
 
 // graphOps are the kernels the device runs itself, by name (the Unpack kernels under "Unpack"): the whole
-// of a training step with a frozen tower, but the selection.
+// of a training step with a frozen tower (the selection's choice from its map on the host).
 var graphOps = map[string]graphOp{
 	"Reshape":       elementwise(func(*Device, Buffer, Buffer, Buffer) error { return nil }, true),
 	"ClassPosEmbed": classPosEmbed,
@@ -53,6 +53,7 @@ var graphOps = map[string]graphOp{
 	"Assemble":          assemble,
 	"AssembleGrad":      assembleGrad,
 	"GatherRows":        gatherRows,
+	"Select":            selectCells,
 	"GatherRowsGrad":    gatherRowsGrad,
 }
 

@@ -222,6 +222,38 @@ extern "C" __global__ void attn_softmax(float *p, long long n, long long l, long
 	for (long long j = threadIdx.x; j < n; j += blockDim.x) row[j] = j < keys ? row[j] * inv : 0;
 }
 
+// rows_softmax is attn_softmax for the selection's HR rows: S [H, R, l] holds, for each head, the scores of
+// R rows of a sample, row i seeing its first keys[i] keys; a block per row of S.
+extern "C" __global__ void rows_softmax(float *p, const long long *keys, long long r, long long l) {
+	__shared__ double shared[ROW_THREADS];
+	long long nk = keys[blockIdx.x % r];
+	float *row = p + (long long)blockIdx.x * l;
+	double m = -INFINITY;
+	for (long long j = threadIdx.x; j < nk; j += blockDim.x) m = fmax(m, (double)row[j]);
+	m = block_max(m, shared);
+	double s = 0;
+	for (long long j = threadIdx.x; j < nk; j += blockDim.x) {
+		float e = expf(row[j] - (float)m);
+		row[j] = e;
+		s += e;
+	}
+	float inv = (float)(1 / block_sum(s, shared));
+	for (long long j = threadIdx.x; j < l; j += blockDim.x) row[j] = j < nk ? row[j] * inv : 0;
+}
+
+// image_attention sets att [R, n] to each HR row's attention on the sample's n image tokens (from key i0 on),
+// summed over the heads in order in double: the selection's map (ops.imageAttention); 0 past the row's keys.
+extern "C" __global__ void image_attention(double *att, const float *p, const long long *keys, long long heads,
+		long long r, long long l, long long i0, long long n) {
+	FOR_EACH(e, r * n) {
+		long long i = e / n, t = e % n;
+		double s = 0;
+		if (i0 + t < keys[i])
+			for (long long h = 0; h < heads; h++) s += (double)p[(h * r + i) * l + i0 + t];
+		att[e] = s;
+	}
+}
+
 // attn_softmax_back turns dP [H, N, N] (row stride N, first l columns) into dS = P ⊙ (dP − Σ_j P·dP) in place,
 // the row's sum in double and rounded once (the CPU's softmaxBackward); a block per row.
 extern "C" __global__ void attn_softmax_back(float *dp, const float *p, long long n, long long l) {
