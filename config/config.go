@@ -578,8 +578,6 @@ func (c Config) validateDevice(bad badFunc) {
 	case !d.CUDA:
 	case c.DType != "float32":
 		bad("device", "%s trains in float32, got dtype %s", c.Device, c.DType)
-	case c.LLaVA.GradientCheckpointing:
-		bad("device", "%s with gradient_checkpointing: true is not supported yet (a recomputed layer runs on the host)", c.Device)
 	}
 }
 

@@ -247,7 +247,6 @@ func TestValidate(t *testing.T) {
 		{"device ordinal", func(c *Config) { c.Device = "cuda:one" }, "device"},
 		{"negative ordinal", func(c *Config) { c.Device = "cuda:-1" }, "device"},
 		{"float64 on a GPU", func(c *Config) { c.Device, c.DType = "cuda", "float64" }, "device"},
-		{"recomputation on a GPU", func(c *Config) { c.Device, c.LLaVA.GradientCheckpointing = "cuda:1", true }, "device"},
 		{"unknown view", func(c *Config) { c.Flex.View = "hr" }, "flex.view"},
 		{"empty view", func(c *Config) { c.Flex.View = "" }, "flex.view"},
 		{"evaluation of hd-seq", func(c *Config) { c.Flex.View, c.EvalSteps, c.ValSize = "hd-seq", 10, 0.1 }, "eval_steps"},

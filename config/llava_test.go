@@ -27,7 +27,6 @@ func TestLLaVAKeys(t *testing.T) {
 		{"mm_vision_select_feature=cls_patch", "mm_vision_select_feature: cls_patch is not supported"},
 		{"image_aspect_ratio=anyres", "image_aspect_ratio: anyres is not supported"},
 		{"bf16=true,dtype=float64", "bf16: true needs dtype float32"},
-		{"gradient_checkpointing=true,device=cuda", "cuda with gradient_checkpointing: true is not supported yet"},
 		{"report_to=wandb", "report_to: wandb is not supported: metrics go to output_dir/metrics.jsonl"},
 		{"deepspeed=./scripts/zero3.json", "deepspeed: ./scripts/zero3.json is not supported"},
 		{"tune_mm_mlp_adapter=true", "tune_mm_mlp_adapter: true is not supported: what trains is set with the trainable and frozen patterns"},

@@ -163,8 +163,8 @@ func (g *Graphs) Mark() int {
 }
 
 // ReleaseAfter frees every value lent since Mark gave mark, and what forward passes saved since, but keep,
-// which stays lent (model.Device).
-func (g *Graphs) ReleaseAfter(mark int, keep G.Value) {
+// which stay lent (model.Device).
+func (g *Graphs) ReleaseAfter(mark int, keep ...G.Value) {
 	if mark < 0 || mark >= len(g.marks) {
 		return
 	}
@@ -173,15 +173,17 @@ func (g *Graphs) ReleaseAfter(mark int, keep G.Value) {
 	for _, free := range g.saved[at[1]:] {
 		free()
 	}
-	var kept Buffer
-	if keep != nil {
-		kept, _ = buffer(keep)
+	kept := map[cu.DevicePtr]bool{}
+	for _, v := range keep {
+		if b, err := buffer(v); err == nil && b.n > 0 {
+			kept[b.ptr] = true
+		}
 	}
 	lent := g.lent[at[0]:]
 	g.lent, g.saved = g.lent[:at[0]], g.saved[:at[1]]
 	freed := map[cu.DevicePtr]bool{}
 	for _, b := range lent {
-		if b.n > 0 && b.ptr == kept.ptr && kept.n > 0 {
+		if kept[b.ptr] {
 			g.lent = append(g.lent, b)
 			continue
 		}

@@ -53,6 +53,7 @@ var graphOps = map[string]graphOp{
 	"Assemble":          assemble,
 	"AssembleGrad":      assembleGrad,
 	"GatherRows":        gatherRows,
+	"Concat":            concat,
 	"Select":            selectCells,
 	"GatherRowsGrad":    gatherRowsGrad,
 }
@@ -551,6 +552,25 @@ func gatherRowsGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 		return out, g.d.Zero(d)
 	}
 	return out, g.d.AssembleGrad(d, b[0], rowSources(args.Index), ops.FromToken, args.Shape[1])
+}
+
+// concat lays the inputs one after the other in one 1-D value (ops.Concat).
+func concat(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
+	b, err := buffers(in)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, x := range b {
+		n += x.n
+	}
+	y, out, err := g.output(n)
+	for off, i := 0, 0; err == nil && i < len(b); off, i = off+b[i].n, i+1 {
+		if b[i].n > 0 {
+			err = g.d.copyWithin(Buffer{ptr: y.at(off), n: b[i].n}, b[i])
+		}
+	}
+	return out, err
 }
 
 // rowSources names rows idx of one table as the assembly's sources.

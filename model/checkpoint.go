@@ -63,7 +63,11 @@ func (b *builder[T]) recomputed(l int, h, cells *G.Node) (*G.Node, *G.Node, erro
 			b.cells[l] = cells // Selection reads them
 		}
 	}
-	r := &recomputation[T]{b: b, l: l, names: names, withCells: cells != nil, needH: b.needs[h]}
+	withHD := b.hd != nil && b.view == ViewFlex && l >= b.cfg.Flex.NSA
+	if withHD { // an input, so that it is computed before (on a device it is the graph's own value)
+		in = append(in, b.hd)
+	}
+	r := &recomputation[T]{b: b, l: l, names: names, withCells: cells != nil, withHD: withHD, needH: b.needs[h]}
 	D, rows := b.cfg.Text.HiddenSize, b.lay.B*b.lay.N
 	if l == b.cfg.Text.NumLayers-1 && b.lossRows != nil {
 		rows = len(b.lossRows)
@@ -74,7 +78,7 @@ func (b *builder[T]) recomputed(l int, h, cells *G.Node) (*G.Node, *G.Node, erro
 		diff[1+i] = true
 	}
 	out, err := ops.Func(ops.FuncSpec{Name: fmt.Sprintf("Layer%d", l), Shape: tensor.Shape{rows, D}, Do: r.forward,
-		Diff: diff, Grad: r.grad}, in...)
+		Diff: diff, Grad: r.grad, Anywhere: true}, in...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -84,7 +88,7 @@ func (b *builder[T]) recomputed(l int, h, cells *G.Node) (*G.Node, *G.Node, erro
 	}
 	G2 := b.cfg.Flex.SelectGrid * b.cfg.Flex.SelectGrid
 	next, err := ops.Func(ops.FuncSpec{Name: fmt.Sprintf("Layer%dCells", l), Shape: tensor.Shape{b.lay.B * b.lay.N, G2},
-		Do: func(*ops.Arena, []G.Value) (G.Value, error) { return r.next, nil }}, out)
+		Do: func(*ops.Arena, []G.Value) (G.Value, error) { return r.next, nil }, Anywhere: true}, out)
 	return out, next, err
 }
 
@@ -94,14 +98,15 @@ func (b *builder[T]) choosesCells(l int) bool {
 }
 
 // recomputation is one recomputed layer: its inputs are the layer's input h, its trainable weights (names)
-// and, withCells, the selection cells it uses.
+// and, withCells, the selection cells it uses and, withHD, the HR features.
 type recomputation[T ops.Float] struct {
 	b         *builder[T]
 	l         int
 	names     []string
 	withCells bool
+	withHD    bool
 	needH     bool
-	next      G.Value // the cells the forward pass chose for layer l+1, in the step's arena
+	next      G.Value // the cells the forward pass chose for layer l+1, kept with the step's values
 }
 
 // forward runs the layer and returns its output; the next layer's cells wait in r.next.
@@ -114,10 +119,12 @@ func (r *recomputation[T]) forward(m *ops.Arena, in []G.Value) (G.Value, error) 
 	if err := sub.run(); err != nil {
 		return nil, err
 	}
-	if next != nil {
-		r.next = keep[T](m, next.Value())
+	if next == nil {
+		return sub.keep(m, out.Value())[0], nil
 	}
-	return keep[T](m, out.Value()), nil
+	kept := sub.keep(m, out.Value(), next.Value())
+	r.next = kept[1]
+	return kept[0], nil
 }
 
 // grad is the layer's backward pass: one operation over the forward's inputs and the upstream gradient g,
@@ -134,7 +141,7 @@ func (r *recomputation[T]) grad(in G.Nodes, g *G.Node) (G.Nodes, error) {
 		}
 	}
 	packed, err := ops.Func(ops.FuncSpec{Name: fmt.Sprintf("Layer%dGrad", r.l), Shape: tensor.Shape{n},
-		Do: r.backward}, append(in[:len(in):len(in)], g)...)
+		Do: r.backward, Anywhere: true}, append(in[:len(in):len(in)], g)...)
 	if err != nil {
 		return nil, err
 	}
@@ -166,25 +173,37 @@ func (r *recomputation[T]) backward(m *ops.Arena, in []G.Value) (G.Value, error)
 	if err != nil {
 		return nil, fmt.Errorf("model: layer %d recomputed: backward: %w", r.l, err)
 	}
+	packed, err := ops.Concat(grads...)
+	if err != nil {
+		return nil, err
+	}
 	if err := sub.run(); err != nil {
 		return nil, err
 	}
-	n := 0
-	for _, g := range grads {
-		n += g.Shape().TotalSize()
-	}
-	packed, p := ops.Alloc[T](m, n)
-	off := 0
-	for _, g := range grads {
-		off += copy(p[off:], g.Value().Data().([]T))
-	}
-	return packed, nil
+	return sub.keep(m, packed.Value())[0], nil
 }
 
-// layerGraph is one recomputation's own graph of the layer.
+// layerGraph is one recomputation's own graph of the layer. On a device, mark is where its values begin
+// (Device.Mark): they go when it closes, but those it keeps.
 type layerGraph[T ops.Float] struct {
 	*builder[T]
 	input *G.Node
+	mark  int
+	kept  []G.Value
+}
+
+// keep makes values of the layer's graph outlive it: on a device they stay where they are (close gives
+// back every other value); on the CPU they are copied into the step's arena m (the scratch is released).
+func (s *layerGraph[T]) keep(m *ops.Arena, vals ...G.Value) []G.Value {
+	if s.dev != nil {
+		s.kept = append(s.kept, vals...)
+		return vals
+	}
+	out := make([]G.Value, len(vals))
+	for i, v := range vals {
+		out[i] = keep[T](m, v)
+	}
+	return out
 }
 
 // sub is a builder of a graph of its own for a part of b's graph (a recomputed layer, a part of the tower
@@ -230,6 +249,9 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 		opt.Trainable = func(string) bool { return false }
 	}
 	sub := &layerGraph[T]{builder: b.sub(b.scratch, opt)}
+	if sub.dev != nil {
+		sub.mark = sub.dev.Mark()
+	}
 	sub.frontAttn = b.frontAttn // layer n_sa − 1's selection writes its image attention there for the front cache
 	m := sub.Graph
 	sub.input = G.NodeFromAny(m.g, in[0], G.WithName("layer_input"))
@@ -238,12 +260,14 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 		n := G.NodeFromAny(m.g, in[1+i], G.WithName(name))
 		sub.params[name], sub.needs[n] = n, grad
 	}
-	if b.hd != nil {
-		sub.hd = G.NodeFromAny(m.g, b.hd.Value(), G.WithName("hd_features"))
-	}
+	at := 1 + len(r.names)
 	var cells *G.Node
 	if r.withCells {
-		cells = G.NodeFromAny(m.g, in[1+len(r.names)], G.WithName("cells"))
+		cells = G.NodeFromAny(m.g, in[at], G.WithName("cells"))
+		at++
+	}
+	if r.withHD {
+		sub.hd = G.NodeFromAny(m.g, in[at], G.WithName("hd_features"))
 	}
 	out, next, err := sub.layer(r.l, sub.input, cells)
 	if err != nil {
@@ -261,10 +285,13 @@ func (s *layerGraph[T]) run() error {
 	return nil
 }
 
-// close gives every value of the layer's graph back to the scratch arena.
+// close gives every value of the layer's graph back: to the scratch arena, and on a device all but the kept.
 func (s *layerGraph[T]) close() {
 	s.detach()
 	s.mem.Release()
+	if s.dev != nil {
+		s.dev.ReleaseAfter(s.mark, s.kept...)
+	}
 }
 
 // keep copies a value of a layer's graph into the step's arena, where it outlives the scratch.

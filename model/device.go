@@ -26,18 +26,15 @@ type Device interface {
 	Engine() tensor.Engine
 	// Release frees every value lent since the last Release (the graph's values and what its operations saved).
 	Release()
-	// Mark and ReleaseAfter free early what a part of a graph lent: ReleaseAfter(Mark(), keep) frees every
-	// value lent since the Mark but keep (nil: none), which stays lent until Release. A layer of the
-	// frozen tower runs so, as a graph of its own within the step's.
+	// Mark and ReleaseAfter free early what a part of a graph lent: ReleaseAfter(Mark(), keep...) frees
+	// every value lent since the Mark but keep, which stay lent until Release. A layer of the frozen tower,
+	// or a recomputed layer, runs so, as a graph of its own within the step's.
 	Mark() int
-	ReleaseAfter(mark int, keep G.Value)
+	ReleaseAfter(mark int, keep ...G.Value)
 }
 
 // errDeviceInfer refuses an inference graph on a device: decoding reads the graph's values on the host.
 var errDeviceInfer = errors.New("model: a graph on a device trains only, in float32; inference runs on the CPU")
-
-// errDeviceRecompute refuses recomputation on a device: a recomputed layer's own graph runs on the host.
-var errDeviceRecompute = errors.New("model: recomputation (gradient_checkpointing) on a device is not supported yet")
 
 // bind adds t to the graph under name: as it is, or as the device's copy (a weight is kept on the device
 // across graphs, any other value is lent for this graph). A failed copy is kept in b.err.
@@ -200,7 +197,7 @@ func (b *builder[T]) towerPart(name string, x *G.Node, rows int, f func(*builder
 			err = sub.runAlone()
 		}
 		if err != nil {
-			dev.ReleaseAfter(mark, nil)
+			dev.ReleaseAfter(mark)
 			return nil, fmt.Errorf("model: %s: %w", name, err)
 		}
 		v := out.Value()

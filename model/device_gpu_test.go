@@ -13,8 +13,8 @@ import (
 
 var _ Device = (*gpu.Graphs)(nil)
 
-// TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32 and with the
-// frozen matrices in bfloat16: the loss and every gradient agree to float32's tolerance (cuBLAS sums in its
+// TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32, with the frozen
+// matrices in bfloat16, and with recomputation: the loss and every gradient agree to float32's tolerance (cuBLAS sums in its
 // own order), no operation ran on the CPU over copies, and a second run on the same device
 // (the arena's buffers lent again, the weights kept) gives the first run's bits.
 func TestGraphOnGPU(t *testing.T) {
@@ -23,15 +23,19 @@ func TestGraphOnGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	for _, bf16 := range []bool{false, true} {
-		t.Run(map[bool]string{false: "float32", true: "bf16"}[bf16], func(t *testing.T) { testGraphOnGPU(t, d, bf16) })
+	for _, tc := range []struct {
+		name            string
+		bf16, recompute bool
+	}{{"float32", false, false}, {"bf16", true, false}, {"recompute", false, true}} {
+		t.Run(tc.name, func(t *testing.T) { testGraphOnGPU(t, d, tc.bf16, tc.recompute) })
 	}
 }
 
-func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16 bool) {
+func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute bool) {
 	graphs := d.Graphs()
 	defer graphs.Close()
 	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16)
+	opt.Recompute = recompute
 	opt.Device = graphs
 	run := func() (float64, map[string][]float32) {
 		g, err := Build(w, gc.batch, opt)

@@ -123,9 +123,6 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 	if opt.Device != nil && (opt.Mode != Train || w.Dtype() != tensor.Float32) {
 		return nil, errDeviceInfer
 	}
-	if opt.Device != nil && opt.Recompute {
-		return nil, errDeviceRecompute
-	}
 	_, n, _, M := cfg.Grid()
 	hrSeq := 0
 	if opt.View == ViewHDSeq {

@@ -30,12 +30,12 @@ func onStandInOf(run **devicetest.Training, memory int64) RunOptions {
 }
 
 // TestRunOnDeviceIsTheCPURun trains the tiny model on a stand-in GPU (the CPU's arithmetic, memory apart
-// from its values), with micro-batches and without, and with bf16's 16-bit frozen matrices, interrupted and
-// resumed: every step's log and the last
+// from its values), with micro-batches and without, with bf16's 16-bit frozen matrices and with
+// recomputation, interrupted and resumed: every step's log and the last
 // checkpoint are the CPU run's bits. So the trainer takes the gradients, updates and brings the weights
 // and moments back for its checkpoints through the device, and reads nothing of it as host memory.
 func TestRunOnDeviceIsTheCPURun(t *testing.T) {
-	for _, set := range []string{"gradient_accumulation_steps=1", "gradient_accumulation_steps=2", "bf16=true"} {
+	for _, set := range []string{"gradient_accumulation_steps=1", "gradient_accumulation_steps=2", "bf16=true", "gradient_checkpointing=true"} {
 		t.Run(set, func(t *testing.T) {
 			const steps, k = 8, 5
 			sets := []string{"max_steps=8", set, "save_steps=4", "eval_steps=3"}

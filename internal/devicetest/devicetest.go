@@ -134,17 +134,19 @@ func (d *Device) Mark() int {
 }
 
 // ReleaseAfter takes back every value lent since the mark but keep.
-func (d *Device) ReleaseAfter(mark int, keep G.Value) {
+func (d *Device) ReleaseAfter(mark int, keep ...G.Value) {
 	at := d.marks[mark]
 	d.marks = d.marks[:mark]
-	var kept uintptr
-	if t, ok := keep.(*tensor.Dense); ok {
-		kept = t.Uintptr()
+	kept := map[uintptr]bool{}
+	for _, v := range keep {
+		if t, ok := v.(*tensor.Dense); ok {
+			kept[t.Uintptr()] = true
+		}
 	}
 	lent := d.lent[at:]
 	d.lent = d.lent[:at]
 	for _, p := range lent {
-		if p == kept {
+		if kept[p] {
 			d.lent = append(d.lent, p)
 			continue
 		}

@@ -48,3 +48,28 @@ func Alloc[T Float](m *Arena, shape ...int) (*tensor.Dense, []T) { return alloc[
 func UnpackAll(packed *G.Node, sizes []tensor.Shape, want []bool) (G.Nodes, error) {
 	return unpackAll(packed, sizes, want)
 }
+
+// Concat lays its inputs' values one after the other in one 1-D tensor: a recomputed layer's gradients,
+// packed in the layer's own graph. It has no gradient.
+func Concat(children ...*G.Node) (*G.Node, error) {
+	n := 0
+	for _, c := range children {
+		n += c.Shape().TotalSize()
+	}
+	op := &fnOp{name: "Concat", do: pick(concatDo[float32], concatDo[float64])}
+	op.shape = func([]tensor.Shape) (tensor.Shape, error) { return tensor.Shape{n}, nil }
+	return apply(op, 1, children...)
+}
+
+func concatDo[T Float](m *Arena, v []G.Value) (G.Value, error) {
+	n := 0
+	for _, x := range v {
+		n += x.Shape().TotalSize()
+	}
+	out, y := allocFull[T](m, n)
+	off := 0
+	for _, x := range v {
+		off += copy(y[off:], slice[T](x))
+	}
+	return out, nil
+}
