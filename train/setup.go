@@ -180,15 +180,22 @@ func (t *trainer[T]) openData() error {
 	return t.fingerprintData()
 }
 
-// bindParams exposes the trainable weights to the optimizer, in name order.
+// bindParams exposes the trainable weights to the optimizer, in name order. On a GPU the gradients live
+// there: the host keeps none.
 func (t *trainer[T]) bindParams() error {
+	d, _ := config.ParseDevice(t.cfg.Device)
+	onHost := !d.CUDA
 	for _, name := range t.weights.Names() {
 		if !t.cfg.Trainable(name) {
 			continue
 		}
-		d := t.weights.Get(name)
-		v := d.Data().([]T)
-		t.params = append(t.params, optim.Param[T]{Name: name, Shape: append([]int(nil), d.Shape()...), Value: v, Grad: make([]T, len(v))})
+		w := t.weights.Get(name)
+		v := w.Data().([]T)
+		p := optim.Param[T]{Name: name, Shape: append([]int(nil), w.Shape()...), Value: v}
+		if onHost {
+			p.Grad = make([]T, len(v))
+		}
+		t.params = append(t.params, p)
 	}
 	if len(t.params) == 0 {
 		return fmt.Errorf("train: the trainable patterns %v (frozen %v) select no weight", t.cfg.TrainablePatterns, t.cfg.FrozenPatterns)
