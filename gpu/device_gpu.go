@@ -198,12 +198,15 @@ func (d *Device) Download(host []float32, b Buffer) error {
 	return d.copyDown(unsafe.Pointer(&host[0]), b, 4*b.n)
 }
 
-// copyUp copies bytes from host to the start of b, on the stream: after every launch before it, which may
-// still read b's memory when the cache lent it again. From pageable host memory the driver stages the
-// bytes before the call returns (CUDA's API synchronisation rules), so host may change at once and the
-// host does not wait for the stream.
+// copyUp copies bytes from host to the start of b, on the stream (after every launch before it, which may
+// still read b's memory when an arena lent it again) and waits for it.
 func (d *Device) copyUp(b Buffer, host unsafe.Pointer, bytes int) error {
-	return d.do(func() error { return cu.MemcpyHtoDAsync(b.ptr, host, int64(bytes), d.stream) })
+	return d.do(func() error {
+		if err := cu.MemcpyHtoDAsync(b.ptr, host, int64(bytes), d.stream); err != nil {
+			return err
+		}
+		return d.stream.Synchronize()
+	})
 }
 
 // copyWithin copies src into dst (as long as src) on the stream.
