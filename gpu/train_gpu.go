@@ -112,6 +112,44 @@ func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens i
 	return norm, err
 }
 
+// Reduce sums the step's gradient sums over several ranks: they come down into one flat buffer in
+// parameter order, sum adds every rank's into it (an all-reduce through the host's engine, MPI), and they go
+// back up. A rank whose micro-batches supervised nothing contributes zeros. tokens is the ranks' total,
+// which Update divides by.
+func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
+	n := 0
+	for _, p := range t.host {
+		n += len(p.Value)
+	}
+	flat := make([]float32, n)
+	bufs := make([]Buffer, len(t.host))
+	off := 0
+	for i, p := range t.host {
+		b, err := t.grad(p.Name, len(p.Value))
+		if err != nil {
+			return err
+		}
+		if bufs[i] = b; t.started {
+			if err := t.d.Download(flat[off:off+b.n], b); err != nil {
+				return err
+			}
+		}
+		off += b.n
+	}
+	if err := sum(flat); err != nil {
+		return err
+	}
+	off = 0
+	for _, b := range bufs {
+		if err := t.d.Upload(b, flat[off:off+b.n]); err != nil {
+			return err
+		}
+		off += b.n
+	}
+	t.started = true
+	return nil
+}
+
 // Discard forgets the step's sums (a skipped step).
 func (t *Training) Discard() { t.started = false }
 

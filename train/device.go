@@ -25,16 +25,16 @@ type accelerator interface {
 	Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error)
 	// Discard forgets the step's sums (a skipped step).
 	Discard()
+	// Reduce sums the step's gradient sums over the ranks with sum, an in-place all-reduce of one flat
+	// buffer in parameter order (optim.Accumulator.Reduce); tokens is the ranks' supervised tokens together.
+	// A rank whose micro-batches supervised nothing contributes zeros.
+	Reduce(tokens int, sum func([]float32) error) error
 	// Memory is the GPU's memory in bytes.
 	Memory() (int64, error)
 	// Sync copies the trainable weights into the host's params and the moments into o.
 	Sync(o *optim.AdamW[float32]) error
 	Close() error
 }
-
-// errDeviceRanks refuses a GPU run on several ranks: their gradients would meet through NCCL, which this
-// build does not have.
-var errDeviceRanks = errors.New("train: device cuda on several ranks is not supported yet (NCCL); train on one rank, or on CPUs with mpirun")
 
 // errDeviceTower refuses a GPU run whose vision tower trains: the tower's backward operations have no GPU
 // kernels yet (they would run on the host over copies).
@@ -47,11 +47,11 @@ func (t *trainer[T]) openDevice() error {
 		return err // validated: never an error here
 	}
 	params, ok := any(t.params).([]optim.Param[float32])
-	switch {
-	case !ok:
+	if !ok {
 		return fmt.Errorf("train: device %s trains in float32", t.cfg.Device)
-	case t.multi():
-		return errDeviceRanks
+	}
+	if t.cfg.Device == "cuda" { // no ordinal: each rank takes the GPU of its rank on its machine
+		d.Ordinal = t.comm.LocalRank()
 	}
 	for _, p := range params {
 		if strings.HasPrefix(p.Name, model.VisionPrefix) {
@@ -62,17 +62,18 @@ func (t *trainer[T]) openDevice() error {
 	if t.opts.openDevice != nil {
 		open = t.opts.openDevice
 	}
+	name := fmt.Sprintf("cuda:%d", d.Ordinal)
 	if t.dev, err = open(d, t.cfg.LLaVA.TF32, params); err != nil {
-		return fmt.Errorf("train: device %s: %w", t.cfg.Device, err)
+		return fmt.Errorf("train: device %s: %w", name, err)
 	}
 	total, err := t.dev.Memory()
 	if err == nil {
-		err = t.cfg.CheckDeviceMemory(t.cfg.Device, total)
+		err = t.cfg.CheckDeviceMemory(name, total)
 	}
 	if err != nil { // refused before a weight goes up
 		t.dev.Close()
 		t.dev = nil
-		return fmt.Errorf("train: device %s: %w", t.cfg.Device, err)
+		return fmt.Errorf("train: device %s: %w", name, err)
 	}
 	t.graph.Device = t.dev
 	return nil

@@ -64,7 +64,11 @@ func (t *trainer[T]) allReduce(lossSum float64, tokens int, stepErr error, res *
 		return 0, 0, fmt.Errorf("train: step %d failed on another rank", t.state.Step+1)
 	}
 	res.tokens, res.samples = int(stats[2]), int(stats[3])
-	if err := t.acc.Reduce(t.params, int(stats[1]), sumOf[T](t.comm)); err != nil {
+	reduce := func() error { return t.acc.Reduce(t.params, int(stats[1]), sumOf[T](t.comm)) }
+	if t.dev != nil { // the sums come down, meet the other ranks' through the comm, and go back up
+		reduce = func() error { return t.dev.Reduce(int(stats[1]), sumOf[float32](t.comm)) }
+	}
+	if err := reduce(); err != nil {
 		return 0, 0, fmt.Errorf("train: step %d: all-reduce the gradient: %w", t.state.Step+1, err)
 	}
 	return stats[0], int(stats[1]), nil

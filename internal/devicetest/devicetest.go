@@ -257,6 +257,14 @@ func (t *Training) Memory() (int64, error) {
 	return t.MemoryBytes, nil
 }
 
+// Reduce sums the step's sums over the ranks, as the host does (optim.Accumulator.Reduce).
+func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
+	if err := t.prepare(); err != nil {
+		return err
+	}
+	return t.acc.Reduce(t.params, tokens, sum)
+}
+
 // Discard forgets the step's sums.
 func (t *Training) Discard() { t.acc.Reset() }
 
