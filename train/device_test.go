@@ -85,7 +85,7 @@ func TestRunDeviceRefusals(t *testing.T) {
 	}
 	cfg = tinyConfig(t, "device=cuda", "max_steps=1")
 	_, _, err = runTiny(t, context.Background(), cfg, onStandInOf(&run, 1<<20))
-	if err == nil || !strings.Contains(err.Error(), "GiB on cuda, which has 0.0 GiB") || !run.Closed || len(run.Ran) > 0 {
+	if err == nil || !strings.Contains(err.Error(), "GiB on cuda:0, which has 0.0 GiB") || !run.Closed || len(run.Ran) > 0 {
 		t.Errorf("a run larger than its GPU: %v", err)
 	}
 	if entries, _ := os.ReadDir(cfg.OutputDir); len(entries) != 0 {
