@@ -70,7 +70,7 @@ func TestDeviceFlag(t *testing.T) {
 	dir := t.TempDir()
 	cmd := fitCmd(t, context.Background(), dir)
 	cmd.Args = append(cmd.Args, "--device", "cuda")
-	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "device cuda: gpu: this flextrain has no CUDA") {
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "device cuda:0: gpu: this flextrain has no CUDA") {
 		t.Errorf("fit --device cuda: %v\n%s", err, b)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
