@@ -201,14 +201,10 @@ extern "C" __global__ void xent_grad(float *d, const float *x, const double *lse
 	}
 }
 
-// attn_softmax turns the scores of one sample's heads, S [H, N, N] (row r of head h at (h·N + r)·N, its
-// first keys columns set), into the probabilities P = softmax over the keys each row sees: the first
-// min(r+1, L) (causal) or L (full), zeros past them; a block per row. As the CPU's softmax: e = exp(s − max)
-// in float32, their sum in double, each e times the float32 of its inverse.
-extern "C" __global__ void attn_softmax(float *p, long long n, long long l, long long full) {
-	__shared__ double shared[ROW_THREADS];
-	long long r = blockIdx.x % n, keys = full ? l : min(r + 1, l);
-	float *row = p + (long long)blockIdx.x * n;
+// row_softmax turns one row of scores into probabilities over its first keys entries, zeros past them up
+// to n, by the threads of one block. As the CPU's softmax: e = exp(s − max) in float32, their sum in
+// double, each e times the float32 of its inverse.
+__device__ void row_softmax(float *row, long long keys, long long n, double *shared) {
 	double m = -INFINITY;
 	for (long long j = threadIdx.x; j < keys; j += blockDim.x) m = fmax(m, (double)row[j]);
 	m = block_max(m, shared);
@@ -222,23 +218,20 @@ extern "C" __global__ void attn_softmax(float *p, long long n, long long l, long
 	for (long long j = threadIdx.x; j < n; j += blockDim.x) row[j] = j < keys ? row[j] * inv : 0;
 }
 
+// attn_softmax turns the scores of one sample's heads, S [H, N, N] (row r of head h at (h·N + r)·N, its
+// first keys columns set), into the probabilities P = softmax over the keys each row sees: the first
+// min(r+1, L) (causal) or L (full), zeros past them; a block per row.
+extern "C" __global__ void attn_softmax(float *p, long long n, long long l, long long full) {
+	__shared__ double shared[ROW_THREADS];
+	long long r = blockIdx.x % n;
+	row_softmax(p + (long long)blockIdx.x * n, full ? l : min(r + 1, l), n, shared);
+}
+
 // rows_softmax is attn_softmax for the selection's HR rows: S [H, R, l] holds, for each head, the scores of
 // R rows of a sample, row i seeing its first keys[i] keys; a block per row of S.
 extern "C" __global__ void rows_softmax(float *p, const long long *keys, long long r, long long l) {
 	__shared__ double shared[ROW_THREADS];
-	long long nk = keys[blockIdx.x % r];
-	float *row = p + (long long)blockIdx.x * l;
-	double m = -INFINITY;
-	for (long long j = threadIdx.x; j < nk; j += blockDim.x) m = fmax(m, (double)row[j]);
-	m = block_max(m, shared);
-	double s = 0;
-	for (long long j = threadIdx.x; j < nk; j += blockDim.x) {
-		float e = expf(row[j] - (float)m);
-		row[j] = e;
-		s += e;
-	}
-	float inv = (float)(1 / block_sum(s, shared));
-	for (long long j = threadIdx.x; j < l; j += blockDim.x) row[j] = j < nk ? row[j] * inv : 0;
+	row_softmax(p + (long long)blockIdx.x * l, keys[blockIdx.x % r], l, shared);
 }
 
 // image_attention sets att [R, n] to each HR row's attention on the sample's n image tokens (from key i0 on),
