@@ -16,7 +16,8 @@
 #      (the whole step, tower included, at batch 4; from the feature cache flex-union and flex-dense at batch
 #      4, flex-union and hd-seq at batch 1, where hd-seq fits), each beside the PyTorch reference's bench.py
 #      on the same GPU at the same size;
-#   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes with bf16 frozen matrices;
+#   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes with bf16 frozen matrices, beside the
+#      reference's (scripts/ref-7b.py gives it a 7b size and bfloat16 autocast);
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
 # The parts run in that order, most needed first, so that a run cut short still brings back the first ones
 # (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table.
@@ -32,6 +33,7 @@ build)
 	tar -czf .device/bin.tar.gz -C .device bin && rm -r .device/bin # the carry's 64 MiB: compressed
 	if [ -n "${FLEXTRAIN_REF:-}" ]; then
 		cp "$FLEXTRAIN_REF/bench.py" "$FLEXTRAIN_REF/flexref.py" .device/ref/
+		python3 scripts/ref-7b.py .device/ref # its --size 7b and --bf16
 	else
 		echo "FLEXTRAIN_REF not set: the PyTorch reference's benches will be skipped"
 	fi
@@ -101,8 +103,9 @@ EOF
 		--mode flex-union --versus hd-seq $topk --steps 3 --warmup 1
 	torch b1 180 --batch 1 --steps 3 --warmup 1 flex-union hd-seq
 
-	echo "== 4. LLaVA-1.5-7B's shapes, bf16 frozen matrices, one sample"
+	echo "== 4. LLaVA-1.5-7B's shapes, bf16 frozen matrices, one sample; the reference under bf16 autocast"
 	bench 7b 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1
+	torch 7b 300 --size 7b --bf16 --batch 1 --steps 3 --warmup 1 flex-union
 
 	echo "== 5. the kernels at 7B's sizes"
 	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
