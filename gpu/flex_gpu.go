@@ -19,20 +19,24 @@ type Flex struct {
 	cells   Buffer        // the selection [B·N, G²]
 }
 
-// flexSample is one sample's HR part over its L real rows and the U HR tokens of its hrSet (all M in the
-// dense form, the selected ones' union in the union form).
+// flexSample is one sample's HR part: the second softmax of R of its L real rows (flexRows) over its plain
+// keys and the U HR tokens of its hrSet (all M in the dense form, the selected ones' union in the union
+// form).
 type flexSample struct {
 	rows             []float32 // [L] 1 on the HR rows with a selection, 0 on the others
+	computed         []int64   // [R] the rows computed
 	u                int       // U
 	rowsel, cos, sin Buffer    // rows on the device; the tokens' RoPE tables [U, dh]
 	cellOf, hd       Buffer    // int64 [U]: each token's selection cell; its HR features [U, W]
-	pSel, kHR, vHR   Buffer    // [H, L, L+U]; [U, W]; [U, W]
+	index, qR        Buffer    // int64 [R]: computed on the device; their queries [R, W]
+	pSel, kHR, vHR   Buffer    // [H, R, L+U]; [U, W]; [U, W]
 }
 
 // FlexAttention is ops.FlexAttention's forward pass on the device: plain attention for every row, then per
 // image sample the keys and values of its HR tokens (k_hr = rope_hr(hd·W'_Kᵀ), v_hr = hd·W'_Vᵀ; all M in the
 // dense form, FlexPlan.Dense, the official implementation's cost; in the union form only those some row
-// selected), every real row's second softmax over its plain keys and the HR keys it selected, and
+// selected), the second softmax over its plain keys and the HR keys it selected of every real row (dense)
+// or of the HR rows with a selection only (union: flexRows; their queries gathered), and
 // o = (1 − α)·o + α·P_sel·[v; v_hr] on the HR rows with a selection. Both forms give the CPU's numbers up
 // to the order of the sums. cells [B·N, G²] is the selection (the host's copy: it decides which rows and
 // tokens take part).
@@ -67,7 +71,8 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 func (d *Device) flexForward(f *Flex, b int, rowsel []float32, set hrSet, o, q, k, v, wk, wv, hd Buffer) (*flexSample, error) {
 	plan := f.plan
 	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, len(set.tokens), plan.Lens[b], plan.Heads*plan.HeadDim
-	s := &flexSample{rows: rowsel, u: M}
+	s := &flexSample{rows: rowsel, computed: flexRows(plan, rowsel), u: M}
+	R := len(s.computed)
 	var err error
 	for _, up := range []struct {
 		dst *Buffer
@@ -80,10 +85,13 @@ func (d *Device) flexForward(f *Flex, b int, rowsel []float32, set hrSet, o, q, 
 	if err == nil {
 		s.cellOf, err = newBuffer(d, set.cellOf)
 	}
+	if err == nil {
+		s.index, err = newBuffer(d, s.computed)
+	}
 	for _, a := range []struct {
 		dst *Buffer
 		n   int
-	}{{&s.pSel, H * L * (L + M)}, {&s.kHR, M * W}, {&s.vHR, M * W}, {&s.hd, M * W}} {
+	}{{&s.pSel, H * R * (L + M)}, {&s.kHR, M * W}, {&s.vHR, M * W}, {&s.hd, M * W}, {&s.qR, R * W}} {
 		if err == nil {
 			*a.dst, err = d.Alloc(a.n)
 		}
@@ -91,14 +99,17 @@ func (d *Device) flexForward(f *Flex, b int, rowsel []float32, set hrSet, o, q, 
 	if err == nil { // the set's rows of the sample's HR features
 		err = d.Assemble(s.hd, hd, Buffer{}, Buffer{}, hrSources(plan, b, set.tokens), W)
 	}
+	if err == nil { // the computed rows' queries
+		err = d.Assemble(s.qR, q, Buffer{}, Buffer{}, sampleRows(b*N, s.computed), W)
+	}
 	if err != nil {
 		s.free(d)
 		return nil, err
 	}
 	row, hdb := b*N*W, mat{b: s.hd, ld: W}
 	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
-	sm := func(off int) mat { return mat{b: s.pSel, off: off, ld: L + M, batchShift: L * (L + M)} }
-	mix, err := d.Alloc(L * W)
+	sm := func(off int) mat { return mat{b: s.pSel, off: off, ld: L + M, batchShift: R * (L + M)} }
+	mix, err := d.Alloc(R * W)
 	if err != nil {
 		s.free(d)
 		return nil, err
@@ -109,16 +120,18 @@ func (d *Device) flexForward(f *Flex, b int, rowsel []float32, set hrSet, o, q, 
 		func() error { return d.gemm(hdb, mat{b: wk, ld: W, t: true}, mat{b: s.vHR, ld: W}, M, W, W, 1, 0, 1) }, // k_hr before RoPE, in vHR for now
 		func() error { return d.Rope(s.kHR, s.vHR, s.cos, s.sin, M, W, dh, false) },
 		func() error { return d.gemm(hdb, mat{b: wv, ld: W, t: true}, mat{b: s.vHR, ld: W}, M, W, W, 1, 0, 1) },
-		func() error { return d.gemm(heads(q, row, false), heads(k, row, true), sm(0), L, L, dh, scale, 0, H) },
-		func() error { return d.gemm(heads(q, row, false), heads(s.kHR, 0, true), sm(L), L, M, dh, scale, 0, H) },
+		func() error { return d.gemm(heads(s.qR, 0, false), heads(k, row, true), sm(0), R, L, dh, scale, 0, H) },
 		func() error {
-			return d.launch("flex_softmax", Rows(H*L), s.pSel.ptr, f.cells.at(b*N*plan.Cells.G*plan.Cells.G), s.rowsel.ptr,
-				s.cellOf.ptr, int64(L), int64(M), int64(plan.Cells.G*plan.Cells.G), boolArg(plan.Full))
+			return d.gemm(heads(s.qR, 0, false), heads(s.kHR, 0, true), sm(L), R, M, dh, scale, 0, H)
 		},
-		func() error { return d.gemm(sm(0), heads(v, row, false), heads(mix, 0, false), L, dh, L, 1, 0, H) },
-		func() error { return d.gemm(sm(L), heads(s.vHR, 0, false), heads(mix, 0, false), L, dh, M, 1, 1, H) },
 		func() error {
-			return d.launch("flex_blend", Elementwise(L*W), o.at(row), mix.ptr, s.rowsel.ptr, int64(L*W), int64(W), plan.Alpha)
+			return d.launch("flex_softmax", Rows(H*R), s.pSel.ptr, f.cells.at(b*N*plan.Cells.G*plan.Cells.G), s.rowsel.ptr,
+				s.cellOf.ptr, s.index.ptr, int64(R), int64(L), int64(M), int64(plan.Cells.G*plan.Cells.G), boolArg(plan.Full))
+		},
+		func() error { return d.gemm(sm(0), heads(v, row, false), heads(mix, 0, false), R, dh, L, 1, 0, H) },
+		func() error { return d.gemm(sm(L), heads(s.vHR, 0, false), heads(mix, 0, false), R, dh, M, 1, 1, H) },
+		func() error {
+			return d.launch("flex_blend", Elementwise(R*W), o.at(row), mix.ptr, s.rowsel.ptr, s.index.ptr, int64(R*W), int64(W), plan.Alpha)
 		},
 	}
 	for _, step := range steps {
@@ -133,7 +146,8 @@ func (d *Device) flexForward(f *Flex, b int, rowsel []float32, set hrSet, o, q, 
 // FlexAttentionGrad is the backward pass of FlexAttention: from the upstream gradient g, it sets dq, dk,
 // dv, and dwk, dwv (the HR projections' gradients, each sample's added in sample order; empty buffers when
 // they are frozen). The plain softmax goes back with each blended row's output weight 1 − α, the second
-// softmax of every real row of the image samples on its own, as the CPU's dense form does.
+// softmax of each computed row on its own (its queries' gradient added back into dq's rows), as the CPU's
+// forms do.
 func (d *Device) FlexAttentionGrad(dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer, f *Flex) error {
 	plan, lay := f.plan, f.plan.Layout
 	N, W := plan.N, plan.Heads*plan.HeadDim
@@ -167,7 +181,7 @@ func (d *Device) FlexAttentionGrad(dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer, 
 		if s == nil {
 			continue
 		}
-		if err := d.flexBackward(f, b, s, dq, dk, dv, dwk, dwv, q, k, v, g); err != nil {
+		if err := d.flexBackward(f, b, s, dq, dk, dv, dwk, dwv, k, v, g); err != nil {
 			return err
 		}
 	}
@@ -175,13 +189,14 @@ func (d *Device) FlexAttentionGrad(dq, dk, dv, dwk, dwv, q, k, v, hd, g Buffer, 
 }
 
 // flexBackward adds sample b's HR part into dq, dk, dv and its HR weights' gradients into dwk, dwv.
-func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dwv, q, k, v, g Buffer) error {
+func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dwv, k, v, g Buffer) error {
 	plan := f.plan
 	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, s.u, plan.Lens[b], plan.Heads*plan.HeadDim
+	R := len(s.computed)
 	row, hdb := b*N*W, mat{b: s.hd, ld: W}
 	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
 	sm := func(x Buffer, off int, t bool) mat {
-		return mat{b: x, off: off, ld: L + M, t: t, batchShift: L * (L + M)}
+		return mat{b: x, off: off, ld: L + M, t: t, batchShift: R * (L + M)}
 	}
 	var bufs []Buffer
 	defer func() {
@@ -196,14 +211,20 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 		}
 		return x, err
 	}
-	gr, err := alloc(L * W) // α·g on the blended rows, 0 on the others
-	var ds, dkHR, dvHR, alphaRows Buffer
+	gr, err := alloc(R * W) // the computed rows' g times α on the blended rows, 0 on the others
+	var ds, dqR, dkHR, dvHR, alphaRows Buffer
 	if err == nil {
-		alphaRows, err = newBuffer(d, scaled(s.rows, float32(plan.Alpha)))
+		err = d.Assemble(gr, g, Buffer{}, Buffer{}, sampleRows(b*N, s.computed), W)
+	}
+	if err == nil {
+		alphaRows, err = newBuffer(d, scaled(rowsAt(s.rows, s.computed), float32(plan.Alpha)))
 		bufs = append(bufs, alphaRows)
 	}
 	if err == nil {
-		ds, err = alloc(H * L * (L + M))
+		ds, err = alloc(H * R * (L + M))
+	}
+	if err == nil {
+		dqR, err = alloc(R * W)
 	}
 	if err == nil {
 		dkHR, err = alloc(M * W)
@@ -217,34 +238,37 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	steps := []func() error{
 		func() error {
-			return d.launch("scale_rows", Elementwise(L*W), gr.ptr, g.at(row), alphaRows.ptr, int64(L*W), int64(W))
+			return d.launch("scale_rows", Elementwise(R*W), gr.ptr, gr.ptr, alphaRows.ptr, int64(R*W), int64(W))
 		},
 		func() error {
-			return d.gemm(heads(gr, 0, false), heads(v, row, true), sm(ds, 0, false), L, L, dh, 1, 0, H)
+			return d.gemm(heads(gr, 0, false), heads(v, row, true), sm(ds, 0, false), R, L, dh, 1, 0, H)
 		},
 		func() error {
-			return d.gemm(heads(gr, 0, false), heads(s.vHR, 0, true), sm(ds, L, false), L, M, dh, 1, 0, H)
+			return d.gemm(heads(gr, 0, false), heads(s.vHR, 0, true), sm(ds, L, false), R, M, dh, 1, 0, H)
 		},
 		func() error {
-			return d.gemm(sm(s.pSel, 0, true), heads(gr, 0, false), heads(dv, row, false), L, dh, L, 1, 1, H)
+			return d.gemm(sm(s.pSel, 0, true), heads(gr, 0, false), heads(dv, row, false), L, dh, R, 1, 1, H)
 		},
 		func() error {
-			return d.gemm(sm(s.pSel, L, true), heads(gr, 0, false), heads(dvHR, 0, false), M, dh, L, 1, 0, H)
+			return d.gemm(sm(s.pSel, L, true), heads(gr, 0, false), heads(dvHR, 0, false), M, dh, R, 1, 0, H)
 		},
 		func() error {
-			return d.launch("attn_softmax_back", Rows(H*L), ds.ptr, s.pSel.ptr, int64(L+M), int64(L+M))
+			return d.launch("attn_softmax_back", Rows(H*R), ds.ptr, s.pSel.ptr, int64(L+M), int64(L+M))
 		},
 		func() error {
-			return d.gemm(sm(ds, 0, false), heads(k, row, false), heads(dq, row, false), L, dh, L, scale, 1, H)
+			return d.gemm(sm(ds, 0, false), heads(k, row, false), heads(dqR, 0, false), R, dh, L, scale, 0, H)
 		},
 		func() error {
-			return d.gemm(sm(ds, L, false), heads(s.kHR, 0, false), heads(dq, row, false), L, dh, M, scale, 1, H)
+			return d.gemm(sm(ds, L, false), heads(s.kHR, 0, false), heads(dqR, 0, false), R, dh, M, scale, 1, H)
 		},
 		func() error {
-			return d.gemm(sm(ds, 0, true), heads(q, row, false), heads(dk, row, false), L, dh, L, scale, 1, H)
+			return d.launch("add_rows", Elementwise(R*W), dq.at(row), dqR.ptr, s.index.ptr, int64(R*W), int64(W))
 		},
 		func() error {
-			return d.gemm(sm(ds, L, true), heads(q, row, false), heads(dkHR, 0, false), M, dh, L, scale, 0, H)
+			return d.gemm(sm(ds, 0, true), heads(s.qR, 0, false), heads(dk, row, false), L, dh, R, scale, 1, H)
+		},
+		func() error {
+			return d.gemm(sm(ds, L, true), heads(s.qR, 0, false), heads(dkHR, 0, false), M, dh, R, scale, 0, H)
 		},
 	}
 	if dwk.n != 0 { // dW'_K += rope_hrᵀ(dk_hr)ᵀ·hd, dW'_V += dv_hrᵀ·hd
@@ -272,7 +296,16 @@ func (f *Flex) Free(d *Device) {
 }
 
 func (s *flexSample) free(d *Device) {
-	freeAll(d, s.rowsel, s.cos, s.sin, s.cellOf, s.hd, s.pSel, s.kHR, s.vHR)
+	freeAll(d, s.rowsel, s.cos, s.sin, s.cellOf, s.hd, s.index, s.qR, s.pSel, s.kHR, s.vHR)
+}
+
+// sampleRows names rows off + r of a table (a sample's rows of [B·N, W]), for the assembly's gather.
+func sampleRows(off int, rows []int64) []ops.Source {
+	src := make([]ops.Source, len(rows))
+	for i, r := range rows {
+		src[i] = ops.Source{Kind: ops.FromToken, Index: off + int(r)}
+	}
+	return src
 }
 
 // freeAll frees the buffers that were allocated.
@@ -317,4 +350,13 @@ func hrSources(plan *ops.FlexPlan, b int, tokens []int) []ops.Source {
 		src[i] = ops.Source{Kind: ops.FromToken, Index: b*plan.M + u}
 	}
 	return src
+}
+
+// rowsAt is v at the rows idx.
+func rowsAt(v []float32, idx []int64) []float32 {
+	out := make([]float32, len(idx))
+	for i, r := range idx {
+		out[i] = v[r]
+	}
+	return out
 }

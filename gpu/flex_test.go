@@ -67,7 +67,8 @@ func TestFlexAttentionTwin(t *testing.T) {
 }
 
 // flexTwin is Device.FlexAttention and FlexAttentionGrad in Go: plain attention (attnTwin), then per
-// sample the HR keys and values of its hrSet's U tokens (gathered from hd), flex_softmax's masked rows, the
+// sample the HR keys and values of its hrSet's U tokens (gathered from hd), flex_softmax's masked rows for
+// the rows flexRows computes (every real row dense, the HR rows with a selection in the union form), the
 // blend, and the backward pass in the order of flexBackward.
 func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5][]float32) {
 	q, k, v, wk, wv, hd, cells := vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]
@@ -116,10 +117,13 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 			}
 			return vHR[(j-L)*W+h*dh:][:dh]
 		}
-		P := make([]float32, H*L*(L+M))
+		rows := flexRows(plan, sel[b]) // the rows whose second softmax the device computes
+		R := len(rows)
+		P := make([]float32, H*R*(L+M))
 		for h := range H {
-			for i := range L {
-				row := P[(h*L+i)*(L+M):][:L+M]
+			for c, i64 := range rows {
+				i := int(i64)
+				row := P[(h*R+c)*(L+M):][:L+M]
 				for j := range row {
 					row[j] = scale * dot32(qb[i*W+h*dh:][:dh], keys(h, j))
 				}
@@ -135,8 +139,9 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 		}
 		dkHR, dvHR := make([]float32, M*W), make([]float32, M*W)
 		for h := range H {
-			for i := range L {
-				row := P[(h*L+i)*(L+M):][:L+M]
+			for c, i64 := range rows {
+				i := int(i64)
+				row := P[(h*R+c)*(L+M):][:L+M]
 				mix := make([]float32, dh)
 				for j, p := range row {
 					for c := range dh {

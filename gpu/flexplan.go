@@ -92,3 +92,16 @@ func selectKeys(plan *ops.SelectPlan, b int) []int64 {
 	}
 	return keys
 }
+
+// flexRows are the rows of a sample whose second softmax the device computes: every real row in the dense
+// form (the official implementation's cost; only the HR rows with a selection blend), the HR rows with a
+// selection (rowsel ≠ 0) in the union form.
+func flexRows(plan *ops.FlexPlan, rowsel []float32) []int64 {
+	var rows []int64
+	for i, r := range rowsel {
+		if plan.Dense || r != 0 {
+			rows = append(rows, int64(i))
+		}
+	}
+	return rows
+}

@@ -670,3 +670,37 @@ func selectCase(t *testing.T) (*ops.SelectPlan, []float32, []float32) {
 	}
 	return plan, q, k
 }
+
+// TestRowKernelsTwin: flex_blend and add_rows, walked as their grid-stride loops over R·W elements of a
+// compact [R, W] buffer, reach row rows[c] of the sample's [L, W] and nothing else.
+func TestRowKernelsTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	const L, W = 9, 5
+	rows := []int64{1, 4, 5, 8}
+	rowsel := []float32{0, 1, 0, 0, 1, 0, 0, 0, 1} // row 5 computed (the dense form's kind) but not blended
+	R, alpha := len(rows), float32(0.3)
+	o, mix := randoms(rng, L*W), randoms(rng, R*W)
+	want := append([]float32(nil), o...)
+	added := append([]float32(nil), o...)
+	wantAdded := append([]float32(nil), o...)
+	for c, r := range rows {
+		for j := range W {
+			if rowsel[r] != 0 {
+				want[int(r)*W+j] = (1-alpha)*want[int(r)*W+j] + alpha*mix[c*W+j]
+			}
+			wantAdded[int(r)*W+j] += mix[c*W+j]
+		}
+	}
+	Elementwise(R*W).forEach(R*W, func(_, _, e int) {
+		i, at := rows[e/W], int(rows[e/W])*W+e%W
+		if rowsel[i] != 0 {
+			o[at] = (1-alpha)*o[at] + alpha*mix[e]
+		}
+		added[at] += mix[e]
+	})
+	for i := range o {
+		if o[i] != want[i] || added[i] != wantAdded[i] {
+			t.Fatalf("value %d: blend %v (want %v), add %v (want %v)", i, o[i], want[i], added[i], wantAdded[i])
+		}
+	}
+}

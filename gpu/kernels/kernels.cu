@@ -323,15 +323,16 @@ extern "C" __global__ void divide(float *x, long long n, double d_) {
 	FOR_EACH(i, n) { x[i] = x[i] / d; }
 }
 
-// flex_softmax turns one sample's second-softmax scores S [H, L, L + M] (FlexAttention's dense form: each
-// row's plain keys, then the sample's M HR keys) into probabilities, a block per row: row i sees its first
-// min(i + 1, L) plain keys (all L when full) and, when it is an HR row with a selection (rowsel[i] ≠ 0),
-// the HR keys u whose cell cell_of[u] it selected (cells[i·G² + cell]); the others get 0, as the CPU's
-// maskedSoftmax gives them. e = exp(s − max) in float32, their sum in double.
+// flex_softmax turns one sample's second-softmax scores S [H, R, L + M] into probabilities, a block per
+// row: the R rows are the sample's rows rows[0..R) (every real row in the dense form, the HR rows with a
+// selection in the union form), each scored against the sample's L plain keys and then its M HR keys. Row
+// i = rows[r] sees its first min(i + 1, L) plain keys (all L when full) and, when it is an HR row with a
+// selection (rowsel[i] ≠ 0), the HR keys u whose cell cell_of[u] it selected (cells[i·G² + cell]); the
+// others get 0, as the CPU's maskedSoftmax gives them. e = exp(s − max) in float32, their sum in double.
 extern "C" __global__ void flex_softmax(float *s, const float *cells, const float *rowsel, const long long *cell_of,
-		long long l, long long m, long long g2, long long full) {
+		const long long *rows, long long r, long long l, long long m, long long g2, long long full) {
 	__shared__ double shared[ROW_THREADS];
-	long long i = blockIdx.x % l, width = l + m, keys = full ? l : min(i + 1, l);
+	long long i = rows[blockIdx.x % r], width = l + m, keys = full ? l : min(i + 1, l);
 	float *row = s + (long long)blockIdx.x * width;
 	const float *sel = cells + i * g2;
 	bool hr = rowsel[i] != 0;
@@ -358,12 +359,20 @@ extern "C" __global__ void scale_rows(float *dst, const float *src, const float 
 	FOR_EACH(i, n) { dst[i] = w[i / width] * src[i]; }
 }
 
-// flex_blend sets o = (1 − α)·o + α·mix on the rows i with rowsel[i] ≠ 0 of one sample's o and mix [L, W].
-extern "C" __global__ void flex_blend(float *o, const float *mix, const float *rowsel, long long n, long long width, double alpha_) {
+// flex_blend sets o = (1 − α)·o + α·mix on one sample's rows rows[c] with rowsel ≠ 0, from mix [R, W] (row
+// c of mix is row rows[c] of o [L, W]).
+extern "C" __global__ void flex_blend(float *o, const float *mix, const float *rowsel, const long long *rows, long long n,
+		long long width, double alpha_) {
 	const float alpha = alpha_;
-	FOR_EACH(i, n) {
-		if (rowsel[i / width] != 0) o[i] = (1 - alpha) * o[i] + alpha * mix[i];
+	FOR_EACH(e, n) {
+		long long i = rows[e / width], at = i * width + e % width;
+		if (rowsel[i] != 0) o[at] = (1 - alpha) * o[at] + alpha * mix[e];
 	}
+}
+
+// add_rows adds src [R, W] into the rows rows[c] of dst (distinct rows: no two threads add to one value).
+extern "C" __global__ void add_rows(float *dst, const float *src, const long long *rows, long long n, long long width) {
+	FOR_EACH(e, n) { dst[rows[e / width] * width + e % width] += src[e]; }
 }
 
 // gather_rows sets each row r of out [rows, D] to row index[r] of the table that kind[r] names (1: tokens,
