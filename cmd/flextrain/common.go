@@ -15,7 +15,7 @@ func configFlags() []cli.Flag {
 }
 
 // deviceFlag is --device, for the commands that train: the config's device key.
-var deviceFlag = &cli.StringFlag{Name: "device", Usage: "where the steps run: cpu, cuda or cuda:`N` (the config's device key; cuda needs a build with -tags gpu)"}
+var deviceFlag = &cli.StringFlag{Name: "device", Usage: "where the steps run, `DEVICE`: cpu, cuda or cuda:N (the config's device key; cuda needs a build with -tags gpu)"}
 
 // loadConfig reads --config with every --set applied, then --device where the command has it.
 func loadConfig(cx *cli.Context) (config.Config, error) {
