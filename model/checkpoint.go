@@ -12,11 +12,13 @@ import (
 
 // Recomputation (gradient checkpointing, Options.Recompute): a decoder layer with a trainable weight is one
 // operation of the step's graph. Its forward pass builds the layer as a graph of its own, runs it, keeps
-// the layer's output and the next layer's selection cells, and gives every other value back to a scratch
-// arena at once; its backward pass builds the layer again, runs it forward, then backward from the
-// upstream gradient (Backpropagate, seeded with it), and returns the gradients of the layer's input and
-// trainable weights packed. So the step keeps each such layer's input, not its activations, and computes
-// its forward pass twice; the layer's graph is the one the step would hold, so the numbers are the same.
+// the layer's output and the next layer's selection cells, and gives every other value back at once (to a
+// scratch arena on the CPU; on a device, Device.ReleaseAfter); its backward pass builds the layer again,
+// runs it forward, then backward from the upstream gradient (Backpropagate, seeded with it), and returns
+// the gradients of the layer's input and trainable weights packed (ops.Concat). So the step keeps each
+// such layer's input, not its activations, and computes its forward pass twice; the layer's graph is the
+// one the step would hold, so the numbers are the same. A frozen layer ahead of them runs the same way,
+// without the backward pass.
 
 // recomputes reports whether layer l runs as one operation in a training graph with Options.Recompute:
 // when one of its weights trains (it is computed again in the backward pass), and when nothing of it
