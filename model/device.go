@@ -12,7 +12,8 @@ import (
 
 // Device is where a graph's values live when they are not in host memory: a GPU (package gpu). The graph
 // is the one the CPU runs; the device runs its operations (ops.Device), holds the weights across graphs and
-// lends every other value for one graph. Only the batch's values go up and only the loss comes down.
+// lends every other value for one graph. The batch's values go up; what comes down is the loss and the
+// selection's maps and cells (a few values per HR row).
 type Device interface {
 	ops.Device
 	// Weight returns the device's copy of weight name, made from t the first time and kept across graphs (an
