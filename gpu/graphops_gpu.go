@@ -124,10 +124,9 @@ func linear(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
 // copy, freed as soon as the product is queued. So the weight takes 2 bytes a value on the device and the
 // numbers are those of its float32 value, as on the CPU (gemm.SgemmHalf).
 func linearHalf(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.HalfArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[ops.HalfArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	w, rows := args.W, in[0].Shape()[0]
 	wide, err := g.widened(w)
@@ -177,11 +176,7 @@ func (g *Graphs) widened(w half.Matrix) (Buffer, error) {
 
 // matmul is op(a)·op(b) (ops.MatMulArgs): a linear layer's gradients.
 func matmul(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.MatMulArgs)
-	if !ok {
-		return nil, fmt.Errorf("arguments %T", k.Args)
-	}
-	b, err := buffers(in)
+	args, b, err := inputsOf[ops.MatMulArgs](k, in)
 	if err != nil {
 		return nil, err
 	}
@@ -234,10 +229,9 @@ func classPosEmbed(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
 // writes y.
 func norm(f func(d *Device, y Buffer, in []Buffer, rows, cols int, eps float64) error) graphOp {
 	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-		args, ok := k.Args.(ops.NormArgs)
-		b, err := buffers(in)
-		if err != nil || !ok {
-			return nil, argsErr(err, k)
+		args, b, err := inputsOf[ops.NormArgs](k, in)
+		if err != nil {
+			return nil, err
 		}
 		s := in[0].Shape()
 		y, out, err := g.output(s...)
@@ -251,10 +245,9 @@ func norm(f func(d *Device, y Buffer, in []Buffer, rows, cols int, eps float64) 
 // rmsNormGrad is RMSNorm's gradient of x (in = x, w, g) or of w (in = x, g).
 func rmsNormGrad(ofX bool) graphOp {
 	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-		args, ok := k.Args.(ops.NormArgs)
-		b, err := buffers(in)
-		if err != nil || !ok {
-			return nil, argsErr(err, k)
+		args, b, err := inputsOf[ops.NormArgs](k, in)
+		if err != nil {
+			return nil, err
 		}
 		s := in[0].Shape()
 		if ofX {
@@ -274,10 +267,9 @@ func rmsNormGrad(ofX bool) graphOp {
 
 // rope is Rope or its adjoint over in = x [rows, width], with the tables put on the device once per graph.
 func rope(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.RopeArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[ops.RopeArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	cos, err := g.table(args.Cos)
 	var sin Buffer
@@ -319,10 +311,9 @@ func (g *Graphs) table(t []float64) (Buffer, error) {
 
 // attention is plain attention over in = q, k, v; the probabilities stay on the device for the backward pass.
 func attention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(*ops.AttentionArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[*ops.AttentionArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	o, out, err := g.output(in[0].Shape()...)
 	if err != nil {
@@ -342,10 +333,9 @@ func attention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 
 // attentionGrad is plain attention's backward pass over in = q, k, v, g: dq, dk, dv packed.
 func attentionGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(*ops.AttentionArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[*ops.AttentionArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	p, ok := args.Saved.Value.(Buffer)
 	if !ok {
@@ -380,10 +370,9 @@ func (g *Graphs) packed(like []Buffer) ([]Buffer, *tensor.Dense, error) {
 
 // unpack is one gradient of a packed value: a view of its part (no copy).
 func unpack(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.UnpackArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[ops.UnpackArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	n := args.Shape.TotalSize()
 	if args.Off < 0 || args.Off+n > b[0].n {
@@ -395,10 +384,9 @@ func unpack(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 // flexAttention is FlexAttention over in = q, k, v, wk, wv, hd, cells, in the plan's form; the selection cells
 // come down (the device reads which rows and tokens take part from them).
 func flexAttention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(*ops.FlexArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[*ops.FlexArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	cells := make([]float32, b[6].n)
 	if err := g.d.Download(cells, b[6]); err != nil {
@@ -420,10 +408,9 @@ func flexAttention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 // flexAttentionGrad is FlexAttention's backward pass over in = q, k, v, wk, wv, hd, cells, g: dq, dk, dv,
 // dwk, dwv packed.
 func flexAttentionGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(*ops.FlexArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[*ops.FlexArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	f, ok := args.Saved.Value.(*Flex)
 	if !ok {
@@ -439,10 +426,9 @@ func flexAttentionGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 // crossEntropy is the mean cross-entropy over in = logits [rows, V]: a host scalar, the one value of a
 // training step that comes down.
 func crossEntropy(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(*ops.XentArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[*ops.XentArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	loss, x, err := g.d.CrossEntropy(b[0], args.Targets, in[0].Shape()[1])
 	if err != nil {
@@ -455,10 +441,9 @@ func crossEntropy(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 
 // crossEntropyGrad is the cross-entropy's gradient over in = logits, and the upstream scalar.
 func crossEntropyGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(*ops.XentArgs)
-	b, err := buffer(in[0])
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[*ops.XentArgs](k, in[:1]) // in[1] is a host scalar
+	if err != nil {
+		return nil, err
 	}
 	x, ok := args.Saved.Value.(*Xent)
 	if !ok {
@@ -472,7 +457,7 @@ func crossEntropyGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return out, g.d.CrossEntropyGrad(d, b, x, up)
+	return out, g.d.CrossEntropyGrad(d, b[0], x, up)
 }
 
 // hostScalar reads a scalar graph value held by the host.
@@ -488,10 +473,9 @@ func hostScalar(v G.Value) (float64, error) {
 
 // assemble is the decoder's input over in = embeddings, [image features], [HR features].
 func assemble(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.AssembleArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[ops.AssembleArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	var image, hr Buffer
 	if args.Image {
@@ -510,10 +494,9 @@ func assemble(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 
 // assembleGrad is the gradient of one of the assembly's tables over in = the rows' gradient.
 func assembleGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.AssembleArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[ops.AssembleArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	d, out, err := g.output(args.Table...)
 	if err != nil {
@@ -524,10 +507,9 @@ func assembleGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 
 // gatherRows is rows Index of in = x [rows, C]: the assembly's gather over x as the one table.
 func gatherRows(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.RowsArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[ops.RowsArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	C := in[0].Shape()[1]
 	y, out, err := g.output(len(args.Index), C)
@@ -539,10 +521,9 @@ func gatherRows(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 
 // gatherRowsGrad adds each row of in = g back into its source row of a zero [Shape].
 func gatherRowsGrad(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	args, ok := k.Args.(ops.RowsArgs)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	args, b, err := inputsOf[ops.RowsArgs](k, in)
+	if err != nil {
+		return nil, err
 	}
 	d, out, err := g.output(args.Shape...)
 	if err != nil {
@@ -582,10 +563,13 @@ func rowSources(idx []int) []ops.Source {
 	return src
 }
 
-// argsErr is the error of a kernel whose inputs are not the device's, or whose arguments are not its own.
-func argsErr(err error, k ops.Kernel) error {
-	if err != nil {
-		return err
+// inputsOf is a kernel's arguments, of its own type A, and its inputs' device buffers; an error when the
+// arguments are another kernel's or an input is not the device's.
+func inputsOf[A any](k ops.Kernel, in []G.Value) (A, []Buffer, error) {
+	args, ok := k.Args.(A)
+	b, err := buffers(in)
+	if err == nil && !ok {
+		err = fmt.Errorf("arguments %T", k.Args)
 	}
-	return fmt.Errorf("arguments %T", k.Args)
+	return args, b, err
 }

@@ -97,10 +97,9 @@ func (d *Device) sampleAttention(q, k Buffer, plan *ops.SelectPlan, b, n int) ([
 // on the host (ops.SelectFrom: thresholds, top-k, the strategies' draws), and the cells put back on the
 // device for the next FlexAttention layer.
 func selectCells(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-	plan, ok := k.Args.(*ops.SelectPlan)
-	b, err := buffers(in)
-	if err != nil || !ok {
-		return nil, argsErr(err, k)
+	plan, b, err := inputsOf[*ops.SelectPlan](k, in)
+	if err != nil {
+		return nil, err
 	}
 	att, err := g.d.ImageAttention(b[0], b[1], plan)
 	if err != nil {
