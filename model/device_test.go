@@ -90,8 +90,8 @@ func testGraphOnDevice(t *testing.T, bf16, recompute bool) {
 			t.Errorf("the device ran no %s: %v", name, dev.Ran)
 		}
 	}
-	if err := on.Close(); err != nil || dev.Lent != 0 {
-		t.Errorf("close: %v, %d values still lent", err, dev.Lent)
+	if err := on.Close(); err != nil || dev.Lent() != 0 {
+		t.Errorf("close: %v, %d values still lent", err, dev.Lent())
 	}
 }
 
@@ -138,8 +138,8 @@ func TestDeviceGraphRefusals(t *testing.T) {
 		}
 		dev := devicetest.New()
 		_, err = Build(w, gc.batch, Options{Mode: c.mode, Device: dev, Trainable: defaultTrainable(gc.cfg), Recompute: c.recompute})
-		if !errors.Is(err, c.want) || dev.Lent != 0 {
-			t.Errorf("%v, mode %d, recompute %v: %v (%d values lent); want %v", c.dt, c.mode, c.recompute, err, dev.Lent, c.want)
+		if !errors.Is(err, c.want) || dev.Lent() != 0 {
+			t.Errorf("%v, mode %d, recompute %v: %v (%d values lent); want %v", c.dt, c.mode, c.recompute, err, dev.Lent(), c.want)
 		}
 	}
 }

@@ -28,7 +28,6 @@ import (
 type Device struct {
 	Ran     map[string]int // kernels run, by name
 	Adds    int            // sums of gradient contributions run through its engine
-	Lent    int            // values lent since the last Release
 	mem     map[uintptr][]float32
 	lent    []uintptr // the values lent since the last Release, in order
 	marks   []int
@@ -68,7 +67,6 @@ func (d *Device) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
 
 // lend makes a device value holding a copy of t.
 func (d *Device) lend(t *tensor.Dense) *tensor.Dense {
-	d.Lent++
 	poison := make([]float32, max(1, t.Shape().TotalSize()))
 	for i := range poison {
 		poison[i] = float32(math.NaN())
@@ -99,7 +97,7 @@ func (d *Device) Weight(name string, t *tensor.Dense) (G.Value, error) {
 		return w, nil
 	}
 	w := d.lend(t)
-	d.Lent, d.lent = d.Lent-1, d.lent[:len(d.lent)-1] // a weight stays
+	d.lent = d.lent[:len(d.lent)-1] // a weight stays
 	d.weights[name] = w
 	return w, nil
 }
@@ -119,12 +117,15 @@ func (d *Device) Download(v G.Value) (*tensor.Dense, error) {
 // Engine is the tensor engine of the device's values.
 func (d *Device) Engine() tensor.Engine { return engine{d} }
 
+// Lent is the number of values lent since the last Release.
+func (d *Device) Lent() int { return len(d.lent) }
+
 // Release takes every lent value back.
 func (d *Device) Release() {
 	for _, p := range d.lent {
 		delete(d.mem, p)
 	}
-	d.Lent, d.lent, d.marks = 0, nil, nil
+	d.lent, d.marks = nil, nil
 }
 
 // Mark notes what is lent now.
@@ -152,7 +153,6 @@ func (d *Device) ReleaseAfter(mark int, keep ...G.Value) {
 		}
 		delete(d.mem, p)
 	}
-	d.Lent = len(d.lent)
 }
 
 // engine is the tensor engine of the device's values: Gorgonia's sums of gradient contributions.
