@@ -53,11 +53,9 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 	f := &Flex{plan: plan, p: p, samples: make([]*flexSample, lay.B)}
 	f.cells, err = newBuffer(d, cells)
 	for b := 0; b < lay.B && err == nil; b++ {
-		rowsel := selectingRows(plan, b, cells)
-		if rowsel == nil {
-			continue
+		if set := hrSetOf(plan, b, cells); set.rowsel != nil {
+			f.samples[b], err = d.flexForward(f, b, set, o, q, k, v, wk, wv, hd)
 		}
-		f.samples[b], err = d.flexForward(f, b, rowsel, hrSetOf(plan, b, cells), o, q, k, v, wk, wv, hd)
 	}
 	if err != nil {
 		f.Free(d)
@@ -66,9 +64,10 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 	return f, nil
 }
 
-// flexForward is sample b's HR part (rowsel: its HR rows with a selection, among its L real rows) over the
-// HR tokens of set.
-func (d *Device) flexForward(f *Flex, b int, rowsel []float32, set hrSet, o, q, k, v, wk, wv, hd Buffer) (*flexSample, error) {
+// flexForward is sample b's HR part: its HR rows with a selection (set.rowsel, among its L real rows) over
+// the HR tokens of set.
+func (d *Device) flexForward(f *Flex, b int, set hrSet, o, q, k, v, wk, wv, hd Buffer) (*flexSample, error) {
+	rowsel := set.rowsel
 	plan := f.plan
 	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, len(set.tokens), plan.Lens[b], plan.Heads*plan.HeadDim
 	s := &flexSample{rows: rowsel, computed: flexRows(plan, rowsel), u: M}

@@ -78,7 +78,7 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 	weights := make([]float32, lay.B*N)
 	sel := make([][]float32, lay.B)
 	for b := range lay.B {
-		sel[b] = selectingRows(plan, b, cells)
+		sel[b] = hrSetOf(plan, b, cells).rowsel
 		for i := range weights[b*N : (b+1)*N] {
 			weights[b*N+i] = 1
 			if i < len(sel[b]) && sel[b][i] != 0 {

@@ -5,23 +5,6 @@ import "github.com/flextrain/flextrain/model/ops"
 // The host's part of the device's FlexAttention: which rows and HR tokens take part, read from the plan
 // and the selection, as ops.FlexAttention's dense form reads them.
 
-// selectingRows flags sample b's real rows that are HR rows with a selection (some HR token among the cells
-// they selected): 1, else 0; nil when there is none.
-func selectingRows(plan *ops.FlexPlan, b int, cells []float32) []float32 {
-	G2, any := plan.Cells.G*plan.Cells.G, false
-	out := make([]float32, plan.Lens[b])
-	for _, r := range plan.Rows[b] {
-		c := cells[(b*plan.N+r)*G2:][:G2]
-		if r < len(out) && len(plan.Cells.Tokens(func(i int) bool { return c[i] != 0 })) > 0 {
-			out[r], any = 1, true
-		}
-	}
-	if !any {
-		return nil
-	}
-	return out
-}
-
 // cellsOf is the selection cell of each of the M HR tokens (ops.CellGrid.Cell), row-major.
 func cellsOf(plan *ops.FlexPlan) []int64 {
 	zg, out := plan.Cells.Zg, make([]int64, plan.M)
@@ -49,26 +32,40 @@ func scaled(v []float32, a float32) []float32 {
 	return out
 }
 
-// hrSet is the HR tokens that sample b's FlexAttention computes with: all M in the dense form, else the
+// hrSet is what sample b's FlexAttention computes with: its selecting rows (rowsel, over its real rows: 1
+// for an HR row that selected some HR token, else 0), and the HR tokens: all M in the dense form, else the
 // union of the tokens its selecting rows chose (the union form: the others' keys and values are never
 // needed), increasing; with each token's selection cell and its rows of the sample's RoPE tables [M, dh].
 type hrSet struct {
+	rowsel   []float32
 	tokens   []int
 	cellOf   []int64
 	cos, sin []float32
 }
 
-// hrSetOf reads sample b's hrSet from the plan and the selection cells [B·N, G²].
+// hrSetOf reads sample b's hrSet from the plan and the selection cells [B·N, G²]; its rowsel is nil, and
+// nothing else is read, when no row selected a token.
 func hrSetOf(plan *ops.FlexPlan, b int, cells []float32) hrSet {
 	G2, dh := plan.Cells.G*plan.Cells.G, plan.HeadDim
 	in := make([]bool, plan.M)
+	var s hrSet
 	for _, r := range plan.Rows[b] {
 		c := cells[(b*plan.N+r)*G2:][:G2]
-		for _, u := range plan.Cells.Tokens(func(i int) bool { return c[i] != 0 }) {
+		toks := plan.Cells.Tokens(func(i int) bool { return c[i] != 0 })
+		if r >= plan.Lens[b] || len(toks) == 0 {
+			continue
+		}
+		if s.rowsel == nil {
+			s.rowsel = make([]float32, plan.Lens[b])
+		}
+		s.rowsel[r] = 1
+		for _, u := range toks {
 			in[u] = true
 		}
 	}
-	var s hrSet
+	if s.rowsel == nil {
+		return s
+	}
 	all := cellsOf(plan)
 	cos, sin := plan.RopeCos[b], plan.RopeSin[b]
 	for u := range plan.M {
