@@ -43,11 +43,7 @@ func (cfg Config) Plan(n int) Plan {
 	}
 	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
-	if elem == 4 && cfg.frozenIn16Bits() {
-		p.add("frozen weights (matrices in 16 bits)", frozen, (frozen-frozen16)*elem+2*frozen16)
-	} else {
-		p.add("frozen weights", frozen, frozen*elem)
-	}
+	p.addFrozen(cfg, frozen, frozen16, elem)
 	p.add("trainable weights", trainable, trainable*elem)
 	p.add("gradients", copies*trainable, copies*trainable*elem)
 	p.add("AdamW m and v", 2*trainable, 2*trainable*elem)
@@ -172,11 +168,7 @@ func (cfg Config) DevicePlan(n int) Plan {
 	frozen, frozen16, trainable := cfg.parameters()
 	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
-	if cfg.frozenIn16Bits() {
-		p.add("frozen weights (matrices in 16 bits)", frozen, 4*(frozen-frozen16)+2*frozen16)
-	} else {
-		p.add("frozen weights", frozen, 4*frozen)
-	}
+	p.addFrozen(cfg, frozen, frozen16, 4)
 	p.add("trainable weights", trainable, 4*trainable)
 	p.add("gradients (the graph's, the step's)", 2*trainable, 8*trainable)
 	p.add("AdamW m and v", 2*trainable, 8*trainable)
@@ -194,6 +186,16 @@ func (cfg Config) CheckDeviceMemory(device string, total int64) error {
 	}
 	return fmt.Errorf("config: the run needs %.1f GiB on %s, which has %.1f GiB (a shorter model_max_length or batch, or fewer trainable weights, need less):\n%s",
 		gib(p.Total), device, gib(total), p.Table())
+}
+
+// addFrozen appends the frozen weights, of which frozen16 are matrices: at elem bytes each, but the matrices
+// at 2 where a float32 run keeps them in 16 bits (frozenIn16Bits).
+func (p *Plan) addFrozen(cfg Config, frozen, frozen16, elem int64) {
+	if elem == 4 && cfg.frozenIn16Bits() {
+		p.add("frozen weights (matrices in 16 bits)", frozen, (frozen-frozen16)*elem+2*frozen16)
+		return
+	}
+	p.add("frozen weights", frozen, frozen*elem)
 }
 
 // add appends a part and counts its bytes in the total.
