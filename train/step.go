@@ -30,9 +30,10 @@ type stepResult struct {
 // step takes one optimizer step, top to bottom: for each of gradient_accumulation_steps micro-batches the
 // next batch, its graph, the forward and backward pass, its gradients taken out of the graph and
 // accumulated (weighted by supervised tokens); then the learning rate of the schedule, and the update: the
-// clipped gradient and AdamW (on the GPU when the run has one). A step whose loss or gradient is not finite changes no weight and no optimizer state
-// (res.skipped), and one whose batches supervise nothing changes nothing either. Cancellation does not
-// interrupt a step: once begun it is finished, so checkpoints fall on step boundaries.
+// clipped gradient and AdamW (on the GPU when the run has one). A step whose loss or gradient is not finite
+// changes no weight and no optimizer state (res.skipped), and one whose batches supervise nothing changes
+// nothing either. Cancellation does not interrupt a step: once begun it is finished, so checkpoints fall on
+// step boundaries.
 func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 	ctx, start := context.WithoutCancel(ctx), time.Now()
 	defer func() { res.elapsed = time.Since(start) }() // the whole step: the optimizer's update too
