@@ -21,9 +21,11 @@ type LLaVA struct {
 	MMUseImPatchToken     bool   `yaml:"mm_use_im_patch_token"`
 	MMPatchMergeType      string `yaml:"mm_patch_merge_type"`
 	ImageAspectRatio      string `yaml:"image_aspect_ratio"`
-	// BF16 keeps the frozen weights in bfloat16 (rounded to nearest once, at load; widened where used), half
-	// their float32 memory; what trains stays float32 (the optimizer's master weights), and so do the
-	// activations on a CPU, which has no bfloat16 arithmetic to gain from. Needs dtype float32.
+	// BF16 is mixed-precision training: the frozen weights kept in bfloat16 (rounded to nearest once, at
+	// load), half their float32 memory, and every matrix product of a training step over operands rounded
+	// to bfloat16 with float32 sums (ops.BF16: a GPU's tensor cores; the CPU computes the same numbers).
+	// What trains stays float32 (the optimizer's master weights), and so do the activations, the norms,
+	// the softmaxes and the loss. Evaluation and inference multiply in float32. Needs dtype float32.
 	BF16                   bool   `yaml:"bf16"`
 	TF32                   bool   `yaml:"tf32"`
 	GradientCheckpointing  bool   `yaml:"gradient_checkpointing"`

@@ -161,15 +161,19 @@ func (cfg Config) CheckMemory() error {
 
 // DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: the weights (the
 // frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the graph's
-// gradients and the step's (which sums micro-batches in place), AdamW's two moments and the activations
-// (the frozen tower takes one layer's at a time and is left out). Machine is left for the caller: the
-// GPU's memory.
+// gradients and the step's (which sums micro-batches in place), AdamW's two moments, with bf16 the
+// bfloat16 copies of the trainable weights that the products read (the vectors among them counted too), and
+// the activations (the frozen tower takes one layer's at a time and is left out). Machine is left for the
+// caller: the GPU's memory.
 func (cfg Config) DevicePlan(n int) Plan {
 	frozen, frozen16, trainable := cfg.parameters()
 	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
 	p.addFrozen(cfg, frozen, frozen16, 4)
 	p.add("trainable weights", trainable, 4*trainable)
+	if cfg.LLaVA.BF16 {
+		p.add("their bfloat16 copies", trainable, 2*trainable)
+	}
 	p.add("gradients (the graph's, the step's)", 2*trainable, 8*trainable)
 	p.add("AdamW m and v", 2*trainable, 8*trainable)
 	p.add(fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize), acts, 4*acts)

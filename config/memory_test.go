@@ -131,15 +131,15 @@ func activationsM(cfg Config) int64 {
 	return int64(m)
 }
 
-// TestDevicePlan: on a GPU the frozen matrices of a bf16 run count at 2 bytes as on the CPU, the gradients
-// twice (the graph's and the step's), no feature cache; a GPU smaller than the plan is refused with it,
-// naming the device.
+// TestDevicePlan: on a GPU the frozen matrices of a bf16 run count at 2 bytes as on the CPU, the trainable
+// weights' bfloat16 copies at 2, the gradients twice (the graph's and the step's), no feature cache; a GPU
+// smaller than the plan is refused with it, naming the device.
 func TestDevicePlan(t *testing.T) {
 	cfg := loadValid(t, "bf16=true")
 	frozen, frozen16, trainable := cfg.parameters()
 	p := cfg.DevicePlan(100)
 	want := map[string]int64{"frozen weights (matrices in 16 bits)": 4*frozen - 2*frozen16, "trainable weights": 4 * trainable,
-		"gradients (the graph's, the step's)": 8 * trainable, "AdamW m and v": 8 * trainable}
+		"their bfloat16 copies": 2 * trainable, "gradients (the graph's, the step's)": 8 * trainable, "AdamW m and v": 8 * trainable}
 	var sum int64
 	for _, part := range p.Parts {
 		if b, ok := want[part.Name]; ok && part.Bytes != b {
@@ -148,7 +148,7 @@ func TestDevicePlan(t *testing.T) {
 		delete(want, part.Name)
 		sum += part.Bytes
 	}
-	if len(want) > 0 || sum != p.Total || sum != 4*(frozen+5*trainable+cfg.activations(100)*int64(cfg.PerDeviceTrainBatchSize))-2*frozen16 {
+	if len(want) > 0 || sum != p.Total || sum != 4*(frozen+5*trainable+cfg.activations(100)*int64(cfg.PerDeviceTrainBatchSize))-2*frozen16+2*trainable {
 		t.Errorf("plan %+v: missing %v, total %d", p.Parts, want, p.Total)
 	}
 	full := cfg.DevicePlan(0).Total

@@ -16,6 +16,9 @@ typedef int (*set_math_fn)(void *handle, int mode);
 typedef int (*sgemm_strided_fn)(void *handle, int ta, int tb, int m, int n, int k, const float *alpha,
 	const void *a, int lda, long long sa, const void *b, int ldb, long long sb, const float *beta,
 	void *c, int ldc, long long sc, int batch);
+typedef int (*gemm_ex_fn)(void *handle, int ta, int tb, int m, int n, int k, const void *alpha, const void *a,
+	int atype, int lda, const void *b, int btype, int ldb, const void *beta, void *c, int ctype, int ldc,
+	int compute, int algo);
 
 typedef struct {
 	void *lib, *handle;
@@ -24,6 +27,7 @@ typedef struct {
 	set_stream_fn set_stream;
 	set_math_fn set_math;
 	sgemm_strided_fn sgemm_strided;
+	gemm_ex_fn gemm_ex;
 } blas_lib;
 
 static void *blas_open(const char *name) { return dlopen(name, RTLD_NOW | RTLD_LOCAL); }
@@ -35,6 +39,7 @@ static const char *blas_bind(blas_lib *l) {
 	if (!(l->set_stream = (set_stream_fn)dlsym(l->lib, "cublasSetStream_v2"))) return "cublasSetStream_v2";
 	if (!(l->set_math = (set_math_fn)dlsym(l->lib, "cublasSetMathMode"))) return "cublasSetMathMode";
 	if (!(l->sgemm_strided = (sgemm_strided_fn)dlsym(l->lib, "cublasSgemmStridedBatched"))) return "cublasSgemmStridedBatched";
+	if (!(l->gemm_ex = (gemm_ex_fn)dlsym(l->lib, "cublasGemmEx"))) return "cublasGemmEx";
 	return NULL;
 }
 
@@ -49,10 +54,19 @@ static int blas_sgemm_strided(blas_lib *l, int ta, int tb, int m, int n, int k, 
 	return l->sgemm_strided(l->handle, ta, tb, m, n, k, &alpha, (const void *)a, lda, sa, (const void *)b, ldb, sb,
 		&beta, (void *)c, ldc, sc, batch);
 }
+// C = A·B with A and B bfloat16 (CUDA_R_16BF), C float32 (CUDA_R_32F), summed in float32
+// (CUBLAS_COMPUTE_32F) by the algorithm cuBLAS picks (CUBLAS_GEMM_DEFAULT).
+static int blas_gemm_bf16(blas_lib *l, int ta, int tb, int m, int n, int k, unsigned long long a, int lda,
+	unsigned long long b, int ldb, unsigned long long c, int ldc) {
+	const float alpha = 1, beta = 0;
+	return l->gemm_ex(l->handle, ta, tb, m, n, k, &alpha, (const void *)a, 14, lda, (const void *)b, 14, ldb,
+		&beta, (void *)c, 0, ldc, 68, -1);
+}
 */
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unsafe"
@@ -133,18 +147,34 @@ type mat struct {
 	batchShift int
 }
 
+// gemmBF16 computes C = op(A)·op(B) for row-major A and B of bfloat16 values (their bits, each matrix from
+// the start of its buffer) and float32 C, the products summed in float32: cublasGemmEx with compute type
+// 32F, on the tensor cores. As gemm, it computes Cᵀ = op(B)ᵀ·op(A)ᵀ.
+func (d *Device) gemmBF16(a, b, c mat, m, n, k int) error {
+	if a.off != 0 || b.off != 0 || a.batchShift != 0 || b.batchShift != 0 {
+		return errors.New("gpu: a bfloat16 product reads whole matrices")
+	}
+	return d.do(func() error {
+		return d.blas.check("cublasGemmEx", C.blas_gemm_bf16(d.blas.l, blasOp(b.t), blasOp(a.t), C.int(n), C.int(m),
+			C.int(k), C.ulonglong(b.b.ptr), C.int(b.ld), C.ulonglong(a.b.ptr), C.int(a.ld), C.ulonglong(c.b.at(c.off)),
+			C.int(c.ld)))
+	})
+}
+
+// blasOp is cuBLAS's operation for an operand transposed when t.
+func blasOp(t bool) C.int {
+	if t {
+		return blasOpT
+	}
+	return blasOpN
+}
+
 // gemm computes batch products C = alpha·op(A)·op(B) + beta·C of row-major matrices, op(A) m×k and op(B)
 // k×n. cuBLAS is column-major, and a row-major matrix read column-major is its transpose, so it computes
 // Cᵀ = op(B)ᵀ·op(A)ᵀ: B's operand first.
 func (d *Device) gemm(a, b, c mat, m, n, k int, alpha, beta float32, batch int) error {
-	op := func(t bool) C.int {
-		if t {
-			return blasOpT
-		}
-		return blasOpN
-	}
 	return d.do(func() error {
-		return d.blas.check("cublasSgemmStridedBatched", C.blas_sgemm_strided(d.blas.l, op(b.t), op(a.t),
+		return d.blas.check("cublasSgemmStridedBatched", C.blas_sgemm_strided(d.blas.l, blasOp(b.t), blasOp(a.t),
 			C.int(n), C.int(m), C.int(k), C.float(alpha), C.ulonglong(b.b.at(b.off)), C.int(b.ld), C.longlong(b.batchShift),
 			C.ulonglong(a.b.at(a.off)), C.int(a.ld), C.longlong(a.batchShift), C.float(beta), C.ulonglong(c.b.at(c.off)),
 			C.int(c.ld), C.longlong(c.batchShift), C.int(batch)))

@@ -23,7 +23,8 @@ var kernelNames = []string{
 	"adamw", "scale", "sum_squares", "rmsnorm", "swiglu", "swiglu_grad", "rms_rows", "rmsnorm_grad_x",
 	"rmsnorm_grad_w", "rope", "xent_lse", "xent_grad", "attn_softmax", "attn_softmax_back", "layernorm",
 	"quick_gelu", "gelu", "add_bias", "add", "flex_softmax", "scale_rows", "flex_blend", "gather_rows",
-	"scatter_rows", "im2col", "accumulate", "divide", "widen16", "rows_softmax", "image_attention", "add_rows",
+	"scatter_rows", "im2col", "accumulate", "divide", "widen16", "narrow_bf16", "rows_softmax", "image_attention",
+	"add_rows",
 }
 
 // Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every

@@ -329,7 +329,7 @@ func TestDeviceTowerOps(t *testing.T) {
 	closeTo(t, "add", len(x), download(t, d, xb), sum, 0)
 
 	lw, up := randoms(rng, out*cols), randoms(rng, rows*out)
-	_, grads := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Linear(in[0], in[1], true, true) },
+	_, grads := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.Linear(in[0], in[1], true, true, ops.Native) },
 		[][]float32{x, lw}, [][]int{{rows, cols}, {out, cols}}, up)
 	dx, dw := upload(t, d, make([]float32, rows*cols)), upload(t, d, make([]float32, out*cols))
 	if err := d.LinearGrad(dx, dw, upload(t, d, x), upload(t, d, lw), upload(t, d, up), rows, cols, out); err != nil {
@@ -340,8 +340,9 @@ func TestDeviceTowerOps(t *testing.T) {
 }
 
 // BenchmarkDevice times the device's pieces at LLaVA-1.5-7B's sizes (D 4096, MLP 11008, 32 heads, a prompt
-// of 640 rows): float32 products with TF32 off and on, attention forward and backward, RMSNorm, and
-// AdamW over one decoder layer's 202M parameters. Each iteration synchronises with the device.
+// of 640 rows): float32 products with TF32 off and on, the bfloat16 product (ops.BF16), attention forward
+// and backward, RMSNorm, and AdamW over one decoder layer's 202M parameters. Each iteration synchronises
+// with the device.
 func BenchmarkDevice(b *testing.B) {
 	for _, tf32 := range []bool{false, true} {
 		d, err := Open(0, tf32)
@@ -360,6 +361,22 @@ func BenchmarkDevice(b *testing.B) {
 			}
 		})
 		if !tf32 {
+			g := d.Graphs()
+			wb, err := g.narrow(Buffer{}, w)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run("matmul-640x4096x11008/bf16", func(b *testing.B) { // x rounded each time, as in a step
+				b.ReportMetric(2*rows*D*F/1e9, "GFLOP/op")
+				for range b.N {
+					if err := g.productBF16(mat{b: x, ld: D}, mat{b: wb, ld: D, t: true}, mat{b: y, ld: F}, rows, F, D, false); err != nil {
+						b.Fatal(err)
+					}
+					sync(b, d, y)
+				}
+			})
+			d.Free(wb)
+			g.Close()
 			lay := ops.Layout{B: 1, N: rows, Lens: []int{rows}, Heads: 32, HeadDim: 128}
 			q, o := mustAlloc(b, d, rows*D), mustAlloc(b, d, rows*D)
 			b.Run("attention-640x32x128", func(b *testing.B) {

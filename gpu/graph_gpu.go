@@ -22,18 +22,20 @@ import (
 type Graphs struct {
 	d         *Device
 	weights   map[string]Buffer
-	halves    map[*uint16]Buffer // frozen 16-bit weights, as their bits
-	lent      []Buffer           // lent since the last Release
-	saved     []func()           // frees what forward passes saved for their backward passes
-	marks     [][2]int           // Mark's: the lengths of lent and saved
+	halves    map[*uint16]Buffer        // frozen 16-bit weights, as their bits
+	weightAt  map[cu.DevicePtr]Buffer   // the weights, by address
+	bf16      map[cu.DevicePtr]bf16Copy // bfloat16 copies of weights that bfloat16 products read, by address
+	lent      []Buffer                  // lent since the last Release
+	saved     []func()                  // frees what forward passes saved for their backward passes
+	marks     [][2]int                  // Mark's: the lengths of lent and saved
 	tables    map[*float64]Buffer
 	Fallbacks map[string]int // operations run on the CPU over copies, by kernel name
 }
 
 // Graphs returns a new runner of graphs on d.
 func (d *Device) Graphs() *Graphs {
-	return &Graphs{d: d, weights: map[string]Buffer{}, halves: map[*uint16]Buffer{}, tables: map[*float64]Buffer{},
-		Fallbacks: map[string]int{}}
+	return &Graphs{d: d, weights: map[string]Buffer{}, halves: map[*uint16]Buffer{}, weightAt: map[cu.DevicePtr]Buffer{},
+		bf16: map[cu.DevicePtr]bf16Copy{}, tables: map[*float64]Buffer{}, Fallbacks: map[string]int{}}
 }
 
 // Run computes one operation of a graph (ops.Device).
@@ -94,6 +96,7 @@ func (g *Graphs) Weight(name string, t *tensor.Dense) (G.Value, error) {
 			return nil, fmt.Errorf("gpu: weight %s: %w", name, err)
 		}
 		g.weights[name] = b
+		g.weightAt[b.ptr] = b
 	}
 	if b.n != t.Shape().TotalSize() {
 		return nil, fmt.Errorf("gpu: weight %s holds %d values on the device, %v asked", name, b.n, t.Shape())
@@ -207,7 +210,10 @@ func (g *Graphs) Close() error {
 	for _, b := range g.halves {
 		errs = append(errs, g.d.Free(b))
 	}
-	g.weights, g.halves = map[string]Buffer{}, map[*uint16]Buffer{}
+	for _, c := range g.bf16 {
+		errs = append(errs, g.d.Free(c.bits))
+	}
+	g.weights, g.halves, g.weightAt, g.bf16 = map[string]Buffer{}, map[*uint16]Buffer{}, map[cu.DevicePtr]Buffer{}, map[cu.DevicePtr]bf16Copy{}
 	return errors.Join(errs...)
 }
 
@@ -343,4 +349,49 @@ func (e engine) into(a, reuse tensor.Tensor, unsafe bool) (tensor.Tensor, error)
 
 func (engine) AddScalar(tensor.Tensor, any, bool, ...tensor.FuncOpt) (tensor.Tensor, error) {
 	return nil, errors.New("gpu: AddScalar of a device value")
+}
+
+// bf16Copy is a weight's bfloat16 copy: its bits, and whether they are the weight's values now.
+type bf16Copy struct {
+	bits  Buffer
+	fresh bool
+}
+
+// bf16Of returns the values of b rounded to bfloat16, as their bits (ops.RoundBF16): for a weight, its
+// copy, rounded again only after the weight changed (staleBF16), so that every product of a step reads
+// one copy; for any other value, a temporary copy that done frees.
+func (g *Graphs) bf16Of(b Buffer) (bits Buffer, done func(), err error) {
+	if _, isWeight := g.weightAt[b.ptr]; !isWeight {
+		if bits, err = g.narrow(Buffer{}, b); err != nil {
+			return Buffer{}, nil, err
+		}
+		return bits, func() { g.d.Free(bits) }, nil
+	}
+	c := g.bf16[b.ptr]
+	if !c.fresh {
+		if c.bits, err = g.narrow(c.bits, b); err != nil {
+			return Buffer{}, nil, err
+		}
+		g.bf16[b.ptr] = bf16Copy{bits: c.bits, fresh: true}
+	}
+	return c.bits, func() {}, nil
+}
+
+// narrow rounds the values of src to bfloat16 into dst, or into a new buffer when dst is empty.
+func (g *Graphs) narrow(dst, src Buffer) (Buffer, error) {
+	if dst.n == 0 {
+		var err error
+		if dst, err = g.d.Alloc((src.n + 1) / 2); err != nil {
+			return Buffer{}, err
+		}
+	}
+	return dst, g.d.launch("narrow_bf16", Elementwise(src.n), dst.ptr, src.ptr, int64(src.n))
+}
+
+// staleBF16 notes that the weights changed (an optimizer step): each bfloat16 copy is rounded again at its
+// next use.
+func (g *Graphs) staleBF16() {
+	for ptr, c := range g.bf16 {
+		g.bf16[ptr] = bf16Copy{bits: c.bits}
+	}
 }

@@ -31,7 +31,7 @@ var graphOps = map[string]graphOp{
 	"SwiGLU":          elementwise(func(d *Device, y, a, b Buffer) error { return d.SwiGLU(y, a, b) }, false),
 	"SwiGLUGradGate":  swigluGrad(true),
 	"SwiGLUGradUp":    swigluGrad(false),
-	"Linear":          linear,
+	"Linear":          matmul,
 	"LinearHalf":      linearHalf,
 	"LinearHalfGradX": linearHalf,
 	"LinearGradX":     matmul,
@@ -105,51 +105,42 @@ func swigluGrad(gate bool) graphOp {
 	}
 }
 
-// linear is y = x·wᵀ over in = x [rows, in], w [out, in].
-func linear(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
-	b, err := buffers(in)
-	if err != nil {
-		return nil, err
-	}
-	xs, ws := in[0].Shape(), in[1].Shape()
-	y, out, err := g.output(xs[0], ws[0])
-	if err != nil {
-		return nil, err
-	}
-	return out, g.d.MatMulNT(y, b[0], b[1], xs[0], xs[1], ws[0])
-}
-
 // linearHalf is x·Wᵀ (LinearHalf) or g·W (LinearHalfGradX) over in = x or g, W a frozen 16-bit weight: its
-// bits stay on the device (put there at first use), and each product widens them into a temporary float32
-// copy, freed as soon as the product is queued. So the weight takes 2 bytes a value on the device and the
-// numbers are those of its float32 value, as on the CPU (gemm.SgemmHalf).
+// bits stay on the device (put there at first use), so the weight takes 2 bytes a value there. In float32
+// each product widens them into a temporary float32 copy, freed as soon as the product is queued: the
+// numbers of its float32 value, as on the CPU (gemm.SgemmHalf). In bfloat16 (ops.BF16) the product reads
+// them as they are, with x rounded to bfloat16 (the tensor cores).
 func linearHalf(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	args, b, err := inputsOf[ops.HalfArgs](k, in)
 	if err != nil {
 		return nil, err
 	}
 	w, rows := args.W, in[0].Shape()[0]
-	wide, err := g.widened(w)
+	bits, err := g.halfBits(w)
 	if err != nil {
 		return nil, err
 	}
-	defer g.d.Free(wide)
-	if args.Transposed { // [rows, Cols]·[Rows, Cols]ᵀ
-		y, out, err := g.output(rows, w.Rows)
-		if err != nil {
-			return nil, err
-		}
-		return out, g.d.MatMulNT(y, b[0], wide, rows, w.Cols, w.Rows)
+	x := mat{b: b[0], ld: w.Cols} // [rows, Cols]·[Rows, Cols]ᵀ
+	wm, m, n, kk := mat{b: bits, ld: w.Cols, t: true}, rows, w.Rows, w.Cols
+	if !args.Transposed { // [rows, Rows]·[Rows, Cols]
+		x.ld, wm.t, n, kk = w.Rows, false, w.Cols, w.Rows
 	}
-	y, out, err := g.output(rows, w.Cols) // [rows, Rows]·[Rows, Cols]
+	y, out, err := g.output(m, n)
 	if err != nil {
 		return nil, err
 	}
-	return out, g.d.gemm(mat{b: b[0], ld: w.Rows}, mat{b: wide, ld: w.Cols}, mat{b: y, ld: w.Cols}, rows, w.Cols, w.Rows, 1, 0, 1)
+	if args.Precision == ops.BF16 {
+		return out, g.productBF16(x, wm, mat{b: y, ld: n}, m, n, kk, false)
+	}
+	if wm.b, err = g.widened(w, bits); err != nil {
+		return nil, err
+	}
+	defer g.d.Free(wm.b)
+	return out, g.d.gemm(x, wm, mat{b: y, ld: n}, m, n, kk, 1, 0, 1)
 }
 
-// widened is a temporary float32 copy of the 16-bit weight w (Free it), from its bits on the device.
-func (g *Graphs) widened(w half.Matrix) (Buffer, error) {
+// halfBits are the 16-bit weight w's bits on the device, put there at its first use.
+func (g *Graphs) halfBits(w half.Matrix) (Buffer, error) {
 	n := w.Rows * w.Cols
 	if len(w.Bits) != n || n == 0 {
 		return Buffer{}, fmt.Errorf("a 16-bit weight of %d values for [%d, %d]", len(w.Bits), w.Rows, w.Cols)
@@ -163,6 +154,12 @@ func (g *Graphs) widened(w half.Matrix) (Buffer, error) {
 		}
 		g.halves[key] = bits
 	}
+	return bits, nil
+}
+
+// widened is a temporary float32 copy of the 16-bit weight w (Free it), from its bits on the device.
+func (g *Graphs) widened(w half.Matrix, bits Buffer) (Buffer, error) {
+	n := w.Rows * w.Cols
 	wide, err := g.d.Alloc(n)
 	if err != nil {
 		return Buffer{}, err
@@ -174,7 +171,7 @@ func (g *Graphs) widened(w half.Matrix) (Buffer, error) {
 	return wide, nil
 }
 
-// matmul is op(a)·op(b) (ops.MatMulArgs): a linear layer's gradients.
+// matmul is op(a)·op(b) (ops.MatMulArgs) in its precision: a linear layer (x·wᵀ) and its gradients.
 func matmul(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	args, b, err := inputsOf[ops.MatMulArgs](k, in)
 	if err != nil {
@@ -187,7 +184,36 @@ func matmul(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return out, g.d.gemm(mat{b: b[0], ld: as[1], t: args.TA}, mat{b: b[1], ld: bs[1], t: args.TB}, mat{b: y, ld: n}, m, n, kk, 1, 0, 1)
+	a, bm, c := mat{b: b[0], ld: as[1], t: args.TA}, mat{b: b[1], ld: bs[1], t: args.TB}, mat{b: y, ld: n}
+	if args.Precision == ops.BF16 {
+		return out, g.productBF16(a, bm, c, m, n, kk, true)
+	}
+	return out, g.d.gemm(a, bm, c, m, n, kk, 1, 0, 1)
+}
+
+// productBF16 is c = op(a)·op(b) with both operands rounded to bfloat16 and the products summed in float32
+// (ops.BF16): a, and b when roundB, are float32 values rounded into bfloat16 copies (bf16Of); otherwise b
+// holds bfloat16 bits already.
+func (g *Graphs) productBF16(a, b, c mat, m, n, k int, roundB bool) error {
+	if m == 0 || n == 0 {
+		return nil
+	}
+	if k == 0 { // an empty sum
+		return g.d.Zero(c.b)
+	}
+	var done func()
+	var err error
+	if a.b, done, err = g.bf16Of(a.b); err != nil {
+		return err
+	}
+	defer done()
+	if roundB {
+		if b.b, done, err = g.bf16Of(b.b); err != nil {
+			return err
+		}
+		defer done()
+	}
+	return g.d.gemmBF16(a, b, c, m, n, k)
 }
 
 // dims are the (rows, columns) of a matrix of shape s, transposed when t.

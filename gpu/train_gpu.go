@@ -106,6 +106,7 @@ func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens i
 		}
 	}
 	norm, err := t.d.AdamWStep(o, t.params, lr, maxNorm)
+	t.staleBF16()
 	if err == nil {
 		err = t.d.Synchronize()
 	}

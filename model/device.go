@@ -158,7 +158,7 @@ func (b *builder[T]) noGradAffine(x *G.Node, prefix string) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := ops.Linear(x, w, false, false)
+	y, err := ops.Linear(x, w, false, false, b.opt.Products)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (b *builder[T]) towerPart(name string, x *G.Node, rows int, f func(*builder
 	dev := b.opt.Device
 	do := func(_ *ops.Arena, in []G.Value) (G.Value, error) {
 		mark := dev.Mark()
-		sub := b.sub(b.mem, Options{Mode: Train, Device: dev})
+		sub := b.sub(b.mem, Options{Mode: Train, Device: dev, Products: b.opt.Products})
 		defer sub.detach()
 		out, err := f(sub, G.NodeFromAny(sub.g, in[0], G.WithName("input")))
 		if err == nil {

@@ -56,8 +56,16 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute bool) {
 		}
 		return g.Loss(), grads
 	}
+	// The GPU sums in another order than the CPU: float32's summation error. With bf16, a product's output
+	// rounded as the next product's operand may land one bfloat16 step (2⁻⁸) away from the CPU's where the
+	// two sums straddle a rounding boundary: looser bounds, still well below the 2·10⁻² by which float32
+	// products would differ from bfloat16 ones.
+	lossTol, gradTol := 1e-5, 1e-4
+	if bf16 {
+		lossTol, gradTol = 1e-3, 5e-3
+	}
 	loss, grads := run()
-	if e := math.Abs(loss-cpu.Loss()) / math.Abs(cpu.Loss()); e > 1e-5 {
+	if e := math.Abs(loss-cpu.Loss()) / math.Abs(cpu.Loss()); e > lossTol {
 		t.Errorf("loss %v on the GPU, %v on the CPU (relative error %.2g)", loss, cpu.Loss(), e)
 	}
 	want := cpu.Grads()
@@ -65,7 +73,7 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute bool) {
 		t.Fatalf("gradients of %v on the GPU, of %v on the CPU", slices.Sorted(maps.Keys(grads)), slices.Sorted(maps.Keys(want)))
 	}
 	for name, g := range want {
-		if e := relErr32(grads[name], g.Data().([]float32)); e > 1e-4 {
+		if e := relErr32(grads[name], g.Data().([]float32)); e > gradTol {
 			t.Errorf("%s: relative error %.2g", name, e)
 		} else {
 			t.Logf("%s: relative error %.2g", name, e)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flextrain/flextrain/internal/devicetest"
 	"github.com/flextrain/flextrain/internal/half"
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // TestGraphOnDevice runs the tiny golden training case on a device whose arithmetic is the CPU's: the loss,
@@ -95,8 +96,9 @@ func testGraphOnDevice(t *testing.T, bf16, recompute bool) {
 	}
 }
 
-// goldenTrainOnCPU runs the tiny golden training case in float32 on the CPU: the case, its weights (the
-// frozen matrices held in bfloat16 when bf16), the graph's options and the graph run (closed with the test).
+// goldenTrainOnCPU runs the tiny golden training case in float32 on the CPU: the case, its weights (with
+// bf16, mixed precision: the frozen matrices held in bfloat16 and the products in bfloat16), the graph's
+// options and the graph run (closed with the test).
 func goldenTrainOnCPU(t *testing.T, bf16 bool) (*goldenCase, *Weights, Options, *Graph) {
 	t.Helper()
 	gc := goldenTrainCase(t)
@@ -109,6 +111,7 @@ func goldenTrainOnCPU(t *testing.T, bf16 bool) (*goldenCase, *Weights, Options, 
 		if err := w.Narrow(half.BFloat16, func(name string) bool { return !opt.Trainable(name) }); err != nil {
 			t.Fatal(err)
 		}
+		opt.Products = ops.BF16
 	}
 	cpu, err := Build(w, gc.batch, opt)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/model/featcache"
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // TestFeatureCache runs the golden training case three times: without a cache, with an empty one (misses,
@@ -71,7 +72,7 @@ func TestFrozenFrontCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			trainable := defaultTrainable(gc.cfg)
-			front := FrontFingerprint(w, trainable)
+			front := FrontFingerprint(w, trainable, ops.Native)
 			cache, err := featcache.New(featcache.Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -101,7 +102,7 @@ func TestFrozenFrontCache(t *testing.T) {
 			}
 		})
 	}
-	if FrontFingerprint(mustWeights(t, gc), func(string) bool { return true }) != "" {
+	if FrontFingerprint(mustWeights(t, gc), func(string) bool { return true }, ops.Native) != "" {
 		t.Error("FrontFingerprint with a trainable front is not empty")
 	}
 }
@@ -117,7 +118,7 @@ func TestTrainableFrontIsNotCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt := Options{Mode: Train, Alpha: 0.5, Trainable: trainable, Features: cache, Front: FrontFingerprint(w, frozen)}
+	opt := Options{Mode: Train, Alpha: 0.5, Trainable: trainable, Features: cache, Front: FrontFingerprint(w, frozen, ops.Native)}
 	_, want, _ := frontRun(t, w, gc.batch, Options{Mode: Train, Alpha: 0.5, Trainable: trainable})
 	for run := range 2 {
 		_, grads, _ := frontRun(t, w, gc.batch, opt)

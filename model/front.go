@@ -26,25 +26,31 @@ const (
 )
 
 // FrontFingerprint identifies the frozen front's weights beyond the tower's (which the feature cache's own
-// fingerprint, VisionFingerprint, covers) and the model configuration; Options.Front takes it. It is "" when
-// a weight of the front trains: then the front is not cached.
-func FrontFingerprint(w *Weights, trainable func(string) bool) string {
+// fingerprint, VisionFingerprint, covers), the model configuration and the products' precision
+// (Options.Products); Options.Front takes it. It is "" when a weight of the front trains: then the front is
+// not cached.
+func FrontFingerprint(w *Weights, trainable func(string) bool, products ops.Precision) string {
 	cfg := w.Config()
 	if frontTrains(cfg, w.Names(), trainable) {
 		return ""
 	}
-	return w.fingerprint(func(name string) bool { return inFront(cfg, name) && !isVision(name) })
+	return w.fingerprint(func(name string) bool { return inFront(cfg, name) && !isVision(name) }, products)
 }
 
-// VisionFingerprint identifies the vision tower: its weights in name order and the model configuration. It
-// is the feature cache's fingerprint for the tower's features.
-func VisionFingerprint(w *Weights) string { return w.fingerprint(isVision) }
+// VisionFingerprint identifies the vision tower: its weights in name order, the model configuration and the
+// products' precision. It is the feature cache's fingerprint for the tower's features.
+func VisionFingerprint(w *Weights, products ops.Precision) string {
+	return w.fingerprint(isVision, products)
+}
 
-// fingerprint hashes the model configuration, the element type and, in name order, the names and data of
-// the weights keep picks.
-func (w *Weights) fingerprint(keep func(name string) bool) string {
+// fingerprint hashes the model configuration, the element type, the products' precision unless native
+// and, in name order, the names and data of the weights keep picks.
+func (w *Weights) fingerprint(keep func(name string) bool, products ops.Precision) string {
 	f := featcache.NewFingerprinter()
 	f.Add(fmt.Appendf(nil, "%+v %s", w.Config(), w.Dtype()))
+	if products != ops.Native {
+		f.Add([]byte(products.String()))
+	}
 	for _, name := range w.Names() {
 		if keep(name) {
 			f.Add([]byte(name))

@@ -141,7 +141,7 @@ type rowDecoder[T ops.Float] struct {
 func newDecoder[T, P ops.Float](w *Weights, b *Batch[P], s int, alpha float64) *Decoder {
 	cfg := w.Config()
 	d := &rowDecoder[T]{cfg: cfg, alpha: alpha, imageAt: -1, image: ops.Image{Size: b.OriSizes[s]},
-		w:  params[T]{w},
+		w:  params[T]{w: w},
 		kc: make([][]T, cfg.Text.NumLayers), vc: make([][]T, cfg.Text.NumLayers)}
 	if b.Boxes != nil {
 		d.image.Box = b.Boxes[s]

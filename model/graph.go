@@ -35,6 +35,9 @@ type Options struct {
 	// Recompute keeps only the input of each decoder layer with a trainable weight and computes the layer
 	// again in the backward pass (gradient checkpointing, checkpoint.go): the same numbers in less memory.
 	Recompute bool
+	// Products is the precision of the graph's matrix products (linear layers and their gradients):
+	// ops.BF16 for mixed-precision training (float32 graphs), the default ops.Native otherwise.
+	Products ops.Precision
 	// Device, when set, runs the graph there (device.go): a float32 training graph whose values live in the
 	// device's memory. nil: the CPU.
 	Device Device
@@ -123,6 +126,9 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 	if opt.Device != nil && (opt.Mode != Train || w.Dtype() != tensor.Float32) {
 		return nil, errDeviceInfer
 	}
+	if opt.Products == ops.BF16 && w.Dtype() != tensor.Float32 {
+		return nil, fmt.Errorf("model: bfloat16 products need float32 weights, not %v", w.Dtype())
+	}
 	_, n, _, M := cfg.Grid()
 	hrSeq := 0
 	if opt.View == ViewHDSeq {
@@ -163,7 +169,7 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 }
 
 func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {
-	return &builder[T]{Graph: m, w: w, opt: opt, frozen: params[T]{w}}
+	return &builder[T]{Graph: m, w: w, opt: opt, frozen: params[T]{w: w, products: opt.Products, mem: opt.Arena}}
 }
 
 func (b *builder[T]) build(batch *Batch[T]) error {
@@ -246,14 +252,14 @@ func (b *builder[T]) track(n *G.Node, err error, in ...*G.Node) (*G.Node, error)
 // linear is x·Wᵀ for the weight called name.
 func (b *builder[T]) linear(x *G.Node, name string) (*G.Node, error) {
 	if h, ok := b.w.Half(name); ok {
-		n, err := ops.LinearHalf(x, h, b.needs[x])
+		n, err := ops.LinearHalf(x, h, b.needs[x], b.opt.Products)
 		return b.track(n, err, x)
 	}
 	w, err := b.param(name)
 	if err != nil {
 		return nil, err
 	}
-	n, err := ops.Linear(x, w, b.needs[x], b.needs[w])
+	n, err := ops.Linear(x, w, b.needs[x], b.needs[w], b.opt.Products)
 	return b.track(n, err, x, w)
 }
 

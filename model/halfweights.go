@@ -135,8 +135,13 @@ func (h halfWeight) widenedTensor() safetensors.Tensor {
 }
 
 // params gives the code that runs the frozen parts directly (the tower, the projector, the decoder's row
-// runs) the weights of w in element type T, whatever precision each is kept in.
-type params[T ops.Float] struct{ w *Weights }
+// runs) the weights of w in element type T, whatever precision each is kept in, and multiplies by them in
+// products' precision (ops.BF16: the operands rounded in scratch buffers of mem, as the graph's products).
+type params[T ops.Float] struct {
+	w        *Weights
+	products ops.Precision
+	mem      *ops.Arena
+}
 
 // vec is the weight called name as a slice: the store's own (do not modify it), or a widened copy of a
 // 16-bit one. Used for vectors and small tables; matrices go through mulNT and row.
@@ -150,13 +155,17 @@ func (p params[T]) vec(name string) []T {
 }
 
 // mulNT sets y = x·Wᵀ for x [rows, in] and the weight W [out, in] called name (gemm.SgemmHalf when W is
-// 16-bit: the same bits as on the widened W).
+// 16-bit: the same bits as on the widened W), in p's precision.
 func (p params[T]) mulNT(y, x []T, name string, rows int) {
+	x, done := ops.Rounded(p.mem, p.products, x)
+	defer done()
 	h, ok := p.w.half[name]
 	if !ok {
 		d := p.w.Get(name)
 		out, in := d.Shape()[0], d.Shape().TotalSize()/d.Shape()[0]
-		ops.MatMulNT(y, x, d.Data().([]T), rows, in, out)
+		wd, done := ops.Rounded(p.mem, p.products, d.Data().([]T))
+		defer done()
+		ops.MatMulNT(y, x, wd, rows, in, out)
 		return
 	}
 	if rows == 0 {

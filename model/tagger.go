@@ -96,7 +96,7 @@ func (b *builder[T]) tagger(batch *Batch[T], t Tagging) error {
 	}
 	head := G.NodeFromAny(b.g, t.Head, G.WithName(TagHeadName))
 	b.params[TagHeadName], b.needs[head] = head, true
-	logits, err := b.track2(ops.Linear(pooled, head, b.needs[pooled], true))(pooled, head)
+	logits, err := b.track2(ops.Linear(pooled, head, b.needs[pooled], true, ops.Native))(pooled, head)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func benchConfig() Config {
 func BenchmarkFrozenTower(b *testing.B) {
 	cfg := benchConfig()
 	w := InitWeights(cfg, tensor.Float32, 1)
-	get := params[float32]{w}
+	get := params[float32]{w: w}
 	S, Z, D := cfg.Vision.ImageSize, cfg.Flex.Zoom, cfg.Text.HiddenSize
 	_, n, _, M := cfg.Grid()
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -38,7 +38,7 @@ func TestVisionStackMatchesAlone(t *testing.T) {
 
 func stackMatchesAlone[T ops.Float](t *testing.T, cfg Config, w *Weights, px []float64, size, feats int) {
 	t.Helper()
-	get := params[T]{w}
+	get := params[T]{w: w}
 	in := ops.Convert[T](nil, px)
 	images := len(px) / size
 	stack := visionFeatures(nil, cfg, get, in, images)

@@ -98,7 +98,7 @@ func (b *builder[T]) visionEmbed(x *G.Node, images int) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	pe, err := b.track2(ops.Linear(x, wm, false, b.needs[wm]))(wm)
+	pe, err := b.track2(ops.Linear(x, wm, false, b.needs[wm], b.opt.Products))(wm)
 	if err != nil {
 		return nil, err
 	}

@@ -11,12 +11,13 @@
 # nvidia-smi's view of the GPU, then, each part under its own time limit so that one hang costs only itself:
 #   1. every kernel against the CPU op it stands for (gpu.test), and the golden training graph on the GPU
 #      against the CPU's (model.test -run OnGPU);
-#   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU: the two loss curves side by side;
+#   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU, in float32 and in bf16 (mixed
+#      precision): the loss curves side by side;
 #   3. flextrain bench of configs/bench.yaml on the CPU and the GPU, and of configs/bench-gpu.yaml on the GPU
 #      (the whole step, tower included, at batch 4; from the feature cache flex-union and flex-dense at batch
 #      4, flex-union and hd-seq at batch 1, where hd-seq fits), each beside the PyTorch reference's bench.py
 #      on the same GPU at the same size;
-#   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes with bf16 frozen matrices, beside the
+#   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes in bf16 (mixed precision), beside the
 #      reference's (scripts/ref-7b.py gives it a 7b size and bfloat16 autocast);
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
 # The parts run in that order, most needed first, so that a run cut short still brings back the first ones
@@ -58,24 +59,29 @@ run)
 	timeout 150 $bin/gpu.test -test.v -test.count=1 2>&1 | tee "$out/gpu-test.txt" | grep -E '^(--- |FAIL|ok|PASS)|_test.go' || true
 	(cd model && timeout 60 ../$bin/model.test -test.v -test.count=1 -test.run 'OnGPU') 2>&1 | tee "$out/model-test.txt" | tail -n 40 || true
 
-	echo "== 2. configs/tiny.yaml, 20 steps on each device"
-	for dev in cpu cuda; do
-		timeout 120 $bin/flextrain fit --config configs/tiny.yaml --device $dev --set output_dir="$out/tiny-$dev" \
-			--set max_steps=20 --set eval_steps=0 --set save_steps=0 >"$out/tiny-$dev.txt" 2>&1 || tail -n 5 "$out/tiny-$dev.txt"
+	echo "== 2. configs/tiny.yaml, 20 steps on each device, in float32 and in bf16"
+	for bf16 in false true; do
+		for dev in cpu cuda; do
+			run=tiny-$dev-bf16=$bf16
+			timeout 120 $bin/flextrain fit --config configs/tiny.yaml --device $dev --set output_dir="$out/$run" \
+				--set max_steps=20 --set eval_steps=0 --set save_steps=0 --set bf16=$bf16 >"$out/$run.txt" 2>&1 ||
+				tail -n 5 "$out/$run.txt"
+		done
 	done
 	python3 - "$out" <<'EOF' || true
 import json, sys
 out = sys.argv[1]
-def losses(dev):
+def losses(run):
     try:
-        return {r["step"]: r["loss"] for r in map(json.loads, open(f"{out}/tiny-{dev}/metrics.jsonl")) if "loss" in r and "step" in r}
+        return {r["step"]: r["loss"] for r in map(json.loads, open(f"{out}/{run}/metrics.jsonl")) if "loss" in r and "step" in r}
     except OSError as e:
         return {}
-c, g = losses("cpu"), losses("cuda")
-print("step  loss cpu   loss cuda  rel diff")
-for s in sorted(c):
-    if s in g:
-        print(f"{s:4d}  {c[s]:.6f}  {g[s]:.6f}  {abs(g[s] - c[s]) / abs(c[s]):.2e}")
+for bf16 in ("false", "true"):
+    c, g = losses(f"tiny-cpu-bf16={bf16}"), losses(f"tiny-cuda-bf16={bf16}")
+    print(f"bf16={bf16}\nstep  loss cpu   loss cuda  rel diff")
+    for s in sorted(c):
+        if s in g:
+            print(f"{s:4d}  {c[s]:.6f}  {g[s]:.6f}  {abs(g[s] - c[s]) / abs(c[s]):.2e}")
 EOF
 
 	echo "== 3. flextrain bench, and the PyTorch reference on the same GPU"
@@ -103,7 +109,7 @@ EOF
 		--mode flex-union --versus hd-seq $topk --steps 3 --warmup 1
 	torch b1 180 --batch 1 --steps 3 --warmup 1 flex-union hd-seq
 
-	echo "== 4. LLaVA-1.5-7B's shapes, bf16 frozen matrices, one sample; the reference under bf16 autocast"
+	echo "== 4. LLaVA-1.5-7B's shapes in bf16, one sample; the reference under bf16 autocast"
 	bench 7b 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1
 	torch 7b 300 --size 7b --bf16 --batch 1 --steps 3 --warmup 1 flex-union
 

@@ -221,10 +221,21 @@ func (t *trainer[T]) plan() error {
 	}
 	t.warmup = optim.WarmupSteps(c.WarmupRatio, c.WarmupSteps, t.total)
 	t.state.Seed = c.Seed
-	view, err := model.ParseView(c.Flex.View) // validated: never an error here
-	t.graph = model.Options{Mode: model.Train, Trainable: c.Trainable, Seed: uint64(c.Seed), View: view, Arena: t.mem,
-		Recompute: c.LLaVA.GradientCheckpointing}
+	var err error
+	t.graph, err = graphOptions(c, t.mem) // validated: never an error here
 	return err
+}
+
+// graphOptions are the options of cfg's training graphs over the arena mem: the view, recomputation
+// (gradient_checkpointing) and the products' precision (bf16: mixed precision, ops.BF16).
+func graphOptions(cfg config.Config, mem *ops.Arena) (model.Options, error) {
+	view, err := model.ParseView(cfg.Flex.View)
+	products := ops.Native
+	if cfg.LLaVA.BF16 {
+		products = ops.BF16
+	}
+	return model.Options{Mode: model.Train, Trainable: cfg.Trainable, Seed: uint64(cfg.Seed), View: view, Arena: mem,
+		Recompute: cfg.LLaVA.GradientCheckpointing, Products: products}, err
 }
 
 // openFeatureCache prepares the vision feature cache of the feature_cache key. Its entries belong to these
@@ -233,7 +244,7 @@ func (t *trainer[T]) openFeatureCache() error {
 	if t.cfg.FeatureCache == "off" {
 		return nil
 	}
-	opts := featcache.Options{Fingerprint: model.VisionFingerprint(t.weights), MaxMemoryBytes: int64(t.cfg.FeatureCacheMB) << 20}
+	opts := featcache.Options{Fingerprint: model.VisionFingerprint(t.weights, t.graph.Products), MaxMemoryBytes: int64(t.cfg.FeatureCacheMB) << 20}
 	if t.cfg.FeatureCache == "disk" {
 		opts.Dir = filepath.Join(t.cfg.OutputDir, "feature-cache")
 	}
@@ -241,7 +252,7 @@ func (t *trainer[T]) openFeatureCache() error {
 	if err != nil {
 		return fmt.Errorf("train: feature cache: %w", err)
 	}
-	t.graph.Features, t.graph.Front = c, model.FrontFingerprint(t.weights, t.cfg.Trainable)
+	t.graph.Features, t.graph.Front = c, model.FrontFingerprint(t.weights, t.cfg.Trainable, t.graph.Products)
 	return nil
 }
 

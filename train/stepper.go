@@ -43,17 +43,16 @@ type StepStats struct {
 // NewStepper binds the trainable weights of w (cfg's trainable patterns) to an AdamW optimizer of cfg's
 // settings, over src, with the graph of cfg's flex.view, on cfg's device. Close releases the device.
 func NewStepper(cfg config.Config, w *model.Weights, src BatchSource, opts StepperOptions) (*Stepper, error) {
-	view, err := model.ParseView(cfg.Flex.View)
-	if err != nil {
-		return nil, fmt.Errorf("train: stepper: %w", err)
-	}
 	t := &trainer[float32]{cfg: cfg, comm: dist.Single{}, weights: w, source: src, mem: ops.NewArena(), total: opts.Steps,
 		log: &logger{slog: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	if err := t.bindParams(); err != nil {
 		return nil, err
 	}
-	t.graph = model.Options{Mode: model.Train, Trainable: cfg.Trainable, Seed: uint64(cfg.Seed), View: view, Dense: opts.Dense, Arena: t.mem,
-		Recompute: cfg.LLaVA.GradientCheckpointing}
+	var err error
+	if t.graph, err = graphOptions(cfg, t.mem); err != nil {
+		return nil, fmt.Errorf("train: stepper: %w", err)
+	}
+	t.graph.Dense = opts.Dense
 	if err := t.openDevice(); err != nil {
 		return nil, err
 	}

@@ -317,6 +317,17 @@ extern "C" __global__ void widen16(float *dst, const unsigned short *src, long l
 	}
 }
 
+// narrow_bf16 sets dst to the float32 values src rounded to bfloat16, to nearest with ties to even, as
+// ops.RoundBF16 (half.BFloat16.Round) rounds them: the upper half of the bits after adding 0x7fff plus the
+// lowest kept bit, which carries exactly when the dropped half is above one half, or equal to it with an odd
+// kept half.
+extern "C" __global__ void narrow_bf16(unsigned short *dst, const float *src, long long n) {
+	FOR_EACH(i, n) {
+		unsigned int b = __float_as_uint(src[i]);
+		dst[i] = (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+	}
+}
+
 // divide sets x = x / d element-wise (optim.Accumulator.Finish: the token-weighted mean of the sums).
 extern "C" __global__ void divide(float *x, long long n, double d_) {
 	const float d = d_;

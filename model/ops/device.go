@@ -25,7 +25,7 @@ type Device interface {
 type Kernel struct {
 	Name string
 	// Args are the operation's parameters: nil for plain arithmetic (Add, AddBias, GELU, SwiGLU and its
-	// gradients, Linear), or one of the …Args types of this package (or *SelectPlan). An operation's
+	// gradients), or one of the …Args types of this package (or *SelectPlan). An operation's
 	// forward kernel and the kernels of its backward pass share one Args value, and with it Saved.
 	Args any
 	cpu  doFunc
@@ -44,8 +44,12 @@ type Saved struct{ Value any }
 type (
 	// NormArgs: RMSNorm, RMSNormGradX, RMSNormGradW, LayerNorm and its gradients.
 	NormArgs struct{ Eps float64 }
-	// MatMulArgs: LinearGradX and LinearGradW, op(a)·op(b) with a transposed when TA and b when TB.
-	MatMulArgs struct{ TA, TB bool }
+	// MatMulArgs: Linear (x·wᵀ), LinearGradX and LinearGradW: op(a)·op(b) with a transposed when TA and b
+	// when TB, in Precision.
+	MatMulArgs struct {
+		TA, TB    bool
+		Precision Precision
+	}
 	// RopeArgs: Rope and RopeGrad (Inverse: the rotation's adjoint), with tables [period, HeadDim].
 	RopeArgs struct {
 		Cos, Sin []float64
@@ -80,10 +84,12 @@ type (
 		Index []int
 		Shape tensor.Shape
 	}
-	// HalfArgs: LinearHalf (x·Wᵀ, Transposed) and LinearHalfGradX (g·W), W a frozen weight in 16 bits.
+	// HalfArgs: LinearHalf (x·Wᵀ, Transposed) and LinearHalfGradX (g·W), W a frozen weight in 16 bits,
+	// in Precision.
 	HalfArgs struct {
 		W          half.Matrix
 		Transposed bool
+		Precision  Precision
 	}
 	// ReshapeArgs: Reshape's output shape.
 	ReshapeArgs struct{ Shape tensor.Shape }

@@ -133,7 +133,7 @@ func TestOpGradients(t *testing.T) {
 		wrt    []int
 		out    []int
 	}{
-		{"Linear", func(in []*G.Node) (*G.Node, error) { return Linear(in[0], in[1], true, true) },
+		{"Linear", func(in []*G.Node) (*G.Node, error) { return Linear(in[0], in[1], true, true, Native) },
 			[]*tensor.Dense{randDense(rng, 1, R, D), randDense(rng, 1, F, D)}, []int{0, 1}, []int{R, F}},
 		{"AddBias", func(in []*G.Node) (*G.Node, error) { return AddBias(in[0], in[1], true, true) },
 			[]*tensor.Dense{randDense(rng, 1, R, D), randDense(rng, 1, D)}, []int{0, 1}, []int{R, D}},

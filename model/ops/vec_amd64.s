@@ -82,3 +82,48 @@ rectail:
 recdone:
 	VZEROUPPER
 	RET
+
+// func roundBF16AVX512(dst, src *float32, n int)
+//
+// dst[i] = src[i] rounded to bfloat16 (RoundBF16): b + 0x7fff + ((b >> 16) & 1), its low half cleared.
+TEXT ·roundBF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	MOVL         $1, AX
+	VPBROADCASTD AX, Z3          // 1
+	MOVL         $0x7fff, AX
+	VPBROADCASTD AX, Z4          // 0x7fff
+	MOVL         $0xffff0000, AX
+	VPBROADCASTD AX, Z5          // the upper half
+
+rbloop:
+	CMPQ    CX, $16
+	JLT     rbtail
+	VMOVUPS (SI), Z0
+	VPSRLD  $16, Z0, Z1
+	VPANDD  Z3, Z1, Z1
+	VPADDD  Z4, Z1, Z1
+	VPADDD  Z1, Z0, Z0
+	VPANDD  Z5, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ    $64, DI
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JMP     rbloop
+
+rbtail:
+	TESTQ   CX, CX
+	JEQ     rbdone
+	TAILMASK
+	VMOVUPS (SI), K1, Z0
+	VPSRLD  $16, Z0, Z1
+	VPANDD  Z3, Z1, Z1
+	VPADDD  Z4, Z1, Z1
+	VPADDD  Z1, Z0, Z0
+	VPANDD  Z5, Z0, Z0
+	VMOVUPS Z0, K1, (DI)
+
+rbdone:
+	VZEROUPPER
+	RET

@@ -1,0 +1,72 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/internal/half"
+)
+
+// Precision is the arithmetic of a matrix product: a linear layer's and its gradients'.
+type Precision uint8
+
+const (
+	// Native multiplies the operands as they are, in the graph's element type.
+	Native Precision = iota
+	// BF16 rounds both operands of a float32 product to bfloat16 (to nearest, ties to even) and sums the
+	// products in float32: mixed-precision training's matrix products. Each product of two bfloat16 values
+	// is exact in float32, so a GPU's tensor cores (cublasGemmEx, compute type 32F) give these numbers up to
+	// the order of the sums.
+	BF16
+)
+
+func (p Precision) String() string {
+	if p == BF16 {
+		return "bfloat16"
+	}
+	return "native"
+}
+
+// checkPrecision refuses a bfloat16 product in a graph of another type than float32.
+func checkPrecision(name string, p Precision, x *G.Node) error {
+	if p == BF16 && x.Dtype() != tensor.Float32 {
+		return fmt.Errorf("ops: %s: bfloat16 products need float32 values, not %v", name, x.Dtype())
+	}
+	return nil
+}
+
+// RoundBF16 is x rounded to the nearest bfloat16 (ties to even: half.BFloat16.Round), as a float32. The
+// GPU's narrow_bf16 kernel is the same arithmetic.
+func RoundBF16(x float32) float32 { return math.Float32frombits(uint32(half.BFloat16.Round(x)) << 16) }
+
+// operand is v's data as a product of precision p reads it (Rounded).
+func operand[T Float](m *Arena, p Precision, v G.Value) (data []T, recycle func()) {
+	return Rounded(m, p, slice[T](v))
+}
+
+// Rounded is x as a product of precision p reads it: x itself, or (BF16, float32 only) a scratch copy of m
+// rounded to bfloat16. recycle gives the copy back to m, and does nothing for x itself.
+func Rounded[T Float](m *Arena, p Precision, x []T) (data []T, recycle func()) {
+	src, ok := any(x).([]float32)
+	if p != BF16 || !ok {
+		return x, func() {}
+	}
+	dst := get[float32](m, len(src), false)
+	parallelRange(len(src), grain, func(lo, hi int) { roundBF16(dst[lo:hi], src[lo:hi]) })
+	return any(dst).([]T), func() { Recycle(m, dst) }
+}
+
+// roundBF16 sets dst[i] = RoundBF16(src[i]): the vector kernel where there is one, or the same integer
+// arithmetic in Go.
+func roundBF16(dst, src []float32) {
+	if roundBF16Vector(dst, src) {
+		return
+	}
+	for i, x := range src[:len(dst)] {
+		b := math.Float32bits(x)
+		dst[i] = math.Float32frombits((b + 0x7fff + (b>>16)&1) &^ 0xffff)
+	}
+}
