@@ -357,7 +357,7 @@ func BenchmarkDevice(b *testing.B) {
 				if err := d.MatMulNT(y, x, w, rows, D, F); err != nil {
 					b.Fatal(err)
 				}
-				sync(b, d, y)
+				synchronize(b, d, y)
 			}
 		})
 		if !tf32 {
@@ -372,7 +372,7 @@ func BenchmarkDevice(b *testing.B) {
 					if err := g.productBF16(mat{b: x, ld: D}, mat{b: wb, ld: D, t: true}, mat{b: y, ld: F}, rows, F, D, false); err != nil {
 						b.Fatal(err)
 					}
-					sync(b, d, y)
+					synchronize(b, d, y)
 				}
 			})
 			d.Free(wb)
@@ -389,7 +389,7 @@ func BenchmarkDevice(b *testing.B) {
 						b.Fatal(err)
 					}
 					d.Free(p)
-					sync(b, d, o)
+					synchronize(b, d, o)
 				}
 			})
 			nw := mustAlloc(b, d, D)
@@ -398,7 +398,7 @@ func BenchmarkDevice(b *testing.B) {
 					if err := d.RMSNorm(o, q, nw, rows, D, 1e-5); err != nil {
 						b.Fatal(err)
 					}
-					sync(b, d, o)
+					synchronize(b, d, o)
 				}
 			})
 			n := 202 << 20
@@ -409,7 +409,7 @@ func BenchmarkDevice(b *testing.B) {
 					if _, err := d.AdamWStep(opt, []Param{p}, 1e-5, 0); err != nil {
 						b.Fatal(err)
 					}
-					sync(b, d, p.Value)
+					synchronize(b, d, p.Value)
 				}
 			})
 		}
@@ -429,8 +429,8 @@ func mustAlloc(b *testing.B, d *Device, n int) Buffer {
 	return buf
 }
 
-// sync waits for the device's work, reading back one value.
-func sync(b *testing.B, d *Device, buf Buffer) {
+// synchronize waits for the device's work, reading back one value.
+func synchronize(b *testing.B, d *Device, buf Buffer) {
 	one := Buffer{ptr: buf.ptr, n: 1}
 	if err := d.Download(make([]float32, 1), one); err != nil {
 		b.Fatal(err)

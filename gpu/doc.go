@@ -19,7 +19,9 @@
 // current context is per thread, and Go moves goroutines between threads): every driver call goes through
 // that goroutine. Matrix products go to cuBLAS, which is loaded with dlopen (libcublas.so.13, .12 or .11,
 // whichever the machine has), so that one binary runs with the CUDA of the machine it lands on; float32
-// products keep TF32 off unless asked (parity with the CPU's golden cases).
+// products keep TF32 off unless asked (parity with the CPU's golden cases). Products in bfloat16
+// (ops.BF16, mixed precision) call cublasGemmEx over operands rounded by the narrow_bf16 kernel, a trainable
+// weight's rounded copy kept until the next update.
 //
 // The kernels: the optimizer step (the gradient norm, clipping and AdamW, with the moments on the device and
 // copied back for checkpoints: AdamWStep, Moments), the widening of frozen 16-bit weights for their
@@ -43,7 +45,10 @@
 // tower) runs it here, and Mark and ReleaseAfter give that graph's values back as soon as it ends.
 // Training adds a run's gradients and
 // AdamW moments beside its weights: the whole step stays on the device, and only the loss comes down until
-// Sync copies the weights and moments back for a checkpoint.
+// Sync copies the weights and moments back for a checkpoint. The ranks' GPUs of a run under MPI sum their
+// gradients among themselves through NCCL (JoinGroup; libnccl.so.2, opened with dlopen as cuBLAS is: the
+// library's C API is a handful of calls, and no maintained Go binding exists), or, where NCCL is missing,
+// through the host.
 package gpu
 
 import "errors"

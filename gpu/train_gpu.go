@@ -20,6 +20,7 @@ type Training struct {
 	params  []Param                // the same on the device, made at the first Update
 	grads   map[string]Buffer      // per trainable weight: the step's gradient, or its micro-batches' sums
 	started bool                   // the step's sums are zeroed and hold its micro-batches so far
+	group   *group                 // the ranks' GPUs summing among themselves (JoinGroup), or nil
 }
 
 // Training returns a run over the trainable weights params (their values are read when a graph or the
@@ -118,6 +119,9 @@ func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens i
 // back up. A rank whose micro-batches supervised nothing contributes zeros. tokens is the ranks' total,
 // which Update divides by.
 func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
+	if t.group != nil {
+		return t.reduceInGroup()
+	}
 	n := 0
 	for _, p := range t.host {
 		n += len(p.Value)
@@ -146,6 +150,29 @@ func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
 			return err
 		}
 		off += b.n
+	}
+	t.started = true
+	return nil
+}
+
+// reduceInGroup is Reduce among the group's GPUs: the sums stay on the devices (a rank whose micro-batches
+// supervised nothing zeroes its sums first, and so contributes zeros).
+func (t *Training) reduceInGroup() error {
+	bufs := make([]Buffer, len(t.host))
+	for i, p := range t.host {
+		b, err := t.grad(p.Name, len(p.Value))
+		if err != nil {
+			return err
+		}
+		if !t.started {
+			if err := t.d.Zero(b); err != nil {
+				return err
+			}
+		}
+		bufs[i] = b
+	}
+	if err := t.sumInGroup(bufs); err != nil {
+		return err
 	}
 	t.started = true
 	return nil
@@ -216,9 +243,10 @@ func (t *Training) Sync(o *optim.AdamW[float32]) error {
 	return t.d.Moments(o, t.params)
 }
 
-// Close frees the gradients, the moments, the arena and the weights; the device stays open.
+// Close leaves the group, frees the gradients, the moments, the arena and the weights; the device stays
+// open.
 func (t *Training) Close() error {
-	var errs []error
+	errs := []error{t.leaveGroup()}
 	for _, b := range t.grads {
 		errs = append(errs, t.d.Free(b))
 	}

@@ -7,8 +7,9 @@
 #                                  # implementation's bench.py and flexref.py from DIR (not part of flextrain)
 #   scripts/gpu-check.sh run       # on the GPU machine, from the repository root (.device carried there)
 #
-# run finds cuBLAS (the CUDA toolkit's lib64, or the nvidia-cublas wheel that PyTorch installs), prints
-# nvidia-smi's view of the GPU, then, each part under its own time limit so that one hang costs only itself:
+# run finds cuBLAS and NCCL (the CUDA toolkit's lib64, the system's, or the nvidia-* wheels that PyTorch
+# installs), prints nvidia-smi's view of the GPU, then, each part under its own time limit so that one hang
+# costs only itself:
 #   1. every kernel against the CPU op it stands for (gpu.test), and the golden training graph on the GPU
 #      against the CPU's (model.test -run OnGPU);
 #   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU, in float32 and in bf16 (mixed
@@ -41,13 +42,15 @@ build)
 	ls -l .device .device/ref
 	;;
 run)
-	for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-		"$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)"; do
-		if [ -n "$dir" ] && ls "$dir"/libcublas.so.* >/dev/null 2>&1; then
-			export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-			echo "cuBLAS from $dir"
-			break
-		fi
+	wheel() { python3 -c "import nvidia.$1, os; print(os.path.join(list(nvidia.$1.__path__)[0], 'lib'))" 2>/dev/null || true; }
+	for lib in cublas nccl; do # cuBLAS, and NCCL for the group test
+		for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu "$(wheel $lib)"; do
+			if [ -n "$dir" ] && ls "$dir"/lib$lib.so.* >/dev/null 2>&1; then
+				export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+				echo "$lib from $dir"
+				break
+			fi
+		done
 	done
 	tar -xzf .device/bin.tar.gz -C .device
 	bin=.device/bin

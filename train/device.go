@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/config"
+	"github.com/flextrain/flextrain/dist"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -34,6 +35,17 @@ type accelerator interface {
 	// Sync copies the trainable weights into the host's params and the moments into o.
 	Sync(o *optim.AdamW[float32]) error
 	Close() error
+}
+
+// deviceGroup is an accelerator whose GPUs can sum among themselves (NCCL, in package gpu): once every rank
+// has joined one group, Reduce keeps the gradient sums on the GPUs and leaves its sum argument unused.
+type deviceGroup interface {
+	// CanGroup says why this GPU cannot join a group (no NCCL here), or nil.
+	CanGroup() error
+	// GroupID makes the identity of a new group: one rank makes it for all.
+	GroupID() ([]byte, error)
+	// JoinGroup makes this GPU the rank-th of size in the group id; every rank of the group calls it.
+	JoinGroup(id []byte, rank, size int) error
 }
 
 // errDeviceTower refuses a GPU run whose vision tower trains: the tower's backward operations have no GPU
@@ -76,6 +88,51 @@ func (t *trainer[T]) openDevice() error {
 		return fmt.Errorf("train: device %s: %w", name, err)
 	}
 	t.graph.Device = t.dev
+	return nil
+}
+
+// joinDevices lets the ranks' GPUs sum the gradients among themselves (deviceGroup) when every rank can:
+// every rank joins the group whose identity rank 0 made. When a rank cannot (no NCCL there), all sum through
+// the comm over the host, and the log says which rank and why. Every rank calls it, after setup agreed, in
+// a build with GPUs and several ranks.
+func (t *trainer[T]) joinDevices() error {
+	g, ok := t.dev.(deviceGroup)
+	if !ok || !t.multi() {
+		return nil
+	}
+	reason := ""
+	if why := g.CanGroup(); why != nil {
+		reason = why.Error()
+	}
+	reasons, err := dist.Gather(t.comm, []byte(reason))
+	if err != nil {
+		return fmt.Errorf("train: device group: %w", err)
+	}
+	for r, reason := range reasons {
+		if len(reason) > 0 {
+			t.log.printf("gradient sums go through the host: rank %d: %s\n", r, reason)
+			return nil
+		}
+	}
+	var id []byte
+	if t.comm.Rank() == 0 {
+		if id, err = g.GroupID(); err != nil {
+			id = nil // the others see an empty id and fail too
+		}
+	}
+	ids, gerr := dist.Gather(t.comm, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("train: device %s: a group of the ranks' GPUs: %w", t.cfg.Device, err)
+	case gerr != nil:
+		return fmt.Errorf("train: device group: %w", gerr)
+	case len(ids[0]) == 0:
+		return errors.New("train: device group: rank 0 could not make one")
+	}
+	if err := g.JoinGroup(ids[0], t.comm.Rank(), t.comm.Size()); err != nil {
+		return fmt.Errorf("train: device %s: join the ranks' GPUs: %w", t.cfg.Device, err)
+	}
+	t.log.printf("gradient sums stay on the GPUs: a group of %d\n", t.comm.Size())
 	return nil
 }
 

@@ -110,26 +110,41 @@ func TestRunRecomputeIsTheSameRun(t *testing.T) {
 }
 
 // TestRunTwoRanksOnDevices: two ranks, each on its own stand-in GPU (the GPU of its local rank, for device
-// cuda), log and checkpoint the bits of two ranks on CPUs: the gradients' sums come down, meet through
-// the comm and go back up.
+// cuda), log and checkpoint the bits of two ranks on CPUs, whether the gradients' sums come down, meet
+// through the comm and go back up, or, where the GPUs can group (NCCL), meet among the GPUs.
 func TestRunTwoRanksOnDevices(t *testing.T) {
 	sets := []string{"max_steps=6", "per_device_train_batch_size=2", "save_steps=6"}
 	cpu := tinyConfig(t, sets...)
 	noErrors(t, runRanks(t, cpu, 2, nil))
-	dev := tinyConfig(t, append(sets, "device=cuda")...)
-	runs := make([]*devicetest.Training, 2)
-	ordinals := make([]int, 2)
-	noErrors(t, runRanks(t, dev, 2, func(rank int, _ *context.Context, o *RunOptions) {
-		o.openDevice = func(d config.Device, _ bool, params []optim.Param[float32]) (accelerator, error) {
-			runs[rank], ordinals[rank] = devicetest.NewTraining(params), d.Ordinal
-			return runs[rank], nil
-		}
-	}))
-	for r, run := range runs {
-		if run == nil || !run.Closed || run.Ran["FlexAttention"] == 0 || ordinals[r] != r {
-			t.Errorf("rank %d: stand-in %v, GPU cuda:%d", r, run != nil, ordinals[r])
-		}
+	for _, tc := range []struct {
+		name     string
+		canGroup [2]bool // which ranks' GPUs can join a group
+		grouped  bool    // whether the sums run in one
+	}{{"no groups", [2]bool{}, false}, {"groups", [2]bool{true, true}, true}, {"rank 1 without", [2]bool{true, false}, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			groups := &devicetest.Groups{}
+			dev := tinyConfig(t, append(sets, "device=cuda")...)
+			runs := make([]*devicetest.Training, 2)
+			ordinals := make([]int, 2)
+			noErrors(t, runRanks(t, dev, 2, func(rank int, _ *context.Context, o *RunOptions) {
+				o.openDevice = func(d config.Device, _ bool, params []optim.Param[float32]) (accelerator, error) {
+					runs[rank], ordinals[rank] = devicetest.NewTraining(params), d.Ordinal
+					if tc.canGroup[rank] {
+						runs[rank].Groups = groups
+					}
+					return runs[rank], nil
+				}
+			}))
+			for r, run := range runs {
+				if run == nil || !run.Closed || run.Ran["FlexAttention"] == 0 || ordinals[r] != r {
+					t.Fatalf("rank %d: stand-in %v, GPU cuda:%d", r, run != nil, ordinals[r])
+				}
+				if summed := run.Grouped > 0; summed != tc.grouped {
+					t.Errorf("rank %d: %d sums in a device group; want them there: %v", r, run.Grouped, tc.grouped)
+				}
+			}
+			compareLogs(t, stepRecords(t, cpu.OutputDir), stepRecords(t, dev.OutputDir), 6)
+			compareCheckpoints(t, loadCheckpoint(t, cpu.OutputDir, 6), loadCheckpoint(t, dev.OutputDir, 6))
+		})
 	}
-	compareLogs(t, stepRecords(t, cpu.OutputDir), stepRecords(t, dev.OutputDir), 6)
-	compareCheckpoints(t, loadCheckpoint(t, cpu.OutputDir, 6), loadCheckpoint(t, dev.OutputDir, 6))
 }

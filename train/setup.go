@@ -79,6 +79,9 @@ func setup[T optim.Float](ctx context.Context, cfg config.Config, opts RunOption
 	if err := t.agree(t.prepare(), "setup"); err != nil {
 		return nil, err
 	}
+	if err := t.agree(t.joinDevices(), "device group"); err != nil {
+		return nil, err
+	}
 	if err := t.agree(t.resume(), "resume"); err != nil {
 		return nil, err
 	}

@@ -14,11 +14,14 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sync"
 	"unsafe"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/flextrain/flextrain/dist"
+	"github.com/flextrain/flextrain/dist/disttest"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -195,11 +198,15 @@ func (engine) AddScalar(tensor.Tensor, any, bool, ...tensor.FuncOpt) (tensor.Ten
 type Training struct {
 	*Device
 	MemoryBytes int64 // what Memory reports: 1 TiB unless set
-	host        []optim.Param[float32]
-	params      []optim.Param[float32] // the device's: values in its memory, its own gradients
-	acc         optim.Accumulator[float32]
-	opt         *optim.AdamW[float32] // the device's moments
-	Closed      bool
+	// Groups, when set, lets the stand-ins of several ranks sum among themselves, as NCCL lets GPUs do.
+	Groups  *Groups
+	Grouped int       // Reduce calls that summed in the group
+	group   dist.Comm // this rank in its group, once joined
+	host    []optim.Param[float32]
+	params  []optim.Param[float32] // the device's: values in its memory, its own gradients
+	acc     optim.Accumulator[float32]
+	opt     *optim.AdamW[float32] // the device's moments
+	Closed  bool
 }
 
 // NewTraining returns a run over the host's trainable weights params.
@@ -257,12 +264,69 @@ func (t *Training) Memory() (int64, error) {
 	return t.MemoryBytes, nil
 }
 
-// Reduce sums the step's sums over the ranks, as the host does (optim.Accumulator.Reduce).
+// Reduce sums the step's sums over the ranks, as the host does (optim.Accumulator.Reduce): with sum, or,
+// once the run joined a group, over the group's own ranks.
 func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
 	if err := t.prepare(); err != nil {
 		return err
 	}
+	if t.group != nil {
+		t.Grouped++
+		sum = t.group.SumFloat32
+	}
 	return t.acc.Reduce(t.params, tokens, sum)
+}
+
+// Groups is where the stand-ins of several ranks meet to sum among themselves (CanGroup, GroupID,
+// JoinGroup, as gpu.Training's NCCL groups): each group is a world of disttest ranks, whose sums run in
+// rank order as the host's comm does. Share one Groups between a test's ranks.
+type Groups struct {
+	mu     sync.Mutex
+	made   int
+	worlds map[string][]dist.Comm
+}
+
+// CanGroup fails unless the run has Groups.
+func (t *Training) CanGroup() error {
+	if t.Groups == nil {
+		return errors.New("devicetest: no groups")
+	}
+	return nil
+}
+
+// GroupID names a new group.
+func (t *Training) GroupID() ([]byte, error) {
+	if err := t.CanGroup(); err != nil {
+		return nil, err
+	}
+	g := t.Groups
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.made++
+	return fmt.Appendf(nil, "group %d", g.made), nil
+}
+
+// JoinGroup makes the run the rank-th of size in the group id.
+func (t *Training) JoinGroup(id []byte, rank, size int) error {
+	if err := t.CanGroup(); err != nil {
+		return err
+	}
+	g := t.Groups
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.worlds == nil {
+		g.worlds = map[string][]dist.Comm{}
+	}
+	w, ok := g.worlds[string(id)]
+	if !ok {
+		w = disttest.Local(size)
+		g.worlds[string(id)] = w
+	}
+	if len(w) != size || rank < 0 || rank >= size {
+		return fmt.Errorf("devicetest: rank %d of %d in %s, a group of %d", rank, size, id, len(w))
+	}
+	t.group = w[rank]
+	return nil
 }
 
 // Discard forgets the step's sums.
