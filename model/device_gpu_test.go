@@ -3,6 +3,7 @@
 package model
 
 import (
+	"cmp"
 	"maps"
 	"math"
 	"slices"
@@ -13,10 +14,10 @@ import (
 
 var _ Device = (*gpu.Graphs)(nil)
 
-// TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32, with the frozen
-// matrices in bfloat16, and with recomputation: the loss and every gradient agree to float32's tolerance (cuBLAS sums in its
-// own order), no operation ran on the CPU over copies, and a second run on the same device
-// (the arena's buffers lent again, the weights kept) gives the first run's bits.
+// TestGraphOnGPU runs the tiny golden training case on the GPU and on the CPU, in float32, in bf16 (mixed
+// precision) and with recomputation: the loss and every gradient agree to float32's tolerance (cuBLAS sums
+// in its own order; bf16's is looser, below), no operation ran on the CPU over copies, and a second run on
+// the same device (the arena's buffers lent again, the weights kept) gives the first run's bits.
 func TestGraphOnGPU(t *testing.T) {
 	d, err := gpu.Open(0, false)
 	if err != nil {
@@ -104,4 +105,73 @@ func relErr32(got, want []float32) float64 {
 		return math.Sqrt(num)
 	}
 	return math.Sqrt(num / den)
+}
+
+// TestFiniteDifferencesOnGPU checks the GPU's gradients of the tiny golden training case against
+// central differences of the GPU's own loss, in float32: for every trainable weight, its three entries of
+// largest gradient, each moved by ±h. Every backward kernel of the step lies on the path from the loss to
+// some of these weights. h = 10⁻² keeps float32's rounding of the loss (about 4·10⁻⁷ of 6) well below the
+// loss's change; the bound, 1% of the entry plus 2·10⁻⁴, allows the differences' own error (the same check
+// over the CPU's float32 arithmetic, on the stand-in device, passes at half of it, and fails when
+// the gradients are 10% off).
+func TestFiniteDifferencesOnGPU(t *testing.T) {
+	d, err := gpu.Open(0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	gc, w, opt, _ := goldenTrainOnCPU(t, false)
+	run := func(withGrads bool) (float64, map[string][]float32) {
+		graphs := d.Graphs() // a fresh copy of the weights each time
+		defer graphs.Close()
+		o := opt
+		o.Device = graphs
+		g, err := Build(w, gc.batch, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		if err := g.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if !withGrads {
+			return g.Loss(), nil
+		}
+		grads := map[string][]float32{}
+		for name, v := range g.Grads() {
+			h, err := graphs.Download(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grads[name] = h.Data().([]float32)
+		}
+		return g.Loss(), grads
+	}
+	_, grads := run(true)
+	const h = 1e-2
+	for _, name := range slices.Sorted(maps.Keys(grads)) {
+		g, x := grads[name], w.Get(name).Data().([]float32)
+		order := make([]int, len(g))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmpAbs(g[b], g[a]) })
+		for _, i := range order[:min(3, len(order))] {
+			orig := x[i]
+			x[i] = orig + h
+			up, _ := run(false)
+			x[i] = orig - h
+			down, _ := run(false)
+			x[i] = orig
+			num := (up - down) / (2 * h)
+			if e := math.Abs(num - float64(g[i])); e > 0.01*math.Abs(num)+2e-4 {
+				t.Errorf("%s[%d]: gradient %.6g on the GPU, %.6g by differences", name, i, g[i], num)
+			}
+		}
+	}
+}
+
+// cmpAbs orders by magnitude.
+func cmpAbs(a, b float32) int {
+	return cmp.Compare(math.Abs(float64(a)), math.Abs(float64(b)))
 }

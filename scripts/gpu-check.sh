@@ -10,8 +10,9 @@
 # run finds cuBLAS and NCCL (the CUDA toolkit's lib64, the system's, or the nvidia-* wheels that PyTorch
 # installs), prints nvidia-smi's view of the GPU, then, each part under its own time limit so that one hang
 # costs only itself:
-#   1. every kernel against the CPU op it stands for (gpu.test), and the golden training graph on the GPU
-#      against the CPU's (model.test -run OnGPU);
+#   1. every kernel against the CPU op it stands for (gpu.test), the golden training graph on the GPU
+#      against the CPU's, and the GPU's gradients against finite differences of its loss (model.test -run
+#      OnGPU);
 #   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU, in float32 and in bf16 (mixed
 #      precision): the loss curves side by side;
 #   3. flextrain bench of configs/bench.yaml on the CPU and the GPU, and of configs/bench-gpu.yaml on the GPU
@@ -60,7 +61,7 @@ run)
 
 	echo "== 1. kernels and the golden graph"
 	timeout 150 $bin/gpu.test -test.v -test.count=1 2>&1 | tee "$out/gpu-test.txt" | grep -E '^(--- |FAIL|ok|PASS)|_test.go' || true
-	(cd model && timeout 60 ../$bin/model.test -test.v -test.count=1 -test.run 'OnGPU') 2>&1 | tee "$out/model-test.txt" | tail -n 40 || true
+	(cd model && timeout 120 ../$bin/model.test -test.v -test.count=1 -test.run 'OnGPU') 2>&1 | tee "$out/model-test.txt" | tail -n 40 || true
 
 	echo "== 2. configs/tiny.yaml, 20 steps on each device, in float32 and in bf16"
 	for bf16 in false true; do
