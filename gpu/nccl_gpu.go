@@ -28,7 +28,8 @@ typedef struct {
 	error_string_fn error_string;
 } nccl_lib;
 
-// nccl_open loads name into l; it returns the name of the first entry point missing, or NULL.
+// nccl_open loads name into l; it returns why it could not (dlopen's message, or the entry point missing), or
+// NULL.
 static const char *nccl_open(nccl_lib *l, const char *name) {
 	if (!(l->lib = dlopen(name, RTLD_NOW | RTLD_LOCAL))) return dlerror();
 	if (!(l->get_id = (get_id_fn)dlsym(l->lib, "ncclGetUniqueId"))) return "ncclGetUniqueId missing";

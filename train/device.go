@@ -100,40 +100,61 @@ func (t *trainer[T]) joinDevices() error {
 	if !ok || !t.multi() {
 		return nil
 	}
-	reason := ""
-	if why := g.CanGroup(); why != nil {
-		reason = why.Error()
+	rank, why, err := t.cannotGroup(g)
+	if err != nil || why != "" {
+		if why != "" {
+			t.log.printf("gradient sums go through the host: rank %d: %s\n", rank, why)
+		}
+		return err
 	}
-	reasons, err := dist.Gather(t.comm, []byte(reason))
+	id, err := t.sharedGroupID(g)
+	if err == nil {
+		err = g.JoinGroup(id, t.comm.Rank(), t.comm.Size())
+	}
 	if err != nil {
-		return fmt.Errorf("train: device group: %w", err)
+		return fmt.Errorf("train: device %s: a group of the ranks' GPUs: %w", t.cfg.Device, err)
 	}
-	for r, reason := range reasons {
-		if len(reason) > 0 {
-			t.log.printf("gradient sums go through the host: rank %d: %s\n", r, reason)
-			return nil
+	t.log.printf("gradient sums stay on the GPUs: a group of %d\n", t.comm.Size())
+	return nil
+}
+
+// cannotGroup gathers why each rank's GPU cannot join a group, and returns the first rank that cannot with
+// its reason, or "" when all can.
+func (t *trainer[T]) cannotGroup(g deviceGroup) (int, string, error) {
+	mine := ""
+	if why := g.CanGroup(); why != nil {
+		mine = why.Error()
+	}
+	reasons, err := dist.Gather(t.comm, []byte(mine))
+	for r, why := range reasons {
+		if len(why) > 0 {
+			return r, string(why), err
 		}
 	}
+	return 0, "", err
+}
+
+// sharedGroupID is, on every rank, the identity of the group rank 0 makes; every rank fails when rank 0
+// could not make one.
+func (t *trainer[T]) sharedGroupID(g deviceGroup) ([]byte, error) {
 	var id []byte
+	var err error
 	if t.comm.Rank() == 0 {
-		if id, err = g.GroupID(); err != nil {
-			id = nil // the others see an empty id and fail too
+		id, err = g.GroupID()
+		if err != nil {
+			id = nil // the others see an empty identity
 		}
 	}
 	ids, gerr := dist.Gather(t.comm, id)
 	switch {
 	case err != nil:
-		return fmt.Errorf("train: device %s: a group of the ranks' GPUs: %w", t.cfg.Device, err)
+		return nil, err
 	case gerr != nil:
-		return fmt.Errorf("train: device group: %w", gerr)
+		return nil, gerr
 	case len(ids[0]) == 0:
-		return errors.New("train: device group: rank 0 could not make one")
+		return nil, errors.New("rank 0 could not make one")
 	}
-	if err := g.JoinGroup(ids[0], t.comm.Rank(), t.comm.Size()); err != nil {
-		return fmt.Errorf("train: device %s: join the ranks' GPUs: %w", t.cfg.Device, err)
-	}
-	t.log.printf("gradient sums stay on the GPUs: a group of %d\n", t.comm.Size())
-	return nil
+	return ids[0], nil
 }
 
 // syncHost brings the host's weights and optimizer state up to date with the GPU's (a no-op on the CPU).
