@@ -37,26 +37,7 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute bool) {
 	defer graphs.Close()
 	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16)
 	opt.Recompute = recompute
-	opt.Device = graphs
-	run := func() (float64, map[string][]float32) {
-		g, err := Build(w, gc.batch, opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer g.Close()
-		if err := g.Run(); err != nil {
-			t.Fatal(err)
-		}
-		grads := map[string][]float32{}
-		for name, v := range g.Grads() {
-			h, err := graphs.Download(v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			grads[name] = h.Data().([]float32)
-		}
-		return g.Loss(), grads
-	}
+	run := func() (float64, map[string][]float32) { return runOnGPU(t, graphs, w, gc, opt) }
 	// The GPU sums in another order than the CPU: float32's summation error. With bf16, a product's output
 	// rounded as the next product's operand may land one bfloat16 step (2⁻⁸) away from the CPU's where the
 	// two sums straddle a rounding boundary: looser bounds, still well below the 2·10⁻² by which float32
@@ -94,6 +75,30 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute bool) {
 	}
 }
 
+// runOnGPU builds the golden case's graph of w with opt on graphs and runs it: its loss, and its gradients
+// brought down.
+func runOnGPU(t *testing.T, graphs *gpu.Graphs, w *Weights, gc *goldenCase, opt Options) (float64, map[string][]float32) {
+	t.Helper()
+	opt.Device = graphs
+	g, err := Build(w, gc.batch, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Run(); err != nil {
+		t.Fatal(err)
+	}
+	grads := map[string][]float32{}
+	for name, v := range g.Grads() {
+		h, err := graphs.Download(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads[name] = h.Data().([]float32)
+	}
+	return g.Loss(), grads
+}
+
 // relErr32 is ‖got − want‖ / ‖want‖.
 func relErr32(got, want []float32) float64 {
 	var num, den float64
@@ -121,33 +126,12 @@ func TestFiniteDifferencesOnGPU(t *testing.T) {
 	}
 	defer d.Close()
 	gc, w, opt, _ := goldenTrainOnCPU(t, false)
-	run := func(withGrads bool) (float64, map[string][]float32) {
+	run := func() (float64, map[string][]float32) {
 		graphs := d.Graphs() // a fresh copy of the weights each time
 		defer graphs.Close()
-		o := opt
-		o.Device = graphs
-		g, err := Build(w, gc.batch, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer g.Close()
-		if err := g.Run(); err != nil {
-			t.Fatal(err)
-		}
-		if !withGrads {
-			return g.Loss(), nil
-		}
-		grads := map[string][]float32{}
-		for name, v := range g.Grads() {
-			h, err := graphs.Download(v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			grads[name] = h.Data().([]float32)
-		}
-		return g.Loss(), grads
+		return runOnGPU(t, graphs, w, gc, opt)
 	}
-	_, grads := run(true)
+	_, grads := run()
 	const h = 1e-2
 	for _, name := range slices.Sorted(maps.Keys(grads)) {
 		g, x := grads[name], w.Get(name).Data().([]float32)
@@ -159,9 +143,9 @@ func TestFiniteDifferencesOnGPU(t *testing.T) {
 		for _, i := range order[:min(3, len(order))] {
 			orig := x[i]
 			x[i] = orig + h
-			up, _ := run(false)
+			up, _ := run()
 			x[i] = orig - h
-			down, _ := run(false)
+			down, _ := run()
 			x[i] = orig
 			num := (up - down) / (2 * h)
 			if e := math.Abs(num - float64(g[i])); e > 0.01*math.Abs(num)+2e-4 {
