@@ -9,6 +9,7 @@ import (
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/dist"
+	"github.com/flextrain/flextrain/gpu"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -52,18 +53,45 @@ type deviceGroup interface {
 // kernels yet (they would run on the host over copies).
 var errDeviceTower = errors.New("train: a vision tower that trains is not supported on a GPU yet; freeze it (frozen: [model.vision_tower.*])")
 
+// CheckDevice refuses, before anything is read or allocated, a config whose device this build cannot run:
+// cuda in a build without the gpu tag (gpu.ErrNoCUDA, naming the GPU that the process of local rank
+// localRank would take).
+func CheckDevice(cfg config.Config, localRank int) error {
+	d, err := deviceOf(cfg, localRank)
+	if err != nil || !d.CUDA || cudaBuilt {
+		return err
+	}
+	return fmt.Errorf("train: device cuda:%d: %w", d.Ordinal, gpu.ErrNoCUDA)
+}
+
+// checkDevice is CheckDevice for this rank, unless the run opens its devices itself (RunOptions.openDevice:
+// tests' stand-ins).
+func (t *trainer[T]) checkDevice() error {
+	if t.opts.openDevice != nil {
+		return nil
+	}
+	return CheckDevice(t.cfg, t.comm.LocalRank())
+}
+
+// deviceOf is cfg's device for the process of local rank localRank: cuda without an ordinal is the GPU of
+// that rank on its machine.
+func deviceOf(cfg config.Config, localRank int) (config.Device, error) {
+	d, err := config.ParseDevice(cfg.Device)
+	if cfg.Device == "cuda" {
+		d.Ordinal = localRank
+	}
+	return d, err
+}
+
 // openDevice starts the run's GPU when the config names one: its steps then run there (t.graph.Device).
 func (t *trainer[T]) openDevice() error {
-	d, err := config.ParseDevice(t.cfg.Device)
+	d, err := deviceOf(t.cfg, t.comm.LocalRank())
 	if err != nil || !d.CUDA {
 		return err // validated: never an error here
 	}
 	params, ok := any(t.params).([]optim.Param[float32])
 	if !ok {
 		return fmt.Errorf("train: device %s trains in float32", t.cfg.Device)
-	}
-	if t.cfg.Device == "cuda" { // no ordinal: each rank takes the GPU of its rank on its machine
-		d.Ordinal = t.comm.LocalRank()
 	}
 	for _, p := range params {
 		if strings.HasPrefix(p.Name, model.VisionPrefix) {

@@ -8,6 +8,9 @@ import (
 	"github.com/flextrain/flextrain/optim"
 )
 
+// cudaBuilt: this build runs GPUs.
+const cudaBuilt = true
+
 // openAccelerator opens the GPU of d and a training run on it over params.
 func openAccelerator(d config.Device, tf32 bool, params []optim.Param[float32]) (accelerator, error) {
 	dev, err := gpu.Open(d.Ordinal, tf32)

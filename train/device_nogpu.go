@@ -8,6 +8,9 @@ import (
 	"github.com/flextrain/flextrain/optim"
 )
 
+// cudaBuilt: this build has no CUDA.
+const cudaBuilt = false
+
 // openAccelerator fails: this build has no CUDA.
 func openAccelerator(config.Device, bool, []optim.Param[float32]) (accelerator, error) {
 	return nil, gpu.ErrNoCUDA

@@ -98,6 +98,9 @@ func setup[T optim.Float](ctx context.Context, cfg config.Config, opts RunOption
 // prepare reads what the run starts from (tokenizer, weights, data), binds the trainable weights to the
 // optimizer and plans the run; it touches nothing and talks to no other rank.
 func (t *trainer[T]) prepare() error {
+	if err := t.checkDevice(); err != nil {
+		return err
+	}
 	if err := t.loadTokenizer(); err != nil {
 		return err
 	}

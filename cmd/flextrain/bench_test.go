@@ -55,14 +55,16 @@ func TestBenchVersus(t *testing.T) {
 }
 
 // TestDeviceFlag: --device reaches the config of bench and fit (this build has no CUDA, and says so, naming
-// the device), and a device that is no device is refused as a config value.
+// the device, before any weight is made: bench-7b.yaml's would take 28 GB), and a device that is no device
+// is refused as a config value.
 func TestDeviceFlag(t *testing.T) {
 	var out bytes.Buffer
-	for _, tc := range []struct{ device, want string }{
-		{"cuda:1", "device cuda:1: gpu: this flextrain has no CUDA"},
-		{"tpu", `device: "tpu" is not cpu, cuda or cuda:N`},
+	for _, tc := range []struct{ config, device, want string }{
+		{"tiny.yaml", "cuda:1", "device cuda:1: gpu: this flextrain has no CUDA"},
+		{"bench-7b.yaml", "cuda", "device cuda:0: gpu: this flextrain has no CUDA"},
+		{"tiny.yaml", "tpu", `device: "tpu" is not cpu, cuda or cuda:N`},
 	} {
-		err := benchMain([]string{"--config", "../../configs/tiny.yaml", "--device", tc.device, "--steps", "1"}, &out)
+		err := benchMain([]string{"--config", "../../configs/" + tc.config, "--device", tc.device, "--steps", "1"}, &out)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("bench --device %s: %v; want an error with %q", tc.device, err, tc.want)
 		}

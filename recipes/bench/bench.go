@@ -97,6 +97,9 @@ func Interleaved(cfg config.Config, opts Options, modes []string) ([]Result, err
 	if err := cfg.Model().Validate(); err != nil {
 		return nil, err
 	}
+	if err := train.CheckDevice(cfg, 0); err != nil { // before the weights are made
+		return nil, err
+	}
 	runs := make([]*modeRun, 0, len(modes))
 	defer func() {
 		for _, r := range runs {
