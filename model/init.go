@@ -41,21 +41,25 @@ func drawDense(rng *rand.Rand, sp weightSpec, dt tensor.Dtype) *tensor.Dense {
 	for _, d := range sp.shape {
 		n *= d
 	}
-	v := make([]float64, n)
-	for i := range v {
-		switch sp.init {
-		case initNormal:
-			v[i] = initStd * rng.NormFloat64()
-		case initOnes:
+	if dt == tensor.Float64 {
+		return tensor.New(tensor.WithShape(sp.shape...), tensor.WithBacking(draw[float64](rng, sp.init, n)))
+	}
+	return tensor.New(tensor.WithShape(sp.shape...), tensor.WithBacking(draw[float32](rng, sp.init, n)))
+}
+
+// draw is n values of kind init, each drawn in float64 and rounded to T (no float64 copy of the whole
+// weight: a 7B model's draws are the time of its bench's start).
+func draw[T float32 | float64](rng *rand.Rand, init initKind, n int) []T {
+	v := make([]T, n)
+	switch init {
+	case initNormal:
+		for i := range v {
+			v[i] = T(initStd * rng.NormFloat64())
+		}
+	case initOnes:
+		for i := range v {
 			v[i] = 1
 		}
 	}
-	if dt == tensor.Float64 {
-		return tensor.New(tensor.WithShape(sp.shape...), tensor.WithBacking(v))
-	}
-	v32 := make([]float32, n)
-	for i, x := range v {
-		v32[i] = float32(x)
-	}
-	return tensor.New(tensor.WithShape(sp.shape...), tensor.WithBacking(v32))
+	return v
 }

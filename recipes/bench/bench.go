@@ -100,6 +100,10 @@ func Interleaved(cfg config.Config, opts Options, modes []string) ([]Result, err
 	if err := train.CheckDevice(cfg, 0); err != nil { // before the weights are made
 		return nil, err
 	}
+	w, err := benchWeights(cfg)
+	if err != nil {
+		return nil, err
+	}
 	runs := make([]*modeRun, 0, len(modes))
 	defer func() {
 		for _, r := range runs {
@@ -107,7 +111,7 @@ func Interleaved(cfg config.Config, opts Options, modes []string) ([]Result, err
 		}
 	}()
 	for _, mode := range modes {
-		st, err := newStepper(cfg, opts, mode)
+		st, err := newStepper(cfg, opts, mode, w.Clone())
 		if err != nil {
 			return nil, err
 		}
@@ -128,19 +132,25 @@ func Interleaved(cfg config.Config, opts Options, modes []string) ([]Result, err
 	return out, nil
 }
 
-// newStepper is a stepper of randomly initialised weights over the bench batch, in one mode.
-func newStepper(cfg config.Config, opts Options, mode string) (*train.Stepper, error) {
+// benchWeights are cfg's randomly initialised weights, the frozen matrices in bfloat16 with bf16 (as fit
+// holds them). They are drawn once: each mode trains a copy (drawing a 7B model takes about a minute).
+func benchWeights(cfg config.Config) (*model.Weights, error) {
+	w := model.InitWeights(cfg.Model(), tensor.Float32, uint64(cfg.Seed))
+	if cfg.LLaVA.BF16 {
+		if err := w.Narrow(half.BFloat16, func(name string) bool { return !cfg.Trainable(name) }); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// newStepper is a stepper of the weights w over the bench batch, in one mode.
+func newStepper(cfg config.Config, opts Options, mode string, w *model.Weights) (*train.Stepper, error) {
 	view, dense, err := modeView(mode)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Flex.View = view
-	w := model.InitWeights(cfg.Model(), tensor.Float32, uint64(cfg.Seed))
-	if cfg.LLaVA.BF16 { // the frozen matrices in bfloat16, as fit holds them
-		if err := w.Narrow(half.BFloat16, func(name string) bool { return !cfg.Trainable(name) }); err != nil {
-			return nil, err
-		}
-	}
 	return train.NewStepper(cfg, w, fixedBatch{benchBatch(cfg)}, train.StepperOptions{Steps: opts.Warmup + opts.Steps, Dense: dense, Cached: opts.Cached})
 }
 
