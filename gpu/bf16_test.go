@@ -30,7 +30,7 @@ func TestDeviceNarrowBF16(t *testing.T) {
 	for i, b := range bits {
 		src[i] = math.Float32frombits(b)
 	}
-	out, err := g.narrow(Buffer{}, upload(t, d, src))
+	out, err := d.narrow(Buffer{}, upload(t, d, src))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,11 +54,11 @@ static int blas_sgemm_strided(blas_lib *l, int ta, int tb, int m, int n, int k, 
 	return l->sgemm_strided(l->handle, ta, tb, m, n, k, &alpha, (const void *)a, lda, sa, (const void *)b, ldb, sb,
 		&beta, (void *)c, ldc, sc, batch);
 }
-// C = A·B with A and B bfloat16 (CUDA_R_16BF), C float32 (CUDA_R_32F), summed in float32
+// C = A·B + beta·C with A and B bfloat16 (CUDA_R_16BF), C float32 (CUDA_R_32F), summed in float32
 // (CUBLAS_COMPUTE_32F) by the algorithm cuBLAS picks (CUBLAS_GEMM_DEFAULT).
 static int blas_gemm_bf16(blas_lib *l, int ta, int tb, int m, int n, int k, unsigned long long a, int lda,
-	unsigned long long b, int ldb, unsigned long long c, int ldc) {
-	const float alpha = 1, beta = 0;
+	unsigned long long b, int ldb, float beta, unsigned long long c, int ldc) {
+	const float alpha = 1;
 	return l->gemm_ex(l->handle, ta, tb, m, n, k, &alpha, (const void *)a, 14, lda, (const void *)b, 14, ldb,
 		&beta, (void *)c, 0, ldc, 68, -1);
 }
@@ -147,17 +147,17 @@ type mat struct {
 	batchShift int
 }
 
-// gemmBF16 computes C = op(A)·op(B) for row-major A and B of bfloat16 values (their bits, each matrix from
-// the start of its buffer) and float32 C, the products summed in float32: cublasGemmEx with compute type
-// 32F, on the tensor cores. As gemm, it computes Cᵀ = op(B)ᵀ·op(A)ᵀ.
-func (d *Device) gemmBF16(a, b, c mat, m, n, k int) error {
+// gemmBF16 computes C = op(A)·op(B) + beta·C for row-major A and B of bfloat16 values (their bits, each
+// matrix from the start of its buffer) and float32 C, the products summed in float32: cublasGemmEx with
+// compute type 32F, on the tensor cores. As gemm, it computes Cᵀ = op(B)ᵀ·op(A)ᵀ.
+func (d *Device) gemmBF16(a, b, c mat, m, n, k int, beta float32) error {
 	if a.off != 0 || b.off != 0 || a.batchShift != 0 || b.batchShift != 0 {
 		return errors.New("gpu: a bfloat16 product reads whole matrices")
 	}
 	return d.do(func() error {
 		return d.blas.check("cublasGemmEx", C.blas_gemm_bf16(d.blas.l, blasOp(b.t), blasOp(a.t), C.int(n), C.int(m),
-			C.int(k), C.ulonglong(b.b.ptr), C.int(b.ld), C.ulonglong(a.b.ptr), C.int(a.ld), C.ulonglong(c.b.at(c.off)),
-			C.int(c.ld)))
+			C.int(k), C.ulonglong(b.b.ptr), C.int(b.ld), C.ulonglong(a.b.ptr), C.int(a.ld), C.float(beta),
+			C.ulonglong(c.b.at(c.off)), C.int(c.ld)))
 	})
 }
 

@@ -13,10 +13,11 @@ import (
 // probabilities, and per sample with HR rows the second-softmax probabilities, HR features, keys and
 // values, row flags and RoPE tables of its HR tokens. Free releases it.
 type Flex struct {
-	plan    *ops.FlexPlan
-	p       Buffer        // plain P [B, H, N, N]
-	samples []*flexSample // per sample; nil where no row selected an HR token
-	cells   Buffer        // the selection [B·N, G²]
+	plan       *ops.FlexPlan
+	p          Buffer        // plain P [B, H, N, N]
+	samples    []*flexSample // per sample; nil where no row selected an HR token
+	cells      Buffer        // the selection [B·N, G²]
+	wk16, wv16 Buffer        // W'_K and W'_V in bfloat16 during the forward pass (Products BF16)
 }
 
 // flexSample is one sample's HR part: the second softmax of R of its L real rows (flexRows) over its plain
@@ -28,6 +29,7 @@ type flexSample struct {
 	u                int       // U
 	rowsel, cos, sin Buffer    // rows on the device; the tokens' RoPE tables [U, dh]
 	cellOf, hd       Buffer    // int64 [U]: each token's selection cell; its HR features [U, W]
+	hd16             Buffer    // with Products BF16: hd rounded (in place) and as bfloat16 bits
 	index, qR        Buffer    // int64 [R]: computed on the device; their queries [R, W]
 	pSel, kHR, vHR   Buffer    // [H, R, L+U]; [U, W]; [U, W]
 }
@@ -52,11 +54,18 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 	}
 	f := &Flex{plan: plan, p: p, samples: make([]*flexSample, lay.B)}
 	f.cells, err = newBuffer(d, cells)
+	if err == nil && plan.Products == ops.BF16 { // the HR projections' weights, for the tensor cores
+		if f.wk16, err = d.narrow(Buffer{}, wk); err == nil {
+			f.wv16, err = d.narrow(Buffer{}, wv)
+		}
+	}
 	for b := 0; b < lay.B && err == nil; b++ {
 		if set := hrSetOf(plan, b, cells); set.rowsel != nil {
 			f.samples[b], err = d.flexForward(f, b, set, o, q, k, v, wk, wv, hd)
 		}
 	}
+	freeAll(d, f.wk16, f.wv16) // the backward pass does not read them
+	f.wk16, f.wv16 = Buffer{}, Buffer{}
 	if err != nil {
 		f.Free(d)
 		return nil, err
@@ -98,6 +107,11 @@ func (d *Device) flexForward(f *Flex, b int, set hrSet, o, q, k, v, wk, wv, hd B
 	if err == nil { // the set's rows of the sample's HR features
 		err = d.Assemble(s.hd, hd, Buffer{}, Buffer{}, hrSources(plan, b, set.tokens), W)
 	}
+	if err == nil && plan.Products == ops.BF16 { // rounded, as the CPU's forms round them, and as bits
+		if err = d.roundBF16(s.hd); err == nil {
+			s.hd16, err = d.narrow(Buffer{}, s.hd)
+		}
+	}
 	if err == nil { // the computed rows' queries
 		err = d.Assemble(s.qR, q, Buffer{}, Buffer{}, sampleRows(b*N, s.computed), W)
 	}
@@ -115,10 +129,18 @@ func (d *Device) flexForward(f *Flex, b int, set hrSet, o, q, k, v, wk, wv, hd B
 	}
 	defer d.Free(mix)
 	scale := float32(1 / math.Sqrt(float64(dh)))
+	project := func(w, w16, dst Buffer) func() error { // dst = hd·wᵀ
+		if plan.Products == ops.BF16 {
+			return func() error {
+				return d.gemmBF16(mat{b: s.hd16, ld: W}, mat{b: w16, ld: W, t: true}, mat{b: dst, ld: W}, M, W, W, 0)
+			}
+		}
+		return func() error { return d.gemm(hdb, mat{b: w, ld: W, t: true}, mat{b: dst, ld: W}, M, W, W, 1, 0, 1) }
+	}
 	steps := []func() error{
-		func() error { return d.gemm(hdb, mat{b: wk, ld: W, t: true}, mat{b: s.vHR, ld: W}, M, W, W, 1, 0, 1) }, // k_hr before RoPE, in vHR for now
+		project(wk, f.wk16, s.vHR), // k_hr before RoPE, in vHR for now
 		func() error { return d.Rope(s.kHR, s.vHR, s.cos, s.sin, M, W, dh, false) },
-		func() error { return d.gemm(hdb, mat{b: wv, ld: W, t: true}, mat{b: s.vHR, ld: W}, M, W, W, 1, 0, 1) },
+		project(wv, f.wv16, s.vHR),
 		func() error { return d.gemm(heads(s.qR, 0, false), heads(k, row, true), sm(0), R, L, dh, scale, 0, H) },
 		func() error {
 			return d.gemm(heads(s.qR, 0, false), heads(s.kHR, 0, true), sm(L), R, M, dh, scale, 0, H)
@@ -192,7 +214,7 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 	plan := f.plan
 	H, dh, N, M, L, W := plan.Heads, plan.HeadDim, plan.N, s.u, plan.Lens[b], plan.Heads*plan.HeadDim
 	R := len(s.computed)
-	row, hdb := b*N*W, mat{b: s.hd, ld: W}
+	row := b * N * W
 	heads := func(x Buffer, off int, t bool) mat { return mat{b: x, off: off, ld: W, t: t, batchShift: dh} }
 	sm := func(x Buffer, off int, t bool) mat {
 		return mat{b: x, off: off, ld: L + M, t: t, batchShift: R * (L + M)}
@@ -273,8 +295,8 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 	if dwk.n != 0 { // dW'_K += rope_hrᵀ(dk_hr)ᵀ·hd, dW'_V += dv_hrᵀ·hd
 		steps = append(steps,
 			func() error { return d.Rope(dkHR, dkHR, s.cos, s.sin, M, W, dh, true) },
-			func() error { return d.gemm(mat{b: dkHR, ld: W, t: true}, hdb, mat{b: dwk, ld: W}, W, W, M, 1, 1, 1) },
-			func() error { return d.gemm(mat{b: dvHR, ld: W, t: true}, hdb, mat{b: dwv, ld: W}, W, W, M, 1, 1, 1) })
+			func() error { return d.hrWeightGrad(plan, s, dkHR, dwk, true) },
+			func() error { return d.hrWeightGrad(plan, s, dvHR, dwv, plan.Dense) })
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -282,6 +304,22 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 		}
 	}
 	return nil
+}
+
+// hrWeightGrad adds dxᵀ·hd, sample s's share of an HR projection's weight gradient, into dw. With Products
+// BF16 the features are rounded already, and dx is rounded when round, as the CPU's forms round it (dk_hr;
+// dv_hr in the dense form): then the product runs on the tensor cores, otherwise in float32.
+func (d *Device) hrWeightGrad(plan *ops.FlexPlan, s *flexSample, dx, dw Buffer, round bool) error {
+	M, W := s.u, plan.Heads*plan.HeadDim
+	if plan.Products != ops.BF16 || !round {
+		return d.gemm(mat{b: dx, ld: W, t: true}, mat{b: s.hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
+	}
+	dx16, err := d.narrow(Buffer{}, dx)
+	if err != nil {
+		return err
+	}
+	defer d.Free(dx16)
+	return d.gemmBF16(mat{b: dx16, ld: W, t: true}, mat{b: s.hd16, ld: W}, mat{b: dw, ld: W}, W, W, M, 1)
 }
 
 // Free releases the state.
@@ -295,7 +333,7 @@ func (f *Flex) Free(d *Device) {
 }
 
 func (s *flexSample) free(d *Device) {
-	freeAll(d, s.rowsel, s.cos, s.sin, s.cellOf, s.hd, s.index, s.qR, s.pSel, s.kHR, s.vHR)
+	freeAll(d, s.rowsel, s.cos, s.sin, s.cellOf, s.hd, s.hd16, s.index, s.qR, s.pSel, s.kHR, s.vHR)
 }
 
 // sampleRows names rows off + r of a table (a sample's rows of [B·N, W]), for the assembly's gather.

@@ -44,23 +44,34 @@ func flexCase(rng *rand.Rand) (*ops.FlexPlan, [][]float32, [][]int) {
 
 // TestFlexAttentionTwin: the device's FlexAttention, walked in Go as its kernels and products do (flexTwin),
 // matches ops.FlexAttention forward and backward (q, k, v and both HR projections), in the dense form (all
-// M HR tokens) and in the union form (the union of the tokens some row selected).
+// M HR tokens) and in the union form (the union of the tokens some row selected), with float32 and with
+// bfloat16 HR projections (the operands rounded where the CPU rounds them; the weight gradients' upstream
+// values are rounded after sums in another order, so a value near a rounding boundary may land one bfloat16
+// step away: a looser bound for those two).
 func TestFlexAttentionTwin(t *testing.T) {
-	for _, dense := range []bool{true, false} {
+	for _, tc := range []struct {
+		dense    bool
+		products ops.Precision
+		wTol     float64
+	}{{true, ops.Native, 1e-5}, {false, ops.Native, 1e-5}, {true, ops.BF16, 1e-4}, {false, ops.BF16, 1e-4}} {
 		rng := rand.New(rand.NewPCG(25, 26))
 		plan, vals, shapes := flexCase(rng)
-		plan.Dense = dense
+		plan.Dense, plan.Products = tc.dense, tc.products
 		up := randoms(rng, len(vals[0]))
 		want, wantG := cpuOpN(t, 5, func(in []*G.Node) (*G.Node, error) {
 			return ops.FlexAttention(in[0], in[1], in[2], in[3], in[4], in[5], in[6], plan, true)
 		}, vals, shapes, up)
 		o, grads := flexTwin(plan, vals, up)
-		form := map[bool]string{true: "dense", false: "union"}[dense]
+		form := map[bool]string{true: "dense", false: "union"}[tc.dense] + " " + tc.products.String()
 		closeTo(t, form+" o", len(o), o, want, 1e-5)
 		for i, name := range []string{"dq", "dk", "dv", "dwk", "dwv"} {
-			closeTo(t, form+" "+name, len(grads[i]), grads[i], wantG[i], 1e-5)
+			tol := 1e-5
+			if i >= 3 {
+				tol = tc.wTol
+			}
+			closeTo(t, form+" "+name, len(grads[i]), grads[i], wantG[i], tol)
 		}
-		if set := hrSetOf(plan, 0, vals[6]); dense != (len(set.tokens) == plan.M) {
+		if set := hrSetOf(plan, 0, vals[6]); tc.dense != (len(set.tokens) == plan.M) {
 			t.Errorf("%s form: sample 0 computes with %d of %d HR tokens", form, len(set.tokens), plan.M)
 		}
 	}
@@ -72,6 +83,10 @@ func TestFlexAttentionTwin(t *testing.T) {
 // blend, and the backward pass in the order of flexBackward.
 func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5][]float32) {
 	q, k, v, wk, wv, hd, cells := vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]
+	bf16 := plan.Products == ops.BF16
+	if bf16 { // the HR projections' weights for the tensor cores (FlexAttention's narrow)
+		wk, wv = roundedTwin(wk), roundedTwin(wv)
+	}
 	lay, H, dh, N := plan.Layout, plan.Heads, plan.HeadDim, plan.N
 	W, G2, alpha := H*dh, plan.Cells.G*plan.Cells.G, float32(plan.Alpha)
 	scale := float32(1 / math.Sqrt(float64(dh)))
@@ -102,6 +117,9 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 		hdb := make([]float32, M*W) // the set's rows of the sample's HR features
 		for i, u := range set.tokens {
 			copy(hdb[i*W:(i+1)*W], hd[(b*plan.M+u)*W:])
+		}
+		if bf16 { // round_bf16 in place
+			hdb = roundedTwin(hdb)
 		}
 		kHR, vHR := ropeRows(mulNT(hdb, wk, M, W, W), cos, sin, M, W, dh, false), mulNT(hdb, wv, M, W, W)
 		qb, kb, vb := q[b*N*W:], k[b*N*W:], v[b*N*W:]
@@ -184,6 +202,12 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 			}
 		}
 		dkPre := ropeRows(dkHR, cos, sin, M, W, dh, true)
+		if bf16 { // hrWeightGrad's narrow: dk_hr always, dv_hr in the dense form
+			dkPre = roundedTwin(dkPre)
+			if plan.Dense {
+				dvHR = roundedTwin(dvHR)
+			}
+		}
 		for a := range W {
 			for c := range W {
 				for u := range M {
@@ -252,6 +276,15 @@ func ropeRows(x, cos, sin []float32, rows, width, dh int, transpose bool) []floa
 				}
 			}
 		}
+	}
+	return y
+}
+
+// roundedTwin is a copy of x rounded to bfloat16 (narrow_bf16, round_bf16).
+func roundedTwin(x []float32) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = ops.RoundBF16(v)
 	}
 	return y
 }

@@ -362,30 +362,19 @@ type bf16Copy struct {
 // one copy; for any other value, a temporary copy that done frees.
 func (g *Graphs) bf16Of(b Buffer) (bits Buffer, done func(), err error) {
 	if _, isWeight := g.weightAt[b.ptr]; !isWeight {
-		if bits, err = g.narrow(Buffer{}, b); err != nil {
+		if bits, err = g.d.narrow(Buffer{}, b); err != nil {
 			return Buffer{}, nil, err
 		}
 		return bits, func() { g.d.Free(bits) }, nil
 	}
 	c := g.bf16[b.ptr]
 	if !c.fresh {
-		if c.bits, err = g.narrow(c.bits, b); err != nil {
+		if c.bits, err = g.d.narrow(c.bits, b); err != nil {
 			return Buffer{}, nil, err
 		}
 		g.bf16[b.ptr] = bf16Copy{bits: c.bits, fresh: true}
 	}
 	return c.bits, func() {}, nil
-}
-
-// narrow rounds the values of src to bfloat16 into dst, or into a new buffer when dst is empty.
-func (g *Graphs) narrow(dst, src Buffer) (Buffer, error) {
-	if dst.n == 0 {
-		var err error
-		if dst, err = g.d.Alloc((src.n + 1) / 2); err != nil {
-			return Buffer{}, err
-		}
-	}
-	return dst, g.d.launch("narrow_bf16", Elementwise(src.n), dst.ptr, src.ptr, int64(src.n))
 }
 
 // staleBF16 notes that the weights changed (an optimizer step): each bfloat16 copy is rounded again at its

@@ -213,7 +213,7 @@ func (g *Graphs) productBF16(a, b, c mat, m, n, k int, roundB bool) error {
 		}
 		defer done()
 	}
-	return g.d.gemmBF16(a, b, c, m, n, k)
+	return g.d.gemmBF16(a, b, c, m, n, k, 0)
 }
 
 // dims are the (rows, columns) of a matrix of shape s, transposed when t.

@@ -194,3 +194,26 @@ func sameLen(op string, bufs ...Buffer) error {
 	}
 	return nil
 }
+
+// narrow rounds the values of src to bfloat16 into dst (their bits), or into a new buffer when dst is empty.
+func (d *Device) narrow(dst, src Buffer) (Buffer, error) {
+	fresh := dst.n == 0
+	if fresh {
+		var err error
+		if dst, err = d.Alloc((src.n + 1) / 2); err != nil {
+			return Buffer{}, err
+		}
+	}
+	if err := d.launch("narrow_bf16", Elementwise(src.n), dst.ptr, src.ptr, int64(src.n)); err != nil {
+		if fresh {
+			d.Free(dst)
+		}
+		return Buffer{}, err
+	}
+	return dst, nil
+}
+
+// roundBF16 rounds the values of x to bfloat16 in place, keeping them float32.
+func (d *Device) roundBF16(x Buffer) error {
+	return d.launch("round_bf16", Elementwise(x.n), x.ptr, int64(x.n))
+}

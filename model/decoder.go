@@ -210,7 +210,7 @@ func (b *builder[T]) attnLayout() ops.Layout {
 func (b *builder[T]) flexPlan() *ops.FlexPlan {
 	_, _, zg, M := b.cfg.Grid()
 	cos, sin := b.hrRope()
-	return &ops.FlexPlan{Layout: b.attnLayout(), Alpha: b.opt.Alpha, Rows: b.rows, M: M, Dense: b.dense,
+	return &ops.FlexPlan{Layout: b.attnLayout(), Alpha: b.opt.Alpha, Rows: b.rows, M: M, Dense: b.dense, Products: b.opt.Products,
 		Cells: ops.CellGrid{G: b.cfg.Flex.SelectGrid, Zg: zg}, RopeCos: cos, RopeSin: sin}
 }
 

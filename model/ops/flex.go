@@ -31,6 +31,12 @@ type FlexPlan struct {
 	// Dense projects all M HR tokens and scores them for every row of an image sample, masking what a row
 	// did not select: the same numbers at the cost of the official implementation (a benchmark baseline).
 	Dense bool
+	// Products is the precision of the HR projections hd·W'_Kᵀ and hd·W'_Vᵀ and of their weights'
+	// gradients: with BF16 (float32 only) the HR features and W'_K, W'_V are rounded to bfloat16, and so are
+	// the upstream gradients of the weight gradients' products that the form makes (dk_hr before RoPE;
+	// dv_hr in the dense form; the union form's dW'_V = α·gᵀ·(P·hd) multiplies float32 values of rounded
+	// features, as a GPU's sum of rounded products in float32 does).
+	Products Precision
 }
 
 // CellGrid maps selection cells to HR tokens: HR token (R, C) of the Zg×Zg grid belongs to cell
@@ -125,6 +131,9 @@ func blendRow[T Float](o, p, v, vHR []T, width, at int, alpha T) {
 // projected and scored (all M in plan's dense form), and each HR row takes values from the tokens it
 // selected only. needW says whether wk and wv need gradients.
 func FlexAttention(q, k, v, wk, wv, hd, cells *G.Node, plan *FlexPlan, needW bool) (*G.Node, error) {
+	if err := checkPrecision("FlexAttention", plan.Products, q); err != nil {
+		return nil, err
+	}
 	c32, c64 := newFlexCache[float32](plan), newFlexCache[float64](plan)
 	op := &fnOp{name: "FlexAttention", diff: []bool{true, true, true, needW, needW, false, false}, shape: sameShape,
 		do: pick(c32.forward, c64.forward), args: &FlexArgs{Plan: plan}}
@@ -136,9 +145,10 @@ func FlexAttention(q, k, v, wk, wv, hd, cells *G.Node, plan *FlexPlan, needW boo
 // each row's log-sum-exp of its plain scores, and each sample's HR part in the plan's form.
 type flexCache[T Float] struct {
 	plainCache[T]
-	plan *FlexPlan
-	lse  []T         // [B, H, N]
-	hr   []hrRows[T] // per sample: a *unionCache or a *denseCache; nil where no row selected a token
+	plan   *FlexPlan
+	lse    []T         // [B, H, N]
+	hr     []hrRows[T] // per sample: a *unionCache or a *denseCache; nil where no row selected a token
+	wk, wv []T         // W'_K and W'_V rounded to bfloat16 (Products BF16), for both passes; nil otherwise
 }
 
 // newFlexCache is the empty cache of a FlexAttention op over plan, filled by each forward pass.
@@ -167,6 +177,10 @@ func (c *flexCache[T]) forward(m *Arena, in []G.Value) (G.Value, error) {
 	out, o := c.attend(m, t, c.lse)
 	if err := c.plan.check(len(t.wk), len(t.wv), len(t.hd), len(t.cells)); err != nil {
 		return nil, err
+	}
+	if c.plan.Products == BF16 {
+		c.wk, c.wv = roundedCopy(m, t.wk), roundedCopy(m, t.wv)
+		t.wk, t.wv = c.wk, c.wv
 	}
 	c.hr = make([]hrRows[T], lay.B)
 	parallel(lay.B, func(b int) { c.hr[b] = c.sample(b, t, o) })
@@ -290,6 +304,9 @@ func (hu *hrUnion[T]) project(hd, wk []T) {
 	// Every element of these is written before it is read: copied, multiplied into (β = 0) or rotated.
 	hu.hdU = lend[T](m, U*W, false)
 	copyRows(hu.hdU, hd, hu.union, W)
+	if hu.plan.Products == BF16 {
+		roundInPlace(hu.hdU)
+	}
 	pre, kHR := get[T](m, U*W, false), lend[T](m, U*W, false)
 	MatMulNT(pre, hu.hdU, wk, U, W, W)
 	hu.tables()
@@ -328,12 +345,17 @@ func (hu *hrUnion[T]) addRows(dq, dqr []T, h int) {
 	}
 }
 
-// weightGrads sets dW'_K = ropeᵀ(dk_hr)ᵀ·hd_U and, when dvHR is given (the dense form), dW'_V = dv_hrᵀ·hd_U.
+// weightGrads sets dW'_K = ropeᵀ(dk_hr)ᵀ·hd_U and, when dvHR is given (the dense form), dW'_V = dv_hrᵀ·hd_U,
+// rounding the left operands to bfloat16 first with Products BF16 (dvHR in place).
 func (hu *hrUnion[T]) weightGrads(dkHR, dvHR, dwk, dwv []T) {
 	_, _, U, _, W := hu.dims()
 	dPre := get[T](hu.mem, U*W, false) // every row rotated into
 	defer Recycle(hu.mem, dPre)
 	hu.rotate(dPre, dkHR, true)
+	if hu.plan.Products == BF16 {
+		roundInPlace(dPre)
+		roundInPlace(dvHR) // a no-op when nil
+	}
 	matmul(true, false, W, W, U, 1, dPre, hu.hdU, 0, dwk)
 	if dvHR != nil {
 		matmul(true, false, W, W, U, 1, dvHR, hu.hdU, 0, dwv)
@@ -362,6 +384,9 @@ func (c *flexCache[T]) backward(m *Arena, in []G.Value) (G.Value, error) {
 	t, err := c.backPass(m, in, 2*W*W)
 	if err != nil {
 		return nil, err
+	}
+	if c.wk != nil {
+		t.wk, t.wv = c.wk, c.wv
 	}
 	// Samples own disjoint rows of dq, dk, dv; their HR weight gradients are summed in sample order after.
 	dws := make([][]T, c.lay.B)

@@ -70,3 +70,18 @@ func roundBF16(dst, src []float32) {
 		dst[i] = math.Float32frombits((b + 0x7fff + (b>>16)&1) &^ 0xffff)
 	}
 }
+
+// roundedCopy is a copy of x rounded to bfloat16 (float32 only), lent by m until its Release: a value both
+// passes of an operation read.
+func roundedCopy[T Float](m *Arena, x []T) []T {
+	src := any(x).([]float32)
+	dst := lend[float32](m, len(src), false)
+	parallelRange(len(src), grain, func(lo, hi int) { roundBF16(dst[lo:hi], src[lo:hi]) })
+	return any(dst).([]T)
+}
+
+// roundInPlace rounds x to bfloat16 in place (float32 only).
+func roundInPlace[T Float](x []T) {
+	v := any(x).([]float32)
+	parallelRange(len(v), grain, func(lo, hi int) { roundBF16(v[lo:hi], v[lo:hi]) })
+}

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -127,3 +128,53 @@ func TestBF16ProductsRefused(t *testing.T) {
 }
 
 func second[A, B any](_ A, b B) B { return b }
+
+// TestFlexAttentionBF16: FlexAttention with bfloat16 HR projections gives, in both forms, bit for bit the
+// native op's output and q, k, v gradients over HR features and W'_K, W'_V rounded to bfloat16; its weight
+// gradients round their upstream operands too (dk_hr; dv_hr in the dense form), so they move, by about
+// bfloat16's precision, except the union form's dW'_V, whose product has no rounded operand of its own.
+func TestFlexAttentionBF16(t *testing.T) {
+	f := newFlexFixture(0.6)
+	in := make([]*tensor.Dense, len(f.inputs))
+	for i, d := range f.inputs {
+		in[i] = tensor.New(tensor.WithShape(d.Shape().Clone()...), tensor.WithBacking(toFloat32(d.Data().([]float64))))
+	}
+	rounded := slices.Clone(in)
+	for _, i := range []int{3, 4, 5} { // wk, wv, hd
+		rounded[i] = roundedBF16(in[i])
+	}
+	r := randFloat32(rand.New(rand.NewPCG(5, 6)), in[0].Shape()...)
+	for _, dense := range []bool{false, true} {
+		build := func(p Precision, hd, cells *tensor.Dense) opBuilder {
+			plan := *f.plan
+			plan.Dense, plan.Products = dense, p
+			return func(n []*G.Node) (*G.Node, error) {
+				g := n[0].Graph()
+				return FlexAttention(n[0], n[1], n[2], n[3], n[4], G.NodeFromAny(g, hd, G.WithName("hd")),
+					G.NodeFromAny(g, cells, G.WithName("cells")), &plan, true)
+			}
+		}
+		y, grads := runProduct(t, build(BF16, in[5], in[6]), r, in[:5]...)
+		wantY, wantGrads := runProduct(t, build(Native, rounded[5], in[6]), r, rounded[:5]...)
+		if !slices.Equal(y, wantY) {
+			t.Errorf("dense %v: the output is not the native op's over rounded operands", dense)
+		}
+		for i, name := range []string{"dq", "dk", "dv", "dW'_K", "dW'_V"} {
+			moves := i == 3 || i == 4 && dense
+			e := relErr32(grads[i], wantGrads[i])
+			if same := slices.Equal(grads[i], wantGrads[i]); same == moves || e > 1e-2 {
+				t.Errorf("dense %v: %s differs from the native op's by %.2g (bitwise equal: %v, want %v)", dense, name, e, same, !moves)
+			}
+		}
+	}
+}
+
+// relErr32 is ‖got − want‖ / ‖want‖.
+func relErr32(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num, den = num+d*d, den+float64(want[i])*float64(want[i])
+	}
+	return math.Sqrt(num / den)
+}
