@@ -10,7 +10,8 @@ import (
 	"github.com/flextrain/flextrain/internal/half"
 )
 
-// Precision is the arithmetic of a matrix product: a linear layer's and its gradients'.
+// Precision is the arithmetic of matrix products: a linear layer's and its gradients' (MatMulArgs,
+// HalfArgs), and FlexAttention's HR projections' (FlexPlan.Products).
 type Precision uint8
 
 const (
@@ -55,8 +56,13 @@ func Rounded[T Float](m *Arena, p Precision, x []T) (data []T, recycle func()) {
 		return x, func() {}
 	}
 	dst := get[float32](m, len(src), false)
-	parallelRange(len(src), grain, func(lo, hi int) { roundBF16(dst[lo:hi], src[lo:hi]) })
+	roundInto(dst, src)
 	return any(dst).([]T), func() { Recycle(m, dst) }
+}
+
+// roundInto sets dst to src rounded to bfloat16, in parallel pieces; dst may be src.
+func roundInto(dst, src []float32) {
+	parallelRange(len(src), grain, func(lo, hi int) { roundBF16(dst[lo:hi], src[lo:hi]) })
 }
 
 // roundBF16 sets dst[i] = RoundBF16(src[i]): the vector kernel where there is one, or the same integer
@@ -76,12 +82,12 @@ func roundBF16(dst, src []float32) {
 func roundedCopy[T Float](m *Arena, x []T) []T {
 	src := any(x).([]float32)
 	dst := lend[float32](m, len(src), false)
-	parallelRange(len(src), grain, func(lo, hi int) { roundBF16(dst[lo:hi], src[lo:hi]) })
+	roundInto(dst, src)
 	return any(dst).([]T)
 }
 
 // roundInPlace rounds x to bfloat16 in place (float32 only).
 func roundInPlace[T Float](x []T) {
 	v := any(x).([]float32)
-	parallelRange(len(v), grain, func(lo, hi int) { roundBF16(v[lo:hi], v[lo:hi]) })
+	roundInto(v, v)
 }
