@@ -169,7 +169,7 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 }
 
 func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {
-	return &builder[T]{Graph: m, w: w, opt: opt, frozen: params[T]{w: w, products: opt.Products, mem: opt.Arena}}
+	return &builder[T]{Graph: m, w: w, opt: opt, frozen: params[T]{w: w, products: opt.Products}}
 }
 
 func (b *builder[T]) build(batch *Batch[T]) error {

@@ -136,11 +136,10 @@ func (h halfWeight) widenedTensor() safetensors.Tensor {
 
 // params gives the code that runs the frozen parts directly (the tower, the projector, the decoder's row
 // runs) the weights of w in element type T, whatever precision each is kept in, and multiplies by them in
-// products' precision (ops.BF16: the operands rounded in scratch buffers of mem, as the graph's products).
+// products' precision (ops.BF16: the operands rounded as the multiply packs them, as the graph's products).
 type params[T ops.Float] struct {
 	w        *Weights
 	products ops.Precision
-	mem      *ops.Arena
 }
 
 // vec is the weight called name as a slice: the store's own (do not modify it), or a widened copy of a
@@ -157,21 +156,19 @@ func (p params[T]) vec(name string) []T {
 // mulNT sets y = x·Wᵀ for x [rows, in] and the weight W [out, in] called name (gemm.SgemmHalf when W is
 // 16-bit: the same bits as on the widened W), in p's precision.
 func (p params[T]) mulNT(y, x []T, name string, rows int) {
-	x, done := ops.Rounded(p.mem, p.products, x)
-	defer done()
 	h, ok := p.w.half[name]
-	if !ok {
+	bf16 := p.products == ops.BF16
+	switch {
+	case !ok:
 		d := p.w.Get(name)
 		out, in := d.Shape()[0], d.Shape().TotalSize()/d.Shape()[0]
-		wd, done := ops.Rounded(p.mem, p.products, d.Data().([]T))
-		defer done()
-		ops.MatMulNT(y, x, wd, rows, in, out)
-		return
+		ops.MatMulNTIn(p.products, y, x, d.Data().([]T), rows, in, out)
+	case rows == 0:
+	case bf16 && h.m.Kind == half.BFloat16: // x rounded as gemm packs it
+		gemm.SgemmHalfBF16(false, true, rows, h.m.Rows, h.m.Cols, 1, any(x).([]float32), h.m.Cols, h.m.Bits, h.m.Cols, 0, any(y).([]float32), h.m.Rows)
+	default:
+		gemm.SgemmHalf(false, true, rows, h.m.Rows, h.m.Cols, 1, any(x).([]float32), h.m.Cols, h.m.Bits, h.m.Kind, h.m.Cols, 0, any(y).([]float32), h.m.Rows)
 	}
-	if rows == 0 {
-		return
-	}
-	gemm.SgemmHalf(false, true, rows, h.m.Rows, h.m.Cols, 1, any(x).([]float32), h.m.Cols, h.m.Bits, h.m.Kind, h.m.Cols, 0, any(y).([]float32), h.m.Rows)
 }
 
 // row is row i of the matrix called name (an embedding), widened into a new slice when it is 16-bit, else

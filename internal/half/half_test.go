@@ -2,6 +2,7 @@ package half
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/x448/float16"
@@ -71,5 +72,40 @@ func TestRoundBFloat16(t *testing.T) {
 		if x := BFloat16.Float32(uint16(b)); x == x && BFloat16.Round(x) != uint16(b) {
 			t.Fatalf("Round(%v) = %#04x, want its own bits %#04x", x, BFloat16.Round(x), b)
 		}
+	}
+}
+
+// TestRoundToBF16: RoundToBF16 gives BFloat16.Round's value for every element, with the AVX2 kernel and
+// without it, at lengths around its 8 lanes, on ordinary values, ties, carries into the exponent, huge values
+// and zeros, into another slice and in place.
+func TestRoundToBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	special := []uint32{0x3f808000, 0x3f818000, 0x3f80ffff, 0x7f7fffff, 0x80000000, 0, 0x00018000, 0xbf818000}
+	for _, fast := range []bool{true, false} {
+		saved := hasAVX2
+		hasAVX2 = hasAVX2 && fast
+		for _, n := range []int{1, 7, 8, 9, 16, 33, 100} {
+			src := make([]float32, n)
+			for i := range src {
+				src[i] = math.Float32frombits(r.Uint32() & 0xbfffffff) // finite
+				if i%3 == 0 {
+					src[i] = math.Float32frombits(special[r.IntN(len(special))])
+				}
+			}
+			dst := make([]float32, n+2)
+			RoundToBF16(dst, src)
+			inPlace := append([]float32(nil), src...)
+			RoundToBF16(inPlace, inPlace)
+			for i, x := range src {
+				want := math.Float32frombits(uint32(BFloat16.Round(x)) << 16)
+				if !same(dst[i], want) || !same(inPlace[i], want) {
+					t.Fatalf("fast %v, n %d: element %d (%#08x) rounds to %v and %v in place, want %v", fast, n, i, math.Float32bits(x), dst[i], inPlace[i], want)
+				}
+			}
+			if dst[n] != 0 || dst[n+1] != 0 {
+				t.Fatalf("fast %v, n %d: wrote past the end", fast, n)
+			}
+		}
+		hasAVX2 = saved
 	}
 }

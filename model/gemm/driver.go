@@ -48,13 +48,16 @@ func run[T float](kr *kernel[T], tA, tB bool, m, n, k int, alpha T, a []T, lda i
 }
 
 // matB is where op(B) comes from: the matrix b, or the 16-bit values h of kind (float32 multiplies only),
-// stored with row stride ld, transposed when t.
+// stored with row stride ld, transposed when t. With round (float32 multiplies only) the multiply rounds
+// both operands to bfloat16 as it packs them (SgemmBF16): a packed panel is rounded in place, while it is in
+// cache, and 16-bit bfloat16 values need none.
 type matB[T float] struct {
-	t    bool
-	b    []T
-	h    []uint16
-	kind half.Kind
-	ld   int
+	t     bool
+	b     []T
+	h     []uint16
+	kind  half.Kind
+	ld    int
+	round bool
 }
 
 // runB is run with op(B) from src; alpha is not zero, k and the sizes are positive.
@@ -143,6 +146,9 @@ func runSerial[T float](kr *kernel[T], tA bool, m, n, k int, alpha T, a []T, lda
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
 			packB(ws.b, src, pc, jc, kb, nb, kr.nr, kr.rows, kr.cols)
+			if src.round && src.h == nil {
+				roundPanel(ws.b[:roundUp(nb, kr.nr)*kb])
+			}
 			bet := beta
 			if pc > 0 {
 				bet = 1 // later k blocks add to what the first one stored
@@ -150,9 +156,19 @@ func runSerial[T float](kr *kernel[T], tA bool, m, n, k int, alpha T, a []T, lda
 			for ic := 0; ic < m; ic += kr.mc {
 				mb := min(kr.mc, m-ic)
 				packA(ws.a, tA, a, lda, ic, pc, mb, kb, kr.mr, kr.rows, kr.cols)
+				if src.round {
+					roundPanel(ws.a[:roundUp(mb, kr.mr)*kb])
+				}
 				kr.block(ws, mb, nb, kb, alpha, bet, c[ic*ldc+jc:], ldc)
 			}
 		}
+	}
+}
+
+// roundPanel rounds a packed float32 panel to bfloat16 in place (matB.round).
+func roundPanel[T float](p []T) {
+	if v, ok := any(p).([]float32); ok {
+		half.RoundToBF16(v, v)
 	}
 }
 

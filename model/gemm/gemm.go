@@ -22,7 +22,9 @@
 // may differ in the last bits.
 //
 // SgemmHalf takes B as float16 or bfloat16 values and widens them as it packs them: frozen weights published
-// in 16 bits are multiplied without a float32 copy, with Sgemm's bits on the widened B.
+// in 16 bits are multiplied without a float32 copy, with Sgemm's bits on the widened B. SgemmBF16 and
+// SgemmHalfBF16 round the operands to bfloat16 as they pack them (mixed precision's products), with
+// Sgemm's bits on rounded copies.
 //
 // Example: y = x·wᵀ for x [rows, in] and a torch-layout weight w [out, in]:
 //
@@ -38,6 +40,21 @@ import "fmt"
 func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	mustCheck(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 	run(sKernel, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SgemmBF16 is Sgemm over A and B rounded to bfloat16 (to nearest, ties to even) as their panels are packed,
+// the products summed in float32: mixed precision's products (ops.BF16), bitwise Sgemm over rounded copies
+// of A and B, without the copies.
+func SgemmBF16(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	mustCheck(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scale(m, n, beta, c, ldc)
+		return
+	}
+	runB(sKernel, tA, m, n, k, alpha, a, lda, matB[float32]{t: tB, b: b, ld: ldb, round: true}, beta, c, ldc)
 }
 
 // Dgemm is Sgemm in float64.

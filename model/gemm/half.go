@@ -11,6 +11,18 @@ import (
 // Sgemm's on the widened B, and B takes half the memory of float32 and is never widened whole. This is how
 // frozen weights published in 16 bits are multiplied: y = x·Wᵀ is SgemmHalf(false, true, …).
 func SgemmHalf(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []uint16, kind half.Kind, ldb int, beta float32, c []float32, ldc int) {
+	sgemmHalf(tA, tB, m, n, k, alpha, a, lda, matB[float32]{t: tB, h: b, kind: kind, ld: ldb}, beta, c, ldc)
+}
+
+// SgemmHalfBF16 is SgemmHalf for B in bfloat16 with A rounded to bfloat16 as its panels are packed (mixed
+// precision's products, ops.BF16): bitwise SgemmHalf over a rounded copy of A, without the copy.
+func SgemmHalfBF16(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
+	sgemmHalf(tA, tB, m, n, k, alpha, a, lda, matB[float32]{t: tB, h: b, kind: half.BFloat16, ld: ldb, round: true}, beta, c, ldc)
+}
+
+// sgemmHalf is SgemmHalf and SgemmHalfBF16 over op(B) from src.
+func sgemmHalf(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, src matB[float32], beta float32, c []float32, ldc int) {
+	b, kind, ldb := src.h, src.kind, src.ld
 	mustCheck(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 	if kind != half.Float16 && kind != half.BFloat16 {
 		panic("gemm: SgemmHalf: " + kind.String() + " is not a 16-bit format")
@@ -22,10 +34,10 @@ func SgemmHalf(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b 
 		scale(m, n, beta, c, ldc)
 		return
 	}
-	if b == nil {
-		b = []uint16{} // an empty B (n or k zero) was handled above; nil marks a float B in matB
+	if src.h == nil {
+		src.h = []uint16{} // an empty B (n or k zero) was handled above; nil marks a float B in matB
 	}
-	runB(sKernel, tA, m, n, k, alpha, a, lda, matB[float32]{t: tB, h: b, kind: kind, ld: ldb}, beta, c, ldc)
+	runB(sKernel, tA, m, n, k, alpha, a, lda, src, beta, c, ldc)
 }
 
 // packHalf is packB for 16-bit values: rows pc… (kb) and columns jc… (nb) of op(B) widened into panels of

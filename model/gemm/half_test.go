@@ -153,3 +153,66 @@ func TestSgemmHalfColumnsMatchSerial(t *testing.T) {
 		sameBits(t, fmt.Sprintf("tB=%v", tB), got, want)
 	}
 }
+
+// TestSgemmBF16IsSgemmOnRoundedOperands checks SgemmBF16 and SgemmHalfBF16 against Sgemm and SgemmHalf on
+// operands rounded to bfloat16 beforehand, bit for bit, for every kernel this CPU runs, both layouts, odd
+// sizes and strides, and products large enough to be split over goroutines by rows and by columns; and
+// that the rounding happened (the plain product of the unrounded operands differs).
+func TestSgemmBF16IsSgemmOnRoundedOperands(t *testing.T) {
+	type shape struct{ m, n, k, pad int }
+	shapes := []shape{{1, 1, 1, 0}, {7, 5, 3, 2}, {33, 17, 300, 1}, {130, 129, 260, 3}, {1, 700, 300, 0}, {300, 257, 600, 1}}
+	rng := rand.New(rand.NewPCG(7, 8))
+	rounded := func(x []float32) []float32 {
+		y := slices.Clone(x)
+		half.RoundToBF16(y, y)
+		return y
+	}
+	for _, s := range shapes {
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				ar, ac := rowsCols(tA, s.m, s.k)
+				br, bc := rowsCols(tB, s.k, s.n)
+				lda, ldb, ldc := ac+s.pad, bc+s.pad, s.n+s.pad
+				a, b := make([]float32, ar*lda), make([]float32, br*ldb)
+				for i := range a {
+					a[i] = float32(rng.NormFloat64())
+				}
+				for i := range b {
+					b[i] = float32(rng.NormFloat64())
+				}
+				bits := make([]uint16, len(b))
+				for i, x := range b {
+					bits[i] = half.BFloat16.Round(x)
+				}
+				c := make([]float32, s.m*ldc)
+				for i := range c {
+					c[i] = float32(i % 7)
+				}
+				what := fmt.Sprintf("%+v tA=%v tB=%v", s, tA, tB)
+				for _, kr := range sKernels {
+					want, got, plain := slices.Clone(c), slices.Clone(c), slices.Clone(c)
+					run(kr, tA, tB, s.m, s.n, s.k, 0.75, rounded(a), lda, rounded(b), ldb, 0.5, want, ldc)
+					runB(kr, tA, s.m, s.n, s.k, 0.75, a, lda, matB[float32]{t: tB, b: b, ld: ldb, round: true}, 0.5, got, ldc)
+					sameBits(t, kr.name+" SgemmBF16 "+what, got, want)
+					run(kr, tA, tB, s.m, s.n, s.k, 0.75, a, lda, b, ldb, 0.5, plain, ldc)
+					if slices.Equal(plain, want) && s.k > 1 {
+						t.Fatalf("%s %s: rounding changed nothing", kr.name, what)
+					}
+					want, got = slices.Clone(c), slices.Clone(c)
+					runB(kr, tA, s.m, s.n, s.k, 0.75, rounded(a), lda, matB[float32]{t: tB, h: bits, kind: half.BFloat16, ld: ldb}, 0.5, want, ldc)
+					runB(kr, tA, s.m, s.n, s.k, 0.75, a, lda, matB[float32]{t: tB, h: bits, kind: half.BFloat16, ld: ldb, round: true}, 0.5, got, ldc)
+					sameBits(t, kr.name+" SgemmHalfBF16 "+what, got, want)
+				}
+				got := slices.Clone(c)
+				SgemmBF16(tA, tB, s.m, s.n, s.k, 0.75, a, lda, b, ldb, 0.5, got, ldc)
+				want := slices.Clone(c)
+				Sgemm(tA, tB, s.m, s.n, s.k, 0.75, rounded(a), lda, rounded(b), ldb, 0.5, want, ldc)
+				sameBits(t, "SgemmBF16 "+what, got, want)
+				got, want = slices.Clone(c), slices.Clone(c)
+				SgemmHalfBF16(tA, tB, s.m, s.n, s.k, 0.75, a, lda, bits, ldb, 0.5, got, ldc)
+				SgemmHalf(tA, tB, s.m, s.n, s.k, 0.75, rounded(a), lda, bits, half.BFloat16, ldb, 0.5, want, ldc)
+				sameBits(t, "SgemmHalfBF16 "+what, got, want)
+			}
+		}
+	}
+}

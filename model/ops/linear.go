@@ -65,11 +65,7 @@ func matmulDo[T Float](args MatMulArgs) doFunc {
 		rows, k := matDims(v[0].Shape(), args.TA)
 		_, cols := matDims(v[1].Shape(), args.TB)
 		out, y := allocFull[T](m, rows, cols)
-		a, doneA := operand[T](m, args.Precision, v[0])
-		b, doneB := operand[T](m, args.Precision, v[1])
-		matmul(args.TA, args.TB, rows, cols, k, 1, a, b, 0, y)
-		doneA()
-		doneB()
+		matmulIn(args.Precision, args.TA, args.TB, rows, cols, k, 1, slice[T](v[0]), slice[T](v[1]), 0, y)
 		return out, nil
 	}
 }
@@ -127,10 +123,12 @@ func halfProduct(args HalfArgs) doFunc {
 			k, n = n, k
 		}
 		out, y := allocFull[float32](m, rows, n)
-		if rows > 0 {
-			x, done := operand[float32](m, args.Precision, v[0])
+		switch x := slice[float32](v[0]); {
+		case rows == 0:
+		case args.Precision == BF16: // x rounded as gemm packs it; w is bfloat16 already
+			gemm.SgemmHalfBF16(false, args.Transposed, rows, n, k, 1, x, k, w.Bits, w.Cols, 0, y, n)
+		default:
 			gemm.SgemmHalf(false, args.Transposed, rows, n, k, 1, x, k, w.Bits, w.Kind, w.Cols, 0, y, n)
-			done()
 		}
 		return out, nil
 	}

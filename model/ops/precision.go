@@ -43,38 +43,9 @@ func checkPrecision(name string, p Precision, x *G.Node) error {
 // GPU's narrow_bf16 kernel is the same arithmetic.
 func RoundBF16(x float32) float32 { return math.Float32frombits(uint32(half.BFloat16.Round(x)) << 16) }
 
-// operand is v's data as a product of precision p reads it (Rounded).
-func operand[T Float](m *Arena, p Precision, v G.Value) (data []T, recycle func()) {
-	return Rounded(m, p, slice[T](v))
-}
-
-// Rounded is x as a product of precision p reads it: x itself, or (BF16, float32 only) a scratch copy of m
-// rounded to bfloat16. recycle gives the copy back to m, and does nothing for x itself.
-func Rounded[T Float](m *Arena, p Precision, x []T) (data []T, recycle func()) {
-	src, ok := any(x).([]float32)
-	if p != BF16 || !ok {
-		return x, func() {}
-	}
-	dst := get[float32](m, len(src), false)
-	roundInto(dst, src)
-	return any(dst).([]T), func() { Recycle(m, dst) }
-}
-
-// roundInto sets dst to src rounded to bfloat16, in parallel pieces; dst may be src.
+// roundInto sets dst to src rounded to bfloat16 (half.RoundToBF16), in parallel pieces; dst may be src.
 func roundInto(dst, src []float32) {
-	parallelRange(len(src), grain, func(lo, hi int) { roundBF16(dst[lo:hi], src[lo:hi]) })
-}
-
-// roundBF16 sets dst[i] = RoundBF16(src[i]): the vector kernel where there is one, or the same integer
-// arithmetic in Go.
-func roundBF16(dst, src []float32) {
-	if roundBF16Vector(dst, src) {
-		return
-	}
-	for i, x := range src[:len(dst)] {
-		b := math.Float32bits(x)
-		dst[i] = math.Float32frombits((b + 0x7fff + (b>>16)&1) &^ 0xffff)
-	}
+	parallelRange(len(src), grain, func(lo, hi int) { half.RoundToBF16(dst[lo:hi], src[lo:hi]) })
 }
 
 // roundedCopy is a copy of x rounded to bfloat16 (float32 only), lent by m until its Release: a value both

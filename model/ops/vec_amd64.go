@@ -15,9 +15,6 @@ func mulAVX512(dst, src *float32, n int)
 //go:noescape
 func recipOnePlusAVX512(s *float32, n int)
 
-//go:noescape
-func roundBF16AVX512(dst, src *float32, n int)
-
 // vectorKernels turns the element-wise vector kernels on (tests turn them off to compare with the Go loops).
 var vectorKernels = hasAVX512
 
@@ -49,14 +46,5 @@ func recipOnePlusVector[T Float](s []T) bool {
 		return false
 	}
 	recipOnePlusAVX512(f32(s), len(s))
-	return true
-}
-
-func roundBF16Vector(dst, src []float32) bool {
-	if !vectorOf(dst) {
-		return false
-	}
-	_ = src[len(dst)-1]
-	roundBF16AVX512(&dst[0], &src[0], len(dst))
 	return true
 }

@@ -6,7 +6,6 @@ package ops
 
 var vectorKernels = false
 
-func addVector[T Float](dst, src []T) bool    { return false }
-func mulVector[T Float](dst, src []T) bool    { return false }
-func recipOnePlusVector[T Float](s []T) bool  { return false }
-func roundBF16Vector(dst, src []float32) bool { return false }
+func addVector[T Float](dst, src []T) bool   { return false }
+func mulVector[T Float](dst, src []T) bool   { return false }
+func recipOnePlusVector[T Float](s []T) bool { return false }

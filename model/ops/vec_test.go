@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestVectorKernelsMatchGo runs AddTo, mulBy, recipOnePlus and roundBF16 with the vector kernels and with the Go
+// TestVectorKernelsMatchGo runs AddTo, mulBy and recipOnePlus with the vector kernels and with the Go
 // loops, at lengths around the 16 lanes (the masked tail included), on ordinary and special values (zeros,
 // subnormals, huge values, Inf, NaN), and wants the same bits; the elements past the end stay untouched.
 func TestVectorKernelsMatchGo(t *testing.T) {
@@ -25,7 +25,6 @@ func TestVectorKernelsMatchGo(t *testing.T) {
 		{"AddTo", AddTo[float32]},
 		{"mulBy", mulBy[float32]},
 		{"recipOnePlus", func(dst, _ []float32) { recipOnePlus(dst) }},
-		{"roundBF16", roundBF16},
 	}
 	for _, k := range kernels {
 		for _, n := range []int{1, 5, 15, 16, 17, 31, 32, 33, 100, 128} {
