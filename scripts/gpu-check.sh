@@ -131,16 +131,16 @@ for f in sorted(glob.glob(f"{out}/bench-*.json")):
     except ValueError:
         continue
     for m in d.get("modes", [d]):
-        rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?"), m["mode"], m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0)))
+        rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?") + " " + m.get("products", ""), m["mode"], m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0)))
 for f in sorted(glob.glob(f"{out}/torch-*.txt")):
     for line in open(f):
         if line.startswith("{"):
             m = json.loads(line)
             gf = (m["gflop_decoder"] + m["gflop_vision"]) / (m["median_ms"] / 1e3)
             rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"]))
-print(f'{"impl":10s} {"run":12s} {"device":7s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s}')
+print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s}')
 for r in rows:
-    print(f"{r[0]:10s} {r[1]:12s} {r[2]:7s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f}")
+    print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f}")
 EOF
 	;;
 *)

@@ -91,14 +91,14 @@ func benchCommand() *cli.Command {
 }
 
 func writeBench(w io.Writer, r bench.Result) error {
-	_, err := fmt.Fprintf(w, "mode %s (strategy %s) on %s, %d steps, N %d, frozen front cached %v (feature cache hit rate %.2f)\n"+
+	_, err := fmt.Fprintf(w, "mode %s (strategy %s) on %s, %s products, %d steps, N %d, frozen front cached %v (feature cache hit rate %.2f)\n"+
 		"  step        median %.1f ms (min %.1f, max %.1f)\n"+
 		"  throughput  %.0f tokens/s, %.1f forward GFLOP/s (decoder %.2f + vision %.2f GFLOP per step)\n"+
 		"  selection   %.3f of the HR tokens per HR row\n"+
 		"  memory      %.0f allocations, %.1f MiB allocated per step, GC %.1f%% of the time, peak RSS %.0f MiB\n"+
 		"  arena       %.0f MiB of step buffers, %.1f MiB of them allocated per step (%.1f%% allocated per step)\n"+
 		"  loss        %.4f\n",
-		r.Mode, r.Strategy, r.Device, r.Steps, r.SequenceLength, r.Cached, r.FeatureHitRate, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
+		r.Mode, r.Strategy, r.Device, r.Products, r.Steps, r.SequenceLength, r.Cached, r.FeatureHitRate, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
 		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB,
 		r.ArenaMiB, r.ArenaFreshMiB, 100*r.MiBPerStep/max(r.ArenaMiB, 1), r.Loss)
 	return err

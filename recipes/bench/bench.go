@@ -45,7 +45,8 @@ var Modes = []string{"flex-union", "flex-dense", "lr", "hd-seq"}
 // AdamW.
 type Result struct {
 	Mode          string  `json:"mode"`
-	Device        string  `json:"device"` // cpu, or cuda:N (the config's device key)
+	Device        string  `json:"device"`   // cpu, or cuda:N (the config's device key)
+	Products      string  `json:"products"` // the matrix products' precision: float32, or bfloat16 with bf16
 	Strategy      string  `json:"strategy"`
 	Steps         int     `json:"steps"`
 	MedianMS      float64 `json:"median_ms"`
@@ -115,7 +116,7 @@ func Interleaved(cfg config.Config, opts Options, modes []string) ([]Result, err
 		if err != nil {
 			return nil, err
 		}
-		runs = append(runs, &modeRun{st: st, cfg: cfg, r: Result{Mode: mode, Device: cfg.Device, Strategy: cfg.Flex.Strategy,
+		runs = append(runs, &modeRun{st: st, cfg: cfg, r: Result{Mode: mode, Device: cfg.Device, Products: products(cfg), Strategy: cfg.Flex.Strategy,
 			Steps: opts.Steps, Cached: opts.Cached}})
 	}
 	for i := 0; i < opts.Warmup+opts.Steps; i++ {
@@ -152,6 +153,14 @@ func newStepper(cfg config.Config, opts Options, mode string, w *model.Weights) 
 	}
 	cfg.Flex.View = view
 	return train.NewStepper(cfg, w, fixedBatch{benchBatch(cfg)}, train.StepperOptions{Steps: opts.Warmup + opts.Steps, Dense: dense, Cached: opts.Cached})
+}
+
+// products names the precision of cfg's matrix products.
+func products(cfg config.Config) string {
+	if cfg.LLaVA.BF16 {
+		return "bfloat16"
+	}
+	return "float32"
 }
 
 // modeView is the flex.view of a mode, and whether FlexAttention runs the dense way.
