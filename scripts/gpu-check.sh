@@ -19,8 +19,9 @@
 #      (the whole step, tower included, at batch 4; from the feature cache flex-union and flex-dense at batch
 #      4, flex-union and hd-seq at batch 1, where hd-seq fits), each beside the PyTorch reference's bench.py
 #      on the same GPU at the same size;
-#   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes in bf16 (mixed precision), beside the
-#      reference's (scripts/ref-7b.py gives it a 7b size and bfloat16 autocast);
+#   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes in bf16 (mixed precision; again with
+#      recomputation if it fails), beside the reference's (scripts/ref-7b.py gives it a 7b size and bfloat16
+#      autocast);
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
 # The parts run in that order, most needed first, so that a run cut short still brings back the first ones
 # (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table.
@@ -115,6 +116,10 @@ EOF
 
 	echo "== 4. LLaVA-1.5-7B's shapes in bf16, one sample; the reference under bf16 autocast"
 	bench 7b 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1
+	if [ ! -s "$out/bench-7b.json" ]; then # the plan leaves little room on an H100: again with recomputation
+		bench 7b-recompute 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1 \
+			--set gradient_checkpointing=true
+	fi
 	torch 7b 300 --size 7b --bf16 --batch 1 --steps 3 --warmup 1 flex-union
 
 	echo "== 5. the kernels at 7B's sizes"
