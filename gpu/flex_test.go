@@ -7,6 +7,7 @@ import (
 
 	G "gorgonia.org/gorgonia"
 
+	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/model/ops"
 )
 
@@ -283,8 +284,6 @@ func ropeRows(x, cos, sin []float32, rows, width, dh int, transpose bool) []floa
 // roundedTwin is a copy of x rounded to bfloat16 (narrow_bf16, round_bf16).
 func roundedTwin(x []float32) []float32 {
 	y := make([]float32, len(x))
-	for i, v := range x {
-		y[i] = ops.RoundBF16(v)
-	}
+	half.RoundToBF16(y, x)
 	return y
 }

@@ -357,7 +357,7 @@ type bf16Copy struct {
 	fresh bool
 }
 
-// bf16Of returns the values of b rounded to bfloat16, as their bits (ops.RoundBF16): for a weight, its
+// bf16Of returns the values of b rounded to bfloat16, as their bits (half.RoundToBF16): for a weight, its
 // copy, rounded again only after the weight changed (staleBF16), so that every product of a step reads
 // one copy; for any other value, a temporary copy that done frees.
 func (g *Graphs) bf16Of(b Buffer) (bits Buffer, done func(), err error) {

@@ -318,7 +318,7 @@ extern "C" __global__ void widen16(float *dst, const unsigned short *src, long l
 }
 
 // narrow_bf16 sets dst to the float32 values src rounded to bfloat16, to nearest with ties to even, as
-// ops.RoundBF16 (half.BFloat16.Round) rounds them: the upper half of the bits after adding 0x7fff plus the
+// half.RoundToBF16 (half.BFloat16.Round) rounds them: the upper half of the bits after adding 0x7fff plus the
 // lowest kept bit, which carries exactly when the dropped half is above one half, or equal to it with an odd
 // kept half.
 extern "C" __global__ void narrow_bf16(unsigned short *dst, const float *src, long long n) {

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"math"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -38,10 +37,6 @@ func checkPrecision(name string, p Precision, x *G.Node) error {
 	}
 	return nil
 }
-
-// RoundBF16 is x rounded to the nearest bfloat16 (ties to even: half.BFloat16.Round), as a float32. The
-// GPU's narrow_bf16 kernel is the same arithmetic.
-func RoundBF16(x float32) float32 { return math.Float32frombits(uint32(half.BFloat16.Round(x)) << 16) }
 
 // roundInto sets dst to src rounded to bfloat16 (half.RoundToBF16), in parallel pieces; dst may be src.
 func roundInto(dst, src []float32) {

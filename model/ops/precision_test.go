@@ -25,9 +25,7 @@ func randFloat32(rng *rand.Rand, shape ...int) *tensor.Dense {
 // roundedBF16 is a copy of d with every value rounded to bfloat16.
 func roundedBF16(d *tensor.Dense) *tensor.Dense {
 	c := d.Clone().(*tensor.Dense)
-	for i, x := range c.Data().([]float32) {
-		c.Data().([]float32)[i] = RoundBF16(x)
-	}
+	half.RoundToBF16(c.Data().([]float32), c.Data().([]float32))
 	return c
 }
 
