@@ -27,6 +27,13 @@ type opBuilder func(in []*G.Node) (*G.Node, error)
 // objective runs loss = Σ out ⊙ R for a fixed random R and returns it with the gradients of the inputs in wrt.
 func objective(t *testing.T, build opBuilder, inputs []*tensor.Dense, wrt []int, r *tensor.Dense) (float64, []*tensor.Dense) {
 	t.Helper()
+	_, loss, grads := runObjective(t, build, inputs, wrt, r)
+	return loss, grads
+}
+
+// runObjective is objective that also returns a copy of the op's output (nil when it is a scalar).
+func runObjective(t *testing.T, build opBuilder, inputs []*tensor.Dense, wrt []int, r *tensor.Dense) (*tensor.Dense, float64, []*tensor.Dense) {
+	t.Helper()
 	g := G.NewGraph()
 	nodes := make([]*G.Node, len(inputs))
 	for i, in := range inputs {
@@ -64,7 +71,11 @@ func objective(t *testing.T, build opBuilder, inputs []*tensor.Dense, wrt []int,
 	for i, gn := range grads {
 		res[i] = gn.Value().(*tensor.Dense).Clone().(*tensor.Dense)
 	}
-	return scalarOf(loss.Value()), res
+	var y *tensor.Dense // nil for a scalar output
+	if d, ok := out.Value().(*tensor.Dense); ok {
+		y = d.Clone().(*tensor.Dense)
+	}
+	return y, scalarOf(loss.Value()), res
 }
 
 func scalarOf(v G.Value) float64 {

@@ -29,32 +29,19 @@ func roundedBF16(d *tensor.Dense) *tensor.Dense {
 	return c
 }
 
-// runProduct runs y = build(in) and loss = Σ y ⊙ r, and returns y and the gradients of every input.
+// runProduct runs y = build(in) and loss = Σ y ⊙ r (runObjective), and returns y and the gradients of every
+// input.
 func runProduct(t *testing.T, build opBuilder, r *tensor.Dense, in ...*tensor.Dense) (y []float32, grads [][]float32) {
 	t.Helper()
-	g := G.NewGraph()
-	nodes := make([]*G.Node, len(in))
-	for i, d := range in {
-		nodes[i] = G.NodeFromAny(g, d.Clone().(*tensor.Dense), G.WithName(string(rune('a'+i))))
+	all := make([]int, len(in))
+	for i := range all {
+		all[i] = i
 	}
-	out, err := build(nodes)
-	if err != nil {
-		t.Fatal(err)
+	out, _, gs := runObjective(t, build, in, all, r)
+	for _, g := range gs {
+		grads = append(grads, g.Data().([]float32))
 	}
-	loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, G.NodeFromAny(g, r, G.WithName("r"))))))
-	gs, err := G.Grad(loss, nodes...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range gs {
-		grads = append(grads, slices.Clone(n.Value().Data().([]float32)))
-	}
-	return slices.Clone(out.Value().Data().([]float32)), grads
+	return out.Data().([]float32), grads
 }
 
 // TestBF16Products: a product in BF16 gives, bit for bit, the native product of its operands rounded to
