@@ -18,8 +18,6 @@ import (
 // carry into the exponent, subnormals, the largest finite values (which round to infinity), an odd count.
 func TestDeviceNarrowBF16(t *testing.T) {
 	d := openDevice(t)
-	g := d.Graphs()
-	defer g.Close()
 	bits := []uint32{0x3f808000, 0x3f818000, 0x3f808001, 0x3f80ffff, 0xbf818000, 0x00008000, 0x00018000, 0x7f7fffff,
 		0xff7f8000, 0x7f7f7fff, 0, 0x80000000, 0x7f800000}
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -30,7 +28,7 @@ func TestDeviceNarrowBF16(t *testing.T) {
 	for i, b := range bits {
 		src[i] = math.Float32frombits(b)
 	}
-	out, err := d.narrow(Buffer{}, upload(t, d, src))
+	out, err := d.narrowBF16(Buffer{}, upload(t, d, src))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -362,7 +362,7 @@ func BenchmarkDevice(b *testing.B) {
 		})
 		if !tf32 {
 			g := d.Graphs()
-			wb, err := d.narrow(Buffer{}, w)
+			wb, err := d.narrowBF16(Buffer{}, w)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -55,8 +55,8 @@ func (d *Device) FlexAttention(o, q, k, v, wk, wv, hd Buffer, cells []float32, p
 	f := &Flex{plan: plan, p: p, samples: make([]*flexSample, lay.B)}
 	f.cells, err = newBuffer(d, cells)
 	if err == nil && plan.Products == ops.BF16 { // the HR projections' weights, for the tensor cores
-		if f.wk16, err = d.narrow(Buffer{}, wk); err == nil {
-			f.wv16, err = d.narrow(Buffer{}, wv)
+		if f.wk16, err = d.narrowBF16(Buffer{}, wk); err == nil {
+			f.wv16, err = d.narrowBF16(Buffer{}, wv)
 		}
 	}
 	for b := 0; b < lay.B && err == nil; b++ {
@@ -109,7 +109,7 @@ func (d *Device) flexForward(f *Flex, b int, set hrSet, o, q, k, v, wk, wv, hd B
 	}
 	if err == nil && plan.Products == ops.BF16 { // rounded, as the CPU's forms round them, and as bits
 		if err = d.roundBF16(s.hd); err == nil {
-			s.hd16, err = d.narrow(Buffer{}, s.hd)
+			s.hd16, err = d.narrowBF16(Buffer{}, s.hd)
 		}
 	}
 	if err == nil { // the computed rows' queries
@@ -314,7 +314,7 @@ func (d *Device) hrWeightGrad(plan *ops.FlexPlan, s *flexSample, dx, dw Buffer, 
 	if plan.Products != ops.BF16 || !round {
 		return d.gemm(mat{b: dx, ld: W, t: true}, mat{b: s.hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
 	}
-	dx16, err := d.narrow(Buffer{}, dx)
+	dx16, err := d.narrowBF16(Buffer{}, dx)
 	if err != nil {
 		return err
 	}

@@ -362,14 +362,14 @@ type bf16Copy struct {
 // one copy; for any other value, a temporary copy that done frees.
 func (g *Graphs) bf16Of(b Buffer) (bits Buffer, done func(), err error) {
 	if _, isWeight := g.weightAt[b.ptr]; !isWeight {
-		if bits, err = g.d.narrow(Buffer{}, b); err != nil {
+		if bits, err = g.d.narrowBF16(Buffer{}, b); err != nil {
 			return Buffer{}, nil, err
 		}
 		return bits, func() { g.d.Free(bits) }, nil
 	}
 	c := g.bf16[b.ptr]
 	if !c.fresh {
-		if c.bits, err = g.d.narrow(c.bits, b); err != nil {
+		if c.bits, err = g.d.narrowBF16(c.bits, b); err != nil {
 			return Buffer{}, nil, err
 		}
 		g.bf16[b.ptr] = bf16Copy{bits: c.bits, fresh: true}

@@ -195,8 +195,8 @@ func sameLen(op string, bufs ...Buffer) error {
 	return nil
 }
 
-// narrow rounds the values of src to bfloat16 into dst (their bits), or into a new buffer when dst is empty.
-func (d *Device) narrow(dst, src Buffer) (Buffer, error) {
+// narrowBF16 rounds the values of src to bfloat16 into dst (their bits), or into a new buffer when dst is empty.
+func (d *Device) narrowBF16(dst, src Buffer) (Buffer, error) {
 	fresh := dst.n == 0
 	if fresh {
 		var err error
