@@ -23,7 +23,7 @@ type Graphs struct {
 	d         *Device
 	weights   map[string]Buffer
 	halves    map[*uint16]Buffer        // frozen 16-bit weights, as their bits
-	weightAt  map[cu.DevicePtr]Buffer   // the weights, by address
+	isWeight  map[cu.DevicePtr]bool     // the weights' addresses
 	bf16      map[cu.DevicePtr]bf16Copy // bfloat16 copies of weights that bfloat16 products read, by address
 	lent      []Buffer                  // lent since the last Release
 	saved     []func()                  // frees what forward passes saved for their backward passes
@@ -34,7 +34,7 @@ type Graphs struct {
 
 // Graphs returns a new runner of graphs on d.
 func (d *Device) Graphs() *Graphs {
-	return &Graphs{d: d, weights: map[string]Buffer{}, halves: map[*uint16]Buffer{}, weightAt: map[cu.DevicePtr]Buffer{},
+	return &Graphs{d: d, weights: map[string]Buffer{}, halves: map[*uint16]Buffer{}, isWeight: map[cu.DevicePtr]bool{},
 		bf16: map[cu.DevicePtr]bf16Copy{}, tables: map[*float64]Buffer{}, Fallbacks: map[string]int{}}
 }
 
@@ -96,7 +96,7 @@ func (g *Graphs) Weight(name string, t *tensor.Dense) (G.Value, error) {
 			return nil, fmt.Errorf("gpu: weight %s: %w", name, err)
 		}
 		g.weights[name] = b
-		g.weightAt[b.ptr] = b
+		g.isWeight[b.ptr] = true
 	}
 	if b.n != t.Shape().TotalSize() {
 		return nil, fmt.Errorf("gpu: weight %s holds %d values on the device, %v asked", name, b.n, t.Shape())
@@ -213,7 +213,7 @@ func (g *Graphs) Close() error {
 	for _, c := range g.bf16 {
 		errs = append(errs, g.d.Free(c.bits))
 	}
-	g.weights, g.halves, g.weightAt, g.bf16 = map[string]Buffer{}, map[*uint16]Buffer{}, map[cu.DevicePtr]Buffer{}, map[cu.DevicePtr]bf16Copy{}
+	g.weights, g.halves, g.isWeight, g.bf16 = map[string]Buffer{}, map[*uint16]Buffer{}, map[cu.DevicePtr]bool{}, map[cu.DevicePtr]bf16Copy{}
 	return errors.Join(errs...)
 }
 
@@ -361,7 +361,7 @@ type bf16Copy struct {
 // copy, rounded again only after the weight changed (staleBF16), so that every product of a step reads
 // one copy; for any other value, a temporary copy that done frees.
 func (g *Graphs) bf16Of(b Buffer) (bits Buffer, done func(), err error) {
-	if _, isWeight := g.weightAt[b.ptr]; !isWeight {
+	if !g.isWeight[b.ptr] {
 		if bits, err = g.d.narrowBF16(Buffer{}, b); err != nil {
 			return Buffer{}, nil, err
 		}
