@@ -114,30 +114,52 @@ func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens i
 	return norm, err
 }
 
-// Reduce sums the step's gradient sums over several ranks: they come down into one flat buffer in
-// parameter order, sum adds every rank's into it (an all-reduce through the host's engine, MPI), and they go
-// back up. A rank whose micro-batches supervised nothing contributes zeros. tokens is the ranks' total,
-// which Update divides by.
+// Reduce sums the step's gradient sums over several ranks: among the GPUs of the run's group (JoinGroup),
+// or through the host: they come down into one flat buffer in parameter order, sum adds every rank's into
+// it (an all-reduce through the host's engine, MPI), and they go back up. A rank whose micro-batches
+// supervised nothing contributes zeros. tokens is the ranks' total, which Update divides by.
 func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
-	if t.group != nil {
-		return t.reduceInGroup()
+	bufs, err := t.sums()
+	if err == nil && t.group != nil { // among the group's GPUs: the sums stay on the devices
+		err = t.sumInGroup(bufs)
+	} else if err == nil {
+		err = t.sumOnHost(bufs, sum)
 	}
-	n := 0
-	for _, p := range t.host {
-		n += len(p.Value)
+	if err == nil {
+		t.started = true
 	}
-	flat := make([]float32, n)
+	return err
+}
+
+// sums are the step's gradient sums, one per trainable weight in parameter order, zeroed first when no
+// micro-batch added to them: a rank whose micro-batches supervised nothing contributes zeros.
+func (t *Training) sums() ([]Buffer, error) {
 	bufs := make([]Buffer, len(t.host))
-	off := 0
 	for i, p := range t.host {
 		b, err := t.grad(p.Name, len(p.Value))
-		if err != nil {
-			return err
+		if err == nil && !t.started {
+			err = t.d.Zero(b)
 		}
-		if bufs[i] = b; t.started {
-			if err := t.d.Download(flat[off:off+b.n], b); err != nil {
-				return err
-			}
+		if err != nil {
+			return nil, err
+		}
+		bufs[i] = b
+	}
+	return bufs, nil
+}
+
+// sumOnHost brings bufs down into one flat buffer, sums it with the other ranks' through sum, and puts the
+// result back up.
+func (t *Training) sumOnHost(bufs []Buffer, sum func([]float32) error) error {
+	n := 0
+	for _, b := range bufs {
+		n += b.n
+	}
+	flat := make([]float32, n)
+	off := 0
+	for _, b := range bufs {
+		if err := t.d.Download(flat[off:off+b.n], b); err != nil {
+			return err
 		}
 		off += b.n
 	}
@@ -151,30 +173,6 @@ func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
 		}
 		off += b.n
 	}
-	t.started = true
-	return nil
-}
-
-// reduceInGroup is Reduce among the group's GPUs: the sums stay on the devices (a rank whose micro-batches
-// supervised nothing zeroes its sums first, and so contributes zeros).
-func (t *Training) reduceInGroup() error {
-	bufs := make([]Buffer, len(t.host))
-	for i, p := range t.host {
-		b, err := t.grad(p.Name, len(p.Value))
-		if err != nil {
-			return err
-		}
-		if !t.started {
-			if err := t.d.Zero(b); err != nil {
-				return err
-			}
-		}
-		bufs[i] = b
-	}
-	if err := t.sumInGroup(bufs); err != nil {
-		return err
-	}
-	t.started = true
 	return nil
 }
 
