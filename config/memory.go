@@ -160,8 +160,8 @@ func (cfg Config) CheckMemory() error {
 }
 
 // DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: the weights (the
-// frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the graph's
-// gradients and the step's (which sums micro-batches in place), AdamW's two moments, with bf16 the
+// frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the gradients
+// (addGradients), AdamW's two moments, with bf16 the
 // bfloat16 copies of the trainable weights that the products read (the vectors among them counted too), and
 // the activations (the frozen tower takes one layer's at a time and is left out). Machine is left for the
 // caller: the GPU's memory.
@@ -174,10 +174,21 @@ func (cfg Config) DevicePlan(n int) Plan {
 	if cfg.LLaVA.BF16 {
 		p.add("their bfloat16 copies", trainable, 2*trainable)
 	}
-	p.add("gradients (the graph's, the step's)", 2*trainable, 8*trainable)
+	p.addGradients(cfg, trainable)
 	p.add("AdamW m and v", 2*trainable, 8*trainable)
 	p.add(fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize), acts, 4*acts)
 	return p
+}
+
+// addGradients appends the gradients of a GPU run: the step takes its first micro-batch's gradients from
+// the graph that made them, so a step of one micro-batch holds one gradient per trainable weight; with
+// gradient accumulation, a later micro-batch's graph makes its own beside the step's sums.
+func (p *Plan) addGradients(cfg Config, trainable int64) {
+	if cfg.GradientAccumulationSteps > 1 {
+		p.add("gradients (the graph's, the step's sums)", 2*trainable, 8*trainable)
+		return
+	}
+	p.add("gradients", trainable, 4*trainable)
 }
 
 // CheckDeviceMemory refuses a GPU run whose DevicePlan (at model_max_length) exceeds the GPU's memory, total

@@ -132,25 +132,36 @@ func activationsM(cfg Config) int64 {
 }
 
 // TestDevicePlan: on a GPU the frozen matrices of a bf16 run count at 2 bytes as on the CPU, the trainable
-// weights' bfloat16 copies at 2, the gradients twice (the graph's and the step's), no feature cache; a GPU
-// smaller than the plan is refused with it, naming the device.
+// weights' bfloat16 copies at 2, the gradients once (twice with gradient accumulation: the graph's and the
+// step's sums), no feature cache; a GPU smaller than the plan is refused with it, naming the device.
 func TestDevicePlan(t *testing.T) {
-	cfg := loadValid(t, "bf16=true")
-	frozen, frozen16, trainable := cfg.parameters()
-	p := cfg.DevicePlan(100)
-	want := map[string]int64{"frozen weights (matrices in 16 bits)": 4*frozen - 2*frozen16, "trainable weights": 4 * trainable,
-		"their bfloat16 copies": 2 * trainable, "gradients (the graph's, the step's)": 8 * trainable, "AdamW m and v": 8 * trainable}
-	var sum int64
-	for _, part := range p.Parts {
-		if b, ok := want[part.Name]; ok && part.Bytes != b {
-			t.Errorf("%s: %d bytes; want %d", part.Name, part.Bytes, b)
+	for _, c := range []struct {
+		accumulation int
+		grads        string
+		copies       int64
+	}{
+		{1, "gradients", 1},
+		{4, "gradients (the graph's, the step's sums)", 2},
+	} {
+		cfg := loadValid(t, "bf16=true", fmt.Sprintf("gradient_accumulation_steps=%d", c.accumulation))
+		frozen, frozen16, trainable := cfg.parameters()
+		p := cfg.DevicePlan(100)
+		want := map[string]int64{"frozen weights (matrices in 16 bits)": 4*frozen - 2*frozen16, "trainable weights": 4 * trainable,
+			"their bfloat16 copies": 2 * trainable, c.grads: 4 * c.copies * trainable, "AdamW m and v": 8 * trainable}
+		var sum int64
+		for _, part := range p.Parts {
+			if b, ok := want[part.Name]; ok && part.Bytes != b {
+				t.Errorf("accumulation %d: %s: %d bytes; want %d", c.accumulation, part.Name, part.Bytes, b)
+			}
+			delete(want, part.Name)
+			sum += part.Bytes
 		}
-		delete(want, part.Name)
-		sum += part.Bytes
+		acts := cfg.activations(100) * int64(cfg.PerDeviceTrainBatchSize)
+		if len(want) > 0 || sum != p.Total || sum != 4*(frozen+(3+c.copies)*trainable+acts)-2*frozen16+2*trainable {
+			t.Errorf("accumulation %d: plan %+v: missing %v, total %d", c.accumulation, p.Parts, want, p.Total)
+		}
 	}
-	if len(want) > 0 || sum != p.Total || sum != 4*(frozen+5*trainable+cfg.activations(100)*int64(cfg.PerDeviceTrainBatchSize))-2*frozen16+2*trainable {
-		t.Errorf("plan %+v: missing %v, total %d", p.Parts, want, p.Total)
-	}
+	cfg := loadValid(t, "bf16=true")
 	full := cfg.DevicePlan(0).Total
 	if err := cfg.CheckDeviceMemory("cuda:1", full); err != nil {
 		t.Errorf("a GPU of exactly the plan: %v", err)

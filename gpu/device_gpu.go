@@ -23,7 +23,7 @@ var kernelNames = []string{
 	"adamw", "scale", "sum_squares", "rmsnorm", "swiglu", "swiglu_grad", "rms_rows", "rmsnorm_grad_x",
 	"rmsnorm_grad_w", "rope", "xent_lse", "xent_grad", "attn_softmax", "attn_softmax_back", "layernorm",
 	"quick_gelu", "gelu", "add_bias", "add", "flex_softmax", "scale_rows", "flex_blend", "gather_rows",
-	"scatter_rows", "im2col", "accumulate", "divide", "widen16", "narrow_bf16", "round_bf16", "rows_softmax",
+	"scatter_rows", "im2col", "accumulate", "weigh", "divide", "widen16", "narrow_bf16", "round_bf16", "rows_softmax",
 	"image_attention",
 	"add_rows",
 }
@@ -45,6 +45,8 @@ type Device struct {
 	stream  cu.Stream
 	blas    *blas
 	cache   map[int][]cu.DevicePtr // idle blocks by size class, in values (touched on the device's thread only)
+	held    int64                  // bytes of the blocks handed out and not freed (on the device's thread)
+	peak    int64                  // the most held at once
 }
 
 // Buffer is n float32 values in the device's memory.
@@ -149,6 +151,7 @@ func (d *Device) Alloc(n int) (Buffer, error) {
 		c := ops.SizeClass(n)
 		if idle := d.cache[c]; len(idle) > 0 {
 			b.ptr, d.cache[c] = idle[len(idle)-1], idle[:len(idle)-1]
+			d.hold(c)
 			return nil
 		}
 		if b.ptr, err = cu.MemAlloc(int64(4 * c)); err != nil { // full, perhaps of cached blocks: give them back once
@@ -159,9 +162,24 @@ func (d *Device) Alloc(n int) (Buffer, error) {
 		if err != nil {
 			return fmt.Errorf("gpu: allocate %d MiB: %w", (4*c)>>20, err)
 		}
+		d.hold(c)
 		return nil
 	})
 	return b, err
+}
+
+// hold counts a block of c values handed out.
+func (d *Device) hold(c int) {
+	d.held += 4 * int64(c)
+	d.peak = max(d.peak, d.held)
+}
+
+// PeakMemory is the most memory in bytes that the device's buffers held at once since Open, counted in
+// whole blocks, cached ones left out: what PyTorch's torch.cuda.max_memory_allocated counts.
+func (d *Device) PeakMemory() int64 {
+	var peak int64
+	d.do(func() error { peak = d.peak; return nil })
+	return peak
 }
 
 // Free keeps the buffer's block for a later Alloc of its size class.
@@ -172,6 +190,7 @@ func (d *Device) Free(b Buffer) error {
 	return d.do(func() error {
 		c := ops.SizeClass(b.n)
 		d.cache[c] = append(d.cache[c], b.ptr)
+		d.held -= 4 * int64(c)
 		return nil
 	})
 }

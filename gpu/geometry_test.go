@@ -93,17 +93,19 @@ func TestAdamWTwin(t *testing.T) {
 	}
 }
 
-// TestAccumulateTwin: three micro-batches through the accumulate kernel (zeroed sums, then s += w·g with
-// each micro-batch's tokens) and the divide kernel give optim.Accumulator's bits.
+// TestAccumulateTwin: three micro-batches through the kernels (the first with tokens weighted in place by
+// the weigh kernel, as Training takes it over from its graph; the later ones added by accumulate, s += w·g)
+// and the divide kernel give optim.Accumulator's bits, the sign of a zero included.
 func TestAccumulateTwin(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	const n = 3*BlockSize*maxBlocks/2 + 5 // past the block cap: the grid-stride loop's second lap
 	var acc optim.Accumulator[float32]
 	value, want := make([]float32, n), make([]float32, n)
-	sums := make([]float32, n)
+	var sums []float32
 	total := 0
-	for _, tokens := range []int{7, 0, 19} {
+	for _, tokens := range []int{0, 7, 19} {
 		g := randoms(rng, n)
+		g[1] = float32(math.Copysign(0, -1))
 		if err := acc.Add([]optim.Param[float32]{{Name: "w", Shape: []int{n}, Value: value, Grad: g}}, tokens); err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +113,12 @@ func TestAccumulateTwin(t *testing.T) {
 			continue // the trainer does not read the gradients of a micro-batch without tokens
 		}
 		w := float32(float64(tokens))
-		Elementwise(n).forEach(n, func(_, _, i int) { sums[i] += float32(w * g[i]) })
+		if sums == nil { // weigh: the graph's buffer becomes the sums
+			sums = g
+			Elementwise(n).forEach(n, func(_, _, i int) { sums[i] = 0 + float32(w*sums[i]) })
+		} else { // accumulate
+			Elementwise(n).forEach(n, func(_, _, i int) { sums[i] += float32(w * g[i]) })
+		}
 		total += tokens
 	}
 	if _, err := acc.Finish([]optim.Param[float32]{{Name: "w", Shape: []int{n}, Value: value, Grad: want}}); err != nil {

@@ -230,6 +230,18 @@ func (g *Graphs) lend(n int) (Buffer, error) {
 	return b, nil
 }
 
+// claim takes b out of what was lent since the last Release when it is one of those buffers, whole, and
+// reports whether it was: the caller frees it then. Its slot stays, empty, so that Mark's positions hold.
+func (g *Graphs) claim(b Buffer) bool {
+	for i := len(g.lent) - 1; i >= 0; i-- { // a graph's gradients are among its last values
+		if l := g.lent[i]; l.ptr == b.ptr && l.n == b.n && b.n > 0 {
+			g.lent[i] = Buffer{}
+			return true
+		}
+	}
+	return false
+}
+
 // output lends a buffer for a value of the given shape and wraps it.
 func (g *Graphs) output(shape ...int) (Buffer, *tensor.Dense, error) {
 	n := tensor.Shape(shape).TotalSize()

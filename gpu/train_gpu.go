@@ -14,13 +14,17 @@ import (
 // Training is a training run on the device: its graphs (Graphs), and beside each trainable weight, which
 // Graphs keeps, the step's gradient (or the sums of its micro-batches) and the AdamW moments. The host's
 // params and optimizer are brought up to date by Sync, for a checkpoint or an evaluation.
+//
+// A step's gradients are the buffers in which its first micro-batch's graph left them, taken over from the
+// graph rather than copied, and given back to the device's cache once the update has read them: the device
+// holds one gradient per weight outside a step's backward pass, and in it, unless the step accumulates
+// micro-batches, the graph's only.
 type Training struct {
 	*Graphs
-	host    []optim.Param[float32] // the trainable weights as the host holds them, in the run's order
-	params  []Param                // the same on the device, made at the first Update
-	grads   map[string]Buffer      // per trainable weight: the step's gradient, or its micro-batches' sums
-	started bool                   // the step's sums are zeroed and hold its micro-batches so far
-	group   *group                 // the ranks' GPUs summing among themselves (JoinGroup), or nil
+	host   []optim.Param[float32] // the trainable weights as the host holds them, in the run's order
+	params []Param                // the same on the device, made at the first Update
+	grads  map[string]Buffer      // per trainable weight: the step's gradient or its micro-batches' sums; empty between steps
+	group  *group                 // the ranks' GPUs summing among themselves (JoinGroup), or nil
 }
 
 // Training returns a run over the trainable weights params (their values are read when a graph or the
@@ -32,69 +36,108 @@ func (d *Device) Training(params []optim.Param[float32]) *Training {
 // Accumulate takes a graph's gradients (the device's values) before the graph closes: alone, as the
 // step's gradient (one micro-batch on one rank, as the host takes it: a weight the loss did not reach gets
 // zeros); otherwise tokens·gradient is added to the step's sums (optim.Accumulator.Add), and a micro-batch
-// without tokens adds nothing.
+// without tokens adds nothing. The step's first gradients are taken where they are (own).
 func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone bool) error {
 	if !alone && tokens == 0 {
 		return nil
 	}
+	if alone || len(t.grads) == 0 {
+		return t.own(grads, tokens, alone)
+	}
 	for _, p := range t.host {
-		dst, err := t.grad(p.Name, len(p.Value))
-		if err != nil {
-			return err
+		g := grads[p.Name]
+		if g == nil {
+			continue // adds nothing
 		}
-		if err := t.take(dst, grads[p.Name], tokens, alone); err != nil {
+		src, err := t.sized(g, p)
+		if err == nil {
+			err = t.d.launch("accumulate", Elementwise(src.n), t.grads[p.Name].ptr, src.ptr, int64(src.n), float64(float32(tokens)))
+		}
+		if err != nil {
 			return fmt.Errorf("gpu: gradient of %s: %w", p.Name, err)
 		}
 	}
-	t.started = !alone
 	return nil
 }
 
-// take puts one gradient into dst: a copy (alone), or added with weight tokens to the sums, zeroed first
-// at the step's first micro-batch; a nil gradient is zeros.
-func (t *Training) take(dst Buffer, g *tensor.Dense, tokens int, alone bool) error {
-	if alone || !t.started {
-		if err := t.d.Zero(dst); err != nil {
-			return err
+// own makes a graph's gradients the step's: each one the graph lent whole is taken from it (Graphs.claim),
+// any other copied, a missing one zeros; unless alone, each is then weighted by tokens in place, bit for bit
+// what adding it to zeroed sums gives (the weigh kernel).
+func (t *Training) own(grads map[string]*tensor.Dense, tokens int, alone bool) error {
+	t.Discard()
+	for _, p := range t.host { // all taken before any is weighted: two weights may share a gradient's buffer
+		b, err := t.take(grads[p.Name], p)
+		if err != nil {
+			return fmt.Errorf("gpu: gradient of %s: %w", p.Name, err)
 		}
-	}
-	if g == nil {
-		return nil
-	}
-	src, err := buffer(g)
-	if err != nil {
-		return err
-	}
-	if src.n != dst.n {
-		return fmt.Errorf("%d values for a weight of %d", src.n, dst.n)
+		t.grads[p.Name] = b
 	}
 	if alone {
-		return t.d.copyWithin(dst, src)
+		return nil
 	}
-	return t.d.launch("accumulate", Elementwise(dst.n), dst.ptr, src.ptr, int64(dst.n), float64(float32(tokens)))
+	for _, p := range t.host {
+		b := t.grads[p.Name]
+		if err := t.d.launch("weigh", Elementwise(b.n), b.ptr, int64(b.n), float64(float32(tokens))); err != nil {
+			return fmt.Errorf("gpu: gradient of %s: %w", p.Name, err)
+		}
+	}
+	return nil
 }
 
-// grad is the gradient buffer of a trainable weight, made on first use.
-func (t *Training) grad(name string, n int) (Buffer, error) {
-	if b, ok := t.grads[name]; ok {
-		return b, nil
+// take returns a buffer of the step's holding gradient g of weight p: g's own when the graph lent it whole,
+// else a copy (zeros for a nil g).
+func (t *Training) take(g *tensor.Dense, p optim.Param[float32]) (Buffer, error) {
+	var src Buffer
+	if g != nil {
+		var err error
+		if src, err = t.sized(g, p); err != nil {
+			return Buffer{}, err
+		}
+		if t.claim(src) {
+			return src, nil
+		}
 	}
-	b, err := t.d.Alloc(n)
+	b, err := t.d.Alloc(len(p.Value))
+	switch {
+	case err != nil:
+		return Buffer{}, err
+	case g == nil:
+		err = t.d.Zero(b)
+	default:
+		err = t.d.copyWithin(b, src)
+	}
 	if err != nil {
-		return Buffer{}, fmt.Errorf("gpu: gradient of %s: %w", name, err)
+		t.d.Free(b)
+		return Buffer{}, err
 	}
-	t.grads[name] = b
 	return b, nil
+}
+
+// sized is the device buffer of gradient g, which must have as many values as weight p.
+func (t *Training) sized(g *tensor.Dense, p optim.Param[float32]) (Buffer, error) {
+	src, err := buffer(g)
+	if err == nil && src.n != len(p.Value) {
+		err = fmt.Errorf("%d values for a weight of %d", src.n, len(p.Value))
+	}
+	return src, err
 }
 
 // Update ends the step: the sums' token-weighted mean over tokens (unless the gradient came alone), then
 // AdamWStep (clipping to maxNorm, AdamW with lr at o's next step), and waits for the device, so that a
 // step's time on the host's clock is its time on the device. It returns the norm before clipping; one that
-// is not finite changes no weight and no moment and is an error wrapping optim.ErrNonFinite.
+// is not finite changes no weight and no moment and is an error wrapping optim.ErrNonFinite. The step's
+// gradients go back to the device's cache (Discard).
 func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error) {
 	defer t.Discard()
 	if err := t.prepare(o); err != nil {
 		return 0, err
+	}
+	for i, p := range t.params {
+		g, ok := t.grads[p.Name]
+		if !ok {
+			return 0, fmt.Errorf("gpu: update: no gradient of %s this step", p.Name)
+		}
+		t.params[i].Grad = g
 	}
 	if !alone {
 		if tokens <= 0 {
@@ -125,25 +168,20 @@ func (t *Training) Reduce(tokens int, sum func([]float32) error) error {
 	} else if err == nil {
 		err = t.sumOnHost(bufs, sum)
 	}
-	if err == nil {
-		t.started = true
-	}
 	return err
 }
 
-// sums are the step's gradient sums, one per trainable weight in parameter order, zeroed first when no
-// micro-batch added to them: a rank whose micro-batches supervised nothing contributes zeros.
+// sums are the step's gradient sums, one per trainable weight in parameter order: zeros when no
+// micro-batch added to them (a rank whose micro-batches supervised nothing contributes zeros).
 func (t *Training) sums() ([]Buffer, error) {
-	bufs := make([]Buffer, len(t.host))
-	for i, p := range t.host {
-		b, err := t.grad(p.Name, len(p.Value))
-		if err == nil && !t.started {
-			err = t.d.Zero(b)
-		}
-		if err != nil {
+	if len(t.grads) == 0 {
+		if err := t.own(nil, 0, true); err != nil {
 			return nil, err
 		}
-		bufs[i] = b
+	}
+	bufs := make([]Buffer, len(t.host))
+	for i, p := range t.host {
+		bufs[i] = t.grads[p.Name]
 	}
 	return bufs, nil
 }
@@ -176,12 +214,18 @@ func (t *Training) sumOnHost(bufs []Buffer, sum func([]float32) error) error {
 	return nil
 }
 
-// Discard forgets the step's sums (a skipped step).
-func (t *Training) Discard() { t.started = false }
+// Discard forgets the step's gradients (after an update, or a skipped step) and gives their buffers back
+// to the device's cache, for the next step's graphs.
+func (t *Training) Discard() {
+	for name, b := range t.grads {
+		t.d.Free(b)
+		delete(t.grads, name)
+	}
+}
 
 // prepare makes the device's params at the first update: each weight (as Graphs holds it, or uploaded
-// now if no graph has used it), its gradient, and its moments, zeros or the host optimizer's (a resumed
-// run's).
+// now if no graph has used it) and its moments, zeros or the host optimizer's (a resumed run's); each
+// update sets their gradients.
 func (t *Training) prepare(o *optim.AdamW[float32]) error {
 	if t.params != nil {
 		return nil
@@ -192,10 +236,6 @@ func (t *Training) prepare(o *optim.AdamW[float32]) error {
 			return err
 		}
 		value, _ := buffer(v)
-		grad, err := t.grad(p.Name, len(p.Value))
-		if err != nil {
-			return err
-		}
 		m, err := t.moment(o.M[p.Name], len(p.Value))
 		if err != nil {
 			return err
@@ -204,7 +244,7 @@ func (t *Training) prepare(o *optim.AdamW[float32]) error {
 		if err != nil {
 			return err
 		}
-		t.params = append(t.params, Param{Name: p.Name, Shape: p.Shape, Value: value, Grad: grad, M: m, V: vv})
+		t.params = append(t.params, Param{Name: p.Name, Shape: p.Shape, Value: value, M: m, V: vv})
 	}
 	return nil
 }
@@ -245,12 +285,10 @@ func (t *Training) Sync(o *optim.AdamW[float32]) error {
 // open.
 func (t *Training) Close() error {
 	errs := []error{t.leaveGroup()}
-	for _, b := range t.grads {
-		errs = append(errs, t.d.Free(b))
-	}
+	t.Discard()
 	for _, p := range t.params {
 		errs = append(errs, t.d.Free(p.M), t.d.Free(p.V))
 	}
-	t.grads, t.params = map[string]Buffer{}, nil
+	t.params = nil
 	return errors.Join(append(errs, t.Graphs.Close())...)
 }

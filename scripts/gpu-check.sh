@@ -21,7 +21,7 @@
 #      on the same GPU at the same size;
 #   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes in bf16 (mixed precision; again with
 #      recomputation if it fails), beside the reference's (scripts/ref-7b.py gives it a 7b size and bfloat16
-#      autocast);
+#      autocast); on a GPU of more than 120 GB, also with LLaVA-1.5's own trainable set;
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
 # The parts run in that order, most needed first, so that a run cut short still brings back the first ones
 # (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table.
@@ -121,6 +121,12 @@ EOF
 			--set gradient_checkpointing=true
 	fi
 	torch 7b 300 --size 7b --bf16 --batch 1 --steps 3 --warmup 1 flex-union
+	mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
+	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (116 GiB by flextrain plan)
+		bench 7b-llava 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1 \
+			--set 'trainable=["model.layers.*","model.norm.*","lm_head.*"]'
+		torch 7b-llava 300 --size 7b --llava-set --bf16 --batch 1 --steps 3 --warmup 1 flex-union
+	fi
 
 	echo "== 5. the kernels at 7B's sizes"
 	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
@@ -136,16 +142,16 @@ for f in sorted(glob.glob(f"{out}/bench-*.json")):
     except ValueError:
         continue
     for m in d.get("modes", [d]):
-        rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?") + " " + m.get("products", ""), m["mode"], m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0)))
+        rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?") + " " + m.get("products", ""), m["mode"], m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0), m.get("peak_device_mib", 0) / 1024))
 for f in sorted(glob.glob(f"{out}/torch-*.txt")):
     for line in open(f):
         if line.startswith("{"):
             m = json.loads(line)
             gf = (m["gflop_decoder"] + m["gflop_vision"]) / (m["median_ms"] / 1e3)
-            rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"]))
-print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s}')
+            rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"], m.get("peak_device_mib", 0) / 1024))
+print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s} {"peak GiB":>9s}')
 for r in rows:
-    print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f}")
+    print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f} {r[7]:9.2f}")
 EOF
 	;;
 *)

@@ -5,6 +5,8 @@ what the 7B comparison asks of it, in place:
   --size 7b   LLaVA-1.5-7B's shapes (CLIP ViT-L/14-336, zoom 3, select grid 9; the LLaMA-7B decoder, n_sa 9)
               with configs/bench-7b.yaml's trainable set: the attention projections of the FlexAttention
               layers (with k/v_proj_hd), which fit one 80 GB GPU in float32 with AdamW;
+  --llava-set with --size 7b, LLaVA-1.5's own trainable set instead (every layer from n_sa on, with the
+              final norm and lm_head: the reference's default), which needs an H200;
   --bf16      the forward pass under torch.autocast(bfloat16); weights, gradients and AdamW stay float32
               (flexref's LR and HR feature tables then take the projector's dtype).
 
@@ -38,15 +40,16 @@ BENCH = [
     ("def child(a):\n",
      "def child(a):\n"
      "    global ATTENTION_ONLY\n"
-     "    ATTENTION_ONLY = a.size == '7b'\n"),
+     "    ATTENTION_ONLY = a.size == '7b' and not a.llava_set\n"),
     ("        out = fr.forward(W, cfg, inp, 'train', 1.0, impl, view, a.strategy, a.ratio, step=i)",
      "        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):\n"
      "            out = fr.forward(W, cfg, inp, 'train', 1.0, impl, view, a.strategy, a.ratio, step=i)"),
     ("    ap.add_argument('--tf32', action='store_true', help='let float32 matmuls use TF32 on a GPU')",
      "    ap.add_argument('--tf32', action='store_true', help='let float32 matmuls use TF32 on a GPU')\n"
-     "    ap.add_argument('--bf16', action='store_true', help='the forward pass under bfloat16 autocast')"),
+     "    ap.add_argument('--bf16', action='store_true', help='the forward pass under bfloat16 autocast')\n"
+     "    ap.add_argument('--llava-set', action='store_true', help='--size 7b: LLaVA-1.5\\'s trainable set')"),
     ("(['--tf32'] if a.tf32 else [])",
-     "(['--tf32'] if a.tf32 else []) + (['--bf16'] if a.bf16 else [])"),
+     "(['--tf32'] if a.tf32 else []) + (['--bf16'] if a.bf16 else []) + (['--llava-set'] if a.llava_set else [])"),
 ]
 
 

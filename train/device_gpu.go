@@ -36,3 +36,6 @@ func (r *gpuRun) Close() error {
 
 // Memory is the GPU's memory in bytes.
 func (r *gpuRun) Memory() (int64, error) { return r.dev.Memory() }
+
+// PeakMemory is the most of the GPU's memory the run's buffers held at once, in bytes.
+func (r *gpuRun) PeakMemory() int64 { return r.dev.PeakMemory() }

@@ -40,7 +40,9 @@ func TestRunOnDeviceIsTheCPURun(t *testing.T) {
 			const steps, k = 8, 5
 			sets := []string{"max_steps=8", set, "save_steps=4", "eval_steps=3"}
 			cpu := tinyConfig(t, sets...)
-			mustRun(t, cpu, RunOptions{})
+			if s, _ := mustRun(t, cpu, RunOptions{}); s.PeakDeviceMemoryMiB != 0 {
+				t.Errorf("a CPU run's summary gives a GPU's peak memory, %v MiB", s.PeakDeviceMemoryMiB)
+			}
 
 			dev := tinyConfig(t, append(sets, "device=cuda")...)
 			var run *devicetest.Training
@@ -59,8 +61,12 @@ func TestRunOnDeviceIsTheCPURun(t *testing.T) {
 			if !run.Closed || run.Ran["FlexAttention"] == 0 || run.Ran["Select"] == 0 || (set == "bf16=true") != (run.Ran["LinearHalf"] > 0) {
 				t.Fatalf("the stand-in ran %v, closed %v", run.Ran, run.Closed)
 			}
-			if _, out := mustRun(t, dev, onStandIn(&run)); !strings.Contains(out, "resumed") {
+			s, out := mustRun(t, dev, onStandIn(&run))
+			if !strings.Contains(out, "resumed") {
 				t.Errorf("the second run did not resume:\n%s", out)
+			}
+			if peak := round(mib(run.PeakMemory()), 1); s.PeakDeviceMemoryMiB != peak || peak == 0 {
+				t.Errorf("the summary's peak device memory %v MiB; the device's %v", s.PeakDeviceMemoryMiB, peak)
 			}
 			compareLogs(t, stepRecords(t, cpu.OutputDir), stepRecords(t, dev.OutputDir), steps)
 			compareCheckpoints(t, loadCheckpoint(t, cpu.OutputDir, steps), loadCheckpoint(t, dev.OutputDir, steps))

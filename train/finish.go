@@ -39,7 +39,7 @@ func (t *trainer[T]) summary(start time.Time, meanLoss float64) (Summary, error)
 	secs := time.Since(start).Seconds()
 	s := Summary{TrainRuntime: round(secs, 3), TrainLoss: meanLoss, Steps: t.state.Step, SkippedNonFinite: t.state.SkippedNonFinite,
 		TrainSamplesPerSecond: round(float64(t.samples)/secs, 3), FeatureCacheHitRate: round(t.graph.Features.Stats().HitRate(), 4),
-		LastCheckpoint: t.lastPath()}
+		LastCheckpoint: t.lastPath(), PeakDeviceMemoryMiB: round(mib(t.peakDeviceMemory()), 1)}
 	return s, t.log.summary(s)
 }
 
@@ -47,3 +47,14 @@ func (t *trainer[T]) summary(start time.Time, meanLoss float64) (Summary, error)
 func (t *trainer[T]) lastPath() string {
 	return filepath.Join(t.cfg.OutputDir, fmt.Sprint("checkpoint-", t.saved))
 }
+
+// peakDeviceMemory is the most memory in bytes the run's GPU buffers held at once; 0 on the CPU.
+func (t *trainer[T]) peakDeviceMemory() int64 {
+	if t.dev == nil {
+		return 0
+	}
+	return t.dev.PeakMemory()
+}
+
+// mib is bytes in MiB.
+func mib(bytes int64) float64 { return float64(bytes) / (1 << 20) }

@@ -68,6 +68,7 @@ type Summary struct {
 	SkippedNonFinite      int     `json:"skipped_nonfinite"`
 	FeatureCacheHitRate   float64 `json:"feature_cache_hit_rate"` // vision features read from the cache
 	LastCheckpoint        string  `json:"last_checkpoint,omitempty"`
+	PeakDeviceMemoryMiB   float64 `json:"peak_device_memory_mib,omitempty"` // on a GPU: the most its buffers held at once
 }
 
 // Run trains the configured model: it resumes when asked, then takes optimizer steps until max steps,

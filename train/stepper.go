@@ -66,6 +66,9 @@ func NewStepper(cfg config.Config, w *model.Weights, src BatchSource, opts Stepp
 	return &Stepper{t: t}, nil
 }
 
+// PeakDeviceMemory is the most memory in bytes that the Stepper's GPU buffers held at once; 0 on the CPU.
+func (s *Stepper) PeakDeviceMemory() int64 { return s.t.peakDeviceMemory() }
+
 // Close releases the Stepper's device (a no-op on the CPU).
 func (s *Stepper) Close() { s.t.close() }
 

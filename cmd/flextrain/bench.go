@@ -101,6 +101,9 @@ func writeBench(w io.Writer, r bench.Result) error {
 		r.Mode, r.Strategy, r.Device, r.Products, r.Steps, r.SequenceLength, r.Cached, r.FeatureHitRate, r.MedianMS, r.MinMS, r.MaxMS, r.TokensPerSec, r.GFLOPPerSec,
 		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB,
 		r.ArenaMiB, r.ArenaFreshMiB, 100*r.MiBPerStep/max(r.ArenaMiB, 1), r.Loss)
+	if err == nil && r.PeakDeviceMiB > 0 {
+		_, err = fmt.Fprintf(w, "  device      peak %.2f GiB held by the step's buffers, weights and optimizer state\n", r.PeakDeviceMiB/1024)
+	}
 	return err
 }
 

@@ -308,6 +308,13 @@ extern "C" __global__ void accumulate(float *s, const float *g, long long n, dou
 	FOR_EACH(i, n) { s[i] += w * g[i]; }
 }
 
+// weigh sets x = 0 + w·x in place: a micro-batch's gradient, taken as the step's sums where its graph left
+// it, weighted as accumulate adds it to zeroed sums (a product of −0 becomes +0 there too).
+extern "C" __global__ void weigh(float *x, long long n, double w_) {
+	const float w = w_;
+	FOR_EACH(i, n) { x[i] = 0.0f + w * x[i]; }
+}
+
 // widen16 sets dst to the 16-bit values src widened to float32, exactly: bfloat16 is a float32's upper half,
 // float16 converts (normal numbers, subnormals, infinities and NaNs), as internal/half widens them.
 extern "C" __global__ void widen16(float *dst, const unsigned short *src, long long n, long long bf16) {

@@ -35,6 +35,8 @@ type Device struct {
 	lent    []uintptr // the values lent since the last Release, in order
 	marks   []int
 	weights map[string]*tensor.Dense
+	held    int64 // bytes of the values in mem
+	peak    int64 // the most held at once
 }
 
 // New returns an empty device.
@@ -76,6 +78,8 @@ func (d *Device) lend(t *tensor.Dense) *tensor.Dense {
 	}
 	ptr := uintptr(unsafe.Pointer(unsafe.SliceData(poison)))
 	d.mem[ptr] = slices.Clone(t.Data().([]float32))
+	d.held += 4 * int64(len(d.mem[ptr]))
+	d.peak = max(d.peak, d.held)
 	d.lent = append(d.lent, ptr)
 	return tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(t.Shape().Clone()...), tensor.WithEngine(engine{d}),
 		tensor.FromMemory(ptr, uintptr(4*len(poison))))
@@ -126,7 +130,7 @@ func (d *Device) Lent() int { return len(d.lent) }
 // Release takes every lent value back.
 func (d *Device) Release() {
 	for _, p := range d.lent {
-		delete(d.mem, p)
+		d.drop(p)
 	}
 	d.lent, d.marks = nil, nil
 }
@@ -154,9 +158,18 @@ func (d *Device) ReleaseAfter(mark int, keep ...G.Value) {
 			d.lent = append(d.lent, p)
 			continue
 		}
-		delete(d.mem, p)
+		d.drop(p)
 	}
 }
+
+// drop takes the value at p back.
+func (d *Device) drop(p uintptr) {
+	d.held -= 4 * int64(len(d.mem[p]))
+	delete(d.mem, p)
+}
+
+// PeakMemory is the most memory in bytes that the device's values (weights included) held at once.
+func (d *Device) PeakMemory() int64 { return d.peak }
 
 // engine is the tensor engine of the device's values: Gorgonia's sums of gradient contributions.
 type engine struct{ d *Device }

@@ -61,6 +61,7 @@ type Result struct {
 	MiBPerStep    float64 `json:"mib_alloc_per_step"`
 	GCFraction    float64 `json:"gc_fraction"`
 	PeakRSSMiB    float64 `json:"peak_rss_mib"`
+	PeakDeviceMiB float64 `json:"peak_device_mib,omitempty"` // on a GPU: the most its buffers held at once
 	// ArenaMiB is what the step's buffers occupy (the arena that holds every value of a step's graph);
 	// ArenaFreshMiB is how much of it a steady-state step still had to allocate.
 	ArenaMiB       float64 `json:"arena_mib"`
@@ -215,6 +216,7 @@ func (b *modeRun) result() Result {
 	r.TokensPerSec = float64(b.tokens) / b.wall.Seconds()
 	r.SequenceLength = b.seqLen
 	r.ArenaMiB = float64(b.st.Arena().Held) / (1 << 20)
+	r.PeakDeviceMiB = float64(b.st.PeakDeviceMemory()) / (1 << 20)
 	r.GFLOPDecoder, r.GFLOPVision = flops(b.cfg.Model(), r.Mode, r.SelectedFrac, b.cfg.PerDeviceTrainBatchSize)
 	r.GFLOPPerSec = (r.GFLOPDecoder + r.GFLOPVision) / (r.MedianMS / 1000)
 	var ru syscall.Rusage

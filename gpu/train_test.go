@@ -1,0 +1,146 @@
+//go:build gpu
+
+package gpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/optim"
+)
+
+// TestTrainingStep: a step on the device, from a graph's gradients to AdamW, gives the bits of the CPU's
+// (optim.Accumulator, then optim.AdamW), for a gradient alone and for two micro-batches; and the step's
+// gradients are the graph's buffers where the graph lent them whole (a weight's own, or shared by two
+// weights), a copy of a part of one, zeros where the loss did not reach, and go back to the device after
+// the update, never twice.
+func TestTrainingStep(t *testing.T) {
+	cases := []struct {
+		name   string
+		tokens []int // per micro-batch; one alone
+	}{
+		{"alone", []int{1}},
+		{"micro-batches", []int{3, 5}},
+		{"first without tokens", []int{0, 4}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := openDevice(t)
+			rng := rand.New(rand.NewPCG(7, uint64(len(c.tokens))))
+			shapes := map[string][]int{"a": {3, 4}, "b": {5}, "shared": {3, 4}, "unused": {2}}
+			names := []string{"a", "b", "shared", "unused"}
+			host, cpu := make([]optim.Param[float32], len(names)), make([]optim.Param[float32], len(names))
+			for i, name := range names {
+				n := shapes[name][0]
+				if len(shapes[name]) > 1 {
+					n *= shapes[name][1]
+				}
+				v := randoms(rng, n)
+				host[i] = optim.Param[float32]{Name: name, Shape: shapes[name], Value: slices.Clone(v), Grad: make([]float32, n)}
+				cpu[i] = optim.Param[float32]{Name: name, Shape: shapes[name], Value: v, Grad: make([]float32, n)}
+			}
+			run := d.Training(host)
+			defer run.Close()
+			alone := len(c.tokens) == 1
+			var acc optim.Accumulator[float32]
+			total := 0
+			for mb, tokens := range c.tokens {
+				ga, gb := randoms(rng, 12), randoms(rng, 8) // b's gradient: the first 5 of 8 values
+				ga[1] = float32(math.Copysign(0, -1))
+				for i, g := range [][]float32{ga, gb[:5], ga, make([]float32, 2)} {
+					copy(cpu[i].Grad, g)
+				}
+				if !alone {
+					if err := acc.Add(cpu, tokens); err != nil {
+						t.Fatal(err)
+					}
+				}
+				va, err := run.Upload(tensor.New(tensor.WithShape(3, 4), tensor.WithBacking(ga)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				vb, err := run.Upload(tensor.New(tensor.WithShape(8), tensor.WithBacking(gb)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				whole, _ := buffer(va)
+				part, _ := buffer(vb)
+				part.n = 5
+				grads := map[string]*tensor.Dense{"a": va.(*tensor.Dense), "shared": va.(*tensor.Dense), "b": run.value(part, 5)}
+				if err := run.Accumulate(grads, tokens, alone); err != nil {
+					t.Fatal(err)
+				}
+				if first := mb == 0 || c.tokens[0] == 0 && mb == 1; first && tokens > 0 {
+					if run.grads["a"].ptr != whole.ptr {
+						t.Errorf("micro-batch %d: a's gradient was copied, not taken from the graph", mb)
+					}
+					for _, name := range []string{"b", "shared", "unused"} {
+						if run.grads[name].ptr == whole.ptr || run.grads[name].ptr == part.ptr {
+							t.Errorf("micro-batch %d: %s's gradient is a graph's buffer it does not own", mb, name)
+						}
+					}
+				}
+				run.Release() // the graph closes: what the step took stays
+				if tokens > 0 {
+					gaveBack(t, d, run.grads["a"])
+				}
+				total += tokens
+			}
+			opt, cpuOpt := optim.NewAdamW[float32](0.9, 0.95, 1e-8, 0.1), optim.NewAdamW[float32](0.9, 0.95, 1e-8, 0.1)
+			if _, err := run.Update(opt, 1e-2, 0, total, alone); err != nil {
+				t.Fatal(err)
+			}
+			if len(run.grads) != 0 {
+				t.Errorf("%d gradients kept after the update", len(run.grads))
+			}
+			if !alone {
+				if _, err := acc.Finish(cpu); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := cpuOpt.Update(cpu, 1e-2); err != nil {
+				t.Fatal(err)
+			}
+			if err := run.Sync(opt); err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range host {
+				for j, got := range p.Value {
+					if want := cpu[i].Value[j]; math.Float32bits(got) != math.Float32bits(want) {
+						t.Fatalf("%s[%d] = %v after the device's step, %v after the CPU's", p.Name, j, got, want)
+					}
+				}
+				for j, got := range opt.M[p.Name] {
+					if want := cpuOpt.M[p.Name][j]; math.Float32bits(got) != math.Float32bits(want) {
+						t.Fatalf("m of %s[%d] = %v on the device, %v on the CPU", p.Name, j, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// gaveBack fails when the device's cache would hand out b, which is in use: the next allocations of its
+// size class (as many as the test's graphs lent) are all other blocks.
+func gaveBack(t *testing.T, d *Device, b Buffer) {
+	t.Helper()
+	var got []Buffer
+	defer func() {
+		for _, a := range got {
+			d.Free(a)
+		}
+	}()
+	for range 8 {
+		a, err := d.Alloc(b.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = append(got, a); a.ptr == b.ptr {
+			t.Fatal("the graph's Release gave back a gradient that the step took over")
+		}
+	}
+}
