@@ -45,3 +45,34 @@ func feeders(src []ops.Source, kind ops.SourceKind, rows int) (start, from []int
 	}
 	return start, from
 }
+
+// embedSources are the rows of ClassPosEmbed's output for images of n patches each, as Assemble's sources:
+// per image the class embedding (row 0 of the image table), then its patches (rows of the token table).
+func embedSources(images, n int) []ops.Source {
+	src := make([]ops.Source, 0, images*(n+1))
+	for k := range images {
+		src = append(src, ops.Source{Kind: ops.FromImage})
+		for i := range n {
+			src = append(src, ops.Source{Kind: ops.FromToken, Index: k*n + i})
+		}
+	}
+	return src
+}
+
+// embedGradSources give ClassPosEmbed's gradient for input which (0 patch, 1 class, 2 position), over the
+// upstream rows [images·(n+1), C], as the gradient of a table of Assemble's (scatter_rows): the rows' sources,
+// the table's kind and its shape. The patch table's rows are each fed once, the class row by every image's
+// first row, position row t by row t of every image, in order (a −0 upstream value comes out +0).
+func embedGradSources(images, n, C, which int) (src []ops.Source, kind ops.SourceKind, shape []int) {
+	src = embedSources(images, n)
+	switch which {
+	case 0:
+		return src, ops.FromToken, []int{images * n, C}
+	case 1:
+		return src, ops.FromImage, []int{C}
+	}
+	for r := range src {
+		src[r] = ops.Source{Kind: ops.FromToken, Index: r % (n + 1)}
+	}
+	return src, ops.FromToken, []int{n + 1, C}
+}

@@ -24,8 +24,7 @@ var kernelNames = []string{
 	"rmsnorm_grad_w", "rope", "xent_lse", "xent_grad", "attn_softmax", "attn_softmax_back", "layernorm",
 	"quick_gelu", "gelu", "add_bias", "add", "flex_softmax", "scale_rows", "flex_blend", "gather_rows",
 	"scatter_rows", "im2col", "accumulate", "weigh", "divide", "widen16", "narrow_bf16", "round_bf16", "rows_softmax",
-	"image_attention",
-	"add_rows",
+	"image_attention", "add_rows", "layernorm_grad_x", "ln_rows", "layernorm_grad_w", "quick_gelu_grad", "gelu_grad",
 }
 
 // Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every
@@ -195,9 +194,13 @@ func (d *Device) Free(b Buffer) error {
 	})
 }
 
-// emptyCache returns every cached block to the driver (on the device's thread).
+// emptyCache returns every cached block to the driver (on the device's thread), once the stream has
+// finished with them: a kernel queued before their Free may still read them.
 func (d *Device) emptyCache() error {
-	var errs []error
+	if len(d.cache) == 0 {
+		return nil
+	}
+	errs := []error{d.stream.Synchronize()}
 	for c, idle := range d.cache {
 		for _, p := range idle {
 			errs = append(errs, cu.MemFree(p))

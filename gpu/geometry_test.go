@@ -565,18 +565,124 @@ func TestAssembleTwin(t *testing.T) {
 		kind ops.SourceKind
 		rows int
 	}{{ops.FromToken, V}, {ops.FromImage, K}} {
-		start, from := feeders(src, tc.kind, tc.rows)
-		dt := make([]float32, tc.rows*D)
-		Elementwise(len(dt)).forEach(len(dt), func(_, _, e int) {
-			row, j := e/D, e%D
-			var s float32
-			for p := start[row]; p < start[row+1]; p++ {
-				s += up[int(from[p])*D+j]
-			}
-			dt[e] = s
-		})
+		dt := scatterTwin(up, src, tc.kind, tc.rows, D)
 		closeTo(t, fmt.Sprintf("scatter %v", tc.kind), len(dt), dt, wantG[i], 0)
 	}
+}
+
+// scatterTwin is the scatter_rows kernel over feeders: the gradient [rows, D] of the table of kind that
+// src's rows read, from their gradient g.
+func scatterTwin(g []float32, src []ops.Source, kind ops.SourceKind, rows, D int) []float32 {
+	start, from := feeders(src, kind, rows)
+	dt := make([]float32, rows*D)
+	Elementwise(len(dt)).forEach(len(dt), func(_, _, e int) {
+		row, j := e/D, e%D
+		var s float32
+		for p := start[row]; p < start[row+1]; p++ {
+			s += g[int(from[p])*D+j]
+		}
+		dt[e] = s
+	})
+	return dt
+}
+
+// TestClassPosEmbedGradTwin: ClassPosEmbed's three gradients as scatter_rows computes them over
+// embedGradSources (the patch rows, the class rows' sum, the position rows' sums over the images), and a
+// bias's (ColSum: every row feeding one table row), give ops' bits.
+func TestClassPosEmbedGradTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(29, 30))
+	const images, n, C = 3, 5, 7
+	patch, cls, pos, up := randoms(rng, images*n*C), randoms(rng, C), randoms(rng, (n+1)*C), randoms(rng, images*(n+1)*C)
+	_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) {
+		return ops.ClassPosEmbed(in[0], in[1], in[2], images, ops.EmbedSpec{Patch: true, Class: true, Pos: true})
+	}, [][]float32{patch, cls, pos}, [][]int{{images * n, C}, {C}, {n + 1, C}}, up)
+	for which := range 3 {
+		src, kind, shape := embedGradSources(images, n, C, which)
+		got := scatterTwin(up, src, kind, tensor.Shape(shape).TotalSize()/C, C)
+		closeTo(t, fmt.Sprintf("ClassPosEmbed gradient %d", which), C, got, want[which], 0)
+	}
+	x, b := randoms(rng, images*n*C), randoms(rng, C)
+	_, wantB := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.AddBias(in[0], in[1], true, true) },
+		[][]float32{x, b}, [][]int{{images * n, C}, {C}}, up[:images*n*C])
+	rows := make([]ops.Source, images*n)
+	for r := range rows {
+		rows[r].Kind = ops.FromToken
+	}
+	closeTo(t, "ColSum", C, scatterTwin(up, rows, ops.FromToken, 1, C), wantB[1], 0)
+}
+
+// TestLayerNormGradTwin: ln_rows and layernorm_grad_w (a thread per column over the rows in order), and
+// layernorm_grad_x (a block per row, four halving sums), match ops.LayerNormOp's backward; the bias's
+// gradient is ColSum's (TestClassPosEmbedGradTwin).
+func TestLayerNormGradTwin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, cols := range []int{1, 7, 257, 1024} {
+		const rows, eps = 5, 1e-5
+		x, w, b, up := randoms(rng, rows*cols), randoms(rng, cols), randoms(rng, cols), randoms(rng, rows*cols)
+		_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) {
+			return ops.LayerNormOp(in[0], in[1], in[2], eps, ops.NormSpec{X: true, W: true, B: true})
+		}, [][]float32{x, w, b}, [][]int{{rows, cols}, {cols}, {cols}}, up)
+		stats := make([]float64, 2*rows)
+		dx, dw := make([]float32, rows*cols), make([]float32, cols)
+		g := Rows(rows)
+		for r := range g.Blocks {
+			xr, gr := x[r*cols:(r+1)*cols], up[r*cols:(r+1)*cols]
+			sum := func(f func(j int) float64) float64 { // each thread's columns, then the halving sum
+				part := make([]float64, g.Threads)
+				for th := range g.Threads {
+					for j := th; j < cols; j += g.Threads {
+						part[th] += f(j)
+					}
+				}
+				return blockSum(part)
+			}
+			mean := sum(func(j int) float64 { return float64(xr[j]) }) / float64(cols)
+			inv := 1 / math.Sqrt(sum(func(j int) float64 { d := float64(xr[j]) - mean; return d * d })/float64(cols)+eps)
+			stats[2*r], stats[2*r+1] = mean, inv
+			h := func(j int) float64 { return float64(gr[j]) * float64(w[j]) }
+			mh := sum(h) / float64(cols)
+			mhx := sum(func(j int) float64 { return h(j) * (float64(xr[j]) - mean) * inv }) / float64(cols)
+			for j := range cols {
+				xh := (float64(xr[j]) - mean) * inv
+				dx[r*cols+j] = float32(inv * (h(j) - mh - xh*mhx))
+			}
+		}
+		Elementwise(cols).forEach(cols, func(_, _, j int) {
+			var acc float64
+			for r := range rows {
+				acc += float64(up[r*cols+j]) * (float64(x[r*cols+j]) - stats[2*r]) * stats[2*r+1]
+			}
+			dw[j] = float32(acc)
+		})
+		closeTo(t, "layernorm dx", cols, dx, want[0], 1e-6)
+		closeTo(t, "layernorm dw", cols, dw, want[1], 1e-6)
+	}
+}
+
+// TestActivationGradTwins: quick_gelu_grad and gelu_grad element for element against the backward of ops'
+// QuickGELUOp and GELU.
+func TestActivationGradTwins(t *testing.T) {
+	rng := rand.New(rand.NewPCG(33, 34))
+	const n = 1001
+	x, up := randoms(rng, n), randoms(rng, n)
+	for i := range x {
+		x[i] *= 4 // the activations' curved part and both tails
+	}
+	got := make([]float32, n)
+	_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.QuickGELUOp(in[0]) }, [][]float32{x}, [][]int{{n}}, up)
+	Elementwise(n).forEach(n, func(_, _, i int) {
+		v := x[i]
+		s := float32(1 / (1 + math.Exp(-float64(1.702*v))))
+		got[i] = up[i] * s * (1 + 1.702*v*(1-s))
+	})
+	closeTo(t, "quick_gelu_grad", n, got, want[0], 1e-6)
+	_, want = cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.GELU(in[0]) }, [][]float32{x}, [][]int{{n}}, up)
+	Elementwise(n).forEach(n, func(_, _, i int) {
+		v := float64(x[i])
+		d := 0.5*(1+math.Erf(v/1.4142135623730951)) + v*math.Exp(-v*v/2)/2.5066282746310002
+		got[i] = float32(float64(up[i]) * d)
+	})
+	closeTo(t, "gelu_grad", n, got, want[0], 0)
 }
 
 // TestIm2colTwin: im2col's index arithmetic lays patch (gy, gx) of each image out channel by channel, row by

@@ -17,8 +17,8 @@ import (
 // Graphs runs model graphs on a Device (it is a model.Device): the weights stay in the device's memory
 // across graphs, every other value is lent for one graph (from the device's cache: the next graph finds
 // the same blocks), and each operation runs as the device's kernel (graphops_gpu.go) or, for those without
-// one, on the CPU over copies of its inputs (counted in Fallbacks: the operations of a trainable vision
-// tower). Not safe for concurrent use: one graph runs at a time.
+// one, on the CPU over copies of its inputs (counted in Fallbacks: the tagger's pooling and loss, which
+// no graph of fit's has). Not safe for concurrent use: one graph runs at a time.
 type Graphs struct {
 	d         *Device
 	weights   map[string]Buffer

@@ -56,6 +56,15 @@ var graphOps = map[string]graphOp{
 	"Concat":            concat,
 	"Select":            selectCells,
 	"GatherRowsGrad":    gatherRowsGrad,
+	// the backward operations of a vision tower or a projector that trains
+	"ClassPosEmbedGrad0": classPosEmbedGrad(0),
+	"ClassPosEmbedGrad1": classPosEmbedGrad(1),
+	"ClassPosEmbedGrad2": classPosEmbedGrad(2),
+	"LayerNormGradX":     layerNormGrad(true),
+	"LayerNormGradW":     layerNormGrad(false),
+	"ColSum":             colSum,
+	"QuickGELUGrad":      elementwise(func(d *Device, y, x, g Buffer) error { return d.QuickGELUGrad(y, x, g) }, false),
+	"GELUGrad":           elementwise(func(d *Device, y, x, g Buffer) error { return d.GELUGrad(y, x, g) }, false),
 }
 
 // elementwise is an operation whose output has its first input's shape (Reshape: the shape it was built
@@ -234,21 +243,73 @@ func classPosEmbed(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
 	ps, ts := in[0].Shape(), in[2].Shape()
 	n, C := ts[0]-1, ts[1]
 	images := ps[0] / max(n, 1)
-	src := make([]ops.Source, 0, images*(n+1))
-	for k := range images {
-		src = append(src, ops.Source{Kind: ops.FromImage})
-		for i := range n {
-			src = append(src, ops.Source{Kind: ops.FromToken, Index: k*n + i})
-		}
-	}
 	y, out, err := g.output(images*(n+1), C)
 	if err == nil {
-		err = g.d.Assemble(y, b[0], b[1], Buffer{}, src, C)
+		err = g.d.Assemble(y, b[0], b[1], Buffer{}, embedSources(images, n), C)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return out, g.d.AddRowBias(y, b[2])
+}
+
+// classPosEmbedGrad is the gradient of ClassPosEmbed's input which (0 patch, 1 class, 2 position) over
+// in = g [images·(n+1), C], as the gradient of one of Assemble's tables (embedGradSources).
+func classPosEmbedGrad(which int) graphOp {
+	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+		args, b, err := inputsOf[ops.EmbedArgs](k, in)
+		if err != nil {
+			return nil, err
+		}
+		s := in[0].Shape()
+		rows, C := s[0], s[1]
+		if args.Images < 1 || rows%args.Images != 0 || rows/args.Images < 1 {
+			return nil, fmt.Errorf("%d rows for %d images", rows, args.Images)
+		}
+		src, kind, shape := embedGradSources(args.Images, rows/args.Images-1, C, which)
+		d, out, err := g.output(shape...)
+		if err != nil {
+			return nil, err
+		}
+		return out, g.d.AssembleGrad(d, b[0], src, kind, C)
+	}
+}
+
+// layerNormGrad is LayerNorm's gradient of x (over in = x, w, g) or of w (over in = x, g).
+func layerNormGrad(ofX bool) graphOp {
+	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
+		args, b, err := inputsOf[ops.NormArgs](k, in)
+		if err != nil {
+			return nil, err
+		}
+		s := in[0].Shape()
+		if ofX {
+			dx, out, err := g.output(s...)
+			if err != nil {
+				return nil, err
+			}
+			return out, g.d.LayerNormGrad(dx, Buffer{}, b[0], b[1], b[2], s[0], s[1], args.Eps)
+		}
+		dw, out, err := g.output(s[1])
+		if err != nil {
+			return nil, err
+		}
+		return out, g.d.LayerNormGrad(Buffer{}, dw, b[0], Buffer{}, b[1], s[0], s[1], args.Eps)
+	}
+}
+
+// colSum is the sum of the rows of in[0] [rows, cols] (a bias's gradient).
+func colSum(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
+	b, err := buffers(in)
+	if err != nil {
+		return nil, err
+	}
+	s := in[0].Shape()
+	y, out, err := g.output(s[1])
+	if err != nil {
+		return nil, err
+	}
+	return out, g.d.ColSum(y, b[0], s[0], s[1])
 }
 
 // norm is a row normalisation over in = x [rows, cols] and its parameters (RMSNorm: w; LayerNorm: w, b): f

@@ -25,17 +25,18 @@ func TestGraphOnGPU(t *testing.T) {
 	}
 	defer d.Close()
 	for _, tc := range []struct {
-		name            string
-		bf16, recompute bool
-	}{{"float32", false, false}, {"bf16", true, false}, {"recompute", false, true}} {
-		t.Run(tc.name, func(t *testing.T) { testGraphOnGPU(t, d, tc.bf16, tc.recompute) })
+		name                 string
+		bf16, recompute, all bool
+	}{{"float32", false, false, false}, {"bf16", true, false, false}, {"recompute", false, true, false},
+		{"tower trains", false, false, true}} {
+		t.Run(tc.name, func(t *testing.T) { testGraphOnGPU(t, d, tc.bf16, tc.recompute, tc.all) })
 	}
 }
 
-func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute bool) {
+func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute, all bool) {
 	graphs := d.Graphs()
 	defer graphs.Close()
-	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16)
+	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16, all)
 	opt.Recompute = recompute
 	run := func() (float64, map[string][]float32) { return runOnGPU(t, graphs, w, gc, opt) }
 	// The GPU sums in another order than the CPU: float32's summation error. With bf16, a product's output
@@ -125,7 +126,7 @@ func TestFiniteDifferencesOnGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	gc, w, opt, _ := goldenTrainOnCPU(t, false)
+	gc, w, opt, _ := goldenTrainOnCPU(t, false, false)
 	run := func() (float64, map[string][]float32) {
 		graphs := d.Graphs() // a fresh copy of the weights each time
 		defer graphs.Close()

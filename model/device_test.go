@@ -21,15 +21,16 @@ import (
 // engine.
 func TestGraphOnDevice(t *testing.T) {
 	for _, tc := range []struct {
-		name            string
-		bf16, recompute bool
-	}{{"float32", false, false}, {"bf16", true, false}, {"recompute", false, true}} {
-		t.Run(tc.name, func(t *testing.T) { testGraphOnDevice(t, tc.bf16, tc.recompute) })
+		name                 string
+		bf16, recompute, all bool
+	}{{"float32", false, false, false}, {"bf16", true, false, false}, {"recompute", false, true, false},
+		{"tower trains", false, false, true}} {
+		t.Run(tc.name, func(t *testing.T) { testGraphOnDevice(t, tc.bf16, tc.recompute, tc.all) })
 	}
 }
 
-func testGraphOnDevice(t *testing.T, bf16, recompute bool) {
-	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16)
+func testGraphOnDevice(t *testing.T, bf16, recompute, all bool) {
+	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16, all)
 	opt.Recompute = recompute
 	dev := devicetest.New()
 	opt.Device = dev
@@ -80,6 +81,10 @@ func testGraphOnDevice(t *testing.T, bf16, recompute bool) {
 		t.Errorf("the device ran %d sums; the graph has %d", dev.Adds, adds)
 	}
 	towers := []string{"TowerEmbed", "TowerLayer0", "ClassPosEmbed", "LayerNorm", "QuickGELU", "FlexAttention", "Select"}
+	if all { // the tower in the step's graph, with its backward operations and the projector's
+		towers = []string{"ClassPosEmbed", "LayerNorm", "QuickGELU", "FlexAttention", "Select", "ClassPosEmbedGrad0",
+			"ClassPosEmbedGrad1", "ClassPosEmbedGrad2", "LayerNormGradX", "LayerNormGradW", "ColSum", "QuickGELUGrad", "GELUGrad"}
+	}
 	if bf16 {
 		towers = append(towers, "LinearHalf")
 	}
@@ -99,7 +104,7 @@ func testGraphOnDevice(t *testing.T, bf16, recompute bool) {
 // goldenTrainOnCPU runs the tiny golden training case in float32 on the CPU: the case, its weights (with
 // bf16, mixed precision: the frozen matrices held in bfloat16 and the products in bfloat16), the graph's
 // options and the graph run (closed with the test).
-func goldenTrainOnCPU(t *testing.T, bf16 bool) (*goldenCase, *Weights, Options, *Graph) {
+func goldenTrainOnCPU(t *testing.T, bf16, all bool) (*goldenCase, *Weights, Options, *Graph) {
 	t.Helper()
 	gc := goldenTrainCase(t)
 	w, err := FromTensors(gc.cfg, tensor.Float32, gc.tensor)
@@ -107,6 +112,9 @@ func goldenTrainOnCPU(t *testing.T, bf16 bool) (*goldenCase, *Weights, Options, 
 		t.Fatal(err)
 	}
 	opt := Options{Mode: Train, Alpha: 0.5, Trainable: defaultTrainable(gc.cfg)}
+	if all { // the tower and the projector too
+		opt.Trainable = func(string) bool { return true }
+	}
 	if bf16 {
 		if err := w.Narrow(half.BFloat16, func(name string) bool { return !opt.Trainable(name) }); err != nil {
 			t.Fatal(err)

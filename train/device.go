@@ -3,7 +3,6 @@ package train
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"gorgonia.org/tensor"
 
@@ -51,10 +50,6 @@ type deviceGroup interface {
 	JoinGroup(id []byte, rank, size int) error
 }
 
-// errDeviceTower refuses a GPU run whose vision tower trains: the tower's backward operations have no GPU
-// kernels yet (they would run on the host over copies).
-var errDeviceTower = errors.New("train: a vision tower that trains is not supported on a GPU yet; freeze it (frozen: [model.vision_tower.*])")
-
 // CheckDevice refuses, before anything is read or allocated, a config whose device this build cannot run:
 // cuda in a build without the gpu tag (gpu.ErrNoCUDA, naming the GPU that the process of local rank
 // localRank would take).
@@ -94,11 +89,6 @@ func (t *trainer[T]) openDevice() error {
 	params, ok := any(t.params).([]optim.Param[float32])
 	if !ok {
 		return fmt.Errorf("train: device %s trains in float32", t.cfg.Device)
-	}
-	for _, p := range params {
-		if strings.HasPrefix(p.Name, model.VisionPrefix) {
-			return fmt.Errorf("%w (%s trains)", errDeviceTower, p.Name)
-		}
 	}
 	open := openAccelerator
 	if t.opts.openDevice != nil {

@@ -291,6 +291,83 @@ extern "C" __global__ void gelu(float *x, long long n) {
 	}
 }
 
+// layernorm_grad_x sets dx = inv·(h − mean(h) − x̂·mean(h·x̂)) for each row (a block per row), with
+// x̂ = (x − mean)·inv and h = g·w: ops.LayerNormOp's backward for x, in double as the CPU takes it (four
+// halving sums: the mean, the variance, mean(h), mean(h·x̂)).
+extern "C" __global__ void layernorm_grad_x(float *dx, const float *x, const float *w, const float *g, long long cols, double eps) {
+	__shared__ double shared[ROW_THREADS];
+	long long off = (long long)blockIdx.x * cols;
+	double s = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += (double)x[off + j];
+	double mean = block_sum(s, shared) / cols, q = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+		double d = (double)x[off + j] - mean;
+		q += d * d;
+	}
+	double inv = 1 / sqrt(block_sum(q, shared) / cols + eps), mh = 0, mhx = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+		double h = (double)g[off + j] * (double)w[j];
+		mh += h;
+		mhx += h * ((double)x[off + j] - mean) * inv;
+	}
+	mh = block_sum(mh, shared) / cols;
+	mhx = block_sum(mhx, shared) / cols;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+		double xh = ((double)x[off + j] - mean) * inv;
+		dx[off + j] = (float)(inv * ((double)g[off + j] * (double)w[j] - mh - xh * mhx));
+	}
+}
+
+// ln_rows sets stats[2r] and stats[2r+1] to the mean and 1/√(var + eps) of row r (a block per row), in
+// double: what the LayerNorm weight's gradient normalises each row with.
+extern "C" __global__ void ln_rows(double *stats, const float *x, long long cols, double eps) {
+	__shared__ double shared[ROW_THREADS];
+	long long off = (long long)blockIdx.x * cols;
+	double s = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += (double)x[off + j];
+	double mean = block_sum(s, shared) / cols, q = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+		double d = (double)x[off + j] - mean;
+		q += d * d;
+	}
+	double inv = 1 / sqrt(block_sum(q, shared) / cols + eps);
+	if (threadIdx.x == 0) {
+		stats[2 * blockIdx.x] = mean;
+		stats[2 * blockIdx.x + 1] = inv;
+	}
+}
+
+// layernorm_grad_w sets dw[j] = Σ_r g[r][j]·(x[r][j] − mean_r)·inv_r, a thread per column adding the rows in
+// order, in double (ops.LayerNormOp's backward for w).
+extern "C" __global__ void layernorm_grad_w(float *dw, const float *x, const float *g, const double *stats, long long rows,
+		long long cols) {
+	FOR_EACH(j, cols) {
+		double acc = 0;
+		for (long long r = 0; r < rows; r++)
+			acc += (double)g[r * cols + j] * ((double)x[r * cols + j] - stats[2 * r]) * stats[2 * r + 1];
+		dw[j] = (float)acc;
+	}
+}
+
+// quick_gelu_grad sets dx = g·s·(1 + 1.702·x·(1 − s)), s = σ(1.702·x): QuickGELU's backward, in float32
+// as the CPU computes it.
+extern "C" __global__ void quick_gelu_grad(float *dx, const float *x, const float *g, long long n) {
+	FOR_EACH(i, n) {
+		float v = x[i];
+		float s = 1.0f / (1.0f + expf(-(1.702f * v)));
+		dx[i] = g[i] * s * (1.0f + 1.702f * v * (1.0f - s));
+	}
+}
+
+// gelu_grad sets dx = g·(Φ(x) + x·φ(x)): the exact GELU's backward, in double and rounded once.
+extern "C" __global__ void gelu_grad(float *dx, const float *x, const float *g, long long n) {
+	FOR_EACH(i, n) {
+		double v = x[i];
+		double d = 0.5 * (1 + erf(v / 1.4142135623730951)) + v * exp(-v * v / 2) / 2.5066282746310002;
+		dx[i] = (float)((double)g[i] * d);
+	}
+}
+
 // add_bias adds b [cols] to every row of x [n/cols, cols].
 extern "C" __global__ void add_bias(float *x, const float *b, long long n, long long cols) {
 	FOR_EACH(i, n) { x[i] += b[i % cols]; }

@@ -85,10 +85,13 @@ func embedDo[T Float](images int) doFunc {
 	}
 }
 
+// EmbedArgs are the arguments of ClassPosEmbed's gradients (a device reads them): the number of images.
+type EmbedArgs struct{ Images int }
+
 // embedGrad is the gradient of ClassPosEmbed for input which (0 patch, 1 class, 2 position) from the
 // upstream gradient g [images·(n+1), C]: the patch rows, the sum of the CLS rows, the sum over images.
 func embedGrad(g *G.Node, shape tensor.Shape, images, which int) (*G.Node, error) {
-	op := &fnOp{name: fmt.Sprintf("ClassPosEmbedGrad%d", which)}
+	op := &fnOp{name: fmt.Sprintf("ClassPosEmbedGrad%d", which), args: EmbedArgs{Images: images}}
 	op.shape = func([]tensor.Shape) (tensor.Shape, error) { return shape.Clone(), nil }
 	op.do = pick(embedGradDo[float32](shape, images, which), embedGradDo[float64](shape, images, which))
 	return apply(op, len(shape), g)
