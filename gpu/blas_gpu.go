@@ -155,6 +155,7 @@ func (d *Device) gemmBF16(a, b, c mat, m, n, k int, beta float32) error {
 		return errors.New("gpu: a bfloat16 product reads whole matrices")
 	}
 	return d.do(func() error {
+		d.usage.FLOPsBF16 += 2 * int64(m) * int64(n) * int64(k)
 		return d.blas.check("cublasGemmEx", C.blas_gemm_bf16(d.blas.l, blasOp(b.t), blasOp(a.t), C.int(n), C.int(m),
 			C.int(k), C.ulonglong(b.b.ptr), C.int(b.ld), C.ulonglong(a.b.ptr), C.int(a.ld), C.float(beta),
 			C.ulonglong(c.b.at(c.off)), C.int(c.ld)))
@@ -174,6 +175,7 @@ func blasOp(t bool) C.int {
 // Cᵀ = op(B)ᵀ·op(A)ᵀ: B's operand first.
 func (d *Device) gemm(a, b, c mat, m, n, k int, alpha, beta float32, batch int) error {
 	return d.do(func() error {
+		d.usage.FLOPsFloat32 += 2 * int64(m) * int64(n) * int64(k) * int64(batch)
 		return d.blas.check("cublasSgemmStridedBatched", C.blas_sgemm_strided(d.blas.l, blasOp(b.t), blasOp(a.t),
 			C.int(n), C.int(m), C.int(k), C.float(alpha), C.ulonglong(b.b.at(b.off)), C.int(b.ld), C.longlong(b.batchShift),
 			C.ulonglong(a.b.at(a.off)), C.int(a.ld), C.longlong(a.batchShift), C.float(beta), C.ulonglong(c.b.at(c.off)),

@@ -45,7 +45,7 @@ type Device struct {
 	blas    *blas
 	cache   map[int][]cu.DevicePtr // idle blocks by size class, in values (touched on the device's thread only)
 	held    int64                  // bytes of the blocks handed out and not freed (on the device's thread)
-	peak    int64                  // the most held at once
+	usage   Usage                  // the peak of held, the products' operations (on the device's thread)
 }
 
 // Buffer is n float32 values in the device's memory.
@@ -170,15 +170,16 @@ func (d *Device) Alloc(n int) (Buffer, error) {
 // hold counts a block of c values handed out.
 func (d *Device) hold(c int) {
 	d.held += 4 * int64(c)
-	d.peak = max(d.peak, d.held)
+	d.usage.PeakBytes = max(d.usage.PeakBytes, d.held)
 }
 
-// PeakMemory is the most memory in bytes that the device's buffers held at once since Open, counted in
-// whole blocks, cached ones left out: what PyTorch's torch.cuda.max_memory_allocated counts.
-func (d *Device) PeakMemory() int64 {
-	var peak int64
-	d.do(func() error { peak = d.peak; return nil })
-	return peak
+// Usage is the device's work since Open: the most memory its buffers held at once, counted in whole
+// blocks, cached ones left out (what PyTorch's torch.cuda.max_memory_allocated counts), and its matrix
+// products' operations.
+func (d *Device) Usage() Usage {
+	var u Usage
+	d.do(func() error { u = d.usage; return nil })
+	return u
 }
 
 // Free keeps the buffer's block for a later Alloc of its size class.

@@ -614,3 +614,36 @@ func TestDeviceTowerGrads(t *testing.T) {
 		t.Errorf("run on the CPU over copies: %v", g.Fallbacks)
 	}
 }
+
+// TestDeviceUsage: the device counts a product's operations (2·m·n·k, by precision) and the peak of the
+// blocks its buffers hold, in whole size classes.
+func TestDeviceUsage(t *testing.T) {
+	d := openDevice(t)
+	const rows, in, out = 33, 70, 17
+	start := d.Usage()
+	x, w, y := upload(t, d, make([]float32, rows*in)), upload(t, d, make([]float32, out*in)), upload(t, d, make([]float32, rows*out))
+	if err := d.MatMulNT(y, x, w, rows, in, out); err != nil {
+		t.Fatal(err)
+	}
+	xb, err := d.narrowBF16(Buffer{}, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Free(xb)
+	wb, err := d.narrowBF16(Buffer{}, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Free(wb)
+	if err := d.gemmBF16(mat{b: xb, ld: in}, mat{b: wb, ld: in, t: true}, mat{b: y, ld: out}, rows, out, in, 0); err != nil {
+		t.Fatal(err)
+	}
+	u := d.Usage().Since(start)
+	if want := int64(2 * rows * in * out); u.FLOPsFloat32 != want || u.FLOPsBF16 != want {
+		t.Errorf("products counted %d float32 and %d bfloat16 operations; want %d each", u.FLOPsFloat32, u.FLOPsBF16, want)
+	}
+	held := 4 * int64(ops.SizeClass(rows*in)+ops.SizeClass(out*in)+ops.SizeClass(rows*out)+ops.SizeClass((rows*in+1)/2)+ops.SizeClass((out*in+1)/2))
+	if u.PeakBytes != held { // a new device: these blocks are all it ever held
+		t.Errorf("peak %d bytes; the test's blocks are %d", u.PeakBytes, held)
+	}
+}

@@ -24,7 +24,9 @@
 #      autocast); on a GPU of more than 120 GB, also with LLaVA-1.5's own trainable set;
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
 # The parts run in that order, most needed first, so that a run cut short still brings back the first ones
-# (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table.
+# (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table, with
+# flextrain's peak device memory, its matrix products' rate as counted on the device, and the model FLOPs
+# utilization: the time those products would take at the chip's datasheet peaks over the step's time.
 set -eu
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -131,10 +133,19 @@ EOF
 	echo "== 5. the kernels at 7B's sizes"
 	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
 
-	echo "== the table (median ms per step)"
-	python3 - "$out" <<'EOF' || true
+	echo "== the table (median ms per step; flextrain's matrix products as they ran, and their share of the chip's peak)"
+	gpuname=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+	python3 - "$out" "$gpuname" <<'EOF' || true
 import glob, json, os, sys
-out = sys.argv[1]
+out, name = sys.argv[1], sys.argv[2]
+# dense peaks, TFLOP/s (bfloat16 tensor cores, float32 SIMT), from NVIDIA's datasheets
+peaks = {"H100 PCIe": (756.0, 51.2), "H100 NVL": (835.0, 60.0), "H100": (989.4, 66.9), "H200": (989.4, 66.9)}
+peak = next((p for k, p in peaks.items() if k in name), None)
+def mfu(m):
+    if not peak or not m.get("product_gflop"):
+        return float("nan")
+    bf, f32 = m["product_bf16_gflop"], m["product_gflop"] - m["product_bf16_gflop"]
+    return (bf / peak[0] + f32 / peak[1]) / m["median_ms"]  # GFLOP / (TFLOP/s) is ms
 rows = []
 for f in sorted(glob.glob(f"{out}/bench-*.json")):
     try:
@@ -142,16 +153,20 @@ for f in sorted(glob.glob(f"{out}/bench-*.json")):
     except ValueError:
         continue
     for m in d.get("modes", [d]):
-        rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?") + " " + m.get("products", ""), m["mode"], m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0), m.get("peak_device_mib", 0) / 1024))
+        rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?") + " " + m.get("products", ""), m["mode"],
+                     m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0), m.get("peak_device_mib", 0) / 1024,
+                     m.get("product_tflops", 0), mfu(m)))
 for f in sorted(glob.glob(f"{out}/torch-*.txt")):
     for line in open(f):
         if line.startswith("{"):
             m = json.loads(line)
             gf = (m["gflop_decoder"] + m["gflop_vision"]) / (m["median_ms"] / 1e3)
-            rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"], m.get("peak_device_mib", 0) / 1024))
-print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s} {"peak GiB":>9s}')
+            rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"],
+                         m.get("peak_device_mib", 0) / 1024, float("nan"), float("nan")))
+print(f"GPU {name!r}; peaks (bf16, fp32 TFLOP/s) {peak}")
+print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s} {"peak GiB":>9s} {"prod TF/s":>10s} {"MFU":>6s}')
 for r in rows:
-    print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f} {r[7]:9.2f}")
+    print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f} {r[7]:9.2f} {r[8]:10.1f} {r[9]:6.1%}")
 EOF
 	;;
 *)

@@ -32,8 +32,9 @@ type accelerator interface {
 	Reduce(tokens int, sum func([]float32) error) error
 	// Memory is the GPU's memory in bytes.
 	Memory() (int64, error)
-	// PeakMemory is the most of it in bytes that the run's buffers held at once, so far.
-	PeakMemory() int64
+	// Usage is the GPU's work so far: the most memory the run's buffers held at once, and the operations of
+	// its matrix products.
+	Usage() gpu.Usage
 	// Sync copies the trainable weights into the host's params and the moments into o.
 	Sync(o *optim.AdamW[float32]) error
 	Close() error

@@ -37,5 +37,5 @@ func (r *gpuRun) Close() error {
 // Memory is the GPU's memory in bytes.
 func (r *gpuRun) Memory() (int64, error) { return r.dev.Memory() }
 
-// PeakMemory is the most of the GPU's memory the run's buffers held at once, in bytes.
-func (r *gpuRun) PeakMemory() int64 { return r.dev.PeakMemory() }
+// Usage is the GPU's work so far: its peak memory and its products' operations.
+func (r *gpuRun) Usage() gpu.Usage { return r.dev.Usage() }

@@ -67,7 +67,7 @@ func TestRunOnDeviceIsTheCPURun(t *testing.T) {
 			if !strings.Contains(out, "resumed") {
 				t.Errorf("the second run did not resume:\n%s", out)
 			}
-			if peak := round(mib(run.PeakMemory()), 1); s.PeakDeviceMemoryMiB != peak || peak == 0 {
+			if peak := round(mib(run.Usage().PeakBytes), 1); s.PeakDeviceMemoryMiB != peak || peak == 0 {
 				t.Errorf("the summary's peak device memory %v MiB; the device's %v", s.PeakDeviceMemoryMiB, peak)
 			}
 			compareLogs(t, stepRecords(t, cpu.OutputDir), stepRecords(t, dev.OutputDir), steps)

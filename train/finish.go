@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/flextrain/flextrain/gpu"
 )
 
 // finish evaluates and saves at the end of the run unless the last step already did.
@@ -39,7 +41,7 @@ func (t *trainer[T]) summary(start time.Time, meanLoss float64) (Summary, error)
 	secs := time.Since(start).Seconds()
 	s := Summary{TrainRuntime: round(secs, 3), TrainLoss: meanLoss, Steps: t.state.Step, SkippedNonFinite: t.state.SkippedNonFinite,
 		TrainSamplesPerSecond: round(float64(t.samples)/secs, 3), FeatureCacheHitRate: round(t.graph.Features.Stats().HitRate(), 4),
-		LastCheckpoint: t.lastPath(), PeakDeviceMemoryMiB: round(mib(t.peakDeviceMemory()), 1)}
+		LastCheckpoint: t.lastPath(), PeakDeviceMemoryMiB: round(mib(t.deviceUsage().PeakBytes), 1)}
 	return s, t.log.summary(s)
 }
 
@@ -48,12 +50,12 @@ func (t *trainer[T]) lastPath() string {
 	return filepath.Join(t.cfg.OutputDir, fmt.Sprint("checkpoint-", t.saved))
 }
 
-// peakDeviceMemory is the most memory in bytes the run's GPU buffers held at once; 0 on the CPU.
-func (t *trainer[T]) peakDeviceMemory() int64 {
+// deviceUsage is the run's GPU's work so far (gpu.Usage); zeros on the CPU.
+func (t *trainer[T]) deviceUsage() gpu.Usage {
 	if t.dev == nil {
-		return 0
+		return gpu.Usage{}
 	}
-	return t.dev.PeakMemory()
+	return t.dev.Usage()
 }
 
 // mib is bytes in MiB.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/dist"
+	"github.com/flextrain/flextrain/gpu"
 	"github.com/flextrain/flextrain/model"
 	"github.com/flextrain/flextrain/model/ops"
 )
@@ -66,8 +67,9 @@ func NewStepper(cfg config.Config, w *model.Weights, src BatchSource, opts Stepp
 	return &Stepper{t: t}, nil
 }
 
-// PeakDeviceMemory is the most memory in bytes that the Stepper's GPU buffers held at once; 0 on the CPU.
-func (s *Stepper) PeakDeviceMemory() int64 { return s.t.peakDeviceMemory() }
+// DeviceUsage is the Stepper's GPU's work so far: its peak memory and its matrix products' operations
+// (gpu.Usage); zeros on the CPU.
+func (s *Stepper) DeviceUsage() gpu.Usage { return s.t.deviceUsage() }
 
 // Close releases the Stepper's device (a no-op on the CPU).
 func (s *Stepper) Close() { s.t.close() }

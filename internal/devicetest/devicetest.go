@@ -22,6 +22,7 @@ import (
 
 	"github.com/flextrain/flextrain/dist"
 	"github.com/flextrain/flextrain/dist/disttest"
+	"github.com/flextrain/flextrain/gpu"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -168,8 +169,9 @@ func (d *Device) drop(p uintptr) {
 	delete(d.mem, p)
 }
 
-// PeakMemory is the most memory in bytes that the device's values (weights included) held at once.
-func (d *Device) PeakMemory() int64 { return d.peak }
+// Usage gives the most memory in bytes that the device's values (weights included) held at once; it counts
+// no operations.
+func (d *Device) Usage() gpu.Usage { return gpu.Usage{PeakBytes: d.peak} }
 
 // engine is the tensor engine of the device's values: Gorgonia's sums of gradient contributions.
 type engine struct{ d *Device }

@@ -61,7 +61,12 @@ type Result struct {
 	MiBPerStep    float64 `json:"mib_alloc_per_step"`
 	GCFraction    float64 `json:"gc_fraction"`
 	PeakRSSMiB    float64 `json:"peak_rss_mib"`
-	PeakDeviceMiB float64 `json:"peak_device_mib,omitempty"` // on a GPU: the most its buffers held at once
+	// On a GPU: the most memory its buffers held at once; a step's matrix products, their operations counted
+	// as they ran (2·m·n·k each), of them those in bfloat16, and their rate over the median step.
+	PeakDeviceMiB    float64 `json:"peak_device_mib,omitempty"`
+	ProductGFLOP     float64 `json:"product_gflop,omitempty"`
+	ProductBF16GFLOP float64 `json:"product_bf16_gflop,omitempty"`
+	ProductTFLOPS    float64 `json:"product_tflops,omitempty"`
 	// ArenaMiB is what the step's buffers occupy (the arena that holds every value of a step's graph);
 	// ArenaFreshMiB is how much of it a steady-state step still had to allocate.
 	ArenaMiB       float64 `json:"arena_mib"`
@@ -192,13 +197,16 @@ type modeRun struct {
 func (b *modeRun) step(timed bool) error {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	arena := b.st.Arena()
+	arena, usage := b.st.Arena(), b.st.DeviceUsage()
 	res, err := b.st.Step(context.Background())
 	runtime.ReadMemStats(&after)
 	if err != nil || !timed {
 		return err
 	}
 	r, n := &b.r, float64(b.r.Steps)
+	u := b.st.DeviceUsage().Since(usage)
+	r.ProductGFLOP += float64(u.FLOPsFloat32+u.FLOPsBF16) / 1e9 / n
+	r.ProductBF16GFLOP += float64(u.FLOPsBF16) / 1e9 / n
 	b.ms = append(b.ms, float64(res.Elapsed.Microseconds())/1000)
 	b.tokens, b.wall, b.seqLen = b.tokens+res.Tokens, b.wall+res.Elapsed, res.SeqLen
 	r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / n
@@ -216,7 +224,8 @@ func (b *modeRun) result() Result {
 	r.TokensPerSec = float64(b.tokens) / b.wall.Seconds()
 	r.SequenceLength = b.seqLen
 	r.ArenaMiB = float64(b.st.Arena().Held) / (1 << 20)
-	r.PeakDeviceMiB = float64(b.st.PeakDeviceMemory()) / (1 << 20)
+	r.PeakDeviceMiB = float64(b.st.DeviceUsage().PeakBytes) / (1 << 20)
+	r.ProductTFLOPS = r.ProductGFLOP / r.MedianMS // GFLOP per ms
 	r.GFLOPDecoder, r.GFLOPVision = flops(b.cfg.Model(), r.Mode, r.SelectedFrac, b.cfg.PerDeviceTrainBatchSize)
 	r.GFLOPPerSec = (r.GFLOPDecoder + r.GFLOPVision) / (r.MedianMS / 1000)
 	var ru syscall.Rusage
