@@ -2,13 +2,14 @@ package train
 
 import (
 	"context"
-	"os"
-
-	"gorgonia.org/tensor"
-
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/config"
 	"github.com/flextrain/flextrain/gpu"
@@ -149,4 +150,90 @@ func TestRunTwoRanksOnDevices(t *testing.T) {
 			compareCheckpoints(t, loadCheckpoint(t, cpu.OutputDir, 6), loadCheckpoint(t, dev.OutputDir, 6))
 		})
 	}
+}
+
+// TestRunSavesBeforeAFailedStep: a step that fails before its update (the stand-in GPU out of memory at
+// step 6's gradients) stops the run with its error after saving step 5 (save_steps 4 had saved step 4
+// only), its data rewound to where step 6 started: the resumed run logs and checkpoints the bits of a run
+// that never failed. A failure in the update itself, after which the weights may be half updated, saves
+// nothing.
+func TestRunSavesBeforeAFailedStep(t *testing.T) {
+	oom := errors.New("devicetest: out of memory")
+	sets := []string{"max_steps=8", "save_steps=4", "gradient_accumulation_steps=2"}
+	cpu := tinyConfig(t, sets...)
+	mustRun(t, cpu, RunOptions{})
+	for _, c := range []struct {
+		method string
+		call   int // the failing call: step 6's first micro-batch, or step 6's update
+		saved  bool
+	}{{"Accumulate", 10, true}, {"Update", 5, false}} {
+		t.Run(c.method, func(t *testing.T) {
+			dev := tinyConfig(t, append(sets, "device=cuda")...)
+			var run *devicetest.Training
+			opts := onStandIn(&run)
+			open := opts.openDevice
+			opts.openDevice = func(d config.Device, tf32 bool, params []optim.Param[float32]) (accelerator, error) {
+				a, err := open(d, tf32, params)
+				run.Fault = func(method string, calls int) error {
+					if method == c.method && calls == c.call {
+						return oom
+					}
+					return nil
+				}
+				return a, err
+			}
+			s, out, err := runTiny(t, context.Background(), dev, opts)
+			if !errors.Is(err, oom) || s.Steps != 5 {
+				t.Fatalf("a run whose step 6 fails: %d steps, %v", s.Steps, err)
+			}
+			_, statErr := os.Stat(filepath.Join(dev.OutputDir, "checkpoint-5"))
+			if saved := statErr == nil; saved != c.saved || saved != strings.Contains(out, "the steps before it are saved") {
+				t.Fatalf("checkpoint-5 saved: %v; want %v\n%s", saved, c.saved, out)
+			}
+			if !c.saved {
+				return
+			}
+			if _, out := mustRun(t, dev, onStandIn(&run)); !strings.Contains(out, "resumed") {
+				t.Errorf("the second run did not resume:\n%s", out)
+			}
+			compareLogs(t, stepRecords(t, cpu.OutputDir), stepRecords(t, dev.OutputDir), 8)
+			compareCheckpoints(t, loadCheckpoint(t, cpu.OutputDir, 8), loadCheckpoint(t, dev.OutputDir, 8))
+		})
+	}
+}
+
+// TestRunTwoRanksSaveBeforeAFailedStep: when rank 1's GPU fails at step 4's gradients, both ranks learn of
+// it at the step's all-reduce, save step 3 together (each rank's data rewound) and stop; run again, they
+// resume and log and checkpoint the bits of two ranks that never failed.
+func TestRunTwoRanksSaveBeforeAFailedStep(t *testing.T) {
+	sets := []string{"max_steps=6", "per_device_train_batch_size=2", "save_steps=6"}
+	cpu := tinyConfig(t, sets...)
+	noErrors(t, runRanks(t, cpu, 2, nil))
+	dev := tinyConfig(t, append(sets, "device=cuda")...)
+	onDevices := func(fail bool) func(int, *context.Context, *RunOptions) {
+		return func(rank int, _ *context.Context, o *RunOptions) {
+			o.openDevice = func(_ config.Device, _ bool, params []optim.Param[float32]) (accelerator, error) {
+				run := devicetest.NewTraining(params)
+				if fail && rank == 1 {
+					run.Fault = func(method string, calls int) error {
+						if method == "Accumulate" && calls == 6 { // step 4's first micro-batch of two
+							return errors.New("devicetest: out of memory")
+						}
+						return nil
+					}
+				}
+				return run, nil
+			}
+		}
+	}
+	errs := runRanks(t, dev, 2, onDevices(true))
+	if !strings.Contains(fmt.Sprint(errs[0]), "failed on another rank") || !strings.Contains(fmt.Sprint(errs[1]), "out of memory") {
+		t.Fatalf("the ranks' errors: %v", errs)
+	}
+	if _, err := os.Stat(filepath.Join(dev.OutputDir, "checkpoint-3")); err != nil {
+		t.Fatalf("step 3 not saved: %v", err)
+	}
+	noErrors(t, runRanks(t, dev, 2, onDevices(false)))
+	compareLogs(t, stepRecords(t, cpu.OutputDir), stepRecords(t, dev.OutputDir), 6)
+	compareCheckpoints(t, loadCheckpoint(t, cpu.OutputDir, 6), loadCheckpoint(t, dev.OutputDir, 6))
 }

@@ -23,17 +23,39 @@ func (t *trainer[T]) finish() error {
 	return nil
 }
 
-// stop ends the run after an error or an interruption. An interruption, or metrics that cannot be
-// written, commits a checkpoint of the last finished step first, unless one exists (a step is never left
-// half done, and no finished step is lost).
+// stop ends the run after an error or an interruption. An interruption, metrics that cannot be written, or
+// a step that failed before its update (stepFailure: the data rewound to where it started) commits a
+// checkpoint of the last finished step first, unless one exists (a step is never left half done, and no
+// finished step is lost).
 func (t *trainer[T]) stop(err error) (Summary, error) {
-	keep := errors.Is(err, ErrInterrupted) || errors.Is(err, ErrMetrics)
+	var failed *stepFailure
+	keep := errors.Is(err, ErrInterrupted) || errors.Is(err, ErrMetrics) || errors.As(err, &failed)
 	if keep && t.state.Step > 0 && t.state.Step != t.saved {
-		if serr := t.save(); serr != nil {
+		serr := t.rewind(failed)
+		if serr == nil {
+			serr = t.save()
+		}
+		if serr != nil {
 			return Summary{}, errors.Join(err, serr)
+		}
+		if failed != nil {
+			t.log.warn("step failed: the steps before it are saved", "step", t.state.Step+1, "checkpoint", t.lastPath())
 		}
 	}
 	return Summary{Steps: t.state.Step, SkippedNonFinite: t.state.SkippedNonFinite}, err
+}
+
+// rewind puts the training data back where a failed step started, so that its checkpoint resumes with
+// that step's batches (nothing to do for other stops: they fall between steps).
+func (t *trainer[T]) rewind(failed *stepFailure) error {
+	if failed == nil || failed.at == nil {
+		return nil
+	}
+	if err := t.train.Restore(failed.at.cursor); err != nil {
+		return fmt.Errorf("train: step %d failed; rewind its data: %w", t.state.Step+1, err)
+	}
+	t.train.RestoreCounts(failed.at.counts)
+	return nil
 }
 
 // summary reports the run with Hugging Face's end-of-run numbers.

@@ -48,8 +48,10 @@ func (t *trainer[T]) agree(err error, what string) error {
 
 // allReduce sums the step's loss, its supervised tokens, its sizes and the accumulated gradient sums over
 // the ranks, so that each rank finishes with the token-weighted mean over every rank's micro-batches; it
-// also tells each rank whether some rank's step failed (stepErr), and then all return an error.
-func (t *trainer[T]) allReduce(lossSum float64, tokens int, stepErr error, res *stepResult) (float64, int, error) {
+// also tells each rank whether some rank's step failed (stepErr), and then all return an error: a
+// stepFailure from the data position at, which every rank knows of, so that all save the last finished
+// step together.
+func (t *trainer[T]) allReduce(lossSum float64, tokens int, stepErr error, res *stepResult, at *dataPosition) (float64, int, error) {
 	stats := []float64{lossSum, float64(tokens), float64(res.tokens), float64(res.samples), 0}
 	if stepErr != nil {
 		stats[4] = 1
@@ -61,7 +63,7 @@ func (t *trainer[T]) allReduce(lossSum float64, tokens int, stepErr error, res *
 		return 0, 0, stepErr
 	}
 	if stats[4] > 0 {
-		return 0, 0, fmt.Errorf("train: step %d failed on another rank", t.state.Step+1)
+		return 0, 0, &stepFailure{err: fmt.Errorf("train: step %d failed on another rank", t.state.Step+1), at: at}
 	}
 	res.tokens, res.samples = int(stats[2]), int(stats[3])
 	reduce := func() error { return t.acc.Reduce(t.params, int(stats[1]), sumOf[T](t.comm)) }

@@ -35,7 +35,7 @@ type stepResult struct {
 // nothing either. Cancellation does not interrupt a step: once begun it is finished, so checkpoints fall on
 // step boundaries.
 func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
-	ctx, start := context.WithoutCancel(ctx), time.Now()
+	ctx, start, at := context.WithoutCancel(ctx), time.Now(), t.position()
 	defer func() { res.elapsed = time.Since(start) }() // the whole step: the optimizer's update too
 	res.alpha = t.alpha()
 	var lossSum float64
@@ -44,6 +44,7 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 		var loss float64
 		var n int
 		if loss, n, err = t.microBatch(ctx, &res); err != nil { // next batch, graph, forward, backward
+			err = &stepFailure{err: err, at: at}
 			break
 		}
 		if n > 0 { // a micro-batch with nothing supervised has no (finite) loss and adds no gradient
@@ -51,7 +52,7 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 		}
 	}
 	if t.multi() { // every rank's loss and gradient sums, and whether some rank failed
-		lossSum, tokens, err = t.allReduce(lossSum, tokens, err, &res)
+		lossSum, tokens, err = t.allReduce(lossSum, tokens, err, &res, at)
 	}
 	if err != nil {
 		return res, err
@@ -74,6 +75,31 @@ func (t *trainer[T]) step(ctx context.Context) (res stepResult, err error) {
 	}
 	t.state.Alpha, t.state.LearningRate = res.alpha, res.lr
 	return res, err
+}
+
+// stepFailure is a step that failed before its update began (a batch that could not be read, a device out
+// of memory): the weights and the optimizer's state are still the last finished step's, so the run saves
+// them before it stops, with the data position the step started from (at).
+type stepFailure struct {
+	err error
+	at  *dataPosition
+}
+
+func (f *stepFailure) Error() string { return f.err.Error() }
+func (f *stepFailure) Unwrap() error { return f.err }
+
+// dataPosition is where the training data stood: the loader's cursor and counters.
+type dataPosition struct {
+	cursor data.Cursor
+	counts data.Counts
+}
+
+// position is the training loader's position now (none without a loader: a Stepper's).
+func (t *trainer[T]) position() *dataPosition {
+	if t.train == nil {
+		return nil
+	}
+	return &dataPosition{cursor: t.train.Cursor(), counts: t.train.Counts()}
 }
 
 // update is the step's optimizer update over its tokens: the micro-batches' token-weighted mean gradient,

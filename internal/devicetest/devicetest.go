@@ -222,6 +222,22 @@ type Training struct {
 	acc     optim.Accumulator[float32]
 	opt     *optim.AdamW[float32] // the device's moments
 	Closed  bool
+	// Fault, when set, is asked before each Accumulate and Update, with the method's name and how many
+	// times it was called before: an error it returns is the call's (a device out of memory, say).
+	Fault func(method string, calls int) error
+	calls map[string]int
+}
+
+// fault asks Fault about this call of method.
+func (t *Training) fault(method string) error {
+	if t.Fault == nil {
+		return nil
+	}
+	if t.calls == nil {
+		t.calls = map[string]int{}
+	}
+	t.calls[method]++
+	return t.Fault(method, t.calls[method]-1)
 }
 
 // NewTraining returns a run over the host's trainable weights params.
@@ -231,6 +247,9 @@ func NewTraining(params []optim.Param[float32]) *Training {
 
 // Accumulate takes a graph's gradients: alone as the step's, or tokens·gradient into the step's sums.
 func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone bool) error {
+	if err := t.fault("Accumulate"); err != nil {
+		return err
+	}
 	if err := t.prepare(); err != nil {
 		return err
 	}
@@ -253,6 +272,9 @@ func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone 
 
 // Update ends the step as the host does: the mean of the sums, clipping, AdamW.
 func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, _ int, alone bool) (float64, error) {
+	if err := t.fault("Update"); err != nil {
+		return 0, err
+	}
 	if t.opt == nil {
 		t.opt = &optim.AdamW[float32]{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, Step: o.Step,
 			M: clone(o.M), V: clone(o.V)}
