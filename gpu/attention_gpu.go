@@ -12,7 +12,8 @@ import (
 // Attention is ops.Attention's forward pass on the device: for each sample b and head h of q, k, v
 // [B·N, H·dh] (q and k rotated), P = softmax(q·kᵀ/√dh) over the keys each row sees (lay: causal, or Full)
 // and o = P·v. It returns P [B, H, N, N] (zeros past each row's keys), which AttentionGrad reads; the caller
-// frees it. The products are cuBLAS's, batched over the heads (a head is a column block of the rows).
+// frees it. The products are cuBLAS's, batched over the heads (a head is a column block of the rows), in
+// TF32 under BF16 products (gemmIn).
 func (d *Device) Attention(o, q, k, v Buffer, lay ops.Layout) (Buffer, error) {
 	if err := checkAttention(lay, o, q, k, v); err != nil {
 		return Buffer{}, err
@@ -33,13 +34,13 @@ func (d *Device) Attention(o, q, k, v Buffer, lay ops.Layout) (Buffer, error) {
 		}
 		head := func(x Buffer, t bool) mat { return mat{b: x, off: row, ld: W, t: t, batchShift: dh} }
 		pm := mat{b: p, off: ph, ld: N, batchShift: N * N}
-		if err = d.gemm(head(q, false), head(k, true), pm, N, L, dh, scale, 0, H); err != nil {
+		if err = d.gemmIn(lay.Products, head(q, false), head(k, true), pm, N, L, dh, scale, 0, H); err != nil {
 			break
 		}
 		if err = d.launch("attn_softmax", Rows(H*N), p.at(ph), int64(N), int64(L), boolArg(lay.Full)); err != nil {
 			break
 		}
-		err = d.gemm(pm, head(v, false), head(o, false), N, dh, L, 1, 0, H)
+		err = d.gemmIn(lay.Products, pm, head(v, false), head(o, false), N, dh, L, 1, 0, H)
 	}
 	if err != nil {
 		d.Free(p)
@@ -78,13 +79,19 @@ func (d *Device) AttentionGrad(dq, dk, dv, q, k, v, g, p Buffer, lay ops.Layout)
 		pm := mat{b: p, off: b * H * N * N, ld: N, batchShift: N * N}
 		dsm := mat{b: ds, ld: N, batchShift: N * N}
 		steps := []func() error{
-			func() error { return d.gemm(head(g, false), head(v, true), dsm, N, L, dh, 1, 0, H) },      // dP = g·vᵀ
-			func() error { return d.gemm(tr(pm), head(g, false), head(dv, false), L, dh, N, 1, 1, H) }, // dv = Pᵀ·g
+			func() error { return d.gemmIn(lay.Products, head(g, false), head(v, true), dsm, N, L, dh, 1, 0, H) }, // dP = g·vᵀ
+			func() error {
+				return d.gemmIn(lay.Products, tr(pm), head(g, false), head(dv, false), L, dh, N, 1, 1, H)
+			}, // dv = Pᵀ·g
 			func() error {
 				return d.launch("attn_softmax_back", Rows(H*N), ds.ptr, p.at(b*H*N*N), int64(N), int64(L))
 			},
-			func() error { return d.gemm(dsm, head(k, false), head(dq, false), N, dh, L, scale, 1, H) },     // dq = dS·k/√dh
-			func() error { return d.gemm(tr(dsm), head(q, false), head(dk, false), L, dh, N, scale, 1, H) }, // dk = dSᵀ·q/√dh
+			func() error {
+				return d.gemmIn(lay.Products, dsm, head(k, false), head(dq, false), N, dh, L, scale, 1, H)
+			}, // dq = dS·k/√dh
+			func() error {
+				return d.gemmIn(lay.Products, tr(dsm), head(q, false), head(dk, false), L, dh, N, scale, 1, H)
+			}, // dk = dSᵀ·q/√dh
 		}
 		for _, step := range steps {
 			if err := step(); err != nil {

@@ -70,6 +70,8 @@ import (
 	"fmt"
 	"strings"
 	"unsafe"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // blasLibraries are the cuBLAS sonames tried, newest first.
@@ -84,7 +86,10 @@ const (
 )
 
 // blas is one cuBLAS handle bound to the device's stream. Its calls run on the device's thread.
-type blas struct{ l *C.blas_lib }
+type blas struct {
+	l          *C.blas_lib
+	tf32, mode bool // the device's float32 products in TF32 (the tf32 key); the handle's mode now
+}
 
 // newBLAS opens the first cuBLAS of blasLibraries that loads, or names every one tried and why.
 func newBLAS(stream unsafe.Pointer, tf32 bool) (*blas, error) {
@@ -106,18 +111,30 @@ func newBLAS(stream unsafe.Pointer, tf32 bool) (*blas, error) {
 	if missing := C.blas_bind(l); missing != nil {
 		return nil, fmt.Errorf("gpu: cuBLAS lacks %s", C.GoString(missing))
 	}
-	b := &blas{l}
-	mode := blasDefaultMath
-	if tf32 {
-		mode = blasTF32Math
-	}
+	b := &blas{l: l, tf32: tf32, mode: !tf32} // the mode set below, whichever it is
 	if err := b.check("cublasCreate", C.blas_create(l)); err != nil {
 		return nil, err
 	}
 	if err := b.check("cublasSetStream", C.blas_set_stream(l, stream)); err != nil {
 		return nil, err
 	}
-	return b, b.check("cublasSetMathMode", C.blas_set_math(l, C.int(mode)))
+	return b, b.math(tf32)
+}
+
+// math sets the handle's float32 products to TF32 on the tensor cores, or to float32, unless it is so.
+func (b *blas) math(tf32 bool) error {
+	if b.mode == tf32 {
+		return nil
+	}
+	mode := blasDefaultMath
+	if tf32 {
+		mode = blasTF32Math
+	}
+	if err := b.check("cublasSetMathMode", C.blas_set_math(b.l, C.int(mode))); err != nil {
+		return err
+	}
+	b.mode = tf32
+	return nil
 }
 
 // check turns a cuBLAS status into an error naming the call.
@@ -171,11 +188,28 @@ func blasOp(t bool) C.int {
 }
 
 // gemm computes batch products C = alpha·op(A)·op(B) + beta·C of row-major matrices, op(A) m×k and op(B)
-// k×n. cuBLAS is column-major, and a row-major matrix read column-major is its transpose, so it computes
-// Cᵀ = op(B)ᵀ·op(A)ᵀ: B's operand first.
+// k×n, in float32 (TF32 when the device was opened with tf32). cuBLAS is column-major, and a row-major
+// matrix read column-major is its transpose, so it computes Cᵀ = op(B)ᵀ·op(A)ᵀ: B's operand first.
 func (d *Device) gemm(a, b, c mat, m, n, k int, alpha, beta float32, batch int) error {
+	return d.gemmIn(ops.Native, a, b, c, m, n, k, alpha, beta, batch)
+}
+
+// gemmIn is gemm for products of the given precision: with ops.BF16 (mixed precision) the float32
+// operands go to the tensor cores in TF32 (rounded to a 10-bit mantissa, float32 sums), finer than the
+// bfloat16 they could be rounded to; the attention's products, whose operands are computed values that no
+// bfloat16 copy holds, run so.
+func (d *Device) gemmIn(p ops.Precision, a, b, c mat, m, n, k int, alpha, beta float32, batch int) error {
 	return d.do(func() error {
-		d.usage.FLOPsFloat32 += 2 * int64(m) * int64(n) * int64(k) * int64(batch)
+		tf32 := d.blas.tf32 || p == ops.BF16
+		if err := d.blas.math(tf32); err != nil {
+			return err
+		}
+		flops := 2 * int64(m) * int64(n) * int64(k) * int64(batch)
+		if tf32 {
+			d.usage.FLOPsTF32 += flops
+		} else {
+			d.usage.FLOPsFloat32 += flops
+		}
 		return d.blas.check("cublasSgemmStridedBatched", C.blas_sgemm_strided(d.blas.l, blasOp(b.t), blasOp(a.t),
 			C.int(n), C.int(m), C.int(k), C.float(alpha), C.ulonglong(b.b.at(b.off)), C.int(b.ld), C.longlong(b.batchShift),
 			C.ulonglong(a.b.at(a.off)), C.int(a.ld), C.longlong(a.batchShift), C.float(beta), C.ulonglong(c.b.at(c.off)),

@@ -141,16 +141,22 @@ func (d *Device) flexForward(f *Flex, b int, set hrSet, o, q, k, v, wk, wv, hd B
 		project(wk, f.wk16, s.vHR), // k_hr before RoPE, in vHR for now
 		func() error { return d.Rope(s.kHR, s.vHR, s.cos, s.sin, M, W, dh, false) },
 		project(wv, f.wv16, s.vHR),
-		func() error { return d.gemm(heads(s.qR, 0, false), heads(k, row, true), sm(0), R, L, dh, scale, 0, H) },
 		func() error {
-			return d.gemm(heads(s.qR, 0, false), heads(s.kHR, 0, true), sm(L), R, M, dh, scale, 0, H)
+			return d.gemmIn(plan.Products, heads(s.qR, 0, false), heads(k, row, true), sm(0), R, L, dh, scale, 0, H)
+		},
+		func() error {
+			return d.gemmIn(plan.Products, heads(s.qR, 0, false), heads(s.kHR, 0, true), sm(L), R, M, dh, scale, 0, H)
 		},
 		func() error {
 			return d.launch("flex_softmax", Rows(H*R), s.pSel.ptr, f.cells.at(b*N*plan.Cells.G*plan.Cells.G), s.rowsel.ptr,
 				s.cellOf.ptr, s.index.ptr, int64(R), int64(L), int64(M), int64(plan.Cells.G*plan.Cells.G), boolArg(plan.Full))
 		},
-		func() error { return d.gemm(sm(0), heads(v, row, false), heads(mix, 0, false), R, dh, L, 1, 0, H) },
-		func() error { return d.gemm(sm(L), heads(s.vHR, 0, false), heads(mix, 0, false), R, dh, M, 1, 1, H) },
+		func() error {
+			return d.gemmIn(plan.Products, sm(0), heads(v, row, false), heads(mix, 0, false), R, dh, L, 1, 0, H)
+		},
+		func() error {
+			return d.gemmIn(plan.Products, sm(L), heads(s.vHR, 0, false), heads(mix, 0, false), R, dh, M, 1, 1, H)
+		},
 		func() error {
 			return d.launch("flex_blend", Elementwise(R*W), o.at(row), mix.ptr, s.rowsel.ptr, s.index.ptr, int64(R*W), int64(W), plan.Alpha)
 		},
@@ -262,34 +268,34 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 			return d.launch("scale_rows", Elementwise(R*W), gr.ptr, gr.ptr, alphaRows.ptr, int64(R*W), int64(W))
 		},
 		func() error {
-			return d.gemm(heads(gr, 0, false), heads(v, row, true), sm(ds, 0, false), R, L, dh, 1, 0, H)
+			return d.gemmIn(plan.Products, heads(gr, 0, false), heads(v, row, true), sm(ds, 0, false), R, L, dh, 1, 0, H)
 		},
 		func() error {
-			return d.gemm(heads(gr, 0, false), heads(s.vHR, 0, true), sm(ds, L, false), R, M, dh, 1, 0, H)
+			return d.gemmIn(plan.Products, heads(gr, 0, false), heads(s.vHR, 0, true), sm(ds, L, false), R, M, dh, 1, 0, H)
 		},
 		func() error {
-			return d.gemm(sm(s.pSel, 0, true), heads(gr, 0, false), heads(dv, row, false), L, dh, R, 1, 1, H)
+			return d.gemmIn(plan.Products, sm(s.pSel, 0, true), heads(gr, 0, false), heads(dv, row, false), L, dh, R, 1, 1, H)
 		},
 		func() error {
-			return d.gemm(sm(s.pSel, L, true), heads(gr, 0, false), heads(dvHR, 0, false), M, dh, R, 1, 0, H)
+			return d.gemmIn(plan.Products, sm(s.pSel, L, true), heads(gr, 0, false), heads(dvHR, 0, false), M, dh, R, 1, 0, H)
 		},
 		func() error {
 			return d.launch("attn_softmax_back", Rows(H*R), ds.ptr, s.pSel.ptr, int64(L+M), int64(L+M))
 		},
 		func() error {
-			return d.gemm(sm(ds, 0, false), heads(k, row, false), heads(dqR, 0, false), R, dh, L, scale, 0, H)
+			return d.gemmIn(plan.Products, sm(ds, 0, false), heads(k, row, false), heads(dqR, 0, false), R, dh, L, scale, 0, H)
 		},
 		func() error {
-			return d.gemm(sm(ds, L, false), heads(s.kHR, 0, false), heads(dqR, 0, false), R, dh, M, scale, 1, H)
+			return d.gemmIn(plan.Products, sm(ds, L, false), heads(s.kHR, 0, false), heads(dqR, 0, false), R, dh, M, scale, 1, H)
 		},
 		func() error {
 			return d.launch("add_rows", Elementwise(R*W), dq.at(row), dqR.ptr, s.index.ptr, int64(R*W), int64(W))
 		},
 		func() error {
-			return d.gemm(sm(ds, 0, true), heads(s.qR, 0, false), heads(dk, row, false), L, dh, R, scale, 1, H)
+			return d.gemmIn(plan.Products, sm(ds, 0, true), heads(s.qR, 0, false), heads(dk, row, false), L, dh, R, scale, 1, H)
 		},
 		func() error {
-			return d.gemm(sm(ds, L, true), heads(s.qR, 0, false), heads(dkHR, 0, false), M, dh, R, scale, 0, H)
+			return d.gemmIn(plan.Products, sm(ds, L, true), heads(s.qR, 0, false), heads(dkHR, 0, false), M, dh, R, scale, 0, H)
 		},
 	}
 	if dwk.n != 0 { // dW'_K += rope_hrᵀ(dk_hr)ᵀ·hd, dW'_V += dv_hrᵀ·hd
@@ -308,11 +314,11 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 
 // hrWeightGrad adds dxᵀ·hd, sample s's share of an HR projection's weight gradient, into dw. With Products
 // BF16 the features are rounded already, and dx is rounded when round, as the CPU's forms round it (dk_hr;
-// dv_hr in the dense form): then the product runs on the tensor cores, otherwise in float32.
+// dv_hr in the dense form): then the product runs on the tensor cores in bfloat16, otherwise in TF32.
 func (d *Device) hrWeightGrad(plan *ops.FlexPlan, s *flexSample, dx, dw Buffer, round bool) error {
 	M, W := s.u, plan.Heads*plan.HeadDim
-	if plan.Products != ops.BF16 || !round {
-		return d.gemm(mat{b: dx, ld: W, t: true}, mat{b: s.hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
+	if plan.Products != ops.BF16 || !round { // TF32 on the tensor cores with BF16 (gemmIn)
+		return d.gemmIn(plan.Products, mat{b: dx, ld: W, t: true}, mat{b: s.hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
 	}
 	dx16, err := d.narrowBF16(Buffer{}, dx)
 	if err != nil {

@@ -1,15 +1,20 @@
 package gpu
 
 // Usage is what a device's work has taken so far: the most memory its buffers held at once, and the
-// floating-point operations of its matrix products (2·m·n·k each), in float32 products and in bfloat16
-// ones (the tensor cores).
+// floating-point operations of its matrix products (2·m·n·k each) by the arithmetic they ran in: float32,
+// and on the tensor cores TF32 and bfloat16.
 type Usage struct {
 	PeakBytes    int64
 	FLOPsFloat32 int64
+	FLOPsTF32    int64
 	FLOPsBF16    int64
 }
 
 // Since is u's products since earlier's (the peak stays u's).
 func (u Usage) Since(earlier Usage) Usage {
-	return Usage{PeakBytes: u.PeakBytes, FLOPsFloat32: u.FLOPsFloat32 - earlier.FLOPsFloat32, FLOPsBF16: u.FLOPsBF16 - earlier.FLOPsBF16}
+	return Usage{PeakBytes: u.PeakBytes, FLOPsFloat32: u.FLOPsFloat32 - earlier.FLOPsFloat32,
+		FLOPsTF32: u.FLOPsTF32 - earlier.FLOPsTF32, FLOPsBF16: u.FLOPsBF16 - earlier.FLOPsBF16}
 }
+
+// FLOPs are the products' operations, all precisions together.
+func (u Usage) FLOPs() int64 { return u.FLOPsFloat32 + u.FLOPsTF32 + u.FLOPsBF16 }

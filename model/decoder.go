@@ -203,7 +203,8 @@ func (b *builder[T]) backward() error {
 
 // attnLayout is the batch as the attention ops see it.
 func (b *builder[T]) attnLayout() ops.Layout {
-	return ops.Layout{B: b.lay.B, N: b.lay.N, Lens: b.lay.lens, Heads: b.cfg.Text.NumHeads, HeadDim: b.cfg.HeadDim()}
+	return ops.Layout{B: b.lay.B, N: b.lay.N, Lens: b.lay.lens, Heads: b.cfg.Text.NumHeads, HeadDim: b.cfg.HeadDim(),
+		Products: b.opt.Products}
 }
 
 // flexPlan gathers what a FlexAttention layer needs: HR rows, HR RoPE tables per image sample, α.

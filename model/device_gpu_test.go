@@ -41,11 +41,12 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute, all bool) {
 	run := func() (float64, map[string][]float32) { return runOnGPU(t, graphs, w, gc, opt) }
 	// The GPU sums in another order than the CPU: float32's summation error. With bf16, a product's output
 	// rounded as the next product's operand may land one bfloat16 step (2⁻⁸) away from the CPU's where the
-	// two sums straddle a rounding boundary: looser bounds, still well below the 2·10⁻² by which float32
-	// products would differ from bfloat16 ones.
+	// two sums straddle a rounding boundary, and the attention's products run in TF32 on the GPU (operands
+	// rounded to 2⁻¹¹, float32 on the CPU), which moves more of them across: looser bounds, where a wrong
+	// operation is off by order one.
 	lossTol, gradTol := 1e-5, 1e-4
 	if bf16 {
-		lossTol, gradTol = 1e-3, 5e-3
+		lossTol, gradTol = 3e-3, 1e-2
 	}
 	loss, grads := run()
 	if e := math.Abs(loss-cpu.Loss()) / math.Abs(cpu.Loss()); e > lossTol {

@@ -175,5 +175,6 @@ func (b *builder[T]) visionLayout(images int) ops.Layout {
 		lens[i] = n + 1
 	}
 	vc := b.cfg.Vision
-	return ops.Layout{B: images, N: n + 1, Lens: lens, Heads: vc.NumHeads, HeadDim: vc.HiddenSize / vc.NumHeads, Full: true}
+	return ops.Layout{B: images, N: n + 1, Lens: lens, Heads: vc.NumHeads, HeadDim: vc.HiddenSize / vc.NumHeads, Full: true,
+		Products: b.opt.Products}
 }

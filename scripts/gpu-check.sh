@@ -138,14 +138,16 @@ EOF
 	python3 - "$out" "$gpuname" <<'EOF' || true
 import glob, json, os, sys
 out, name = sys.argv[1], sys.argv[2]
-# dense peaks, TFLOP/s (bfloat16 tensor cores, float32 SIMT), from NVIDIA's datasheets
-peaks = {"H100 PCIe": (756.0, 51.2), "H100 NVL": (835.0, 60.0), "H100": (989.4, 66.9), "H200": (989.4, 66.9)}
+# dense peaks, TFLOP/s (bfloat16 and TF32 on the tensor cores, float32), from NVIDIA's datasheets
+peaks = {"H100 PCIe": (756.0, 378.0, 51.2), "H100 NVL": (835.0, 417.5, 60.0), "H100": (989.4, 494.7, 66.9),
+         "H200": (989.4, 494.7, 66.9)}
 peak = next((p for k, p in peaks.items() if k in name), None)
 def mfu(m):
     if not peak or not m.get("product_gflop"):
         return float("nan")
-    bf, f32 = m["product_bf16_gflop"], m["product_gflop"] - m["product_bf16_gflop"]
-    return (bf / peak[0] + f32 / peak[1]) / m["median_ms"]  # GFLOP / (TFLOP/s) is ms
+    bf, tf = m.get("product_bf16_gflop", 0), m.get("product_tf32_gflop", 0)
+    f32 = m["product_gflop"] - bf - tf
+    return (bf / peak[0] + tf / peak[1] + f32 / peak[2]) / m["median_ms"]  # GFLOP / (TFLOP/s) is ms
 rows = []
 for f in sorted(glob.glob(f"{out}/bench-*.json")):
     try:
@@ -163,7 +165,7 @@ for f in sorted(glob.glob(f"{out}/torch-*.txt")):
             gf = (m["gflop_decoder"] + m["gflop_vision"]) / (m["median_ms"] / 1e3)
             rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"],
                          m.get("peak_device_mib", 0) / 1024, float("nan"), float("nan")))
-print(f"GPU {name!r}; peaks (bf16, fp32 TFLOP/s) {peak}")
+print(f"GPU {name!r}; peaks (bf16, tf32, fp32 TFLOP/s) {peak}")
 print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s} {"peak GiB":>9s} {"prod TF/s":>10s} {"MFU":>6s}')
 for r in rows:
     print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f} {r[7]:9.2f} {r[8]:10.1f} {r[9]:6.1%}")

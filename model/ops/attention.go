@@ -27,6 +27,10 @@ type Layout struct {
 	// Frozen says that no gradient will pass back through the attention (no input of it needs one): a
 	// device then keeps nothing of the forward pass for a backward one.
 	Frozen bool
+	// Products is the run's precision of matrix products. The CPU takes the attention's in float32 either
+	// way; under BF16 a GPU takes them on its tensor cores in TF32 (a 10-bit mantissa, float32 sums), finer
+	// than bfloat16, as their operands are computed values that no bfloat16 copy holds.
+	Products Precision
 }
 
 // keys is the number of keys row r of sample b sees.

@@ -62,10 +62,12 @@ type Result struct {
 	GCFraction    float64 `json:"gc_fraction"`
 	PeakRSSMiB    float64 `json:"peak_rss_mib"`
 	// On a GPU: the most memory its buffers held at once; a step's matrix products, their operations counted
-	// as they ran (2·m·n·k each), of them those in bfloat16, and their rate over the median step.
+	// as they ran (2·m·n·k each), of them those on the tensor cores in bfloat16 and in TF32, and their rate
+	// over the median step.
 	PeakDeviceMiB    float64 `json:"peak_device_mib,omitempty"`
 	ProductGFLOP     float64 `json:"product_gflop,omitempty"`
 	ProductBF16GFLOP float64 `json:"product_bf16_gflop,omitempty"`
+	ProductTF32GFLOP float64 `json:"product_tf32_gflop,omitempty"`
 	ProductTFLOPS    float64 `json:"product_tflops,omitempty"`
 	// ArenaMiB is what the step's buffers occupy (the arena that holds every value of a step's graph);
 	// ArenaFreshMiB is how much of it a steady-state step still had to allocate.
@@ -205,8 +207,9 @@ func (b *modeRun) step(timed bool) error {
 	}
 	r, n := &b.r, float64(b.r.Steps)
 	u := b.st.DeviceUsage().Since(usage)
-	r.ProductGFLOP += float64(u.FLOPsFloat32+u.FLOPsBF16) / 1e9 / n
+	r.ProductGFLOP += float64(u.FLOPs()) / 1e9 / n
 	r.ProductBF16GFLOP += float64(u.FLOPsBF16) / 1e9 / n
+	r.ProductTF32GFLOP += float64(u.FLOPsTF32) / 1e9 / n
 	b.ms = append(b.ms, float64(res.Elapsed.Microseconds())/1000)
 	b.tokens, b.wall, b.seqLen = b.tokens+res.Tokens, b.wall+res.Elapsed, res.SeqLen
 	r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / n
