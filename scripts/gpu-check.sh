@@ -16,9 +16,9 @@
 #   2. configs/tiny.yaml trained 20 steps on the CPU and on the GPU, in float32 and in bf16 (mixed
 #      precision): the loss curves side by side;
 #   3. flextrain bench of configs/bench.yaml on the CPU and the GPU, and of configs/bench-gpu.yaml on the GPU
-#      (the whole step, tower included, at batch 4; from the feature cache flex-union and flex-dense at batch
-#      4, flex-union and hd-seq at batch 1, where hd-seq fits), each beside the PyTorch reference's bench.py
-#      on the same GPU at the same size;
+#      (the whole step, tower included, at batch 4; from the feature cache flex-union, flex-dense and lr at
+#      batch 4, flex-union and hd-seq at batch 1, where hd-seq fits), each beside the PyTorch reference's
+#      bench.py on the same GPU at the same size;
 #   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes in bf16 (mixed precision; again with
 #      recomputation if it fails), beside the reference's (scripts/ref-7b.py gives it a 7b size and bfloat16
 #      autocast); on a GPU of more than 120 GB, also with LLaVA-1.5's own trainable set;
@@ -112,6 +112,7 @@ EOF
 	torch b4 240 --batch 4 --steps 5 --warmup 1 flex-union flex-dense lr
 	bench gpu-b4 180 --config configs/bench-gpu.yaml --device cuda --cached --mode flex-union --versus flex-dense \
 		$topk --steps 5 --warmup 1
+	bench gpu-b4-lr 120 --config configs/bench-gpu.yaml --device cuda --cached --mode lr $topk --steps 5 --warmup 1
 	bench gpu-b1 180 --config configs/bench-gpu.yaml --device cuda --cached --set per_device_train_batch_size=1 \
 		--mode flex-union --versus hd-seq $topk --steps 3 --warmup 1
 	torch b1 180 --batch 1 --steps 3 --warmup 1 flex-union hd-seq
