@@ -39,8 +39,8 @@ var graphOps = map[string]graphOp{
 	"RMSNorm": norm(func(d *Device, y Buffer, b []Buffer, rows, cols int, eps float64) error {
 		return d.RMSNorm(y, b[0], b[1], rows, cols, eps)
 	}),
-	"RMSNormGradX":      rmsNormGrad(true),
-	"RMSNormGradW":      rmsNormGrad(false),
+	"RMSNormGradX":      normGrad((*Device).RMSNormGrad, true),
+	"RMSNormGradW":      normGrad((*Device).RMSNormGrad, false),
 	"Rope":              rope,
 	"RopeGrad":          rope,
 	"Attention":         attention,
@@ -60,8 +60,8 @@ var graphOps = map[string]graphOp{
 	"ClassPosEmbedGrad0": classPosEmbedGrad(0),
 	"ClassPosEmbedGrad1": classPosEmbedGrad(1),
 	"ClassPosEmbedGrad2": classPosEmbedGrad(2),
-	"LayerNormGradX":     layerNormGrad(true),
-	"LayerNormGradW":     layerNormGrad(false),
+	"LayerNormGradX":     normGrad((*Device).LayerNormGrad, true),
+	"LayerNormGradW":     normGrad((*Device).LayerNormGrad, false),
 	"ColSum":             colSum,
 	"QuickGELUGrad":      elementwise(func(d *Device, y, x, g Buffer) error { return d.QuickGELUGrad(y, x, g) }, false),
 	"GELUGrad":           elementwise(func(d *Device, y, x, g Buffer) error { return d.GELUGrad(y, x, g) }, false),
@@ -275,29 +275,6 @@ func classPosEmbedGrad(which int) graphOp {
 	}
 }
 
-// layerNormGrad is LayerNorm's gradient of x (over in = x, w, g) or of w (over in = x, g).
-func layerNormGrad(ofX bool) graphOp {
-	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
-		args, b, err := inputsOf[ops.NormArgs](k, in)
-		if err != nil {
-			return nil, err
-		}
-		s := in[0].Shape()
-		if ofX {
-			dx, out, err := g.output(s...)
-			if err != nil {
-				return nil, err
-			}
-			return out, g.d.LayerNormGrad(dx, Buffer{}, b[0], b[1], b[2], s[0], s[1], args.Eps)
-		}
-		dw, out, err := g.output(s[1])
-		if err != nil {
-			return nil, err
-		}
-		return out, g.d.LayerNormGrad(Buffer{}, dw, b[0], Buffer{}, b[1], s[0], s[1], args.Eps)
-	}
-}
-
 // colSum is the sum of the rows of in[0] [rows, cols] (a bias's gradient).
 func colSum(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
 	b, err := buffers(in)
@@ -329,8 +306,9 @@ func norm(f func(d *Device, y Buffer, in []Buffer, rows, cols int, eps float64) 
 	}
 }
 
-// rmsNormGrad is RMSNorm's gradient of x (in = x, w, g) or of w (in = x, g).
-func rmsNormGrad(ofX bool) graphOp {
+// normGrad is a row normalisation's gradient (grad: RMSNorm's or LayerNorm's) of x (in = x, w, g) or of its
+// weight (in = x, g).
+func normGrad(grad func(d *Device, dx, dw, x, w, g Buffer, rows, cols int, eps float64) error, ofX bool) graphOp {
 	return func(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 		args, b, err := inputsOf[ops.NormArgs](k, in)
 		if err != nil {
@@ -342,13 +320,13 @@ func rmsNormGrad(ofX bool) graphOp {
 			if err != nil {
 				return nil, err
 			}
-			return out, g.d.RMSNormGrad(dx, Buffer{}, b[0], b[1], b[2], s[0], s[1], args.Eps)
+			return out, grad(g.d, dx, Buffer{}, b[0], b[1], b[2], s[0], s[1], args.Eps)
 		}
 		dw, out, err := g.output(s[1])
 		if err != nil {
 			return nil, err
 		}
-		return out, g.d.RMSNormGrad(Buffer{}, dw, b[0], Buffer{}, b[1], s[0], s[1], args.Eps)
+		return out, grad(g.d, Buffer{}, dw, b[0], Buffer{}, b[1], s[0], s[1], args.Eps)
 	}
 }
 

@@ -258,19 +258,27 @@ extern "C" __global__ void attn_softmax_back(float *dp, const float *p, long lon
 	for (long long j = threadIdx.x; j < l; j += blockDim.x) dp[off + j] = p[off + j] * (dp[off + j] - rho);
 }
 
+// row_stats sets *mean and *inv to the mean of the row xr [cols] and 1/√(var + eps), in double (two halving
+// sums over the block's threads): CLIP's LayerNorm's statistics, as the CPU takes them.
+__device__ void row_stats(const float *xr, long long cols, double eps, double *shared, double *mean, double *inv) {
+	double s = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += (double)xr[j];
+	double m = block_sum(s, shared) / cols, q = 0;
+	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+		double d = (double)xr[j] - m;
+		q += d * d;
+	}
+	*mean = m;
+	*inv = 1 / sqrt(block_sum(q, shared) / cols + eps);
+}
+
 // layernorm sets each row of y to (x − mean)/√(var + eps)·w + b, CLIP's LayerNorm (a block per row), the
 // mean and variance in double as the CPU takes them, the normalised value rounded to float32 before w and b.
 extern "C" __global__ void layernorm(float *y, const float *x, const float *w, const float *b, long long cols, double eps) {
 	__shared__ double shared[ROW_THREADS];
 	long long off = (long long)blockIdx.x * cols;
-	double s = 0;
-	for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += (double)x[off + j];
-	double mean = block_sum(s, shared) / cols, q = 0;
-	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
-		double d = (double)x[off + j] - mean;
-		q += d * d;
-	}
-	double inv = 1 / sqrt(block_sum(q, shared) / cols + eps);
+	double mean, inv;
+	row_stats(x + off, cols, eps, shared, &mean, &inv);
 	for (long long j = threadIdx.x; j < cols; j += blockDim.x)
 		y[off + j] = (float)(((double)x[off + j] - mean) * inv) * w[j] + b[j];
 }
@@ -297,14 +305,8 @@ extern "C" __global__ void gelu(float *x, long long n) {
 extern "C" __global__ void layernorm_grad_x(float *dx, const float *x, const float *w, const float *g, long long cols, double eps) {
 	__shared__ double shared[ROW_THREADS];
 	long long off = (long long)blockIdx.x * cols;
-	double s = 0;
-	for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += (double)x[off + j];
-	double mean = block_sum(s, shared) / cols, q = 0;
-	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
-		double d = (double)x[off + j] - mean;
-		q += d * d;
-	}
-	double inv = 1 / sqrt(block_sum(q, shared) / cols + eps), mh = 0, mhx = 0;
+	double mean, inv, mh = 0, mhx = 0;
+	row_stats(x + off, cols, eps, shared, &mean, &inv);
 	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
 		double h = (double)g[off + j] * (double)w[j];
 		mh += h;
@@ -322,15 +324,8 @@ extern "C" __global__ void layernorm_grad_x(float *dx, const float *x, const flo
 // double: what the LayerNorm weight's gradient normalises each row with.
 extern "C" __global__ void ln_rows(double *stats, const float *x, long long cols, double eps) {
 	__shared__ double shared[ROW_THREADS];
-	long long off = (long long)blockIdx.x * cols;
-	double s = 0;
-	for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += (double)x[off + j];
-	double mean = block_sum(s, shared) / cols, q = 0;
-	for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
-		double d = (double)x[off + j] - mean;
-		q += d * d;
-	}
-	double inv = 1 / sqrt(block_sum(q, shared) / cols + eps);
+	double mean, inv;
+	row_stats(x + (long long)blockIdx.x * cols, cols, eps, shared, &mean, &inv);
 	if (threadIdx.x == 0) {
 		stats[2 * blockIdx.x] = mean;
 		stats[2 * blockIdx.x + 1] = inv;
