@@ -93,9 +93,12 @@ func (cfg Config) frozenIn16Bits() bool {
 // trainable decoder layer stores for its backward pass (norm inputs, q, k, v, attention output and
 // residuals ≈ 8·n·D, the MLP's gate, up and product 3·n·F, the attention probabilities H·n², and the
 // FlexAttention layer's projected HR keys and values 2·M·D), the HR features M·D, the logits n·V, one frozen
-// layer's transient values and one image's tower, all doubled for the gradients the backward pass holds
-// beside them. On the bench model (`configs/bench.yaml`, 160 rows, batch 8) it gives 460 MB where the step's
-// buffers measure 435 MB. With gradient_checkpointing a trainable layer keeps its input n·D only, and one
+// layer's transient values and one image's tower (when the tower trains, every layer the LR view runs
+// through, T tokens of width C: its inputs, norms, products before and after their biases, activation,
+// residuals ≈ 16·T·C, the MLP's 3·T·I, the attention probabilities H·T²), all doubled for the gradients the
+// backward pass holds beside them. On the bench model (`configs/bench.yaml`, 160 rows, batch 8) it gives
+// 460 MB where the step's buffers measure 435 MB; a tower that trains adds 48.0 MB to both
+// (TestPlanMatchesArena, recipes/bench). With gradient_checkpointing a trainable layer keeps its input n·D only, and one
 // layer at a time holds its values while it is computed again.
 func (cfg Config) activations(n int) int64 {
 	if n <= 0 {
@@ -107,12 +110,26 @@ func (cfg Config) activations(n int) int64 {
 	M, Z := int64(m), int64(cfg.Flex.Zoom)
 	perLayer := 8*N*D + 3*N*F + H*N*N + 2*M*D
 	tower := (1 + Z*Z) * (int64(lr) + 1) * (4*int64(v.HiddenSize) + int64(v.IntermediateSize))
+	if cfg.trainsTower() { // the LR view's pass through every layer it runs, kept for the backward pass
+		T, C, I := int64(lr)+1, int64(v.HiddenSize), int64(v.IntermediateSize)
+		tower += int64(cfg.Model().VisionLayersRun()) * T * (16*C + 3*I + int64(v.NumHeads)*T)
+	}
 	front := 4*N*D + 2*N*F
 	layers := cfg.trainableLayers() * perLayer
 	if cfg.LLaVA.GradientCheckpointing {
 		layers = cfg.trainableLayers()*N*D + perLayer
 	}
 	return 2 * (layers + M*D + N*V + front + tower)
+}
+
+// trainsTower reports whether a weight of the vision tower trains.
+func (cfg Config) trainsTower() bool {
+	for name := range model.Shapes(cfg.Model()) {
+		if strings.HasPrefix(name, model.VisionPrefix) && cfg.Trainable(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // trainableLayers counts the decoder layers with a trainable weight.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/flextrain/flextrain/config"
@@ -99,5 +100,39 @@ func TestBF16(t *testing.T) {
 	}
 	if d := math.Abs(bf16.Loss-plain.Loss) / plain.Loss; bf16.Loss == plain.Loss || d > 0.01 {
 		t.Errorf("loss %v with bf16, %v without: want a difference of bfloat16's rounding (under 1%%)", bf16.Loss, plain.Loss)
+	}
+}
+
+// TestPlanMatchesArena: the memory plan's activations (config.Plan) against what a step's buffers measure
+// on the bench model, with the tower frozen and training: each within 15%, and what a training tower adds
+// within 10% of what it adds to the measure.
+func TestPlanMatchesArena(t *testing.T) {
+	measured, planned := map[bool]float64{}, map[bool]float64{}
+	for _, tower := range []bool{false, true} {
+		frozen := "frozen=[model.layers.0.*,model.vision_tower.*]"
+		if tower {
+			frozen = "frozen=[model.layers.0.*]"
+		}
+		cfg, err := config.Load("../../configs/bench.yaml", []string{"trainable=[model.*,lm_head.*]", frozen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Run(cfg, Options{Mode: "flex-union", Steps: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range cfg.Plan(r.SequenceLength).Parts {
+			if strings.HasPrefix(part.Name, "activations") {
+				planned[tower] = float64(part.Bytes) / (1 << 20)
+			}
+		}
+		measured[tower] = r.ArenaMiB
+		if e := math.Abs(planned[tower]-measured[tower]) / measured[tower]; e > 0.15 {
+			t.Errorf("tower trains %v: the plan's activations %.1f MiB, the step's buffers %.1f MiB", tower, planned[tower], measured[tower])
+		}
+	}
+	plan, arena := planned[true]-planned[false], measured[true]-measured[false]
+	if arena <= 0 || math.Abs(plan-arena) > 0.1*arena {
+		t.Errorf("a training tower adds %.1f MiB to the plan, %.1f MiB to the step's buffers", plan, arena)
 	}
 }
