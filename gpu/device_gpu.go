@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -46,6 +47,10 @@ type Device struct {
 	cache   map[int][]cu.DevicePtr // idle blocks by size class, in values (touched on the device's thread only)
 	held    int64                  // bytes of the blocks handed out and not freed (on the device's thread)
 	usage   Usage                  // the peak of held, the products' operations (on the device's thread)
+	steps   *span                  // times the training steps on the stream
+	stage   *staging               // pinned memory for uploads; nil where it could not be had
+	// stepping is set from a training step's first operation to its update's end (beginStep, endStep).
+	stepping atomic.Bool
 }
 
 // Buffer is n float32 values in the device's memory.
@@ -122,6 +127,10 @@ func (d *Device) setUp(dev cu.Device, tf32 bool) (err error) {
 	if d.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
 		return err
 	}
+	if d.steps, err = newSpan(); err != nil {
+		return err
+	}
+	d.stage, _ = newStaging() // without it, uploads copy from pageable memory
 	d.blas, err = newBLAS(unsafe.Pointer(d.stream.C()), tf32)
 	return err
 }
@@ -129,11 +138,17 @@ func (d *Device) setUp(dev cu.Device, tf32 bool) (err error) {
 // Close releases the device: the cached memory, cuBLAS, the stream and the context.
 func (d *Device) Close() error {
 	err := d.do(func() error {
-		err := d.emptyCache()
+		errs := []error{d.emptyCache()}
 		if d.blas != nil {
 			d.blas.close()
 		}
-		return errors.Join(err, d.stream.Destroy())
+		if d.steps != nil {
+			errs = append(errs, d.steps.destroy())
+		}
+		if d.stage != nil {
+			errs = append(errs, d.stage.free())
+		}
+		return errors.Join(append(errs, d.stream.Destroy())...)
 	})
 	close(d.work)
 	return err
@@ -228,9 +243,15 @@ func (d *Device) Download(host []float32, b Buffer) error {
 }
 
 // copyUp copies bytes from host to the start of b, on the stream (after every launch before it, which may
-// still read b's memory when an arena lent it again) and waits for it.
+// still read b's memory when an arena lent it again). host may be reused once it returns: the bytes went
+// through the pinned staging buffer, or, for an upload too large for it, the copy is waited for.
 func (d *Device) copyUp(b Buffer, host unsafe.Pointer, bytes int) error {
 	return d.do(func() error {
+		if d.stage != nil {
+			if staged, err := d.stage.upload(b.ptr, host, bytes, d.stream); staged || err != nil {
+				return err
+			}
+		}
 		if err := cu.MemcpyHtoDAsync(b.ptr, host, int64(bytes), d.stream); err != nil {
 			return err
 		}

@@ -658,3 +658,45 @@ func TestDeviceUsage(t *testing.T) {
 		t.Errorf("peak %d bytes; the test's blocks are %d", u.PeakBytes, held)
 	}
 }
+
+// TestDeviceStagedUploads: uploads through the pinned staging buffer, each read by a kernel on the stream
+// before the next overwrites the device buffer, the host slice refilled at once after each upload, past the
+// buffer's end many times (it drains the stream and starts over), and one too large for it (the pageable
+// path): the sums are exact.
+func TestDeviceStagedUploads(t *testing.T) {
+	d := openDevice(t)
+	if d.stage == nil {
+		t.Skip("no pinned memory on this machine")
+	}
+	const n, uploads = 1 << 16, 600 // 256 KiB each, 150 MiB in all
+	host, want := make([]float32, n), make([]float32, n)
+	acc, buf := upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n))
+	for i := range uploads {
+		for j := range host {
+			host[j] = float32(i%7 + j%3)
+			want[j] += host[j]
+		}
+		if err := d.Upload(buf, host); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.AddTo(acc, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := make([]float32, stagingBytes/4/4+1) // past a quarter of the staging buffer
+	for j := range big {
+		big[j] = float32(j % 5)
+	}
+	bb := upload(t, d, big)
+	got, gotBig := download(t, d, acc), download(t, d, bb)
+	for j := range want {
+		if got[j] != want[j] {
+			t.Fatalf("sum[%d] = %v after %d staged uploads; want %v", j, got[j], uploads, want[j])
+		}
+	}
+	for j := range big {
+		if gotBig[j] != big[j] {
+			t.Fatalf("a large upload's value %d is %v; want %v", j, gotBig[j], big[j])
+		}
+	}
+}

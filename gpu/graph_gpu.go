@@ -40,6 +40,9 @@ func (d *Device) Graphs() *Graphs {
 
 // Run computes one operation of a graph (ops.Device).
 func (g *Graphs) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
+	if err := g.d.beginStep(); err != nil {
+		return nil, err
+	}
 	if f, ok := k.Args.(ops.FuncArgs); ok { // it runs a graph of its own, on this device
 		return f.Run(in)
 	}
@@ -119,7 +122,11 @@ func (g *Graphs) Upload(t *tensor.Dense) (G.Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("gpu: upload of %v values: float32 only", t.Dtype())
 	}
-	b, err := g.lend(len(host))
+	err := g.d.beginStep()
+	var b Buffer
+	if err == nil {
+		b, err = g.lend(len(host))
+	}
 	if err == nil && len(host) > 0 {
 		err = g.d.Upload(b, host)
 	}

@@ -124,7 +124,8 @@ func (t *Training) sized(g *tensor.Dense, p optim.Param[float32]) (Buffer, error
 
 // Update ends the step: the sums' token-weighted mean over tokens (unless the gradient came alone), then
 // AdamWStep (clipping to maxNorm, AdamW with lr at o's next step), and waits for the device, so that a
-// step's time on the host's clock is its time on the device. It returns the norm before clipping; one that
+// step's time on the host's clock is its time on the device (the device's own, from the step's first
+// operation, goes to Usage.StepTime). It returns the norm before clipping; one that
 // is not finite changes no weight and no moment and is an error wrapping optim.ErrNonFinite. The step's
 // gradients go back to the device's cache (Discard).
 func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error) {
@@ -151,8 +152,8 @@ func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens i
 	}
 	norm, err := t.d.AdamWStep(o, t.params, lr, maxNorm)
 	t.staleBF16()
-	if err == nil {
-		err = t.d.Synchronize()
+	if serr := t.d.endStep(); err == nil { // waits for the device
+		err = serr
 	}
 	return norm, err
 }

@@ -17,7 +17,7 @@ import (
 // (optim.Accumulator, then optim.AdamW), for a gradient alone and for two micro-batches; and the step's
 // gradients are the graph's buffers where the graph lent them whole (a weight's own, or shared by two
 // weights), a copy of a part of one, zeros where the loss did not reach, and go back to the device after
-// the update, never twice.
+// the update, never twice; the device's events time the step.
 func TestTrainingStep(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -96,6 +96,9 @@ func TestTrainingStep(t *testing.T) {
 			}
 			if len(run.grads) != 0 {
 				t.Errorf("%d gradients kept after the update", len(run.grads))
+			}
+			if u := d.Usage(); u.StepTime <= 0 || d.stepping.Load() {
+				t.Errorf("the step took %v on the device (by its events), still open %v", u.StepTime, d.stepping.Load())
 			}
 			if !alone {
 				if _, err := acc.Finish(cpu); err != nil {

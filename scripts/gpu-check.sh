@@ -157,19 +157,20 @@ for f in sorted(glob.glob(f"{out}/bench-*.json")):
         continue
     for m in d.get("modes", [d]):
         rows.append(("flextrain", os.path.basename(f)[6:-5], m.get("device", "?") + " " + m.get("products", ""), m["mode"],
-                     m["median_ms"], m.get("gflop_per_sec", 0), m.get("sel_frac", 0), m.get("peak_device_mib", 0) / 1024,
-                     m.get("product_tflops", 0), mfu(m)))
+                     m["median_ms"], m.get("device_ms", 0), m.get("gflop_per_sec", 0), m.get("sel_frac", 0),
+                     m.get("peak_device_mib", 0) / 1024, m.get("product_tflops", 0), mfu(m)))
 for f in sorted(glob.glob(f"{out}/torch-*.txt")):
     for line in open(f):
         if line.startswith("{"):
             m = json.loads(line)
             gf = (m["gflop_decoder"] + m["gflop_vision"]) / (m["median_ms"] / 1e3)
-            rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], gf, m["sel_frac"],
-                         m.get("peak_device_mib", 0) / 1024, float("nan"), float("nan")))
+            rows.append(("pytorch", os.path.basename(f)[6:-4], m["device"], m["mode"], m["median_ms"], float("nan"), gf,
+                         m["sel_frac"], m.get("peak_device_mib", 0) / 1024, float("nan"), float("nan")))
 print(f"GPU {name!r}; peaks (bf16, tf32, fp32 TFLOP/s) {peak}")
-print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>10s} {"GFLOP/s":>9s} {"sel":>6s} {"peak GiB":>9s} {"prod TF/s":>10s} {"MFU":>6s}')
+print(f'{"impl":10s} {"run":12s} {"device":16s} {"mode":11s} {"ms/step":>9s} {"dev ms":>9s} {"GFLOP/s":>9s} {"sel":>6s} '
+      f'{"peak GiB":>9s} {"prod TF/s":>10s} {"MFU":>6s}')
 for r in rows:
-    print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:10.1f} {r[5]:9.0f} {r[6]:6.3f} {r[7]:9.2f} {r[8]:10.1f} {r[9]:6.1%}")
+    print(f"{r[0]:10s} {r[1]:12s} {r[2]:16s} {r[3]:11s} {r[4]:9.1f} {r[5]:9.1f} {r[6]:9.0f} {r[7]:6.3f} {r[8]:9.2f} {r[9]:10.1f} {r[10]:6.1%}")
 EOF
 	;;
 *)

@@ -61,9 +61,11 @@ type Result struct {
 	MiBPerStep    float64 `json:"mib_alloc_per_step"`
 	GCFraction    float64 `json:"gc_fraction"`
 	PeakRSSMiB    float64 `json:"peak_rss_mib"`
-	// On a GPU: the most memory its buffers held at once; a step's matrix products, their operations counted
-	// as they ran (2·m·n·k each), of them those on the tensor cores in bfloat16 and in TF32, and their rate
-	// over the median step.
+	// On a GPU: the median step's time on the device, timed by events on its stream from the step's first
+	// operation to its update's end (median_ms is the host's clock around the whole step); the most memory
+	// its buffers held at once; a step's matrix products, their operations counted as they ran (2·m·n·k
+	// each), of them those on the tensor cores in bfloat16 and in TF32, and their rate over the median step.
+	DeviceMS         float64 `json:"device_ms,omitempty"`
 	PeakDeviceMiB    float64 `json:"peak_device_mib,omitempty"`
 	ProductGFLOP     float64 `json:"product_gflop,omitempty"`
 	ProductBF16GFLOP float64 `json:"product_bf16_gflop,omitempty"`
@@ -190,6 +192,7 @@ type modeRun struct {
 	cfg    config.Config
 	r      Result
 	ms     []float64
+	devMS  []float64 // on a GPU, the device's time of each timed step
 	tokens int
 	wall   time.Duration
 	seqLen int
@@ -207,6 +210,9 @@ func (b *modeRun) step(timed bool) error {
 	}
 	r, n := &b.r, float64(b.r.Steps)
 	u := b.st.DeviceUsage().Since(usage)
+	if u.StepTime > 0 {
+		b.devMS = append(b.devMS, float64(u.StepTime.Microseconds())/1000)
+	}
 	r.ProductGFLOP += float64(u.FLOPs()) / 1e9 / n
 	r.ProductBF16GFLOP += float64(u.FLOPsBF16) / 1e9 / n
 	r.ProductTF32GFLOP += float64(u.FLOPsTF32) / 1e9 / n
@@ -228,6 +234,9 @@ func (b *modeRun) result() Result {
 	r.SequenceLength = b.seqLen
 	r.ArenaMiB = float64(b.st.Arena().Held) / (1 << 20)
 	r.PeakDeviceMiB = float64(b.st.DeviceUsage().PeakBytes) / (1 << 20)
+	if len(b.devMS) > 0 {
+		r.DeviceMS = slices.Sorted(slices.Values(b.devMS))[len(b.devMS)/2]
+	}
 	r.ProductTFLOPS = r.ProductGFLOP / r.MedianMS // GFLOP per ms
 	r.GFLOPDecoder, r.GFLOPVision = flops(b.cfg.Model(), r.Mode, r.SelectedFrac, b.cfg.PerDeviceTrainBatchSize)
 	r.GFLOPPerSec = (r.GFLOPDecoder + r.GFLOPVision) / (r.MedianMS / 1000)

@@ -1,0 +1,90 @@
+//go:build gpu
+
+package gpu
+
+import (
+	"time"
+
+	"gorgonia.org/cu"
+)
+
+// span times the device's share of training steps with two events on its stream: the first records
+// where a step's first operation enters the stream, the second where its update ends. The events time the
+// stream's work between them, host gaps included, not the host's work before the first launch.
+type span struct {
+	start, end cu.Event
+	open       bool
+}
+
+// newSpan makes the span's events (on the device's thread).
+func newSpan() (*span, error) {
+	start, err := cu.MakeEvent(cu.DefaultEvent)
+	if err != nil {
+		return nil, err
+	}
+	end, err := cu.MakeEvent(cu.DefaultEvent)
+	if err != nil {
+		cu.DestroyEvent(&start)
+		return nil, err
+	}
+	return &span{start: start, end: end}, nil
+}
+
+// begin records the start of a step on stream, unless its start is recorded already.
+func (s *span) begin(stream cu.Stream) error {
+	if s.open {
+		return nil
+	}
+	if err := s.start.Record(stream); err != nil {
+		return err
+	}
+	s.open = true
+	return nil
+}
+
+// finish records the step's end on stream, waits for it, and returns the time between the events; zero
+// when no step began.
+func (s *span) finish(stream cu.Stream) (time.Duration, error) {
+	if !s.open {
+		return 0, nil
+	}
+	s.open = false
+	if err := s.end.Record(stream); err != nil {
+		return 0, err
+	}
+	if err := s.end.Synchronize(); err != nil {
+		return 0, err
+	}
+	ms, err := s.start.Elapsed(s.end)
+	return time.Duration(ms * float64(time.Millisecond)), err
+}
+
+// destroy frees the events.
+func (s *span) destroy() error {
+	err := cu.DestroyEvent(&s.start)
+	if derr := cu.DestroyEvent(&s.end); err == nil {
+		err = derr
+	}
+	return err
+}
+
+// beginStep notes that a training step's work enters the stream (Graphs.Run and Upload call it): the first
+// call after an update records the step's start; the others return at once, without the device's thread.
+func (d *Device) beginStep() error {
+	if d.stepping.Load() {
+		return nil
+	}
+	d.stepping.Store(true)
+	return d.do(func() error { return d.steps.begin(d.stream) })
+}
+
+// endStep ends a training step on the device (Training.Update calls it after the update's launches): it
+// waits for the device and adds the step's time to Usage.StepTime.
+func (d *Device) endStep() error {
+	d.stepping.Store(false)
+	return d.do(func() error {
+		t, err := d.steps.finish(d.stream)
+		d.usage.StepTime += t
+		return err
+	})
+}
