@@ -247,6 +247,7 @@ func (d *Device) Download(host []float32, b Buffer) error {
 // through the pinned staging buffer, or, for an upload too large for it, the copy is waited for.
 func (d *Device) copyUp(b Buffer, host unsafe.Pointer, bytes int) error {
 	return d.do(func() error {
+		d.usage.UploadBytes += int64(bytes)
 		if d.stage != nil {
 			if staged, err := d.stage.upload(b.ptr, host, bytes, d.stream); staged || err != nil {
 				return err

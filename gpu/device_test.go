@@ -689,6 +689,9 @@ func TestDeviceStagedUploads(t *testing.T) {
 	}
 	bb := upload(t, d, big)
 	got, gotBig := download(t, d, acc), download(t, d, bb)
+	if u := d.Usage(); u.UploadBytes < 4*int64(uploads*n+len(big)) {
+		t.Errorf("%d bytes counted as uploaded; the test uploaded more", u.UploadBytes)
+	}
 	for j := range want {
 		if got[j] != want[j] {
 			t.Fatalf("sum[%d] = %v after %d staged uploads; want %v", j, got[j], uploads, want[j])

@@ -102,9 +102,9 @@ func writeBench(w io.Writer, r bench.Result) error {
 		r.GFLOPDecoder, r.GFLOPVision, r.SelectedFrac, r.AllocsPerStep, r.MiBPerStep, 100*r.GCFraction, r.PeakRSSMiB,
 		r.ArenaMiB, r.ArenaFreshMiB, 100*r.MiBPerStep/max(r.ArenaMiB, 1), r.Loss)
 	if err == nil && r.PeakDeviceMiB > 0 {
-		_, err = fmt.Fprintf(w, "  device      median %.1f ms a step on the device; peak %.2f GiB held by the step's buffers, weights and "+
-			"optimizer state; matrix products %.1f GFLOP a step (%.1f in bfloat16, %.1f in TF32), %.1f TFLOP/s\n", r.DeviceMS,
-			r.PeakDeviceMiB/1024, r.ProductGFLOP, r.ProductBF16GFLOP, r.ProductTF32GFLOP, r.ProductTFLOPS)
+		_, err = fmt.Fprintf(w, "  device      median %.1f ms a step on the device, %.1f MiB uploaded a step; peak %.2f GiB held by the "+
+			"step's buffers, weights and optimizer state; matrix products %.1f GFLOP a step (%.1f in bfloat16, %.1f in TF32), %.1f TFLOP/s\n",
+			r.DeviceMS, r.UploadMiB, r.PeakDeviceMiB/1024, r.ProductGFLOP, r.ProductBF16GFLOP, r.ProductTF32GFLOP, r.ProductTFLOPS)
 	}
 	return err
 }

@@ -66,6 +66,7 @@ type Result struct {
 	// its buffers held at once; a step's matrix products, their operations counted as they ran (2·m·n·k
 	// each), of them those on the tensor cores in bfloat16 and in TF32, and their rate over the median step.
 	DeviceMS         float64 `json:"device_ms,omitempty"`
+	UploadMiB        float64 `json:"upload_mib,omitempty"` // what a step puts on the device: the batch, index arrays
 	PeakDeviceMiB    float64 `json:"peak_device_mib,omitempty"`
 	ProductGFLOP     float64 `json:"product_gflop,omitempty"`
 	ProductBF16GFLOP float64 `json:"product_bf16_gflop,omitempty"`
@@ -216,6 +217,7 @@ func (b *modeRun) step(timed bool) error {
 	r.ProductGFLOP += float64(u.FLOPs()) / 1e9 / n
 	r.ProductBF16GFLOP += float64(u.FLOPsBF16) / 1e9 / n
 	r.ProductTF32GFLOP += float64(u.FLOPsTF32) / 1e9 / n
+	r.UploadMiB += float64(u.UploadBytes) / (1 << 20) / n
 	b.ms = append(b.ms, float64(res.Elapsed.Microseconds())/1000)
 	b.tokens, b.wall, b.seqLen = b.tokens+res.Tokens, b.wall+res.Elapsed, res.SeqLen
 	r.AllocsPerStep += float64(after.Mallocs-before.Mallocs) / n
