@@ -199,29 +199,13 @@ func (cfg Config) DevicePlan(n int) Plan {
 
 // addGradients appends the gradients of a GPU run: the step takes its first micro-batch's gradients from
 // the graph that made them, so a step of one micro-batch holds one gradient per trainable weight; with
-// gradient accumulation, a later micro-batch's graph makes its own beside the step's sums. The HR
-// projections' gradients are parts of FlexAttention's packed gradient, which the step copies: the graph's
-// stay beside the step's until the graph closes.
+// gradient accumulation, a later micro-batch's graph makes its own beside the step's sums.
 func (p *Plan) addGradients(cfg Config, trainable int64) {
 	if cfg.GradientAccumulationSteps > 1 {
 		p.add("gradients (the graph's, the step's sums)", 2*trainable, 8*trainable)
 		return
 	}
 	p.add("gradients", trainable, 4*trainable)
-	if hr := cfg.trainableHR(); hr > 0 {
-		p.add("the graph's HR projection gradients", hr, 4*hr)
-	}
-}
-
-// trainableHR counts the values of the HR projections (k_proj_hd, v_proj_hd) that train.
-func (cfg Config) trainableHR() int64 {
-	var n int64
-	for name, shape := range model.Shapes(cfg.Model()) {
-		if model.IsHRProjection(name) && cfg.Trainable(name) {
-			n += int64(shape[0]) * int64(shape[1])
-		}
-	}
-	return n
 }
 
 // CheckDeviceMemory refuses a GPU run whose DevicePlan (at model_max_length) exceeds the GPU's memory, total

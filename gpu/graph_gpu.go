@@ -237,16 +237,27 @@ func (g *Graphs) lend(n int) (Buffer, error) {
 	return b, nil
 }
 
-// claim takes b out of what was lent since the last Release when it is one of those buffers, whole, and
-// reports whether it was: the caller frees it then. Its slot stays, empty, so that Mark's positions hold.
-func (g *Graphs) claim(b Buffer) bool {
+// claim takes the buffer that holds b (b itself, or a value packed with others in it, as Unpack's parts
+// are) out of what was lent since the last Release, and returns it: the caller frees it then. Its slot
+// stays, empty, so that Mark's positions hold.
+func (g *Graphs) claim(b Buffer) (Buffer, bool) {
 	for i := len(g.lent) - 1; i >= 0; i-- { // a graph's gradients are among its last values
-		if l := g.lent[i]; l.ptr == b.ptr && l.n == b.n && b.n > 0 {
+		if l := g.lent[i]; b.n > 0 && within(b, l) {
 			g.lent[i] = Buffer{}
-			return true
+			return l, true
 		}
 	}
-	return false
+	return Buffer{}, false
+}
+
+// within reports whether b's values lie in block's.
+func within(b, block Buffer) bool {
+	return block.n > 0 && b.ptr >= block.ptr && b.ptr+cu.DevicePtr(4*b.n) <= block.ptr+cu.DevicePtr(4*block.n)
+}
+
+// overlaps reports whether a and b share a value.
+func overlaps(a, b Buffer) bool {
+	return a.n > 0 && b.n > 0 && a.ptr < b.ptr+cu.DevicePtr(4*b.n) && b.ptr < a.ptr+cu.DevicePtr(4*a.n)
 }
 
 // output lends a buffer for a value of the given shape and wraps it.

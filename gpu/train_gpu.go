@@ -15,15 +15,16 @@ import (
 // Graphs keeps, the step's gradient (or the sums of its micro-batches) and the AdamW moments. The host's
 // params and optimizer are brought up to date by Sync, for a checkpoint or an evaluation.
 //
-// A step's gradients are the buffers in which its first micro-batch's graph left them, taken over from the
-// graph rather than copied, and given back to the device's cache once the update has read them: the device
-// holds one gradient per weight outside a step's backward pass, and in it, unless the step accumulates
-// micro-batches, the graph's only.
+// A step's gradients are the buffers in which its first micro-batch's graph left them (whole, or parts of
+// a packed value), taken over from the graph rather than copied, and given back to the device's cache once
+// the update has read them: the device holds one gradient per weight outside a step's backward pass, and
+// in it, unless the step accumulates micro-batches, the graph's only.
 type Training struct {
 	*Graphs
 	host   []optim.Param[float32] // the trainable weights as the host holds them, in the run's order
 	params []Param                // the same on the device, made at the first Update
 	grads  map[string]Buffer      // per trainable weight: the step's gradient or its micro-batches' sums; empty between steps
+	blocks []Buffer               // the buffers that hold grads (taken from a graph, or made), freed with them
 	group  *group                 // the ranks' GPUs summing among themselves (JoinGroup), or nil
 }
 
@@ -60,9 +61,10 @@ func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone 
 	return nil
 }
 
-// own makes a graph's gradients the step's: each one the graph lent whole is taken from it (Graphs.claim),
-// any other copied, a missing one zeros; unless alone, each is then weighted by tokens in place, bit for bit
-// what adding it to zeroed sums gives (the weigh kernel).
+// own makes a graph's gradients the step's: each is taken from the graph with the buffer that holds it
+// (Graphs.claim), or copied where it shares values with one taken already, a missing one zeros; unless
+// alone, each is then weighted by tokens in place, bit for bit what adding it to zeroed sums gives (the
+// weigh kernel).
 func (t *Training) own(grads map[string]*tensor.Dense, tokens int, alone bool) error {
 	t.Discard()
 	for _, p := range t.host { // all taken before any is weighted: two weights may share a gradient's buffer
@@ -84,8 +86,9 @@ func (t *Training) own(grads map[string]*tensor.Dense, tokens int, alone bool) e
 	return nil
 }
 
-// take returns a buffer of the step's holding gradient g of weight p: g's own when the graph lent it whole,
-// else a copy (zeros for a nil g).
+// take returns the step's buffer of gradient g of weight p: g's own values, in a buffer the step holds or
+// takes from the graph now, unless another weight's gradient shares them (then a copy: each weight's is
+// weighted and clipped in place); zeros for a nil g.
 func (t *Training) take(g *tensor.Dense, p optim.Param[float32]) (Buffer, error) {
 	var src Buffer
 	if g != nil {
@@ -93,7 +96,11 @@ func (t *Training) take(g *tensor.Dense, p optim.Param[float32]) (Buffer, error)
 		if src, err = t.sized(g, p); err != nil {
 			return Buffer{}, err
 		}
-		if t.claim(src) {
+		if t.holds(src) && !t.shared(src) {
+			return src, nil
+		}
+		if block, ok := t.claim(src); ok {
+			t.blocks = append(t.blocks, block)
 			return src, nil
 		}
 	}
@@ -110,7 +117,28 @@ func (t *Training) take(g *tensor.Dense, p optim.Param[float32]) (Buffer, error)
 		t.d.Free(b)
 		return Buffer{}, err
 	}
+	t.blocks = append(t.blocks, b)
 	return b, nil
+}
+
+// holds reports whether a buffer the step holds already contains b.
+func (t *Training) holds(b Buffer) bool {
+	for _, block := range t.blocks {
+		if within(b, block) {
+			return true
+		}
+	}
+	return false
+}
+
+// shared reports whether b shares values with a weight's gradient taken already.
+func (t *Training) shared(b Buffer) bool {
+	for _, g := range t.grads {
+		if overlaps(b, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // sized is the device buffer of gradient g, which must have as many values as weight p.
@@ -218,10 +246,11 @@ func (t *Training) sumOnHost(bufs []Buffer, sum func([]float32) error) error {
 // Discard forgets the step's gradients (after an update, or a skipped step) and gives their buffers back
 // to the device's cache, for the next step's graphs.
 func (t *Training) Discard() {
-	for name, b := range t.grads {
+	for _, b := range t.blocks {
 		t.d.Free(b)
-		delete(t.grads, name)
 	}
+	clear(t.grads)
+	t.blocks = t.blocks[:0]
 }
 
 // prepare makes the device's params at the first update: each weight (as Graphs holds it, or uploaded

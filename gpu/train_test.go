@@ -15,9 +15,9 @@ import (
 
 // TestTrainingStep: a step on the device, from a graph's gradients to AdamW, gives the bits of the CPU's
 // (optim.Accumulator, then optim.AdamW), for a gradient alone and for two micro-batches; and the step's
-// gradients are the graph's buffers where the graph lent them whole (a weight's own, or shared by two
-// weights), a copy of a part of one, zeros where the loss did not reach, and go back to the device after
-// the update, never twice; the device's events time the step.
+// gradients are the graph's buffers, taken from it (a weight's own, a part of a packed value), but a copy
+// where two weights share one, zeros where the loss did not reach, and go back to the device after the
+// update, never twice; the device's events time the step.
 func TestTrainingStep(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -49,9 +49,9 @@ func TestTrainingStep(t *testing.T) {
 			var acc optim.Accumulator[float32]
 			total := 0
 			for mb, tokens := range c.tokens {
-				ga, gb := randoms(rng, 12), randoms(rng, 8) // b's gradient: the first 5 of 8 values
+				ga, gb := randoms(rng, 12), randoms(rng, 8) // b's gradient: values 2 to 6 of 8, a part of a packed value
 				ga[1] = float32(math.Copysign(0, -1))
-				for i, g := range [][]float32{ga, gb[:5], ga, make([]float32, 2)} {
+				for i, g := range [][]float32{ga, gb[2:7], ga, make([]float32, 2)} {
 					copy(cpu[i].Grad, g)
 				}
 				if !alone {
@@ -68,25 +68,26 @@ func TestTrainingStep(t *testing.T) {
 					t.Fatal(err)
 				}
 				whole, _ := buffer(va)
-				part, _ := buffer(vb)
-				part.n = 5
+				packed, _ := buffer(vb)
+				part := Buffer{ptr: packed.at(2), n: 5}
 				grads := map[string]*tensor.Dense{"a": va.(*tensor.Dense), "shared": va.(*tensor.Dense), "b": run.value(part, 5)}
 				if err := run.Accumulate(grads, tokens, alone); err != nil {
 					t.Fatal(err)
 				}
 				if first := mb == 0 || c.tokens[0] == 0 && mb == 1; first && tokens > 0 {
-					if run.grads["a"].ptr != whole.ptr {
-						t.Errorf("micro-batch %d: a's gradient was copied, not taken from the graph", mb)
+					if run.grads["a"].ptr != whole.ptr || run.grads["b"].ptr != part.ptr {
+						t.Errorf("micro-batch %d: a's or b's gradient was copied, not taken from the graph", mb)
 					}
-					for _, name := range []string{"b", "shared", "unused"} {
-						if run.grads[name].ptr == whole.ptr || run.grads[name].ptr == part.ptr {
-							t.Errorf("micro-batch %d: %s's gradient is a graph's buffer it does not own", mb, name)
+					for _, name := range []string{"shared", "unused"} {
+						if g := run.grads[name]; overlaps(g, whole) || overlaps(g, packed) {
+							t.Errorf("micro-batch %d: %s's gradient shares a buffer with another's", mb, name)
 						}
 					}
 				}
 				run.Release() // the graph closes: what the step took stays
 				if tokens > 0 {
 					gaveBack(t, d, run.grads["a"])
+					gaveBack(t, d, Buffer{ptr: run.grads["b"].ptr - 8, n: 8}) // the packed value's block
 				}
 				total += tokens
 			}

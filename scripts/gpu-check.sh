@@ -125,7 +125,7 @@ EOF
 	fi
 	torch 7b 300 --size 7b --bf16 --batch 1 --steps 3 --warmup 1 flex-union
 	mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
-	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (119 GiB by flextrain plan)
+	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (116 GiB by flextrain plan)
 		bench 7b-llava 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1 \
 			--set 'trainable=["model.layers.*","model.norm.*","lm_head.*"]'
 		torch 7b-llava 300 --size 7b --llava-set --bf16 --batch 1 --steps 3 --warmup 1 flex-union
