@@ -21,7 +21,11 @@
 // whichever the machine has), so that one binary runs with the CUDA of the machine it lands on; float32
 // products keep TF32 off unless asked (parity with the CPU's golden cases). Products in bfloat16
 // (ops.BF16, mixed precision) call cublasGemmEx over operands rounded by the narrow_bf16 kernel, a trainable
-// weight's rounded copy kept until the next update.
+// weight's rounded copy kept until the next update; the attention's products in such a run, whose operands
+// no bfloat16 copy holds, run in TF32 (gemmIn). Uploads pass through pinned staging memory (a copy from
+// pageable memory would drain the stream), and Usage counts the device's work: its peak memory, its
+// products' operations by precision, the bytes uploaded, and each training step's time by events on the
+// stream.
 //
 // The kernels: the optimizer step (the gradient norm, clipping and AdamW, with the moments on the device and
 // copied back for checkpoints: AdamWStep, Moments), the widening of frozen 16-bit weights for their
@@ -33,19 +37,22 @@
 // or the dense form (every HR token projected: the official implementation's cost), each row's second
 // softmax masked to its selection (flex_gpu.go), the assembly of the
 // decoder's input and its gradients (bitwise the CPU's: each table row sums the rows it fed, in order, one
-// thread per value) and the patch embedding.
+// thread per value) and the patch embedding, and the backward passes of a vision tower and a projector
+// that train (LayerNorm, QuickGELU, GELU, a bias's column sums and the class and position embeddings'
+// gradients, those as an assembly's tables').
 //
 // Graphs runs the model's graphs on a Device (model.Device): each operation of the graph hands its
 // ops.Kernel to Graphs.Run, which runs the matching kernels over the values' device memory (graphops_gpu.go);
 // the weights stay on the device across graphs, the other values come from an arena that takes them back
 // when the graph closes, and Gorgonia's sums of gradient contributions reach the device through the
 // values' tensor engine. The selection's map is computed here and only it comes down; the cells are chosen
-// on the host and go back up. An operation without kernels (a trainable tower's) runs on the CPU over
-// copies, counted in Fallbacks; one that runs a graph of its own (ops.FuncArgs: a part of the frozen
+// on the host and go back up. An operation without kernels (none of fit's graphs has one) runs on the CPU
+// over copies, counted in Fallbacks; one that runs a graph of its own (ops.FuncArgs: a part of the frozen
 // tower) runs it here, and Mark and ReleaseAfter give that graph's values back as soon as it ends.
 // Training adds a run's gradients and
 // AdamW moments beside its weights: the whole step stays on the device, and only the loss comes down until
-// Sync copies the weights and moments back for a checkpoint. The ranks' GPUs of a run under MPI sum their
+// Sync copies the weights and moments back for a checkpoint. A step's gradients are the buffers its graph
+// left them in, taken from the graph (one gradient per weight, as PyTorch's .grad). The ranks' GPUs of a run under MPI sum their
 // gradients among themselves through NCCL (JoinGroup; libnccl.so.2, opened with dlopen as cuBLAS is: the
 // library's C API is a handful of calls, and no maintained Go binding exists), or, where NCCL is missing,
 // through the host.
