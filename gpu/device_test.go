@@ -118,10 +118,24 @@ func TestDeviceAdamW(t *testing.T) {
 	}
 }
 
-// TestDeviceNormAndScale: the squared norm matches the float64 sum; scaling gives the CPU's products.
+// TestDeviceNormAndScale: the squared norm matches the float64 sum, and that of several gradients in one
+// download is their norms' sum in order, bit for bit; scaling gives the CPU's products.
 func TestDeviceNormAndScale(t *testing.T) {
 	d := openDevice(t)
 	rng := rand.New(rand.NewPCG(2, 2))
+	var each float64
+	var all []Buffer
+	for _, n := range oddSizes {
+		b := upload(t, d, randoms(rng, n))
+		s, err := d.SumSquares(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		each, all = each+s, append(all, b)
+	}
+	if got, err := d.sumSquaresAll(all); err != nil || got != each {
+		t.Errorf("Σx² of %d gradients at once %v (%v); one by one %v", len(all), got, err, each)
+	}
 	for _, n := range oddSizes {
 		x := randoms(rng, n)
 		b := upload(t, d, x)

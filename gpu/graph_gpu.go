@@ -29,13 +29,15 @@ type Graphs struct {
 	saved     []func()                  // frees what forward passes saved for their backward passes
 	marks     [][2]int                  // Mark's: the lengths of lent and saved
 	tables    map[*float64]Buffer
+	known     map[cu.DevicePtr][]float32 // values lent since Release whose numbers the host made (the selection's cells)
 	Fallbacks map[string]int // operations run on the CPU over copies, by kernel name
 }
 
 // Graphs returns a new runner of graphs on d.
 func (d *Device) Graphs() *Graphs {
 	return &Graphs{d: d, weights: map[string]Buffer{}, halves: map[*uint16]Buffer{}, isWeight: map[cu.DevicePtr]bool{},
-		bf16: map[cu.DevicePtr]bf16Copy{}, tables: map[*float64]Buffer{}, Fallbacks: map[string]int{}}
+		bf16: map[cu.DevicePtr]bf16Copy{}, tables: map[*float64]Buffer{}, known: map[cu.DevicePtr][]float32{},
+		Fallbacks: map[string]int{}}
 }
 
 // Run computes one operation of a graph (ops.Device).
@@ -136,6 +138,18 @@ func (g *Graphs) Upload(t *tensor.Dense) (G.Value, error) {
 	return g.value(b, t.Shape()...), nil
 }
 
+// hostValues are the numbers of b on the host: those the host made it from (known), or downloaded.
+func (g *Graphs) hostValues(b Buffer) ([]float32, error) {
+	if v, ok := g.known[b.ptr]; ok && len(v) == b.n {
+		return v, nil
+	}
+	v := make([]float32, b.n)
+	if b.n == 0 {
+		return v, nil
+	}
+	return v, g.d.Download(v, b)
+}
+
 // Download returns a host copy of a device value (model.Device).
 func (g *Graphs) Download(v G.Value) (*tensor.Dense, error) {
 	b, err := buffer(v)
@@ -164,6 +178,7 @@ func (g *Graphs) Release() {
 		g.d.Free(b)
 	}
 	g.saved, g.lent, g.marks, g.tables = nil, nil, nil, map[*float64]Buffer{}
+	clear(g.known)
 }
 
 // Mark notes what is lent now, for ReleaseAfter (model.Device).
@@ -203,6 +218,11 @@ func (g *Graphs) ReleaseAfter(mark int, keep ...G.Value) {
 	for key, b := range g.tables { // a RoPE table uploaded since the mark went too
 		if freed[b.ptr] {
 			delete(g.tables, key)
+		}
+	}
+	for ptr := range g.known {
+		if freed[ptr] {
+			delete(g.known, ptr)
 		}
 	}
 }

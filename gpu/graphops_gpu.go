@@ -447,14 +447,14 @@ func unpack(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 }
 
 // flexAttention is FlexAttention over in = q, k, v, wk, wv, hd, cells, in the plan's form; the selection cells
-// come down (the device reads which rows and tokens take part from them).
+// are read on the host (which rows and tokens take part): the Select operation's own, or brought down.
 func flexAttention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	args, b, err := inputsOf[*ops.FlexArgs](k, in)
 	if err != nil {
 		return nil, err
 	}
-	cells := make([]float32, b[6].n)
-	if err := g.d.Download(cells, b[6]); err != nil {
+	cells, err := g.hostValues(b[6])
+	if err != nil {
 		return nil, err
 	}
 	o, out, err := g.output(in[0].Shape()...)

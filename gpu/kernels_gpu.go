@@ -23,25 +23,39 @@ func (d *Device) Scale(x Buffer, s float32) error {
 
 // SumSquares is Σ x², the squared norm of a gradient, in float64: each block's sum on the device, the
 // blocks' sums added here.
-func (d *Device) SumSquares(x Buffer) (float64, error) {
-	g := Elementwise(x.n)
-	partial, err := d.Alloc(2 * g.Blocks) // float64s: two float32 slots each
+func (d *Device) SumSquares(x Buffer) (float64, error) { return d.sumSquaresAll([]Buffer{x}) }
+
+// sumSquaresAll is Σ over xs of SumSquares(x), each x's sum added in turn: every block's sum computed on
+// the device into one buffer that comes down once, whatever the number of gradients.
+func (d *Device) sumSquaresAll(xs []Buffer) (float64, error) {
+	offs, blocks := make([]int, len(xs)), 0
+	for i, x := range xs {
+		offs[i] = blocks
+		blocks += Elementwise(x.n).Blocks
+	}
+	partial, err := d.Alloc(2 * max(blocks, 1)) // float64s: two float32 slots each
 	if err != nil {
 		return 0, err
 	}
 	defer d.Free(partial)
-	if err := d.launch("sum_squares", g, partial.ptr, x.ptr, int64(x.n)); err != nil {
-		return 0, err
+	for i, x := range xs {
+		if err := d.launch("sum_squares", Elementwise(x.n), partial.at(2*offs[i]), x.ptr, int64(x.n)); err != nil {
+			return 0, err
+		}
 	}
 	parts, err := readBuffer[float64](d, partial)
 	if err != nil {
 		return 0, err
 	}
-	var s float64
-	for _, p := range parts { // in block order
-		s += p
+	var sum float64
+	for i, x := range xs {
+		var s float64
+		for _, p := range parts[offs[i] : offs[i]+Elementwise(x.n).Blocks] { // in block order
+			s += p
+		}
+		sum += s
 	}
-	return s, nil
+	return sum, nil
 }
 
 // RMSNorm sets each row of y [rows, cols] to x·s·w, s = 1/√(mean(x²) + eps): ops.RMSNorm's forward.

@@ -24,13 +24,13 @@ type Param struct {
 // changes nothing and is an error wrapping optim.ErrNonFinite. o's moments stay on the device: Moments
 // copies them into o.M and o.V for a checkpoint.
 func (d *Device) AdamWStep(o *optim.AdamW[float32], params []Param, lr, maxNorm float64) (float64, error) {
-	var sum float64
-	for _, p := range params {
-		s, err := d.SumSquares(p.Grad)
-		if err != nil {
-			return 0, err
-		}
-		sum += s
+	grads := make([]Buffer, len(params))
+	for i, p := range params {
+		grads[i] = p.Grad
+	}
+	sum, err := d.sumSquaresAll(grads)
+	if err != nil {
+		return 0, err
 	}
 	norm := math.Sqrt(sum)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {

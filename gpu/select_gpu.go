@@ -117,5 +117,8 @@ func selectCells(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	if err == nil {
 		err = g.d.Upload(y, cells)
 	}
+	if err == nil {
+		g.known[y.ptr] = cells // FlexAttention reads them on the host: no download
+	}
 	return out, err
 }
