@@ -166,17 +166,19 @@ type mat struct {
 
 // gemmBF16 computes C = op(A)·op(B) + beta·C for row-major A and B of bfloat16 values (their bits, each
 // matrix from the start of its buffer) and float32 C, the products summed in float32: cublasGemmEx with
-// compute type 32F, on the tensor cores. As gemm, it computes Cᵀ = op(B)ᵀ·op(A)ᵀ.
+// compute type 32F, on the tensor cores. As gemm, it computes Cᵀ = op(B)ᵀ·op(A)ᵀ, and queues the call
+// (post).
 func (d *Device) gemmBF16(a, b, c mat, m, n, k int, beta float32) error {
 	if a.off != 0 || b.off != 0 || a.batchShift != 0 || b.batchShift != 0 {
 		return errors.New("gpu: a bfloat16 product reads whole matrices")
 	}
-	return d.do(func() error {
+	d.post(func() error {
 		d.usage.FLOPsBF16 += 2 * int64(m) * int64(n) * int64(k)
 		return d.blas.check("cublasGemmEx", C.blas_gemm_bf16(d.blas.l, blasOp(b.t), blasOp(a.t), C.int(n), C.int(m),
 			C.int(k), C.ulonglong(b.b.ptr), C.int(b.ld), C.ulonglong(a.b.ptr), C.int(a.ld), C.float(beta),
 			C.ulonglong(c.b.at(c.off)), C.int(c.ld)))
 	})
+	return nil
 }
 
 // blasOp is cuBLAS's operation for an operand transposed when t.
@@ -189,7 +191,8 @@ func blasOp(t bool) C.int {
 
 // gemm computes batch products C = alpha·op(A)·op(B) + beta·C of row-major matrices, op(A) m×k and op(B)
 // k×n, in float32 (TF32 when the device was opened with tf32). cuBLAS is column-major, and a row-major
-// matrix read column-major is its transpose, so it computes Cᵀ = op(B)ᵀ·op(A)ᵀ: B's operand first.
+// matrix read column-major is its transpose, so it computes Cᵀ = op(B)ᵀ·op(A)ᵀ: B's operand first. The
+// call is queued (post): cuBLAS's error, if any, is reported by the next call that waits.
 func (d *Device) gemm(a, b, c mat, m, n, k int, alpha, beta float32, batch int) error {
 	return d.gemmIn(ops.Native, a, b, c, m, n, k, alpha, beta, batch)
 }
@@ -199,7 +202,7 @@ func (d *Device) gemm(a, b, c mat, m, n, k int, alpha, beta float32, batch int) 
 // bfloat16 they could be rounded to; the attention's products, whose operands are computed values that no
 // bfloat16 copy holds, run so.
 func (d *Device) gemmIn(p ops.Precision, a, b, c mat, m, n, k int, alpha, beta float32, batch int) error {
-	return d.do(func() error {
+	d.post(func() error {
 		tf32 := d.blas.tf32 || p == ops.BF16
 		if err := d.blas.math(tf32); err != nil {
 			return err
@@ -215,4 +218,5 @@ func (d *Device) gemmIn(p ops.Precision, a, b, c mat, m, n, k int, alpha, beta f
 			C.ulonglong(a.b.at(a.off)), C.int(a.ld), C.longlong(a.batchShift), C.float(beta), C.ulonglong(c.b.at(c.off)),
 			C.int(c.ld), C.longlong(c.batchShift), C.int(batch)))
 	})
+	return nil
 }

@@ -51,6 +51,7 @@ type Device struct {
 	stage   *staging               // pinned memory for uploads; nil where it could not be had
 	// stepping is set from a training step's first operation to its update's end (beginStep, endStep).
 	stepping atomic.Bool
+	posted   error // the first error of a posted call since the last do (on the device's thread)
 }
 
 // Buffer is n float32 values in the device's memory.
@@ -72,7 +73,7 @@ func Open(ordinal int, tf32 bool) (*Device, error) {
 	if ordinal < 0 || ordinal >= n {
 		return nil, fmt.Errorf("gpu: device cuda:%d: this machine has %d CUDA device(s)", ordinal, n)
 	}
-	d := &Device{Ordinal: ordinal, work: make(chan func()), fns: map[string]cu.Function{}, cache: map[int][]cu.DevicePtr{}}
+	d := &Device{Ordinal: ordinal, work: make(chan func(), queued), fns: map[string]cu.Function{}, cache: map[int][]cu.DevicePtr{}}
 	dev := cu.Device(ordinal)
 	ready := make(chan error)
 	go d.run(dev, ready)
@@ -103,11 +104,33 @@ func (d *Device) run(dev cu.Device, ready chan<- error) {
 	dev.ReleasePrimaryCtx()
 }
 
-// do runs fn on the device's thread and returns its error.
+// queued is how many calls may wait for the device's thread: a launch queues and returns (post) while the
+// thread is still busy with the ones before it.
+const queued = 4096
+
+// do runs fn on the device's thread and returns its error, after every call queued before it; a posted
+// call's error that no one has heard yet comes first.
 func (d *Device) do(fn func() error) error {
 	errc := make(chan error, 1)
-	d.work <- func() { errc <- fn() }
+	d.work <- func() {
+		err := fn()
+		if d.posted != nil {
+			err, d.posted = errors.Join(d.posted, err), nil
+		}
+		errc <- err
+	}
 	return <-errc
+}
+
+// post queues fn on the device's thread without waiting for it: a kernel's launch or a product, which the
+// stream puts in order anyway, costs the caller a channel send rather than a round trip to the thread. Its
+// error, if any, is the next do's.
+func (d *Device) post(fn func() error) {
+	d.work <- func() {
+		if err := fn(); err != nil && d.posted == nil {
+			d.posted = err
+		}
+	}
 }
 
 // setUp loads the kernels, makes the stream and loads cuBLAS (on the device's thread).
@@ -197,17 +220,18 @@ func (d *Device) Usage() Usage {
 	return u
 }
 
-// Free keeps the buffer's block for a later Alloc of its size class.
+// Free keeps the buffer's block for a later Alloc of its size class (queued: post).
 func (d *Device) Free(b Buffer) error {
 	if b.n == 0 {
 		return nil
 	}
-	return d.do(func() error {
+	d.post(func() error {
 		c := ops.SizeClass(b.n)
 		d.cache[c] = append(d.cache[c], b.ptr)
 		d.held -= 4 * int64(c)
 		return nil
 	})
+	return nil
 }
 
 // emptyCache returns every cached block to the driver (on the device's thread), once the stream has
@@ -260,12 +284,13 @@ func (d *Device) copyUp(b Buffer, host unsafe.Pointer, bytes int) error {
 	})
 }
 
-// copyWithin copies src into dst (as long as src) on the stream.
+// copyWithin copies src into dst (as long as src) on the stream (queued: post).
 func (d *Device) copyWithin(dst, src Buffer) error {
 	if dst.n < src.n {
 		return fmt.Errorf("gpu: copy of %d values into %d", src.n, dst.n)
 	}
-	return d.do(func() error { return cu.MemcpyDtoDAsync(dst.ptr, src.ptr, int64(4*src.n), d.stream) })
+	d.post(func() error { return cu.MemcpyDtoDAsync(dst.ptr, src.ptr, int64(4*src.n), d.stream) })
+	return nil
 }
 
 // copyDown copies bytes from the start of b to host, after every launch before it has finished.
@@ -316,16 +341,18 @@ func readBuffer[T float32 | float64](d *Device, b Buffer) ([]T, error) {
 	return v, d.copyDown(unsafe.Pointer(&v[0]), b, b.n*4)
 }
 
-// Zero sets every value of b to 0.
+// Zero sets every value of b to 0 (queued: post).
 func (d *Device) Zero(b Buffer) error {
-	return d.do(func() error { return cu.MemsetD32Async(b.ptr, 0, int64(b.n), d.stream) })
+	d.post(func() error { return cu.MemsetD32Async(b.ptr, 0, int64(b.n), d.stream) })
+	return nil
 }
 
 // at is the device address of value off of b.
 func (b Buffer) at(off int) cu.DevicePtr { return b.ptr + cu.DevicePtr(4*off) }
 
 // launch starts kernel name on the device's stream with grid g and the kernel's arguments, each 8 bytes
-// (cu's Launch copies 8 bytes per argument): device pointers, int64s and float64s.
+// (cu's Launch copies 8 bytes per argument): device pointers, int64s and float64s. It queues the launch
+// (post): a failed launch is reported by the next call that waits.
 func (d *Device) launch(name string, g Grid, args ...any) error {
 	vals := make([]uint64, len(args))
 	ptrs := make([]unsafe.Pointer, len(args))
@@ -342,10 +369,11 @@ func (d *Device) launch(name string, g Grid, args ...any) error {
 		}
 		ptrs[i] = unsafe.Pointer(&vals[i])
 	}
-	return d.do(func() error {
+	d.post(func() error {
 		if err := d.fns[name].Launch(g.Blocks, 1, 1, g.Threads, 1, 1, 0, d.stream, ptrs); err != nil {
 			return fmt.Errorf("gpu: kernel %s: %w", name, err)
 		}
 		return nil
 	})
+	return nil
 }

@@ -17,7 +17,10 @@
 //
 // A Device holds the GPU's primary context, current on one goroutine locked to its OS thread (CUDA's
 // current context is per thread, and Go moves goroutines between threads): every driver call goes through
-// that goroutine. Matrix products go to cuBLAS, which is loaded with dlopen (libcublas.so.13, .12 or .11,
+// that goroutine. Launches, products, copies within the device and frees are queued to it without waiting
+// (the stream orders them anyway), so that a step's thousands of launches cost the host a channel send each;
+// a call that waits (an allocation, a copy to or from the host) reports the first error of those queued
+// before it. Matrix products go to cuBLAS, which is loaded with dlopen (libcublas.so.13, .12 or .11,
 // whichever the machine has), so that one binary runs with the CUDA of the machine it lands on; float32
 // products keep TF32 off unless asked (parity with the CPU's golden cases). Products in bfloat16
 // (ops.BF16, mixed precision) call cublasGemmEx over operands rounded by the narrow_bf16 kernel, a trainable
