@@ -717,3 +717,19 @@ func TestDeviceStagedUploads(t *testing.T) {
 		}
 	}
 }
+
+// TestDevicePostedErrors: a launch that fails (an empty grid) is queued without an error; the next call that
+// waits reports it, naming the kernel, and the one after it does not.
+func TestDevicePostedErrors(t *testing.T) {
+	d := openDevice(t)
+	x := upload(t, d, make([]float32, 10))
+	if err := d.launch("scale", Grid{Blocks: 0, Threads: BlockSize}, x.ptr, int64(x.n), 2.0); err != nil {
+		t.Fatalf("a queued launch returned %v", err)
+	}
+	if err := d.Synchronize(); err == nil || !strings.Contains(err.Error(), "kernel scale") {
+		t.Errorf("the next wait: %v; want the failed launch's error", err)
+	}
+	if err := d.Synchronize(); err != nil {
+		t.Errorf("the wait after it: %v", err)
+	}
+}
