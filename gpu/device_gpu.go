@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -34,9 +35,10 @@ var kernelNames = []string{
 //
 // Memory is cached, as PyTorch's allocator caches it: Free keeps a block for the next Alloc of its size
 // class instead of returning it to the driver (cuMemFree waits for the whole device, which would stall the
-// stream at every temporary). Every launch and copy goes on the one stream, in order, so a block handed out
-// again is written only after every kernel that used it before. An Alloc that finds the device full gives
-// the cached blocks back and tries once more; Close frees them all.
+// stream at every temporary). Every launch and copy goes on the one stream, in the order the callers
+// queued them, so a block handed out again is written only after every kernel that used it before; the
+// cache is the callers' own (blockCache), and only a new block takes a trip to the device's thread. An
+// Alloc that finds the device full gives the cached blocks back and tries once more; Close frees them all.
 type Device struct {
 	Ordinal int
 	Name    string
@@ -44,11 +46,10 @@ type Device struct {
 	fns     map[string]cu.Function
 	stream  cu.Stream
 	blas    *blas
-	cache   map[int][]cu.DevicePtr // idle blocks by size class, in values (touched on the device's thread only)
-	held    int64                  // bytes of the blocks handed out and not freed (on the device's thread)
-	usage   Usage                  // the peak of held, the products' operations (on the device's thread)
-	steps   *span                  // times the training steps on the stream
-	stage   *staging               // pinned memory for uploads; nil where it could not be had
+	blocks  blockCache // idle blocks by size class, and the bytes handed out
+	usage   Usage      // the products' operations, step times, uploads (on the device's thread)
+	steps   *span      // times the training steps on the stream
+	stage   *staging   // pinned memory for uploads; nil where it could not be had
 	// stepping is set from a training step's first operation to its update's end (beginStep, endStep).
 	stepping atomic.Bool
 	posted   error // the first error of a posted call since the last do (on the device's thread)
@@ -73,7 +74,8 @@ func Open(ordinal int, tf32 bool) (*Device, error) {
 	if ordinal < 0 || ordinal >= n {
 		return nil, fmt.Errorf("gpu: device cuda:%d: this machine has %d CUDA device(s)", ordinal, n)
 	}
-	d := &Device{Ordinal: ordinal, work: make(chan func(), queued), fns: map[string]cu.Function{}, cache: map[int][]cu.DevicePtr{}}
+	d := &Device{Ordinal: ordinal, work: make(chan func(), queued), fns: map[string]cu.Function{},
+		blocks: blockCache{idle: map[int][]cu.DevicePtr{}}}
 	dev := cu.Device(ordinal)
 	ready := make(chan error)
 	go d.run(dev, ready)
@@ -178,19 +180,17 @@ func (d *Device) Close() error {
 }
 
 // Alloc returns a buffer of n float32 values (n > 0), not initialised: a cached block of its size class, or
-// a new one.
+// a new one (on the device's thread).
 func (d *Device) Alloc(n int) (Buffer, error) {
 	if n <= 0 {
 		return Buffer{}, fmt.Errorf("gpu: an allocation of %d values", n)
 	}
+	c := ops.SizeClass(n)
+	if ptr, ok := d.blocks.take(c); ok {
+		return Buffer{ptr: ptr, n: n}, nil
+	}
 	b := Buffer{n: n}
 	err := d.do(func() (err error) {
-		c := ops.SizeClass(n)
-		if idle := d.cache[c]; len(idle) > 0 {
-			b.ptr, d.cache[c] = idle[len(idle)-1], idle[:len(idle)-1]
-			d.hold(c)
-			return nil
-		}
 		if b.ptr, err = cu.MemAlloc(int64(4 * c)); err != nil { // full, perhaps of cached blocks: give them back once
 			if ferr := d.emptyCache(); ferr == nil {
 				b.ptr, err = cu.MemAlloc(int64(4 * c))
@@ -199,16 +199,12 @@ func (d *Device) Alloc(n int) (Buffer, error) {
 		if err != nil {
 			return fmt.Errorf("gpu: allocate %d MiB: %w", (4*c)>>20, err)
 		}
-		d.hold(c)
 		return nil
 	})
+	if err == nil {
+		d.blocks.hold(c)
+	}
 	return b, err
-}
-
-// hold counts a block of c values handed out.
-func (d *Device) hold(c int) {
-	d.held += 4 * int64(c)
-	d.usage.PeakBytes = max(d.usage.PeakBytes, d.held)
 }
 
 // Usage is the device's work since Open: the most memory its buffers held at once, counted in whole
@@ -217,37 +213,92 @@ func (d *Device) hold(c int) {
 func (d *Device) Usage() Usage {
 	var u Usage
 	d.do(func() error { u = d.usage; return nil })
+	u.PeakBytes = d.blocks.peakBytes()
 	return u
 }
 
-// Free keeps the buffer's block for a later Alloc of its size class (queued: post).
+// Free keeps the buffer's block for a later Alloc of its size class. It may be handed out again at once:
+// whatever reads it now was queued to the device's thread before, and the stream runs in order.
 func (d *Device) Free(b Buffer) error {
-	if b.n == 0 {
-		return nil
+	if b.n > 0 {
+		d.blocks.give(ops.SizeClass(b.n), b.ptr)
 	}
-	d.post(func() error {
-		c := ops.SizeClass(b.n)
-		d.cache[c] = append(d.cache[c], b.ptr)
-		d.held -= 4 * int64(c)
-		return nil
-	})
 	return nil
 }
 
 // emptyCache returns every cached block to the driver (on the device's thread), once the stream has
 // finished with them: a kernel queued before their Free may still read them.
 func (d *Device) emptyCache() error {
-	if len(d.cache) == 0 {
+	idle := d.blocks.drain()
+	if len(idle) == 0 {
 		return nil
 	}
 	errs := []error{d.stream.Synchronize()}
-	for c, idle := range d.cache {
-		for _, p := range idle {
-			errs = append(errs, cu.MemFree(p))
-		}
-		delete(d.cache, c)
+	for _, p := range idle {
+		errs = append(errs, cu.MemFree(p))
 	}
 	return errors.Join(errs...)
+}
+
+// blockCache is the device's cache of idle blocks by size class (in values), and the count of the bytes
+// handed out, safe for concurrent use: Alloc and Free use it on the caller's goroutine, without a round
+// trip to the device's thread.
+type blockCache struct {
+	mu         sync.Mutex
+	idle       map[int][]cu.DevicePtr
+	held, peak int64
+}
+
+// take pops an idle block of class c, counting it held.
+func (bc *blockCache) take(c int) (cu.DevicePtr, bool) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	idle := bc.idle[c]
+	if len(idle) == 0 {
+		return 0, false
+	}
+	bc.idle[c] = idle[:len(idle)-1]
+	bc.count(c)
+	return idle[len(idle)-1], true
+}
+
+// hold counts a new block of class c held.
+func (bc *blockCache) hold(c int) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	bc.count(c)
+}
+
+func (bc *blockCache) count(c int) {
+	bc.held += 4 * int64(c)
+	bc.peak = max(bc.peak, bc.held)
+}
+
+// give keeps block p of class c idle.
+func (bc *blockCache) give(c int, p cu.DevicePtr) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	bc.idle[c] = append(bc.idle[c], p)
+	bc.held -= 4 * int64(c)
+}
+
+// drain empties the cache and returns its blocks.
+func (bc *blockCache) drain() []cu.DevicePtr {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	var all []cu.DevicePtr
+	for c, idle := range bc.idle {
+		all = append(all, idle...)
+		delete(bc.idle, c)
+	}
+	return all
+}
+
+// peakBytes is the most bytes held at once.
+func (bc *blockCache) peakBytes() int64 {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	return bc.peak
 }
 
 // Upload copies host into b (as long as b).
