@@ -30,8 +30,9 @@ var kernelNames = []string{
 }
 
 // Device is one GPU: its primary context, current on a goroutine locked to an OS thread that runs every
-// driver call, the kernels, a stream and cuBLAS. Its methods are safe for concurrent use (the thread runs
-// one call at a time); Close releases it.
+// driver call, the kernels, a stream and cuBLAS. It serves one goroutine at a time (a run's): the calls are
+// queued to the thread in the order that goroutine makes them, and the stream runs them in that order, which
+// is what lets a freed block be handed out again at once (below); Close releases it.
 //
 // Memory is cached, as PyTorch's allocator caches it: Free keeps a block for the next Alloc of its size
 // class instead of returning it to the driver (cuMemFree waits for the whole device, which would stall the
@@ -113,16 +114,28 @@ const queued = 4096
 // do runs fn on the device's thread and returns its error, after every call queued before it; a posted
 // call's error that no one has heard yet comes first.
 func (d *Device) do(fn func() error) error {
-	errc := make(chan error, 1)
-	d.work <- func() {
-		err := fn()
+	var err error
+	d.call(func() {
+		err = fn()
 		if d.posted != nil {
 			err, d.posted = errors.Join(d.posted, err), nil
 		}
-		errc <- err
-	}
-	return <-errc
+	})
+	return err
 }
+
+// call runs fn on the device's thread and waits for it, leaving the posted calls' error for do.
+func (d *Device) call(fn func()) {
+	done := make(chan struct{})
+	d.work <- func() {
+		fn()
+		close(done)
+	}
+	<-done
+}
+
+// check reports the first error of the calls posted so far, waiting only for them to be queued.
+func (d *Device) check() error { return d.do(func() error { return nil }) }
 
 // post queues fn on the device's thread without waiting for it: a kernel's launch or a product, which the
 // stream puts in order anyway, costs the caller a channel send rather than a round trip to the thread. Its
@@ -163,7 +176,7 @@ func (d *Device) setUp(dev cu.Device, tf32 bool) (err error) {
 // Close releases the device: the cached memory, cuBLAS, the stream and the context.
 func (d *Device) Close() error {
 	err := d.do(func() error {
-		errs := []error{d.emptyCache()}
+		errs := []error{d.stream.Synchronize(), d.emptyCache()} // no copy out of the staging buffer in flight
 		if d.blas != nil {
 			d.blas.close()
 		}
@@ -190,21 +203,19 @@ func (d *Device) Alloc(n int) (Buffer, error) {
 		return Buffer{ptr: ptr, n: n}, nil
 	}
 	b := Buffer{n: n}
-	err := d.do(func() (err error) {
+	var err error
+	d.call(func() { // a posted call's error is left for the next do: this block is good
 		if b.ptr, err = cu.MemAlloc(int64(4 * c)); err != nil { // full, perhaps of cached blocks: give them back once
 			if ferr := d.emptyCache(); ferr == nil {
 				b.ptr, err = cu.MemAlloc(int64(4 * c))
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("gpu: allocate %d MiB: %w", (4*c)>>20, err)
-		}
-		return nil
 	})
-	if err == nil {
-		d.blocks.hold(c)
+	if err != nil {
+		return Buffer{}, fmt.Errorf("gpu: allocate %d MiB: %w", (4*c)>>20, err)
 	}
-	return b, err
+	d.blocks.hold(c)
+	return b, nil
 }
 
 // Usage is the device's work since Open: the most memory its buffers held at once, counted in whole
@@ -212,7 +223,7 @@ func (d *Device) Alloc(n int) (Buffer, error) {
 // products' operations.
 func (d *Device) Usage() Usage {
 	var u Usage
-	d.do(func() error { u = d.usage; return nil })
+	d.call(func() { u = d.usage })
 	u.PeakBytes = d.blocks.peakBytes()
 	return u
 }

@@ -88,3 +88,9 @@ func (d *Device) endStep() error {
 		return err
 	})
 }
+
+// abandonStep forgets a step that ends without an update (skipped): its time is not counted.
+func (d *Device) abandonStep() {
+	d.stepping.Store(false)
+	d.call(func() { d.steps.open = false })
+}

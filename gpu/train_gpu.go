@@ -37,8 +37,18 @@ func (d *Device) Training(params []optim.Param[float32]) *Training {
 // Accumulate takes a graph's gradients (the device's values) before the graph closes: alone, as the
 // step's gradient (one micro-batch on one rank, as the host takes it: a weight the loss did not reach gets
 // zeros); otherwise tokens·gradient is added to the step's sums (optim.Accumulator.Add), and a micro-batch
-// without tokens adds nothing. The step's first gradients are taken where they are (own).
+// without tokens adds nothing. The step's first gradients are taken where they are (own). It returns the
+// error of any launch queued for the micro-batch, so that a failed micro-batch is the step's failure, not
+// its update's.
 func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone bool) error {
+	err := t.accumulate(grads, tokens, alone)
+	if err == nil {
+		err = t.d.check()
+	}
+	return err
+}
+
+func (t *Training) accumulate(grads map[string]*tensor.Dense, tokens int, alone bool) error {
 	if !alone && tokens == 0 {
 		return nil
 	}
@@ -66,7 +76,7 @@ func (t *Training) Accumulate(grads map[string]*tensor.Dense, tokens int, alone 
 // alone, each is then weighted by tokens in place, bit for bit what adding it to zeroed sums gives (the
 // weigh kernel).
 func (t *Training) own(grads map[string]*tensor.Dense, tokens int, alone bool) error {
-	t.Discard()
+	t.release()
 	for _, p := range t.host { // all taken before any is weighted: two weights may share a gradient's buffer
 		b, err := t.take(grads[p.Name], p)
 		if err != nil {
@@ -155,9 +165,9 @@ func (t *Training) sized(g *tensor.Dense, p optim.Param[float32]) (Buffer, error
 // step's time on the host's clock is its time on the device (the device's own, from the step's first
 // operation, goes to Usage.StepTime). It returns the norm before clipping; one that
 // is not finite changes no weight and no moment and is an error wrapping optim.ErrNonFinite. The step's
-// gradients go back to the device's cache (Discard).
+// gradients go back to the device's cache (release).
 func (t *Training) Update(o *optim.AdamW[float32], lr, maxNorm float64, tokens int, alone bool) (float64, error) {
-	defer t.Discard()
+	defer t.release()
 	if err := t.prepare(o); err != nil {
 		return 0, err
 	}
@@ -243,9 +253,15 @@ func (t *Training) sumOnHost(bufs []Buffer, sum func([]float32) error) error {
 	return nil
 }
 
-// Discard forgets the step's gradients (after an update, or a skipped step) and gives their buffers back
-// to the device's cache, for the next step's graphs.
+// Discard forgets a skipped step: its gradients (release), and its time on the device, which no update
+// ends.
 func (t *Training) Discard() {
+	t.release()
+	t.d.abandonStep()
+}
+
+// release gives the step's gradient buffers back to the device's cache, for the next step's graphs.
+func (t *Training) release() {
 	for _, b := range t.blocks {
 		t.d.Free(b)
 	}
@@ -315,7 +331,7 @@ func (t *Training) Sync(o *optim.AdamW[float32]) error {
 // open.
 func (t *Training) Close() error {
 	errs := []error{t.leaveGroup()}
-	t.Discard()
+	t.release()
 	for _, p := range t.params {
 		errs = append(errs, t.d.Free(p.M), t.d.Free(p.V))
 	}
