@@ -30,7 +30,7 @@ type Graphs struct {
 	marks     [][2]int                  // Mark's: the lengths of lent and saved
 	tables    map[*float64]Buffer
 	known     map[cu.DevicePtr][]float32 // values lent since Release whose numbers the host made (the selection's cells)
-	Fallbacks map[string]int // operations run on the CPU over copies, by kernel name
+	Fallbacks map[string]int             // operations run on the CPU over copies, by kernel name
 }
 
 // Graphs returns a new runner of graphs on d.
