@@ -392,21 +392,23 @@ func BenchmarkDevice(b *testing.B) {
 			})
 			d.Free(wb)
 			g.Close()
-			lay := ops.Layout{B: 1, N: rows, Lens: []int{rows}, Heads: 32, HeadDim: 128}
 			q, o := mustAlloc(b, d, rows*D), mustAlloc(b, d, rows*D)
-			b.Run("attention-640x32x128", func(b *testing.B) {
-				for range b.N {
-					p, err := d.Attention(o, q, q, q, lay)
-					if err == nil {
-						err = d.AttentionGrad(x, x, x, q, q, q, o, p, lay)
+			for _, products := range []ops.Precision{ops.Native, ops.BF16} { // float32, and TF32 under bf16
+				lay := ops.Layout{B: 1, N: rows, Lens: []int{rows}, Heads: 32, HeadDim: 128, Products: products}
+				b.Run("attention-640x32x128/"+products.String(), func(b *testing.B) {
+					for range b.N {
+						p, err := d.Attention(o, q, q, q, lay)
+						if err == nil {
+							err = d.AttentionGrad(x, x, x, q, q, q, o, p, lay)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+						d.Free(p)
+						synchronize(b, d, o)
 					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					d.Free(p)
-					synchronize(b, d, o)
-				}
-			})
+				})
+			}
 			nw := mustAlloc(b, d, D)
 			b.Run("rmsnorm-640x4096", func(b *testing.B) {
 				for range b.N {
