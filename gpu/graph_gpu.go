@@ -124,11 +124,7 @@ func (g *Graphs) Upload(t *tensor.Dense) (G.Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("gpu: upload of %v values: float32 only", t.Dtype())
 	}
-	err := g.d.beginStep()
-	var b Buffer
-	if err == nil {
-		b, err = g.lend(len(host))
-	}
+	b, err := g.lend(len(host))
 	if err == nil && len(host) > 0 {
 		err = g.d.Upload(b, host)
 	}

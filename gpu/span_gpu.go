@@ -10,7 +10,8 @@ import (
 
 // span times the device's share of training steps with two events on its stream: the first records
 // where a step's first operation enters the stream, the second where its update ends. The events time the
-// stream's work between them, host gaps included, not the host's work before the first launch.
+// stream's work between them, host gaps included, not the host's work before the first operation nor the
+// inputs a graph is built with, which go up before it runs: the step with its data on the device.
 type span struct {
 	start, end cu.Event
 	open       bool
@@ -68,8 +69,8 @@ func (s *span) destroy() error {
 	return err
 }
 
-// beginStep notes that a training step's work enters the stream (Graphs.Run and Upload call it): the first
-// call after an update records the step's start; the others return at once, without the device's thread.
+// beginStep notes that a training step's work enters the stream (Graphs.Run calls it): the first call
+// after an update records the step's start; the others return at once, without the device's thread.
 func (d *Device) beginStep() error {
 	if d.stepping.Load() {
 		return nil

@@ -7,7 +7,8 @@ import "time"
 // and on the tensor cores TF32 and bfloat16.
 //
 // StepTime is the device's time in training steps, timed by events on its stream: each from the first
-// operation after the last update to the end of the next update. UploadBytes counts what the host put in
+// operation after the last update (the inputs its graph was built with already on the device) to the end
+// of the next update. UploadBytes counts what the host put in
 // the device's memory.
 type Usage struct {
 	PeakBytes    int64

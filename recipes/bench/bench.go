@@ -62,7 +62,8 @@ type Result struct {
 	GCFraction    float64 `json:"gc_fraction"`
 	PeakRSSMiB    float64 `json:"peak_rss_mib"`
 	// On a GPU: the median step's time on the device, timed by events on its stream from the step's first
-	// operation to its update's end (median_ms is the host's clock around the whole step); the most memory
+	// operation, its inputs on the device already, to its update's end (median_ms is the host's clock
+	// around the whole step, the inputs' upload included); the most memory
 	// its buffers held at once; a step's matrix products, their operations counted as they ran (2·m·n·k
 	// each), of them those on the tensor cores in bfloat16 and in TF32, and their rate over the median step.
 	DeviceMS         float64 `json:"device_ms,omitempty"`
