@@ -8,8 +8,10 @@ import (
 	"slices"
 	"testing"
 
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
 )
 
@@ -71,6 +73,9 @@ func TestTrainingStep(t *testing.T) {
 				packed, _ := buffer(vb)
 				part := Buffer{ptr: packed.at(2), n: 5}
 				grads := map[string]*tensor.Dense{"a": va.(*tensor.Dense), "shared": va.(*tensor.Dense), "b": run.value(part, 5)}
+				if _, err := run.Run(ops.Kernel{Name: "Add"}, []G.Value{va, va}); err != nil { // the step's first operation
+					t.Fatal(err)
+				}
 				if err := run.Accumulate(grads, tokens, alone); err != nil {
 					t.Fatal(err)
 				}
