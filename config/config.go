@@ -581,6 +581,12 @@ func (c Config) validateDevice(bad badFunc) {
 	}
 }
 
+// OnGPU reports whether the run's steps run on a GPU (device cuda or cuda:N; the key is validated).
+func (c Config) OnGPU() bool {
+	d, _ := ParseDevice(c.Device)
+	return d.CUDA
+}
+
 // Device is where a run's steps run: the CPU, or the CUDA GPU of ordinal Ordinal.
 type Device struct {
 	CUDA    bool

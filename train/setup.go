@@ -189,8 +189,7 @@ func (t *trainer[T]) openData() error {
 // bindParams exposes the trainable weights to the optimizer, in name order. On a GPU the gradients live
 // there: the host keeps none.
 func (t *trainer[T]) bindParams() error {
-	d, _ := config.ParseDevice(t.cfg.Device)
-	onHost := !d.CUDA
+	onHost := !t.cfg.OnGPU()
 	for _, name := range t.weights.Names() {
 		if !t.cfg.Trainable(name) {
 			continue

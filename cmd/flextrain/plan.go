@@ -59,7 +59,7 @@ func planOf(cx *cli.Context) (config.Plan, error) {
 	if err != nil {
 		return config.Plan{}, err
 	}
-	if d, _ := config.ParseDevice(cfg.Device); d.CUDA { // validated
+	if cfg.OnGPU() {
 		return cfg.DevicePlan(cx.Int("rows")), nil
 	}
 	return cfg.Plan(cx.Int("rows")), nil
