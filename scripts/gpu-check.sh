@@ -1,11 +1,13 @@
 #!/bin/sh
-# gpu-check.sh build|run: the GPU path checked on a device. The lent GPU machines have a driver, CUDA and
-# Python with PyTorch but no Go, so everything is built here and run there:
+# gpu-check.sh build|run|table: the GPU path checked on a device. The lent GPU machines have a driver,
+# CUDA and Python with PyTorch but no Go, so everything is built here and run there:
 #
 #   scripts/gpu-check.sh build     # here: .device/ (git-ignored): the gpu and model tests and flextrain,
 #                                  # built with -tags gpu; with FLEXTRAIN_REF=DIR, the PyTorch reference
 #                                  # implementation's bench.py and flexref.py from DIR (not part of flextrain)
 #   scripts/gpu-check.sh run       # on the GPU machine, from the repository root (.device carried there)
+#   scripts/gpu-check.sh table DIR # the table of a run's results in DIR (its $OUT): run prints it at its end,
+#                                  # and a run cut short by its time limit still brings the files back
 #
 # run finds cuBLAS and NCCL (the CUDA toolkit's lib64, the system's, or the nvidia-* wheels that PyTorch
 # installs), prints nvidia-smi's view of the GPU, then, each part under its own time limit so that one hang
@@ -21,8 +23,9 @@
 #      bench.py on the same GPU at the same size;
 #   4. configs/bench-7b.yaml: a step at LLaVA-1.5-7B's shapes in bf16 (mixed precision; again with
 #      recomputation if it fails), beside the reference's (scripts/ref-7b.py gives it a 7b size and bfloat16
-#      autocast); on a GPU of more than 120 GB, also with LLaVA-1.5's own trainable set;
-#   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice).
+#      autocast);
+#   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice);
+#   6. on a GPU of more than 120 GB, LLaVA-1.5's own trainable set at 7B's shapes beside the reference's.
 # The parts run in that order, most needed first, so that a run cut short still brings back the first ones
 # (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table, with
 # flextrain's peak device memory, its matrix products' rate as counted on the device, and the model FLOPs
@@ -61,6 +64,7 @@ run)
 	out=${OUT:-.device/out}
 	mkdir -p "$out"
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+	nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 >"$out/gpu-name.txt" || true
 
 	echo "== 1. kernels and the golden graph"
 	timeout 150 $bin/gpu.test -test.v -test.count=1 2>&1 | tee "$out/gpu-test.txt" | grep -E '^(--- |FAIL|ok|PASS)|_test.go' || true
@@ -131,19 +135,25 @@ EOF
 			--set gradient_checkpointing=true
 	fi
 	torch 7b 300 --size 7b --bf16 --batch 1 --steps 3 --warmup 1 flex-union
+
+	echo "== 5. the kernels at 7B's sizes"
+	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
+
 	mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
 	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (116 GiB by flextrain plan)
+		echo "== 6. LLaVA-1.5's own trainable set at 7B's shapes, and the reference's"
 		bench 7b-llava 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1 \
 			--set 'trainable=["model.layers.*","model.norm.*","lm_head.*"]'
 		torch 7b-llava 300 --size 7b --llava-set --bf16 --batch 1 --steps 3 --warmup 1 flex-union
 	fi
 
-	echo "== 5. the kernels at 7B's sizes"
-	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
+	sh scripts/gpu-check.sh table "$out"
+	;;
+table)
+	out=${2:?usage: scripts/gpu-check.sh table DIR}
 
 	echo "== the table (median ms per step; flextrain's matrix products as they ran, and their share of the chip's peak)"
-	gpuname=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
-	python3 - "$out" "$gpuname" <<'EOF' || true
+	python3 - "$out" "$(cat "$out/gpu-name.txt" 2>/dev/null)" <<'EOF' || true
 import glob, json, os, sys
 out, name = sys.argv[1], sys.argv[2]
 # dense peaks, TFLOP/s (bfloat16 and TF32 on the tensor cores, float32), from NVIDIA's datasheets
@@ -181,7 +191,7 @@ for r in rows:
 EOF
 	;;
 *)
-	echo "usage: scripts/gpu-check.sh build|run" >&2
+	echo "usage: scripts/gpu-check.sh build|run|table DIR" >&2
 	exit 2
 	;;
 esac
