@@ -314,10 +314,11 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 
 // hrWeightGrad adds dxᵀ·hd, sample s's share of an HR projection's weight gradient, into dw. With Products
 // BF16 the features are rounded already, and dx is rounded when round, as the CPU's forms round it (dk_hr;
-// dv_hr in the dense form): then the product runs on the tensor cores in bfloat16, otherwise in TF32.
+// dv_hr in the dense form): the product then runs on the tensor cores in bfloat16, or in TF32 when dx stays
+// unrounded; with native products, in float32.
 func (d *Device) hrWeightGrad(plan *ops.FlexPlan, s *flexSample, dx, dw Buffer, round bool) error {
 	M, W := s.u, plan.Heads*plan.HeadDim
-	if plan.Products != ops.BF16 || !round { // TF32 on the tensor cores with BF16 (gemmIn)
+	if plan.Products != ops.BF16 || !round { // float32, or TF32 with BF16 (gemmIn)
 		return d.gemmIn(plan.Products, mat{b: dx, ld: W, t: true}, mat{b: s.hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
 	}
 	dx16, err := d.narrowBF16(Buffer{}, dx)
