@@ -28,12 +28,11 @@ func (d *Device) SumSquares(x Buffer) (float64, error) { return d.sumSquaresAll(
 // sumSquaresAll is Σ over xs of SumSquares(x), each x's sum added in turn: every block's sum computed on
 // the device into one buffer that comes down once, whatever the number of gradients.
 func (d *Device) sumSquaresAll(xs []Buffer) (float64, error) {
-	offs, blocks := make([]int, len(xs)), 0
+	offs := make([]int, len(xs)+1) // x's blocks' sums are partial[offs[i]:offs[i+1]]
 	for i, x := range xs {
-		offs[i] = blocks
-		blocks += Elementwise(x.n).Blocks
+		offs[i+1] = offs[i] + Elementwise(x.n).Blocks
 	}
-	partial, err := d.Alloc(2 * max(blocks, 1)) // float64s: two float32 slots each
+	partial, err := d.Alloc(2 * max(offs[len(xs)], 1)) // float64s: two float32 slots each
 	if err != nil {
 		return 0, err
 	}
@@ -48,9 +47,9 @@ func (d *Device) sumSquaresAll(xs []Buffer) (float64, error) {
 		return 0, err
 	}
 	var sum float64
-	for i, x := range xs {
+	for i := range xs {
 		var s float64
-		for _, p := range parts[offs[i] : offs[i]+Elementwise(x.n).Blocks] { // in block order
+		for _, p := range parts[offs[i]:offs[i+1]] { // in block order
 			s += p
 		}
 		sum += s

@@ -11,11 +11,9 @@ import (
 // span times the device's share of training steps with two events on its stream: the first records
 // where a step's first operation enters the stream, the second where its update ends. The events time the
 // stream's work between them, host gaps included, not the host's work before the first operation nor the
-// inputs a graph is built with, which go up before it runs: the step with its data on the device.
-type span struct {
-	start, end cu.Event
-	open       bool
-}
+// inputs a graph is built with, which go up before it runs: the step with its data on the device. Whether
+// a step is open is Device.stepping.
+type span struct{ start, end cu.Event }
 
 // newSpan makes the span's events (on the device's thread).
 func newSpan() (*span, error) {
@@ -31,25 +29,8 @@ func newSpan() (*span, error) {
 	return &span{start: start, end: end}, nil
 }
 
-// begin records the start of a step on stream, unless its start is recorded already.
-func (s *span) begin(stream cu.Stream) error {
-	if s.open {
-		return nil
-	}
-	if err := s.start.Record(stream); err != nil {
-		return err
-	}
-	s.open = true
-	return nil
-}
-
-// finish records the step's end on stream, waits for it, and returns the time between the events; zero
-// when no step began.
+// finish records the step's end on stream, waits for it, and returns the time since its start.
 func (s *span) finish(stream cu.Stream) (time.Duration, error) {
-	if !s.open {
-		return 0, nil
-	}
-	s.open = false
 	if err := s.end.Record(stream); err != nil {
 		return 0, err
 	}
@@ -72,17 +53,18 @@ func (s *span) destroy() error {
 // beginStep notes that a training step's work enters the stream (Graphs.Run calls it): the first call
 // after an update records the step's start; the others return at once, without the device's thread.
 func (d *Device) beginStep() error {
-	if d.stepping.Load() {
+	if d.stepping.Swap(true) {
 		return nil
 	}
-	d.stepping.Store(true)
-	return d.do(func() error { return d.steps.begin(d.stream) })
+	return d.do(func() error { return d.steps.start.Record(d.stream) })
 }
 
 // endStep ends a training step on the device (Training.Update calls it after the update's launches): it
-// waits for the device and adds the step's time to Usage.StepTime.
+// waits for the device and adds the step's time to Usage.StepTime (a step that never began just waits).
 func (d *Device) endStep() error {
-	d.stepping.Store(false)
+	if !d.stepping.Swap(false) {
+		return d.Synchronize()
+	}
 	return d.do(func() error {
 		t, err := d.steps.finish(d.stream)
 		d.usage.StepTime += t
@@ -90,8 +72,6 @@ func (d *Device) endStep() error {
 	})
 }
 
-// abandonStep forgets a step that ends without an update (skipped): its time is not counted.
-func (d *Device) abandonStep() {
-	d.stepping.Store(false)
-	d.call(func() { d.steps.open = false })
-}
+// abandonStep forgets a step that ends without an update (skipped): its time is not counted, and the next
+// step records its own start.
+func (d *Device) abandonStep() { d.stepping.Store(false) }
