@@ -59,22 +59,7 @@ func TestDeviceProductsBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(name string, args ops.MatMulArgs, a, b G.Value) []float32 {
-		t.Helper()
-		v, err := g.Run(ops.Kernel{Name: name, Args: args}, []G.Value{a, b})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return download(t, d, mustBuffer(t, v))
-	}
-	value := func(host []float32, shape ...int) G.Value {
-		v, err := g.Upload(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(host)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	xv, upv := value(x, rows, in), value(up, rows, out)
+	xv, upv := graphValue(t, g, x, rows, in), graphValue(t, g, up, rows, out)
 	for pass := range 3 {
 		if pass == 2 { // an update: new values in the weight
 			w = tensor.New(tensor.WithShape(out, in), tensor.WithBacking(randoms(rng, out*in)))
@@ -86,9 +71,9 @@ func TestDeviceProductsBF16(t *testing.T) {
 		y, grads := cpuOp(t, func(n []*G.Node) (*G.Node, error) { return ops.Linear(n[0], n[1], true, true, ops.BF16) },
 			[][]float32{x, w.Data().([]float32)}, [][]int{{rows, in}, {out, in}}, up)
 		tol := 1e-5 * math.Sqrt(in)
-		closeTo(t, "bf16 x·wᵀ", in, run("Linear", ops.MatMulArgs{TB: true, Precision: ops.BF16}, xv, wv), y, tol)
-		closeTo(t, "bf16 g·w", out, run("LinearGradX", ops.MatMulArgs{Precision: ops.BF16}, upv, wv), grads[0], 1e-5*math.Sqrt(out))
-		closeTo(t, "bf16 gᵀ·x", rows, run("LinearGradW", ops.MatMulArgs{TA: true, Precision: ops.BF16}, upv, xv), grads[1], 1e-5*math.Sqrt(rows))
+		closeTo(t, "bf16 x·wᵀ", in, runOp(t, g, "Linear", ops.MatMulArgs{TB: true, Precision: ops.BF16}, xv, wv), y, tol)
+		closeTo(t, "bf16 g·w", out, runOp(t, g, "LinearGradX", ops.MatMulArgs{Precision: ops.BF16}, upv, wv), grads[0], 1e-5*math.Sqrt(out))
+		closeTo(t, "bf16 gᵀ·x", rows, runOp(t, g, "LinearGradW", ops.MatMulArgs{TA: true, Precision: ops.BF16}, upv, xv), grads[1], 1e-5*math.Sqrt(rows))
 	}
 	if len(g.bf16) != 1 {
 		t.Errorf("%d bfloat16 copies of weights; want 1 (the weight's)", len(g.bf16))
@@ -120,16 +105,29 @@ func TestDeviceLinearHalfBF16(t *testing.T) {
 		{"LinearHalf", ops.HalfArgs{W: w, Transposed: true, Precision: ops.BF16}, x, []int{rows, in}, y, in},
 		{"LinearHalfGradX", ops.HalfArgs{W: w, Precision: ops.BF16}, up, []int{rows, out}, grads[0], out},
 	} {
-		v, err := g.Upload(tensor.New(tensor.WithShape(c.shape...), tensor.WithBacking(c.in)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := g.Run(ops.Kernel{Name: c.name, Args: c.args}, []G.Value{v})
-		if err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, c.name, c.k, download(t, d, mustBuffer(t, got)), c.want, 1e-5*math.Sqrt(float64(c.k)))
+		got := runOp(t, g, c.name, c.args, graphValue(t, g, c.in, c.shape...))
+		closeTo(t, c.name, c.k, got, c.want, 1e-5*math.Sqrt(float64(c.k)))
 	}
+}
+
+// graphValue puts host values on g's device as a graph value of the given shape, lent until g's Release.
+func graphValue(t *testing.T, g *Graphs, host []float32, shape ...int) *tensor.Dense {
+	t.Helper()
+	v, err := g.Upload(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(host)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.(*tensor.Dense)
+}
+
+// runOp runs the graph operation name with args over in on g's device and brings its output down.
+func runOp(t *testing.T, g *Graphs, name string, args any, in ...G.Value) []float32 {
+	t.Helper()
+	v, err := g.Run(ops.Kernel{Name: name, Args: args}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return download(t, g.d, mustBuffer(t, v))
 }
 
 func mustBuffer(t *testing.T, v G.Value) Buffer {

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 
 	"github.com/flextrain/flextrain/internal/llava"
 	"github.com/flextrain/flextrain/model/ops"
@@ -586,37 +585,21 @@ func TestDeviceTowerGrads(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	const images, n, C, eps = 3, 48, 1024, 1e-5
 	rows := images * (n + 1)
-	value := func(host []float32, shape ...int) G.Value {
-		t.Helper()
-		v, err := g.Upload(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(host)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	run := func(name string, args any, in ...G.Value) []float32 {
-		t.Helper()
-		v, err := g.Run(ops.Kernel{Name: name, Args: args}, in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return download(t, d, mustBuffer(t, v))
-	}
 	x, w, b, up := randoms(rng, rows*C), randoms(rng, C), randoms(rng, C), randoms(rng, rows*C)
-	xv, upv := value(x, rows, C), value(up, rows, C)
+	xv, upv := graphValue(t, g, x, rows, C), graphValue(t, g, up, rows, C)
 	_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) {
 		return ops.LayerNormOp(in[0], in[1], in[2], eps, ops.NormSpec{X: true, W: true, B: true})
 	}, [][]float32{x, w, b}, [][]int{{rows, C}, {C}, {C}}, up)
-	closeTo(t, "layernorm dx", C, run("LayerNormGradX", ops.NormArgs{Eps: eps}, xv, value(w, C), upv), want[0], 1e-5)
-	closeTo(t, "layernorm dw", C, run("LayerNormGradW", ops.NormArgs{Eps: eps}, xv, upv), want[1], 1e-5)
-	closeTo(t, "bias (ColSum)", C, run("ColSum", nil, upv), want[2], 0)
+	closeTo(t, "layernorm dx", C, runOp(t, g, "LayerNormGradX", ops.NormArgs{Eps: eps}, xv, graphValue(t, g, w, C), upv), want[0], 1e-5)
+	closeTo(t, "layernorm dw", C, runOp(t, g, "LayerNormGradW", ops.NormArgs{Eps: eps}, xv, upv), want[1], 1e-5)
+	closeTo(t, "bias (ColSum)", C, runOp(t, g, "ColSum", nil, upv), want[2], 0)
 	for _, act := range []struct {
 		name string
 		op   func(*G.Node) (*G.Node, error)
 		tol  float64
 	}{{"QuickGELUGrad", ops.QuickGELUOp, 2e-6}, {"GELUGrad", ops.GELU, 1e-6}} {
 		_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return act.op(in[0]) }, [][]float32{x}, [][]int{{rows, C}}, up)
-		closeTo(t, act.name, C, run(act.name, nil, xv, upv), want[0], act.tol)
+		closeTo(t, act.name, C, runOp(t, g, act.name, nil, xv, upv), want[0], act.tol)
 	}
 	patch, cls, pos := randoms(rng, images*n*C), randoms(rng, C), randoms(rng, (n+1)*C)
 	_, want = cpuOp(t, func(in []*G.Node) (*G.Node, error) {
@@ -624,7 +607,7 @@ func TestDeviceTowerGrads(t *testing.T) {
 	}, [][]float32{patch, cls, pos}, [][]int{{images * n, C}, {C}, {n + 1, C}}, up)
 	for which := range 3 {
 		name := fmt.Sprintf("ClassPosEmbedGrad%d", which)
-		closeTo(t, name, C, run(name, ops.EmbedArgs{Images: images}, upv), want[which], 0)
+		closeTo(t, name, C, runOp(t, g, name, ops.EmbedArgs{Images: images}, upv), want[which], 0)
 	}
 	if len(g.Fallbacks) != 0 {
 		t.Errorf("run on the CPU over copies: %v", g.Fallbacks)

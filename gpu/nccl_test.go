@@ -30,11 +30,8 @@ func TestDeviceGroupOfOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	grad := []float32{0.5, -1, 2, 0, 3}
-	v, err := run.Upload(tensor.New(tensor.WithShape(5), tensor.WithBacking(slices.Clone(grad))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := run.Accumulate(map[string]*tensor.Dense{"w": v.(*tensor.Dense)}, 4, false); err != nil {
+	v := graphValue(t, run.Graphs, slices.Clone(grad), 5)
+	if err := run.Accumulate(map[string]*tensor.Dense{"w": v}, 4, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := run.Reduce(4, func([]float32) error { t.Error("the sums went through the host"); return nil }); err != nil {

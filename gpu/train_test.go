@@ -61,18 +61,11 @@ func TestTrainingStep(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				va, err := run.Upload(tensor.New(tensor.WithShape(3, 4), tensor.WithBacking(ga)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				vb, err := run.Upload(tensor.New(tensor.WithShape(8), tensor.WithBacking(gb)))
-				if err != nil {
-					t.Fatal(err)
-				}
+				va, vb := graphValue(t, run.Graphs, ga, 3, 4), graphValue(t, run.Graphs, gb, 8)
 				whole, _ := buffer(va)
 				packed, _ := buffer(vb)
 				part := Buffer{ptr: packed.at(2), n: 5}
-				grads := map[string]*tensor.Dense{"a": va.(*tensor.Dense), "shared": va.(*tensor.Dense), "b": run.value(part, 5)}
+				grads := map[string]*tensor.Dense{"a": va, "shared": va, "b": run.value(part, 5)}
 				if _, err := run.Run(ops.Kernel{Name: "Add"}, []G.Value{va, va}); err != nil { // the step's first operation
 					t.Fatal(err)
 				}
