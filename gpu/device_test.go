@@ -214,7 +214,7 @@ func TestDeviceOpenErrors(t *testing.T) {
 func TestDeviceBackwardKernels(t *testing.T) {
 	d := openDevice(t)
 	rng := rand.New(rand.NewPCG(5, 5))
-	const rows, cols = 7, 1000
+	const rows, cols = 9, 1000 // three of RoPE's period below
 	a, b, up := randoms(rng, rows*cols), randoms(rng, rows*cols), randoms(rng, rows*cols)
 	_, want := cpuOp(t, func(in []*G.Node) (*G.Node, error) { return ops.SwiGLU(in[0], in[1]) },
 		[][]float32{a, b}, [][]int{{rows, cols}, {rows, cols}}, up)

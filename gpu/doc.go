@@ -10,10 +10,12 @@
 // The kernels are CUDA C (kernels/kernels.cu), compiled by `go generate` (scripts/gen-kernels.sh, the CUDA
 // SDK's nvcc) into kernels.fatbin, which is committed and embedded: sm_80 and sm_90 code, and compute_80 PTX
 // that newer chips compile when the module loads. CI regenerates it and checks, with ptxas, that no kernel
-// spills registers (scripts/check-kernels.sh). Nothing here runs a kernel without a GPU, so each kernel's
-// launch geometry and index arithmetic also live in plain Go (geometry.go), and the tests run those twins
-// against the CPU ops on odd sizes; the kernels themselves are checked on a device against the same ops
-// (device_test.go, built with the tag and run by scripts/gpu-check.sh).
+// spills registers (scripts/check-kernels.sh). Each kernel's launch geometry and index arithmetic also live
+// in plain Go (geometry.go), and the tests run those twins against the CPU ops on odd sizes; the kernels
+// themselves are checked against the same ops by device_test.go, built with the tag, on a GPU
+// (scripts/gpu-check.sh) and, in CI, on the CUDA emulator (emulator/, scripts/gpu-emu.sh): a libcuda and a
+// libcublas of the project's own that the unchanged test binaries load, which run the kernels' source on
+// the host and check the host's use of the driver.
 //
 // A Device holds the GPU's primary context, current on one goroutine locked to its OS thread (CUDA's
 // current context is per thread, and Go moves goroutines between threads): every driver call goes through

@@ -39,7 +39,7 @@ func flextrainBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "flextrain")
-		args := append(append([]string{"build"}, buildTags...), "-o", binPath, ".")
+		args := append(append([]string{"build"}, buildTags()...), "-o", binPath, ".")
 		out, err := exec.Command("go", args...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

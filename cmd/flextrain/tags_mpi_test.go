@@ -2,5 +2,4 @@
 
 package main
 
-// buildTags are the tags the command under test is built with: this test binary's own.
-var buildTags = []string{"-tags", "mpi"}
+func init() { builtWith = append(builtWith, "mpi") }

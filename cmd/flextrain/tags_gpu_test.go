@@ -1,0 +1,5 @@
+//go:build gpu
+
+package main
+
+func init() { builtWith = append(builtWith, "gpu") }
