@@ -3,7 +3,8 @@
 // op(B) by their transposition flags, leading dimensions checked as cuBLAS checks them, and each matrix's
 // extent checked against its allocation. Under CUBLAS_TF32_TENSOR_OP_MATH the float32 product rounds its
 // inputs to TF32 (10 fraction bits), the most a GPU may round them; bfloat16 inputs are widened exactly.
-// Sums are float32, in the order of k.
+// Sums are float32, in the order of k. FLEXTRAIN_EMU_TF32=0 keeps the float32 operands under TF32 math too,
+// to tell TF32's effect on a result from the rest.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,11 @@ enum { kDefaultMath = 0, kTF32Math = 3 }; // cublasMath_t, without its flag bits
 struct Handle {
 	int math = kDefaultMath;
 };
+
+bool keepFloat32() {
+	const char *s = std::getenv("FLEXTRAIN_EMU_TF32");
+	return s != nullptr && std::strcmp(s, "0") == 0;
+}
 
 float widen(uint16_t b) {
 	uint32_t u = uint32_t(b) << 16;
@@ -82,7 +88,7 @@ int gemm(Handle *h, const char *call, int ta, int tb, int m, int n, int k, float
 			m, n, k, a.ld, b.ld, c.ld, batch);
 		return kSuccess; // cuBLAS does not check; the GPU faults when the product runs
 	}
-	bool round = a.type == kR32F && (h->math & 0xf) == kTF32Math && !getenv("NOTF32");
+	bool round = a.type == kR32F && (h->math & 0xf) == kTF32Math && !keepFloat32();
 	emu_enqueue([=] {
 		float *out = (float *)c.p;
 		for (long long z = 0; z < batch; z++) {

@@ -7,9 +7,12 @@
 // of the GPU path (buffers, launches and their arguments, copies, the stream's order, the gemm calls'
 // layouts) and the kernels' source (compiled for the host by kernels.cpp) run on every CI machine. It says
 // nothing of speed, of the GPU's own rounding (expf, fused multiply-adds, tensor-core products) or of
-// races between threads of a block, which the GPU alone shows.
+// races between threads of a block other than those the two orders below tell apart: the GPU alone shows
+// them.
 //
 // What it checks beyond a GPU:
+//   - with FLEXTRAIN_EMU_ORDER=reverse, a block's threads run in the other order between barriers, which
+//     changes the results of a kernel whose threads share values without a barrier between;
 //   - device memory is host memory filled with NaNs (0xFF bytes) when allocated, so that a value read before
 //     it is written shows;
 //   - 256 guard bytes follow each allocation; the kernels and products that write to an allocation are
@@ -56,6 +59,14 @@ std::map<uint64_t, size_t> device; // allocation base → bytes
 std::map<uint64_t, size_t> pinned; // page-locked host memory: base → bytes
 size_t used;
 std::deque<std::function<void()>> stream; // queued work, in order
+
+// devices is how many GPUs the emulator shows: FLEXTRAIN_EMU_DEVICES, 1 by default (each rank of an mpirun
+// has its own emulator, and takes the GPU of its local rank). They share the one memory and stream.
+int devices() {
+	const char *s = std::getenv("FLEXTRAIN_EMU_DEVICES");
+	int n = s ? std::atoi(s) : 1;
+	return n > 0 ? n : 1;
+}
 
 size_t capacity() {
 	const char *s = std::getenv("FLEXTRAIN_EMU_MEMORY_MIB");
@@ -176,32 +187,44 @@ void resume(int t) {
 	emu_switch(&scheduler, fibers[t].sp);
 }
 
-// runBlock runs the current block's n threads: thread 0 as a fiber; if it finishes without meeting a
+// reversed is whether a block's threads run last to first between barriers (FLEXTRAIN_EMU_ORDER=reverse):
+// a kernel whose threads read what others of the block write, with no barrier between, then reads other
+// values than in the first order, and its results change.
+bool reversed() {
+	static const bool r = [] {
+		const char *s = std::getenv("FLEXTRAIN_EMU_ORDER");
+		return s != nullptr && std::strcmp(s, "reverse") == 0;
+	}();
+	return r;
+}
+
+// runBlock runs the current block's n threads: the first as a fiber; if it finishes without meeting a
 // barrier, the others as plain calls (a barrier one of them meets is a divergence); else every thread as
 // a fiber, a round from barrier to barrier. It returns false when the threads' barriers diverged.
 bool runBlock(int n) {
 	if ((int)fibers.size() < n) fibers.resize(n); // between blocks: no fiber is suspended
+	auto nth = [n](int i) { return reversed() ? n - 1 - i : i; };
 	diverged = false;
 	waiting = finished = 0;
-	start(0);
-	resume(0);
-	if (fibers[0].state == 2) {
+	start(nth(0));
+	resume(nth(0));
+	if (fibers[nth(0)].state == 2) {
 		direct = true;
-		for (int t = 1; t < n; t++) {
-			place(t);
+		for (int i = 1; i < n; i++) {
+			place(nth(i));
 			kernel->call(kernelArgs);
 		}
 		direct = false;
 		return !diverged;
 	}
-	for (int t = 1; t < n; t++) {
-		start(t);
-		resume(t);
+	for (int i = 1; i < n; i++) {
+		start(nth(i));
+		resume(nth(i));
 	}
 	while (waiting > 0) {
 		if (finished > 0) return false;
 		waiting = 0;
-		for (int t = 0; t < n; t++) resume(t);
+		for (int i = 0; i < n; i++) resume(nth(i));
 	}
 	return true;
 }
@@ -321,30 +344,30 @@ CUresult cuGetErrorString(CUresult e, const char **s) {
 CUresult cuGetErrorName(CUresult e, const char **s) { return cuGetErrorString(e, s); }
 
 CUresult cuDeviceGetCount(int *n) {
-	*n = 1;
+	*n = devices();
 	return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceGet(CUdevice *d, int ordinal) {
-	if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
-	*d = 0;
+	if (ordinal < 0 || ordinal >= devices()) return CUDA_ERROR_INVALID_DEVICE;
+	*d = ordinal;
 	return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceGetName(char *name, int len, CUdevice d) {
-	if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
 	std::snprintf(name, len, "%s", kName);
 	return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceTotalMem(size_t *bytes, CUdevice d) {
-	if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
 	*bytes = capacity();
 	return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
-	if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
 	*v = attribute(a);
 	return CUDA_SUCCESS;
 }
@@ -352,12 +375,12 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
 static int contextToken;
 
 CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice d) {
-	if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
 	*ctx = (CUcontext)&contextToken;
 	return CUDA_SUCCESS;
 }
 
-CUresult cuDevicePrimaryCtxRelease(CUdevice d) { return d == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE; }
+CUresult cuDevicePrimaryCtxRelease(CUdevice d) { return d >= 0 && d < devices() ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE; }
 
 CUresult cuCtxSetCurrent(CUcontext ctx) {
 	return ctx == nullptr || ctx == (CUcontext)&contextToken ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
