@@ -73,8 +73,27 @@ size_t capacity() {
 	return (s ? std::strtoull(s, nullptr, 10) : 16384) << 20;
 }
 
+// Stats counts what the host asked of the device, printed when the stream is destroyed with
+// FLEXTRAIN_EMU_STATS=1: how often the host waited for queued work (each wait idles a GPU until the host
+// queues more), the launches and library calls, and the copies each way.
+struct Stats {
+	long waits, launches, calls, up, down;
+	size_t upBytes, downBytes;
+} stats;
+
+void printStats() {
+	const char *s = std::getenv("FLEXTRAIN_EMU_STATS");
+	if (s == nullptr || std::strcmp(s, "1") != 0) return;
+	std::fprintf(stderr,
+		"cuda emulator: %ld waits for the stream, %ld launches, %ld cuBLAS and NCCL calls, %ld copies up (%.1f MiB), "
+		"%ld down (%.1f MiB)\n",
+		stats.waits, stats.launches, stats.calls, stats.up, stats.upBytes / 1048576.0, stats.down,
+		stats.downBytes / 1048576.0);
+}
+
 // flush runs the stream's queued work; after a fault, what is left is dropped.
 void flush() {
+	stats.waits += !stream.empty();
 	while (!stream.empty()) {
 		auto work = std::move(stream.front());
 		stream.pop_front();
@@ -290,6 +309,7 @@ int attribute(CUdevice_attribute a) {
 
 void emu_enqueue(std::function<void()> work) {
 	std::lock_guard<std::recursive_mutex> lock(mu);
+	stats.calls++;
 	stream.push_back(std::move(work));
 }
 
@@ -443,6 +463,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
 			return CUDA_ERROR_INVALID_VALUE;
 		}
 	}
+	stats.launches++;
 	stream.push_back([=] { execute(k, args, dim3{gx, gy, gz}, dim3{bx, by, bz}); });
 	return CUDA_SUCCESS;
 }
@@ -507,6 +528,7 @@ static CUresult within(CUdeviceptr p, size_t bytes, const char *call) {
 CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void *src, size_t bytes, CUstream) {
 	ENTER();
 	if (CUresult r = within(dst, bytes, "cuMemcpyHtoDAsync")) return r;
+	stats.up++, stats.upBytes += bytes;
 	if (isPinned(src, bytes)) { // an asynchronous copy: the host memory is read when the stream gets to it
 		stream.push_back([=] { std::memcpy((void *)dst, src, bytes); });
 		return CUDA_SUCCESS;
@@ -519,6 +541,7 @@ CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void *src, size_t bytes, CUstr
 CUresult cuMemcpyHtoD(CUdeviceptr dst, const void *src, size_t bytes) {
 	ENTER();
 	if (CUresult r = within(dst, bytes, "cuMemcpyHtoD")) return r;
+	stats.up++, stats.upBytes += bytes;
 	flush();
 	std::memcpy((void *)dst, src, bytes);
 	return sticky;
@@ -527,6 +550,7 @@ CUresult cuMemcpyHtoD(CUdeviceptr dst, const void *src, size_t bytes) {
 CUresult cuMemcpyDtoH(void *dst, CUdeviceptr src, size_t bytes) {
 	ENTER();
 	if (CUresult r = within(src, bytes, "cuMemcpyDtoH")) return r;
+	stats.down++, stats.downBytes += bytes;
 	flush();
 	if (sticky == CUDA_SUCCESS) std::memcpy(dst, (const void *)src, bytes);
 	return sticky;
@@ -535,6 +559,7 @@ CUresult cuMemcpyDtoH(void *dst, CUdeviceptr src, size_t bytes) {
 CUresult cuMemcpyDtoHAsync(void *dst, CUdeviceptr src, size_t bytes, CUstream) {
 	ENTER();
 	if (CUresult r = within(src, bytes, "cuMemcpyDtoHAsync")) return r;
+	stats.down++, stats.downBytes += bytes;
 	if (isPinned(dst, bytes)) {
 		stream.push_back([=] { std::memcpy(dst, (const void *)src, bytes); });
 		return CUDA_SUCCESS;
@@ -587,6 +612,7 @@ CUresult cuStreamCreate(CUstream *s, unsigned int) {
 CUresult cuStreamDestroy(CUstream) {
 	ENTER();
 	flush();
+	printStats();
 	return sticky;
 }
 
