@@ -5,6 +5,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"gorgonia.org/cu"
@@ -146,17 +147,19 @@ func (g *Graphs) hostValues(b Buffer) ([]float32, error) {
 	return v, g.d.Download(v, b)
 }
 
-// Download returns a host copy of a device value (model.Device).
+// Download returns a host copy of a device value (model.Device): of the numbers the host made it from where
+// it has them (the selection's cells), without waiting for the device.
 func (g *Graphs) Download(v G.Value) (*tensor.Dense, error) {
 	b, err := buffer(v)
 	if err != nil {
 		return nil, err
 	}
-	host := make([]float32, b.n)
-	if b.n > 0 {
-		if err := g.d.Download(host, b); err != nil {
-			return nil, err
-		}
+	host, err := g.hostValues(b)
+	if err != nil {
+		return nil, err
+	}
+	if _, known := g.known[b.ptr]; known {
+		host = slices.Clone(host)
 	}
 	return tensor.New(tensor.WithShape(v.Shape().Clone()...), tensor.WithBacking(host)), nil
 }

@@ -13,31 +13,53 @@ import (
 
 // ImageAttention is the selection's map on the device (ops.Select's first half): for each HR row of each
 // sample (plan.Rows), its attention on the sample's n image tokens, summed over the heads, from this
-// layer's queries and keys q, k [B·N, H·dh]. Only the map comes down, a few values per HR row; nil for a
-// sample without HR rows.
+// layer's queries and keys q, k [B·N, H·dh]. Every sample's map is queued before any comes down, so the host
+// waits for the device once; only the maps come down, a few values per HR row; nil for a sample without HR
+// rows.
 func (d *Device) ImageAttention(q, k Buffer, plan *ops.SelectPlan) ([][][]float64, error) {
 	lay := plan.Layout
 	W, n := lay.Heads*lay.HeadDim, plan.Grid*plan.Grid
 	if q.n != lay.B*lay.N*W || k.n != q.n {
 		return nil, fmt.Errorf("gpu: ImageAttention: q %d and k %d values for [%d, %d]", q.n, k.n, lay.B*lay.N, W)
 	}
-	att := make([][][]float64, lay.B)
+	maps := make([]Buffer, lay.B)
+	defer func() {
+		for _, m := range maps {
+			if m.n > 0 {
+				d.Free(m)
+			}
+		}
+	}()
 	for b := range lay.B {
 		if len(plan.Rows[b]) == 0 {
 			continue
 		}
 		var err error
-		if att[b], err = d.sampleAttention(q, k, plan, b, n); err != nil {
+		if maps[b], err = d.sampleAttention(q, k, plan, b, n); err != nil {
 			return nil, err
+		}
+	}
+	att := make([][][]float64, lay.B)
+	for b, m := range maps {
+		if m.n == 0 {
+			continue
+		}
+		flat, err := readBuffer[float64](d, m)
+		if err != nil {
+			return nil, err
+		}
+		att[b] = make([][]float64, len(plan.Rows[b]))
+		for i := range att[b] {
+			att[b][i] = flat[i*n : (i+1)*n]
 		}
 	}
 	return att, nil
 }
 
-// sampleAttention is sample b's map [R][n]: its R HR rows' queries gathered, the scores of every head
-// against the sample's L keys in one batched product, each row's softmax over the keys it sees, and the
-// heads' probabilities on the image tokens summed.
-func (d *Device) sampleAttention(q, k Buffer, plan *ops.SelectPlan, b, n int) ([][]float64, error) {
+// sampleAttention queues sample b's map [R][n] (float64, in a buffer of 2·R·n values): its R HR rows'
+// queries gathered, the scores of every head against the sample's L keys in one batched product, each row's
+// softmax over the keys it sees, and the heads' probabilities on the image tokens summed.
+func (d *Device) sampleAttention(q, k Buffer, plan *ops.SelectPlan, b, n int) (Buffer, error) {
 	lay := plan.Layout
 	H, dh, W, L, R := lay.Heads, lay.HeadDim, lay.Heads*lay.HeadDim, lay.Lens[b], len(plan.Rows[b])
 	src := make([]ops.Source, R)
@@ -46,24 +68,23 @@ func (d *Device) sampleAttention(q, k Buffer, plan *ops.SelectPlan, b, n int) ([
 	}
 	qr, err := d.Alloc(R * W)
 	if err != nil {
-		return nil, err
+		return Buffer{}, err
 	}
 	defer d.Free(qr)
 	s, err := d.Alloc(H * R * L)
 	if err != nil {
-		return nil, err
+		return Buffer{}, err
 	}
 	defer d.Free(s)
 	keys, err := newBuffer(d, selectKeys(plan, b))
 	if err != nil {
-		return nil, err
+		return Buffer{}, err
 	}
 	defer d.Free(keys)
 	out, err := d.Alloc(2 * R * n) // float64
 	if err != nil {
-		return nil, err
+		return Buffer{}, err
 	}
-	defer d.Free(out)
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	steps := []func() error{
 		func() error { return d.Assemble(qr, q, Buffer{}, Buffer{}, src, W) },
@@ -79,18 +100,11 @@ func (d *Device) sampleAttention(q, k Buffer, plan *ops.SelectPlan, b, n int) ([
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return nil, err
+			d.Free(out)
+			return Buffer{}, err
 		}
 	}
-	flat, err := readBuffer[float64](d, out)
-	if err != nil {
-		return nil, err
-	}
-	att := make([][]float64, R)
-	for i := range att {
-		att[i] = flat[i*n : (i+1)*n]
-	}
-	return att, nil
+	return out, nil
 }
 
 // selectCells is the selection over in = q, k (ops.Select): the map on the device, the cells chosen from it
