@@ -5,10 +5,12 @@
 // inputs to TF32 (10 fraction bits), the most a GPU may round them; bfloat16 inputs are widened exactly.
 // Sums are float32, in the order of k. FLEXTRAIN_EMU_TF32=0 keeps the float32 operands under TF32 math too,
 // to tell TF32's effect on a result from the rest.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
+#include <vector>
 
 #include "emulator.h"
 
@@ -90,18 +92,25 @@ int gemm(Handle *h, const char *call, int ta, int tb, int m, int n, int k, float
 	}
 	bool round = a.type == kR32F && (h->math & 0xf) == kTF32Math && !keepFloat32();
 	emu_enqueue([=] {
+		// op(A) and op(B) unpacked as float32 (rounded to TF32 where asked), op(A) column by column, so
+		// that the inner loop runs along contiguous memory; each sum still adds its k terms in order.
+		std::vector<float> pa(size_t(m) * k), pb(size_t(k) * n), acc(m);
 		float *out = (float *)c.p;
 		for (long long z = 0; z < batch; z++) {
+			for (long long l = 0; l < k; l++) {
+				for (long long i = 0; i < m; i++) pa[l * m + i] = round ? tf32(a.at(z, i, l)) : a.at(z, i, l);
+			}
 			for (long long j = 0; j < n; j++) {
-				for (long long i = 0; i < m; i++) {
-					float acc = 0;
-					for (long long l = 0; l < k; l++) {
-						float x = a.at(z, i, l), y = b.at(z, l, j);
-						acc += round ? tf32(x) * tf32(y) : x * y;
-					}
-					float &dst = out[z * c.stride + i + j * c.ld];
-					dst = beta == 0 ? alpha * acc : alpha * acc + beta * dst;
+				for (long long l = 0; l < k; l++) pb[j * k + l] = round ? tf32(b.at(z, l, j)) : b.at(z, l, j);
+			}
+			for (long long j = 0; j < n; j++) {
+				std::fill(acc.begin(), acc.end(), 0.0f);
+				for (long long l = 0; l < k; l++) {
+					const float y = pb[j * k + l], *x = &pa[l * m];
+					for (long long i = 0; i < m; i++) acc[i] += x[i] * y;
 				}
+				float *dst = out + z * c.stride + j * c.ld;
+				for (long long i = 0; i < m; i++) dst[i] = beta == 0 ? alpha * acc[i] : alpha * acc[i] + beta * dst[i];
 			}
 		}
 		emu_guard(c.p, call);
