@@ -20,6 +20,7 @@
 //   - each launch's pointer arguments point into device allocations; the grid and block are within the
 //     GPU's limits; a block's threads reach the same barriers;
 //   - copies and memsets stay within their allocations;
+//   - a thread leaves the deepest 512 bytes of its 16 KiB fiber stack untouched (more would run past it);
 //   - the stream runs its work only when the host waits for it (a synchronising call), the latest a GPU may:
 //     pinned host memory read by an asynchronous copy must not change before the stream gets to it.
 // A fault prints what happened and makes every later call fail, as a CUDA context does.
@@ -51,6 +52,8 @@ namespace {
 const size_t kGuard = 256;                 // guard bytes after each allocation
 const unsigned char kGuardByte = 0xCD;     // their value
 const size_t kStack = 16 << 10;            // a fiber's stack
+const uint64_t kStackCanary = 0x5ca1ab1e5ca1ab1eull; // its deepest words' value until a thread reaches them
+const int kStackCheck = 64;                // those words
 const char *kName = "flextrain CUDA emulator";
 
 std::recursive_mutex mu;       // one call at a time
@@ -190,7 +193,7 @@ void place(int t) {
 // fiberMain from, as a call would.
 void start(int t) {
 	Fiber &f = fibers[t];
-	if (f.stack.empty()) f.stack.resize(kStack / 8);
+	if (f.stack.empty()) f.stack.assign(kStack / 8, kStackCanary);
 	uint64_t *top = f.stack.data() + f.stack.size(); // 16-byte aligned
 	top[-1] = 0;                                     // fiberMain's return address: it never returns
 	top[-2] = (uint64_t)&fiberMain;                  // emu_switch's
@@ -268,6 +271,15 @@ void execute(const Kernel *k, std::vector<uint64_t> args, dim3 grid, dim3 block)
 	}
 	for (int i = 0; i < k->arity; i++) {
 		if (k->pointers >> i & 1 && args[i]) emu_guard(args[i], k->name);
+	}
+	for (int t = 0; t < n && t < (int)fibers.size(); t++) {
+		const std::vector<uint64_t> &st = fibers[t].stack;
+		for (int w = 0; w < kStackCheck && !st.empty(); w++) {
+			if (st[w] != kStackCanary) {
+				emu_fail("kernel %s: a thread used nearly all of the emulator's %zu-byte fiber stack", k->name, kStack);
+				return;
+			}
+		}
 	}
 }
 
