@@ -28,6 +28,7 @@ build)
 	go test -c -tags gpu -o $dir/gpu.test ./gpu
 	go test -c -tags gpu -o $dir/model.test ./model
 	go test -c -tags gpu -o $dir/cmd.test ./cmd/flextrain
+	rm -f $dir/cmd-mpi.test
 	if command -v mpirun >/dev/null && pkg-config --exists ompi-c 2>/dev/null; then
 		go test -c -tags "gpu mpi" -o $dir/cmd-mpi.test ./cmd/flextrain
 	fi
