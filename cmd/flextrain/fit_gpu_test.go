@@ -14,11 +14,7 @@ import (
 // on the GPU takes the straight GPU run's steps and ends in its checkpoint bit for bit, and a checkpoint the
 // CPU wrote resumes on the GPU along the CPU's path.
 func TestFitOnGPU(t *testing.T) {
-	d, err := gpu.Open(0, false)
-	if err != nil {
-		t.Skipf("no GPU: %v", err)
-	}
-	d.Close()
+	requireGPUs(t, 1)
 	sets := func(more ...string) []string { return append(append([]string{"save_steps=2"}, signalSets...), more...) }
 	cpu, cuda, resumed, mixed := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	fit(t, cpu, sets("device=cpu", "max_steps=4")...)
@@ -32,6 +28,18 @@ func TestFitOnGPU(t *testing.T) {
 	fit(t, mixed, sets("device=cpu", "max_steps=2")...)
 	fit(t, mixed, sets("device=cuda", "max_steps=4")...)
 	closeSteps(t, stepLosses(t, cpu), stepLosses(t, mixed), 3, 4)
+}
+
+// requireGPUs skips the test unless this machine has the GPUs cuda:0 to cuda:n−1.
+func requireGPUs(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		d, err := gpu.Open(i, false)
+		if err != nil {
+			t.Skipf("no GPU cuda:%d: %v", i, err)
+		}
+		d.Close()
+	}
 }
 
 // closeSteps checks that steps first…last of two runs have losses within 10⁻⁵ and gradient norms within

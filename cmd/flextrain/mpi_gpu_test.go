@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/flextrain/flextrain/gpu"
 )
 
 // TestMPIOnGPUs: `mpirun -np 2 flextrain fit --device cuda`, each rank on the GPU of its local rank, sums the
@@ -16,15 +14,8 @@ import (
 // TestMPITwoRanksMatchOne's ranks do (losses within 10⁻⁵). A machine of one GPU skips it; on the CUDA
 // emulator, FLEXTRAIN_EMU_DEVICES gives each rank a second one (a GPU machine ignores the variable).
 func TestMPIOnGPUs(t *testing.T) {
-	d, err := gpu.Open(0, false)
-	if err != nil {
-		t.Skipf("no GPU: %v", err)
-	}
-	d.Close()
 	t.Setenv("FLEXTRAIN_EMU_DEVICES", "2")
-	if _, err := gpu.Open(1, false); err != nil {
-		t.Skipf("one GPU: %v", err)
-	}
+	requireGPUs(t, 2)
 	one, two := t.TempDir(), t.TempDir()
 	sets := []string{"max_steps=4", "eval_steps=0", "logging_steps=1", "save_steps=4"}
 	mpiRun(t, 1, one, append(sets, "per_device_train_batch_size=4", "device=cpu")...)

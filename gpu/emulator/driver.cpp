@@ -71,6 +71,8 @@ int devices() {
 	return n > 0 ? n : 1;
 }
 
+bool validDevice(CUdevice d) { return d >= 0 && d < devices(); }
+
 size_t capacity() {
 	const char *s = std::getenv("FLEXTRAIN_EMU_MEMORY_MIB");
 	return (s ? std::strtoull(s, nullptr, 10) : 16384) << 20;
@@ -381,25 +383,25 @@ CUresult cuDeviceGetCount(int *n) {
 }
 
 CUresult cuDeviceGet(CUdevice *d, int ordinal) {
-	if (ordinal < 0 || ordinal >= devices()) return CUDA_ERROR_INVALID_DEVICE;
+	if (!validDevice(ordinal)) return CUDA_ERROR_INVALID_DEVICE;
 	*d = ordinal;
 	return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceGetName(char *name, int len, CUdevice d) {
-	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
+	if (!validDevice(d)) return CUDA_ERROR_INVALID_DEVICE;
 	std::snprintf(name, len, "%s", kName);
 	return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceTotalMem(size_t *bytes, CUdevice d) {
-	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
+	if (!validDevice(d)) return CUDA_ERROR_INVALID_DEVICE;
 	*bytes = capacity();
 	return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
-	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
+	if (!validDevice(d)) return CUDA_ERROR_INVALID_DEVICE;
 	*v = attribute(a);
 	return CUDA_SUCCESS;
 }
@@ -407,12 +409,12 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
 static int contextToken;
 
 CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice d) {
-	if (d < 0 || d >= devices()) return CUDA_ERROR_INVALID_DEVICE;
+	if (!validDevice(d)) return CUDA_ERROR_INVALID_DEVICE;
 	*ctx = (CUcontext)&contextToken;
 	return CUDA_SUCCESS;
 }
 
-CUresult cuDevicePrimaryCtxRelease(CUdevice d) { return d >= 0 && d < devices() ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE; }
+CUresult cuDevicePrimaryCtxRelease(CUdevice d) { return validDevice(d) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE; }
 
 CUresult cuCtxSetCurrent(CUcontext ctx) {
 	return ctx == nullptr || ctx == (CUcontext)&contextToken ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
@@ -552,19 +554,8 @@ CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void *src, size_t bytes, CUstr
 
 CUresult cuMemcpyHtoD(CUdeviceptr dst, const void *src, size_t bytes) {
 	ENTER();
-	if (CUresult r = within(dst, bytes, "cuMemcpyHtoD")) return r;
-	stats.up++, stats.upBytes += bytes;
+	if (CUresult r = cuMemcpyHtoDAsync(dst, src, bytes, nullptr)) return r;
 	flush();
-	std::memcpy((void *)dst, src, bytes);
-	return sticky;
-}
-
-CUresult cuMemcpyDtoH(void *dst, CUdeviceptr src, size_t bytes) {
-	ENTER();
-	if (CUresult r = within(src, bytes, "cuMemcpyDtoH")) return r;
-	stats.down++, stats.downBytes += bytes;
-	flush();
-	if (sticky == CUDA_SUCCESS) std::memcpy(dst, (const void *)src, bytes);
 	return sticky;
 }
 
@@ -578,6 +569,13 @@ CUresult cuMemcpyDtoHAsync(void *dst, CUdeviceptr src, size_t bytes, CUstream) {
 	}
 	flush();
 	if (sticky == CUDA_SUCCESS) std::memcpy(dst, (const void *)src, bytes);
+	return sticky;
+}
+
+CUresult cuMemcpyDtoH(void *dst, CUdeviceptr src, size_t bytes) {
+	ENTER();
+	if (CUresult r = cuMemcpyDtoHAsync(dst, src, bytes, nullptr)) return r;
+	flush();
 	return sticky;
 }
 
