@@ -89,18 +89,37 @@ func (cfg Config) frozenIn16Bits() bool {
 	return dt == "float16" || dt == "bfloat16"
 }
 
-// activations estimates the values one sample of n rows keeps alive at the peak of a step: what each
-// trainable decoder layer stores for its backward pass (norm inputs, q, k, v, attention output and
-// residuals ≈ 8·n·D, the MLP's gate, up and product 3·n·F, the attention probabilities H·n², and the
-// FlexAttention layer's projected HR keys and values 2·M·D), the HR features M·D, the logits n·V, one frozen
-// layer's transient values and one image's tower (when the tower trains, every layer the LR view runs
-// through, T tokens of width C: its inputs, norms, products before and after their biases, activation,
-// residuals ≈ 16·T·C, the MLP's 3·T·I, the attention probabilities H·T²), all doubled for the gradients the
-// backward pass holds beside them. On the bench model (`configs/bench.yaml`, 160 rows, batch 8) it gives
-// 460 MB where the step's buffers measure 435 MB; a tower that trains adds 48.0 MB to both
-// (TestPlanMatchesArena, recipes/bench). With gradient_checkpointing a trainable layer keeps its input n·D only, and one
-// layer at a time holds its values while it is computed again.
+// activations estimates the values one sample of n rows keeps alive at the peak of a step on the CPU, which
+// keeps every value of a step until its end: what the forward pass stores (stored), all doubled for the
+// gradients the backward pass holds beside them. On the bench model (`configs/bench.yaml`, 160 rows,
+// batch 8) it gives 460 MB where the step's buffers measure 435 MB; a tower that trains adds 48.0 MB to
+// both (TestPlanMatchesArena, recipes/bench).
 func (cfg Config) activations(n int) int64 {
+	values, _, _ := cfg.stored(n)
+	return 2 * values
+}
+
+// deviceActivations estimates the same on a GPU, where each value goes as soon as nothing reads it
+// (ops.PlanReleases): the peak comes as the backward pass starts, with what the forward pass stored for it,
+// one layer's gradients beside them and the logits' gradient. At bench-7b's structure with D 512 (3
+// trainable layers, 672 rows) the device's values beyond the weights measure about 200 MiB on the CUDA
+// emulator, where this gives 429 MiB, of which 164 are the logits and their gradient for every row (a
+// training step computes them for the supervised rows only; at 7B they are 2% of the estimate).
+func (cfg Config) deviceActivations(n int) int64 {
+	values, layer, logits := cfg.stored(n)
+	return values + layer + logits
+}
+
+// stored estimates the values one sample of n rows keeps for the backward pass of a step: what each
+// trainable decoder layer stores (norm inputs, q, k, v, attention output and residuals ≈ 8·n·D, the MLP's
+// gate, up and product 3·n·F, the attention probabilities H·n², and the FlexAttention layer's projected HR
+// keys and values 2·M·D), the HR features M·D, the logits n·V, one frozen layer's transient values and one
+// image's tower (when the tower trains, every layer the LR view runs through, T tokens of width C: its
+// inputs, norms, products before and after their biases, activation, residuals ≈ 16·T·C, the MLP's 3·T·I,
+// the attention probabilities H·T²). With gradient_checkpointing a trainable layer keeps its input n·D only,
+// and one layer at a time holds its values while it is computed again. It also returns one trainable
+// layer's values and the logits'.
+func (cfg Config) stored(n int) (values, layer, logits int64) {
 	if n <= 0 {
 		n = cfg.ModelMaxLength
 	}
@@ -119,7 +138,7 @@ func (cfg Config) activations(n int) int64 {
 	if cfg.LLaVA.GradientCheckpointing {
 		layers = cfg.trainableLayers()*N*D + perLayer
 	}
-	return 2 * (layers + M*D + N*V + front + tower)
+	return layers + M*D + N*V + front + tower, perLayer, N * V
 }
 
 // trainsTower reports whether a weight of the vision tower trains.
@@ -179,14 +198,14 @@ func (cfg Config) CheckMemory() error {
 // DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: the weights (the
 // frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the gradients
 // (addGradients), AdamW's two moments, with bf16 the bfloat16 copies of the trainable weights that the
-// products read (the vectors among them counted too), the activations (the frozen tower takes one layer's at
-// a time and is left out), and what the device's size classes add: it hands out whole blocks of
+// products read (the vectors among them counted too), the activations (deviceActivations; the frozen
+// tower takes one layer's at a time and is left out), and what the device's size classes add: it hands out whole blocks of
 // ops.SizeClass, up to 1/8 more than asked, 1/16 on average (without them the plan fell 4% short of the
 // device's peak on the CUDA emulator at bench-7b's structure with D 512). Machine is left for the caller:
 // the GPU's memory.
 func (cfg Config) DevicePlan(n int) Plan {
 	frozen, frozen16, trainable := cfg.parameters()
-	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
+	acts := cfg.deviceActivations(n) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
 	p.addFrozen(cfg, frozen, frozen16, 4)
 	p.add("trainable weights", trainable, 4*trainable)

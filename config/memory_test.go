@@ -157,7 +157,7 @@ func TestDevicePlan(t *testing.T) {
 			delete(want, part.Name)
 			sum += part.Bytes
 		}
-		acts := cfg.activations(100) * int64(cfg.PerDeviceTrainBatchSize)
+		acts := cfg.deviceActivations(100) * int64(cfg.PerDeviceTrainBatchSize)
 		asked := 4*(frozen+(3+c.copies)*trainable+acts) - 2*frozen16 + 2*trainable
 		if len(want) > 0 || sum != p.Total || sum != asked+asked/16 {
 			t.Errorf("accumulation %d: plan %+v: missing %v, total %d", c.accumulation, p.Parts, want, p.Total)

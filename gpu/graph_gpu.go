@@ -27,7 +27,8 @@ type Graphs struct {
 	isWeight  map[cu.DevicePtr]bool     // the weights' addresses
 	bf16      map[cu.DevicePtr]bf16Copy // bfloat16 copies of weights that bfloat16 products read, by address
 	lent      []Buffer                  // lent since the last Release
-	saved     []func()                  // frees what forward passes saved for their backward passes
+	saved     []savedState              // what forward passes saved for their backward passes
+	freed     map[*tensor.Dense]bool    // values freed before Release (ops.PlanReleases), which no kernel may read
 	marks     [][2]int                  // Mark's: the lengths of lent and saved
 	tables    map[*float64]Buffer
 	known     map[cu.DevicePtr][]float32 // values lent since Release whose numbers the host made (the selection's cells)
@@ -38,13 +39,18 @@ type Graphs struct {
 func (d *Device) Graphs() *Graphs {
 	return &Graphs{d: d, weights: map[string]Buffer{}, halves: map[*uint16]Buffer{}, isWeight: map[cu.DevicePtr]bool{},
 		bf16: map[cu.DevicePtr]bf16Copy{}, tables: map[*float64]Buffer{}, known: map[cu.DevicePtr][]float32{},
-		Fallbacks: map[string]int{}}
+		freed: map[*tensor.Dense]bool{}, Fallbacks: map[string]int{}}
 }
 
 // Run computes one operation of a graph (ops.Device).
 func (g *Graphs) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
 	if err := g.d.beginStep(); err != nil {
 		return nil, err
+	}
+	for i, v := range in {
+		if err := g.live(v); err != nil {
+			return nil, fmt.Errorf("gpu: %s: input %d: %w", k.Name, i, err)
+		}
 	}
 	if f, ok := k.Args.(ops.FuncArgs); ok { // it runs a graph of its own, on this device
 		return f.Run(in)
@@ -151,6 +157,9 @@ func (g *Graphs) hostValues(b Buffer) ([]float32, error) {
 // it has them (the selection's cells), without waiting for the device.
 func (g *Graphs) Download(v G.Value) (*tensor.Dense, error) {
 	b, err := buffer(v)
+	if err == nil {
+		err = g.live(v)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -170,14 +179,77 @@ func (g *Graphs) Engine() tensor.Engine { return engine{g} }
 // Release takes back every value lent since the last Release and frees what forward passes saved
 // (model.Device).
 func (g *Graphs) Release() {
-	for _, free := range g.saved {
-		free()
+	for _, s := range g.saved {
+		s.release()
 	}
 	for _, b := range g.lent {
 		g.d.Free(b)
 	}
 	g.saved, g.lent, g.marks, g.tables = nil, nil, nil, map[*float64]Buffer{}
 	clear(g.known)
+	clear(g.freed)
+}
+
+// Free frees a graph value that no kernel reads any more (ops.Releaser): the block it lies in goes back to
+// the device's cache, where the next value of its size class finds it, in the stream's order. A value not
+// lent since the last Release (a weight, a host scalar) stays.
+func (g *Graphs) Free(v G.Value) {
+	t, ok := v.(*tensor.Dense)
+	if !ok || g.freed[t] {
+		return
+	}
+	b, err := buffer(v)
+	if err != nil || g.isWeight[b.ptr] {
+		return
+	}
+	block, ok := g.claim(b)
+	if !ok {
+		return
+	}
+	g.freed[t] = true
+	delete(g.known, block.ptr)
+	g.d.Free(block)
+}
+
+// FreeSaved frees what a forward pass saved in s, once its backward kernels have run (ops.Releaser).
+func (g *Graphs) FreeSaved(s *ops.Saved) {
+	for i := len(g.saved) - 1; i >= 0; i-- {
+		if g.saved[i].of == s {
+			g.saved[i].release()
+			return
+		}
+	}
+}
+
+// errFreed is a read of a value freed before it: a kernel would read another value's numbers.
+var errFreed = errors.New("a value freed before its last read (the graph ran in another order than its releases were planned in)")
+
+// live refuses a value that was freed (errFreed).
+func (g *Graphs) live(v G.Value) error {
+	if t, ok := v.(*tensor.Dense); ok && g.freed[t] {
+		return errFreed
+	}
+	return nil
+}
+
+// savedState is what a forward pass saved for its backward pass: where (of), and how it is freed.
+type savedState struct {
+	of   *ops.Saved
+	free func()
+}
+
+// save keeps v in s for the backward pass until FreeSaved(s) or Release, which call free.
+func (g *Graphs) save(s *ops.Saved, v any, free func()) {
+	s.Value = v
+	g.saved = append(g.saved, savedState{s, free})
+}
+
+// release frees the saved state once.
+func (s *savedState) release() {
+	if s.free != nil {
+		s.free()
+		s.of.Value, s.free = nil, nil
+	}
 }
 
 // Mark notes what is lent now, for ReleaseAfter (model.Device).
@@ -194,8 +266,8 @@ func (g *Graphs) ReleaseAfter(mark int, keep ...G.Value) {
 	}
 	at := g.marks[mark]
 	g.marks = g.marks[:mark]
-	for _, free := range g.saved[at[1]:] {
-		free()
+	for i := range g.saved[at[1]:] {
+		g.saved[at[1]+i].release()
 	}
 	kept := map[cu.DevicePtr]bool{}
 	for _, v := range keep {
@@ -344,12 +416,17 @@ func (engine) Accessible(tensor.Memory) (tensor.Memory, error) {
 }
 func (engine) WorksWith(tensor.DataOrder) bool { return true }
 
-// Add is a + b into a new value, into the reused one, or into a when unsafe (the opts of tensor.Add).
+// Add is a + b in a new value. The machine may offer a value to reuse, or a when a's last read is this
+// sum (tensor.Add's opts): neither is taken, as the value may be freed already, or be freed after this
+// read while the sum lives on (ops.PlanReleases frees values by their reads, not by their memory).
 func (e engine) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, error) {
 	x, err := buffer(a)
 	var y Buffer
 	if err == nil {
 		y, err = buffer(b)
+	}
+	if err == nil {
+		err = errors.Join(e.g.live(a), e.g.live(b))
 	}
 	if err != nil {
 		return nil, err
@@ -357,43 +434,17 @@ func (e engine) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, 
 	if x.n != y.n {
 		return nil, fmt.Errorf("gpu: Add of %v and %v", a.Shape(), b.Shape())
 	}
-	fo := tensor.ParseFuncOpts(opts...)
-	if fo.Incr() != nil {
+	if fo := tensor.ParseFuncOpts(opts...); fo.Incr() != nil {
 		return nil, errors.New("gpu: Add with an increment is not supported")
 	}
-	out, err := e.into(a, fo.Reuse(), !fo.Safe())
+	z, out, err := e.g.output(a.Shape()...)
+	if err == nil {
+		err = e.g.d.copyWithin(z, x)
+	}
 	if err != nil {
 		return nil, err
 	}
-	z, _ := buffer(out)
-	switch z.ptr { // the output may be either input (addition commutes, bit for bit)
-	case x.ptr:
-		return out, e.g.d.AddTo(z, y)
-	case y.ptr:
-		return out, e.g.d.AddTo(z, x)
-	}
-	if err := e.g.d.copyWithin(z, x); err != nil {
-		return nil, err
-	}
 	return out, e.g.d.AddTo(z, y)
-}
-
-// into is where Add writes: reuse when given, a when unsafe, else a new value of a's shape.
-func (e engine) into(a, reuse tensor.Tensor, unsafe bool) (tensor.Tensor, error) {
-	switch {
-	case reuse != nil:
-		if !reuse.Shape().Eq(a.Shape()) {
-			return nil, fmt.Errorf("gpu: Add into %v of %v", reuse.Shape(), a.Shape())
-		}
-		if _, err := buffer(reuse); err != nil {
-			return nil, err
-		}
-		return reuse, nil
-	case unsafe:
-		return a, nil
-	}
-	_, t, err := e.g.output(a.Shape()...)
-	return t, err
 }
 
 func (engine) AddScalar(tensor.Tensor, any, bool, ...tensor.FuncOpt) (tensor.Tensor, error) {

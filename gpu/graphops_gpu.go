@@ -391,8 +391,7 @@ func attention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	if args.Layout.Frozen { // no backward pass will read it
 		return out, g.d.Free(p)
 	}
-	args.Saved.Value = p
-	g.saved = append(g.saved, func() { g.d.Free(p); args.Saved.Value = nil })
+	g.save(&args.Saved, p, func() { g.d.Free(p) })
 	return out, nil
 }
 
@@ -465,8 +464,7 @@ func flexAttention(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	args.Saved.Value = f
-	g.saved = append(g.saved, func() { f.Free(g.d); args.Saved.Value = nil })
+	g.save(&args.Saved, f, func() { f.Free(g.d) })
 	return out, nil
 }
 
@@ -499,8 +497,7 @@ func crossEntropy(g *Graphs, k ops.Kernel, in []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	args.Saved.Value = x
-	g.saved = append(g.saved, func() { x.Free(g.d); args.Saved.Value = nil })
+	g.save(&args.Saved, x, func() { x.Free(g.d) })
 	return G.NewF32(float32(loss)), nil
 }
 

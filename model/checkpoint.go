@@ -118,7 +118,7 @@ func (r *recomputation[T]) forward(m *ops.Arena, in []G.Value) (G.Value, error) 
 		return nil, err
 	}
 	defer sub.close()
-	if err := sub.run(); err != nil {
+	if err := sub.run(out, next); err != nil {
 		return nil, err
 	}
 	if next == nil {
@@ -179,7 +179,7 @@ func (r *recomputation[T]) backward(m *ops.Arena, in []G.Value) (G.Value, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := sub.run(); err != nil {
+	if err := sub.run(packed); err != nil {
 		return nil, err
 	}
 	return sub.keep(m, packed.Value())[0], nil
@@ -220,11 +220,15 @@ func (b *builder[T]) sub(mem *ops.Arena, opt Options) *builder[T] {
 	return &builder[T]{Graph: m, w: b.w, frozen: b.frozen, opt: opt}
 }
 
-// runAlone runs a sub builder's graph to its end.
-func (s *builder[T]) runAlone() error {
+// runAlone runs a sub builder's graph to its end; on a device, its values but those of out go as soon as
+// nothing reads them.
+func (s *builder[T]) runAlone(out ...*G.Node) error {
 	var vmOpts []G.VMOpt
 	if s.dev != nil {
 		vmOpts = append(vmOpts, G.WithEngine(s.dev.Engine()))
+		if err := ops.PlanReleases(s.g, out...); err != nil {
+			return err
+		}
 	}
 	s.vm = G.NewTapeMachine(s.g, vmOpts...)
 	return s.vm.RunAll()
@@ -279,9 +283,9 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 	return sub, out, next, nil
 }
 
-// run runs the layer's graph.
-func (s *layerGraph[T]) run() error {
-	if err := s.runAlone(); err != nil {
+// run runs the layer's graph, whose values but those of out go on a device as soon as nothing reads them.
+func (s *layerGraph[T]) run(out ...*G.Node) error {
+	if err := s.runAlone(out...); err != nil {
 		return fmt.Errorf("model: recomputed layer: %w", err)
 	}
 	return nil

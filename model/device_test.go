@@ -154,3 +154,65 @@ func TestDeviceGraphRefusals(t *testing.T) {
 		}
 	}
 }
+
+// keepsAll is a device without ops.Releaser: every value of a graph stays until the graph closes.
+type keepsAll struct{ Device }
+
+// TestReleasesLowerThePeak runs the golden training graph on the stand-in device twice: freeing each value
+// once nothing reads it (ops.PlanReleases), and keeping every value to the end. The gradients are the same
+// bits, and the values' peak (beyond the weights and the batch) is well under the second run's: the
+// backward pass's gradients and the forward values it does not read go as it runs.
+func TestReleasesLowerThePeak(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		recompute bool
+		most      float64 // the freeing run's peak, at most this fraction of the other's (measured: 0.29, 0.47)
+	}{{"float32", false, 0.4}, {"recompute", true, 0.6}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var peaks [2]int64
+			var grads [2]map[string][]float32
+			for i, free := range []bool{true, false} {
+				gc, w, opt, _ := goldenTrainOnCPU(t, false, false)
+				dev := devicetest.New()
+				opt.Device, opt.Recompute = dev, tc.recompute
+				if !free {
+					opt.Device = keepsAll{dev}
+				}
+				peaks[i], grads[i] = runOnDevice(t, w, gc.batch, opt, dev)
+				if freed := dev.Freed > 0; freed != free {
+					t.Errorf("releases %v: the device freed %d values before the graph closed", free, dev.Freed)
+				}
+			}
+			if !reflect.DeepEqual(grads[0], grads[1]) {
+				t.Error("the gradients differ with and without releases")
+			}
+			if float64(peaks[0]) > tc.most*float64(peaks[1]) {
+				t.Errorf("values' peak %d bytes with releases, %d without: more than %.2f of it", peaks[0], peaks[1], tc.most)
+			}
+		})
+	}
+}
+
+// runOnDevice builds and runs a graph on dev and returns the peak of its values beyond what the device held
+// when it was built (the weights and the batch), and its gradients as host numbers.
+func runOnDevice(t *testing.T, w *Weights, batch *Batch[float64], opt Options, dev *devicetest.Device) (int64, map[string][]float32) {
+	t.Helper()
+	m, err := Build(w, batch, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := dev.Usage().PeakBytes
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	grads := map[string][]float32{}
+	for name, g := range m.Grads() {
+		h, err := dev.Download(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads[name] = h.Data().([]float32)
+	}
+	return dev.Usage().PeakBytes - base, grads
+}

@@ -179,6 +179,7 @@ func (b *builder[T]) cachedHRFeatures(dst []T, px []T) {
 func (b *builder[T]) keepFront(h *G.Node) {
 	D := b.cfg.Text.HiddenSize
 	keys, att := b.frontKeys, b.frontAttn
+	b.frontOut = h
 	b.keep = func() {
 		v, err := b.host(h.Value())
 		if err != nil {

@@ -86,6 +86,7 @@ type Graph struct {
 	oriSizes [][2]int // per sample (w, h)
 	boxes    [][]int  // per sample, the oracle's box (Batch.Boxes)
 	hd       *G.Node  // HR features [B·M, D], constants
+	frontOut *G.Node  // the decoder state that keep stores in the feature cache, or nil
 	lr       *G.Node  // projected LR features [K·n, D], nil without images
 	logits   *G.Node  // [B·N, V], or [len(lossRows), V] in training
 	lossRows []int    // in training, the rows of [B·N] with a supervised target, in order; nil otherwise
@@ -163,9 +164,27 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 	var vmOpts []G.VMOpt
 	if m.dev != nil {
 		vmOpts = append(vmOpts, G.WithEngine(m.dev.Engine()))
+		if err := ops.PlanReleases(m.g, m.outputs()...); err != nil {
+			m.release()
+			return nil, fmt.Errorf("model: %w", err)
+		}
 	}
 	m.vm = G.NewTapeMachine(m.g, vmOpts...)
 	return m, nil
+}
+
+// outputs are the nodes whose values are read after the graph has run (Loss, Grads, the accessors, the
+// front kept for the feature cache): on a device they stay until the graph closes, while the other values
+// go as soon as nothing reads them (ops.PlanReleases).
+func (m *Graph) outputs() G.Nodes {
+	out := G.Nodes{m.loss, m.logits, m.lr, m.hd, m.frontOut}
+	for _, n := range m.grads {
+		out = append(out, n)
+	}
+	for _, n := range m.cells {
+		out = append(out, n)
+	}
+	return out
 }
 
 func newBuilder[T ops.Float](m *Graph, w *Weights, opt Options) *builder[T] {

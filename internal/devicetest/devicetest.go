@@ -28,12 +28,15 @@ import (
 )
 
 // Device is the stand-in model.Device. It counts what it runs. A value it takes back (Release,
-// ReleaseAfter) is gone from its memory: reading it later is an error, as a use after free would be.
+// ReleaseAfter, Free) is gone from its memory: reading it later is an error, as a use after free would be.
 type Device struct {
 	Ran     map[string]int // kernels run, by name
 	Adds    int            // sums of gradient contributions run through its engine
+	Freed   int            // values freed before Release (ops.Releaser)
 	mem     map[uintptr][]float32
-	lent    []uintptr // the values lent since the last Release, in order
+	pins    map[uintptr][]float32 // each value's NaNs, kept until Release so that no later value takes its address
+	views   map[uintptr][]uintptr // the views into each value (Unpack's parts), gone with it
+	lent    []uintptr             // the values lent since the last Release, in order (0: freed since)
 	marks   []int
 	weights map[string]*tensor.Dense
 	held    int64 // bytes of the values in mem
@@ -42,7 +45,8 @@ type Device struct {
 
 // New returns an empty device.
 func New() *Device {
-	return &Device{Ran: map[string]int{}, mem: map[uintptr][]float32{}, weights: map[string]*tensor.Dense{}}
+	return &Device{Ran: map[string]int{}, mem: map[uintptr][]float32{}, pins: map[uintptr][]float32{},
+		views: map[uintptr][]uintptr{}, weights: map[string]*tensor.Dense{}}
 }
 
 // Run computes k with the CPU's arithmetic over host copies of in.
@@ -50,6 +54,9 @@ func (d *Device) Run(k ops.Kernel, in []G.Value) (G.Value, error) {
 	d.Ran[k.Name]++
 	if f, ok := k.Args.(ops.FuncArgs); ok { // a graph of its own, on this device
 		return f.Run(in)
+	}
+	if a, ok := k.Args.(ops.UnpackArgs); ok { // a view, as on a GPU
+		return d.view(in[0], a)
 	}
 	host := make([]G.Value, len(in))
 	for i, v := range in {
@@ -78,12 +85,34 @@ func (d *Device) lend(t *tensor.Dense) *tensor.Dense {
 		poison[i] = float32(math.NaN())
 	}
 	ptr := uintptr(unsafe.Pointer(unsafe.SliceData(poison)))
+	d.pins[ptr] = poison
 	d.mem[ptr] = slices.Clone(t.Data().([]float32))
 	d.held += 4 * int64(len(d.mem[ptr]))
 	d.peak = max(d.peak, d.held)
 	d.lent = append(d.lent, ptr)
 	return tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(t.Shape().Clone()...), tensor.WithEngine(engine{d}),
 		tensor.FromMemory(ptr, uintptr(4*len(poison))))
+}
+
+// view is a part of a packed value that shares its memory, as a GPU's Unpack is: it is gone with the
+// packed value.
+func (d *Device) view(packed G.Value, a ops.UnpackArgs) (G.Value, error) {
+	data, err := d.numbers(packed)
+	n := a.Shape.TotalSize()
+	if err == nil && (a.Off < 0 || a.Off+n > len(data)) {
+		err = fmt.Errorf("devicetest: Unpack of [%d, %d) from %d values", a.Off, a.Off+n, len(data))
+	}
+	if err != nil {
+		return nil, err
+	}
+	base := packed.(*tensor.Dense).Uintptr()
+	ptr := base + uintptr(4*a.Off)
+	if a.Off > 0 {
+		d.mem[ptr] = data[a.Off : a.Off+n : a.Off+n]
+		d.views[base] = append(d.views[base], ptr)
+	}
+	return tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(a.Shape.Clone()...), tensor.WithEngine(engine{d}),
+		tensor.FromMemory(ptr, uintptr(4*max(1, n)))), nil
 }
 
 // numbers are the numbers a device value stands for (the device's memory).
@@ -94,9 +123,13 @@ func (d *Device) numbers(v G.Value) ([]float32, error) {
 	}
 	data, ok := d.mem[t.Uintptr()]
 	if !ok {
-		return nil, errors.New("devicetest: a value the device never lent")
+		return nil, errors.New("devicetest: a value the device never lent, or took back")
 	}
-	return data, nil
+	n := t.Shape().TotalSize()
+	if n > len(data) {
+		return nil, fmt.Errorf("devicetest: a value of %d numbers over %d", n, len(data))
+	}
+	return data[:n], nil
 }
 
 // Weight returns the device's copy of a weight, made the first time.
@@ -133,8 +166,29 @@ func (d *Device) Release() {
 	for _, p := range d.lent {
 		d.drop(p)
 	}
+	for p := range d.pins {
+		if _, ok := d.mem[p]; !ok {
+			delete(d.pins, p)
+		}
+	}
 	d.lent, d.marks = nil, nil
 }
+
+// Free takes back a value lent since the last Release that no kernel reads any more (ops.Releaser).
+func (d *Device) Free(v G.Value) {
+	t, ok := v.(*tensor.Dense)
+	if !ok || t.Engine() != (engine{d}) {
+		return
+	}
+	if i := slices.Index(d.lent, t.Uintptr()); i >= 0 {
+		d.drop(d.lent[i])
+		d.lent[i] = 0 // the slot stays, so that Mark's positions hold
+		d.Freed++
+	}
+}
+
+// FreeSaved has nothing to free: the operations' CPU arithmetic keeps their saved state itself.
+func (d *Device) FreeSaved(*ops.Saved) {}
 
 // Mark notes what is lent now.
 func (d *Device) Mark() int {
@@ -167,6 +221,10 @@ func (d *Device) ReleaseAfter(mark int, keep ...G.Value) {
 func (d *Device) drop(p uintptr) {
 	d.held -= 4 * int64(len(d.mem[p]))
 	delete(d.mem, p)
+	for _, v := range d.views[p] {
+		delete(d.mem, v)
+	}
+	delete(d.views, p)
 }
 
 // Usage gives the most memory in bytes that the device's values (weights included) held at once; it counts

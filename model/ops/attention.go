@@ -275,7 +275,7 @@ func unpackAll(packed *G.Node, sizes []tensor.Shape, want []bool) (G.Nodes, erro
 
 // unpack copies the elements [off, off+|shape|) of a packed 1-D tensor into a tensor of the given shape.
 func unpack(packed *G.Node, off int, shape tensor.Shape) (*G.Node, error) {
-	op := &fnOp{name: fmt.Sprintf("Unpack%d", off), args: UnpackArgs{off, shape.Clone()}}
+	op := &fnOp{name: fmt.Sprintf("Unpack%d", off), args: UnpackArgs{off, shape.Clone()}, view: true}
 	op.shape = func([]tensor.Shape) (tensor.Shape, error) { return shape.Clone(), nil }
 	op.do = pick(unpackDo[float32](off, shape), unpackDo[float64](off, shape))
 	return apply(op, len(shape), packed)

@@ -37,6 +37,9 @@ type fnOp struct {
 	mem     *Arena                                               // the graph's arena when the operation was built (outputs and scratch), or nil
 	diff    []bool                                               // which inputs carry a gradient
 	grad    func(in G.Nodes, out, grad *G.Node) (G.Nodes, error) // nil entries for inputs without one
+	view    bool                                                 // on a device its output is a view of its input's memory (Unpack)
+	free    []*G.Node                                            // values no node reads after this one (PlanReleases)
+	saved   *Saved                                               // the saved state this last reader of it frees (PlanReleases)
 }
 
 func (o *fnOp) Arity() int { return len(o.inTypes) }
@@ -52,10 +55,14 @@ func (o *fnOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	return o.shape(shapes)
 }
 func (o *fnOp) Do(in ...G.Value) (G.Value, error) {
-	if o.dev != nil {
-		return o.dev.Run(Kernel{Name: o.name, Args: o.args, cpu: o.do}, in)
+	if o.dev == nil {
+		return o.do(o.mem, in)
 	}
-	return o.do(o.mem, in)
+	out, err := o.dev.Run(Kernel{Name: o.name, Args: o.args, cpu: o.do}, in)
+	if err == nil {
+		o.release()
+	}
+	return out, err
 }
 func (o *fnOp) ReturnsPtr() bool      { return false }
 func (o *fnOp) CallsExtern() bool     { return false }

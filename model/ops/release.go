@@ -1,0 +1,155 @@
+package ops
+
+import (
+	"fmt"
+	"slices"
+
+	G "gorgonia.org/gorgonia"
+)
+
+// Releaser is a Device that can free a value of a graph before the graph's end: a GPU, whose memory is the
+// scarce resource of a step. Without it every value of a step lives until Release, so the step's peak is
+// the whole forward pass plus the whole backward pass; with it (PlanReleases) the peak is about the values
+// the backward pass reads, held at its start.
+type Releaser interface {
+	// Free frees the device value of an operation's output, which no operation reads any more. A value the
+	// device did not lend for the graph (a weight, a host scalar) is left as it is.
+	Free(v G.Value)
+	// FreeSaved frees what an operation's forward pass saved for its backward pass (Saved), once the last
+	// kernel that reads it has run.
+	FreeSaved(s *Saved)
+}
+
+// PlanReleases arranges for the values of g's operations to be freed on g's device (a Releaser) as soon
+// as no operation reads them any more, and the saved state of an operation as soon as its backward
+// kernels have run. keep are the nodes whose values are read after the graph has run (the loss, the
+// gradients, the logits): they stay until Release, as do the graph's inputs.
+//
+// Each operation of this package frees, once its kernel has run, the values whose last reader has run by
+// then, in the order Gorgonia's machine runs g's nodes (the order of its compiler: G.Sort reversed). A
+// value read by one of Gorgonia's own operations (a sum of gradient contributions) goes at the next
+// operation of this package. A value that a view outlives (an Unpack's part of a packed gradient) goes
+// with the last reader of its views. The device refuses a value read after it was freed, so a machine
+// that ran the nodes in another order would fail, not read freed memory.
+func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
+	if _, ok := deviceOf(g).(Releaser); !ok {
+		return nil
+	}
+	order, err := G.Sort(g)
+	if err != nil {
+		return fmt.Errorf("ops: releases: %w", err)
+	}
+	slices.Reverse(order)
+	last := lastReads(order)
+	for _, n := range keep {
+		if n != nil {
+			last[owner(n)] = len(order)
+		}
+	}
+	due := make([][]*G.Node, len(order)+1) // the values whose last read is at each position, in order
+	for _, n := range order {
+		if at, ok := last[n]; ok {
+			due[at] = append(due[at], n)
+		}
+	}
+	var pending []*G.Node
+	for i, n := range order {
+		pending = append(pending, due[i]...)
+		op, ok := n.Op().(*fnOp)
+		if !ok || op.dev == nil {
+			continue
+		}
+		op.free, pending = pending, nil
+	}
+	planSavedReleases(order)
+	return nil
+}
+
+// lastReads gives, for every value that an operation of this package made on the device and that is not a
+// view, the position in order of the last node that reads it or a view of it.
+func lastReads(order G.Nodes) map[*G.Node]int {
+	last := map[*G.Node]int{}
+	for i, n := range order {
+		if op, ok := n.Op().(*fnOp); ok && op.dev != nil && !op.view {
+			last[n] = i // a value no node reads goes once it is made
+		}
+	}
+	for i, n := range order {
+		for _, c := range childrenOf(n) {
+			if o := owner(c); last[o] < i {
+				if _, made := last[o]; made {
+					last[o] = i
+				}
+			}
+		}
+	}
+	return last
+}
+
+// owner is the node whose memory n's value is: n itself, or for a view the node it is a view of.
+func owner(n *G.Node) *G.Node {
+	for {
+		op, ok := n.Op().(*fnOp)
+		if !ok || !op.view {
+			return n
+		}
+		n = childrenOf(n)[0]
+	}
+}
+
+// planSavedReleases gives the saved state of each operation to the last of the kernels that share its Args
+// (its forward kernel and those of its backward pass) to free.
+func planSavedReleases(order G.Nodes) {
+	lastOf := map[*Saved]*fnOp{}
+	for _, n := range order {
+		op, ok := n.Op().(*fnOp)
+		if !ok || op.dev == nil {
+			continue
+		}
+		if s := savedOf(op.args); s != nil {
+			if prev := lastOf[s]; prev != nil {
+				prev.saved = nil
+			}
+			op.saved, lastOf[s] = s, op
+		}
+	}
+}
+
+// savedOf is the Saved of an operation's Args, or nil.
+func savedOf(args any) *Saved {
+	switch a := args.(type) {
+	case *AttentionArgs:
+		return &a.Saved
+	case *FlexArgs:
+		return &a.Saved
+	case *XentArgs:
+		return &a.Saved
+	}
+	return nil
+}
+
+// release frees on the device what PlanReleases gave o to free, once its kernel has run.
+func (o *fnOp) release() {
+	r, ok := o.dev.(Releaser)
+	if !ok {
+		return
+	}
+	for _, n := range o.free {
+		if v := n.Value(); v != nil {
+			r.Free(v)
+		}
+	}
+	if o.saved != nil {
+		r.FreeSaved(o.saved)
+	}
+}
+
+// childrenOf returns the inputs of n's operation.
+func childrenOf(n *G.Node) G.Nodes {
+	it := n.Graph().From(n.ID())
+	out := make(G.Nodes, 0, it.Len())
+	for it.Next() {
+		out = append(out, it.Node().(*G.Node))
+	}
+	return out
+}
