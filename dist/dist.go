@@ -63,17 +63,6 @@ func (Single) Barrier() error { return nil }
 func (Single) Abort(code int) { os.Exit(code) }
 func (Single) Close() error   { return nil }
 
-// launched reports whether an MPI launcher started this process as one of several: the environment
-// variables Open MPI, MPICH (Hydra) and SLURM give each rank.
-func launched() bool {
-	for _, v := range []string{"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"} {
-		if n := os.Getenv(v); n != "" && n != "1" {
-			return true
-		}
-	}
-	return false
-}
-
 // Gather returns every rank's payload, in rank order, on every rank: each rank in turn broadcasts its
 // length, then its bytes. For the small, rare exchanges of a run (data cursors at a checkpoint, error
 // flags); gradients go through SumFloat32.

@@ -23,7 +23,7 @@ func (d *Device) Attention(o, q, k, v Buffer, lay ops.Layout) (Buffer, error) {
 	if err != nil {
 		return Buffer{}, err
 	}
-	if err := d.Zero(o); err == nil {
+	if err = d.Zero(o); err == nil {
 		err = d.Zero(p)
 	}
 	scale := float32(1 / math.Sqrt(float64(dh)))

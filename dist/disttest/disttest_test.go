@@ -244,8 +244,8 @@ func TestCloseAndAbort(t *testing.T) {
 		want  []result
 	}{
 		{"close", func(c dist.Comm) {
-			if c.Close() != nil || c.Close() != nil {
-				t.Error("Close failed")
+			if first, again := c.Close(), c.Close(); first != nil || again != nil {
+				t.Errorf("Close failed: %v, closed again: %v", first, again)
 			}
 			if err := c.Barrier(); err == nil || !strings.HasPrefix(err.Error(), "dist: barrier: ") {
 				t.Errorf("Barrier after Close: %v", err)
