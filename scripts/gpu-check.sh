@@ -25,7 +25,8 @@
 #      recomputation if it fails), beside the reference's (scripts/ref-7b.py gives it a 7b size and bfloat16
 #      autocast);
 #   5. the kernels' benchmark at LLaVA-1.5-7B's sizes (BenchmarkDevice);
-#   6. on a GPU of more than 120 GB, LLaVA-1.5's own trainable set at 7B's shapes beside the reference's.
+#   6. on a GPU of more than 120 GB, LLaVA-1.5's own trainable set at 7B's shapes beside the reference's;
+#   7. the step at 7B's shapes at the largest batch whose flextrain plan fits the GPU, beside the reference's.
 # The parts run in that order, most needed first, so that a run cut short still brings back the first ones
 # (everything is written under $OUT). The bench lines are JSON; the last part prints them as one table, with
 # flextrain's peak device memory, its matrix products' rate as counted on the device, and the model FLOPs
@@ -140,12 +141,27 @@ EOF
 	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
 
 	mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
-	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (123 GiB by flextrain plan)
+	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (114 GiB by flextrain plan)
 		echo "== 6. LLaVA-1.5's own trainable set at 7B's shapes, and the reference's"
 		bench 7b-llava 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1 \
 			--set 'trainable=["model.layers.*","model.norm.*","lm_head.*"]'
 		torch 7b-llava 300 --size 7b --llava-set --bf16 --batch 1 --steps 3 --warmup 1 flex-union
 	fi
+
+	echo "== 7. LLaVA-1.5-7B's shapes at the largest batch the GPU plan lets in, and the reference's"
+	fits() { # batch: whether flextrain plan's total, in GiB, is within the GPU's memory, in MiB
+		need=$($bin/flextrain plan --config configs/bench-7b.yaml --device cuda --set per_device_train_batch_size="$1" |
+			awk '$1 == "total" {print $2}')
+		[ -n "$need" ] && awk -v n="$need" -v m="${mem:-0}" 'BEGIN { exit !(n * 1024 <= m) }'
+	}
+	for b in 8 6 4 3 2; do
+		if fits $b; then
+			bench 7b-b$b 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1 \
+				--set per_device_train_batch_size=$b
+			torch 7b-b$b 300 --size 7b --bf16 --batch $b --steps 3 --warmup 1 flex-union
+			break
+		fi
+	done
 
 	sh scripts/gpu-check.sh table "$out"
 	;;
