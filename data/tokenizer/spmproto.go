@@ -17,10 +17,6 @@ const (
 	pieceByte        pieceType = 6 // <0xXX>, with byte_fallback
 )
 
-var pieceTypeNames = [...]string{"", "NORMAL", "UNKNOWN", "CONTROL", "USER_DEFINED", "UNUSED", "BYTE"}
-
-func (p pieceType) String() string { return pieceTypeNames[p] }
-
 // spmPiece is one entry of a SentencePiece vocabulary; its id is its index.
 type spmPiece struct {
 	text  string
