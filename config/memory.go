@@ -30,7 +30,8 @@ type PlanPart struct {
 }
 
 // Plan adds up the memory of cfg's run for sequences of n rows (text and image tokens; model_max_length when
-// n ≤ 0), in the run's dtype.
+// n ≤ 0), in the run's dtype. The activations' buffers come from an arena that hands out whole size
+// classes (ops.SizeClass: up to 1/8 more than asked), which adds 1/16 of them.
 func (cfg Config) Plan(n int) Plan {
 	elem := int64(4)
 	if cfg.DType == "float64" {
@@ -48,6 +49,7 @@ func (cfg Config) Plan(n int) Plan {
 	p.add("gradients", copies*trainable, copies*trainable*elem)
 	p.add("AdamW m and v", 2*trainable, 2*trainable*elem)
 	p.add(fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize), acts, acts*elem)
+	p.add("size classes (1/16 of the activations)", 0, acts*elem/16) // the arena's buffers, as a GPU's blocks
 	if cfg.FeatureCache == "memory" || cfg.FeatureCache == "disk" {
 		p.add("feature cache (bound)", 0, int64(cfg.FeatureCacheMB)<<20)
 	}
@@ -89,23 +91,14 @@ func (cfg Config) frozenIn16Bits() bool {
 	return dt == "float16" || dt == "bfloat16"
 }
 
-// activations estimates the values one sample of n rows keeps alive at the peak of a step on the CPU, which
-// keeps every value of a step until its end: what the forward pass stores (stored), all doubled for the
-// gradients the backward pass holds beside them. On the bench model (`configs/bench.yaml`, 160 rows,
-// batch 8) it gives 460 MB where the step's buffers measure 435 MB; a tower that trains adds 48.0 MB to
-// both (TestPlanMatchesArena, recipes/bench).
+// activations estimates the values one sample of n rows keeps alive at the peak of a step. Each value goes
+// as soon as nothing reads it (ops.PlanReleases), on the CPU as on a GPU: the peak comes as the backward
+// pass starts, with what the forward pass stored for it (stored), one layer's gradients beside them and
+// the logits' gradient. At bench-7b's structure with D 512 (3 trainable layers, 672 rows) the GPU's values
+// beyond the weights measure about 200 MiB on the CUDA emulator, where this gives 429 MiB, of which 164 are
+// the logits and their gradient for every row (a training step computes them for the supervised rows only;
+// at 7B they are 2% of the estimate).
 func (cfg Config) activations(n int) int64 {
-	values, _, _ := cfg.stored(n)
-	return 2 * values
-}
-
-// deviceActivations estimates the same on a GPU, where each value goes as soon as nothing reads it
-// (ops.PlanReleases): the peak comes as the backward pass starts, with what the forward pass stored for it,
-// one layer's gradients beside them and the logits' gradient. At bench-7b's structure with D 512 (3
-// trainable layers, 672 rows) the device's values beyond the weights measure about 200 MiB on the CUDA
-// emulator, where this gives 429 MiB, of which 164 are the logits and their gradient for every row (a
-// training step computes them for the supervised rows only; at 7B they are 2% of the estimate).
-func (cfg Config) deviceActivations(n int) int64 {
 	values, layer, logits := cfg.stored(n)
 	return values + layer + logits
 }
@@ -198,14 +191,14 @@ func (cfg Config) CheckMemory() error {
 // DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: the weights (the
 // frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the gradients
 // (addGradients), AdamW's two moments, with bf16 the bfloat16 copies of the trainable weights that the
-// products read (the vectors among them counted too), the activations (deviceActivations; the frozen
+// products read (the vectors among them counted too), the activations (the frozen
 // tower takes one layer's at a time and is left out), and what the device's size classes add: it hands out whole blocks of
 // ops.SizeClass, up to 1/8 more than asked, 1/16 on average (without them the plan fell 4% short of the
 // device's peak on the CUDA emulator at bench-7b's structure with D 512). Machine is left for the caller:
 // the GPU's memory.
 func (cfg Config) DevicePlan(n int) Plan {
 	frozen, frozen16, trainable := cfg.parameters()
-	acts := cfg.deviceActivations(n) * int64(cfg.PerDeviceTrainBatchSize)
+	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
 	p.addFrozen(cfg, frozen, frozen16, 4)
 	p.add("trainable weights", trainable, 4*trainable)

@@ -47,7 +47,7 @@ func TestPlan(t *testing.T) {
 	re := cfg.activations(100)
 	D, F := int64(cfg.Arch.Text.HiddenSize), int64(cfg.Arch.Text.IntermediateSize)
 	perLayer := 8*100*D + 3*100*F + int64(cfg.Arch.Text.NumHeads)*100*100 + 2*activationsM(cfg)*D
-	if k := cfg.trainableLayers(); k < 2 || plain-re != 2*((k-1)*perLayer-k*100*D) {
+	if k := cfg.trainableLayers(); k < 2 || plain-re != (k-1)*perLayer-k*100*D {
 		t.Errorf("activations %d with gradient_checkpointing, %d without: want all but one trainable layer's values fewer, the %d inputs kept", re, plain, k)
 	}
 	if total, ok := physicalMemory(); ok && total < 1<<20 {
@@ -157,7 +157,7 @@ func TestDevicePlan(t *testing.T) {
 			delete(want, part.Name)
 			sum += part.Bytes
 		}
-		acts := cfg.deviceActivations(100) * int64(cfg.PerDeviceTrainBatchSize)
+		acts := cfg.activations(100) * int64(cfg.PerDeviceTrainBatchSize)
 		asked := 4*(frozen+(3+c.copies)*trainable+acts) - 2*frozen16 + 2*trainable
 		if len(want) > 0 || sum != p.Total || sum != asked+asked/16 {
 			t.Errorf("accumulation %d: plan %+v: missing %v, total %d", c.accumulation, p.Parts, want, p.Total)

@@ -12,7 +12,9 @@ import (
 // TestArenaMatchesPlainAllocation runs the golden training case with and without an arena, in both dtypes
 // and every view, and wants the same loss and gradients to the bit: once on fresh buffers, and again on
 // the first run's buffers handed back and filled with NaN (twice), so a value still in use when its buffer
-// is lent again, or a kernel that reads memory it did not write, shows up as a difference. A later run must
+// is lent again, or a kernel that reads memory it did not write, shows up as a difference; the buffers of
+// values freed during a run (ops.PlanReleases) are filled with NaN as they are freed, so a value read
+// after its release shows up too. A later run must
 // find nearly all its buffers waiting. The towers of several images run at once, so how many temporaries
 // are out together depends on the scheduling: a run that meets a higher peak than the first allocates
 // that once, which is why either of the two later runs may show the reuse; a buffer that is never handed
@@ -42,6 +44,7 @@ func TestArenaMatchesPlainAllocation(t *testing.T) {
 			}
 			plainLoss, plainGrads := lossAndGrads(t, w, gc.batch, tt.opt)
 			tt.opt.Arena = ops.NewArena()
+			tt.opt.Arena.PoisonFrees() // a value read after it was freed reads NaN
 			var first, least int64
 			for run := range 3 {
 				tt.opt.Arena.Poison()

@@ -220,17 +220,13 @@ func (b *builder[T]) sub(mem *ops.Arena, opt Options) *builder[T] {
 	return &builder[T]{Graph: m, w: b.w, frozen: b.frozen, opt: opt}
 }
 
-// runAlone runs a sub builder's graph to its end; on a device, its values but those of out go as soon as
-// nothing reads them.
+// runAlone runs a sub builder's graph to its end; its values but those of out go as soon as nothing reads
+// them (ops.PlanReleases).
 func (s *builder[T]) runAlone(out ...*G.Node) error {
-	var vmOpts []G.VMOpt
-	if s.dev != nil {
-		vmOpts = append(vmOpts, G.WithEngine(s.dev.Engine()))
-		if err := ops.PlanReleases(s.g, out...); err != nil {
-			return err
-		}
+	if err := ops.PlanReleases(s.g, out...); err != nil {
+		return err
 	}
-	s.vm = G.NewTapeMachine(s.g, vmOpts...)
+	s.vm = G.NewTapeMachine(s.g, G.WithEngine(engineOf(s.dev, s.mem)))
 	return s.vm.RunAll()
 }
 
@@ -283,7 +279,7 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 	return sub, out, next, nil
 }
 
-// run runs the layer's graph, whose values but those of out go on a device as soon as nothing reads them.
+// run runs the layer's graph, whose values but those of out go as soon as nothing reads them.
 func (s *layerGraph[T]) run(out ...*G.Node) error {
 	if err := s.runAlone(out...); err != nil {
 		return fmt.Errorf("model: recomputed layer: %w", err)

@@ -161,16 +161,24 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 		m.release()
 		return nil, err
 	}
-	var vmOpts []G.VMOpt
-	if m.dev != nil {
-		vmOpts = append(vmOpts, G.WithEngine(m.dev.Engine()))
-		if err := ops.PlanReleases(m.g, m.outputs()...); err != nil {
-			m.release()
-			return nil, fmt.Errorf("model: %w", err)
-		}
+	if err := ops.PlanReleases(m.g, m.outputs()...); err != nil {
+		m.release()
+		return nil, fmt.Errorf("model: %w", err)
 	}
-	m.vm = G.NewTapeMachine(m.g, vmOpts...)
+	m.vm = G.NewTapeMachine(m.g, G.WithEngine(engineOf(m.dev, m.mem)))
 	return m, nil
+}
+
+// engineOf is the tensor engine of a graph's values: the device's; on the CPU with an arena, whose values
+// go as soon as nothing reads them, the arena's (ops.Engine); Gorgonia's own otherwise.
+func engineOf(dev Device, mem *ops.Arena) tensor.Engine {
+	switch {
+	case dev != nil:
+		return dev.Engine()
+	case mem != nil:
+		return ops.Engine(mem)
+	}
+	return G.StandardEngine{}
 }
 
 // outputs are the nodes whose values are read after the graph has run (Loss, Grads, the accessors, the

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+	"unsafe"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -18,12 +19,14 @@ import (
 // sequence length moves a little reuses the same buffers); a buffer idle for more than maxIdle releases
 // goes back to the garbage collector. An Arena is safe for concurrent use.
 type Arena struct {
-	mu    sync.Mutex
-	free  map[arenaSlot][]idleBuf
-	lent  []lentBuf // lent since the last Release
-	runs  int       // releases so far: the age of idle buffers
-	stats ArenaStats
-	child *Arena // Child's, made on first use
+	mu     sync.Mutex
+	free   map[arenaSlot][]idleBuf
+	lent   []lentBuf       // lent since the last Release (empty slots: freed since, Free)
+	at     map[uintptr]int // the lent buffers' positions in lent, by address
+	runs   int             // releases so far: the age of idle buffers
+	stats  ArenaStats
+	child  *Arena // Child's, made on first use
+	poison bool   // PoisonFrees: Free fills what it takes back with NaN
 }
 
 // ArenaStats count an arena's traffic since it was made.
@@ -57,7 +60,7 @@ type idleBuf struct {
 const maxIdle = 16
 
 // NewArena returns an empty arena.
-func NewArena() *Arena { return &Arena{free: map[arenaSlot][]idleBuf{}} }
+func NewArena() *Arena { return &Arena{free: map[arenaSlot][]idleBuf{}, at: map[uintptr]int{}} }
 
 // Buffer returns a zeroed slice of n elements lent by a until its next Release, or a fresh one when a is
 // nil.
@@ -68,6 +71,7 @@ func lend[T Float](a *Arena, n int, zero bool) []T {
 	buf := get[T](a, n, zero)
 	if a != nil && n > 0 {
 		a.mu.Lock()
+		a.at[uintptr(unsafe.Pointer(unsafe.SliceData(buf)))] = len(a.lent)
 		a.lent = append(a.lent, lentBuf{arenaSlot{dtypeOf[T](), cap(buf)}, buf[:cap(buf)]})
 		a.mu.Unlock()
 	}
@@ -138,10 +142,13 @@ func (a *Arena) Release() {
 	defer a.mu.Unlock()
 	a.runs++
 	for _, b := range a.lent {
-		a.free[b.slot] = append(a.free[b.slot], idleBuf{b.buf, a.runs})
+		if b.buf != nil {
+			a.free[b.slot] = append(a.free[b.slot], idleBuf{b.buf, a.runs})
+		}
 	}
 	clear(a.lent)
 	a.lent = a.lent[:0]
+	clear(a.at)
 	for slot, l := range a.free {
 		kept := l[:0]
 		for _, b := range l {
@@ -158,6 +165,41 @@ func (a *Arena) Release() {
 	}
 }
 
+// Free takes back, before the next Release, the buffer of a value that no operation reads any more
+// (Releaser, PlanReleases): the next Buffer of its size class may get it. A value whose data the arena
+// did not lend since the last Release is left as it is.
+func (a *Arena) Free(v G.Value) {
+	t, ok := v.(*tensor.Dense)
+	if a == nil || !ok || t.Shape().TotalSize() == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i, ok := a.at[t.Uintptr()]
+	if !ok {
+		return
+	}
+	b := a.lent[i]
+	delete(a.at, t.Uintptr())
+	a.lent[i] = lentBuf{}
+	if a.poison {
+		poison(b.buf)
+	}
+	a.free[b.slot] = append(a.free[b.slot], idleBuf{b.buf, a.runs})
+}
+
+// FreeSaved has nothing to free: an operation's CPU arithmetic keeps its saved state in its own buffers,
+// lent until Release.
+func (*Arena) FreeSaved(*Saved) {}
+
+// PoisonFrees makes Free fill each buffer it takes back with NaN, so that a value read after it was freed
+// reads NaN (for tests).
+func (a *Arena) PoisonFrees() {
+	a.mu.Lock()
+	a.poison = true
+	a.mu.Unlock()
+}
+
 // Poison fills every idle buffer with NaN, so that a kernel reading memory it has not written since it
 // took a buffer sees NaN instead of a plausible leftover (for tests).
 func (a *Arena) Poison() {
@@ -166,19 +208,24 @@ func (a *Arena) Poison() {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	nan := math.NaN()
 	for _, l := range a.free {
 		for _, b := range l {
-			switch x := b.buf.(type) {
-			case []float32:
-				for i := range x {
-					x[i] = float32(nan)
-				}
-			case []float64:
-				for i := range x {
-					x[i] = nan
-				}
-			}
+			poison(b.buf)
+		}
+	}
+}
+
+// poison fills a buffer with NaN.
+func poison(buf any) {
+	nan := math.NaN()
+	switch x := buf.(type) {
+	case []float32:
+		for i := range x {
+			x[i] = float32(nan)
+		}
+	case []float64:
+		for i := range x {
+			x[i] = nan
 		}
 	}
 }
@@ -212,7 +259,9 @@ func (a *Arena) Stats() ArenaStats {
 	st := a.stats
 	st.Lent, st.Fresh, st.Held = st.Lent+c.Lent, st.Fresh+c.Fresh, st.Held+c.Held
 	for _, b := range a.lent {
-		st.Held += b.slot.bytes()
+		if b.buf != nil {
+			st.Held += b.slot.bytes()
+		}
 	}
 	for slot, l := range a.free {
 		st.Held += int64(len(l)) * slot.bytes()

@@ -55,10 +55,13 @@ func (o *fnOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	return o.shape(shapes)
 }
 func (o *fnOp) Do(in ...G.Value) (G.Value, error) {
-	if o.dev == nil {
-		return o.do(o.mem, in)
+	var out G.Value
+	var err error
+	if o.dev != nil {
+		out, err = o.dev.Run(Kernel{Name: o.name, Args: o.args, cpu: o.do}, in)
+	} else {
+		out, err = o.do(o.mem, in)
 	}
-	out, err := o.dev.Run(Kernel{Name: o.name, Args: o.args, cpu: o.do}, in)
 	if err == nil {
 		o.release()
 	}

@@ -5,23 +5,24 @@ import (
 	"slices"
 
 	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 )
 
-// Releaser is a Device that can free a value of a graph before the graph's end: a GPU, whose memory is the
-// scarce resource of a step. Without it every value of a step lives until Release, so the step's peak is
-// the whole forward pass plus the whole backward pass; with it (PlanReleases) the peak is about the values
-// the backward pass reads, held at its start.
+// Releaser is where a graph's values live, a Device or an Arena, when it can free a value before the
+// graph's end. Without it every value of a step lives until the graph closes, so the step's peak is the
+// whole forward pass plus the whole backward pass; with it (PlanReleases) the peak is about the values the
+// backward pass reads, held at its start.
 type Releaser interface {
-	// Free frees the device value of an operation's output, which no operation reads any more. A value the
-	// device did not lend for the graph (a weight, a host scalar) is left as it is.
+	// Free frees the value of an operation's output, which no operation reads any more. A value it did not
+	// lend for the graph (a weight, a host scalar) is left as it is.
 	Free(v G.Value)
 	// FreeSaved frees what an operation's forward pass saved for its backward pass (Saved), once the last
 	// kernel that reads it has run.
 	FreeSaved(s *Saved)
 }
 
-// PlanReleases arranges for the values of g's operations to be freed on g's device (a Releaser) as soon
-// as no operation reads them any more, and the saved state of an operation as soon as its backward
+// PlanReleases arranges for the values of g's operations to be freed where they live (g's device when it is
+// a Releaser, else g's arena) as soon as no operation reads them any more, and the saved state of an operation as soon as its backward
 // kernels have run. keep are the nodes whose values are read after the graph has run (the loss, the
 // gradients, the logits): they stay until Release, as do the graph's inputs.
 //
@@ -32,7 +33,7 @@ type Releaser interface {
 // with the last reader of its views. The device refuses a value read after it was freed, so a machine
 // that ran the nodes in another order would fail, not read freed memory.
 func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
-	if _, ok := deviceOf(g).(Releaser); !ok {
+	if d := deviceOf(g); d == nil && arenaOf(g) == nil {
 		return nil
 	}
 	order, err := G.Sort(g)
@@ -56,7 +57,7 @@ func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
 	for i, n := range order {
 		pending = append(pending, due[i]...)
 		op, ok := n.Op().(*fnOp)
-		if !ok || op.dev == nil {
+		if !ok || op.releaser() == nil {
 			continue
 		}
 		op.free, pending = pending, nil
@@ -70,8 +71,8 @@ func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
 func lastReads(order G.Nodes) map[*G.Node]int {
 	last := map[*G.Node]int{}
 	for i, n := range order {
-		if op, ok := n.Op().(*fnOp); ok && op.dev != nil && !op.view {
-			last[n] = i // a value no node reads goes once it is made
+		if op, ok := n.Op().(*fnOp); ok && op.releaser() != nil && !op.view {
+			last[n] = i + 1 // a value no node reads goes at the next node (once made, it is bound to n)
 		}
 	}
 	for i, n := range order {
@@ -103,7 +104,7 @@ func planSavedReleases(order G.Nodes) {
 	lastOf := map[*Saved]*fnOp{}
 	for _, n := range order {
 		op, ok := n.Op().(*fnOp)
-		if !ok || op.dev == nil {
+		if !ok || op.releaser() == nil {
 			continue
 		}
 		if s := savedOf(op.args); s != nil {
@@ -128,10 +129,23 @@ func savedOf(args any) *Saved {
 	return nil
 }
 
-// release frees on the device what PlanReleases gave o to free, once its kernel has run.
+// releaser is where o's values are freed before the graph's end: its device, or without one its arena; nil
+// where they are not (a device that is not a Releaser, no arena).
+func (o *fnOp) releaser() Releaser {
+	if o.dev != nil {
+		r, _ := o.dev.(Releaser)
+		return r
+	}
+	if o.mem != nil {
+		return o.mem
+	}
+	return nil
+}
+
+// release frees what PlanReleases gave o to free, once its kernel has run.
 func (o *fnOp) release() {
-	r, ok := o.dev.(Releaser)
-	if !ok {
+	r := o.releaser()
+	if r == nil {
 		return
 	}
 	for _, n := range o.free {
@@ -152,4 +166,33 @@ func childrenOf(n *G.Node) G.Nodes {
 		out = append(out, it.Node().(*G.Node))
 	}
 	return out
+}
+
+// Engine is the tensor engine of a graph on the CPU whose values PlanReleases frees: Gorgonia's standard
+// engine, but a sum of gradient contributions (the one operation of Gorgonia's own in a training graph)
+// goes into a new buffer from the graph's arena a, never into the register the machine offers for reuse
+// (whose value may be freed already) or into an input (which may be freed while the sum lives on). The
+// sum's bits are the same either way.
+func Engine(a *Arena) tensor.Engine { return freshSums{arena: a} }
+
+type freshSums struct {
+	G.StandardEngine
+	arena *Arena
+}
+
+// Add is a + b in a new value lent by the arena.
+func (e freshSums) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, error) {
+	if fo := tensor.ParseFuncOpts(opts...); fo.Incr() != nil {
+		return nil, fmt.Errorf("ops: a sum with an increment")
+	}
+	var out *tensor.Dense
+	switch a.Dtype() {
+	case tensor.Float32:
+		out, _ = allocFull[float32](e.arena, a.Shape()...)
+	case tensor.Float64:
+		out, _ = allocFull[float64](e.arena, a.Shape()...)
+	default:
+		return e.StandardEngine.Add(a, b)
+	}
+	return e.StandardEngine.Add(a, b, tensor.WithReuse(out))
 }
