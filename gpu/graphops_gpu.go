@@ -92,7 +92,7 @@ func elementwise(f func(d *Device, y, a, b Buffer) error, inPlace bool) graphOp 
 }
 
 // swigluGrad is SwiGLU's gradient of the gate or of up, over in = gate, up, g (the kernel computes both:
-// the other goes to scratch).
+// the other goes to scratch, freed once the kernel is queued: the stream's order keeps it until it ran).
 func swigluGrad(gate bool) graphOp {
 	return func(g *Graphs, _ ops.Kernel, in []G.Value) (G.Value, error) {
 		b, err := buffers(in)
@@ -101,12 +101,13 @@ func swigluGrad(gate bool) graphOp {
 		}
 		y, out, err := g.output(in[0].Shape()...)
 		var other Buffer
-		if err == nil {
-			other, err = g.lend(y.n)
+		if err == nil && y.n > 0 {
+			other, err = g.d.Alloc(y.n)
 		}
 		if err != nil {
 			return nil, err
 		}
+		defer g.d.Free(other)
 		if gate {
 			return out, g.d.SwiGLUGrad(y, other, b[0], b[1], b[2])
 		}
