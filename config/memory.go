@@ -191,8 +191,8 @@ func (cfg Config) CheckMemory() error {
 // DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: the weights (the
 // frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the gradients
 // (addGradients), AdamW's two moments, with bf16 the bfloat16 copies of the trainable weights that the
-// products read (the vectors among them counted too), the activations (the frozen
-// tower takes one layer's at a time and is left out), and what the device's size classes add: it hands out whole blocks of
+// products read (the vectors among them counted too), the activations (the frozen tower takes one layer's
+// at a time and is left out), and what the device's size classes add: it hands out whole blocks of
 // ops.SizeClass, up to 1/8 more than asked, 1/16 on average (without them the plan fell 4% short of the
 // device's peak on the CUDA emulator at bench-7b's structure with D 512). Machine is left for the caller:
 // the GPU's memory.

@@ -192,14 +192,14 @@ func (g *Graphs) Release() {
 
 // Free frees a graph value that no kernel reads any more (ops.Releaser): the block it lies in goes back to
 // the device's cache, where the next value of its size class finds it, in the stream's order. A value not
-// lent since the last Release (a weight, a host scalar) stays.
+// lent since the last Release (a weight, a host scalar) is not among those claim finds, and stays.
 func (g *Graphs) Free(v G.Value) {
 	t, ok := v.(*tensor.Dense)
 	if !ok || g.freed[t] {
 		return
 	}
 	b, err := buffer(v)
-	if err != nil || g.isWeight[b.ptr] {
+	if err != nil {
 		return
 	}
 	block, ok := g.claim(b)

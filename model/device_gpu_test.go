@@ -39,7 +39,7 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute, all bool) {
 	defer graphs.Close()
 	gc, w, opt, cpu := goldenTrainOnCPU(t, bf16, all)
 	opt.Recompute = recompute
-	run := func() (float64, map[string][]float32) { return runOnGPU(t, graphs, graphs, w, gc, opt) }
+	run := func() (float64, map[string][]float32) { return runOnGPU(t, graphs, w, gc, opt) }
 	// The GPU sums in another order than the CPU: float32's summation error. With bf16, the attention's
 	// products run in TF32 on the GPU (operands rounded to 2⁻¹¹; float32 on the CPU), and a value so moved
 	// lands one bfloat16 step (2⁻⁸) away from the CPU's where it is rounded as the next product's operand:
@@ -89,7 +89,7 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute, all bool) {
 	}
 	// A run that keeps every value to the end gives the same bits: no value was freed while a kernel
 	// queued before its free still read it, or written by a later one before its last read.
-	kept, grads3 := runOnGPU(t, keepsAll{graphs}, graphs, w, gc, opt)
+	kept, grads3 := runOnGPU(t, keepsAll{graphs}, w, gc, opt)
 	if kept != loss {
 		t.Errorf("a run without releases gives loss %v, with them %v", kept, loss)
 	}
@@ -100,9 +100,9 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute, all bool) {
 	}
 }
 
-// runOnGPU builds the golden case's graph of w with opt on dev (graphs, or a wrapper of it) and runs it: its
-// loss, and its gradients brought down.
-func runOnGPU(t *testing.T, dev Device, graphs *gpu.Graphs, w *Weights, gc *goldenCase, opt Options) (float64, map[string][]float32) {
+// runOnGPU builds the golden case's graph of w with opt on dev (a GPU's graphs, or a wrapper of them) and
+// runs it: its loss, and its gradients brought down.
+func runOnGPU(t *testing.T, dev Device, w *Weights, gc *goldenCase, opt Options) (float64, map[string][]float32) {
 	t.Helper()
 	opt.Device = dev
 	g, err := Build(w, gc.batch, opt)
@@ -113,15 +113,7 @@ func runOnGPU(t *testing.T, dev Device, graphs *gpu.Graphs, w *Weights, gc *gold
 	if err := g.Run(); err != nil {
 		t.Fatal(err)
 	}
-	grads := map[string][]float32{}
-	for name, v := range g.Grads() {
-		h, err := graphs.Download(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		grads[name] = h.Data().([]float32)
-	}
-	return g.Loss(), grads
+	return g.Loss(), hostGrads(t, g, dev)
 }
 
 // norm32 is ‖v‖.
@@ -163,7 +155,7 @@ func TestFiniteDifferencesOnGPU(t *testing.T) {
 	run := func() (float64, map[string][]float32) {
 		graphs := d.Graphs() // a fresh copy of the weights each time
 		defer graphs.Close()
-		return runOnGPU(t, graphs, graphs, w, gc, opt)
+		return runOnGPU(t, graphs, w, gc, opt)
 	}
 	_, grads := run()
 	const h = 1e-2

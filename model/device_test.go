@@ -206,6 +206,12 @@ func runOnDevice(t *testing.T, w *Weights, batch *Batch[float64], opt Options, d
 	if err := m.Run(); err != nil {
 		t.Fatal(err)
 	}
+	return dev.Usage().PeakBytes - base, hostGrads(t, m, dev)
+}
+
+// hostGrads brings the gradients of a graph run on dev down, by name.
+func hostGrads(t *testing.T, m *Graph, dev Device) map[string][]float32 {
+	t.Helper()
 	grads := map[string][]float32{}
 	for name, g := range m.Grads() {
 		h, err := dev.Download(g)
@@ -214,5 +220,5 @@ func runOnDevice(t *testing.T, w *Weights, batch *Batch[float64], opt Options, d
 		}
 		grads[name] = h.Data().([]float32)
 	}
-	return dev.Usage().PeakBytes - base, grads
+	return grads
 }

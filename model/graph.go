@@ -182,8 +182,8 @@ func engineOf(dev Device, mem *ops.Arena) tensor.Engine {
 }
 
 // outputs are the nodes whose values are read after the graph has run (Loss, Grads, the accessors, the
-// front kept for the feature cache): on a device they stay until the graph closes, while the other values
-// go as soon as nothing reads them (ops.PlanReleases).
+// front kept for the feature cache): they stay until the graph closes, while the other values go as soon
+// as nothing reads them (ops.PlanReleases).
 func (m *Graph) outputs() G.Nodes {
 	out := G.Nodes{m.loss, m.logits, m.lr, m.hd, m.frontOut}
 	for _, n := range m.grads {

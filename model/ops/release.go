@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -21,19 +22,20 @@ type Releaser interface {
 	FreeSaved(s *Saved)
 }
 
-// PlanReleases arranges for the values of g's operations to be freed where they live (g's device when it is
-// a Releaser, else g's arena) as soon as no operation reads them any more, and the saved state of an operation as soon as its backward
-// kernels have run. keep are the nodes whose values are read after the graph has run (the loss, the
-// gradients, the logits): they stay until Release, as do the graph's inputs.
+// PlanReleases arranges for the values of g's operations to be freed where they live (g's device when it
+// is a Releaser, else g's arena) as soon as no operation reads them any more, and the saved state of an
+// operation as soon as its backward kernels have run. keep are the nodes whose values are read after the
+// graph has run (the loss, the gradients, the logits): they stay until Release, as do the graph's inputs.
 //
 // Each operation of this package frees, once its kernel has run, the values whose last reader has run by
 // then, in the order Gorgonia's machine runs g's nodes (the order of its compiler: G.Sort reversed). A
 // value read by one of Gorgonia's own operations (a sum of gradient contributions) goes at the next
 // operation of this package. A value that a view outlives (an Unpack's part of a packed gradient) goes
-// with the last reader of its views. The device refuses a value read after it was freed, so a machine
-// that ran the nodes in another order would fail, not read freed memory.
+// with the last reader of its views. A GPU refuses a value read after it was freed, so a machine that ran
+// the nodes in another order would fail there, not read freed memory; on the CPU the arena's tests fill
+// freed buffers with NaN (Arena.PoisonFrees).
 func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
-	if d := deviceOf(g); d == nil && arenaOf(g) == nil {
+	if deviceOf(g) == nil && arenaOf(g) == nil {
 		return nil
 	}
 	order, err := G.Sort(g)
@@ -66,8 +68,8 @@ func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
 	return nil
 }
 
-// lastReads gives, for every value that an operation of this package made on the device and that is not a
-// view, the position in order of the last node that reads it or a view of it.
+// lastReads gives, for every value that an operation of this package made where it can be freed and that
+// is not a view, the position in order of the last node that reads it or a view of it.
 func lastReads(order G.Nodes) map[*G.Node]int {
 	last := map[*G.Node]int{}
 	for i, n := range order {
@@ -77,10 +79,9 @@ func lastReads(order G.Nodes) map[*G.Node]int {
 	}
 	for i, n := range order {
 		for _, c := range childrenOf(n) {
-			if o := owner(c); last[o] < i {
-				if _, made := last[o]; made {
-					last[o] = i
-				}
+			o := owner(c)
+			if at, made := last[o]; made && at < i {
+				last[o] = i
 			}
 		}
 	}
@@ -183,7 +184,7 @@ type freshSums struct {
 // Add is a + b in a new value lent by the arena.
 func (e freshSums) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, error) {
 	if fo := tensor.ParseFuncOpts(opts...); fo.Incr() != nil {
-		return nil, fmt.Errorf("ops: a sum with an increment")
+		return nil, errors.New("ops: a sum with an increment")
 	}
 	var out *tensor.Dense
 	switch a.Dtype() {
