@@ -211,6 +211,52 @@ func (g *Graphs) Free(v G.Value) {
 	g.d.Free(block)
 }
 
+// bf16Held is a value held in bfloat16 between a step's passes (Pack): its bits, two to a float32 of bits,
+// and how many.
+type bf16Held struct {
+	bits Buffer
+	n    int
+}
+
+// Pack holds v's numbers rounded to bfloat16 in a block of half its size, lent until Unpack or Release
+// (ops.Packer): the caller frees v.
+func (g *Graphs) Pack(v G.Value) (any, error) {
+	b, err := buffer(v)
+	if err == nil {
+		err = g.live(v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	bits, err := g.lend((b.n + 1) / 2)
+	if err == nil && b.n > 0 {
+		_, err = g.d.narrowBF16(bits, b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gpu: Pack: %w", err)
+	}
+	return bf16Held{bits, b.n}, nil
+}
+
+// Unpack widens what Pack held into a new value of shape, and frees the bits (ops.Packer).
+func (g *Graphs) Unpack(held any, shape tensor.Shape) (G.Value, error) {
+	h, ok := held.(bf16Held)
+	if !ok || shape.TotalSize() != h.n {
+		return nil, fmt.Errorf("gpu: Unpack of %T as %v", held, shape)
+	}
+	wide, out, err := g.output(shape...)
+	if err == nil {
+		err = g.d.widenBF16(wide, h.bits)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gpu: Unpack: %w", err)
+	}
+	if block, ok := g.claim(h.bits); ok {
+		g.d.Free(block)
+	}
+	return out, nil
+}
+
 // FreeSaved frees what a forward pass saved in s, once its backward kernels have run (ops.Releaser).
 func (g *Graphs) FreeSaved(s *ops.Saved) {
 	for i := len(g.saved) - 1; i >= 0; i-- {

@@ -118,7 +118,7 @@ func (r *recomputation[T]) forward(m *ops.Arena, in []G.Value) (G.Value, error) 
 		return nil, err
 	}
 	defer sub.close()
-	if err := sub.run(out, next); err != nil {
+	if err := sub.run(nil, out, next); err != nil {
 		return nil, err
 	}
 	if next == nil {
@@ -179,7 +179,7 @@ func (r *recomputation[T]) backward(m *ops.Arena, in []G.Value) (G.Value, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := sub.run(packed); err != nil {
+	if err := sub.run(seed, packed); err != nil {
 		return nil, err
 	}
 	return sub.keep(m, packed.Value())[0], nil
@@ -220,10 +220,10 @@ func (b *builder[T]) sub(mem *ops.Arena, opt Options) *builder[T] {
 	return &builder[T]{Graph: m, w: b.w, frozen: b.frozen, opt: opt}
 }
 
-// runAlone runs a sub builder's graph to its end; its values but those of out go as soon as nothing reads
-// them (ops.PlanReleases).
-func (s *builder[T]) runAlone(out ...*G.Node) error {
-	if err := ops.PlanReleases(s.g, out...); err != nil {
+// runAlone runs a sub builder's graph to its end, its backward pass from from (nil: none); its values but
+// those of out go as soon as nothing reads them (Graph.plan).
+func (s *builder[T]) runAlone(from *G.Node, out ...*G.Node) error {
+	if err := s.plan(s.opt.Products, from, out...); err != nil {
 		return err
 	}
 	s.vm = G.NewTapeMachine(s.g, G.WithEngine(engineOf(s.dev, s.mem)))
@@ -279,9 +279,10 @@ func (r *recomputation[T]) build(in []G.Value, grad bool) (*layerGraph[T], *G.No
 	return sub, out, next, nil
 }
 
-// run runs the layer's graph, whose values but those of out go as soon as nothing reads them.
-func (s *layerGraph[T]) run(out ...*G.Node) error {
-	if err := s.runAlone(out...); err != nil {
+// run runs the layer's graph, its backward pass from from (nil: none), whose values but those of out go as
+// soon as nothing reads them.
+func (s *layerGraph[T]) run(from *G.Node, out ...*G.Node) error {
+	if err := s.runAlone(from, out...); err != nil {
 		return fmt.Errorf("model: recomputed layer: %w", err)
 	}
 	return nil

@@ -7,28 +7,35 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 // TestRecomputeSameNumbers: the tiny golden training case with recomputation gives the loss, every
-// gradient and every selection of the graph without it, bit for bit, in float32 and float64, in each view.
+// gradient and every selection of the graph without it, bit for bit, in float32, float64 and mixed precision
+// (bfloat16 products, the activations held in bfloat16 between the passes), in each view.
 func TestRecomputeSameNumbers(t *testing.T) {
 	gc := goldenTrainCase(t)
 	attentionOnly := func(name string) bool { // a layer's MLP and norms frozen: they run inside, untouched
 		return strings.Contains(name, "self_attn.") && defaultTrainable(gc.cfg)(name)
 	}
-	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
+	for _, prec := range []struct {
+		dt       tensor.Dtype
+		products ops.Precision
+	}{{tensor.Float32, ops.Native}, {tensor.Float64, ops.Native}, {tensor.Float32, ops.BF16}} {
+		dt := prec.dt
 		for _, tc := range []struct {
 			view      View
 			trainable func(string) bool
 		}{{ViewFlex, defaultTrainable(gc.cfg)}, {ViewLR, defaultTrainable(gc.cfg)}, {ViewHDSeq, defaultTrainable(gc.cfg)},
 			{ViewFlex, attentionOnly}, {ViewFlex, trainAll}} {
 			view := tc.view
-			t.Run(fmt.Sprintf("%v/view%d", dt, view), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%v-%v/view%d", dt, prec.products, view), func(t *testing.T) {
 				w, err := FromTensors(gc.cfg, dt, gc.tensor)
 				if err != nil {
 					t.Fatal(err)
 				}
-				opt := Options{Mode: Train, Alpha: 0.5, Trainable: tc.trainable, View: view}
+				opt := Options{Mode: Train, Alpha: 0.5, Trainable: tc.trainable, View: view, Products: prec.products}
 				plain, plainLoss := runLoss(t, w, gc.batch, opt)
 				opt.Recompute = true
 				re, reLoss := runLoss(t, w, gc.batch, opt)

@@ -191,7 +191,9 @@ func (b *builder[T]) backward() error {
 	if len(wrt) == 0 {
 		return nil
 	}
-	grads, err := G.Grad(b.loss, wrt...)
+	var one T = 1 // the loss's gradient: the backward pass starts there (ops.PlanHolds)
+	b.dloss = G.NodeFromAny(b.g, one, G.WithName("dloss"))
+	grads, err := G.Backpropagate(G.Nodes{b.loss}, G.Nodes{b.dloss}, wrt)
 	if err != nil {
 		return fmt.Errorf("model: backward: %w", err)
 	}

@@ -195,7 +195,7 @@ func (b *builder[T]) towerPart(name string, x *G.Node, rows int, f func(*builder
 		defer sub.detach()
 		out, err := f(sub, G.NodeFromAny(sub.g, in[0], G.WithName("input")))
 		if err == nil {
-			err = sub.runAlone(out)
+			err = sub.runAlone(nil, out)
 		}
 		if err != nil {
 			dev.ReleaseAfter(mark)

@@ -10,7 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
 	"github.com/flextrain/flextrain/gpu"
+	"github.com/flextrain/flextrain/model/ops"
 )
 
 var _ Device = (*gpu.Graphs)(nil)
@@ -89,7 +93,11 @@ func testGraphOnGPU(t *testing.T, d *gpu.Device, bf16, recompute, all bool) {
 	}
 	// A run that keeps every value to the end gives the same bits: no value was freed while a kernel
 	// queued before its free still read it, or written by a later one before its last read.
-	kept, grads3 := runOnGPU(t, keepsAll{graphs}, w, gc, opt)
+	var keeps Device = keepsAll{graphs}
+	if bf16 { // it holds the activations in bfloat16 as the graphs do
+		keeps = keepsAllPacking{keepsAll{graphs}, graphs}
+	}
+	kept, grads3 := runOnGPU(t, keeps, w, gc, opt)
 	if kept != loss {
 		t.Errorf("a run without releases gives loss %v, with them %v", kept, loss)
 	}
@@ -185,3 +193,17 @@ func TestFiniteDifferencesOnGPU(t *testing.T) {
 func cmpAbs(a, b float32) int {
 	return cmp.Compare(math.Abs(float64(a)), math.Abs(float64(b)))
 }
+
+// keepsAllPacking is keepsAll for mixed precision: it holds activations in bfloat16 as p does (ops.Packer),
+// but frees no value before the graph closes.
+type keepsAllPacking struct {
+	keepsAll
+	p ops.Packer
+}
+
+func (k keepsAllPacking) Pack(v G.Value) (any, error) { return k.p.Pack(v) }
+func (k keepsAllPacking) Unpack(b any, shape tensor.Shape) (G.Value, error) {
+	return k.p.Unpack(b, shape)
+}
+func (keepsAllPacking) Free(G.Value)         {}
+func (keepsAllPacking) FreeSaved(*ops.Saved) {}

@@ -91,6 +91,7 @@ type Graph struct {
 	logits   *G.Node  // [B·N, V], or [len(lossRows), V] in training
 	lossRows []int    // in training, the rows of [B·N] with a supervised target, in order; nil otherwise
 	loss     *G.Node  // scalar, Train mode only
+	dloss    *G.Node  // the loss's gradient, 1, where the backward pass starts; nil without one
 	params   map[string]*G.Node
 	grads    map[string]*G.Node    // per trainable weight
 	cells    map[int]*G.Node       // selection cells used by FlexAttention layer l
@@ -161,12 +162,28 @@ func Build[P ops.Float](w *Weights, batch *Batch[P], opt Options) (*Graph, error
 		m.release()
 		return nil, err
 	}
-	if err := ops.PlanReleases(m.g, m.outputs()...); err != nil {
+	if err := m.plan(opt.Products, m.dloss, m.outputs()...); err != nil {
 		m.release()
-		return nil, fmt.Errorf("model: %w", err)
+		return nil, err
 	}
 	m.vm = G.NewTapeMachine(m.g, G.WithEngine(engineOf(m.dev, m.mem)))
 	return m, nil
+}
+
+// plan arranges for the graph's values but keep to go as soon as nothing reads them and, with bfloat16
+// products, for the activations its backward pass reads (from from on; nil: it has none) to be held in
+// bfloat16 between the passes, as mixed-precision training holds them.
+func (m *Graph) plan(products ops.Precision, from *G.Node, keep ...*G.Node) error {
+	if err := ops.PlanReleases(m.g, keep...); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	if products != ops.BF16 || from == nil {
+		return nil
+	}
+	if err := ops.PlanHolds(m.g, from, keep...); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	return nil
 }
 
 // engineOf is the tensor engine of a graph's values: the device's; on the CPU with an arena, whose values

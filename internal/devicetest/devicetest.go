@@ -23,6 +23,7 @@ import (
 	"github.com/flextrain/flextrain/dist"
 	"github.com/flextrain/flextrain/dist/disttest"
 	"github.com/flextrain/flextrain/gpu"
+	"github.com/flextrain/flextrain/internal/half"
 	"github.com/flextrain/flextrain/model/ops"
 	"github.com/flextrain/flextrain/optim"
 )
@@ -185,6 +186,46 @@ func (d *Device) Free(v G.Value) {
 		d.lent[i] = 0 // the slot stays, so that Mark's positions hold
 		d.Freed++
 	}
+}
+
+// packed is a value held in bfloat16 (Pack): the device value of its bits, two to a float32.
+type packed struct {
+	bits *tensor.Dense
+	n    int
+}
+
+// Pack holds v's numbers rounded to bfloat16, as their bits in a device value of half v's size
+// (ops.Packer).
+func (d *Device) Pack(v G.Value) (any, error) {
+	data, err := d.numbers(v)
+	if err != nil {
+		return nil, err
+	}
+	d.Ran["Pack"]++
+	bits := make([]uint16, 2*((len(data)+1)/2))
+	for i, x := range data {
+		bits[i] = half.BFloat16.Round(x)
+	}
+	words := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(bits))), len(bits)/2)
+	return packed{d.lend(tensor.New(tensor.WithShape(len(words)), tensor.WithBacking(words))), len(data)}, nil
+}
+
+// Unpack widens what Pack held into a new value of shape, and takes the bits back (ops.Packer).
+func (d *Device) Unpack(p any, shape tensor.Shape) (G.Value, error) {
+	pk, ok := p.(packed)
+	if !ok || shape.TotalSize() != pk.n {
+		return nil, fmt.Errorf("devicetest: Unpack of %T as %v", p, shape)
+	}
+	words, err := d.numbers(pk.bits)
+	if err != nil {
+		return nil, err
+	}
+	d.Ran["Unpack"]++
+	bits := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(words))), 2*len(words))
+	wide := make([]float32, pk.n)
+	half.BFloat16.Widen(wide, bits[:pk.n])
+	d.Free(pk.bits)
+	return d.lend(tensor.New(tensor.WithShape(shape.Clone()...), tensor.WithBacking(wide))), nil
 }
 
 // FreeSaved has nothing to free: the operations' CPU arithmetic keeps their saved state itself.

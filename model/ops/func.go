@@ -28,7 +28,7 @@ type FuncArgs struct {
 
 // Func adds the operation of spec over children.
 func Func(spec FuncSpec, children ...*G.Node) (*G.Node, error) {
-	op := &fnOp{name: spec.Name, diff: spec.Diff, do: spec.Do}
+	op := &fnOp{name: spec.Name, diff: spec.Diff, do: spec.Do, exact: true} // a recomputed layer starts again from its input
 	if spec.Anywhere {
 		op.args = FuncArgs{Run: func(in []G.Value) (G.Value, error) { return spec.Do(nil, in) }}
 	}

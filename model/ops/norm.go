@@ -22,13 +22,13 @@ func RMSNorm(x, w *G.Node, eps float64, needX, needW bool) (*G.Node, error) {
 		res := G.Nodes{nil, nil}
 		var err error
 		if needX {
-			gx := &fnOp{name: "RMSNormGradX", args: op.args, shape: sameShape, do: pick(rmsGradXDo[float32](eps), rmsGradXDo[float64](eps))}
+			gx := &fnOp{name: "RMSNormGradX", args: op.args, exact: true, shape: sameShape, do: pick(rmsGradXDo[float32](eps), rmsGradXDo[float64](eps))}
 			if res[0], err = apply(gx, 2, in[0], in[1], g); err != nil {
 				return nil, err
 			}
 		}
 		if needW {
-			gw := &fnOp{name: "RMSNormGradW", args: op.args, do: pick(rmsGradWDo[float32](eps), rmsGradWDo[float64](eps))}
+			gw := &fnOp{name: "RMSNormGradW", args: op.args, exact: true, do: pick(rmsGradWDo[float32](eps), rmsGradWDo[float64](eps))}
 			gw.shape = func(in []tensor.Shape) (tensor.Shape, error) { return tensor.Shape{in[0][1]}, nil }
 			if res[1], err = apply(gw, 1, in[0], g); err != nil {
 				return nil, err

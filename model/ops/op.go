@@ -38,8 +38,12 @@ type fnOp struct {
 	diff    []bool                                               // which inputs carry a gradient
 	grad    func(in G.Nodes, out, grad *G.Node) (G.Nodes, error) // nil entries for inputs without one
 	view    bool                                                 // on a device its output is a view of its input's memory (Unpack)
+	exact   bool                                                 // as a backward reader, it reads its inputs' float32 numbers (PlanHolds)
 	free    []*G.Node                                            // values no node reads after this one (PlanReleases)
 	saved   *Saved                                               // the saved state this last reader of it frees (PlanReleases)
+	held    *holds                                               // the graph's values held in bfloat16 (PlanHolds), or nil
+	pack    []*G.Node                                            // values to hold in bfloat16 once this has run (PlanHolds)
+	unpack  []*G.Node                                            // held values to widen before this runs (PlanHolds)
 }
 
 func (o *fnOp) Arity() int { return len(o.inTypes) }
@@ -54,18 +58,29 @@ func (o *fnOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	}
 	return o.shape(shapes)
 }
+
+// Do runs the operation's kernel: on the graph's device, or on the CPU. Around it, it widens the held values
+// this is the first backward reader of, holds in bfloat16 those whose last forward read this is, and
+// frees the values no operation reads any more (PlanHolds, PlanReleases).
 func (o *fnOp) Do(in ...G.Value) (G.Value, error) {
+	in, err := o.held.unpack(o.unpack, in)
+	if err != nil {
+		return nil, fmt.Errorf("ops: %s: %w", o.name, err)
+	}
 	var out G.Value
-	var err error
 	if o.dev != nil {
 		out, err = o.dev.Run(Kernel{Name: o.name, Args: o.args, cpu: o.do}, in)
 	} else {
 		out, err = o.do(o.mem, in)
 	}
-	if err == nil {
-		o.release()
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	if err := o.held.pack(o.pack); err != nil {
+		return nil, fmt.Errorf("ops: %s: %w", o.name, err)
+	}
+	o.release()
+	return out, nil
 }
 func (o *fnOp) ReturnsPtr() bool      { return false }
 func (o *fnOp) CallsExtern() bool     { return false }

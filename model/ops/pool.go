@@ -98,7 +98,7 @@ func HeadsCrossEntropy(logits *G.Node, targets [][]int, sizes []int) (*G.Node, e
 	}
 	op.do = pick(headsXentDo[float32](targets, sizes), headsXentDo[float64](targets, sizes))
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
-		back := &fnOp{name: "HeadsCrossEntropyGrad", shape: sameShape,
+		back := &fnOp{name: "HeadsCrossEntropyGrad", exact: true, shape: sameShape,
 			do: pick(headsXentGradDo[float32](targets, sizes), headsXentGradDo[float64](targets, sizes))}
 		d, err := apply(back, 2, in[0], g)
 		return G.Nodes{d}, err

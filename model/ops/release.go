@@ -151,7 +151,7 @@ func (o *fnOp) release() {
 	}
 	for _, n := range o.free {
 		if v := n.Value(); v != nil {
-			r.Free(v)
+			r.Free(o.held.current(v))
 		}
 	}
 	if o.saved != nil {

@@ -136,13 +136,13 @@ func LayerNormOp(x, w, b *G.Node, eps float64, need NormSpec) (*G.Node, error) {
 		res := G.Nodes{nil, nil, nil}
 		var err error
 		if need.X {
-			gx := &fnOp{name: "LayerNormGradX", args: op.args, shape: sameShape, do: pick(lnGradXDo[float32](eps), lnGradXDo[float64](eps))}
+			gx := &fnOp{name: "LayerNormGradX", args: op.args, exact: true, shape: sameShape, do: pick(lnGradXDo[float32](eps), lnGradXDo[float64](eps))}
 			if res[0], err = apply(gx, 2, in[0], in[1], g); err != nil {
 				return nil, err
 			}
 		}
 		if need.W {
-			gw := &fnOp{name: "LayerNormGradW", args: op.args, do: pick(lnGradWDo[float32](eps), lnGradWDo[float64](eps))}
+			gw := &fnOp{name: "LayerNormGradW", args: op.args, exact: true, do: pick(lnGradWDo[float32](eps), lnGradWDo[float64](eps))}
 			gw.shape = func(in []tensor.Shape) (tensor.Shape, error) { return tensor.Shape{in[0][1]}, nil }
 			if res[1], err = apply(gw, 1, in[0], g); err != nil {
 				return nil, err

@@ -28,7 +28,7 @@ func CrossEntropy(logits *G.Node, targets []int) (*G.Node, error) {
 	lse := make([]float64, len(targets)) // per row, its log-sum-exp: the forward pass leaves it for the backward
 	op.do = pick(xentDo[float32](targets, lse), xentDo[float64](targets, lse))
 	op.grad = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
-		back := &fnOp{name: "CrossEntropyGrad", args: op.args, shape: sameShape, do: pick(xentGradDo[float32](targets, lse), xentGradDo[float64](targets, lse))}
+		back := &fnOp{name: "CrossEntropyGrad", args: op.args, exact: true, shape: sameShape, do: pick(xentGradDo[float32](targets, lse), xentGradDo[float64](targets, lse))}
 		d, err := apply(back, 2, in[0], g)
 		return G.Nodes{d}, err
 	}
