@@ -25,7 +25,7 @@ var kernelNames = []string{
 	"adamw", "scale", "sum_squares", "rmsnorm", "swiglu", "swiglu_grad", "rms_rows", "rmsnorm_grad_x",
 	"rmsnorm_grad_w", "rope", "xent_lse", "xent_grad", "attn_softmax", "attn_softmax_back", "layernorm",
 	"quick_gelu", "gelu", "add_bias", "add", "flex_softmax", "scale_rows", "flex_blend", "gather_rows",
-	"scatter_rows", "im2col", "accumulate", "weigh", "divide", "widen16", "narrow_bf16", "round_bf16", "rows_softmax",
+	"scatter_rows", "im2col", "accumulate", "weigh", "divide", "widen16", "narrow_bf16", "rows_softmax",
 	"image_attention", "add_rows", "layernorm_grad_x", "ln_rows", "layernorm_grad_w", "quick_gelu_grad", "gelu_grad",
 }
 

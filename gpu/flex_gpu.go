@@ -28,10 +28,11 @@ type flexSample struct {
 	computed         []int64   // [R] the rows computed
 	u                int       // U
 	rowsel, cos, sin Buffer    // rows on the device; the tokens' RoPE tables [U, dh]
-	cellOf, hd       Buffer    // int64 [U]: each token's selection cell; its HR features [U, W]
-	hd16             Buffer    // with Products BF16: hd rounded (in place) and as bfloat16 bits
+	cellOf, hd       Buffer    // int64 [U]: each token's selection cell; its HR features [U, W] (native products)
+	hd16             Buffer    // with Products BF16: the HR features rounded, as bfloat16 bits (hd is not kept)
 	index, qR        Buffer    // int64 [R]: computed on the device; their queries [R, W]
-	pSel, kHR, vHR   Buffer    // [H, R, L+U]; [U, W]; [U, W]
+	pSel, kHR, vHR   Buffer    // [H, R, L+U]; [U, W] (native products); [U, W]
+	kHR16            Buffer    // with Products BF16: the keys held in bfloat16 between the passes, as bits
 }
 
 // FlexAttention is ops.FlexAttention's forward pass on the device: plain attention for every row, then per
@@ -107,9 +108,10 @@ func (d *Device) flexForward(f *Flex, b int, set hrSet, o, q, k, v, wk, wv, hd B
 	if err == nil { // the set's rows of the sample's HR features
 		err = d.Assemble(s.hd, hd, Buffer{}, Buffer{}, hrSources(plan, b, set.tokens), W)
 	}
-	if err == nil && plan.Products == ops.BF16 { // rounded, as the CPU's forms round them, and as bits
-		if err = d.roundBF16(s.hd); err == nil {
-			s.hd16, err = d.narrowBF16(Buffer{}, s.hd)
+	if err == nil && plan.Products == ops.BF16 { // rounded, as the CPU's forms round them: their bits only
+		if s.hd16, err = d.narrowBF16(Buffer{}, s.hd); err == nil {
+			d.Free(s.hd)
+			s.hd = Buffer{}
 		}
 	}
 	if err == nil { // the computed rows' queries
@@ -166,6 +168,14 @@ func (d *Device) flexForward(f *Flex, b int, set hrSet, o, q, k, v, wk, wv, hd B
 			s.free(d)
 			return nil, err
 		}
+	}
+	if plan.Products == ops.BF16 { // the keys held in bfloat16 until the backward pass, as the CPU rounds them
+		if s.kHR16, err = d.narrowBF16(Buffer{}, s.kHR); err != nil {
+			s.free(d)
+			return nil, err
+		}
+		d.Free(s.kHR)
+		s.kHR = Buffer{}
 	}
 	return s, nil
 }
@@ -259,6 +269,12 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 	if err == nil {
 		dvHR, err = alloc(M * W)
 	}
+	kHR := s.kHR
+	if err == nil && s.kHR16.n > 0 { // widened for this pass only
+		if kHR, err = alloc(M * W); err == nil {
+			err = d.widenBF16(kHR, s.kHR16)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -286,7 +302,7 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 			return d.gemmIn(plan.Products, sm(ds, 0, false), heads(k, row, false), heads(dqR, 0, false), R, dh, L, scale, 0, H)
 		},
 		func() error {
-			return d.gemmIn(plan.Products, sm(ds, L, false), heads(s.kHR, 0, false), heads(dqR, 0, false), R, dh, M, scale, 1, H)
+			return d.gemmIn(plan.Products, sm(ds, L, false), heads(kHR, 0, false), heads(dqR, 0, false), R, dh, M, scale, 1, H)
 		},
 		func() error {
 			return d.launch("add_rows", Elementwise(R*W), dq.at(row), dqR.ptr, s.index.ptr, int64(R*W), int64(W))
@@ -318,8 +334,19 @@ func (d *Device) flexBackward(f *Flex, b int, s *flexSample, dq, dk, dv, dwk, dw
 // unrounded; with native products, in float32.
 func (d *Device) hrWeightGrad(plan *ops.FlexPlan, s *flexSample, dx, dw Buffer, round bool) error {
 	M, W := s.u, plan.Heads*plan.HeadDim
-	if plan.Products != ops.BF16 || !round { // float32, or TF32 with BF16 (gemmIn)
-		return d.gemmIn(plan.Products, mat{b: dx, ld: W, t: true}, mat{b: s.hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
+	if plan.Products != ops.BF16 {
+		return d.gemm(mat{b: dx, ld: W, t: true}, mat{b: s.hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
+	}
+	if !round { // TF32 (gemmIn) over the features widened from their bits
+		hd, err := d.Alloc(M * W)
+		if err != nil {
+			return err
+		}
+		defer d.Free(hd)
+		if err := d.widenBF16(hd, s.hd16); err != nil {
+			return err
+		}
+		return d.gemmIn(plan.Products, mat{b: dx, ld: W, t: true}, mat{b: hd, ld: W}, mat{b: dw, ld: W}, W, W, M, 1, 1, 1)
 	}
 	dx16, err := d.narrowBF16(Buffer{}, dx)
 	if err != nil {
@@ -340,7 +367,7 @@ func (f *Flex) Free(d *Device) {
 }
 
 func (s *flexSample) free(d *Device) {
-	freeAll(d, s.rowsel, s.cos, s.sin, s.cellOf, s.hd, s.hd16, s.index, s.qR, s.pSel, s.kHR, s.vHR)
+	freeAll(d, s.rowsel, s.cos, s.sin, s.cellOf, s.hd, s.hd16, s.index, s.qR, s.pSel, s.kHR, s.vHR, s.kHR16)
 }
 
 // sampleRows names rows off + r of a table (a sample's rows of [B·N, W]), for the assembly's gather.

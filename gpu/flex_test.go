@@ -119,7 +119,7 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 		for i, u := range set.tokens {
 			copy(hdb[i*W:(i+1)*W], hd[(b*plan.M+u)*W:])
 		}
-		if bf16 { // round_bf16 in place
+		if bf16 { // narrow_bf16: the features' bits
 			hdb = roundedTwin(hdb)
 		}
 		kHR, vHR := ropeRows(mulNT(hdb, wk, M, W, W), cos, sin, M, W, dh, false), mulNT(hdb, wv, M, W, W)
@@ -129,6 +129,16 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 				return kb[j*W+h*dh:][:dh]
 			}
 			return kHR[(j-L)*W+h*dh:][:dh]
+		}
+		kHRBack := kHR // what the backward pass reads: held in bfloat16 between the passes with BF16
+		if bf16 {
+			kHRBack = roundedTwin(kHR)
+		}
+		backKeys := func(h, j int) []float32 {
+			if j < L {
+				return kb[j*W+h*dh:][:dh]
+			}
+			return kHRBack[(j-L)*W+h*dh:][:dh]
 		}
 		vals := func(h, j int) []float32 {
 			if j < L {
@@ -196,7 +206,7 @@ func flexTwin(plan *ops.FlexPlan, vals [][]float32, up []float32) ([]float32, [5
 						dkj = dkHR[(j-L)*W+h*dh:]
 					}
 					for c := range dh {
-						dq[(b*N+i)*W+h*dh+c] += scale * s * keys(h, j)[c]
+						dq[(b*N+i)*W+h*dh+c] += scale * s * backKeys(h, j)[c]
 						dkj[c] += scale * s * qb[i*W+h*dh+c]
 					}
 				}
@@ -281,7 +291,7 @@ func ropeRows(x, cos, sin []float32, rows, width, dh int, transpose bool) []floa
 	return y
 }
 
-// roundedTwin is a copy of x rounded to bfloat16 (narrow_bf16, round_bf16).
+// roundedTwin is a copy of x rounded to bfloat16 (narrow_bf16).
 func roundedTwin(x []float32) []float32 {
 	y := make([]float32, len(x))
 	half.RoundToBF16(y, x)

@@ -226,7 +226,10 @@ func (d *Device) narrowBF16(dst, src Buffer) (Buffer, error) {
 	return dst, nil
 }
 
-// roundBF16 rounds the values of x to bfloat16 in place, keeping them float32.
-func (d *Device) roundBF16(x Buffer) error {
-	return d.launch("round_bf16", Elementwise(x.n), x.ptr, int64(x.n))
+// widenBF16 sets dst to the bfloat16 values whose bits src holds (narrowBF16's), as float32.
+func (d *Device) widenBF16(dst, bits Buffer) error {
+	if dst.n == 0 {
+		return nil
+	}
+	return d.launch("widen16", Elementwise(dst.n), dst.ptr, bits.ptr, int64(dst.n), boolArg(true))
 }

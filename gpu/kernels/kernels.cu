@@ -407,14 +407,6 @@ extern "C" __global__ void narrow_bf16(unsigned short *dst, const float *src, lo
 	}
 }
 
-// round_bf16 rounds the float32 values x to bfloat16 in place, as narrow_bf16 does, keeping them float32.
-extern "C" __global__ void round_bf16(float *x, long long n) {
-	FOR_EACH(i, n) {
-		unsigned int b = __float_as_uint(x[i]);
-		x[i] = __uint_as_float((b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u);
-	}
-}
-
 // divide sets x = x / d element-wise (optim.Accumulator.Finish: the token-weighted mean of the sums).
 extern "C" __global__ void divide(float *x, long long n, double d_) {
 	const float d = d_;

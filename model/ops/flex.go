@@ -210,10 +210,16 @@ func (c *flexCache[T]) sample(b int, t attnTensors[T], o []T) hrRows[T] {
 	W := c.lay.Heads * c.lay.HeadDim
 	hu.project(t.hd[b*c.plan.M*W:][:c.plan.M*W], t.wk)
 	hu.qr = gatherRows(c.mem, t.q, c.lay, b, hu.rows)
+	var rows hrRows[T]
 	if c.plan.Dense {
-		return denseForward(hu, blend, t.k, t.v, t.wv, o)
+		rows = denseForward(hu, blend, t.k, t.v, t.wv, o)
+	} else {
+		rows = unionForward(hu, c.lse, t.wv, o)
 	}
-	return unionForward(hu, c.lse, t.wv, o)
+	if c.plan.Products == BF16 { // the HR keys held in bfloat16 for the backward pass, as activations are (PlanHolds)
+		roundInPlace(hu.kHR)
+	}
+	return rows
 }
 
 // hrUnion is the HR part of one sample that both forms compute on: the union of the HR tokens that some
