@@ -42,7 +42,7 @@ func (cfg Config) Plan(n int) Plan {
 	if cfg.GradientAccumulationSteps > 1 {
 		copies++
 	}
-	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
+	acts := cfg.activations(n, cfg.LLaVA.BF16) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
 	p.addFrozen(cfg, frozen, frozen16, elem)
 	p.add("trainable weights", trainable, trainable*elem)
@@ -97,22 +97,26 @@ func (cfg Config) frozenIn16Bits() bool {
 // the logits' gradient. At bench-7b's structure with D 512 (3 trainable layers, 672 rows) the GPU's values
 // beyond the weights measure about 200 MiB on the CUDA emulator, where this gives 429 MiB, of which 164 are
 // the logits and their gradient for every row (a training step computes them for the supervised rows only;
-// at 7B they are 2% of the estimate).
-func (cfg Config) activations(n int) int64 {
-	values, layer, logits := cfg.stored(n)
+// at 7B they are 2% of the estimate). With held, the activations the backward pass reads are held in
+// bfloat16 between the passes (a GPU's mixed-precision step, ops.PlanHolds).
+func (cfg Config) activations(n int, held bool) int64 {
+	values, layer, logits := cfg.stored(n, held)
 	return values + layer + logits
 }
 
 // stored estimates the values one sample of n rows keeps for the backward pass of a step: what each
 // trainable decoder layer stores (norm inputs, q, k, v, attention output and residuals ≈ 8·n·D, the MLP's
-// gate, up and product 3·n·F, the attention probabilities H·n², and the FlexAttention layer's projected HR
-// keys and values 2·M·D), the HR features M·D, the logits n·V, one frozen layer's transient values and one
+// gate, up and product 3·n·F, the attention probabilities H·n², and the FlexAttention layer's HR features,
+// keys and values 3·M·D), the HR features M·D, the logits n·V, one frozen layer's transient values and one
 // image's tower (when the tower trains, every layer the LR view runs through, T tokens of width C: its
 // inputs, norms, products before and after their biases, activation, residuals ≈ 16·T·C, the MLP's 3·T·I,
 // the attention probabilities H·T²). With gradient_checkpointing a trainable layer keeps its input n·D only,
 // and one layer at a time holds its values while it is computed again. It also returns one trainable
-// layer's values and the logits'.
-func (cfg Config) stored(n int) (values, layer, logits int64) {
+// layer's values and the logits'. With held, a trainable layer keeps the norms' outputs, q, k, v and
+// attention's output (6·n·D), the MLP's three (3·n·F) and FlexAttention's HR features and keys (2·M·D) in
+// bfloat16, half a float32 each; its residual stream (a norm's gradient reads it exactly), its
+// probabilities and its HR values stay float32.
+func (cfg Config) stored(n int, held bool) (values, layer, logits int64) {
 	if n <= 0 {
 		n = cfg.ModelMaxLength
 	}
@@ -120,14 +124,18 @@ func (cfg Config) stored(n int) (values, layer, logits int64) {
 	N, D, F, H, V := int64(n), int64(t.HiddenSize), int64(t.IntermediateSize), int64(t.NumHeads), int64(t.VocabSize)
 	_, lr, _, m := cfg.Model().Grid()
 	M, Z := int64(m), int64(cfg.Flex.Zoom)
-	perLayer := 8*N*D + 3*N*F + H*N*N + 2*M*D
+	perLayer := 8*N*D + 3*N*F + H*N*N + 3*M*D
+	kept := perLayer // what a trainable layer keeps for the backward pass, in float32s
+	if held {
+		kept -= (6*N*D + 3*N*F + 2*M*D) / 2
+	}
 	tower := (1 + Z*Z) * (int64(lr) + 1) * (4*int64(v.HiddenSize) + int64(v.IntermediateSize))
 	if cfg.trainsTower() { // the LR view's pass through every layer it runs, kept for the backward pass
 		T, C, I := int64(lr)+1, int64(v.HiddenSize), int64(v.IntermediateSize)
 		tower += int64(cfg.Model().VisionLayersRun()) * T * (16*C + 3*I + int64(v.NumHeads)*T)
 	}
 	front := 4*N*D + 2*N*F
-	layers := cfg.trainableLayers() * perLayer
+	layers := cfg.trainableLayers() * kept
 	if cfg.LLaVA.GradientCheckpointing {
 		layers = cfg.trainableLayers()*N*D + perLayer
 	}
@@ -198,7 +206,7 @@ func (cfg Config) CheckMemory() error {
 // the GPU's memory.
 func (cfg Config) DevicePlan(n int) Plan {
 	frozen, frozen16, trainable := cfg.parameters()
-	acts := cfg.activations(n) * int64(cfg.PerDeviceTrainBatchSize)
+	acts := cfg.activations(n, cfg.LLaVA.BF16) * int64(cfg.PerDeviceTrainBatchSize)
 	var p Plan
 	p.addFrozen(cfg, frozen, frozen16, 4)
 	p.add("trainable weights", trainable, 4*trainable)

@@ -42,13 +42,17 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	cfg.GradientAccumulationSteps = 1
-	plain := cfg.activations(100)
+	plain, held := cfg.activations(100, false), cfg.activations(100, true)
 	cfg.LLaVA.GradientCheckpointing = true
-	re := cfg.activations(100)
+	re := cfg.activations(100, false)
 	D, F := int64(cfg.Arch.Text.HiddenSize), int64(cfg.Arch.Text.IntermediateSize)
-	perLayer := 8*100*D + 3*100*F + int64(cfg.Arch.Text.NumHeads)*100*100 + 2*activationsM(cfg)*D
+	M := activationsM(cfg)
+	perLayer := 8*100*D + 3*100*F + int64(cfg.Arch.Text.NumHeads)*100*100 + 3*M*D
 	if k := cfg.trainableLayers(); k < 2 || plain-re != (k-1)*perLayer-k*100*D {
 		t.Errorf("activations %d with gradient_checkpointing, %d without: want all but one trainable layer's values fewer, the %d inputs kept", re, plain, k)
+	}
+	if k := cfg.trainableLayers(); plain-held != k*((6*100*D+3*100*F+2*M*D)/2) {
+		t.Errorf("activations %d held in bfloat16, %d not: want each trainable layer's held values at half", held, plain)
 	}
 	if total, ok := physicalMemory(); ok && total < 1<<20 {
 		t.Errorf("physicalMemory = %d bytes; want the machine's memory", total)
@@ -157,7 +161,7 @@ func TestDevicePlan(t *testing.T) {
 			delete(want, part.Name)
 			sum += part.Bytes
 		}
-		acts := cfg.activations(100) * int64(cfg.PerDeviceTrainBatchSize)
+		acts := cfg.activations(100, cfg.LLaVA.BF16) * int64(cfg.PerDeviceTrainBatchSize)
 		asked := 4*(frozen+(3+c.copies)*trainable+acts) - 2*frozen16 + 2*trainable
 		if len(want) > 0 || sum != p.Total || sum != asked+asked/16 {
 			t.Errorf("accumulation %d: plan %+v: missing %v, total %d", c.accumulation, p.Parts, want, p.Total)

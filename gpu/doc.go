@@ -50,7 +50,9 @@
 // ops.Kernel to Graphs.Run, which runs the matching kernels over the values' device memory (graphops_gpu.go);
 // the weights stay on the device across graphs, the other values come from the device's cache of blocks
 // and go back to it as soon as no operation reads them (ops.PlanReleases, Graphs.Free and FreeSaved) or,
-// those the caller reads after the run, when the graph closes; Gorgonia's sums of gradient contributions
+// those the caller reads after the run, when the graph closes; in mixed precision the activations the
+// backward pass reads wait for it in bfloat16, in blocks of half their size (ops.PlanHolds, Graphs.Pack
+// and Unpack; FlexAttention's HR features and keys in its saved state); Gorgonia's sums of gradient contributions
 // reach the device through the values' tensor engine. The selection's map is computed here and only it
 // comes down; the cells are chosen on the host and go back up. An operation without kernels (none of fit's graphs has one) runs on the CPU
 // over copies, counted in Fallbacks; one that runs a graph of its own (ops.FuncArgs: a part of the frozen

@@ -141,7 +141,7 @@ EOF
 	timeout 120 $bin/gpu.test -test.run XX -test.bench Device -test.benchtime 20x 2>&1 | tee "$out/kernels-bench.txt" | grep -E 'Benchmark|ok|FAIL' || true
 
 	mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
-	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (114 GiB by flextrain plan)
+	if [ "${mem:-0}" -gt 120000 ]; then # an H200: LLaVA-1.5's own trainable set (112 GiB by flextrain plan)
 		echo "== 6. LLaVA-1.5's own trainable set at 7B's shapes, and the reference's"
 		bench 7b-llava 300 --config configs/bench-7b.yaml --device cuda --mode flex-union $topk --steps 3 --warmup 1 \
 			--set 'trainable=["model.layers.*","model.norm.*","lm_head.*"]'
