@@ -60,8 +60,9 @@ func TestRunOnDeviceIsTheCPURun(t *testing.T) {
 			if s, _, err := runTiny(t, ctx, dev, opts); !errors.Is(err, ErrInterrupted) || s.Steps != k {
 				t.Fatalf("interrupted run: %d steps, %v", s.Steps, err)
 			}
-			if !run.Closed || run.Ran["FlexAttention"] == 0 || run.Ran["Select"] == 0 || (set == "bf16=true") != (run.Ran["LinearHalf"] > 0) ||
-				(set == "frozen=[]") != (run.Ran["LayerNormGradX"] > 0) {
+			bf16 := set == "bf16=true" // 16-bit frozen matrices, and the activations held in bfloat16 between the passes
+			if !run.Closed || run.Ran["FlexAttention"] == 0 || run.Ran["Select"] == 0 || bf16 != (run.Ran["LinearHalf"] > 0) ||
+				bf16 != (run.Ran["Pack"] > 0) || (set == "frozen=[]") != (run.Ran["LayerNormGradX"] > 0) {
 				t.Fatalf("the stand-in ran %v, closed %v", run.Ran, run.Closed)
 			}
 			s, out := mustRun(t, dev, onStandIn(&run))
@@ -97,15 +98,18 @@ func TestRunDeviceRefusals(t *testing.T) {
 }
 
 // TestRunRecomputeIsTheSameRun: gradient_checkpointing recomputes each trainable layer in the backward pass
-// and logs and checkpoints the bits of the run without it.
+// and logs and checkpoints the bits of the run without it, in float32 and in mixed precision.
 func TestRunRecomputeIsTheSameRun(t *testing.T) {
-	sets := []string{"max_steps=6", "save_steps=6"}
-	plain := tinyConfig(t, sets...)
-	mustRun(t, plain, RunOptions{})
-	re := tinyConfig(t, append(sets, "gradient_checkpointing=true")...)
-	mustRun(t, re, RunOptions{})
-	compareLogs(t, stepRecords(t, plain.OutputDir), stepRecords(t, re.OutputDir), 6)
-	compareCheckpoints(t, loadCheckpoint(t, plain.OutputDir, 6), loadCheckpoint(t, re.OutputDir, 6))
+	var re config.Config
+	for _, precision := range []string{"bf16=false", "bf16=true"} {
+		sets := []string{"max_steps=6", "save_steps=6", precision}
+		plain := tinyConfig(t, sets...)
+		mustRun(t, plain, RunOptions{})
+		re = tinyConfig(t, append(sets, "gradient_checkpointing=true")...)
+		mustRun(t, re, RunOptions{})
+		compareLogs(t, stepRecords(t, plain.OutputDir), stepRecords(t, re.OutputDir), 6)
+		compareCheckpoints(t, loadCheckpoint(t, plain.OutputDir, 6), loadCheckpoint(t, re.OutputDir, 6))
+	}
 	st, err := NewStepper(re, model.InitWeights(re.Model(), tensor.Float32, 1), nil, StepperOptions{Steps: 1})
 	if err != nil || !st.t.graph.Recompute {
 		t.Errorf("a Stepper of gradient_checkpointing: true builds graphs without recomputation (%v)", err)
