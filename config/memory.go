@@ -168,11 +168,11 @@ func (cfg Config) trainableLayers() int64 {
 func (p Plan) Table() string {
 	var b strings.Builder
 	for _, part := range p.Parts {
-		fmt.Fprintf(&b, "%-36s %14s  %9.2f GiB\n", part.Name, count(part.Elements), gib(part.Bytes))
+		fmt.Fprintf(&b, "%-40s %14s  %9.2f GiB\n", part.Name, count(part.Elements), gib(part.Bytes))
 	}
-	fmt.Fprintf(&b, "%-36s %14s  %9.2f GiB\n", "total", "", gib(p.Total))
+	fmt.Fprintf(&b, "%-40s %14s  %9.2f GiB\n", "total", "", gib(p.Total))
 	if p.Machine > 0 {
-		fmt.Fprintf(&b, "%-36s %14s  %9.2f GiB\n", "this machine", "", gib(p.Machine))
+		fmt.Fprintf(&b, "%-40s %14s  %9.2f GiB\n", "this machine", "", gib(p.Machine))
 	}
 	return b.String()
 }
@@ -199,7 +199,8 @@ func (cfg Config) CheckMemory() error {
 // DevicePlan is the memory a run needs on its GPU (device: cuda), for sequences of n rows: the weights (the
 // frozen matrices in 16 bits where the run keeps them so, widened a product at a time), the gradients
 // (addGradients), AdamW's two moments, with bf16 the bfloat16 copies of the trainable weights that the
-// products read (the vectors among them counted too), the activations (the frozen tower takes one layer's
+// products read (the vectors among them counted too), the activations (with bf16 those the backward pass
+// reads held in bfloat16 between the passes, ops.PlanHolds; the frozen tower takes one layer's
 // at a time and is left out), and what the device's size classes add: it hands out whole blocks of
 // ops.SizeClass, up to 1/8 more than asked, 1/16 on average (without them the plan fell 4% short of the
 // device's peak on the CUDA emulator at bench-7b's structure with D 512). Machine is left for the caller:
@@ -215,7 +216,11 @@ func (cfg Config) DevicePlan(n int) Plan {
 	}
 	p.addGradients(cfg, trainable)
 	p.add("AdamW m and v", 2*trainable, 8*trainable)
-	p.add(fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize), acts, 4*acts)
+	name := fmt.Sprintf("activations (estimate, batch %d)", cfg.PerDeviceTrainBatchSize)
+	if cfg.LLaVA.BF16 { // acts counts a held value as half a float32
+		name = fmt.Sprintf("activations (estimate, batch %d, bf16)", cfg.PerDeviceTrainBatchSize)
+	}
+	p.add(name, acts, 4*acts)
 	p.add("size classes (1/16 of the above)", 0, p.Total/16)
 	return p
 }
