@@ -42,7 +42,7 @@ func (cfg Config) Plan(n int) Plan {
 	if cfg.GradientAccumulationSteps > 1 {
 		copies++
 	}
-	acts := cfg.activations(n, cfg.LLaVA.BF16) * int64(cfg.PerDeviceTrainBatchSize)
+	acts := cfg.activations(n, false) * int64(cfg.PerDeviceTrainBatchSize) // the CPU rounds held values in place
 	var p Plan
 	p.addFrozen(cfg, frozen, frozen16, elem)
 	p.add("trainable weights", trainable, trainable*elem)

@@ -42,6 +42,11 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	cfg.GradientAccumulationSteps = 1
+	mixed := cfg
+	mixed.LLaVA.BF16 = true
+	if a, b := planned(cfg.Plan(100), "activations"), planned(mixed.Plan(100), "activations"); a != b || a == 0 {
+		t.Errorf("the CPU plan's activations: %d bytes with bf16, %d without; want the same (the CPU rounds held values in place)", b, a)
+	}
 	plain, held := cfg.activations(100, false), cfg.activations(100, true)
 	cfg.LLaVA.GradientCheckpointing = true
 	re := cfg.activations(100, false)
@@ -175,4 +180,14 @@ func TestDevicePlan(t *testing.T) {
 	if err := cfg.CheckDeviceMemory("cuda:1", full-1); err == nil || !strings.Contains(err.Error(), "on cuda:1") {
 		t.Errorf("a GPU a byte short: %v", err)
 	}
+}
+
+// planned is the bytes of p's part whose name begins with prefix, or 0.
+func planned(p Plan, prefix string) int64 {
+	for _, part := range p.Parts {
+		if strings.HasPrefix(part.Name, prefix) {
+			return part.Bytes
+		}
+	}
+	return 0
 }
