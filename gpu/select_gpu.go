@@ -23,13 +23,7 @@ func (d *Device) ImageAttention(q, k Buffer, plan *ops.SelectPlan) ([][][]float6
 		return nil, fmt.Errorf("gpu: ImageAttention: q %d and k %d values for [%d, %d]", q.n, k.n, lay.B*lay.N, W)
 	}
 	maps := make([]Buffer, lay.B)
-	defer func() {
-		for _, m := range maps {
-			if m.n > 0 {
-				d.Free(m)
-			}
-		}
-	}()
+	defer func() { freeAll(d, maps...) }()
 	for b := range lay.B {
 		if len(plan.Rows[b]) == 0 {
 			continue

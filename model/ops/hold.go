@@ -43,11 +43,10 @@ func PlanHolds(g *G.ExprGraph, from *G.Node, keep ...*G.Node) error {
 	if dev != nil && !packs {
 		return errors.New("ops: the graph's device cannot hold values in bfloat16")
 	}
-	order, err := G.Sort(g)
+	order, err := machineOrder(g)
 	if err != nil {
 		return fmt.Errorf("ops: holds: %w", err)
 	}
-	slices.Reverse(order)
 	spans := heldSpans(order, from, keep)
 	if len(spans) == 0 {
 		return nil

@@ -38,11 +38,10 @@ func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
 	if deviceOf(g) == nil && arenaOf(g) == nil {
 		return nil
 	}
-	order, err := G.Sort(g)
+	order, err := machineOrder(g)
 	if err != nil {
 		return fmt.Errorf("ops: releases: %w", err)
 	}
-	slices.Reverse(order)
 	last := lastReads(order)
 	for _, n := range keep {
 		if n != nil {
@@ -66,6 +65,13 @@ func PlanReleases(g *G.ExprGraph, keep ...*G.Node) error {
 	}
 	planSavedReleases(order)
 	return nil
+}
+
+// machineOrder is g's nodes in the order Gorgonia's tape machine runs them: its compiler's, G.Sort reversed.
+func machineOrder(g *G.ExprGraph) (G.Nodes, error) {
+	order, err := G.Sort(g)
+	slices.Reverse(order)
+	return order, err
 }
 
 // lastReads gives, for every value that an operation of this package made where it can be freed and that

@@ -98,11 +98,10 @@ func releaseGraphLoss(t *testing.T) float64 {
 // checkPlan checks PlanReleases' plan of g against its nodes in the machine's order.
 func checkPlan(t *testing.T, g *G.ExprGraph, keep G.Nodes) {
 	t.Helper()
-	order, err := G.Sort(g)
+	order, err := machineOrder(g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Reverse(order)
 	pos := map[*G.Node]int{}
 	for i, n := range order {
 		pos[n] = i
